@@ -1,0 +1,279 @@
+"""CloudObject: one data object, its format and its sidecar index (the original Dataplug's entry point)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import Executor
+from typing import Any, Callable
+
+from dataplug.errors import DataplugError, IndexMissingError, StaleIndexError
+from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
+from dataplug.index import Sidecar, delete_sidecar, load_sidecar, write_sidecar
+from dataplug.storage import ObjectInfo, StorageObject, split_url
+
+#: Suffix of the default index location, beside the object: ``<url>.dataplug/<format>/``.
+INDEX_SUFFIX = ".dataplug"
+
+# How the original's ``s3_config`` keys map onto s3fs options.
+_S3_CONFIG_KEYS = {"aws_access_key_id": "key", "aws_secret_access_key": "secret", "aws_session_token": "token"}
+_S3_CONFIG_IGNORED = ("role_arn", "token_duration_seconds")
+
+
+def s3_config_to_storage_options(s3_config: dict[str, Any] | None) -> dict[str, Any]:
+    """Translate the original Dataplug's ``s3_config`` into s3fs storage options.
+
+    Keys it cannot honour (``role_arn``, ``token_duration_seconds``) are dropped with a warning.
+    """
+    options: dict[str, Any] = {}
+    client_kwargs: dict[str, Any] = {}
+    config_kwargs: dict[str, Any] = {}
+    for key, value in (s3_config or {}).items():
+        if key in _S3_CONFIG_KEYS:
+            options[_S3_CONFIG_KEYS[key]] = value
+        elif key == "endpoint_url":
+            options["endpoint_url"] = value
+        elif key == "region_name":
+            client_kwargs["region_name"] = value
+        elif key == "credentials":
+            options.update(key=value.get("AccessKeyId"), secret=value.get("SecretAccessKey"), token=value.get("SessionToken"))
+        elif key == "botocore_config_kwargs":
+            config_kwargs.update(value)
+        elif key in _S3_CONFIG_IGNORED:
+            warnings.warn(f"s3_config key {key!r} is not supported by dataplug and is ignored; use credentials from the environment", stacklevel=3)
+        else:
+            warnings.warn(f"unknown s3_config key {key!r} ignored", stacklevel=3)
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    if config_kwargs:
+        options["config_kwargs"] = config_kwargs
+    return {k: v for k, v in options.items() if v is not None}
+
+
+class CloudObject:
+    """A data object in storage, read through its format and its sidecar index.
+
+    The object itself is never written. Its index lives under ``index_location`` (a folder URL, by default
+    ``<url>.dataplug/``), in a sub-folder per format, so one object can be indexed as several formats.
+    """
+
+    def __init__(
+        self,
+        data_format: type[DataFormat] | str,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        index_location: str | None = None,
+        index_storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.format: type[DataFormat] = get_format(data_format)
+        self.obj = StorageObject(url, dict(storage_options or {}))
+        base = index_location or self.obj.url + INDEX_SUFFIX
+        if index_storage_options is None:
+            same_protocol = split_url(base)[0] == self.obj.protocol
+            index_storage_options = dict(self.obj.storage_options) if same_protocol else {}
+        self.index_location = StorageObject(base, dict(index_storage_options)).child(self.format.name)
+        self._sidecar: Sidecar | None = None
+        self._attributes: Any = None
+
+    # -- constructors (the original's names) ------------------------------------------------------------
+
+    @classmethod
+    def from_url(
+        cls,
+        data_format: type[DataFormat] | str,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        index_location: str | None = None,
+        index_storage_options: dict[str, Any] | None = None,
+    ) -> CloudObject:
+        """Any fsspec URL (``s3://``, ``gs://``, ``https://``, ``file://``) or a local path."""
+        return cls(data_format, url, storage_options, index_location, index_storage_options)
+
+    @classmethod
+    def from_s3(
+        cls,
+        data_format: type[DataFormat] | str,
+        storage_uri: str,
+        fetch: bool = True,
+        metadata_bucket: str | None = None,
+        s3_config: dict[str, Any] | None = None,
+        index_location: str | None = None,
+    ) -> CloudObject:
+        """An S3 object, with the original's ``s3_config`` keys. ``metadata_bucket`` puts the index in
+        another bucket (``s3://<metadata_bucket>/<key>.dataplug/``); ``fetch`` checks that the object exists
+        and loads its index if there is one."""
+        if not storage_uri.startswith(("s3://", "s3a://")):
+            storage_uri = "s3://" + storage_uri
+        if metadata_bucket and not index_location:
+            key = storage_uri.split("://", 1)[1].split("/", 1)[1]
+            index_location = f"s3://{metadata_bucket}/{key}{INDEX_SUFFIX}"
+        co = cls(data_format, storage_uri, s3_config_to_storage_options(s3_config), index_location)
+        if fetch:
+            co.fetch()
+        return co
+
+    @classmethod
+    def from_bucket_key(
+        cls, data_format: type[DataFormat] | str, bucket: str, key: str, fetch: bool = True, s3_config: dict[str, Any] | None = None
+    ) -> CloudObject:
+        return cls.from_s3(data_format, f"s3://{bucket}/{key}", fetch=fetch, s3_config=s3_config)
+
+    @classmethod
+    def new_from_file(
+        cls, data_format: type[DataFormat] | str, file_path: str, cloud_path: str, s3_config: dict[str, Any] | None = None, override: bool = False
+    ) -> CloudObject:
+        """Upload a local file to ``cloud_path`` and return its CloudObject.
+
+        Refuses to overwrite an existing object unless ``override=True``, and then drops its old index.
+        """
+        url = cloud_path if "://" in cloud_path else "s3://" + cloud_path
+        co = cls(data_format, url, s3_config_to_storage_options(s3_config) if s3_config is not None else None)
+        if co.exists():
+            if not override:
+                raise DataplugError(co.url, "object already exists; pass override=True to replace it")
+            co.clean()
+        co.obj.fs.put_file(os.fspath(file_path), co.obj.path)
+        return co
+
+    # -- the object ---------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.obj.url
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return self.obj.storage_options
+
+    @property
+    def size(self) -> int:
+        """Object size in bytes (from the index when loaded, else from storage)."""
+        return self._sidecar.object_info.size if self._sidecar else self.obj.info().size
+
+    def exists(self) -> bool:
+        return self.obj.exists()
+
+    # -- the index ----------------------------------------------------------------------------------------
+
+    def is_preprocessed(self) -> bool:
+        """True when a valid, fresh index for this format exists."""
+        try:
+            self.ensure_fresh_index()
+        except (IndexMissingError, StaleIndexError):
+            return False
+        return True
+
+    def fetch(self) -> CloudObject:
+        """Check that the object exists and load its index when there is one (the original's ``fetch``)."""
+        info = self.obj.info()
+        try:
+            self._load_index(info)
+        except IndexMissingError:
+            pass
+        return self
+
+    def index(self) -> Sidecar:
+        """The loaded sidecar (loaded on first use). Raises :class:`IndexMissingError` if not preprocessed."""
+        if self._sidecar is None:
+            self._load_index(None)
+        assert self._sidecar is not None
+        return self._sidecar
+
+    def ensure_fresh_index(self) -> Sidecar:
+        """The index, after checking with one metadata request that the object has not changed."""
+        info = self.obj.info()
+        if self._sidecar is None:
+            self._load_index(info)
+        assert self._sidecar is not None
+        self._check_fresh(self._sidecar, info)
+        return self._sidecar
+
+    def _load_index(self, info: ObjectInfo | None) -> None:
+        sidecar = load_sidecar(self.index_location, self.url, self.format.name, self.format.index_version)
+        attributes = self.format.attributes_from_json(self.index_location.url, sidecar.attributes)
+        self.format.validate_index(self.index_location.url, attributes, sidecar.tables, sidecar.object_info.size)
+        if info is not None:
+            self._check_fresh(sidecar, info)
+        self._sidecar, self._attributes = sidecar, attributes
+
+    def _check_fresh(self, sidecar: Sidecar, info: ObjectInfo) -> None:
+        if info != sidecar.object_info:
+            raise StaleIndexError(
+                self.url,
+                f"the object changed after it was indexed (indexed size {sidecar.object_info.size}, {sidecar.object_info.identity}; "
+                f"now size {info.size}, {info.identity}); run preprocess(force=True)",
+            )
+
+    @property
+    def attributes(self) -> Any:
+        """The format's typed, immutable attributes (e.g. ``co.attributes.rows``)."""
+        self.index()
+        return self._attributes
+
+    def get_attribute(self, key: str) -> Any:
+        return getattr(self.attributes, key)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.get_attribute(key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def clean(self) -> None:
+        """Delete this object's index for this format (the object is untouched)."""
+        delete_sidecar(self.index_location)
+        self._sidecar = self._attributes = None
+
+    def preprocess(
+        self,
+        parallel_config: dict[str, Any] | None = None,
+        extra_args: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
+        force: bool = False,
+        debug: bool = False,
+        executor: Executor | None = None,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> CloudObject:
+        """Build the index with one read-only pass (a map over ``chunk_size`` byte ranges where the format
+        allows), write it to the index location, and keep it loaded.
+
+        Skipped when a fresh index already exists, unless ``force=True``. Format options come as keyword
+        arguments or, as in the original, in ``extra_args``. ``executor`` is any
+        :class:`concurrent.futures.Executor` (default: a local thread pool). ``parallel_config`` and
+        ``debug`` are accepted for compatibility and ignored.
+        """
+        if parallel_config:
+            warnings.warn("parallel_config is ignored by dataplug; pass executor= instead", stacklevel=2)
+        if not force and self.is_preprocessed():
+            return self
+        info = self.obj.info()
+        ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, {**(extra_args or {}), **options})
+        data: IndexData = self.format.preprocess(ctx)
+        after = self.obj.info()
+        if after != info:
+            raise StaleIndexError(self.url, "the object changed while it was being indexed; nothing was written")
+        sidecar = Sidecar(
+            format_name=self.format.name,
+            format_version=self.format.index_version,
+            object_url=self.url,
+            object_info=info,
+            attributes=self.format.attributes_to_json(data.attributes),
+            tables=data.tables,
+            blobs=dict(data.blobs),
+        )
+        self.format.validate_index(self.index_location.url, data.attributes, data.tables, info.size)
+        self._sidecar = write_sidecar(self.index_location, sidecar)
+        self._attributes = data.attributes
+        return self
+
+    def partition(self, strategy: Callable[..., list[Any]], *args: Any, **kwargs: Any) -> list[Any]:
+        """Slices from ``strategy(self, *args, **kwargs)``; refuses a missing or stale index."""
+        data_format = getattr(strategy, "data_format", None)
+        if data_format is None:
+            raise DataplugError(self.url, f"{getattr(strategy, '__name__', strategy)!r} is not a dataplug strategy (decorate it with @strategy)")
+        return strategy(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CloudObject<{self.format.name}>({self.url})"
+

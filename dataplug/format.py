@@ -1,0 +1,161 @@
+"""Format plugins: the base class every format derives from, and the registry that finds them by name.
+
+A format is one module: a :class:`DataFormat` subclass (its typed attributes and its preprocessing), its
+slice class and its strategies. Third-party formats join the registry with :func:`register_format` or
+through the ``dataplug.formats`` entry point group (``name = "package.module:FormatClass"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import types
+import typing
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from dataplug.errors import CorruptIndexError, DataplugError
+from dataplug.storage import ObjectInfo, StorageObject
+
+ENTRY_POINT_GROUP = "dataplug.formats"
+
+#: Built-in formats, imported on first use so that ``import dataplug`` stays light.
+_BUILTIN = {
+    "CSV": "dataplug.formats.generic.csv:CSV",
+    "UTF8Text": "dataplug.formats.generic.text:UTF8Text",
+}
+_REGISTRY: dict[str, type[DataFormat]] = {}
+
+
+@dataclass
+class PreprocessContext:
+    """Everything a format's preprocessing may use: the object, its identity and how to run in parallel."""
+
+    obj: StorageObject
+    info: ObjectInfo
+    executor: Executor | None = None
+    chunk_size: int | None = None
+    progress: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class IndexData:
+    """What preprocessing produces: typed attributes, numeric tables and opaque blobs."""
+
+    attributes: Any
+    tables: dict[str, np.ndarray] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+class DataFormat:
+    """Base class of a format plugin.
+
+    Subclasses set ``Attributes`` (a frozen dataclass of JSON-able fields), implement :meth:`preprocess`
+    and may override :meth:`validate_index` to bounds-check a loaded index.
+    """
+
+    #: Registry name (defaults to the class name) and the version of this format's index layout.
+    name: ClassVar[str]
+    index_version: ClassVar[int] = 1
+    Attributes: ClassVar[type]
+    #: Strategies registered with :func:`dataplug.strategies.strategy`, by function name.
+    strategies: ClassVar[dict[str, Callable[..., Any]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+        cls.strategies = {}
+
+    @classmethod
+    def preprocess(cls, ctx: PreprocessContext) -> IndexData:
+        """Read the object once (or as a map over byte ranges) and return its index."""
+        raise NotImplementedError
+
+    @classmethod
+    def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], size: int) -> None:
+        """Raise :class:`CorruptIndexError` if a loaded index does not fit the object."""
+
+    @classmethod
+    def attributes_to_json(cls, attributes: Any) -> dict[str, Any]:
+        return dataclasses.asdict(attributes)
+
+    @classmethod
+    def attributes_from_json(cls, url: str, data: dict[str, Any]) -> Any:
+        """Rebuild the typed attributes, checking every field against its annotation."""
+        hints = typing.get_type_hints(cls.Attributes)
+        names = {f.name for f in dataclasses.fields(cls.Attributes)}
+        if set(data) != names:
+            raise CorruptIndexError(url, f"{cls.name} attributes have fields {sorted(data)}, expected {sorted(names)}")
+        values = {}
+        for name, value in data.items():
+            if not _conforms(value, hints[name]):
+                raise CorruptIndexError(url, f"{cls.name} attribute {name!r} = {value!r} is not a {hints[name]}")
+            values[name] = _tuplify(value)
+        return cls.Attributes(**values)
+
+
+def _tuplify(value: Any) -> Any:
+    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value
+
+
+def _conforms(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if origin in (tuple, list):
+        items = args[:1] if origin is list or (len(args) == 2 and args[1] is Ellipsis) else args
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_conforms(v, a) for v, a in zip(value, args))
+        return all(_conforms(v, items[0]) for v in value) if items else True
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def register_format(cls: type[DataFormat]) -> type[DataFormat]:
+    """Class decorator: make a format findable by its name (``CloudObject.from_url("CSV", ...)``)."""
+    if not (isinstance(cls, type) and issubclass(cls, DataFormat)):
+        raise TypeError(f"{cls!r} is not a DataFormat subclass")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_format(name_or_class: str | type[DataFormat]) -> type[DataFormat]:
+    """A format class from its class or registered name (built-ins, decorated classes, entry points)."""
+    if isinstance(name_or_class, type) and issubclass(name_or_class, DataFormat):
+        return name_or_class
+    if not isinstance(name_or_class, str):
+        raise TypeError(f"expected a DataFormat subclass or its name, not {name_or_class!r}")
+    name = name_or_class
+    if name not in _REGISTRY:
+        target = _BUILTIN.get(name) or _entry_points().get(name)
+        if target is None:
+            raise DataplugError(None, f"unknown format {name!r}; known: {sorted(available_formats())}")
+        module, _, attr = target.partition(":")
+        _REGISTRY[name] = getattr(importlib.import_module(module), attr)
+    return _REGISTRY[name]
+
+
+def available_formats() -> list[str]:
+    """Names of every format dataplug can find."""
+    return sorted(set(_BUILTIN) | set(_REGISTRY) | set(_entry_points()))
+
+
+def _entry_points() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}

@@ -1,0 +1,1 @@
+"""Formats of general use: CSV and plain text."""

@@ -1,0 +1,324 @@
+"""Record-start index of line-oriented objects (plain text, CSV, plain FASTQ).
+
+A record ends at a ``\\n`` that is not inside a quoted field. Preprocessing is a map over byte ranges
+(:func:`scan_range`) and a reduce (:func:`reduce_scans`). A range cannot know whether it starts inside a
+quoted field, so each map result holds its answer for both starting states; the reduce chains the ranges
+from the start of the object and keeps, for each, the answer of the state it really starts in.
+
+The index is a sampled table of ``(byte offset, record number)`` pairs at true record starts, about one
+per ``sample_bytes``, with the object start and end as first and last rows. A slice of records
+``[a, b)`` reads from the last anchor at or before ``a`` to the first anchor at or after ``b``, finds the
+exact record starts in that range with the same scanner, and checks them against the anchors.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dataplug.errors import CorruptIndexError, InvalidFormatError, StaleIndexError
+from dataplug.executors import map_ordered
+from dataplug.format import PreprocessContext
+from dataplug.slice import CloudObjectSlice
+from dataplug.storage import StorageObject
+from dataplug.strategies import monotonic_bounds
+
+DEFAULT_SAMPLE_BYTES = 64 * 1024
+DEFAULT_CHUNK_SIZE = 32 * 2**20
+NEWLINE = 10
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How records are delimited: an optional quote byte, and the field delimiter used to check quotes."""
+
+    quote: int | None = None
+    delimiter: int | None = None
+
+
+def terminators(buf: bytes, quote: int | None, in_quotes: bool = False) -> np.ndarray:
+    """Positions of the ``\\n`` bytes of ``buf`` that end a record, for a buffer starting in or out of quotes.
+
+    Quotes are counted by parity, which is exact for RFC 4180 (a quote inside a quoted field is doubled).
+    """
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    nl = np.flatnonzero(arr == NEWLINE)
+    if quote is None or nl.size == 0:
+        return nl if not in_quotes else nl[:0]
+    q = np.flatnonzero(arr == quote)
+    if q.size == 0:
+        return nl if not in_quotes else nl[:0]
+    parity = np.searchsorted(q, nl) & 1
+    return nl[parity == (1 if in_quotes else 0)]
+
+
+@dataclass
+class StateScan:
+    """One byte range's answer for one starting state."""
+
+    count: int  # record starts found in the range (terminators with data after them)
+    anchor_offsets: np.ndarray  # sampled record starts (absolute offsets)
+    anchor_ordinals: np.ndarray  # their 0-based ordinal among this range's record starts
+    bad_quote: int  # offset of the first quote that is not at a field boundary, or -1
+
+
+@dataclass
+class RangeScan:
+    """Map result for the byte range ``[start, end)``: an answer for each starting state, and whether the
+    range flips the state (odd number of quotes)."""
+
+    start: int
+    end: int
+    flips: bool
+    states: tuple[StateScan, StateScan]
+
+
+def _bad_quote(arr: np.ndarray, q: np.ndarray, in_quotes: bool, dialect: Dialect, first: int, base: int, data_start: int, size: int) -> int:
+    """First quote (absolute offset) that opens a field not at its start, or closes one not at its end.
+
+    ``arr`` holds one byte of context before and after the range where the object has it; ``first`` is the
+    index in ``arr`` of the range's first byte and ``base`` its absolute offset.
+    """
+    if q.size == 0 or dialect.delimiter is None:
+        return -1
+    opening = q[1::2] if in_quotes else q[0::2]
+    closing = q[0::2] if in_quotes else q[1::2]
+    bad = []
+    if opening.size:
+        prev = arr[np.maximum(opening + first - 1, 0)]
+        ok = (prev == dialect.delimiter) | (prev == NEWLINE) | (prev == dialect.quote) | (opening + base == data_start)
+        if not ok.all():
+            bad.append(int(opening[np.argmin(ok)]))
+    if closing.size:
+        nxt = arr[np.minimum(closing + first + 1, arr.size - 1)]
+        ok = (nxt == dialect.delimiter) | (nxt == NEWLINE) | (nxt == 13) | (nxt == dialect.quote) | (closing + base == size - 1)
+        if not ok.all():
+            bad.append(int(closing[np.argmin(ok)]))
+    return base + min(bad) if bad else -1
+
+
+def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
+    """The map step: read ``[start, end)`` (plus a byte of context each side) and scan it for both states."""
+    lo, hi = max(start - 1, 0), min(end + 1, size)
+    ctx = obj.read_range(lo, hi)
+    first = start - lo
+    buf = ctx[first : first + (end - start)]
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    nl = np.flatnonzero(arr == NEWLINE)
+    q = np.flatnonzero(arr == dialect.quote) if dialect.quote is not None and dialect.quote in buf else np.zeros(0, np.int64)
+    parity = np.searchsorted(q, nl) & 1 if q.size else np.zeros(nl.size, np.int64)
+    grid = np.arange(((start // sample_bytes) + 1) * sample_bytes, end + 1, sample_bytes) - start
+    full = np.frombuffer(ctx, dtype=np.uint8)
+    states = []
+    for st in (0, 1):
+        if dialect.quote is None and st == 1:
+            states.append(StateScan(0, np.zeros(0, np.int64), np.zeros(0, np.int64), -1))
+            continue
+        term = nl[parity == st]
+        if term.size and start + int(term[-1]) == size - 1:
+            term = term[:-1]  # the object's final newline starts no record
+        rec_starts = term + 1
+        idx = np.unique(np.searchsorted(rec_starts, grid))
+        idx = idx[idx < rec_starts.size]
+        states.append(
+            StateScan(
+                count=int(rec_starts.size),
+                anchor_offsets=(rec_starts[idx] + start).astype(np.int64),
+                anchor_ordinals=idx.astype(np.int64),
+                bad_quote=_bad_quote(full, q, bool(st), dialect, first, start, data_start, size),
+            )
+        )
+    return RangeScan(start, end, bool(q.size & 1), (states[0], states[1]))
+
+
+@dataclass
+class LineIndex:
+    """Sampled record starts of a whole object: ``offsets[i]`` is where record ``records[i]`` starts.
+
+    The first row is ``(data_start, 0)`` and the last ``(size, total)``.
+    """
+
+    offsets: np.ndarray
+    records: np.ndarray
+
+    @classmethod
+    def from_tables(cls, url: str, tables: dict[str, np.ndarray], size: int) -> LineIndex:
+        """The validated index stored in a sidecar's ``offsets`` and ``records`` tables."""
+        if "offsets" not in tables or "records" not in tables:
+            raise CorruptIndexError(url, "line index tables missing")
+        index = cls(tables["offsets"].astype(np.int64), tables["records"].astype(np.int64))
+        index.validate(url, size)
+        return index
+
+    def tables(self) -> dict[str, np.ndarray]:
+        return {"offsets": self.offsets, "records": self.records}
+
+    @property
+    def total(self) -> int:
+        return int(self.records[-1])
+
+    def validate(self, url: str, size: int) -> None:
+        """Bounds checks for a loaded index: a crafted sidecar fails here, not later with wrong data."""
+        o, r = self.offsets, self.records
+        if o.ndim != 1 or r.ndim != 1 or o.size != r.size or o.size < 2:
+            raise CorruptIndexError(url, "line index tables have inconsistent shapes")
+        if o[0] < 0 or o[-1] != size or np.any(np.diff(o) < 0) or r[0] != 0 or np.any(np.diff(r) < 0):
+            raise CorruptIndexError(url, "line index offsets or record numbers are not monotonic within the object")
+        if np.any((np.diff(r) > 0) & (np.diff(o) == 0)):
+            raise CorruptIndexError(url, "line index places several records at one offset")
+
+    def span(self, a: int, b: int) -> tuple[int, int, int, int]:
+        """``(start_offset, start_record, end_offset, end_record)`` of the anchors bracketing records ``[a, b)``."""
+        i = int(np.searchsorted(self.records, a, side="right")) - 1
+        j = int(np.searchsorted(self.records, b, side="left"))
+        return int(self.offsets[i]), int(self.records[i]), int(self.offsets[j]), int(self.records[j])
+
+    def offset_to_record(self, targets: np.ndarray) -> np.ndarray:
+        """Record numbers at (approximately) the given byte offsets, by interpolating between anchors.
+
+        Monotonic in the target, so byte-based strategies stay exact: they cut in record space.
+        """
+        return np.floor(np.interp(targets, self.offsets, self.records)).astype(np.int64)
+
+    def bounds_by_bytes(self, parts: int, first_record: int = 0) -> np.ndarray:
+        """Record boundaries of ``parts`` runs of about equal bytes, from ``first_record`` to the end."""
+        start = self.offsets[np.searchsorted(self.records, first_record, side="right") - 1]
+        targets = np.linspace(start, self.offsets[-1], parts + 1)
+        return monotonic_bounds(self.offset_to_record(targets), self.total, first_record)
+
+
+def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -> LineIndex:
+    """The reduce step: chain the ranges' states from the object start and assemble the anchor table."""
+    offsets = [np.array([data_start], np.int64)]
+    records = [np.array([0], np.int64)]
+    before = 1 if size > data_start else 0  # record 0 starts at data_start
+    state = 0
+    for scan in scans:
+        s = scan.states[state]
+        if s.bad_quote >= 0:
+            raise InvalidFormatError(url, "quote character inside an unquoted field or after a closing quote (not RFC 4180)", offset=s.bad_quote)
+        offsets.append(s.anchor_offsets)
+        records.append(s.anchor_ordinals + before)
+        before += s.count
+        state ^= int(scan.flips)
+    if state:
+        raise InvalidFormatError(url, "the object ends inside a quoted field (unbalanced quote)", offset=size)
+    offsets.append(np.array([size], np.int64))
+    records.append(np.array([before], np.int64))
+    return LineIndex(np.concatenate(offsets), np.concatenate(records))
+
+
+def byte_ranges(start: int, size: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``[start, size)`` cut into ranges of ``chunk_size`` bytes (the last one shorter)."""
+    edges = list(range(start, size, max(1, chunk_size))) + [size]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def read_records(obj: StorageObject, index: LineIndex, a: int, b: int, quote: int | None) -> bytes:
+    """Records ``[a, b)`` read straight from the index (used while preprocessing, e.g. for a header)."""
+    if b <= a:
+        return b""
+    start, rec0, end, rec1 = index.span(a, b)
+    buf = obj.read_range(start, end)
+    return cut_records(obj.url, buf, start, rec0, end, rec1, end == int(index.offsets[-1]), a, b, quote)[1]
+
+
+def cut_records(url: str, buf: bytes, start: int, rec0: int, end: int, rec1: int, at_eof: bool, a: int, b: int, quote: int | None) -> tuple[int, bytes]:
+    """Cut records ``[a, b)`` out of ``buf`` = object bytes ``[start, end)`` whose first byte starts ``rec0``.
+
+    Returns the records' offset in the object and their bytes. The record starts found must agree with
+    the anchors at both ends; any disagreement means the object is not the one indexed and raises rather
+    than returning wrong records.
+    """
+    term = terminators(buf, quote)
+    starts = np.concatenate(([0], term + 1))
+    if at_eof:
+        found = int(np.count_nonzero(starts < len(buf)))
+    else:
+        found = int(term.size) if term.size and term[-1] == len(buf) - 1 else -1
+    if found != rec1 - rec0:
+        raise StaleIndexError(url, f"bytes [{start}, {end}) hold {found} records where the index expects {rec1 - rec0}; run preprocess(force=True)")
+    lo = int(starts[a - rec0])
+    hi = int(starts[b - rec0]) if b - rec0 < starts.size else len(buf)
+    return start + lo, buf[lo:hi]
+
+
+def _scan_one(obj: StorageObject, size: int, dialect: Dialect, sample_bytes: int, data_start: int, rng: tuple[int, int]) -> RangeScan:
+    return scan_range(obj, rng[0], rng[1], size, dialect, sample_bytes, data_start)
+
+
+def build_line_index(ctx: PreprocessContext, dialect: Dialect, data_start: int, sample_bytes: int = DEFAULT_SAMPLE_BYTES) -> LineIndex:
+    """Map :func:`scan_range` over the object's byte ranges on the context's executor, then reduce."""
+    size = ctx.info.size
+    ranges = byte_ranges(data_start, size, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
+    scan = functools.partial(_scan_one, ctx.obj, size, dialect, sample_bytes, data_start)
+    scans = map_ordered(scan, ranges, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+    return reduce_scans(ctx.obj.url, scans, data_start, size)
+
+
+@dataclass
+class LineRangeSlice(CloudObjectSlice):
+    """Records ``[first, stop)`` of a line-oriented object, with the anchors that bracket them."""
+
+    first: int
+    stop: int
+    read_start: int
+    read_start_record: int
+    read_end: int
+    read_end_record: int
+    at_eof: bool
+    quote: int | None
+
+    @property
+    def num_records(self) -> int:
+        return self.stop - self.first
+
+    def raw(self) -> bytes:
+        """The slice's records as bytes: one range read, cut exactly at record starts."""
+        return self._fetch()[1]
+
+    def text(self) -> str:
+        """The slice's records decoded as UTF-8 (:class:`InvalidFormatError` with the offset otherwise)."""
+        offset, data = self._fetch()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidFormatError(self.url, f"not valid UTF-8: {exc.reason}", offset=offset + exc.start) from None
+
+    def _fetch(self) -> tuple[int, bytes]:
+        if self.stop <= self.first:
+            return self.read_start, b""
+        buf = self.obj.read_range(self.read_start, self.read_end, expect=self.object_info)
+        return cut_records(
+            self.url, buf, self.read_start, self.read_start_record, self.read_end, self.read_end_record, self.at_eof, self.first, self.stop, self.quote
+        )
+
+
+def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, quote: int | None, **extra: Any) -> list[Any]:
+    """One ``slice_class`` per run ``[bounds[i], bounds[i+1])`` of record numbers."""
+    info = co.index().object_info
+    a_all, b_all = bounds[:-1], bounds[1:]
+    i = np.searchsorted(index.records, a_all, side="right") - 1
+    j = np.minimum(np.searchsorted(index.records, b_all, side="left"), index.records.size - 1)
+    rows = zip(a_all.tolist(), b_all.tolist(), index.offsets[i].tolist(), index.records[i].tolist(), index.offsets[j].tolist(), index.records[j].tolist())
+    return [
+        slice_class(
+            obj=co.obj,
+            object_info=info,
+            number=n,
+            first=a,
+            stop=b,
+            read_start=start,
+            read_start_record=rec0,
+            read_end=end,
+            read_end_record=rec1,
+            at_eof=end == info.size,
+            quote=quote,
+            **extra,
+        )
+        for n, (a, b, start, rec0, end, rec1) in enumerate(rows)
+    ]

@@ -1,0 +1,69 @@
+"""Partitioning strategies: pure functions of an object's index that return slices.
+
+A strategy reads no object bytes. :func:`strategy` registers a function on its format and makes it safe to
+call directly or through ``co.partition``: it checks the format, loads the index and refuses a stale one.
+The helpers below compute exact record boundaries shared by several formats.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import numpy as np
+
+from dataplug.errors import StrategyArgumentError
+
+if TYPE_CHECKING:
+    from dataplug.cloudobject import CloudObject
+    from dataplug.format import DataFormat
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def strategy(data_format: type[DataFormat]) -> Callable[[F], F]:
+    """Decorator: ``fn(co, *args, **kwargs) -> list of slices`` becomes a strategy of ``data_format``."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(co: CloudObject, *args: Any, **kwargs: Any) -> list[Any]:
+            if not issubclass(co.format, data_format):
+                raise StrategyArgumentError(co.url, f"strategy {fn.__name__} is for {data_format.name} objects, not {co.format.name}")
+            co.ensure_fresh_index()
+            return list(fn(co, *args, **kwargs))
+
+        run.data_format = data_format  # type: ignore[attr-defined]
+        data_format.strategies[fn.__name__] = run
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def PartitioningStrategy(dataformat: type[DataFormat]) -> Callable[[F], F]:  # noqa: N802 - original API name
+    """The original Dataplug's decorator name for :func:`strategy`."""
+    return strategy(dataformat)
+
+
+def positive_int(url: str, name: str, value: Any) -> int:
+    """``value`` as an int >= 1, or :class:`StrategyArgumentError` naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise StrategyArgumentError(url, f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def even_bounds(total: int, parts: int) -> np.ndarray:
+    """``parts + 1`` boundaries splitting ``total`` records into ``parts`` runs whose sizes differ by at most 1."""
+    return (np.arange(parts + 1, dtype=np.int64) * total) // parts
+
+
+def step_bounds(total: int, step: int) -> np.ndarray:
+    """Boundaries every ``step`` records (the last run shorter); one empty run for an empty object."""
+    return np.append(np.arange(0, total, step, dtype=np.int64), total) if total else np.zeros(2, np.int64)
+
+
+def monotonic_bounds(bounds: np.ndarray, total: int, first: int = 0) -> np.ndarray:
+    """Clamp estimated boundaries into ``[first, total]``, starting at ``first``, ending at ``total``,
+    never decreasing: whatever the estimate, the runs cover every record exactly once."""
+    out = np.maximum.accumulate(np.clip(np.asarray(bounds, dtype=np.int64), first, total))
+    out[0], out[-1] = first, total
+    return out
