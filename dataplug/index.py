@@ -7,7 +7,8 @@ Layout under an index location (a folder URL, by default ``<object url>.dataplug
     <generation>.<blob>.bin    opaque blobs, read whole or by byte range
 
 Every preprocessing run writes its files under a fresh generation name and the manifest last, so a crash
-or two concurrent runs never leave a manifest that points at another run's tables. Nothing here is ever a
+or two concurrent runs never leave a manifest that points at another run's tables; superseded
+generations are removed by a later run once they are older than a grace period. Nothing here is ever a
 pickle: loading a crafted sidecar can fail, but it cannot run code.
 """
 
@@ -32,6 +33,8 @@ MANIFEST = "manifest.json"
 LAYOUT_VERSION = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
 _NUMERIC_KINDS = "biuf"
+#: Seconds a superseded generation of tables is kept for concurrent writers and readers.
+GENERATION_GRACE = 600
 
 
 @dataclass(frozen=True)
@@ -138,17 +141,24 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
         **entries,
     }
     location.child(MANIFEST).write_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode())
-    _remove_other_generations(location, generation)
+    _remove_old_generations(location, generation)
     sidecar.blobs = refs
     sidecar.dataplug_version = manifest["dataplug_version"]
     sidecar.created = manifest["created"]
     return sidecar
 
 
-def _remove_other_generations(location: StorageObject, keep: str) -> None:
-    """Best effort: drop files of earlier runs, so the location holds one index."""
+def _remove_old_generations(location: StorageObject, keep: str) -> None:
+    """Best effort: drop files of earlier runs, so the location does not grow with every re-index.
+
+    Only generations older than :data:`GENERATION_GRACE` seconds go: a concurrent run may still be
+    writing a younger one (its manifest comes last), and readers may still hold the previous manifest.
+    """
+    cutoff = time.time() - GENERATION_GRACE
     for name in location.list_names():
-        if name != MANIFEST and not name.startswith(keep + ".") and (name.endswith(".npy") or name.endswith(".bin")):
+        generation = name.split(".", 1)[0]
+        stamp = generation.split("-", 1)[0]
+        if generation != keep and name != MANIFEST and stamp.isdigit() and int(stamp) < cutoff:
             try:
                 location.child(name).delete()
             except (OSError, DataplugError):

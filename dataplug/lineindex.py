@@ -1,6 +1,6 @@
 """Record-start index of line-oriented objects (plain text, CSV, plain FASTQ).
 
-A record ends at a ``\\n`` that is not inside a quoted field. Preprocessing is a map over byte ranges
+A record ends at a line break (``\\n``; for CSV also a bare ``\\r``) that is not inside a quoted field. Preprocessing is a map over byte ranges
 (:func:`scan_range`) and a reduce (:func:`reduce_scans`). A range cannot know whether it starts inside a
 quoted field, so each map result holds its answer for both starting states; the reduce chains the ranges
 from the start of the object and keeps, for each, the answer of the state it really starts in.
@@ -29,31 +29,57 @@ from dataplug.strategies import monotonic_bounds
 DEFAULT_SAMPLE_BYTES = 64 * 1024
 DEFAULT_CHUNK_SIZE = 32 * 2**20
 NEWLINE = 10
+CARRIAGE_RETURN = 13
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
 class Dialect:
-    """How records are delimited: an optional quote byte, and the field delimiter used to check quotes."""
+    """How records end: at ``\n`` (and at a bare ``\r`` when ``bare_cr``), outside quoted fields.
+
+    ``delimiter`` is only used to check that quotes open and close at field boundaries.
+    """
 
     quote: int | None = None
     delimiter: int | None = None
+    bare_cr: bool = False
 
 
-def terminators(buf: bytes, quote: int | None, in_quotes: bool = False) -> np.ndarray:
-    """Positions of the ``\\n`` bytes of ``buf`` that end a record, for a buffer starting in or out of quotes.
+def line_breaks(arr: np.ndarray, dialect: Dialect, next_byte: int | None = None) -> np.ndarray:
+    """Positions that end a line: every ``\n``, plus every ``\r`` not followed by ``\n`` when the dialect
+    says so (``next_byte`` is the byte after ``arr``; ``None`` means the end of the object or a record start)."""
+    nl = np.flatnonzero(arr == NEWLINE)
+    if not dialect.bare_cr:
+        return nl
+    cr = np.flatnonzero(arr == CARRIAGE_RETURN)
+    if cr.size == 0:
+        return nl
+    following = np.full(cr.size, -1 if next_byte is None else next_byte, dtype=np.int16)
+    inner = cr + 1 < arr.size
+    following[inner] = arr[cr[inner] + 1]
+    bare = cr[following != NEWLINE]
+    return np.union1d(nl, bare) if bare.size else nl
+
+
+def quote_positions(arr: np.ndarray, dialect: Dialect) -> np.ndarray:
+    """Positions of the quote byte (none when the dialect has no quoting)."""
+    if dialect.quote is None:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(arr == dialect.quote)
+
+
+def terminators(buf: bytes, dialect: Dialect, in_quotes: bool = False) -> np.ndarray:
+    """Positions of the bytes of ``buf`` that end a record, for a buffer starting in or out of quotes.
 
     Quotes are counted by parity, which is exact for RFC 4180 (a quote inside a quoted field is doubled).
     """
     arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr == NEWLINE)
-    if quote is None or nl.size == 0:
-        return nl if not in_quotes else nl[:0]
-    q = np.flatnonzero(arr == quote)
+    breaks = line_breaks(arr, dialect)
+    q = quote_positions(arr, dialect) if breaks.size else breaks
     if q.size == 0:
-        return nl if not in_quotes else nl[:0]
-    parity = np.searchsorted(q, nl) & 1
-    return nl[parity == (1 if in_quotes else 0)]
+        return breaks if not in_quotes else breaks[:0]
+    parity = np.searchsorted(q, breaks) & 1
+    return breaks[parity == (1 if in_quotes else 0)]
 
 
 @dataclass
@@ -74,6 +100,7 @@ class RangeScan:
     start: int
     end: int
     flips: bool
+    last_quote: int  # absolute offset of the range's last quote, or -1
     states: tuple[StateScan, StateScan]
 
 
@@ -90,12 +117,12 @@ def _bad_quote(arr: np.ndarray, q: np.ndarray, in_quotes: bool, dialect: Dialect
     bad = []
     if opening.size:
         prev = arr[np.maximum(opening + first - 1, 0)]
-        ok = (prev == dialect.delimiter) | (prev == NEWLINE) | (prev == dialect.quote) | (opening + base == data_start)
+        ok = (prev == dialect.delimiter) | (prev == NEWLINE) | (prev == CARRIAGE_RETURN) | (prev == dialect.quote) | (opening + base == data_start)
         if not ok.all():
             bad.append(int(opening[np.argmin(ok)]))
     if closing.size:
         nxt = arr[np.minimum(closing + first + 1, arr.size - 1)]
-        ok = (nxt == dialect.delimiter) | (nxt == NEWLINE) | (nxt == 13) | (nxt == dialect.quote) | (closing + base == size - 1)
+        ok = (nxt == dialect.delimiter) | (nxt == NEWLINE) | (nxt == CARRIAGE_RETURN) | (nxt == dialect.quote) | (closing + base == size - 1)
         if not ok.all():
             bad.append(int(closing[np.argmin(ok)]))
     return base + min(bad) if bad else -1
@@ -108,8 +135,8 @@ def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dia
     first = start - lo
     buf = ctx[first : first + (end - start)]
     arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr == NEWLINE)
-    q = np.flatnonzero(arr == dialect.quote) if dialect.quote is not None and dialect.quote in buf else np.zeros(0, np.int64)
+    nl = line_breaks(arr, dialect, ctx[first + len(buf)] if hi > end else None)
+    q = quote_positions(arr, dialect)
     parity = np.searchsorted(q, nl) & 1 if q.size else np.zeros(nl.size, np.int64)
     grid = np.arange(((start // sample_bytes) + 1) * sample_bytes, end + 1, sample_bytes) - start
     full = np.frombuffer(ctx, dtype=np.uint8)
@@ -132,7 +159,7 @@ def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dia
                 bad_quote=_bad_quote(full, q, bool(st), dialect, first, start, data_start, size),
             )
         )
-    return RangeScan(start, end, bool(q.size & 1), (states[0], states[1]))
+    return RangeScan(start, end, bool(q.size & 1), start + int(q[-1]) if q.size else -1, (states[0], states[1]))
 
 
 @dataclass
@@ -197,6 +224,7 @@ def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -
     records = [np.array([0], np.int64)]
     before = 1 if size > data_start else 0  # record 0 starts at data_start
     state = 0
+    last_quote = -1
     for scan in scans:
         s = scan.states[state]
         if s.bad_quote >= 0:
@@ -205,8 +233,9 @@ def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -
         records.append(s.anchor_ordinals + before)
         before += s.count
         state ^= int(scan.flips)
+        last_quote = max(last_quote, scan.last_quote)
     if state:
-        raise InvalidFormatError(url, "the object ends inside a quoted field (unbalanced quote)", offset=size)
+        raise InvalidFormatError(url, "a quoted field opened here is never closed (unbalanced quote)", offset=last_quote)
     offsets.append(np.array([size], np.int64))
     records.append(np.array([before], np.int64))
     return LineIndex(np.concatenate(offsets), np.concatenate(records))
@@ -218,23 +247,23 @@ def byte_ranges(start: int, size: int, chunk_size: int) -> list[tuple[int, int]]
     return list(zip(edges[:-1], edges[1:]))
 
 
-def read_records(obj: StorageObject, index: LineIndex, a: int, b: int, quote: int | None) -> bytes:
+def read_records(obj: StorageObject, index: LineIndex, a: int, b: int, dialect: Dialect) -> bytes:
     """Records ``[a, b)`` read straight from the index (used while preprocessing, e.g. for a header)."""
     if b <= a:
         return b""
     start, rec0, end, rec1 = index.span(a, b)
     buf = obj.read_range(start, end)
-    return cut_records(obj.url, buf, start, rec0, end, rec1, end == int(index.offsets[-1]), a, b, quote)[1]
+    return cut_records(obj.url, buf, start, rec0, end, rec1, end == int(index.offsets[-1]), a, b, dialect)[1]
 
 
-def cut_records(url: str, buf: bytes, start: int, rec0: int, end: int, rec1: int, at_eof: bool, a: int, b: int, quote: int | None) -> tuple[int, bytes]:
+def cut_records(url: str, buf: bytes, start: int, rec0: int, end: int, rec1: int, at_eof: bool, a: int, b: int, dialect: Dialect) -> tuple[int, bytes]:
     """Cut records ``[a, b)`` out of ``buf`` = object bytes ``[start, end)`` whose first byte starts ``rec0``.
 
     Returns the records' offset in the object and their bytes. The record starts found must agree with
     the anchors at both ends; any disagreement means the object is not the one indexed and raises rather
     than returning wrong records.
     """
-    term = terminators(buf, quote)
+    term = terminators(buf, dialect)
     starts = np.concatenate(([0], term + 1))
     if at_eof:
         found = int(np.count_nonzero(starts < len(buf)))
@@ -271,7 +300,7 @@ class LineRangeSlice(CloudObjectSlice):
     read_end: int
     read_end_record: int
     at_eof: bool
-    quote: int | None
+    dialect: Dialect
 
     @property
     def num_records(self) -> int:
@@ -294,11 +323,11 @@ class LineRangeSlice(CloudObjectSlice):
             return self.read_start, b""
         buf = self.obj.read_range(self.read_start, self.read_end, expect=self.object_info)
         return cut_records(
-            self.url, buf, self.read_start, self.read_start_record, self.read_end, self.read_end_record, self.at_eof, self.first, self.stop, self.quote
+            self.url, buf, self.read_start, self.read_start_record, self.read_end, self.read_end_record, self.at_eof, self.first, self.stop, self.dialect
         )
 
 
-def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, quote: int | None, **extra: Any) -> list[Any]:
+def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, dialect: Dialect, **extra: Any) -> list[Any]:
     """One ``slice_class`` per run ``[bounds[i], bounds[i+1])`` of record numbers."""
     info = co.index().object_info
     a_all, b_all = bounds[:-1], bounds[1:]
@@ -317,7 +346,7 @@ def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bo
             read_end=end,
             read_end_record=rec1,
             at_eof=end == info.size,
-            quote=quote,
+            dialect=dialect,
             **extra,
         )
         for n, (a, b, start, rec0, end, rec1) in enumerate(rows)

@@ -28,22 +28,22 @@ RETRIES = 4
 
 
 class ReadStats:
-    """Process-wide counters of object reads, so tests and benchmarks can prove what a step fetched."""
+    """Process-wide counters of reads per URL, so tests and benchmarks can prove what a step fetched."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests = 0
-        self.bytes = 0
+        self.requests: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
 
-    def add(self, requests: int, nbytes: int) -> None:
+    def add(self, url: str, requests: int, nbytes: int) -> None:
         with self._lock:
-            self.requests += requests
-            self.bytes += nbytes
+            self.requests[url] = self.requests.get(url, 0) + requests
+            self.bytes[url] = self.bytes.get(url, 0) + nbytes
 
     def reset(self) -> None:
         with self._lock:
-            self.requests = 0
-            self.bytes = 0
+            self.requests.clear()
+            self.bytes.clear()
 
 
 #: Counts every ranged read made through :meth:`StorageObject.read_ranges`.
@@ -87,8 +87,16 @@ def _is_transient(exc: BaseException) -> bool:
     return any(code in text for code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", " 503", " 500"))
 
 
-def _is_precondition_failed(exc: BaseException) -> bool:
-    return "PreconditionFailed" in str(exc) or "412" in str(getattr(exc, "__cause__", "") or "")
+def _is_precondition_failed(exc: BaseException | None) -> bool:
+    """True for S3's answer to a failed ``If-Match`` (HTTP 412), however s3fs wrapped it."""
+    while exc is not None:
+        response = getattr(exc, "response", None) or {}
+        if "PreconditionFailed" in str(exc) or response.get("Error", {}).get("Code") == "PreconditionFailed":
+            return True
+        if response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -195,7 +203,7 @@ class StorageObject:
                 raise self._translate(data)
             if len(data) != b - a:
                 raise StaleIndexError(self.url, f"short read at bytes [{a}, {b}): got {len(data)} bytes; the object is smaller than indexed")
-        read_stats.add(sum(1 for a, b in ranges if b > a), sum(b - a for a, b in ranges))
+        read_stats.add(self.url, sum(1 for a, b in ranges if b > a), sum(b - a for a, b in ranges))
         return out
 
     def check_unchanged(self, expect: ObjectInfo) -> None:
@@ -265,7 +273,7 @@ class StorageObject:
     def read_all(self) -> bytes:
         """The whole object (used for small sidecar files, never for data objects)."""
         data = self._call(self.fs.cat_file, self.path)
-        read_stats.add(1, len(data))
+        read_stats.add(self.url, 1, len(data))
         return data
 
     def delete(self, recursive: bool = False) -> None:
@@ -287,7 +295,7 @@ class StorageObject:
     def _translate(self, exc: BaseException) -> DataplugError:
         if isinstance(exc, DataplugError):
             return exc
-        if isinstance(exc, FileNotFoundError):
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             return ObjectNotFoundError(self.url, "object not found")
         if _is_precondition_failed(exc):
             return StaleIndexError(self.url, "the object changed after it was indexed; run preprocess(force=True)")

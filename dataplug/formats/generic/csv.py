@@ -59,6 +59,11 @@ def _single_byte(url: str, name: str, value: str | None) -> int | None:
     return value.encode()[0]
 
 
+def _dialect(url: str, delimiter: str, quotechar: str | None) -> Dialect:
+    """Records end at LF, CRLF or a bare CR (as pyarrow reads them), outside quoted fields."""
+    return Dialect(_single_byte(url, "quotechar", quotechar), _single_byte(url, "delimiter", delimiter), bare_cr=True)
+
+
 class CSV(DataFormat):
     """Comma-separated values.
 
@@ -76,13 +81,13 @@ class CSV(DataFormat):
         quotechar = opts.get("quotechar", '"')
         has_header = bool(opts.get("header", True))
         sample_bytes = int(opts.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
-        dialect = Dialect(_single_byte(url, "quotechar", quotechar), _single_byte(url, "delimiter", delimiter))
+        dialect = _dialect(url, delimiter, quotechar)
         data_start = len(UTF8_BOM) if ctx.obj.read_range(0, min(size, 3)) == UTF8_BOM else 0
         index = build_line_index(ctx, dialect, data_start, sample_bytes)
         first = 1 if has_header and index.total else 0
-        header = read_records(ctx.obj, index, 0, first, dialect.quote)
+        header = read_records(ctx.obj, index, 0, first, dialect)
         stop = int(index.records[max(1, np.searchsorted(index.offsets, data_start + SCHEMA_SAMPLE_BYTES, side="right") - 1)])
-        sample = header + read_records(ctx.obj, index, first, max(stop, first), dialect.quote)
+        sample = header + read_records(ctx.obj, index, first, max(stop, first), dialect)
         columns, types = _infer_schema(url, sample, has_header, delimiter, quotechar)
         try:
             header_text = header.decode("utf-8")
@@ -121,6 +126,8 @@ def _infer_schema(url: str, sample: bytes, has_header: bool, delimiter: str, quo
     """Column names and pyarrow type names from the head of the file (an all-empty column is a string)."""
     if not sample.strip():
         return (), ()
+    if not sample.endswith((b"\n", b"\r")):
+        sample += b"\n"  # pyarrow cannot infer columns from a last line without its line break
     read, parse, convert = _options(None, delimiter, quotechar)
     read.autogenerate_column_names = not has_header
     try:
@@ -194,7 +201,7 @@ def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
         CSVSlice,
         index,
         bounds,
-        None if a.quotechar is None else a.quotechar.encode()[0],
+        _dialect(co.url, a.delimiter, a.quotechar),
         header=a.header,
         columns=a.columns,
         column_types=a.column_types,

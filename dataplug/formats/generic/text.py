@@ -78,7 +78,7 @@ def partition_num_chunks(co: Any, num_chunks: int) -> list[TextSlice]:
     """``num_chunks`` slices of about equal bytes, cut at line starts."""
     n = positive_int(co.url, "num_chunks", num_chunks)
     index = _index(co)
-    return line_slices(co, TextSlice, index, index.bounds_by_bytes(n), None)
+    return line_slices(co, TextSlice, index, index.bounds_by_bytes(n), Dialect())
 
 
 @strategy(UTF8Text)
@@ -86,7 +86,7 @@ def partition_chunk_lines(co: Any, lines_per_chunk: int) -> list[TextSlice]:
     """Slices of ``lines_per_chunk`` lines each (the last one shorter)."""
     step = positive_int(co.url, "lines_per_chunk", lines_per_chunk)
     index = _index(co)
-    return line_slices(co, TextSlice, index, step_bounds(index.total, step), None)
+    return line_slices(co, TextSlice, index, step_bounds(index.total, step), Dialect())
 
 
 @strategy(UTF8Text)

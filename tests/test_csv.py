@@ -1,0 +1,169 @@
+"""CSV: every row lands in exactly one slice, for every strategy and slice count, quote-aware."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
+from dataplug.formats.generic.csv import CSV, partition_chunk_size, partition_num_chunks, partition_rows
+
+FIELD_CHARS = st.sampled_from(list('ab ,"\n\r;xyzé∑😀0123456789'))
+
+
+@st.composite
+def csv_files(draw, max_rows: int = 25):
+    """A random RFC 4180 CSV: an int id column, then string columns holding delimiters, quotes and newlines."""
+    ncols = draw(st.integers(1, 3))
+    nrows = draw(st.integers(0, max_rows))
+    rows = [[str(i)] + [draw(st.text(FIELD_CHARS, max_size=8)) for _ in range(ncols)] for i in range(nrows)]
+    always_quote = draw(st.booleans())
+
+    def field(value: str) -> str:
+        if always_quote or any(c in value for c in ',"\r\n'):
+            return '"' + value.replace('"', '""') + '"'
+        return value
+
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [",".join(["id"] + [f"c{j}" for j in range(ncols)])] + [",".join(map(field, row)) for row in rows]
+    data = "".join(line + newline for line in lines).encode()
+    if draw(st.booleans()) and nrows:
+        data = data.rstrip(b"\r\n") if not data.endswith(b'"\r\n') else data[:-2]
+    if draw(st.booleans()):
+        data = b"\xef\xbb\xbf" + data
+    return data, nrows, ncols
+
+
+def whole_file_table(data: bytes, ncols: int) -> pa.Table:
+    types = {"id": pa.int64(), **{f"c{j}": pa.string() for j in range(ncols)}}
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types=types),
+    )
+
+
+def check_exact(co: CloudObject, data: bytes, slices: list, n_expected: int | None = None) -> None:
+    """Slices cover the rows in order, exactly once, and their bytes re-assemble the body of the file."""
+    if n_expected is not None:
+        assert len(slices) == n_expected
+    assert [s.number for s in slices] == list(range(len(slices)))
+    assert slices[0].first == (1 if co.attributes.rows or co.attributes.has_header else 0) or co.attributes.rows == 0
+    for a, b in zip(slices, slices[1:]):
+        assert a.stop == b.first
+    assert sum(s.num_records for s in slices) == co.attributes.rows
+    header = co.attributes.header.encode()
+    body = b"".join(s.raw() for s in slices)
+    assert co.attributes.data_start + len(header) + len(body) == len(data)
+    assert data.endswith(body)
+    for s in slices:
+        assert s.get().startswith(co.attributes.header)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    file=csv_files(),
+    chunk_size=st.integers(1, 80),
+    sample_bytes=st.integers(1, 64),
+)
+def test_every_row_exactly_once_for_every_slice_count(local_store, file, chunk_size, sample_bytes):
+    data, nrows, ncols = file
+    url = local_store.put(f"f{chunk_size}-{sample_bytes}-{len(data)}.csv", data)
+    co = CloudObject.from_url(CSV, url)
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=sample_bytes)
+    assert co.attributes.rows == nrows
+    assert co.attributes.columns == ("id",) + tuple(f"c{j}" for j in range(ncols))
+    whole = whole_file_table(data, ncols)
+    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
+    for n in range(1, nrows + 3):
+        for strategy, arg in ((partition_num_chunks, n), (partition_rows, n), (partition_chunk_size, n * 7)):
+            slices = co.partition(strategy, arg)
+            check_exact(co, data, slices, n if strategy is partition_num_chunks else None)
+            if n in (1, 2, nrows + 2) and strategy is not partition_chunk_size:
+                table = pa.concat_tables([s.as_arrow(column_types=types) for s in slices])
+                assert table.equals(whole)
+                assert table.column("id").to_pylist() == list(range(nrows))
+    rows = co.partition(partition_rows, 2)
+    assert all(s.num_records == 2 for s in rows[:-1])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(file=csv_files(max_rows=12), chunk_size=st.integers(4, 64))
+def test_exact_on_s3(s3_store, file, chunk_size):
+    data, nrows, ncols = file
+    url = s3_store.put(f"f{chunk_size}-{len(data)}.csv", data)
+    co = CloudObject.from_url(CSV, url, storage_options=s3_store.options)
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=16)
+    whole = whole_file_table(data, ncols)
+    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
+    for n in (1, 2, 3, nrows + 2):
+        slices = co.partition(partition_num_chunks, n)
+        check_exact(co, data, slices, n)
+        assert pa.concat_tables([s.as_arrow(column_types=types) for s in slices]).equals(whole)
+
+
+def test_types_header_and_pandas(store):
+    data = b"id,name,score,when\n1,ann,2.5,2024-01-02\n2,\"bo, b\",3,2024-02-03\n3,\"multi\nline\",,2024-03-04\n"
+    co = CloudObject.from_url(CSV, store.put("t.csv", data), storage_options=store.options)
+    co.preprocess()
+    assert co.attributes.column_types == ("int64", "string", "double", "date32[day]")
+    assert co["rows"] == 3
+    slices = co.partition(partition_num_chunks, 2)
+    table = pa.concat_tables([s.as_arrow() for s in slices])
+    assert table.equals(pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(newlines_in_values=True)))
+    frame = slices[0].get_as_pandas()
+    assert list(frame.columns) == ["id", "name", "score", "when"]
+    assert slices[0].get().startswith("id,name,score,when\n")
+
+
+def test_other_delimiter_and_no_header(local_store):
+    data = b"1;a\n2;'x;y'\n3;c\n"
+    co = CloudObject.from_url(CSV, local_store.put("t.csv", data))
+    co.preprocess(extra_args={"separator": ";"}, quotechar="'", header=False)
+    assert co.attributes.rows == 3 and co.attributes.columns == ("f0", "f1")
+    slices = co.partition(partition_rows, 1)
+    assert [s.as_arrow().column("f1").to_pylist() for s in slices] == [["a"], ["x;y"], ["c"]]
+
+
+@pytest.mark.parametrize(
+    "data, rows",
+    [(b"", 0), (b"a,b", 0), (b"a,b\n", 0), (b"\xef\xbb\xbfa,b\r\n1,2", 1), (b"a,b\n1,2\n3,4", 2)],
+)
+def test_edge_sizes(local_store, data, rows):
+    co = CloudObject.from_url(CSV, local_store.put("t.csv", data))
+    co.preprocess()
+    assert co.attributes.rows == rows
+    for n in (1, 2, 5):
+        slices = co.partition(partition_num_chunks, n)
+        assert len(slices) == n
+        assert sum(len(s.as_arrow()) for s in slices) == rows
+
+
+@pytest.mark.parametrize(
+    "data, offset",
+    [
+        (b'a,b\n1,"open\n2,3\n', 6),  # unbalanced quote: the field opened at 6 never closes
+        (b'a,b\n1,x"y\n2,"z"\n', 7),  # quote inside an unquoted field
+        (b'a,b\n1,"x"y\n', 8),  # text after a closing quote
+    ],
+)
+def test_malformed_quotes_raise_with_offset(local_store, data, offset):
+    url = local_store.put("bad.csv", data)
+    co = CloudObject.from_url(CSV, url)
+    with pytest.raises(InvalidFormatError) as err:
+        co.preprocess(chunk_size=3)
+    assert err.value.offset == offset and url in str(err.value)
+    assert not co.is_preprocessed()
+
+
+@pytest.mark.parametrize("strategy, arg", [(partition_num_chunks, 0), (partition_rows, -1), (partition_chunk_size, 1.5), (partition_num_chunks, True)])
+def test_bad_strategy_arguments(local_store, strategy, arg):
+    co = CloudObject.from_url(CSV, local_store.put("t.csv", b"a\n1\n"))
+    co.preprocess()
+    with pytest.raises(StrategyArgumentError, match=co.url):
+        co.partition(strategy, arg)

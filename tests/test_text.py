@@ -1,0 +1,60 @@
+"""Plain UTF-8 text: every line and word lands in exactly one slice; multi-byte characters are never cut."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataplug import CloudObject, InvalidFormatError
+from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks, whole_words_strategy
+
+TEXT = st.text(st.sampled_from(list("ab \n\r\té€😀ß")), max_size=300)
+
+
+def expected_lines(text: str) -> list[str]:
+    if not text:
+        return []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=TEXT, bom=st.booleans(), chunk_size=st.integers(1, 50), sample_bytes=st.integers(1, 40))
+def test_every_line_and_word_exactly_once(local_store, text, bom, chunk_size, sample_bytes):
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+    co = CloudObject.from_url(UTF8Text, local_store.put(f"t{len(data)}-{chunk_size}-{sample_bytes}.txt", data))
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=sample_bytes)
+    lines = expected_lines(text)
+    assert co.attributes.lines == len(lines)
+    for n in range(1, len(lines) + 3):
+        by_bytes = co.partition(partition_num_chunks, n)
+        assert len(by_bytes) == n
+        assert "".join(s.get() for s in by_bytes) == text
+        assert sum((s.lines() for s in by_bytes), []) == lines
+        by_lines = co.partition(partition_chunk_lines, n)
+        assert all(s.num_records == n for s in by_lines[:-1])
+        assert sum((s.lines() for s in by_lines), []) == lines
+        words = co.partition(whole_words_strategy, n)
+        assert sum((s.words() for s in words), []) == text.split()
+
+
+def test_on_s3_and_local(store):
+    text = "".join(f"line {i} ünïcødé 😀\n" for i in range(500))
+    co = CloudObject.from_url(UTF8Text, store.put("big.txt", text.encode()), storage_options=store.options)
+    co.preprocess(chunk_size=997, sample_bytes=256)
+    assert co.attributes.lines == 500
+    for n in (1, 7, 64, 600):
+        assert "".join(s.get() for s in co.partition(partition_num_chunks, n)) == text
+
+
+def test_invalid_utf8_names_offset(local_store):
+    data = b"ok\nbad \xff here\n"
+    co = CloudObject.from_url(UTF8Text, local_store.put("bad.txt", data))
+    co.preprocess()
+    (only,) = co.partition(partition_num_chunks, 1)
+    with pytest.raises(InvalidFormatError) as err:
+        only.get()
+    assert err.value.offset == 7
