@@ -104,42 +104,49 @@ class RangeScan:
     states: tuple[StateScan, StateScan]
 
 
-def _bad_quote(arr: np.ndarray, q: np.ndarray, in_quotes: bool, dialect: Dialect, first: int, base: int, data_start: int, size: int) -> int:
-    """First quote (absolute offset) that opens a field not at its start, or closes one not at its end.
+def _quote_checks(full: np.ndarray, q: np.ndarray, dialect: Dialect, first: int, base: int, data_start: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each quote: may it open a quoted field (it follows a delimiter, a line break, another quote or
+    the data start) and may it close one (it precedes a delimiter, a line break, another quote or the end)?
 
-    ``arr`` holds one byte of context before and after the range where the object has it; ``first`` is the
-    index in ``arr`` of the range's first byte and ``base`` its absolute offset.
+    ``full`` holds one byte of context before and after the range where the object has it; ``first`` is the
+    index in ``full`` of the range's first byte and ``base`` its absolute offset.
     """
-    if q.size == 0 or dialect.delimiter is None:
-        return -1
-    opening = q[1::2] if in_quotes else q[0::2]
-    closing = q[0::2] if in_quotes else q[1::2]
-    bad = []
-    if opening.size:
-        prev = arr[np.maximum(opening + first - 1, 0)]
-        ok = (prev == dialect.delimiter) | (prev == NEWLINE) | (prev == CARRIAGE_RETURN) | (prev == dialect.quote) | (opening + base == data_start)
-        if not ok.all():
-            bad.append(int(opening[np.argmin(ok)]))
-    if closing.size:
-        nxt = arr[np.minimum(closing + first + 1, arr.size - 1)]
-        ok = (nxt == dialect.delimiter) | (nxt == NEWLINE) | (nxt == CARRIAGE_RETURN) | (nxt == dialect.quote) | (closing + base == size - 1)
-        if not ok.all():
-            bad.append(int(closing[np.argmin(ok)]))
-    return base + min(bad) if bad else -1
+    allowed = np.zeros(256, dtype=bool)
+    allowed[[NEWLINE, CARRIAGE_RETURN, dialect.quote, dialect.delimiter]] = True
+    prev = q + (first - 1)
+    prev[0] = max(int(prev[0]), 0)  # sorted, so only the first can fall before the buffer ...
+    nxt = q + (first + 1)
+    nxt[-1] = min(int(nxt[-1]), full.size - 1)  # ... and only the last after it
+    may_open = allowed[full[prev]]
+    may_close = allowed[full[nxt]]
+    if q.size and q[0] + base == data_start:
+        may_open[0] = True
+    if q.size and q[-1] + base == size - 1:
+        may_close[-1] = True
+    return may_open, may_close
+
+
+def _first_bad_quote(q: np.ndarray, may_open: np.ndarray, may_close: np.ndarray, in_quotes: bool, base: int) -> int:
+    """Offset of the first quote that opens a field not at its start or closes one not at its end, or -1."""
+    ok = np.empty(q.size, dtype=bool)
+    opening = slice(1, None, 2) if in_quotes else slice(0, None, 2)
+    closing = slice(0, None, 2) if in_quotes else slice(1, None, 2)
+    ok[opening] = may_open[opening]
+    ok[closing] = may_close[closing]
+    return -1 if ok.all() else base + int(q[np.argmin(ok)])
 
 
 def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
     """The map step: read ``[start, end)`` (plus a byte of context each side) and scan it for both states."""
     lo, hi = max(start - 1, 0), min(end + 1, size)
-    ctx = obj.read_range(lo, hi)
+    full = np.frombuffer(obj.read_range(lo, hi), dtype=np.uint8)
     first = start - lo
-    buf = ctx[first : first + (end - start)]
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = line_breaks(arr, dialect, ctx[first + len(buf)] if hi > end else None)
+    arr = full[first : first + (end - start)]
+    nl = line_breaks(arr, dialect, int(full[first + arr.size]) if hi > end else None)
     q = quote_positions(arr, dialect)
     parity = np.searchsorted(q, nl) & 1 if q.size else np.zeros(nl.size, np.int64)
+    checks = _quote_checks(full, q, dialect, first, start, data_start, size) if q.size and dialect.delimiter is not None else None
     grid = np.arange(((start // sample_bytes) + 1) * sample_bytes, end + 1, sample_bytes) - start
-    full = np.frombuffer(ctx, dtype=np.uint8)
     states = []
     for st in (0, 1):
         if dialect.quote is None and st == 1:
@@ -156,7 +163,7 @@ def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dia
                 count=int(rec_starts.size),
                 anchor_offsets=(rec_starts[idx] + start).astype(np.int64),
                 anchor_ordinals=idx.astype(np.int64),
-                bad_quote=_bad_quote(full, q, bool(st), dialect, first, start, data_start, size),
+                bad_quote=_first_bad_quote(q, *checks, bool(st), start) if checks else -1,
             )
         )
     return RangeScan(start, end, bool(q.size & 1), start + int(q[-1]) if q.size else -1, (states[0], states[1]))
