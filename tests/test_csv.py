@@ -167,3 +167,20 @@ def test_bad_strategy_arguments(local_store, strategy, arg):
     co.preprocess()
     with pytest.raises(StrategyArgumentError, match=co.url):
         co.partition(strategy, arg)
+
+
+def test_preprocess_on_a_process_pool_matches_the_default(local_store):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    data = b"id,t\n" + b"".join(b'%d,"a\n%s"\n' % (i, b"q" * (i % 50)) for i in range(3000))
+    url = local_store.put("d.csv", data)
+    default = CloudObject.from_url(CSV, url).preprocess(chunk_size=4096, sample_bytes=1000)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pooled = CloudObject.from_url(CSV, url, index_location=local_store.url("pooled"))
+        pooled.preprocess(chunk_size=4096, sample_bytes=1000, executor=pool)
+    assert pooled.attributes == default.attributes
+    for name, table in default.index().tables.items():
+        assert np.array_equal(pooled.index().tables[name], table)
