@@ -191,7 +191,7 @@ class CloudObject:
     def _load_index(self, info: ObjectInfo | None) -> None:
         sidecar = load_sidecar(self.index_location, self.url, self.format.name, self.format.index_version)
         attributes = self.format.attributes_from_json(self.index_location.url, sidecar.attributes)
-        self.format.validate_index(self.index_location.url, attributes, sidecar.tables, sidecar.object_info.size)
+        self.format.validate_index(self.index_location.url, attributes, sidecar.tables, sidecar.blob_sizes(), sidecar.object_info.size)
         if info is not None:
             self._check_fresh(sidecar, info)
         self._sidecar, self._attributes = sidecar, attributes
@@ -262,7 +262,7 @@ class CloudObject:
             tables=data.tables,
             blobs=dict(data.blobs),
         )
-        self.format.validate_index(self.index_location.url, data.attributes, data.tables, info.size)
+        self.format.validate_index(self.index_location.url, data.attributes, data.tables, {k: len(v) for k, v in data.blobs.items()}, info.size)
         self._sidecar = write_sidecar(self.index_location, sidecar)
         self._attributes = data.attributes
         return self

@@ -26,6 +26,8 @@ ENTRY_POINT_GROUP = "dataplug.formats"
 _BUILTIN = {
     "CSV": "dataplug.formats.generic.csv:CSV",
     "UTF8Text": "dataplug.formats.generic.text:UTF8Text",
+    "GZipText": "dataplug.formats.compressed.gzipped:GZipText",
+    "FASTQGZip": "dataplug.formats.genomics.fastq:FASTQGZip",
 }
 _REGISTRY: dict[str, type[DataFormat]] = {}
 
@@ -77,8 +79,9 @@ class DataFormat:
         raise NotImplementedError
 
     @classmethod
-    def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], size: int) -> None:
-        """Raise :class:`CorruptIndexError` if a loaded index does not fit the object."""
+    def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
+        """Raise :class:`CorruptIndexError` if an index (its tables and the sizes of its blobs) does not fit
+        an object of ``size`` bytes."""
 
     @classmethod
     def attributes_to_json(cls, attributes: Any) -> dict[str, Any]:

@@ -78,12 +78,12 @@ class Sidecar:
             raise TypeError(f"blob {name!r} has not been written yet")
         return ref
 
+    def blob_sizes(self) -> dict[str, int]:
+        return {name: blob.size if isinstance(blob, BlobRef) else len(blob) for name, blob in self.blobs.items()}
+
     def nbytes(self) -> int:
         """Total size of the tables and blobs (the manifest aside)."""
-        total = sum(int(t.nbytes) for t in self.tables.values())
-        for blob in self.blobs.values():
-            total += blob.size if isinstance(blob, BlobRef) else len(blob)
-        return total
+        return sum(int(t.nbytes) for t in self.tables.values()) + sum(self.blob_sizes().values())
 
 
 def _sha256(data: bytes) -> str:

@@ -108,7 +108,7 @@ class CSV(DataFormat):
         return IndexData(attributes, tables=index.tables())
 
     @classmethod
-    def validate_index(cls, url: str, attributes: Any, tables: dict, size: int) -> None:
+    def validate_index(cls, url: str, attributes: Any, tables: dict, blob_sizes: dict[str, int], size: int) -> None:
         index = LineIndex.from_tables(url, tables, size)
         first = 1 if attributes.has_header and index.total else 0
         if attributes.rows != index.total - first or attributes.size != size or len(attributes.columns) != len(attributes.column_types):

@@ -39,7 +39,7 @@ class UTF8Text(DataFormat):
         return IndexData(attributes, tables=index.tables())
 
     @classmethod
-    def validate_index(cls, url: str, attributes: Any, tables: dict, size: int) -> None:
+    def validate_index(cls, url: str, attributes: Any, tables: dict, blob_sizes: dict[str, int], size: int) -> None:
         index = LineIndex.from_tables(url, tables, size)
         if attributes.lines != index.total or attributes.size != size:
             raise CorruptIndexError(url, "text attributes disagree with the line index")

@@ -1,0 +1,1 @@
+"""Codecs: decompression with checkpoints, so that workers can start decoding in the middle of an object."""

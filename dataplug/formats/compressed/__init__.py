@@ -1,0 +1,1 @@
+"""Formats of compressed objects: gzip text."""

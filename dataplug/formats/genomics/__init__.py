@@ -1,0 +1,1 @@
+"""Formats of genomics: FASTQ (plain and gzip)."""

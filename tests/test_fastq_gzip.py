@@ -1,0 +1,184 @@
+"""FASTQ.gz and gzip text: every read (line) exactly once, from one checkpoint per worker."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataplug import CloudObject, InvalidFormatError, StaleIndexError
+from dataplug.formats.compressed.gzipped import GZipText, partition_chunk_lines, partition_num_chunks
+from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
+from dataplug.storage import read_stats
+
+SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def make_fastq(reads: int, seed: int, max_len: int = 150) -> bytes:
+    """Random reads of varied length (seeded numpy, so large inputs stay fast to build)."""
+    rng = np.random.default_rng(seed)
+    bases = np.frombuffer(b"ACGTN", np.uint8)
+    out = []
+    for i, n in enumerate(rng.integers(1, max_len + 1, reads)):
+        seq = bases[rng.integers(0, 5, n)].tobytes()
+        qual = rng.integers(33, 74, n).astype(np.uint8).tobytes()
+        out.append(b"@read%d/%d\n%s\n+\n%s\n" % (i, seed, seq, qual))
+    return b"".join(out)
+
+
+def compress(data: bytes, level: int, members: int) -> bytes:
+    cuts = np.linspace(0, len(data), members + 1).astype(int)
+    return b"".join(gzip.compress(data[a:b], compresslevel=level) for a, b in zip(cuts[:-1], cuts[1:]))
+
+
+def check_reads(co: CloudObject, data: bytes, slices: list) -> None:
+    lines = data.decode().splitlines()
+    got = [line for s in slices for line in s.get()]
+    assert got == lines
+    for a, b in zip(slices, slices[1:]):
+        assert a.stop == b.first
+    for s in slices:
+        assert s.first % 4 == 0
+        if s.num_reads:
+            assert s.get()[0].startswith("@")
+
+
+@SLOW
+@given(
+    reads=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+    level=st.sampled_from([1, 6, 9]),
+    members=st.integers(1, 4),
+    spacing=st.sampled_from([512, 2048, 8192]),
+    trailing_newline=st.booleans(),
+)
+def test_every_read_exactly_once(local_store, reads, seed, level, members, spacing, trailing_newline):
+    data = make_fastq(reads, seed)
+    if not trailing_newline:
+        data = data[:-1]
+    url = local_store.put(f"r{reads}-{seed}-{level}-{members}-{spacing}.fastq.gz", compress(data, level, members))
+    co = CloudObject.from_url(FASTQGZip, url)
+    co.preprocess(force=True, spacing=spacing)
+    assert co.attributes.reads == reads and co.attributes.lines == 4 * reads
+    assert co.attributes.checkpoints >= 1
+    for n in sorted({1, 2, 3, reads, reads + 1, reads + 2} | set(range(1, min(reads, 12)))):
+        batches = co.partition(partition_reads_batches, n)
+        assert len(batches) == n
+        check_reads(co, data, batches)
+        per_chunk = co.partition(partition_sequences_per_chunk, n)
+        assert all(s.num_reads == n for s in per_chunk[:-1])
+        check_reads(co, data, per_chunk)
+    table = next(s for s in co.partition(partition_reads_batches, 2)).as_arrow()
+    assert table.column_names == ["name", "sequence", "quality"]
+    first = next(co.partition(partition_sequences_per_chunk, 1)[0].reads())
+    assert first[0] == f"read0/{seed}" and len(first[1]) == len(first[2])
+
+
+@SLOW
+@given(text=st.text(st.sampled_from(list("ab\n é😀")), max_size=3000), spacing=st.sampled_from([64, 256, 1024]), members=st.integers(1, 3))
+def test_gzip_text_lines(local_store, text, spacing, members):
+    data = text.encode()
+    url = local_store.put(f"t{len(data)}-{spacing}-{members}.txt.gz", compress(data, 6, members))
+    co = CloudObject.from_url(GZipText, url)
+    co.preprocess(force=True, spacing=spacing)
+    lines = data.decode().split("\n")
+    if data.endswith(b"\n") or not data:
+        lines.pop()
+    assert co.attributes.lines == len(lines)
+    for n in range(1, min(len(lines), 15) + 3):
+        for strategy in (partition_num_chunks, partition_chunk_lines):
+            slices = co.partition(strategy, n)
+            assert "".join(s.get() for s in slices) == text
+            assert [line for s in slices for line in s.lines()] == lines
+
+
+def test_worker_fetches_its_range_plus_one_checkpoint_in_two_requests(s3_store):
+    data = make_fastq(20000, 1)
+    blob = compress(data, 6, 1)
+    url = s3_store.put("big.fastq.gz", blob)
+    co = CloudObject.from_url(FASTQGZip, url, storage_options=s3_store.options)
+    co.preprocess(spacing=256 * 1024)
+    assert co.attributes.checkpoints > 8
+    windows = co.index().blob("windows")
+    slices = co.partition(partition_reads_batches, 8)
+    fetched = 0
+    for s in slices:
+        read_stats.reset()
+        lines = s.get()
+        requests = read_stats.requests.get(url, 0) + read_stats.requests.get(windows.location.url, 0)
+        assert requests <= 2
+        assert read_stats.requests.get(url, 0) == 1
+        window_bytes = read_stats.bytes.get(windows.location.url, 0)
+        assert window_bytes <= 32 * 1024 + 64  # one compressed window at most
+        fetched += read_stats.bytes[url]
+        assert len(lines) == 4 * s.num_reads
+    assert sum(s.num_reads for s in slices) == 20000
+    assert fetched <= len(blob) + 8 * 64 * 1024  # each slice: its own range plus a small end margin
+    assert co.index().nbytes() <= co.attributes.checkpoints * (32 * 1024 + 64)  # a window and a table row each
+
+
+def test_bgzf_is_recognised(local_store):
+    data = make_fastq(3000, 5)
+    blocks = []
+    for i in range(0, len(data), 60000):
+        body = zlib.compressobj(6, zlib.DEFLATED, -15)
+        payload = body.compress(data[i : i + 60000]) + body.flush()
+        extra = b"BC\x02\x00" + (len(payload) + 25).to_bytes(2, "little")
+        header = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00" + extra
+        trailer = (zlib.crc32(data[i : i + 60000])).to_bytes(4, "little") + (len(data[i : i + 60000])).to_bytes(4, "little")
+        blocks.append(header + payload + trailer)
+    blocks.append(bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000"))
+    co = CloudObject.from_url(FASTQGZip, local_store.put("r.fastq.bgz", b"".join(blocks)))
+    co.preprocess(spacing=100_000)
+    assert co.attributes.bgzf and co.index().blob("windows").size == 0
+    check_reads(co, data, co.partition(partition_reads_batches, 7))
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"", "empty"),
+        (b"@r\nACGT\n+\nIIII\n", "not gzip"),
+        (gzip.compress(make_fastq(500, 2))[:-3000], "truncated"),
+        (gzip.compress(make_fastq(500, 2))[:5000] + b"\x00garbage" + gzip.compress(make_fastq(500, 2))[5008:], "corrupt|truncated|invalid"),
+    ],
+)
+def test_bad_gzip(local_store, blob, message):
+    url = local_store.put("bad.fastq.gz", blob)
+    co = CloudObject.from_url(FASTQGZip, url)
+    with pytest.raises(InvalidFormatError, match=message) as err:
+        co.preprocess()
+    assert url in str(err.value) and err.value.offset is not None
+    assert not co.is_preprocessed()
+
+
+@pytest.mark.parametrize(
+    "fastq, line",
+    [
+        (b"@a\nAC\n+\nII\nXb\nAC\n+\nII\n", 5),
+        (b"@a\nAC\n+\nII\n@b\nAC\n-\nII\n", 7),
+        (b"@a\nAC\n+\nII\n@b\nACG\n+\nII\n", 8),
+        (b"@a\nAC\n+\nII\n@b\nAC\n", 6),
+    ],
+)
+def test_malformed_fastq_names_the_line(local_store, fastq, line):
+    co = CloudObject.from_url(FASTQGZip, local_store.put("m.fastq.gz", gzip.compress(fastq)))
+    with pytest.raises(InvalidFormatError) as err:
+        co.preprocess()
+    assert err.value.line == line
+
+
+def test_replaced_object_is_stale(store):
+    url = store.put("r.fastq.gz", gzip.compress(make_fastq(400, 3)))
+    co = CloudObject.from_url(FASTQGZip, url, storage_options=store.options)
+    co.preprocess(spacing=4096)
+    slices = co.partition(partition_reads_batches, 3)
+    store.put("r.fastq.gz", gzip.compress(make_fastq(400, 4)))
+    with pytest.raises(StaleIndexError):
+        slices[1].get()
+    with pytest.raises(StaleIndexError):
+        co.partition(partition_reads_batches, 3)
