@@ -7,9 +7,12 @@ pickled, so slices can travel to any worker and resolve credentials there.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -245,12 +248,13 @@ class StorageObject:
                 raise StaleIndexError(self.url, "the object changed after it was indexed (ETag no longer matches); run preprocess(force=True)")
         return results
 
-    def open(self, mode: str = "rb", **kwargs: Any):
-        """A file object, for sequential passes that want buffered streaming (e.g. a decompressor)."""
-        try:
-            return self.fs.open(self.path, mode, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated into a dataplug error
-            raise self._translate(exc) from exc
+    def stream(self, expect: ObjectInfo, block_size: int = 8 * 2**20, ahead: int = 2) -> SequentialReader:
+        """A read-only file object over the whole object for one front-to-back pass.
+
+        It fetches ``block_size`` ranges ``ahead`` blocks in advance on a background thread, so download
+        and decoding overlap; every range carries the staleness check of :meth:`read_ranges`.
+        """
+        return SequentialReader(self, expect, block_size, ahead)
 
     # -- writes (sidecar locations only; data objects are never written) --------------------------------
 
@@ -314,3 +318,43 @@ class StorageObject:
                 raise self._translate(exc) from exc
         raise AssertionError("unreachable")
 
+
+
+class SequentialReader(io.RawIOBase):
+    """Front-to-back reads of one object with ranges prefetched on a background thread."""
+
+    def __init__(self, obj: StorageObject, expect: ObjectInfo, block_size: int, ahead: int) -> None:
+        super().__init__()
+        self.obj, self.expect, self.block_size = obj, expect, block_size
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dataplug-prefetch")
+        self.pending: deque[Future[bytes]] = deque()
+        self.next_start = 0
+        self.buffer = memoryview(b"")
+        for _ in range(max(1, ahead)):
+            self._prefetch()
+
+    def _prefetch(self) -> None:
+        if self.next_start < self.expect.size:
+            end = min(self.next_start + self.block_size, self.expect.size)
+            self.pending.append(self.pool.submit(self.obj.read_range, self.next_start, end, self.expect))
+            self.next_start = end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        if not self.buffer:
+            if not self.pending:
+                return 0
+            self.buffer = memoryview(self.pending.popleft().result())
+            self._prefetch()
+        n = min(len(target), len(self.buffer))
+        target[:n] = self.buffer[:n]
+        self.buffer = self.buffer[n:]
+        return n
+
+    def close(self) -> None:
+        for fut in self.pending:
+            fut.cancel()
+        self.pool.shutdown(wait=True)
+        super().close()

@@ -68,7 +68,7 @@ class GZipText(DataFormat):
         url, size = ctx.obj.url, ctx.info.size
         spacing = int(ctx.options.get("spacing", DEFAULT_SPACING))
         on_data, finish = cls.record_checker(url)
-        with ctx.obj.open("rb") as fh, _progress(size, f"indexing {url}", ctx.progress) as bar:
+        with ctx.obj.stream(ctx.info) as fh, _progress(size, f"indexing {url}", ctx.progress) as bar:
             seen = [0]
 
             def progress(done: int) -> None:
