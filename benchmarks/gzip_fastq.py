@@ -28,28 +28,9 @@ import fsspec
 import numpy as np
 
 from dataplug import CloudObject
+from dataplug.demo import generate_fastq
 from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches
 from dataplug.storage import read_stats
-
-
-def write_fastq(path: str, size_mb: int, seed: int = 3) -> int:
-    """Random 100-150 bp reads until the file holds ``size_mb`` MB; returns the number of reads."""
-    rng = np.random.default_rng(seed)
-    bases = np.frombuffer(b"ACGT", np.uint8)
-    reads = 0
-    with open(path, "wb") as out:
-        while out.tell() < size_mb * 1_000_000:
-            n = 20_000
-            lengths = rng.integers(100, 151, n)
-            seqs = bases[rng.integers(0, 4, lengths.sum())].tobytes()
-            quals = rng.integers(35, 74, lengths.sum()).astype(np.uint8).tobytes()
-            pos, parts = 0, []
-            for i, length in enumerate(lengths.tolist()):
-                parts.append(b"@r%d length=%d\n%s\n+\n%s\n" % (reads + i, length, seqs[pos : pos + length], quals[pos : pos + length]))
-                pos += length
-            out.write(b"".join(parts))
-            reads += n
-    return reads
 
 
 def start_moto() -> tuple[subprocess.Popen, dict]:
@@ -84,7 +65,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(dir=args.dir) as folder:
             plain = os.path.join(folder, "reads.fastq")
-            reads = write_fastq(plain, args.size_mb)
+            reads = generate_fastq(plain, args.size_mb)
             subprocess.run(["gzip", "-6", "-k", plain], check=True)
             gz = plain + ".gz"
             csize, usize = os.path.getsize(gz), os.path.getsize(plain)
