@@ -28,6 +28,7 @@ _BUILTIN = {
     "UTF8Text": "dataplug.formats.generic.text:UTF8Text",
     "GZipText": "dataplug.formats.compressed.gzipped:GZipText",
     "FASTQGZip": "dataplug.formats.genomics.fastq:FASTQGZip",
+    "FASTQ": "dataplug.formats.genomics.fastq:FASTQ",
 }
 _REGISTRY: dict[str, type[DataFormat]] = {}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -139,10 +139,14 @@ def _first_bad_quote(q: np.ndarray, may_open: np.ndarray, may_close: np.ndarray,
 def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
     """The map step: read ``[start, end)`` (plus a byte of context each side) and scan it for both states."""
     lo, hi = max(start - 1, 0), min(end + 1, size)
-    full = np.frombuffer(obj.read_range(lo, hi), dtype=np.uint8)
-    first = start - lo
+    return scan_buffer(np.frombuffer(obj.read_range(lo, hi), dtype=np.uint8), start - lo, start, end, size, dialect, sample_bytes, data_start)
+
+
+def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
+    """:func:`scan_range` on bytes already read: ``full[first:]`` is the object from ``start`` on, with the
+    byte before it (when ``start`` > 0) and the byte after ``end`` (when ``end`` < size) in ``full`` too."""
     arr = full[first : first + (end - start)]
-    nl = line_breaks(arr, dialect, int(full[first + arr.size]) if hi > end else None)
+    nl = line_breaks(arr, dialect, int(full[first + arr.size]) if end < size else None)
     q = quote_positions(arr, dialect)
     parity = np.searchsorted(q, nl) & 1 if q.size else np.zeros(nl.size, np.int64)
     checks = _quote_checks(full, q, dialect, first, start, data_start, size) if q.size and dialect.delimiter is not None else None
@@ -287,12 +291,16 @@ def _scan_one(obj: StorageObject, size: int, dialect: Dialect, sample_bytes: int
     return scan_range(obj, rng[0], rng[1], size, dialect, sample_bytes, data_start)
 
 
+def map_ranges(ctx: PreprocessContext, data_start: int, mapper: Callable[..., Any], *args: Any) -> list[Any]:
+    """``mapper(*args, (start, end))`` for every byte range of the object, on the context's executor."""
+    ranges = byte_ranges(data_start, ctx.info.size, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
+    return map_ordered(functools.partial(mapper, *args), ranges, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+
+
 def build_line_index(ctx: PreprocessContext, dialect: Dialect, data_start: int, sample_bytes: int = DEFAULT_SAMPLE_BYTES) -> LineIndex:
     """Map :func:`scan_range` over the object's byte ranges on the context's executor, then reduce."""
     size = ctx.info.size
-    ranges = byte_ranges(data_start, size, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
-    scan = functools.partial(_scan_one, ctx.obj, size, dialect, sample_bytes, data_start)
-    scans = map_ordered(scan, ranges, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+    scans = map_ranges(ctx, data_start, _scan_one, ctx.obj, size, dialect, sample_bytes, data_start)
     return reduce_scans(ctx.obj.url, scans, data_start, size)
 
 

@@ -21,19 +21,21 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def strategy(data_format: type[DataFormat]) -> Callable[[F], F]:
-    """Decorator: ``fn(co, *args, **kwargs) -> list of slices`` becomes a strategy of ``data_format``."""
+def strategy(*data_formats: type[DataFormat]) -> Callable[[F], F]:
+    """Decorator: ``fn(co, *args, **kwargs) -> list of slices`` becomes a strategy of the given formats."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def run(co: CloudObject, *args: Any, **kwargs: Any) -> list[Any]:
-            if not issubclass(co.format, data_format):
-                raise StrategyArgumentError(co.url, f"strategy {fn.__name__} is for {data_format.name} objects, not {co.format.name}")
+            if not issubclass(co.format, data_formats):
+                names = " or ".join(f.name for f in data_formats)
+                raise StrategyArgumentError(co.url, f"strategy {fn.__name__} is for {names} objects, not {co.format.name}")
             co.ensure_fresh_index()
             return list(fn(co, *args, **kwargs))
 
-        run.data_format = data_format  # type: ignore[attr-defined]
-        data_format.strategies[fn.__name__] = run
+        run.data_format = data_formats[0]  # type: ignore[attr-defined]
+        for data_format in data_formats:
+            data_format.strategies[fn.__name__] = run
         return run  # type: ignore[return-value]
 
     return decorate

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dataplug import CloudObject, InvalidFormatError, StaleIndexError
 from dataplug.formats.compressed.gzipped import GZipText, partition_chunk_lines, partition_num_chunks
-from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
+from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
 from dataplug.storage import read_stats
 
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -182,3 +182,39 @@ def test_replaced_object_is_stale(store):
         slices[1].get()
     with pytest.raises(StaleIndexError):
         co.partition(partition_reads_batches, 3)
+
+
+# -- plain FASTQ ---------------------------------------------------------------------------------------
+
+
+@SLOW
+@given(reads=st.integers(0, 200), seed=st.integers(0, 2**16), chunk_size=st.integers(16, 4000), trailing_newline=st.booleans())
+def test_plain_fastq_every_read_exactly_once(local_store, reads, seed, chunk_size, trailing_newline):
+    data = make_fastq(reads, seed)
+    if not trailing_newline and data:
+        data = data[:-1]
+    co = CloudObject.from_url(FASTQ, local_store.put(f"p{reads}-{seed}-{chunk_size}.fastq", data))
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=97)
+    assert co.attributes.reads == reads
+    for n in sorted({1, 2, 3, reads + 2} | set(range(1, min(reads, 9)))):
+        batches = co.partition(partition_reads_batches, n)
+        assert len(batches) == n
+        check_reads(co, data, batches)
+        check_reads(co, data, co.partition(partition_sequences_per_chunk, n))
+
+
+@pytest.mark.parametrize("chunk_size", [3, 7, 1000])
+@pytest.mark.parametrize(
+    "fastq, line",
+    [
+        (b"@a\nAC\n+\nII\nXb\nAC\n+\nII\n", 5),
+        (b"@a\nAC\n+\nII\n@b\nAC\n-\nII\n", 7),
+        (b"@a\nAC\n+\nII\n@b\nACG\n+\nII\n", 8),
+        (b"@a\nAC\n+\nII\n@b\nAC\n", 6),
+    ],
+)
+def test_plain_malformed_fastq_names_the_line(local_store, fastq, line, chunk_size):
+    co = CloudObject.from_url(FASTQ, local_store.put("m.fastq", fastq))
+    with pytest.raises(InvalidFormatError) as err:
+        co.preprocess(chunk_size=chunk_size)
+    assert err.value.line == line
