@@ -252,6 +252,13 @@ def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -
     return LineIndex(np.concatenate(offsets), np.concatenate(records))
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines of ``text`` without their ``\\n`` or ``\\r\\n``; a trailing newline ends the last line, it
+    does not start an empty one."""
+    lines = text[:-1].split("\n") if text.endswith("\n") else (text.split("\n") if text else [])
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def byte_ranges(start: int, size: int, chunk_size: int) -> list[tuple[int, int]]:
     """``[start, size)`` cut into ranges of ``chunk_size`` bytes (the last one shorter)."""
     edges = list(range(start, size, max(1, chunk_size))) + [size]

@@ -20,6 +20,7 @@ from dataplug.errors import CorruptIndexError, InvalidFormatError, StaleIndexErr
 from dataplug.executors import _progress
 from dataplug.format import DataFormat, IndexData, PreprocessContext
 from dataplug.index import BlobRef
+from dataplug.lineindex import split_lines
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import monotonic_bounds, positive_int, step_bounds, strategy
 
@@ -187,9 +188,7 @@ class GzipLinesSlice(CloudObjectSlice):
 
     def lines(self) -> list[str]:
         """The slice's lines without their ``\\n`` (or ``\\r\\n``)."""
-        text = self.text()
-        lines = text[:-1].split("\n") if text.endswith("\n") else (text.split("\n") if text else [])
-        return [line[:-1] if line.endswith("\r") else line for line in lines]
+        return split_lines(self.text())
 
 
 def _nth_newline(chunk: bytes, n: int) -> int:

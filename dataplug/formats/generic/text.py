@@ -10,7 +10,7 @@ from typing import Any
 
 from dataplug.errors import CorruptIndexError
 from dataplug.format import DataFormat, IndexData, PreprocessContext
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, build_line_index, line_slices
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, build_line_index, line_slices, split_lines
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 
@@ -55,13 +55,7 @@ class TextSlice(LineRangeSlice):
 
     def lines(self) -> list[str]:
         """The slice's lines without their ``\\n`` (or ``\\r\\n``)."""
-        text = self.text()
-        if not text:
-            return []
-        lines = text.split("\n")
-        if text.endswith("\n"):
-            lines.pop()
-        return [line[:-1] if line.endswith("\r") else line for line in lines]
+        return split_lines(self.text())
 
     def words(self) -> list[str]:
         """The slice's whitespace-separated words."""

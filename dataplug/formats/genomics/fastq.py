@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.format import DataFormat, IndexData, PreprocessContext
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, Dialect, LineIndex, LineRangeSlice, line_slices, map_ranges, reduce_scans, scan_buffer
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, Dialect, LineIndex, LineRangeSlice, line_slices, map_ranges, reduce_scans, scan_buffer, split_lines
 from dataplug.storage import StorageObject
 from dataplug.formats.compressed.gzipped import (
     GZipText,
@@ -117,9 +117,7 @@ class FastqReads:
 
     def lines(self) -> list[str]:
         """The slice's lines without their ``\\n`` (or ``\\r\\n``)."""
-        text = self.text()
-        lines = text[:-1].split("\n") if text.endswith("\n") else (text.split("\n") if text else [])
-        return [line[:-1] if line.endswith("\r") else line for line in lines]
+        return split_lines(self.text())
 
     def get(self) -> list[str]:
         """The slice's lines (four per read), as the original Dataplug returned them."""
