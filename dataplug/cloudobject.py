@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import Executor
 from typing import Any, Callable
 
 from dataplug.errors import DataplugError, IndexMissingError, StaleIndexError
@@ -231,7 +230,7 @@ class CloudObject:
         chunk_size: int | None = None,
         force: bool = False,
         debug: bool = False,
-        executor: Executor | None = None,
+        executor: Any = None,
         progress: bool | None = None,
         **options: Any,
     ) -> CloudObject:
@@ -239,9 +238,10 @@ class CloudObject:
         allows), write it to the index location, and keep it loaded.
 
         Skipped when a fresh index already exists, unless ``force=True``. Format options come as keyword
-        arguments or, as in the original, in ``extra_args``. ``executor`` is any
-        :class:`concurrent.futures.Executor` (default: a local thread pool). ``parallel_config`` and
-        ``debug`` are accepted for compatibility and ignored.
+        arguments or, as in the original, in ``extra_args``. ``executor`` is any engine
+        :func:`dataplug.executors.map_ordered` accepts: a ``concurrent.futures.Executor`` (default: a local
+        thread pool), a ``multiprocessing`` Pool, a ``dask.distributed.Client``, a ``lithops.FunctionExecutor``
+        or the ``ray`` module. ``parallel_config`` and ``debug`` are accepted for compatibility and ignored.
         """
         if parallel_config:
             warnings.warn("parallel_config is ignored by dataplug; pass executor= instead", stacklevel=2)

@@ -11,7 +11,6 @@ import dataclasses
 import importlib
 import types
 import typing
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -39,7 +38,7 @@ class PreprocessContext:
 
     obj: StorageObject
     info: ObjectInfo
-    executor: Executor | None = None
+    executor: Any = None
     chunk_size: int | None = None
     progress: bool | None = None
     options: dict[str, Any] = field(default_factory=dict)

@@ -17,7 +17,7 @@ import numpy as np
 
 from dataplug.codecs.gzip import DEFAULT_SPACING, Checkpoint, GzipIndex, build_index, inflate_from
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StaleIndexError
-from dataplug.executors import _progress
+from dataplug.executors import progress_bar
 from dataplug.format import DataFormat, IndexData, PreprocessContext
 from dataplug.index import BlobRef
 from dataplug.lineindex import split_lines
@@ -69,7 +69,7 @@ class GZipText(DataFormat):
         url, size = ctx.obj.url, ctx.info.size
         spacing = int(ctx.options.get("spacing", DEFAULT_SPACING))
         on_data, finish = cls.record_checker(url)
-        with ctx.obj.stream(ctx.info) as fh, _progress(size, f"indexing {url}", ctx.progress) as bar:
+        with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress) as bar:
             seen = [0]
 
             def progress(done: int) -> None:
