@@ -160,7 +160,9 @@ def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, d
         if term.size and start + int(term[-1]) == size - 1:
             term = term[:-1]  # the object's final newline starts no record
         rec_starts = term + 1
-        idx = np.unique(np.searchsorted(rec_starts, grid))
+        # The range's first record start is always an anchor: it stands in for a sample point of the
+        # previous range that no record start followed there.
+        idx = np.unique(np.concatenate(([0], np.searchsorted(rec_starts, grid))))
         idx = idx[idx < rec_starts.size]
         states.append(
             StateScan(
@@ -171,6 +173,26 @@ def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, d
             )
         )
     return RangeScan(start, end, bool(q.size & 1), start + int(q[-1]) if q.size else -1, (states[0], states[1]))
+
+
+@dataclass(frozen=True)
+class Span:
+    """The anchors around a run of records ``[a, b)``: everything a worker needs to cut it exactly.
+
+    The worker reads ``[start, end)``. Record ``a`` starts in ``[start, start_next]`` (``start`` is the last
+    anchor at or before ``a``) and record ``b`` in ``[last, end]`` (``last`` is the last anchor at or before
+    ``b``, ``end`` the first at or after it), so only those two short stretches are scanned.
+    """
+
+    start: int
+    start_record: int
+    start_next: int
+    start_next_record: int
+    last: int
+    last_record: int
+    end: int
+    end_record: int
+    size: int
 
 
 @dataclass
@@ -209,11 +231,17 @@ class LineIndex:
         if np.any((np.diff(r) > 0) & (np.diff(o) == 0)):
             raise CorruptIndexError(url, "line index places several records at one offset")
 
-    def span(self, a: int, b: int) -> tuple[int, int, int, int]:
-        """``(start_offset, start_record, end_offset, end_record)`` of the anchors bracketing records ``[a, b)``."""
-        i = int(np.searchsorted(self.records, a, side="right")) - 1
-        j = int(np.searchsorted(self.records, b, side="left"))
-        return int(self.offsets[i]), int(self.records[i]), int(self.offsets[j]), int(self.records[j])
+    def spans(self, a: np.ndarray, b: np.ndarray) -> list[Span]:
+        """The :class:`Span` of each run of records ``[a[k], b[k])``."""
+        size = int(self.offsets[-1])
+        last = self.records.size - 1
+        i = np.searchsorted(self.records, a, side="right") - 1
+        p = np.searchsorted(self.records, b, side="right") - 1
+        j = np.minimum(np.searchsorted(self.records, b, side="left"), last)
+        o, r = self.offsets, self.records
+        n = np.minimum(i + 1, last)
+        columns = (o[i], r[i], o[n], r[n], o[p], r[p], o[j], r[j])
+        return [Span(*row, size) for row in zip(*(c.tolist() for c in columns))]
 
     def offset_to_record(self, targets: np.ndarray) -> np.ndarray:
         """Record numbers at (approximately) the given byte offsets, by interpolating between anchors.
@@ -269,29 +297,41 @@ def read_records(obj: StorageObject, index: LineIndex, a: int, b: int, dialect: 
     """Records ``[a, b)`` read straight from the index (used while preprocessing, e.g. for a header)."""
     if b <= a:
         return b""
-    start, rec0, end, rec1 = index.span(a, b)
-    buf = obj.read_range(start, end)
-    return cut_records(obj.url, buf, start, rec0, end, rec1, end == int(index.offsets[-1]), a, b, dialect)[1]
+    span = index.spans(np.array([a]), np.array([b]))[0]
+    return cut_records(obj.url, obj.read_range(span.start, span.end), span, a, b, dialect)[1]
 
 
-def cut_records(url: str, buf: bytes, start: int, rec0: int, end: int, rec1: int, at_eof: bool, a: int, b: int, dialect: Dialect) -> tuple[int, bytes]:
-    """Cut records ``[a, b)`` out of ``buf`` = object bytes ``[start, end)`` whose first byte starts ``rec0``.
-
-    Returns the records' offset in the object and their bytes. The record starts found must agree with
-    the anchors at both ends; any disagreement means the object is not the one indexed and raises rather
-    than returning wrong records.
-    """
-    term = terminators(buf, dialect)
+def _record_starts(url: str, buf: bytes, base: int, lo: int, lo_record: int, hi: int, hi_record: int, size: int, dialect: Dialect) -> np.ndarray:
+    """Positions in ``buf`` (object bytes from ``base``) of records ``lo_record .. hi_record - 1``, found
+    between the anchors ``lo`` and ``hi`` and checked against them: a disagreement means the object is not
+    the one indexed, and raises rather than returning wrong records."""
+    region = buf[lo - base : hi - base]
+    term = terminators(region, dialect)
     starts = np.concatenate(([0], term + 1))
-    if at_eof:
-        found = int(np.count_nonzero(starts < len(buf)))
+    if hi == size:
+        found = int(np.count_nonzero(starts < len(region)))
     else:
-        found = int(term.size) if term.size and term[-1] == len(buf) - 1 else -1
-    if found != rec1 - rec0:
-        raise StaleIndexError(url, f"bytes [{start}, {end}) hold {found} records where the index expects {rec1 - rec0}; run preprocess(force=True)")
-    lo = int(starts[a - rec0])
-    hi = int(starts[b - rec0]) if b - rec0 < starts.size else len(buf)
-    return start + lo, buf[lo:hi]
+        found = int(term.size) if term.size and term[-1] == len(region) - 1 else -1
+    if found != hi_record - lo_record:
+        raise StaleIndexError(url, f"bytes [{lo}, {hi}) hold {found} records where the index expects {hi_record - lo_record}; run preprocess(force=True)")
+    return starts + (lo - base)
+
+
+def cut_records(url: str, buf: bytes, span: Span, a: int, b: int, dialect: Dialect) -> tuple[int, bytes]:
+    """Cut records ``[a, b)`` out of ``buf`` = object bytes ``[span.start, span.end)``.
+
+    Returns the records' offset in the object and their bytes. Only the stretches between the anchors
+    around ``a`` and around ``b`` are scanned, so the cost does not grow with the slice.
+    """
+    s = span
+    lo = 0
+    if a != s.start_record:
+        lo = int(_record_starts(url, buf, s.start, s.start, s.start_record, s.start_next, s.start_next_record, s.size, dialect)[a - s.start_record])
+    hi = s.last - s.start
+    if b != s.last_record:
+        starts = _record_starts(url, buf, s.start, s.last, s.last_record, s.end, s.end_record, s.size, dialect)
+        hi = int(starts[b - s.last_record]) if b - s.last_record < starts.size else len(buf)
+    return s.start + lo, buf[lo:hi]
 
 
 def _scan_one(obj: StorageObject, size: int, dialect: Dialect, sample_bytes: int, data_start: int, rng: tuple[int, int]) -> RangeScan:
@@ -317,11 +357,7 @@ class LineRangeSlice(CloudObjectSlice):
 
     first: int
     stop: int
-    read_start: int
-    read_start_record: int
-    read_end: int
-    read_end_record: int
-    at_eof: bool
+    span: Span
     dialect: Dialect
 
     @property
@@ -342,34 +378,16 @@ class LineRangeSlice(CloudObjectSlice):
 
     def _fetch(self) -> tuple[int, bytes]:
         if self.stop <= self.first:
-            return self.read_start, b""
-        buf = self.obj.read_range(self.read_start, self.read_end, expect=self.object_info)
-        return cut_records(
-            self.url, buf, self.read_start, self.read_start_record, self.read_end, self.read_end_record, self.at_eof, self.first, self.stop, self.dialect
-        )
+            return self.span.start, b""
+        buf = self.obj.read_range(self.span.start, self.span.end, expect=self.object_info)
+        return cut_records(self.url, buf, self.span, self.first, self.stop, self.dialect)
 
 
 def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, dialect: Dialect, **extra: Any) -> list[Any]:
     """One ``slice_class`` per run ``[bounds[i], bounds[i+1])`` of record numbers."""
     info = co.index().object_info
-    a_all, b_all = bounds[:-1], bounds[1:]
-    i = np.searchsorted(index.records, a_all, side="right") - 1
-    j = np.minimum(np.searchsorted(index.records, b_all, side="left"), index.records.size - 1)
-    rows = zip(a_all.tolist(), b_all.tolist(), index.offsets[i].tolist(), index.records[i].tolist(), index.offsets[j].tolist(), index.records[j].tolist())
+    spans = index.spans(bounds[:-1], bounds[1:])
     return [
-        slice_class(
-            obj=co.obj,
-            object_info=info,
-            number=n,
-            first=a,
-            stop=b,
-            read_start=start,
-            read_start_record=rec0,
-            read_end=end,
-            read_end_record=rec1,
-            at_eof=end == info.size,
-            dialect=dialect,
-            **extra,
-        )
-        for n, (a, b, start, rec0, end, rec1) in enumerate(rows)
+        slice_class(obj=co.obj, object_info=info, number=n, first=a, stop=b, span=span, dialect=dialect, **extra)
+        for n, (a, b, span) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), spans))
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,3 +59,13 @@ def test_invalid_utf8_names_offset(local_store):
     with pytest.raises(InvalidFormatError) as err:
         only.get()
     assert err.value.offset == 7
+
+
+@pytest.mark.parametrize("chunk_size", [1000, 4096, 3 * 4096, 10**9])
+def test_anchor_density_does_not_depend_on_chunk_size(local_store, chunk_size):
+    lines = [("x" * (i % 97)) for i in range(3000)]
+    data = "\n".join(lines).encode() + b"\n"
+    co = CloudObject.from_url(UTF8Text, local_store.put("d.txt", data))
+    co.preprocess(chunk_size=chunk_size, sample_bytes=4096)
+    offsets = co.index().tables["offsets"]
+    assert np.diff(offsets).max() <= 4096 + 97  # a sample point, then at most one line to the next start
