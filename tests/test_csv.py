@@ -118,6 +118,7 @@ def test_types_header_and_pandas(store):
     assert table.equals(pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(newlines_in_values=True)))
     frame = slices[0].get_as_pandas()
     assert list(frame.columns) == ["id", "name", "score", "when"]
+    assert table.select(["score", "id"]).equals(pa.concat_tables([s.as_arrow(columns=["score", "id"]) for s in slices]))
     assert slices[0].get().startswith("id,name,score,when\n")
 
 

@@ -27,9 +27,7 @@ def to_bag(slices: Sequence[Any], fn: Callable[[Any], Any] | None = None) -> db.
 
 def _frame(piece: Any, columns: list[str] | None = None, column_types: dict[str, Any] | None = None, arrow_dtypes: bool = False) -> pd.DataFrame:
     """One partition: the slice parsed to Arrow, the requested columns kept, converted to pandas."""
-    table = piece.as_arrow(column_types)
-    if columns is not None:
-        table = table.select(list(columns))
+    table = piece.as_arrow(column_types, columns=None if columns is None else list(columns))
     return table.to_pandas(types_mapper=pd.ArrowDtype if arrow_dtypes else None)
 
 

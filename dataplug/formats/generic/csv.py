@@ -164,16 +164,21 @@ class CSVSlice(LineRangeSlice):
         types.update({k: (v if isinstance(v, pa.DataType) else _arrow_type(str(v))) for k, v in (column_types or {}).items()})
         return pa.schema([(name, types[name]) for name in self.columns])
 
-    def as_arrow(self, column_types: dict[str, Any] | None = None) -> pa.Table:
+    def as_arrow(self, column_types: dict[str, Any] | None = None, columns: list[str] | None = None) -> pa.Table:
         """The slice's rows as a ``pyarrow.Table`` with the file's column names and (inferred) types.
 
-        ``column_types`` overrides types by column name (a ``pyarrow.DataType`` or a type name).
+        ``column_types`` overrides types by column name (a ``pyarrow.DataType`` or a type name);
+        ``columns`` keeps only those columns, which pyarrow then does not convert at all.
         """
         schema = self.schema(column_types)
+        if columns is not None:
+            schema = pa.schema([schema.field(name) for name in columns])
         offset, data = self._fetch()
         if not data.strip():
             return schema.empty_table()
         read, parse, convert = _options(self.columns, self.delimiter, self.quotechar, dict(zip(schema.names, schema.types)))
+        if columns is not None:
+            convert.include_columns = list(columns)
         try:
             return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as exc:
@@ -181,9 +186,9 @@ class CSVSlice(LineRangeSlice):
                 self.url, f"rows do not parse with the file's schema ({exc}); pass column_types= to override", offset=offset
             ) from None
 
-    def as_pandas(self, column_types: dict[str, Any] | None = None):
+    def as_pandas(self, column_types: dict[str, Any] | None = None, columns: list[str] | None = None):
         """The slice's rows as a pandas DataFrame."""
-        return self.as_arrow(column_types).to_pandas()
+        return self.as_arrow(column_types, columns).to_pandas()
 
     get_as_pandas = as_pandas
 
