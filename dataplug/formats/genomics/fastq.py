@@ -43,7 +43,7 @@ class FastqValidator:
         self.reads = 0
 
     def feed(self, chunk: memoryview | bytes) -> None:
-        data = self.carry + bytes(chunk)
+        data = self.carry + chunk
         arr = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(arr == NEWLINE)
         complete = ends.size // 4 * 4
