@@ -1,5 +1,6 @@
-"""End-to-end demo on local files (no server): generate a CSV and a FASTQ.gz, index them, partition them,
-process the slices in parallel on a process pool, and check the results against plain reads.
+"""End-to-end demo on local files (no server): generate a CSV, a FASTQ.gz and (with the ``lidar`` extra) a
+LAZ tile, index them, partition them, process the slices in parallel on a process pool, and check the
+results against plain reads.
 
 Run with ``python -m dataplug.demo`` (``--help`` for sizes and slice counts).
 """
@@ -14,7 +15,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -167,6 +168,68 @@ def run_fastq(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, work
     return ok
 
 
+def height_histogram(piece: Any) -> tuple[int, np.ndarray]:
+    """The work each process does on its LiDAR cell: points and a histogram of heights in 1 m bins."""
+    z = piece.xyz()[:, 2]
+    return z.size, np.bincount(np.clip(z, 0, 99).astype(int), minlength=100)
+
+
+def generate_city(path: str, points: int, seed: int = 5) -> None:
+    """Write a 1 km x 1 km LAZ tile: ground and blocks of buildings, in the Morton order lassort leaves."""
+    import laspy
+
+    rng = np.random.default_rng(seed)
+    x, y = np.round(rng.uniform(0, 1000, points), 2), np.round(rng.uniform(0, 1000, points), 2)
+    tx, ty = np.minimum(x // 7.8125, 127).astype(np.int64), np.minimum(y // 7.8125, 127).astype(np.int64)
+    order = np.argsort(sum(((tx >> b) & 1) << (2 * b) | ((ty >> b) & 1) << (2 * b + 1) for b in range(7)), kind="stable")
+    las = laspy.LasData(laspy.LasHeader(point_format=6, version="1.4"))
+    las.header.scales, las.header.offsets = np.array([0.01, 0.01, 0.01]), np.zeros(3)
+    las.x, las.y = x[order], y[order]
+    building = (np.floor(las.x / 25) + np.floor(las.y / 25)) % 3 == 0
+    las.z = 30 + np.where(building, rng.uniform(8, 60, points), rng.normal(0, 0.3, points))
+    las.write(path)
+
+
+def run_lidar(folder: str, n: int, pool: ProcessPoolExecutor, workers: int, points: int) -> bool:
+    import laspy
+
+    from dataplug.formats.geospatial.laspc import LiDARPointCloud, square_split_strategy
+
+    path = os.path.join(folder, "city.laz")
+    t_gen, _ = _timed(lambda: generate_city(path, points))
+    co = CloudObject.from_url(LiDARPointCloud, path)
+    t_index, _ = _timed(co.preprocess)
+    t_part, slices = _timed(lambda: co.partition(square_split_strategy, n))
+    t_work, results = _timed(lambda: list(pool.map(height_histogram, slices)))
+    got, hist = sum(r[0] for r in results), np.sum([r[1] for r in results], axis=0)
+    t_plain, whole = _timed(lambda: laspy.read(path))
+    want = np.bincount(np.clip(whole.z, 0, 99).astype(int), minlength=100)
+    ok = got == points == whole.header.point_count and np.array_equal(hist, want)
+    _table(
+        f"LiDAR: {co.size / 1e6:.0f} MB of LAZ, {points:,} points, {len(slices)} cells on {workers} processes",
+        [
+            ("generate the LAZ", t_gen),
+            ("preprocess (chunk bounds pass)", t_index),
+            (f"partition into {len(slices)} cells", t_part),
+            ("height histogram of all cells", t_work),
+            ("plain laspy read of the whole file", t_plain),
+        ],
+        [
+            f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.4f} % of the object, {co.attributes.blocks} LAZ chunks)",
+            f"points: cells {got:,} / plain read {whole.header.point_count:,}; height histograms equal: {np.array_equal(hist, want)}",
+        ],
+        ok,
+    )
+    return ok
+
+
+def _has_lidar() -> bool:
+    """The LiDAR part needs the ``lidar`` extra (laspy, lazrs)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("laspy", "lazrs"))
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     result = fn()
@@ -177,9 +240,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=300, help="size of the generated CSV (default 300)")
     parser.add_argument("--fastq-mb", type=int, default=150, help="uncompressed size of the generated FASTQ (default 150)")
+    parser.add_argument("--lidar-points", type=int, default=5_000_000, help="points of the generated LAZ tile (default 5 M)")
     parser.add_argument("--slices", type=int, default=32, help="number of slices (default 32)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes in the pool")
-    parser.add_argument("--only", choices=["csv", "fastq"], default=None, help="run one part only")
+    parser.add_argument("--only", choices=["csv", "fastq", "lidar"], default=None, help="run one part only")
     parser.add_argument("--dir", default=None, help="folder for the data (default: a temporary folder)")
     args = parser.parse_args(argv)
 
@@ -190,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
             ok &= run_csv(folder, args.size_mb, args.slices, pool, args.workers)
         if args.only in (None, "fastq"):
             ok &= run_fastq(folder, args.fastq_mb, args.slices, pool, args.workers)
+        if args.only == "lidar" or (args.only is None and _has_lidar()):
+            ok &= run_lidar(folder, args.slices, pool, args.workers, args.lidar_points)
     if not ok:
         raise SystemExit(1)
 

@@ -28,6 +28,7 @@ _BUILTIN = {
     "GZipText": "dataplug.formats.compressed.gzipped:GZipText",
     "FASTQGZip": "dataplug.formats.genomics.fastq:FASTQGZip",
     "FASTQ": "dataplug.formats.genomics.fastq:FASTQ",
+    "LiDARPointCloud": "dataplug.formats.geospatial.laspc:LiDARPointCloud",
 }
 _REGISTRY: dict[str, type[DataFormat]] = {}
 

@@ -1,0 +1,1 @@
+"""Formats of geospatial data: LiDAR point clouds (LAS and LAZ)."""

@@ -1,0 +1,437 @@
+"""LiDAR point clouds (LAS and LAZ): every point in exactly one slice, LAS and LAZ alike, bad input named."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import pickle
+import struct
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+laspy = pytest.importorskip("laspy")
+lazrs = pytest.importorskip("lazrs")
+
+from laspy.vlrs.known import LasZipVlr  # noqa: E402
+from laspy.vlrs.vlrlist import VLRList  # noqa: E402
+
+from dataplug import CloudObject, InvalidFormatError, StaleIndexError, StrategyArgumentError  # noqa: E402
+from dataplug.formats.geospatial.laspc import (  # noqa: E402
+    LiDARPointCloud,
+    grid_shape,
+    partition_bbox,
+    partition_num_points,
+    partition_points_per_chunk,
+    square_split_strategy,
+)
+from dataplug.storage import StorageObject, read_stats  # noqa: E402
+
+GRID_COUNTS = (1, 2, 4, 7, 9, 16, 100)
+#: Raw X and Y span 0..20160 at scale 0.25: the extent is [0, 5040], and 5040 = 7! puts the cell edges of
+#: every grid up to 10 x 10 exactly on representable coordinates, where the cloud has points.
+SPAN = 20160
+
+
+def cloud(n: int, fmt: int, seed: int = 0, extra_bytes: bool = False, span: int = SPAN, version: str | None = None) -> laspy.LasData:
+    """``n`` points with a unique id each, half sorted by the tiles of an 8 x 8 grid (so blocks are local) and
+    half scattered; points sit on every grid edge, on the extent's corners, and some share coordinates."""
+    rng = np.random.default_rng(seed)
+    header = laspy.LasHeader(point_format=fmt, version=version or ("1.4" if fmt >= 6 else "1.2"))
+    header.scales = np.array([0.25, 0.25, 0.01])
+    header.offsets = np.array([0.0, 0.0, 0.0])
+    if extra_bytes:
+        header.add_extra_dims([laspy.ExtraBytesParams("height_above", np.float32), laspy.ExtraBytesParams("tags", "3u1")])
+    las = laspy.LasData(header)
+    raw = rng.integers(0, span + 1, size=(n, 2))
+    edges = np.unique(np.concatenate([np.arange(k + 1) * span // k for k in range(1, 11)]))
+    on_edge = rng.random(n) < 0.3
+    raw[on_edge, 0] = rng.choice(edges, on_edge.sum())
+    on_edge = rng.random(n) < 0.3
+    raw[on_edge, 1] = rng.choice(edges, on_edge.sum())
+    if n >= 2:
+        raw[: n // 10] = raw[n // 10 : 2 * (n // 10)]  # duplicated coordinates
+        raw[0], raw[-1] = (0, 0), (span, span)
+    tile = (raw[: n // 2] * 8 // (span + 1)) @ np.array([8, 1])
+    raw[: n // 2] = raw[: n // 2][np.argsort(tile, kind="stable")]
+    las.X, las.Y = raw[:, 0], raw[:, 1]
+    las.Z = rng.integers(-500, 5000, n)
+    las.intensity = rng.integers(0, 2**16, n)
+    las.point_source_id = np.arange(n) % 2**16
+    las.number_of_returns = np.full(n, 3)
+    las.return_number = rng.integers(1, 4, n)
+    if "gps_time" in las.point_format.dimension_names:
+        las.gps_time = np.arange(n, dtype=np.float64)
+    else:
+        las.intensity = np.arange(n) // 2**16
+    if extra_bytes:
+        las.height_above = rng.random(n).astype(np.float32)
+        las.tags = rng.integers(0, 255, (n, 3))
+    las.update_header()
+    return las
+
+
+def ids(las: laspy.LasData) -> np.ndarray:
+    """The unique id :func:`cloud` gave each point."""
+    if "gps_time" in las.point_format.dimension_names:
+        return np.asarray(las.gps_time).astype(np.int64)
+    return np.asarray(las.intensity).astype(np.int64) * 2**16 + np.asarray(las.point_source_id)
+
+
+def las_bytes(las: laspy.LasData) -> bytes:
+    buf = io.BytesIO()
+    las.write(buf, do_compress=False)
+    return buf.getvalue()
+
+
+def laz_bytes(las: laspy.LasData, cuts: list[int] | None = None) -> bytes:
+    """LAZ with laspy's fixed-size chunks (``cuts`` None), or variable-size chunks ending at ``cuts``."""
+    if cuts is None:
+        buf = io.BytesIO()
+        las.write(buf, do_compress=True)
+        return buf.getvalue()
+    raw = las_bytes(las)
+    header = laspy.LasHeader.read_from(io.BytesIO(raw))
+    size, start = header.point_format.size, header.offset_to_point_data
+    vlr = lazrs.LazVlr.new_for_compression(header.point_format.id, header.point_format.num_extra_bytes, True)
+    header.vlrs.append(LasZipVlr(vlr.record_data()))
+    header.are_points_compressed = True
+    out = io.BytesIO()
+    header.write_to(out)
+    compressor = lazrs.LasZipCompressor(out, vlr)
+    bounds = [0, *cuts, len(las.points)]
+    compressor.compress_chunks([raw[start + a * size : start + b * size] for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+    compressor.done()
+    return out.getvalue()
+
+
+def indexed(store, name: str, data: bytes, **options) -> CloudObject:
+    co = CloudObject.from_url(LiDARPointCloud, store.put(name, data), storage_options=store.options)
+    return co.preprocess(progress=False, **options)
+
+
+def assert_exactly_once(parts: list[laspy.LasData], full: laspy.LasData) -> None:
+    got = np.concatenate([ids(p) for p in parts]) if parts else np.zeros(0, np.int64)
+    assert got.size == full.header.point_count == sum(p.header.point_count for p in parts)
+    assert np.array_equal(np.sort(got), np.sort(ids(full)))
+
+
+def in_window(las: laspy.LasData, window, closed) -> np.ndarray:
+    x, y = np.asarray(las.x), np.asarray(las.y)
+    x0, y0, x1, y1 = window
+    return (x >= x0) & ((x <= x1) if closed[0] else (x < x1)) & (y >= y0) & ((y <= y1) if closed[1] else (y < y1))
+
+
+# -- every point exactly once ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt,extra", [(0, False), (1, False), (3, False), (6, False), (7, False), (8, False), (6, True), (3, True)])
+def test_square_split_every_point_once_las_equals_laz(local_store, fmt, extra):
+    full = cloud(3000, fmt, seed=fmt, extra_bytes=extra)
+    las = indexed(local_store, f"c{fmt}.las", las_bytes(full), block_points=250)
+    laz = indexed(local_store, f"c{fmt}.laz", laz_bytes(full, cuts=[400, 401, 1200, 2000, 2999]))
+    assert las.attributes.blocks == 12 and laz.attributes.blocks == 6 and laz.attributes.compressed
+    assert las.attributes.mins == laz.attributes.mins == (0.0, 0.0, float(full.header.z_min))
+    for n in GRID_COUNTS:
+        las_slices, laz_slices = las.partition(square_split_strategy, n), laz.partition(square_split_strategy, n)
+        assert len(las_slices) == np.prod(grid_shape(n))
+        las_parts = [s.get() for s in las_slices]
+        assert_exactly_once(las_parts, full)
+        for s, p, q in zip(las_slices, las_parts, [s.get() for s in laz_slices]):
+            assert np.array_equal(p.points.array, q.points.array)
+            assert np.all(in_window(p, s.window, s.closed))
+
+
+def test_square_split_edges_are_half_open(local_store):
+    full = cloud(4000, 6, seed=3)
+    co = indexed(local_store, "e.las", las_bytes(full), block_points=20)
+    slices = co.partition(square_split_strategy, 4)
+    assert [s.window for s in slices] == [(0, 0, 2520, 2520), (0, 2520, 2520, 5040), (2520, 0, 5040, 2520), (2520, 2520, 5040, 5040)]
+    assert [s.closed for s in slices] == [(False, False), (False, True), (True, False), (True, True)]
+    x, y = np.asarray(full.x), np.asarray(full.y)
+    assert ((x == 2520) | (y == 2520)).sum() > 30  # points on the shared edges
+    rows = [row for s in slices for row in s.blocks]
+    assert any(row[4] for row in rows) and not all(row[4] for row in rows)  # blocks inside a cell skip the test
+    parts = [s.get() for s in slices]
+    assert_exactly_once(parts, full)
+    assert np.all(np.asarray(parts[3].x) >= 2520) and np.asarray(parts[0].x).max() < 2520
+    assert np.asarray(parts[3].x).max() == 5040 and np.asarray(parts[3].y).max() == 5040
+
+
+def test_square_split_on_s3_and_local(store):
+    full = cloud(5000, 7, seed=11)
+    las = indexed(store, "s.las", las_bytes(full), block_points=400)
+    laz = indexed(store, "s.laz", laz_bytes(full, cuts=[1000, 2500, 4000]))
+    for n in (1, 7, 16):
+        a, b = [s.get() for s in las.partition(square_split_strategy, n)], [s.get() for s in laz.partition(square_split_strategy, n)]
+        assert_exactly_once(a, full)
+        assert all(np.array_equal(p.points.array, q.points.array) for p, q in zip(a, b))
+
+
+def test_count_strategies_runs_in_file_order(store):
+    full = cloud(4321, 3, seed=5)
+    las = indexed(store, "r.las", las_bytes(full), block_points=500)
+    laz = indexed(store, "r.laz", laz_bytes(full, cuts=[700, 1400, 2100, 3000]))
+    cases = [(partition_num_points, 1), (partition_num_points, 7), (partition_points_per_chunk, 1000), (partition_points_per_chunk, 10**6)]
+    if store.kind == "local":
+        cases += [(partition_num_points, 50), (partition_points_per_chunk, 777), (partition_points_per_chunk, 4321)]
+    for strat, arg in cases:
+        a, b = las.partition(strat, arg), laz.partition(strat, arg)
+        assert [s.num_points for s in a] == [s.num_points for s in b]
+        if strat is partition_points_per_chunk:
+            assert all(s.num_points == arg for s in a[:-1]) and 0 < a[-1].num_points <= arg
+        else:
+            assert len(a) == arg and max(s.num_points for s in a) - min(s.num_points for s in a) <= 1
+        parts = [s.get() for s in a]
+        assert np.array_equal(np.concatenate([ids(p) for p in parts]), ids(full))
+        assert all(np.array_equal(p.points.array, s.get().points.array) for p, s in zip(parts, b))
+
+
+def test_fixed_size_chunks_and_more_slices_than_points(local_store):
+    full = cloud(120_001, 1, seed=2)
+    co = indexed(local_store, "f.laz", laz_bytes(full))
+    assert co.attributes.blocks == 3 and co.attributes.block_points == 50_000
+    whole = laspy.read(io.BytesIO(laz_bytes(full)))
+    for strat, arg in ((partition_num_points, 4), (partition_points_per_chunk, 49_999), (square_split_strategy, 9)):
+        parts = [s.get() for s in co.partition(strat, arg)]
+        assert_exactly_once(parts, whole)
+    small = indexed(local_store, "small.laz", laz_bytes(cloud(5, 6)))
+    slices = small.partition(partition_num_points, 8)
+    assert [s.num_points for s in slices] == [0, 1, 0, 1, 1, 0, 1, 1] and sum(len(s.get().points) for s in slices) == 5
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 600),
+    fmt=st.sampled_from([0, 1, 2, 3, 6, 7, 8]),
+    span=st.sampled_from([0, 3, 50, SPAN]),
+    seed=st.integers(0, 2**16),
+    num_chunks=st.integers(1, 40),
+    data=st.data(),
+)
+def test_random_clouds_every_point_once(local_store, n, fmt, span, seed, num_chunks, data):
+    full = cloud(n, fmt, seed=seed, span=span)
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=6)))
+    las = indexed(local_store, f"h{seed}.las", las_bytes(full), block_points=data.draw(st.integers(1, 200)), force=True)
+    laz = indexed(local_store, f"h{seed}.laz", laz_bytes(full, cuts=cuts), force=True)
+    for co in (las, laz):
+        assert_exactly_once([s.get() for s in co.partition(square_split_strategy, num_chunks)], full)
+        assert np.array_equal(np.concatenate([ids(s.get()) for s in co.partition(partition_num_points, num_chunks)]), ids(full))
+    x0, x1 = sorted(data.draw(st.floats(-10, span / 4 + 10)) for _ in range(2))
+    y0, y1 = sorted(data.draw(st.floats(-10, span / 4 + 10)) for _ in range(2))
+    want = np.sort(ids(full)[in_window(full, (x0, y0, x1, y1), (True, True))])
+    for co in (las, laz):
+        (window,) = co.partition(partition_bbox, x0, y0, x1, y1)
+        assert np.array_equal(np.sort(ids(window.get())), want)
+
+
+def test_balanced_split_evens_out_a_skewed_cloud(local_store):
+    full = cloud(20_000, 6, seed=9)
+    rng = np.random.default_rng(1)
+    full.X = np.where(rng.random(20_000) < 0.8, rng.integers(0, SPAN // 10, 20_000), full.X)  # 80 % in a tenth of the width
+    full.update_header()
+    co = indexed(local_store, "skew.las", las_bytes(full), block_points=1000, histogram_grid=16)
+    assert co.index().tables["block_histogram"].sum() == 20_000
+    plain = [len(s.get().points) for s in co.partition(square_split_strategy, 16)]
+    slices = co.partition(square_split_strategy, 16, balance=True)
+    balanced = [s.get() for s in slices]
+    assert_exactly_once(balanced, full)
+    counts = [len(p.points) for p in balanced]
+    assert max(counts) < 2 * 20_000 / 16 < max(plain)
+    bare = indexed(local_store, "bare.las", las_bytes(full))
+    with pytest.raises(StrategyArgumentError, match="histogram_grid"):
+        bare.partition(square_split_strategy, 4, balance=True)
+
+
+# -- what a slice gives ----------------------------------------------------------------------------------
+
+
+def test_slice_get_header_to_file_xyz(local_store, tmp_path):
+    full = cloud(3000, 8, seed=4, extra_bytes=True)
+    laz = indexed(local_store, "g.laz", laz_bytes(full, cuts=[1000, 2000]))
+    s = laz.partition(square_split_strategy, 4)[1]
+    las = s.get()
+    x, y, z = np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)
+    assert las.header.point_count == len(las.points) > 0
+    assert np.allclose(las.header.mins, [x.min(), y.min(), z.min()]) and np.allclose(las.header.maxs, [x.max(), y.max(), z.max()])
+    assert sum(las.header.number_of_points_by_return) == len(las.points)
+    assert np.array_equal(s.xyz(), np.column_stack([x, y, z]))
+    assert np.array_equal(np.asarray(las.height_above), np.asarray(full.height_above)[np.isin(ids(full), ids(las))])
+    for suffix in ("las", "laz"):
+        s.to_file(tmp_path / f"out.{suffix}")
+        back = laspy.read(tmp_path / f"out.{suffix}")
+        assert back.header.are_points_compressed == (suffix == "laz")
+        assert np.array_equal(back.points.array, las.points.array) and back.header.point_count == len(las.points)
+
+
+@pytest.mark.parametrize("version,fmt", [("1.1", 1), ("1.2", 2), ("1.3", 3), ("1.3", 4), ("1.4", 10)])
+def test_las_versions_and_waveform_formats(local_store, version, fmt):
+    full = cloud(1500, fmt, seed=2, version=version)
+    for name, data in (("w.las", las_bytes(full)), ("w.laz", laz_bytes(full, cuts=[600]))):
+        co = indexed(local_store, name, data, block_points=200)
+        assert co.attributes.version == version and co.attributes.point_format_id == fmt
+        parts = [s.get() for s in co.partition(square_split_strategy, 9)]
+        assert_exactly_once(parts, full)
+        assert parts[0].header.version == version
+
+
+def test_evlrs_and_header_from_the_object(local_store):
+    full = cloud(2000, 6, seed=8)
+    full.evlrs = VLRList([laspy.VLR("dataplug", 7, "a test EVLR", b"x" * 1000)])
+    for name, data in (("v.las", las_bytes(full)), ("v.laz", laz_bytes(full))):
+        co = indexed(local_store, name, data, block_points=300)
+        parts = [s.get() for s in co.partition(square_split_strategy, 4)]
+        assert_exactly_once(parts, full)
+        assert parts[0].header.version == "1.4" and parts[0].header.number_of_evlrs == 0
+
+
+def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
+    full = cloud(6000, 6, seed=6)
+    for name, data in (("q.las", las_bytes(full)), ("q.laz", laz_bytes(full, cuts=[1000, 2000, 3000, 4000, 5000]))):
+        co = indexed(store, name, data, block_points=500)
+        read_stats.reset()
+        slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5)
+        assert read_stats.bytes.get(co.url, 0) == 0 and read_stats.requests.get(co.url, 0) == 0
+        assert all(len(pickle.dumps(s)) < 2000 for s in slices)
+        calls: list[list[tuple[int, int]]] = []
+        original = StorageObject.read_ranges
+
+        def counted(self, ranges, expect=None):
+            calls.append(list(ranges))
+            return original(self, ranges, expect=expect)
+
+        monkeypatch.setattr(StorageObject, "read_ranges", counted)
+        for s in slices:
+            calls.clear()
+            read_stats.reset()
+            s.get()
+            assert len(calls) == 1 and calls[0][0] == (0, co.attributes.offset_to_point_data)
+            ranges = calls[0][1:]
+            assert all(b < c for (_, b), (c, _) in zip(ranges, ranges[1:]))  # adjacent blocks merged
+            assert read_stats.requests[co.url] == len(calls[0]) <= 1 + co.attributes.blocks
+        monkeypatch.setattr(StorageObject, "read_ranges", original)
+
+
+def test_preprocess_on_a_spawned_process_pool(local_store):
+    full = cloud(3000, 7, seed=12)
+    data = laz_bytes(full, cuts=[500, 1000, 1500, 2000, 2500])
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        co = indexed(local_store, "p.laz", data, executor=pool, chunk_size=1)
+        got = np.concatenate(list(pool.map(_ids_of, co.partition(square_split_strategy, 4))))
+    assert np.array_equal(np.sort(got), ids(full))
+    here = indexed(local_store, "p2.laz", data)
+    assert np.array_equal(co.index().tables["block_bounds"], here.index().tables["block_bounds"])
+
+
+def _ids_of(s) -> np.ndarray:
+    """Worker function: laspy's LasData does not pickle, so workers send back what they computed."""
+    return ids(s.get())
+
+
+def test_stale_object_is_refused(local_store):
+    full = cloud(500, 6)
+    co = indexed(local_store, "st.las", las_bytes(full))
+    (s,) = co.partition(partition_num_points, 1)
+    local_store.put("st.las", las_bytes(cloud(600, 6)))
+    with pytest.raises(StaleIndexError):
+        s.get()
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+
+
+def _bad(store, name: str, data: bytes, match: str) -> InvalidFormatError:
+    co = CloudObject.from_url(LiDARPointCloud, store.put(name, data), storage_options=store.options)
+    with pytest.raises(InvalidFormatError, match=match) as info:
+        co.preprocess(progress=False)
+    assert co.url in str(info.value)
+    return info.value
+
+
+def test_not_a_las_file(store):
+    _bad(store, "x.las", b"x,y,z\n1,2,3\n" * 100, "not a LAS/LAZ file")
+    _bad(store, "tiny.las", b"LASF" + b"\0" * 50, "cannot hold a LAS header")
+    _bad(store, "empty.las", b"", "not a LAS/LAZ file")
+
+
+def test_truncated_and_miscounted_las(store):
+    data = las_bytes(cloud(1000, 3))
+    assert _bad(store, "t.las", data[:-100], "truncated point section").offset > 0
+    count_field = 107  # legacy point count of a LAS 1.2 header
+    fewer = data[:count_field] + struct.pack("<I", 990) + data[count_field + 4 :]
+    _bad(store, "c.las", fewer, "disagrees with the data: its point section holds 1000 points")
+    more = data[:count_field] + struct.pack("<I", 1010) + data[count_field + 4 :]
+    _bad(store, "m.las", more, "truncated point section")
+
+
+def test_bad_laz(local_store):
+    full = cloud(2000, 6)
+    fixed = laz_bytes(full)
+    _bad(local_store, "t.laz", fixed[:-40], "truncated LAZ|chunk table")
+    _bad(local_store, "t2.laz", fixed[: len(fixed) // 2], "truncated LAZ")
+    start = laspy.LasHeader.read_from(io.BytesIO(fixed)).offset_to_point_data
+    table_at = struct.unpack("<q", fixed[start : start + 8])[0]
+    unset = fixed[:start] + struct.pack("<q", -1) + fixed[start + 8 :]
+    err = _bad(local_store, "u.laz", unset, "without a usable chunk table")
+    assert err.offset == start
+    trailer = unset + struct.pack("<q", table_at)  # a streaming writer puts the offset at the end instead
+    co = indexed(local_store, "trailer.laz", trailer)
+    assert_exactly_once([s.get() for s in co.partition(square_split_strategy, 4)], full)
+    variable = laz_bytes(full, cuts=[700, 1400])
+    header = laspy.LasHeader.read_from(io.BytesIO(variable))
+    header_count_at = 247  # the 64-bit point count of a LAS 1.4 header
+    assert struct.unpack("<Q", variable[header_count_at : header_count_at + 8])[0] == header.point_count == 2000
+    miscounted = variable[:header_count_at] + struct.pack("<Q", 1999) + variable[header_count_at + 8 :]
+    _bad(local_store, "mc.laz", miscounted, "disagrees with the LAZ chunk table, which holds 2000 points")
+    fixed_miscounted = fixed[:header_count_at] + struct.pack("<Q", 60_000) + fixed[header_count_at + 8 :]
+    _bad(local_store, "mf.laz", fixed_miscounted, "disagrees with the LAZ chunk table")
+    chunks_at = header.offset_to_point_data + 8
+    corrupt = variable[: chunks_at + 100] + bytes(300) + variable[chunks_at + 400 :]
+    assert _bad(local_store, "corrupt.laz", corrupt, "LAZ chunk of 700 points does not decode").offset == chunks_at
+
+
+def test_empty_cloud(store):
+    _bad(store, "none.las", las_bytes(cloud(0, 6)), "empty point cloud")
+    _bad(store, "none.laz", laz_bytes(cloud(0, 1)), "empty point cloud")
+
+
+def test_strategy_arguments(local_store):
+    co = indexed(local_store, "a.las", las_bytes(cloud(100, 0)))
+    bad = ((square_split_strategy, (0,)), (partition_num_points, (-1,)), (partition_points_per_chunk, (1.5,)), (partition_bbox, (5, 0, 1, 1)))
+    for strat, args in bad:
+        with pytest.raises(StrategyArgumentError):
+            co.partition(strat, *args)
+
+
+@pytest.mark.parametrize("fmt,extra", [(1, True), (6, True), (8, False)])
+def test_slice_header_is_what_laspy_computes(local_store, fmt, extra):
+    full = cloud(2500, fmt, seed=fmt, extra_bytes=extra)
+    co = indexed(local_store, "h.laz", laz_bytes(full, cuts=[900]))
+    for s in co.partition(square_split_strategy, 4) + co.partition(partition_num_points, 3):
+        got = s.get()
+        want = laspy.LasData(got.header.copy(), laspy.PackedPointRecord(got.points.array.copy(), got.point_format))
+        want.update_header()
+        for field in ("point_count", "mins", "maxs", "number_of_points_by_return", "min_gps_time", "max_gps_time", "number_of_evlrs"):
+            assert np.array_equal(getattr(got.header, field), getattr(want.header, field)), field
+
+
+@settings(max_examples=300, deadline=None)
+@given(scale=st.floats(1e-5, 1e3), offset=st.floats(-1e7, 1e7), value=st.floats(-1e10, 1e10), strict=st.booleans())
+def test_raw_thresholds_keep_what_coordinates_keep(scale, offset, value, strict):
+    """Slices filter raw integers against thresholds; that must keep exactly what laspy's coordinates would."""
+    from dataplug.formats.geospatial.laspc import INT32_MAX, INT32_MIN, _first_reaching
+
+    first = _first_reaching(value, scale, offset, strict)
+    raw = np.arange(max(first - 3, INT32_MIN), min(first + 3, INT32_MAX) + 1, dtype=np.int32)
+    coordinate = raw * np.float64(scale) + np.float64(offset)
+    assert np.array_equal(raw >= first, coordinate > value if strict else coordinate >= value)
+
+
+def test_preprocess_options_are_checked(local_store):
+    data = las_bytes(cloud(100, 0))
+    for option in ({"block_points": 0}, {"histogram_grid": -1}, {"block_points": 2.5}):
+        with pytest.raises(StrategyArgumentError):
+            indexed(local_store, "o.las", data, force=True, **option)
