@@ -248,7 +248,7 @@ class StorageObject:
                 raise StaleIndexError(self.url, "the object changed after it was indexed (ETag no longer matches); run preprocess(force=True)")
         return results
 
-    def stream(self, expect: ObjectInfo, block_size: int = 8 * 2**20, ahead: int = 2) -> SequentialReader:
+    def stream(self, expect: ObjectInfo, block_size: int = 32 * 2**20, ahead: int = 2) -> SequentialReader:
         """A read-only file object over the whole object for one front-to-back pass.
 
         It fetches ``block_size`` ranges ``ahead`` blocks in advance on a background thread, so download
