@@ -17,10 +17,11 @@ import argparse
 import multiprocessing
 import os
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow.csv as pacsv
+
+from _common import timed, warm_page_cache
 
 from dataplug import CloudObject
 from dataplug.demo import generate_csv
@@ -31,11 +32,6 @@ from dataplug.storage import read_stats
 def rows_of(piece: CSVSlice) -> int:
     return piece.as_arrow().num_rows
 
-
-def timed(fn):
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
 
 
 def main() -> None:
@@ -50,9 +46,7 @@ def main() -> None:
         path = os.path.join(folder, "bench.csv")
         rows = generate_csv(path, args.size_mb)
         size = os.path.getsize(path)
-        with open(path, "rb") as fh:  # warm the page cache so every contender reads from memory
-            while fh.read(1 << 24):
-                pass
+        warm_page_cache(path)
 
         baselines: dict[str, float] = {}
         import pandas as pd

@@ -17,7 +17,6 @@ import argparse
 import multiprocessing
 import os
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
@@ -26,16 +25,13 @@ import dask.dataframe as dd
 import pyarrow.csv as pacsv
 from distributed import Client, LocalCluster
 
+from _common import timed, warm_page_cache
+
 from dataplug import CloudObject
 from dataplug.demo import generate_csv
 from dataplug.formats.generic.csv import CSV, partition_chunk_size
 from dataplug.integrations.dask import to_dataframe
 
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
 
 
 def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -70,9 +66,7 @@ def main() -> None:
         path = os.path.join(folder, "bench.csv")
         rows = generate_csv(path, args.size_mb)
         size = os.path.getsize(path)
-        with open(path, "rb") as fh:  # warm the page cache so every contender reads from memory
-            while fh.read(1 << 24):
-                pass
+        warm_page_cache(path)
         want_sum = float(pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)).column("temp").to_numpy().sum())
         print(f"CSV {size / 1e6:.0f} MB, {rows:,} rows (1 % with a quoted newline)")
 

@@ -27,6 +27,8 @@ import zlib
 import fsspec
 import numpy as np
 
+from _common import timed
+
 from dataplug import CloudObject
 from dataplug.demo import generate_fastq
 from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches
@@ -47,11 +49,6 @@ def start_moto() -> tuple[subprocess.Popen, dict]:
     options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "k", "secret": "s", "client_kwargs": {"region_name": "eu-west-1"}}
     return proc, options
 
-
-def timed(fn):
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
 
 
 def main() -> None:

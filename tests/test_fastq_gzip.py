@@ -157,20 +157,24 @@ def test_bad_gzip(local_store, blob, message):
     assert not co.is_preprocessed()
 
 
-@pytest.mark.parametrize(
-    "fastq, line",
-    [
-        (b"@a\nAC\n+\nII\nXb\nAC\n+\nII\n", 5),
-        (b"@a\nAC\n+\nII\n@b\nAC\n-\nII\n", 7),
-        (b"@a\nAC\n+\nII\n@b\nACG\n+\nII\n", 8),
-        (b"@a\nAC\n+\nII\n@b\nAC\n", 6),
-    ],
-)
-def test_malformed_fastq_names_the_line(local_store, fastq, line):
-    co = CloudObject.from_url(FASTQGZip, local_store.put("m.fastq.gz", gzip.compress(fastq)))
+MALFORMED = [
+    (b"@a\nAC\n+\nII\nXb\nAC\n+\nII\n", 5),
+    (b"@a\nAC\n+\nII\n@b\nAC\n-\nII\n", 7),
+    (b"@a\nAC\n+\nII\n@b\nACG\n+\nII\n", 8),
+    (b"@a\nAC\n+\nII\n@b\nAC\n", 6),
+]
+
+
+@pytest.mark.parametrize("fastq, line", MALFORMED)
+@pytest.mark.parametrize("kind, chunk_size", [("gzip", None), ("plain", 3), ("plain", 7), ("plain", 1000)])
+def test_malformed_fastq_names_the_line(local_store, fastq, line, kind, chunk_size):
+    if kind == "gzip":
+        co = CloudObject.from_url(FASTQGZip, local_store.put("m.fastq.gz", gzip.compress(fastq)))
+    else:
+        co = CloudObject.from_url(FASTQ, local_store.put("m.fastq", fastq))
     with pytest.raises(InvalidFormatError) as err:
-        co.preprocess()
-    assert err.value.line == line
+        co.preprocess(chunk_size=chunk_size)
+    assert err.value.line == line and co.url in str(err.value)
 
 
 def test_replaced_object_is_stale(store):
@@ -202,20 +206,3 @@ def test_plain_fastq_every_read_exactly_once(local_store, reads, seed, chunk_siz
         assert len(batches) == n
         check_reads(co, data, batches)
         check_reads(co, data, co.partition(partition_sequences_per_chunk, n))
-
-
-@pytest.mark.parametrize("chunk_size", [3, 7, 1000])
-@pytest.mark.parametrize(
-    "fastq, line",
-    [
-        (b"@a\nAC\n+\nII\nXb\nAC\n+\nII\n", 5),
-        (b"@a\nAC\n+\nII\n@b\nAC\n-\nII\n", 7),
-        (b"@a\nAC\n+\nII\n@b\nACG\n+\nII\n", 8),
-        (b"@a\nAC\n+\nII\n@b\nAC\n", 6),
-    ],
-)
-def test_plain_malformed_fastq_names_the_line(local_store, fastq, line, chunk_size):
-    co = CloudObject.from_url(FASTQ, local_store.put("m.fastq", fastq))
-    with pytest.raises(InvalidFormatError) as err:
-        co.preprocess(chunk_size=chunk_size)
-    assert err.value.line == line
