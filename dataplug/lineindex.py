@@ -89,7 +89,7 @@ class StateScan:
     count: int  # record starts found in the range (terminators with data after them)
     anchor_offsets: np.ndarray  # sampled record starts (absolute offsets)
     anchor_ordinals: np.ndarray  # their 0-based ordinal among this range's record starts
-    bad_quote: int  # offset of the first quote that is not at a field boundary, or -1
+    bad_quote: int  # offset of the first quote that opens a quoted field inside an unquoted one, or -1
 
 
 @dataclass
@@ -104,36 +104,31 @@ class RangeScan:
     states: tuple[StateScan, StateScan]
 
 
-def _quote_checks(full: np.ndarray, q: np.ndarray, dialect: Dialect, first: int, base: int, data_start: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each quote: may it open a quoted field (it follows a delimiter, a line break, another quote or
-    the data start) and may it close one (it precedes a delimiter, a line break, another quote or the end)?
+def _may_open(full: np.ndarray, q: np.ndarray, dialect: Dialect, first: int, base: int, data_start: int) -> np.ndarray:
+    """For each quote: may it open a quoted field, i.e. does it follow a delimiter, a line break, another
+    quote (an escaped pair) or the start of the data?
 
-    ``full`` holds one byte of context before and after the range where the object has it; ``first`` is the
-    index in ``full`` of the range's first byte and ``base`` its absolute offset.
+    That is the one check record boundaries need: a quote that the parity count takes for an opening one
+    but that sits inside an unquoted field is literal text to a CSV parser, so from there on the parity
+    count and the parser would disagree. (Text after a closing quote, as in ``"a"b``, is sloppy but
+    moves no boundary, and is accepted.) ``full`` holds the byte before the range where the object has
+    one; ``first`` is the index in ``full`` of the range's first byte and ``base`` its absolute offset.
     """
     allowed = np.zeros(256, dtype=bool)
     allowed[[NEWLINE, CARRIAGE_RETURN, dialect.quote, dialect.delimiter]] = True
     prev = q + (first - 1)
-    prev[0] = max(int(prev[0]), 0)  # sorted, so only the first can fall before the buffer ...
-    nxt = q + (first + 1)
-    nxt[-1] = min(int(nxt[-1]), full.size - 1)  # ... and only the last after it
+    prev[0] = max(int(prev[0]), 0)  # sorted, so only the first can fall before the buffer
     may_open = allowed[full[prev]]
-    may_close = allowed[full[nxt]]
-    if q.size and q[0] + base == data_start:
+    if q[0] + base == data_start:
         may_open[0] = True
-    if q.size and q[-1] + base == size - 1:
-        may_close[-1] = True
-    return may_open, may_close
+    return may_open
 
 
-def _first_bad_quote(q: np.ndarray, may_open: np.ndarray, may_close: np.ndarray, in_quotes: bool, base: int) -> int:
-    """Offset of the first quote that opens a field not at its start or closes one not at its end, or -1."""
-    ok = np.empty(q.size, dtype=bool)
+def _first_bad_quote(q: np.ndarray, may_open: np.ndarray, in_quotes: bool, base: int) -> int:
+    """Offset of the first quote that would open a quoted field in the middle of an unquoted one, or -1."""
     opening = slice(1, None, 2) if in_quotes else slice(0, None, 2)
-    closing = slice(0, None, 2) if in_quotes else slice(1, None, 2)
-    ok[opening] = may_open[opening]
-    ok[closing] = may_close[closing]
-    return -1 if ok.all() else base + int(q[np.argmin(ok)])
+    ok = may_open[opening]
+    return -1 if ok.all() else base + int(q[opening][np.argmin(ok)])
 
 
 def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
@@ -149,7 +144,7 @@ def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, d
     nl = line_breaks(arr, dialect, int(full[first + arr.size]) if end < size else None)
     q = quote_positions(arr, dialect)
     parity = np.searchsorted(q, nl) & 1 if q.size else np.zeros(nl.size, np.int64)
-    checks = _quote_checks(full, q, dialect, first, start, data_start, size) if q.size and dialect.delimiter is not None else None
+    may_open = _may_open(full, q, dialect, first, start, data_start) if q.size and dialect.delimiter is not None else None
     grid = np.arange(((start // sample_bytes) + 1) * sample_bytes, end + 1, sample_bytes) - start
     states = []
     for st in (0, 1):
@@ -169,7 +164,7 @@ def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, d
                 count=int(rec_starts.size),
                 anchor_offsets=(rec_starts[idx] + start).astype(np.int64),
                 anchor_ordinals=idx.astype(np.int64),
-                bad_quote=_first_bad_quote(q, *checks, bool(st), start) if checks else -1,
+                bad_quote=_first_bad_quote(q, may_open, bool(st), start) if may_open is not None else -1,
             )
         )
     return RangeScan(start, end, bool(q.size & 1), start + int(q[-1]) if q.size else -1, (states[0], states[1]))
@@ -267,7 +262,7 @@ def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -
     for scan in scans:
         s = scan.states[state]
         if s.bad_quote >= 0:
-            raise InvalidFormatError(url, "quote character inside an unquoted field or after a closing quote (not RFC 4180)", offset=s.bad_quote)
+            raise InvalidFormatError(url, "quote character inside an unquoted field: CSV parsers take it as text, so record boundaries would be ambiguous (not RFC 4180)", offset=s.bad_quote)
         offsets.append(s.anchor_offsets)
         records.append(s.anchor_ordinals + before)
         before += s.count

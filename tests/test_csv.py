@@ -150,7 +150,6 @@ def test_edge_sizes(local_store, data, rows):
     [
         (b'a,b\n1,"open\n2,3\n', 6),  # unbalanced quote: the field opened at 6 never closes
         (b'a,b\n1,x"y\n2,"z"\n', 7),  # quote inside an unquoted field
-        (b'a,b\n1,"x"y\n', 8),  # text after a closing quote
     ],
 )
 def test_malformed_quotes_raise_with_offset(local_store, data, offset):
@@ -160,6 +159,15 @@ def test_malformed_quotes_raise_with_offset(local_store, data, offset):
         co.preprocess(chunk_size=3)
     assert err.value.offset == offset and url in str(err.value)
     assert not co.is_preprocessed()
+
+
+def test_text_after_a_closing_quote_is_accepted_as_pyarrow_reads_it(local_store):
+    data = b'a,b\n1,"x"y\n2,"p\nq"r\n3,z\n'
+    co = CloudObject.from_url(CSV, local_store.put("sloppy.csv", data))
+    co.preprocess(chunk_size=4, sample_bytes=3)
+    whole = pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    for n in (1, 2, 3):
+        assert pa.concat_tables([s.as_arrow() for s in co.partition(partition_rows, n)]).equals(whole)
 
 
 @pytest.mark.parametrize("strategy, arg", [(partition_num_chunks, 0), (partition_rows, -1), (partition_chunk_size, 1.5), (partition_num_chunks, True)])
