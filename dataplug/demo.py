@@ -98,13 +98,19 @@ def _table(title: str, steps: list[tuple[str, float]], facts: list[str], ok: boo
     print("  result: " + ("OK, every record exactly once" if ok else "MISMATCH"))
 
 
+def _index_partition_process(co: CloudObject, strategy: Any, n: int, pool: ProcessPoolExecutor, work: Any) -> tuple[list[float], list[Any], list[Any]]:
+    """The dataplug part of every run: preprocess, partition into ``n`` slices, ``work`` on each in the pool."""
+    t_index, _ = _timed(co.preprocess)
+    t_part, slices = _timed(lambda: co.partition(strategy, n))
+    t_work, results = _timed(lambda: list(pool.map(work, slices)))
+    return [t_index, t_part, t_work], slices, results
+
+
 def run_csv(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, workers: int) -> bool:
     path = os.path.join(folder, "weather.csv")
     t_gen, rows = _timed(lambda: generate_csv(path, size_mb))
     co = CloudObject.from_url(CSV, path)
-    t_index, _ = _timed(co.preprocess)
-    t_part, slices = _timed(lambda: co.partition(partition_num_chunks, n))
-    t_work, results = _timed(lambda: list(pool.map(summarize, slices)))
+    (t_index, t_part, t_work), _, results = _index_partition_process(co, partition_num_chunks, n, pool, summarize)
     got_rows, got_sum = sum(r for r, _ in results), sum(s for _, s in results)
     t_plain, whole = _timed(lambda: pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)))
     want_sum = float(pc.sum(whole.column("temp")).as_py())
@@ -139,9 +145,7 @@ def run_fastq(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, work
 
     t_gen, reads = _timed(make)
     co = CloudObject.from_url(FASTQGZip, path)
-    t_index, _ = _timed(co.preprocess)
-    t_part, slices = _timed(lambda: co.partition(partition_reads_batches, n))
-    t_work, results = _timed(lambda: list(pool.map(count_gc, slices)))
+    (t_index, t_part, t_work), _, results = _index_partition_process(co, partition_reads_batches, n, pool, count_gc)
     got = tuple(map(sum, zip(*results)))
 
     def plain_read() -> tuple[int, int, int]:
@@ -198,9 +202,7 @@ def run_lidar(folder: str, n: int, pool: ProcessPoolExecutor, workers: int, poin
     path = os.path.join(folder, "city.laz")
     t_gen, _ = _timed(lambda: generate_city(path, points))
     co = CloudObject.from_url(LiDARPointCloud, path)
-    t_index, _ = _timed(co.preprocess)
-    t_part, slices = _timed(lambda: co.partition(square_split_strategy, n))
-    t_work, results = _timed(lambda: list(pool.map(height_histogram, slices)))
+    (t_index, t_part, t_work), slices, results = _index_partition_process(co, square_split_strategy, n, pool, height_histogram)
     got, hist = sum(r[0] for r in results), np.sum([r[1] for r in results], axis=0)
     t_plain, whole = _timed(lambda: laspy.read(path))
     want = np.bincount(np.clip(whole.z, 0, 99).astype(int), minlength=100)
