@@ -6,7 +6,7 @@ import os
 import warnings
 from typing import Any, Callable
 
-from dataplug.errors import DataplugError, IndexMissingError, StaleIndexError
+from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError
 from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
 from dataplug.index import Sidecar, delete_sidecar, load_sidecar, write_sidecar
 from dataplug.storage import ObjectInfo, StorageObject, split_url
@@ -156,9 +156,15 @@ class CloudObject:
 
     def is_preprocessed(self) -> bool:
         """True when a valid, fresh index for this format exists."""
+        return self._has_fresh_index(self.obj.info())
+
+    def _has_fresh_index(self, info: ObjectInfo) -> bool:
         try:
-            self.ensure_fresh_index()
-        except (IndexMissingError, StaleIndexError):
+            if self._sidecar is None:
+                self._load_index(info)
+            else:
+                self._check_fresh(self._sidecar, info)
+        except (IndexMissingError, StaleIndexError, CorruptIndexError):
             return False
         return True
 
@@ -237,17 +243,18 @@ class CloudObject:
         """Build the index with one read-only pass (a map over ``chunk_size`` byte ranges where the format
         allows), write it to the index location, and keep it loaded.
 
-        Skipped when a fresh index already exists, unless ``force=True``. Format options come as keyword
-        arguments or, as in the original, in ``extra_args``. ``executor`` is any engine
-        :func:`dataplug.executors.map_ordered` accepts: a ``concurrent.futures.Executor`` (default: a local
-        thread pool), a ``multiprocessing`` Pool, a ``dask.distributed.Client``, a ``lithops.FunctionExecutor``
-        or the ``ray`` module. ``parallel_config`` and ``debug`` are accepted for compatibility and ignored.
+        Skipped when a fresh index already exists, unless ``force=True``; a missing, stale or corrupt
+        index is rebuilt. Format options come as keyword arguments or, as in the original, in
+        ``extra_args``. ``executor`` is any engine :func:`dataplug.executors.map_ordered` accepts: a
+        ``concurrent.futures.Executor`` (default: a local thread pool), a ``multiprocessing`` Pool, a
+        ``dask.distributed.Client``, a ``lithops.FunctionExecutor`` or the ``ray`` module.
+        ``parallel_config`` and ``debug`` are accepted for compatibility and ignored.
         """
         if parallel_config:
             warnings.warn("parallel_config is ignored by dataplug; pass executor= instead", stacklevel=2)
-        if not force and self.is_preprocessed():
-            return self
         info = self.obj.info()
+        if not force and self._has_fresh_index(info):
+            return self
         ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, {**(extra_args or {}), **options})
         data: IndexData = self.format.preprocess(ctx)
         after = self.obj.info()

@@ -364,3 +364,13 @@ def test_plugin_from_entry_point(tmp_path, monkeypatch, local_store):
     co.preprocess()
     assert co.format.__module__ == "myplug" and co.attributes.lines == 2
     assert co.index_location.url.endswith(".dataplug/ShoutText")
+
+
+def test_preprocess_rebuilds_a_corrupt_index(local_store):
+    co = CloudObject.from_url(CSV, local_store.put("d.csv", CSV_DATA))
+    co.preprocess()
+    co.index_location.child("manifest.json").write_bytes(b"{not json")
+    fresh = CloudObject.from_url(CSV, co.url)
+    assert not fresh.is_preprocessed()
+    fresh.preprocess()
+    assert CloudObject.from_url(CSV, co.url).attributes.rows == 2000
