@@ -4,7 +4,7 @@ Writes ~300 MB of FASTQ into a temporary directory, compresses it with `gzip -6`
 in this run: build_index time / `gzip -dc > /dev/null` time, sidecar size / compressed size, and the time to
 inflate every interval from its own checkpoint / one full decompression. Run:
 
-    PYTHONPATH=. python benchmarks/gzip_codec_bench.py [size_mb]
+    python benchmarks/gzip_codec_bench.py [size_mb]
 """
 
 from __future__ import annotations
@@ -16,44 +16,16 @@ import tempfile
 import time
 import zlib
 
-import numpy as np
+from _common import best_of
 
 from dataplug.codecs.gzip import build_index, fetch_range_for, inflate_from
-
-
-def write_fastq(path: str, size: int, read_length: int = 150, seed: int = 0) -> None:
-    """Random reads with fixed-width names and Phred+33 qualities, written in 50 000-record batches."""
-    rng = np.random.default_rng(seed)
-    width = 16 + read_length + 3 + read_length + 1
-    batch, written, first = 50_000, 0, 0
-    with open(path, "wb") as out:
-        while written < size:
-            names = np.char.add(b"@read_", np.char.zfill(np.arange(first, first + batch).astype("S10"), 10))
-            rows = np.empty((batch, width), np.uint8)
-            rows[:, :16] = np.frombuffer(names.astype("S16").tobytes(), np.uint8).reshape(batch, 16)
-            rows[:, 16 : 16 + read_length] = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, (batch, read_length))]
-            rows[:, 16 + read_length : 19 + read_length] = np.frombuffer(b"\n+\n", np.uint8)
-            rows[:, 19 + read_length : -1] = rng.integers(33, 75, (batch, read_length), dtype=np.uint8)
-            rows[:, 15] = rows[:, -1] = 10
-            out.write(rows.tobytes()[: size - written])
-            written += batch * width
-            first += batch
-
-
-def timed(function, repeat: int = 2) -> float:
-    """Best wall time of `repeat` runs (the page cache is warm after the first)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+from dataplug.demo import generate_fastq
 
 
 def main(size_mb: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw, gz = os.path.join(tmp, "reads.fastq"), os.path.join(tmp, "reads.fastq.gz")
-        write_fastq(raw, size_mb * 10**6)
+        generate_fastq(raw, size_mb)
         start = time.perf_counter()
         subprocess.run(f"gzip -6 -c {raw} > {gz}", shell=True, check=True)
         print(f"input: {os.path.getsize(raw) / 1e6:.0f} MB FASTQ -> {os.path.getsize(gz) / 1e6:.0f} MB with gzip -6 "
@@ -61,7 +33,7 @@ def main(size_mb: int) -> None:
         os.remove(raw)
         size = os.path.getsize(gz)
 
-        gzip_dc = timed(lambda: subprocess.run(f"gzip -dc {gz} > /dev/null", shell=True, check=True))
+        gzip_dc = best_of(lambda: subprocess.run(f"gzip -dc {gz} > /dev/null", shell=True, check=True))[0]
 
         def python_zlib() -> None:
             decoder = zlib.decompressobj(31)
@@ -71,14 +43,14 @@ def main(size_mb: int) -> None:
                         decoder.decompress(chunk, 16 << 20)
                         chunk = decoder.unconsumed_tail
 
-        zlib_full = timed(python_zlib)
+        zlib_full = best_of(python_zlib)[0]
         indexes = []
 
         def build() -> None:
             with open(gz, "rb") as f:
                 indexes.append(build_index(f, size))
 
-        build_time = timed(build)
+        build_time = best_of(build)[0]
         index = indexes[-1]
         sidecar = len(index.windows) + sum(table.nbytes for table in index.tables().values())
         with open(gz, "rb") as f:
@@ -94,7 +66,7 @@ def main(size_mb: int) -> None:
                     total += len(chunk)
             assert total >= index.uncompressed_size
 
-        inflate_time = timed(inflate_all)
+        inflate_time = best_of(inflate_all)[0]
 
         print(f"gzip -dc: {gzip_dc:.2f} s; python zlib full decompression: {zlib_full:.2f} s "
               f"({zlib_full / gzip_dc:.2f} x gzip -dc)")
