@@ -46,9 +46,9 @@ def _object(args: argparse.Namespace) -> CloudObject:
 
 def _slices(args: argparse.Namespace) -> list[Any]:
     co = _object(args)
-    fn = get_format(args.format).strategies.get(args.strategy)
+    fn = get_format(args.format).all_strategies().get(args.strategy)
     if fn is None:
-        raise SystemExit(f"{args.format} has no strategy {args.strategy!r}; it has {sorted(get_format(args.format).strategies)}")
+        raise SystemExit(f"{args.format} has no strategy {args.strategy!r}; it has {sorted(get_format(args.format).all_strategies())}")
     return co.partition(fn, *[_value(a) for a in args.args])
 
 

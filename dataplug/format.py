@@ -75,6 +75,14 @@ class DataFormat:
         cls.strategies = {}
 
     @classmethod
+    def all_strategies(cls) -> dict[str, Callable[..., Any]]:
+        """Every strategy that applies to this format: its own and those of the formats it derives from."""
+        out: dict[str, Callable[..., Any]] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("strategies", {}))
+        return out
+
+    @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
         """Read the object once (or as a map over byte ranges) and return its index."""
         raise NotImplementedError

@@ -1,11 +1,12 @@
 """Record-start index of line-oriented objects (plain text, CSV, plain FASTQ).
 
-A record ends at a line break (``\\n``; for CSV also a bare ``\\r``) that is not inside a quoted field. Preprocessing is a map over byte ranges
-(:func:`scan_range`) and a reduce (:func:`reduce_scans`). A range cannot know whether it starts inside a
+A record ends at a line break (``\\n``; for CSV also a bare ``\\r``) that is not inside a quoted field.
+Preprocessing is a map over ranges of the object's logical (decoded) stream, run by its codec
+(:class:`LineScanner`), and a reduce (:func:`reduce_scans`). A range cannot know whether it starts inside a
 quoted field, so each map result holds its answer for both starting states; the reduce chains the ranges
 from the start of the object and keeps, for each, the answer of the state it really starts in.
 
-The index is a sampled table of ``(byte offset, record number)`` pairs at true record starts, about one
+The index is a sampled table of ``(logical offset, record number)`` pairs at true record starts, about one
 per ``sample_bytes``, with the object start and end as first and last rows. A slice of records
 ``[a, b)`` reads from the last anchor at or before ``a`` to the first anchor at or after ``b``, finds the
 exact record starts in that range with the same scanner, and checks them against the anchors.
@@ -13,21 +14,19 @@ exact record starts in that range with the same scanner, and checks them against
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from dataplug.errors import CorruptIndexError, InvalidFormatError, StaleIndexError
-from dataplug.executors import map_ordered
+from dataplug.codecs.base import CodecIndex, LogicalReader
+from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.format import PreprocessContext
+from dataplug.framing import StreamFormat, reader
 from dataplug.slice import CloudObjectSlice
-from dataplug.storage import StorageObject
 from dataplug.strategies import monotonic_bounds
 
 DEFAULT_SAMPLE_BYTES = 64 * 1024
-DEFAULT_CHUNK_SIZE = 32 * 2**20
 NEWLINE = 10
 CARRIAGE_RETURN = 13
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -131,17 +130,12 @@ def _first_bad_quote(q: np.ndarray, may_open: np.ndarray, in_quotes: bool, base:
     return -1 if ok.all() else base + int(q[opening][np.argmin(ok)])
 
 
-def scan_range(obj: StorageObject, start: int, end: int, size: int, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
-    """The map step: read ``[start, end)`` (plus a byte of context each side) and scan it for both states."""
-    lo, hi = max(start - 1, 0), min(end + 1, size)
-    return scan_buffer(np.frombuffer(obj.read_range(lo, hi), dtype=np.uint8), start - lo, start, end, size, dialect, sample_bytes, data_start)
-
-
-def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
-    """:func:`scan_range` on bytes already read: ``full[first:]`` is the object from ``start`` on, with the
-    byte before it (when ``start`` > 0) and the byte after ``end`` (when ``end`` < size) in ``full`` too."""
+def scan_buffer(full: np.ndarray, first: int, start: int, end: int, eof: bool, dialect: Dialect, sample_bytes: int, data_start: int) -> RangeScan:
+    """The map step over the logical bytes ``[start, end)`` = ``full[first : first + end - start]``, with the
+    byte before it (when ``start`` > 0) and look-ahead after it; ``eof`` says ``full`` ends with the stream."""
     arr = full[first : first + (end - start)]
-    nl = line_breaks(arr, dialect, int(full[first + arr.size]) if end < size else None)
+    at_end = eof and full.size - first == arr.size
+    nl = line_breaks(arr, dialect, None if at_end else int(full[first + arr.size]))
     q = quote_positions(arr, dialect)
     parity = np.searchsorted(q, nl) & 1 if q.size else np.zeros(nl.size, np.int64)
     may_open = _may_open(full, q, dialect, first, start, data_start) if q.size and dialect.delimiter is not None else None
@@ -152,7 +146,7 @@ def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, d
             states.append(StateScan(0, np.zeros(0, np.int64), np.zeros(0, np.int64), -1))
             continue
         term = nl[parity == st]
-        if term.size and start + int(term[-1]) == size - 1:
+        if term.size and at_end and int(term[-1]) == arr.size - 1:
             term = term[:-1]  # the object's final newline starts no record
         rec_starts = term + 1
         # The range's first record start is always an anchor: it stands in for a sample point of the
@@ -168,6 +162,34 @@ def scan_buffer(full: np.ndarray, first: int, start: int, end: int, size: int, d
             )
         )
     return RangeScan(start, end, bool(q.size & 1), start + int(q[-1]) if q.size else -1, (states[0], states[1]))
+
+
+@dataclass(frozen=True)
+class LineScanner:
+    """The line framings' scanner (see :class:`dataplug.codecs.base.Scanner`): record starts of one range,
+    for both quote states. Text must not hold NUL bytes: those mean binary or still-compressed data."""
+
+    url: str
+    dialect: Dialect
+    sample_bytes: int
+    data_start: int
+
+    def enough(self, after: np.ndarray) -> bool:
+        return after.size >= 1
+
+    def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> RangeScan:
+        check_text(self.url, full[first : first + end - start], start)
+        return scan_buffer(full, first, start, end, eof, self.dialect, self.sample_bytes, self.data_start)
+
+
+def check_text(url: str, arr: np.ndarray, base: int) -> None:
+    """:class:`InvalidFormatError` at the first NUL byte of ``arr`` (bytes from logical offset ``base``)."""
+    at = arr.tobytes().find(0)
+    if at >= 0:
+        raise InvalidFormatError(
+            url, "binary data (a NUL byte) where text was expected: is this the right format, or compressed with a codec dataplug does not know?",
+            offset=base + at,
+        )
 
 
 @dataclass(frozen=True)
@@ -245,11 +267,34 @@ class LineIndex:
         """
         return np.floor(np.interp(targets, self.offsets, self.records)).astype(np.int64)
 
-    def bounds_by_bytes(self, parts: int, first_record: int = 0) -> np.ndarray:
-        """Record boundaries of ``parts`` runs of about equal bytes, from ``first_record`` to the end."""
+    def bounds_by_bytes(self, parts: int, first_record: int = 0, cuts: np.ndarray | None = None, align: int = 1) -> np.ndarray:
+        """Record boundaries of ``parts`` runs of about equal bytes, from ``first_record`` to the end, at
+        multiples of ``align`` records past ``first_record``.
+
+        With ``cuts`` (logical offsets where the codec decodes without waste), each boundary moves to the
+        first record start after the cut nearest to it, so a slice starts decoding where it begins; when
+        there are too few cuts for every boundary to have its own, boundaries are interpolated instead.
+        """
         start = self.offsets[np.searchsorted(self.records, first_record, side="right") - 1]
         targets = np.linspace(start, self.offsets[-1], parts + 1)
-        return monotonic_bounds(self.offset_to_record(targets), self.total, first_record)
+        bounds = self._align(self.offset_to_record(targets), first_record, align)
+        if cuts is not None and cuts.size > 1 and parts > 1:
+            k = np.clip(np.searchsorted(cuts, targets[1:-1]), 0, cuts.size - 1)
+            nearer_previous = (k > 0) & (np.abs(cuts[np.maximum(k - 1, 0)] - targets[1:-1]) <= np.abs(cuts[k] - targets[1:-1]))
+            k = np.where(nearer_previous, k - 1, k)
+            after = np.minimum(np.searchsorted(self.offsets, cuts[k], side="left"), self.offsets.size - 1)
+            snapped = self._align(np.concatenate(([first_record], self.records[after], [self.total])), first_record, align)
+            if np.all(np.diff(snapped) > 0):
+                bounds = snapped
+        return monotonic_bounds(bounds, self.total, first_record)
+
+    def _align(self, bounds: np.ndarray, first_record: int, align: int) -> np.ndarray:
+        """Round inner boundaries up to ``first_record`` plus a multiple of ``align`` (the ends stay)."""
+        if align == 1:
+            return bounds
+        out = first_record + -(-(bounds - first_record) // align) * align
+        out[0], out[-1] = bounds[0], bounds[-1]
+        return np.minimum(out, self.total)
 
 
 def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -> LineIndex:
@@ -275,6 +320,14 @@ def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -
     return LineIndex(np.concatenate(offsets), np.concatenate(records))
 
 
+def build_line_index(
+    fmt: type[StreamFormat], ctx: PreprocessContext, dialect: Dialect, data_start: int, sample_bytes: int = DEFAULT_SAMPLE_BYTES
+) -> tuple[LineIndex, CodecIndex]:
+    """Scan the object's logical stream with its codec, then reduce: the record-start index and the codec's index."""
+    scans, codec_index = fmt.scan_stream(ctx, LineScanner(ctx.obj.url, dialect, sample_bytes, data_start))
+    return reduce_scans(ctx.obj.url, scans, data_start, codec_index.logical_size), codec_index
+
+
 def split_lines(text: str) -> list[str]:
     """Lines of ``text`` without their ``\\n`` or ``\\r\\n``; a trailing newline ends the last line, it
     does not start an empty one."""
@@ -282,18 +335,12 @@ def split_lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def byte_ranges(start: int, size: int, chunk_size: int) -> list[tuple[int, int]]:
-    """``[start, size)`` cut into ranges of ``chunk_size`` bytes (the last one shorter)."""
-    edges = list(range(start, size, max(1, chunk_size))) + [size]
-    return list(zip(edges[:-1], edges[1:]))
-
-
-def read_records(obj: StorageObject, index: LineIndex, a: int, b: int, dialect: Dialect) -> bytes:
-    """Records ``[a, b)`` read straight from the index (used while preprocessing, e.g. for a header)."""
+def read_records(url: str, read: Callable[[int, int], bytes], index: LineIndex, a: int, b: int, dialect: Dialect) -> bytes:
+    """Records ``[a, b)`` through ``read(start, end)`` of logical bytes (used while preprocessing, e.g. for a header)."""
     if b <= a:
         return b""
     span = index.spans(np.array([a]), np.array([b]))[0]
-    return cut_records(obj.url, obj.read_range(span.start, span.end), span, a, b, dialect)[1]
+    return cut_records(url, read(span.start, span.end), span, a, b, dialect)[1]
 
 
 def _record_starts(url: str, buf: bytes, base: int, lo: int, lo_record: int, hi: int, hi_record: int, size: int, dialect: Dialect) -> np.ndarray:
@@ -308,7 +355,9 @@ def _record_starts(url: str, buf: bytes, base: int, lo: int, lo_record: int, hi:
     else:
         found = int(term.size) if term.size and term[-1] == len(region) - 1 else -1
     if found != hi_record - lo_record:
-        raise StaleIndexError(url, f"bytes [{lo}, {hi}) hold {found} records where the index expects {hi_record - lo_record}; run preprocess(force=True)")
+        raise CorruptIndexError(
+            url, f"decoded bytes [{lo}, {hi}) hold {found} records where the index expects {hi_record - lo_record}: the index does not fit the object; run preprocess(force=True)"
+        )
     return starts + (lo - base)
 
 
@@ -329,23 +378,6 @@ def cut_records(url: str, buf: bytes, span: Span, a: int, b: int, dialect: Diale
     return s.start + lo, buf[lo:hi]
 
 
-def _scan_one(obj: StorageObject, size: int, dialect: Dialect, sample_bytes: int, data_start: int, rng: tuple[int, int]) -> RangeScan:
-    return scan_range(obj, rng[0], rng[1], size, dialect, sample_bytes, data_start)
-
-
-def map_ranges(ctx: PreprocessContext, data_start: int, mapper: Callable[..., Any], *args: Any) -> list[Any]:
-    """``mapper(*args, (start, end))`` for every byte range of the object, on the context's executor."""
-    ranges = byte_ranges(data_start, ctx.info.size, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
-    return map_ordered(functools.partial(mapper, *args), ranges, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
-
-
-def build_line_index(ctx: PreprocessContext, dialect: Dialect, data_start: int, sample_bytes: int = DEFAULT_SAMPLE_BYTES) -> LineIndex:
-    """Map :func:`scan_range` over the object's byte ranges on the context's executor, then reduce."""
-    size = ctx.info.size
-    scans = map_ranges(ctx, data_start, _scan_one, ctx.obj, size, dialect, sample_bytes, data_start)
-    return reduce_scans(ctx.obj.url, scans, data_start, size)
-
-
 @dataclass
 class LineRangeSlice(CloudObjectSlice):
     """Records ``[first, stop)`` of a line-oriented object, with the anchors that bracket them."""
@@ -354,6 +386,8 @@ class LineRangeSlice(CloudObjectSlice):
     stop: int
     span: Span
     dialect: Dialect
+    #: Reads the decoded bytes ``[span.start, span.end)``, whatever the object's codec.
+    source: LogicalReader
 
     @property
     def num_records(self) -> int:
@@ -374,8 +408,7 @@ class LineRangeSlice(CloudObjectSlice):
     def _fetch(self) -> tuple[int, bytes]:
         if self.stop <= self.first:
             return self.span.start, b""
-        buf = self.obj.read_range(self.span.start, self.span.end, expect=self.object_info)
-        return cut_records(self.url, buf, self.span, self.first, self.stop, self.dialect)
+        return cut_records(self.url, self.source.read(), self.span, self.first, self.stop, self.dialect)
 
 
 def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, dialect: Dialect, **extra: Any) -> list[Any]:
@@ -383,6 +416,6 @@ def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bo
     info = co.index().object_info
     spans = index.spans(bounds[:-1], bounds[1:])
     return [
-        slice_class(obj=co.obj, object_info=info, number=n, first=a, stop=b, span=span, dialect=dialect, **extra)
+        slice_class(obj=co.obj, object_info=info, number=n, first=a, stop=b, span=span, dialect=dialect, source=reader(co, span.start, span.end), **extra)
         for n, (a, b, span) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), spans))
     ]

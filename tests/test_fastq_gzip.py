@@ -135,24 +135,26 @@ def test_bgzf_is_recognised(local_store):
     blocks.append(bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000"))
     co = CloudObject.from_url(FASTQGZip, local_store.put("r.fastq.bgz", b"".join(blocks)))
     co.preprocess(spacing=100_000)
-    assert co.attributes.bgzf and co.index().blob("windows").size == 0
+    assert co.attributes.compression == "bgzf" and co.index().blob("windows").size == 0
     check_reads(co, data, co.partition(partition_reads_batches, 7))
 
 
 @pytest.mark.parametrize(
-    "blob, message",
+    "blob, compression, message",
     [
-        (b"", "empty"),
-        (b"@r\nACGT\n+\nIIII\n", "not gzip"),
-        (gzip.compress(make_fastq(500, 2))[:-3000], "truncated"),
-        (gzip.compress(make_fastq(500, 2))[:5000] + b"\x00garbage" + gzip.compress(make_fastq(500, 2))[5008:], "corrupt|truncated|invalid"),
+        (b"", "gzip", "not gzip"),
+        (b"@r\nACGT\n+\nIIII\n", "gzip", "not gzip"),
+        (b"@r\nACGT\n+\nIIII\n", "bgzf", "not BGZF"),
+        (gzip.compress(b"@r\nACGT\n+\nIIII\n"), "none", "gzip-compressed"),
+        (gzip.compress(make_fastq(500, 2))[:-3000], None, "truncated"),
+        (gzip.compress(make_fastq(500, 2))[:5000] + b"\x00garbage" + gzip.compress(make_fastq(500, 2))[5008:], None, "corrupt|truncated|invalid"),
     ],
 )
-def test_bad_gzip(local_store, blob, message):
+def test_bad_gzip(local_store, blob, compression, message):
     url = local_store.put("bad.fastq.gz", blob)
     co = CloudObject.from_url(FASTQGZip, url)
     with pytest.raises(InvalidFormatError, match=message) as err:
-        co.preprocess()
+        co.preprocess(compression=compression)
     assert url in str(err.value) and err.value.offset is not None
     assert not co.is_preprocessed()
 

@@ -1,1 +1,9 @@
-"""Codecs: decompression with checkpoints, so that workers can start decoding in the middle of an object."""
+"""Byte sources (codecs): plain, gzip and BGZF, detected from an object's first bytes.
+
+``base`` holds the interface and the registry; each codec registers itself on import.
+"""
+
+from dataplug.codecs import gzip_source, plain  # noqa: F401 - register the built-in codecs
+from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec, register_codec
+
+__all__ = ["Codec", "CodecIndex", "LogicalReader", "Scanner", "detect_codec", "get_codec", "register_codec"]

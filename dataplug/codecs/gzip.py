@@ -329,10 +329,11 @@ class _Builder:
         progress: Callable[[int], None] | None,
         read_size: int,
         on_data: Callable[[memoryview], None] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
         self.zlib = _libz()
         self.source, self.size, self.spacing, self.url, self.progress = source, size, spacing, url, progress
-        self.on_data = on_data
+        self.on_data, self.on_checkpoint = on_data, on_checkpoint
         self.stream = _ZStream()
         self.pins: list[ctypes.Array] = []  # ctypes views of the buffers zlib writes to, so they never move
         self.inbuf = bytearray(read_size)
@@ -405,6 +406,8 @@ class _Builder:
     def add_checkpoint(self, compressed: int, bits: int, window: bytes) -> None:
         self.count_lines()
         self.checkpoints.append((compressed, bits, self.total_out, self.lines))
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.total_out)
         # zlib releases the GIL, so windows compress on another core while this thread inflates.
         self.windows.append(self.compressor.submit(zlib.compress, window, _WINDOW_LEVEL) if window else None)
 
@@ -546,6 +549,7 @@ def build_index(
     *,
     read_size: int = DEFAULT_READ_SIZE,
     on_data: Callable[[memoryview], None] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> GzipIndex:
     """Index a gzip object in one sequential, read-only pass.
 
@@ -554,7 +558,9 @@ def build_index(
     block boundary (or member header) at least ``spacing`` uncompressed bytes after the previous one; for
     BGZF (bgzip) objects only member headers are used, so no windows are stored. ``progress`` is called
     with the number of compressed bytes read so far. ``on_data`` sees every decompressed byte once, in
-    order, in chunks that are only valid during the call (so a format can check its records in this pass).
+    order, in chunks that are only valid during the call (so a format can check its records in this pass);
+    ``on_checkpoint`` is called with each checkpoint's uncompressed offset, after ``on_data`` has seen
+    everything before it.
 
     Raises InvalidFormatError (with the compressed offset where it failed) for empty, non-gzip, truncated or
     corrupt objects (CRC and length of every member are checked) and for data after the last member other
@@ -568,7 +574,7 @@ def build_index(
         source = _RangeReader(source, compressed_size)
     elif getattr(source, "seekable", lambda: False)():
         source.seek(0)
-    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data).run()
+    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint).run()
 
 
 # --- inflate_from: standard-library decompression from one checkpoint -----------------------------------

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
-from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.format import IndexData, PreprocessContext
+from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader
 from dataplug.lineindex import (
     DEFAULT_SAMPLE_BYTES,
     UTF8_BOM,
@@ -35,8 +36,7 @@ SCHEMA_SAMPLE_BYTES = 2**20
 
 
 @dataclass(frozen=True)
-class CSVAttributes:
-    size: int
+class CSVAttributes(StreamAttributes):
     #: Data rows (records after the header line, if any).
     rows: int
     columns: tuple[str, ...]
@@ -64,12 +64,12 @@ def _dialect(url: str, delimiter: str, quotechar: str | None) -> Dialect:
     return Dialect(_single_byte(url, "quotechar", quotechar), _single_byte(url, "delimiter", delimiter), bare_cr=True)
 
 
-class CSV(DataFormat):
+class CSV(StreamFormat):
     """Comma-separated values.
 
     Preprocessing options: ``delimiter`` (or the original's ``separator``, default ``","``), ``quotechar``
     (default ``'"'``, ``None`` for no quoting), ``header`` (default ``True``), ``sample_bytes`` (index
-    density).
+    density), ``compression`` and ``spacing`` (see :class:`~dataplug.framing.StreamFormat`).
     """
 
     Attributes = CSVAttributes
@@ -82,19 +82,20 @@ class CSV(DataFormat):
         has_header = bool(opts.get("header", True))
         sample_bytes = int(opts.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
         dialect = _dialect(url, delimiter, quotechar)
-        data_start = len(UTF8_BOM) if ctx.obj.read_range(0, min(size, 3)) == UTF8_BOM else 0
-        index = build_line_index(ctx, dialect, data_start, sample_bytes)
+        data_start = len(UTF8_BOM) if cls.logical_head(ctx, 3) == UTF8_BOM else 0
+        index, codec_index = build_line_index(cls, ctx, dialect, data_start, sample_bytes)
+        read = preprocess_reader(ctx, codec_index)
         first = 1 if has_header and index.total else 0
-        header = read_records(ctx.obj, index, 0, first, dialect)
+        header = read_records(url, read, index, 0, first, dialect)
         stop = int(index.records[max(1, np.searchsorted(index.offsets, data_start + SCHEMA_SAMPLE_BYTES, side="right") - 1)])
-        sample = header + read_records(ctx.obj, index, first, max(stop, first), dialect)
+        sample = header + read_records(url, read, index, first, max(stop, first), dialect)
         columns, types = _infer_schema(url, sample, has_header, delimiter, quotechar)
         try:
             header_text = header.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidFormatError(url, "header is not valid UTF-8", offset=data_start + exc.start) from None
         attributes = CSVAttributes(
-            size=size,
+            **codec_attributes(size, codec_index),
             rows=index.total - first,
             columns=columns,
             column_types=types,
@@ -105,13 +106,13 @@ class CSV(DataFormat):
             data_start=data_start,
             sample_bytes=sample_bytes,
         )
-        return IndexData(attributes, tables=index.tables())
+        return IndexData(attributes, tables={**codec_index.tables, **index.tables()}, blobs=codec_index.blobs)
 
     @classmethod
-    def validate_index(cls, url: str, attributes: Any, tables: dict, blob_sizes: dict[str, int], size: int) -> None:
-        index = LineIndex.from_tables(url, tables, size)
+    def validate_records(cls, url: str, attributes: Any, tables: dict, logical_size: int) -> None:
+        index = LineIndex.from_tables(url, tables, logical_size)
         first = 1 if attributes.has_header and index.total else 0
-        if attributes.rows != index.total - first or attributes.size != size or len(attributes.columns) != len(attributes.column_types):
+        if attributes.rows != index.total - first or len(attributes.columns) != len(attributes.column_types):
             raise CorruptIndexError(url, "CSV attributes disagree with the line index")
 
 
@@ -195,7 +196,7 @@ class CSVSlice(LineRangeSlice):
 
 def _index(co: Any) -> tuple[LineIndex, int]:
     sidecar = co.index()
-    index = LineIndex.from_tables(co.url, sidecar.tables, sidecar.object_info.size)
+    index = LineIndex.from_tables(co.url, sidecar.tables, co.attributes.uncompressed_size)
     return index, index.total - co.attributes.rows
 
 
@@ -220,7 +221,7 @@ def partition_num_chunks(co: Any, num_chunks: int) -> list[CSVSlice]:
     """``num_chunks`` slices of about equal bytes, cut at record starts."""
     n = positive_int(co.url, "num_chunks", num_chunks)
     index, first = _index(co)
-    return _slices(co, index, index.bounds_by_bytes(n, first))
+    return _slices(co, index, index.bounds_by_bytes(n, first, cuts=cut_offsets(co)))
 
 
 @strategy(CSV)
@@ -229,7 +230,7 @@ def partition_chunk_size(co: Any, chunk_size: int) -> list[CSVSlice]:
     size = positive_int(co.url, "chunk_size", chunk_size)
     index, first = _index(co)
     n = max(1, -(-(int(index.offsets[-1]) - int(index.offsets[0])) // size))
-    return _slices(co, index, index.bounds_by_bytes(n, first))
+    return _slices(co, index, index.bounds_by_bytes(n, first, cuts=cut_offsets(co)))
 
 
 @strategy(CSV)

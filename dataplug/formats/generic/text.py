@@ -1,4 +1,4 @@
-"""UTF-8 text: slices of whole lines, from a sampled line-start index.
+"""UTF-8 text: slices of whole lines, from a sampled line-start index, over any codec (plain, gzip, BGZF).
 
 Slices cut only after a ``\\n``, so a multi-byte character or a word is never split.
 """
@@ -8,40 +8,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from dataplug.errors import CorruptIndexError
-from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.format import IndexData, PreprocessContext
+from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
 from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, build_line_index, line_slices, split_lines
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 
 @dataclass(frozen=True)
-class TextAttributes:
-    size: int
+class TextAttributes(StreamAttributes):
     #: Number of lines; a last line without a trailing newline counts.
     lines: int
-    #: Byte offset of the first line (3 after a UTF-8 byte order mark, else 0).
+    #: Logical offset of the first line (3 after a UTF-8 byte order mark, else 0).
     data_start: int
     sample_bytes: int
 
 
-class UTF8Text(DataFormat):
-    """Plain UTF-8 text, split into lines. Preprocessing options: ``sample_bytes`` (index density)."""
+class UTF8Text(StreamFormat):
+    """UTF-8 text, split into lines. Options: ``sample_bytes`` (index density), ``compression``, ``spacing``."""
 
     Attributes = TextAttributes
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
-        size = ctx.info.size
         sample_bytes = int(ctx.options.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
-        data_start = len(UTF8_BOM) if ctx.obj.read_range(0, min(size, 3)) == UTF8_BOM else 0
-        index = build_line_index(ctx, Dialect(), data_start, sample_bytes)
-        attributes = TextAttributes(size=size, lines=index.total, data_start=data_start, sample_bytes=sample_bytes)
-        return IndexData(attributes, tables=index.tables())
+        data_start = len(UTF8_BOM) if cls.logical_head(ctx, 3) == UTF8_BOM else 0
+        index, codec_index = build_line_index(cls, ctx, Dialect(), data_start, sample_bytes)
+        attributes = cls.Attributes(
+            **codec_attributes(ctx.info.size, codec_index), lines=index.total, data_start=data_start, sample_bytes=sample_bytes
+        )
+        return IndexData(attributes, tables={**codec_index.tables, **index.tables()}, blobs=codec_index.blobs)
 
     @classmethod
-    def validate_index(cls, url: str, attributes: Any, tables: dict, blob_sizes: dict[str, int], size: int) -> None:
-        index = LineIndex.from_tables(url, tables, size)
-        if attributes.lines != index.total or attributes.size != size:
+    def validate_records(cls, url: str, attributes: Any, tables: dict, logical_size: int) -> None:
+        index = LineIndex.from_tables(url, tables, logical_size)
+        if attributes.lines != index.total:
             raise CorruptIndexError(url, "text attributes disagree with the line index")
 
 
@@ -61,18 +64,29 @@ class TextSlice(LineRangeSlice):
         """The slice's whitespace-separated words."""
         return self.text().split()
 
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """A table with one column, ``line``."""
+        table = pa.table({"line": pa.array(self.lines(), pa.string())})
+        return table if columns is None else table.select(columns)
+
 
 def _index(co: Any) -> LineIndex:
     sidecar = co.index()
-    return LineIndex.from_tables(co.url, sidecar.tables, sidecar.object_info.size)
+    return LineIndex.from_tables(co.url, sidecar.tables, co.attributes.uncompressed_size)
+
+
+def _chunks(co: Any, num_chunks: int | None, n_chunks: int | None) -> int:
+    value = num_chunks if num_chunks is not None else n_chunks
+    return positive_int(co.url, "num_chunks", value)
 
 
 @strategy(UTF8Text)
-def partition_num_chunks(co: Any, num_chunks: int) -> list[TextSlice]:
-    """``num_chunks`` slices of about equal bytes, cut at line starts."""
-    n = positive_int(co.url, "num_chunks", num_chunks)
+def partition_num_chunks(co: Any, num_chunks: int | None = None, *, n_chunks: int | None = None) -> list[TextSlice]:
+    """``num_chunks`` slices of about equal decoded bytes, cut at line starts (for gzip, at the first line
+    after a checkpoint where there are enough checkpoints). ``n_chunks`` is the original GZipText's name."""
+    n = _chunks(co, num_chunks, n_chunks)
     index = _index(co)
-    return line_slices(co, TextSlice, index, index.bounds_by_bytes(n), Dialect())
+    return line_slices(co, TextSlice, index, index.bounds_by_bytes(n, cuts=cut_offsets(co)), Dialect())
 
 
 @strategy(UTF8Text)

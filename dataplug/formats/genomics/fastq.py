@@ -1,115 +1,147 @@
-"""FASTQ reads, gzip-compressed (``FASTQGZip``) or plain (``FASTQ``), sliced only at read starts (line
-numbers that are multiples of 4).
+"""FASTQ reads over any codec (plain, gzip, BGZF), sliced only at read starts (line numbers that are
+multiples of 4). ``FASTQGZip`` is the original Dataplug's name for the same format.
 
 Preprocessing checks the four-line structure of every read (``@`` header, sequence, ``+`` separator,
-quality as long as the sequence) and counts the reads; a malformed read is an
-:class:`~dataplug.errors.InvalidFormatError` naming its line (1-based). For FASTQ.gz the check rides on
-the gzip checkpoint pass of :mod:`dataplug.formats.compressed.gzipped`; for plain FASTQ on the map over
-byte ranges that builds the line index of :mod:`dataplug.lineindex`.
+quality as long as the sequence) in the same map over the logical stream that builds the line index
+(:class:`FastqScanner`), and counts the reads; a malformed read is an
+:class:`~dataplug.errors.InvalidFormatError` naming its line (1-based).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.format import DataFormat, IndexData, PreprocessContext
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, Dialect, LineIndex, LineRangeSlice, line_slices, map_ranges, reduce_scans, scan_buffer, split_lines
-from dataplug.storage import StorageObject
-from dataplug.formats.compressed.gzipped import (
-    GZipText,
-    GZipTextAttributes,
-    GzipLinesSlice,
-    gzip_line_slices,
-    loaded_gzip_index,
-    snapped_bounds,
-)
+from dataplug.format import IndexData, PreprocessContext
+from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 AT, PLUS, NEWLINE, CR = ord("@"), ord("+"), 10, 13
 
 
-class FastqValidator:
-    """Checks FASTQ records in a stream of chunks, carrying the incomplete last record to the next chunk."""
+@dataclass
+class FastqRangeScan:
+    """Map result: the line scan, and for each phase (the line number modulo 4 of the range's first line)
+    the first malformed line among the reads whose header starts in the range, as (local line, cause)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.carry = b""
-        self.lines = 0  # lines checked so far
-        self.reads = 0
-
-    def feed(self, chunk: memoryview | bytes) -> None:
-        data = self.carry + chunk
-        arr = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(arr == NEWLINE)
-        complete = ends.size // 4 * 4
-        if complete:
-            self._check(arr, ends[:complete])
-            self.carry = data[int(ends[complete - 1]) + 1 :]
-        else:
-            self.carry = data
-
-    def finish(self) -> int:
-        """Check what is left (a last read without a trailing newline) and return the number of reads."""
-        if self.carry:
-            data = self.carry + b"\n"
-            arr = np.frombuffer(data, dtype=np.uint8)
-            ends = np.flatnonzero(arr == NEWLINE)
-            if ends.size != 4 or self.carry.endswith(b"\n"):
-                last = self.lines + self.carry.count(b"\n") + (0 if self.carry.endswith(b"\n") else 1)
-                raise InvalidFormatError(self.url, f"truncated FASTQ: the object ends inside read {self.reads + 1}, after line {last}", line=last)
-            self._check(arr, ends)
-            self.carry = b""
-        return self.reads
-
-    def _check(self, arr: np.ndarray, ends: np.ndarray) -> None:
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        lengths = ends - starts
-        lengths -= (lengths > 0) & (arr[np.maximum(ends - 1, 0)] == CR)
-        problems = [
-            (arr[starts[0::4]] != AT, 0, "header line does not start with '@'"),
-            (arr[starts[2::4]] != PLUS, 2, "separator line does not start with '+'"),
-            (lengths[1::4] != lengths[3::4], 3, "quality line is not as long as the sequence line"),
-        ]
-        first_bad = None
-        for bad, line_in_read, cause in problems:
-            if bad.any():
-                read = int(np.argmax(bad))
-                line = self.lines + 4 * read + line_in_read + 1
-                if first_bad is None or line < first_bad[0]:
-                    first_bad = (line, cause)
-        if first_bad is not None:
-            raise InvalidFormatError(self.url, f"malformed FASTQ record: {first_bad[1]}", line=first_bad[0])
-        self.lines += ends.size
-        self.reads += ends.size // 4
+    lines: RangeScan
+    bad: list[tuple[int, str] | None]
 
 
 @dataclass(frozen=True)
-class FASTQGZipAttributes(GZipTextAttributes):
+class FastqScanner:
+    """Line starts of one range, and the reads that start there checked for every phase (the range does
+    not know which line number it starts at; the reduce picks the phase). Look-ahead: the next four lines,
+    enough to complete the last read that starts in the range."""
+
+    url: str
+    sample_bytes: int
+
+    def enough(self, after: np.ndarray) -> bool:
+        return int(np.count_nonzero(after == NEWLINE)) >= 4
+
+    def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> FastqRangeScan:
+        check_text(self.url, full[first : first + end - start], start)
+        lines = scan_buffer(full, first, start, end, eof, Dialect(), self.sample_bytes, 0)
+        lo = start - first  # logical offset of full[0]
+        hi = lo + full.size
+        newlines = np.flatnonzero(full == NEWLINE) + lo
+        own = newlines[(newlines >= start) & (newlines < end)] + 1
+        if eof:
+            own = own[own < hi]  # the stream's final newline starts no line
+        if start == 0 and end > 0:
+            own = np.concatenate(([0], own))
+        if not own.size:
+            return FastqRangeScan(lines, [None] * 4)
+        later = newlines[newlines >= own[0]]
+        starts = np.concatenate((own[:1], later[later + 1 < hi] + 1))
+        ends = later[: starts.size]
+        if ends.size < starts.size:  # the last line has no newline: it ends with the stream
+            ends = np.append(ends, hi)
+        return FastqRangeScan(lines, _check_phases(full, lo, starts, ends, own.size, eof))
+
+
+def _check_phases(full: np.ndarray, base: int, starts: np.ndarray, ends: np.ndarray, own: int, eof: bool) -> list[tuple[int, str] | None]:
+    """For each phase, the first bad line among the reads whose header is one of the first ``own`` lines.
+
+    ``starts``/``ends`` are logical positions of consecutive lines (``ends`` at their ``\\n`` or the stream
+    end), enough of them to complete every such read unless the stream ends first; ``full[i]`` is logical
+    byte ``base + i``.
+    """
+    lengths = ends - starts
+    lengths -= (lengths > 0) & (full[np.maximum(ends - 1 - base, 0)] == CR)
+    first_char = np.where(lengths > 0, full[np.minimum(starts - base, full.size - 1)], 0)
+    out: list[tuple[int, str] | None] = []
+    for phase in range(4):
+        headers = np.arange((4 - phase) % 4, own, 4)
+        complete = headers[headers + 3 < starts.size]
+        found = _first_bad(first_char, lengths, complete)
+        if found is None and complete.size < headers.size and eof:
+            found = (starts.size - 1, "truncated FASTQ: the object ends inside a read")
+        out.append(found)
+    return out
+
+
+def _first_bad(first_char: np.ndarray, lengths: np.ndarray, headers: np.ndarray) -> tuple[int, str] | None:
+    problems = [
+        (first_char[headers] != AT, 0, "header line does not start with '@'"),
+        (first_char[headers + 2] != PLUS, 2, "separator line does not start with '+'"),
+        (lengths[headers + 1] != lengths[headers + 3], 3, "quality line is not as long as the sequence line"),
+    ]
+    found = [(int(headers[np.argmax(bad)]) + offset, cause) for bad, offset, cause in problems if bad.any()]
+    return min(found) if found else None
+
+
+@dataclass(frozen=True)
+class FASTQAttributes(StreamAttributes):
+    lines: int
     reads: int
+    sample_bytes: int
 
 
-class FASTQGZip(GZipText):
-    """FASTQ compressed with gzip (one or many members, BGZF included). Options: ``spacing``."""
+class FASTQ(StreamFormat):
+    """FASTQ, plain or compressed (gzip, BGZF). Options: ``sample_bytes`` (line index density),
+    ``compression``, ``spacing`` (gzip checkpoint spacing)."""
 
-    Attributes = FASTQGZipAttributes
+    Attributes = FASTQAttributes
 
     @classmethod
-    def record_checker(cls, url: str) -> tuple[Callable[[memoryview], None], Callable[[], dict[str, Any]]]:
-        validator = FastqValidator(url)
-        return validator.feed, lambda: {"reads": validator.finish()}
+    def preprocess(cls, ctx: PreprocessContext) -> IndexData:
+        url = ctx.obj.url
+        sample_bytes = int(ctx.options.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
+        scans, codec_index = cls.scan_stream(ctx, FastqScanner(url, sample_bytes))
+        index = reduce_scans(url, [s.lines for s in scans], 0, codec_index.logical_size)
+        before = 1  # lines before a range's first own line: line 0 starts the stream, the rest follow newlines
+        for scan in scans:
+            first = 0 if scan.lines.start == 0 else before
+            bad = scan.bad[first % 4]
+            if bad is not None:
+                raise InvalidFormatError(url, f"malformed FASTQ record: {bad[1]}", line=first + bad[0] + 1)
+            before += scan.lines.states[0].count
+        if index.total % 4:
+            raise InvalidFormatError(url, "truncated FASTQ: the object ends inside a read", line=index.total)
+        attributes = cls.Attributes(**codec_attributes(ctx.info.size, codec_index), lines=index.total, reads=index.total // 4, sample_bytes=sample_bytes)
+        return IndexData(attributes, tables={**codec_index.tables, **index.tables()}, blobs=codec_index.blobs)
+
+    @classmethod
+    def validate_records(cls, url: str, attributes: Any, tables: dict, logical_size: int) -> None:
+        index = LineIndex.from_tables(url, tables, logical_size)
+        if attributes.lines != index.total or attributes.reads * 4 != index.total:
+            raise CorruptIndexError(url, "FASTQ attributes disagree with the line index")
 
 
-class FastqReads:
-    """What every FASTQ slice offers; mixed into a slice class that provides ``text()``."""
+class FASTQGZip(FASTQ):
+    """FASTQ compressed with gzip (one or many members, BGZF included): ``FASTQ`` by the original's name."""
 
-    first: int
-    stop: int
-    text: Callable[[], str]
+
+@dataclass
+class FASTQSlice(LineRangeSlice):
+    """Reads ``[first // 4, stop // 4)`` of a FASTQ object."""
 
     @property
     def num_reads(self) -> int:
@@ -129,160 +161,40 @@ class FastqReads:
         for i in range(0, len(lines), 4):
             yield lines[i][1:], lines[i + 1], lines[i + 3]
 
-    def as_arrow(self) -> pa.Table:
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
         """A table with columns ``name``, ``sequence`` and ``quality``."""
         lines = self.lines()
-        return pa.table(
+        table = pa.table(
             {
                 "name": pa.array([h[1:] for h in lines[0::4]], pa.string()),
                 "sequence": pa.array(lines[1::4], pa.string()),
                 "quality": pa.array(lines[3::4], pa.string()),
             }
         )
+        return table if columns is None else table.select(columns)
+
+    as_arrow = to_arrow
 
 
-@dataclass
-class FASTQGZipSlice(FastqReads, GzipLinesSlice):
-    """Reads ``[first // 4, stop // 4)`` of a FASTQ.gz object."""
-
-
-# -- plain FASTQ ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FASTQAttributes:
-    size: int
-    lines: int
-    reads: int
-    sample_bytes: int
-
-
-@dataclass
-class _FastqRangeScan:
-    """Map result for plain FASTQ: the line scan, and for each phase (the line number modulo 4 of the
-    range's first line) the first malformed line found in the range, as (local line, cause)."""
-
-    lines: Any
-    bad: list[tuple[int, str] | None]
-
-
-def _check_phases(full: np.ndarray, base: int, starts: np.ndarray, ends: np.ndarray, own: int) -> list[tuple[int, str] | None]:
-    """For each phase, the first bad line among the reads whose header is one of the first ``own`` lines.
-
-    ``starts``/``ends`` are absolute positions of consecutive lines (``ends`` at their ``\\n`` or the object
-    end), enough of them to complete every such read unless the object ends first; ``full[i]`` is the
-    object's byte ``base + i``.
-    """
-    lengths = ends - starts
-    lengths -= (lengths > 0) & (full[np.maximum(ends - 1 - base, 0)] == CR)
-    first_char = np.where(lengths > 0, full[np.minimum(starts - base, full.size - 1)], 0)
-    out: list[tuple[int, str] | None] = []
-    for phase in range(4):
-        headers = np.arange((4 - phase) % 4, own, 4)
-        complete = headers[headers + 3 < starts.size]
-        found = _first_bad(first_char, lengths, complete)
-        if found is None and complete.size < headers.size:
-            found = (starts.size - 1, "truncated FASTQ: the object ends inside a read")
-        out.append(found)
-    return out
-
-
-def _first_bad(first_char: np.ndarray, lengths: np.ndarray, headers: np.ndarray) -> tuple[int, str] | None:
-    problems = [
-        (first_char[headers] != AT, 0, "header line does not start with '@'"),
-        (first_char[headers + 2] != PLUS, 2, "separator line does not start with '+'"),
-        (lengths[headers + 1] != lengths[headers + 3], 3, "quality line is not as long as the sequence line"),
-    ]
-    found = [(int(headers[np.argmax(bad)]) + offset, cause) for bad, offset, cause in problems if bad.any()]
-    return min(found) if found else None
-
-
-def _scan_fastq(obj: StorageObject, size: int, sample_bytes: int, rng: tuple[int, int]) -> _FastqRangeScan:
-    """Scan ``[start, end)`` for line starts and check the reads whose header starts there, reading on
-    past ``end`` until the last of them is complete."""
-    start, end = rng
-    lo, extra = max(start - 1, 0), 64 * 1024
-    while True:
-        hi = min(end + extra, size)
-        full = np.frombuffer(obj.read_range(lo, hi), dtype=np.uint8)
-        newlines = np.flatnonzero(full == NEWLINE) + lo
-        if hi == size or np.count_nonzero(newlines >= end) >= 4:
-            break
-        extra *= 4
-    scan = scan_buffer(full[: min(end + 1, size) - lo], start - lo, start, end, size, Dialect(), sample_bytes, 0)
-    own_starts = newlines[(newlines >= start) & (newlines < end) & (newlines + 1 < size)] + 1
-    if start == 0 and size:
-        own_starts = np.concatenate(([0], own_starts))
-    if not own_starts.size:
-        return _FastqRangeScan(scan, [None] * 4)
-    later = newlines[newlines >= own_starts[0]]
-    starts = np.concatenate((own_starts[:1], later[later + 1 < hi] + 1))
-    ends = later[: starts.size]
-    if ends.size < starts.size:  # the last line has no newline: it ends with the object
-        ends = np.append(ends, size)
-    return _FastqRangeScan(scan, _check_phases(full, lo, starts, ends, own_starts.size))
-
-
-class FASTQ(DataFormat):
-    """Plain (uncompressed) FASTQ. Options: ``sample_bytes`` (line index density)."""
-
-    Attributes = FASTQAttributes
-
-    @classmethod
-    def preprocess(cls, ctx: PreprocessContext) -> IndexData:
-        url, size = ctx.obj.url, ctx.info.size
-        sample_bytes = int(ctx.options.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
-        scans = map_ranges(ctx, 0, _scan_fastq, ctx.obj, size, sample_bytes)
-        index = reduce_scans(url, [s.lines for s in scans], 0, size)
-        before = 1  # records before a range's first own line: record 0 starts the object, the rest follow newlines
-        for scan in scans:
-            first = 0 if scan.lines.start == 0 else before
-            bad = scan.bad[first % 4]
-            if bad is not None:
-                raise InvalidFormatError(url, f"malformed FASTQ record: {bad[1]}", line=first + bad[0] + 1)
-            before += scan.lines.states[0].count
-        if index.total % 4:
-            raise InvalidFormatError(url, "truncated FASTQ: the object ends inside a read", line=index.total)
-        return IndexData(FASTQAttributes(size, index.total, index.total // 4, sample_bytes), tables=index.tables())
-
-    @classmethod
-    def validate_index(cls, url: str, attributes: Any, tables: dict, blob_sizes: dict[str, int], size: int) -> None:
-        index = LineIndex.from_tables(url, tables, size)
-        if attributes.lines != index.total or attributes.reads * 4 != index.total or attributes.size != size:
-            raise CorruptIndexError(url, "FASTQ attributes disagree with the line index")
-
-
-@dataclass
-class FASTQSlice(FastqReads, LineRangeSlice):
-    """Reads ``[first // 4, stop // 4)`` of a plain FASTQ object."""
+#: The original Dataplug's name of the slice class of FASTQ.gz objects.
+FASTQGZipSlice = FASTQSlice
 
 
 def _line_index(co: Any) -> LineIndex:
-    sidecar = co.index()
-    return LineIndex.from_tables(co.url, sidecar.tables, sidecar.object_info.size)
+    return LineIndex.from_tables(co.url, co.index().tables, co.attributes.uncompressed_size)
 
 
-# -- strategies of both ----------------------------------------------------------------------------------
-
-
-@strategy(FASTQGZip, FASTQ)
-def partition_reads_batches(co: Any, num_batches: int) -> list[FASTQGZipSlice] | list[FASTQSlice]:
+@strategy(FASTQ)
+def partition_reads_batches(co: Any, num_batches: int) -> list[FASTQSlice]:
     """``num_batches`` slices of about equal size, cut at read starts (for FASTQ.gz, at the first read after
-    a checkpoint, so that workers decode almost nothing twice)."""
+    a checkpoint where there are enough checkpoints, so that workers decode almost nothing twice)."""
     n = positive_int(co.url, "num_batches", num_batches)
-    if issubclass(co.format, FASTQGZip):
-        return gzip_line_slices(co, FASTQGZipSlice, snapped_bounds(loaded_gzip_index(co), co.attributes.lines, n, align=4))
     index = _line_index(co)
-    bounds = index.bounds_by_bytes(n) // 4 * 4
-    bounds[-1] = index.total
-    return line_slices(co, FASTQSlice, index, np.maximum.accumulate(bounds), Dialect())
+    return line_slices(co, FASTQSlice, index, index.bounds_by_bytes(n, cuts=cut_offsets(co), align=4), Dialect())
 
 
-@strategy(FASTQGZip, FASTQ)
-def partition_sequences_per_chunk(co: Any, seq_per_chunk: int) -> list[FASTQGZipSlice] | list[FASTQSlice]:
+@strategy(FASTQ)
+def partition_sequences_per_chunk(co: Any, seq_per_chunk: int) -> list[FASTQSlice]:
     """Slices of exactly ``seq_per_chunk`` reads (the last one shorter)."""
     step = positive_int(co.url, "seq_per_chunk", seq_per_chunk)
-    bounds = step_bounds(co.attributes.reads, step) * 4
-    if issubclass(co.format, FASTQGZip):
-        return gzip_line_slices(co, FASTQGZipSlice, bounds)
-    return line_slices(co, FASTQSlice, _line_index(co), bounds, Dialect())
+    return line_slices(co, FASTQSlice, _line_index(co), step_bounds(co.attributes.reads, step) * 4, Dialect())

@@ -1,0 +1,219 @@
+"""Byte sources: the logical (decoded) byte stream of an object, whatever compresses it.
+
+A codec does two things, and record framings (lines, CSV, FASTQ) build on both without knowing which
+codec is behind them:
+
+- **The index pass.** :meth:`Codec.scan` runs a framing's :class:`Scanner` over the whole logical stream,
+  cut into consecutive ranges, and returns the scanner's results in order plus the codec's own index (for
+  gzip: checkpoints and windows). The plain codec maps the scanner over byte ranges in parallel; a gzip
+  object must be inflated front to back, so its ranges come from one sequential pass, cut at checkpoints.
+- **Reading.** :meth:`CodecIndex.reader` gives a small, picklable :class:`LogicalReader` for the decoded
+  bytes ``[a, b)``: one range read of the object, and for gzip one checkpoint window from the sidecar.
+
+A scanner sees each range with one byte of context before it and *look-ahead* after it, as much as
+:meth:`Scanner.enough` asks for (a line framing wants one byte, FASTQ the next four lines), so the same
+scanner gives the same answer over every codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dataplug.format import PreprocessContext
+    from dataplug.index import Sidecar
+
+
+class Scanner(Protocol):
+    """A framing's map step over one range of the logical stream (picklable: it may run in other processes)."""
+
+    def enough(self, after: np.ndarray) -> bool:
+        """True when ``after`` (the bytes seen past the range's end so far) is all the look-ahead needed."""
+        ...
+
+    def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> Any:
+        """Scan the logical bytes ``[start, end)``, which are ``full[first : first + end - start]``.
+
+        ``full[first - 1]`` is the byte before ``start`` when ``start > 0``; the bytes after the range are
+        look-ahead. ``eof`` is True when ``full`` ends where the stream ends.
+        """
+        ...
+
+
+class LogicalReader(Protocol):
+    """The decoded bytes ``[start, end)`` of one object, ready to read on any worker."""
+
+    start: int
+    end: int
+
+    def read(self) -> bytes:
+        """Exactly ``end - start`` decoded bytes; raises a :class:`~dataplug.errors.DataplugError` otherwise."""
+        ...
+
+
+@dataclass
+class CodecIndex:
+    """What a codec's pass learned about an object: how to read any logical range of it later.
+
+    ``tables`` and ``blobs`` go into the sidecar beside the framing's own; ``cuts`` are the logical offsets
+    where decoding can start without waste (gzip checkpoints), which strategies prefer as slice starts.
+    """
+
+    codec: str
+    logical_size: int
+    tables: dict[str, np.ndarray] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cuts(self) -> np.ndarray:
+        return get_codec(self.codec).cuts(self.tables)
+
+
+class Codec:
+    """Base class of a byte source. Subclasses register with :func:`register_codec`."""
+
+    name: ClassVar[str]
+    #: Names of the sidecar tables and blobs this codec writes (checked when an index is loaded).
+    table_names: ClassVar[tuple[str, ...]] = ()
+    blob_names: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def detect(cls, head: bytes) -> bool:
+        """True when an object starting with ``head`` (its first bytes) is in this encoding."""
+        raise NotImplementedError
+
+    @classmethod
+    def head(cls, url: str, raw: bytes, n: int) -> bytes:
+        """Up to the first ``n`` logical bytes, decoded from ``raw`` (the object's first bytes)."""
+        return raw[:n]
+
+    @classmethod
+    def scan(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
+        """Run ``scanner`` over the whole logical stream; its results in order, and the codec's index."""
+        raise NotImplementedError
+
+    @classmethod
+    def cuts(cls, tables: dict[str, np.ndarray]) -> np.ndarray:
+        """Logical offsets where a reader starts decoding without waste (empty: anywhere is as good)."""
+        return np.zeros(0, np.int64)
+
+    @classmethod
+    def validate(cls, url: str, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int, attributes: dict[str, Any]) -> int:
+        """Check the codec's part of a loaded index (:class:`CorruptIndexError` otherwise); returns the
+        logical size it describes."""
+        raise NotImplementedError
+
+    @classmethod
+    def reader(cls, obj: Any, info: Any, sidecar: Sidecar | None, index: CodecIndex | None, start: int, end: int) -> LogicalReader:
+        """A reader of the logical bytes ``[start, end)``, from a loaded sidecar or an in-memory index."""
+        raise NotImplementedError
+
+
+_CODECS: dict[str, type[Codec]] = {}
+
+
+def register_codec(cls: type[Codec]) -> type[Codec]:
+    """Class decorator: make a codec findable by name and by detection (most recently registered first)."""
+    _CODECS[cls.name] = cls
+    return cls
+
+
+def get_codec(name: str) -> type[Codec]:
+    from dataplug import codecs  # noqa: F401 - registers the built-in codecs
+
+    try:
+        return _CODECS[name]
+    except KeyError:
+        raise ValueError(f"unknown compression {name!r}; known: {sorted(_CODECS)}") from None
+
+
+def detect_codec(head: bytes) -> str:
+    """The name of the codec whose magic bytes start ``head`` ("none" when no codec claims it)."""
+    from dataplug import codecs  # noqa: F401
+
+    for name, cls in reversed(list(_CODECS.items())):
+        if name != "none" and cls.detect(head):
+            return name
+    return "none"
+
+
+class StreamRanges:
+    """Runs a scanner over a stream that arrives in order, in chunks (a sequential decoding pass).
+
+    Ranges end where the codec says (:meth:`cut`, e.g. at every checkpoint) or after ``max_range`` bytes;
+    a range is scanned once the scanner has enough look-ahead or the stream has ended. Memory stays at
+    about one range plus its look-ahead.
+    """
+
+    def __init__(self, scanner: Scanner, max_range: int) -> None:
+        self.scanner, self.max_range = scanner, max_range
+        self.buf = bytearray()
+        self.base = 0  # logical offset of buf[0]
+        self.start = 0  # start of the next range to scan
+        self.cuts: list[int] = []  # ends of ranges not yet scanned
+        self.results: list[Any] = []
+
+    @property
+    def position(self) -> int:
+        return self.base + len(self.buf)
+
+    def cut(self, offset: int) -> None:
+        """End a range at ``offset`` (ignored at the stream start or where a range already ends)."""
+        last = self.cuts[-1] if self.cuts else self.start
+        if offset > last:
+            self.cuts.append(offset)
+
+    def data(self, chunk: memoryview | bytes) -> None:
+        while len(chunk):
+            last = self.cuts[-1] if self.cuts else self.start
+            room = last + self.max_range - self.position
+            take = chunk[:room] if room < len(chunk) else chunk
+            self.buf += take
+            chunk = chunk[len(take) :]
+            if self.position - last >= self.max_range:
+                self.cut(self.position)
+            self._drain(eof=False)
+
+    def finish(self) -> list[Any]:
+        """Scan what is left; the scanner's results for every range, in order."""
+        self.cut(self.position)
+        self._drain(eof=True)
+        if not self.results:
+            self.results.append(self.scanner(np.zeros(0, np.uint8), 0, 0, 0, True))
+        return self.results
+
+    def _drain(self, eof: bool) -> None:
+        while self.cuts:
+            end = self.cuts[0]
+            if end > self.position:
+                return
+            arr = np.frombuffer(self.buf, np.uint8)
+            after = arr[end - self.base :]
+            if not (eof or self.scanner.enough(after)):
+                return
+            first = self.start - self.base
+            self.results.append(self.scanner(arr, first, self.start, end, eof))
+            del arr, after
+            self.cuts.pop(0)
+            self.start = end
+            keep = max(end - 1 - self.base, 0)  # the byte before the next range stays as its context
+            del self.buf[:keep]
+            self.base += keep
+
+
+def map_plain_ranges(read: Callable[[int, int], bytes], size: int, scanner: Scanner, rng: tuple[int, int]) -> Any:
+    """The plain codec's map step: read the range with one byte before it and look-ahead after it."""
+    start, end = rng
+    lo = max(start - 1, 0)
+    extra = 64 * 1024
+    while True:
+        hi = min(end + extra, size)
+        full = np.frombuffer(read(lo, hi), np.uint8)
+        if hi == size or scanner.enough(full[end - lo :]):
+            break
+        extra *= 4
+    return scanner(full, start - lo, start, end, hi == size)

@@ -1,0 +1,114 @@
+"""Record framings over any byte source: the base of every format whose records live in a byte stream
+(text lines, CSV, FASTQ), whatever compresses that stream.
+
+A :class:`StreamFormat` supplies a scanner (the map step of its index pass, see
+:mod:`dataplug.codecs.base`) and turns the scanners' results into its tables; the codec (plain, gzip,
+BGZF) is detected from the object's first bytes, or forced with ``preprocess(compression=...)``. Both halves
+share one sidecar: the codec's tables and blobs say how to decode any logical range, the framing's where
+its records start in the logical stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec
+from dataplug.errors import CorruptIndexError, InvalidFormatError
+from dataplug.format import DataFormat, PreprocessContext
+
+#: Bytes read from the object's start to detect its codec.
+HEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class StreamAttributes:
+    """What every framed format records about the byte source under it."""
+
+    size: int
+    #: ``"none"``, ``"gzip"`` or ``"bgzf"``.
+    compression: str
+    #: Bytes of the logical (decoded) stream; ``size`` for a plain object.
+    uncompressed_size: int
+    #: Uncompressed bytes between gzip checkpoints (0 for a plain object) and their number.
+    spacing: int
+    checkpoints: int
+
+
+def codec_attributes(size: int, index: CodecIndex) -> dict[str, Any]:
+    """The :class:`StreamAttributes` fields for an object of ``size`` bytes read through ``index``."""
+    fields = {"compression": index.codec, "uncompressed_size": index.logical_size, "spacing": 0, "checkpoints": 0}
+    fields.update(index.attributes)
+    return {"size": size, **fields}
+
+
+class StreamFormat(DataFormat):
+    """Base of formats framed over a codec's logical stream. Option ``compression``: ``"gzip"``,
+    ``"bgzf"`` or ``"none"`` to override detection."""
+
+    @classmethod
+    def codec_for(cls, ctx: PreprocessContext) -> type[Codec]:
+        """The object's codec: forced by the ``compression`` option, else detected from its first bytes."""
+        url = ctx.obj.url
+        head = ctx.obj.read_range(0, min(ctx.info.size, HEAD_BYTES))
+        detected = detect_codec(head)
+        forced = ctx.options.get("compression")
+        if forced is None:
+            return get_codec(detected)
+        try:
+            codec = get_codec(str(forced).lower())
+        except ValueError as exc:
+            raise InvalidFormatError(url, str(exc)) from None
+        if codec.name == "none" and detected != "none":
+            raise InvalidFormatError(url, f"the object is {detected}-compressed (its first bytes say so); compression='none' would read compressed bytes as {cls.name} records", offset=0)
+        if codec.name == "bgzf" and detected != "bgzf":
+            raise InvalidFormatError(url, "not BGZF: the first gzip member has no BGZF 'BC' extra field", offset=0)
+        if codec.name == "gzip" and detected == "none":
+            raise InvalidFormatError(url, "not gzip: the object does not start with the gzip magic bytes", offset=0)
+        return codec
+
+    @classmethod
+    def logical_head(cls, ctx: PreprocessContext, n: int) -> bytes:
+        """Up to the first ``n`` decoded bytes of the object (``n`` small: a byte order mark, a magic)."""
+        raw = ctx.obj.read_range(0, min(ctx.info.size, HEAD_BYTES))
+        return cls.codec_for(ctx).head(ctx.obj.url, raw, n)
+
+    @classmethod
+    def scan_stream(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
+        """Run ``scanner`` over the object's logical stream with its codec."""
+        return cls.codec_for(ctx).scan(ctx, scanner)
+
+    @classmethod
+    def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
+        try:
+            codec = get_codec(attributes.compression)
+        except ValueError as exc:
+            raise CorruptIndexError(url, str(exc)) from None
+        if attributes.size != size:
+            raise CorruptIndexError(url, f"index is for an object of {attributes.size} bytes, not {size}")
+        logical = codec.validate(url, tables, blob_sizes, size, {"uncompressed_size": attributes.uncompressed_size})
+        cls.validate_records(url, attributes, tables, logical)
+
+    @classmethod
+    def validate_records(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], logical_size: int) -> None:
+        """Check the framing's tables against a logical stream of ``logical_size`` bytes."""
+
+
+def preprocess_reader(ctx: PreprocessContext, index: CodecIndex) -> Callable[[int, int], bytes]:
+    """``read(start, end)`` of decoded bytes while preprocessing, before the index is written."""
+    codec = get_codec(index.codec)
+    return lambda start, end: codec.reader(ctx.obj, ctx.info, None, index, start, end).read()
+
+
+def reader(co: Any, start: int, end: int) -> LogicalReader:
+    """A picklable reader of the decoded bytes ``[start, end)`` of ``co``'s object, from its loaded index."""
+    sidecar = co.index()
+    codec = get_codec(co.attributes.compression)
+    return codec.reader(co.obj, sidecar.object_info, sidecar, None, start, end)
+
+
+def cut_offsets(co: Any) -> np.ndarray:
+    """Logical offsets where ``co``'s codec starts decoding without waste (none for plain objects)."""
+    return get_codec(co.attributes.compression).cuts(co.index().tables)
