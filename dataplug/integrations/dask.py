@@ -27,16 +27,17 @@ def to_bag(slices: Sequence[Any], fn: Callable[[Any], Any] | None = None) -> db.
 
 def _frame(piece: Any, columns: list[str] | None = None, column_types: dict[str, Any] | None = None, arrow_dtypes: bool = False) -> pd.DataFrame:
     """One partition: the slice parsed to Arrow, the requested columns kept, converted to pandas."""
-    table = piece.as_arrow(column_types, columns=None if columns is None else list(columns))
+    columns = None if columns is None else list(columns)
+    table = piece.to_arrow(columns, column_types=column_types) if column_types else piece.to_arrow(columns)
     return table.to_pandas(types_mapper=pd.ArrowDtype if arrow_dtypes else None)
 
 
 def to_dataframe(slices: Sequence[Any], column_types: dict[str, Any] | None = None, arrow_dtypes: bool = False) -> dd.DataFrame:
-    """A dataframe with one partition per slice, for slices with ``schema()`` and ``as_arrow()`` (e.g. CSV).
+    """A dataframe with one partition per slice, for the slices of any format (their ``to_arrow()``).
 
     ``meta`` is the slices' Arrow schema with zero rows converted like every partition, so Dask knows the
-    columns and dtypes without reading anything. ``column_types`` overrides types by column name, as in
-    ``CSVSlice.as_arrow``. ``arrow_dtypes=True`` gives ``pd.ArrowDtype`` columns, which also keeps integer
+    columns and dtypes without reading the data. ``column_types`` (CSV only) overrides types by column
+    name, as in ``CSVSlice.to_arrow``. ``arrow_dtypes=True`` gives ``pd.ArrowDtype`` columns, which also keeps integer
     columns with nulls integer (numpy-backed pandas turns them into float in the partitions that have nulls).
     Column selections are pushed into the partitions, so ``df["temp"].sum()`` converts one column only.
     """
@@ -44,8 +45,7 @@ def to_dataframe(slices: Sequence[Any], column_types: dict[str, Any] | None = No
     if not slices:
         raise ValueError("to_dataframe needs at least one slice")
     first = slices[0]
-    if not (hasattr(first, "schema") and hasattr(first, "as_arrow")):
-        raise TypeError(f"{type(first).__name__} has no schema() and as_arrow(); use to_bag for it")
     mapper = pd.ArrowDtype if arrow_dtypes else None
-    meta = first.schema(column_types).empty_table().to_pandas(types_mapper=mapper)
+    schema = first.schema(column_types) if column_types else first.schema()
+    meta = schema.empty_table().to_pandas(types_mapper=mapper)
     return dd.from_map(_frame, slices, meta=meta, label="dataplug-slices", column_types=column_types, arrow_dtypes=arrow_dtypes)

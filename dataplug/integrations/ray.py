@@ -20,11 +20,11 @@ def map_slices(fn: Callable[[Any], R], slices: Sequence[Any], progress: bool | N
     return map_ordered(fn, slices, ray, progress, desc="slices on ray")
 
 
-def _as_arrow(piece: Any) -> Any:
-    return piece.as_arrow()
+def _to_arrow(piece: Any) -> Any:
+    return piece.to_arrow()
 
 
 def to_dataset(slices: Sequence[Any]) -> ray.data.Dataset:
-    """A ``ray.data`` dataset with one block per slice, for slices with ``as_arrow()`` (e.g. CSV)."""
-    task = ray.remote(_as_arrow)
+    """A ``ray.data`` dataset with one block per slice, for the slices of any format (their ``to_arrow()``)."""
+    task = ray.remote(_to_arrow)
     return ray.data.from_arrow_refs([task.remote(piece) for piece in slices])

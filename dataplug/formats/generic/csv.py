@@ -166,6 +166,10 @@ class CSVSlice(LineRangeSlice):
         return pa.schema([(name, types[name]) for name in self.columns])
 
     def as_arrow(self, column_types: dict[str, Any] | None = None, columns: list[str] | None = None) -> pa.Table:
+        """:meth:`to_arrow` with the original argument order."""
+        return self.to_arrow(columns, column_types)
+
+    def to_arrow(self, columns: list[str] | None = None, column_types: dict[str, Any] | None = None) -> pa.Table:
         """The slice's rows as a ``pyarrow.Table`` with the file's column names and (inferred) types.
 
         ``column_types`` overrides types by column name (a ``pyarrow.DataType`` or a type name);
@@ -187,9 +191,13 @@ class CSVSlice(LineRangeSlice):
                 self.url, f"rows do not parse with the file's schema ({exc}); pass column_types= to override", offset=offset
             ) from None
 
-    def as_pandas(self, column_types: dict[str, Any] | None = None, columns: list[str] | None = None):
+    def to_pandas(self, columns: list[str] | None = None, column_types: dict[str, Any] | None = None):
         """The slice's rows as a pandas DataFrame."""
-        return self.as_arrow(column_types, columns).to_pandas()
+        return self.to_arrow(columns, column_types).to_pandas()
+
+    def as_pandas(self, column_types: dict[str, Any] | None = None, columns: list[str] | None = None):
+        """:meth:`to_pandas` with the original argument order (also the original's ``get_as_pandas``)."""
+        return self.to_pandas(columns, column_types)
 
     get_as_pandas = as_pandas
 

@@ -64,8 +64,11 @@ class TextSlice(LineRangeSlice):
         """The slice's whitespace-separated words."""
         return self.text().split()
 
+    def schema(self) -> pa.Schema:
+        return pa.schema([("line", pa.string())])
+
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
-        """A table with one column, ``line``."""
+        """A table with one column, ``line`` (without its line break)."""
         table = pa.table({"line": pa.array(self.lines(), pa.string())})
         return table if columns is None else table.select(columns)
 

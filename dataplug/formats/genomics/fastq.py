@@ -161,6 +161,9 @@ class FASTQSlice(LineRangeSlice):
         for i in range(0, len(lines), 4):
             yield lines[i][1:], lines[i + 1], lines[i + 3]
 
+    def schema(self) -> pa.Schema:
+        return pa.schema([("name", pa.string()), ("sequence", pa.string()), ("quality", pa.string())])
+
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
         """A table with columns ``name``, ``sequence`` and ``quality``."""
         lines = self.lines()

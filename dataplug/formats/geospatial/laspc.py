@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.executors import map_ordered
@@ -492,6 +493,19 @@ class LiDARSlice(CloudObjectSlice):
         """Write the slice as a LAS or LAZ file (by the name's suffix, ``.laz`` compressed)."""
         self.get().write(os.fspath(name))
 
+    def schema(self) -> pa.Schema:
+        """``X``, ``Y``, ``Z`` as scaled float64 and the point format's other dimensions (one header read)."""
+        header = parse_header(self.url, self.obj.read_range(0, self.header_size, expect=self.object_info))
+        return _arrow_columns(header.point_format, laspy.ScaleAwarePointRecord.zeros(0, header=header)).schema
+
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """The slice's points: ``X``, ``Y``, ``Z`` scaled to real coordinates (float64), then the point
+        format's other dimensions as laspy names them (extra bytes with a scale come scaled)."""
+        header, points = self._records()
+        record = laspy.ScaleAwarePointRecord(points, header.point_format, header.scales, header.offsets)
+        table = _arrow_columns(header.point_format, record)
+        return table if columns is None else table.select(columns)
+
     def xyz(self) -> np.ndarray:
         """The slice's coordinates as an (n, 3) float64 array (LAZ: decoding only X, Y, Z where it can)."""
         header, points = self._records(XYZ_ONLY)
@@ -499,6 +513,12 @@ class LiDARSlice(CloudObjectSlice):
         for j, name in enumerate("XYZ"):
             out[:, j] = points[name] * header.scales[j] + header.offsets[j]
         return out
+
+
+def _arrow_columns(point_format: Any, record: Any) -> pa.Table:
+    names = list(point_format.dimension_names)
+    columns = {name: np.asarray(record[name.lower()] if name in "XYZ" else record[name]) for name in names}
+    return pa.table(columns)
 
 
 # -- strategies ------------------------------------------------------------------------------------------

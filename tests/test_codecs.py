@@ -1,0 +1,189 @@
+"""Codecs x framings: text, CSV and FASTQ over plain, gzip (one member or many) and BGZF, detected from
+the bytes; every record exactly once for every slice count, against an oracle that never uses dataplug."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
+from dataplug.codecs import detect_codec
+from dataplug.formats.compressed.gzipped import GZipText
+from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks, partition_rows
+from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks as text_chunks
+from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
+from tests.test_csv import csv_files, whole_file_table
+from tests.test_fastq_gzip import make_fastq
+from tests.test_gzip_codec import bgzf, gzip_member
+from tests.test_text import TEXT, expected_lines
+
+CODECS = ["none", "gzip", "gzip-members", "bgzf"]
+SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def encode(data: bytes, codec: str, seed: int = 0) -> bytes:
+    """``data`` as stored under ``codec``. gzip ends a deflate block, bit-unaligned, every few dozen bytes,
+    so small inputs still get many checkpoints; members are cut at random places (some may be empty)."""
+    if codec == "none":
+        return data
+    if codec == "gzip":
+        return gzip_member(data, 6, flush=zlib.Z_BLOCK, every=37 + seed % 50)
+    if codec == "bgzf":
+        return bgzf(data, block=max(1, len(data) // 5 + 1))[0]
+    rng = np.random.default_rng(seed)
+    cuts = sorted(int(x) for x in rng.integers(0, len(data) + 1, 3))
+    bounds = [0, *cuts, len(data)]
+    return b"".join(gzip.compress(data[a:b]) for a, b in zip(bounds, bounds[1:]))
+
+
+def stored(store, name: str, data: bytes, codec: str, seed: int = 0) -> str:
+    return store.put(f"{name}.{codec}", encode(data, codec, seed))
+
+
+@SLOW
+@given(text=TEXT, codec=st.sampled_from(CODECS), spacing=st.sampled_from([16, 64, 4096]), chunk_size=st.integers(1, 60), seed=st.integers(0, 99))
+def test_text_every_line_once_over_every_codec(local_store, text, codec, spacing, chunk_size, seed):
+    data = text.encode()
+    co = CloudObject.from_url(UTF8Text, stored(local_store, f"t{len(data)}-{spacing}-{chunk_size}-{seed}", data, codec, seed))
+    co.preprocess(force=True, spacing=spacing, chunk_size=chunk_size, sample_bytes=7)
+    assert co.attributes.compression == ("gzip" if codec.startswith("gzip") else codec)
+    lines = expected_lines(text)
+    assert co.attributes.lines == len(lines) and co.attributes.uncompressed_size == len(data)
+    for n in range(1, len(lines) + 3):
+        for strategy in (text_chunks, partition_chunk_lines):
+            slices = co.partition(strategy, n)
+            assert "".join(s.get() for s in slices) == text
+            assert sum((s.lines() for s in slices), []) == lines
+            assert [a.stop for a in slices[:-1]] == [b.first for b in slices[1:]]
+
+
+@SLOW
+@given(file=csv_files(), codec=st.sampled_from(CODECS), spacing=st.sampled_from([16, 64, 4096]), chunk_size=st.integers(1, 60), seed=st.integers(0, 99))
+def test_csv_every_row_once_over_every_codec(local_store, file, codec, spacing, chunk_size, seed):
+    data, nrows, ncols = file
+    co = CloudObject.from_url(CSV, stored(local_store, f"c{len(data)}-{spacing}-{chunk_size}-{seed}", data, codec, seed))
+    co.preprocess(force=True, spacing=spacing, chunk_size=chunk_size, sample_bytes=5)
+    assert co.attributes.rows == nrows
+    whole = whole_file_table(data, ncols)
+    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
+    for n in range(1, nrows + 3):
+        for strategy in (csv_chunks, partition_rows):
+            slices = co.partition(strategy, n)
+            assert sum(s.num_records for s in slices) == nrows
+            assert data.endswith(b"".join(s.raw() for s in slices))
+            if n in (1, 3, nrows + 2):
+                assert pa.concat_tables([s.to_arrow(column_types=types) for s in slices]).equals(whole)
+
+
+def fastq_oracle(data: bytes) -> list[tuple[str, str, str]]:
+    lines = data.decode().splitlines()
+    return [(lines[i][1:], lines[i + 1], lines[i + 3]) for i in range(0, len(lines), 4)]
+
+
+@SLOW
+@given(
+    reads=st.one_of(st.integers(0, 30), st.integers(31, 200)),
+    codec=st.sampled_from(CODECS),
+    spacing=st.sampled_from([64, 512, 8192]),
+    chunk_size=st.integers(16, 3000),
+    seed=st.integers(0, 2**16),
+    trailing_newline=st.booleans(),
+)
+def test_fastq_every_read_once_over_every_codec(local_store, reads, codec, spacing, chunk_size, seed, trailing_newline):
+    data = make_fastq(reads, seed)
+    if not trailing_newline and data:
+        data = data[:-1]
+    co = CloudObject.from_url(FASTQ, stored(local_store, f"q{reads}-{seed}-{spacing}-{chunk_size}", data, codec, seed))
+    co.preprocess(force=True, spacing=spacing, chunk_size=chunk_size, sample_bytes=97)
+    assert co.attributes.reads == reads
+    expected = fastq_oracle(data)
+    counts = range(1, reads + 3) if reads <= 30 else sorted({1, 2, 3, 7, reads + 2})
+    for n in counts:
+        for strategy in (partition_reads_batches, partition_sequences_per_chunk):
+            slices = co.partition(strategy, n)
+            assert [r for s in slices for r in s.reads()] == expected
+            assert all(s.first % 4 == 0 for s in slices)
+    table = pa.concat_tables([s.to_arrow() for s in co.partition(partition_reads_batches, 3)])
+    assert table.column("sequence").to_pylist() == [seq for _, seq, _ in expected]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_on_s3_every_codec(s3_store, codec):
+    data = make_fastq(2000, 7)
+    co = CloudObject.from_url(FASTQGZip, stored(s3_store, "r.fastq", data, codec), storage_options=s3_store.options)
+    co.preprocess(spacing=20_000)
+    assert [r for s in co.partition(partition_reads_batches, 9) for r in s.reads()] == fastq_oracle(data)
+
+
+def test_codec_is_detected_from_bytes_not_the_name(local_store):
+    text = b"".join(b"line %d\n" % i for i in range(1000))
+    for codec in CODECS:
+        co = CloudObject.from_url(UTF8Text, local_store.put(f"misleading-{codec}.txt", encode(text, codec)))
+        co.preprocess()
+        assert co.attributes.compression == ("gzip" if codec.startswith("gzip") else codec)
+        assert "".join(s.get() for s in co.partition(text_chunks, 4)).encode() == text
+    assert detect_codec(b"") == "none" and detect_codec(b"\x1f") == "none"
+
+
+def test_csv_gz_and_bgzf_csv(local_store):
+    rows = "".join(f'{i},"name {i}\nsecond line",{i * 0.5}\n' for i in range(3000))
+    data = ("id,name,value\n" + rows).encode()
+    whole = pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    for codec in ("gzip", "bgzf"):
+        co = CloudObject.from_url(CSV, local_store.put(f"d.csv.{codec}", encode(data, codec)))
+        co.preprocess(spacing=8192)
+        assert co.attributes.compression == codec and co.attributes.rows == 3000
+        assert pa.concat_tables([s.to_arrow() for s in co.partition(csv_chunks, 7)]).equals(whole)
+
+
+@pytest.mark.parametrize(
+    "fmt, data, forced, message",
+    [
+        (UTF8Text, gzip.compress(b"hello\n" * 100), "none", "gzip-compressed"),
+        (CSV, b"a,b\n1,2\n", "gzip", "not gzip"),
+        (FASTQ, gzip.compress(b"@r\nA\n+\nI\n"), "bgzf", "not BGZF"),
+        (UTF8Text, b"text\n", "zstd", "unknown compression"),
+    ],
+)
+def test_forced_compression_that_does_not_fit_is_a_clear_error(local_store, fmt, data, forced, message):
+    co = CloudObject.from_url(fmt, local_store.put("x.bin", data))
+    with pytest.raises(InvalidFormatError, match=message) as err:
+        co.preprocess(compression=forced)
+    assert co.url in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", [UTF8Text, CSV, FASTQ])
+def test_binary_data_given_to_a_text_framing_names_its_offset(local_store, fmt):
+    data = b"@r\nAC\n+\nII\n" + b"LASF\x00\x01\x02" * 10
+    co = CloudObject.from_url(fmt, local_store.put("binary.las", data))
+    with pytest.raises(InvalidFormatError, match="binary data") as err:
+        co.preprocess()
+    assert err.value.offset == 15
+
+
+def test_truncated_member_names_its_offset(local_store):
+    data = gzip.compress(b"".join(b"line %d\n" % i for i in range(20000)))
+    co = CloudObject.from_url(UTF8Text, local_store.put("cut.txt.gz", data[: len(data) // 2]))
+    with pytest.raises(InvalidFormatError, match="truncated") as err:
+        co.preprocess()
+    assert err.value.offset is not None
+
+
+def test_strategies_resolve_through_the_format_hierarchy(local_store):
+    assert {"partition_num_chunks", "partition_chunk_lines", "whole_words_strategy"} <= set(GZipText.all_strategies())
+    assert set(FASTQGZip.all_strategies()) == {"partition_reads_batches", "partition_sequences_per_chunk"}
+    fq = CloudObject.from_url(FASTQ, local_store.put("r.fastq", make_fastq(50, 1)))
+    fq.preprocess()
+    with pytest.raises(StrategyArgumentError, match="is for UTF8Text"):
+        fq.partition(text_chunks, 3)
+    gz = CloudObject.from_url(GZipText, local_store.put("t.txt.gz", gzip.compress(b"a\nb\nc\n")))
+    gz.preprocess()
+    assert [s.get() for s in gz.partition(text_chunks, n_chunks=3)] == ["a\n", "b\n", "c\n"]
