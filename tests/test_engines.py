@@ -217,3 +217,28 @@ def test_default_pool_keeps_order_and_progress_switch(capsys):
     assert "local-bar" in capsys.readouterr().err
     assert map_ordered(lambda x: x * x, range(50), progress=False) == [x * x for x in range(50)]
     assert capsys.readouterr().err == ""
+
+
+def test_dask_dataframe_of_fastq_and_lidar_slices(dask_client, local_store):
+    """to_dataframe works for every format's slices: FASTQ.gz reads and LAZ points, one partition per slice."""
+    import gzip
+
+    from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches
+    from dataplug.formats.geospatial.laspc import LiDARPointCloud, square_split_strategy
+    from dataplug.integrations.dask import to_dataframe
+    from tests.test_fastq_gzip import make_fastq
+    from tests.test_lidar import cloud, laz_bytes
+
+    data = make_fastq(3000, 11)
+    fq = CloudObject.from_url(FASTQGZip, local_store.put("r.fastq.gz", gzip.compress(data))).preprocess(spacing=50_000)
+    df = to_dataframe(fq.partition(partition_reads_batches, 5))
+    assert list(df.columns) == ["name", "sequence", "quality"] and df.npartitions == 5
+    assert df["sequence"].compute().tolist() == data.decode().splitlines()[1::4]
+
+    las = cloud(20_000, 6)
+    co = CloudObject.from_url(LiDARPointCloud, local_store.put("c.laz", laz_bytes(las))).preprocess()
+    points = to_dataframe(co.partition(square_split_strategy, 4))
+    assert list(points.columns[:3]) == ["X", "Y", "Z"] and "intensity" in points.columns
+    got = points.compute()
+    assert len(got) == len(las.points)
+    assert sorted(got["X"].tolist()) == sorted(np.asarray(las.x).tolist())
