@@ -71,8 +71,9 @@ class StreamFormat(DataFormat):
 
     @classmethod
     def logical_head(cls, ctx: PreprocessContext, n: int) -> bytes:
-        """Up to the first ``n`` decoded bytes of the object (``n`` small: a byte order mark, a magic)."""
-        raw = ctx.obj.read_range(0, min(ctx.info.size, HEAD_BYTES))
+        """Up to the first ``n`` decoded bytes of the object (fewer when the first ``n`` compressed bytes
+        decode to less): a byte order mark, a sample of the first records."""
+        raw = ctx.obj.read_range(0, min(ctx.info.size, max(HEAD_BYTES, n)))
         return cls.codec_for(ctx).head(ctx.obj.url, raw, n)
 
     @classmethod

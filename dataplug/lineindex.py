@@ -89,6 +89,8 @@ class StateScan:
     anchor_offsets: np.ndarray  # sampled record starts (absolute offsets)
     anchor_ordinals: np.ndarray  # their 0-based ordinal among this range's record starts
     bad_quote: int  # offset of the first quote that opens a quoted field inside an unquoted one, or -1
+    last_start: int = -1  # absolute offset of the range's last record start, or -1
+    blank: int = 0  # records starting in the range that are empty lines (CSV parsers skip them)
 
 
 @dataclass
@@ -159,9 +161,26 @@ def scan_buffer(full: np.ndarray, first: int, start: int, end: int, eof: bool, d
                 anchor_offsets=(rec_starts[idx] + start).astype(np.int64),
                 anchor_ordinals=idx.astype(np.int64),
                 bad_quote=_first_bad_quote(q, may_open, bool(st), start) if may_open is not None else -1,
+                last_start=start + int(rec_starts[-1]) if rec_starts.size else -1,
+                blank=_blank_records(full, first, arr, term, dialect),
             )
         )
     return RangeScan(start, end, bool(q.size & 1), start + int(q[-1]) if q.size else -1, (states[0], states[1]))
+
+
+def _blank_records(full: np.ndarray, first: int, arr: np.ndarray, term: np.ndarray, dialect: Dialect) -> int:
+    """How many of the records starting after the terminators ``term`` are empty lines (LF, CRLF or a bare
+    CR right at their start); the last one is judged on the look-ahead in ``full``."""
+    if not term.size:
+        return 0
+    length = term[1:] - term[:-1] - 1
+    count = int(np.count_nonzero(length == 0)) + int(np.count_nonzero((length == 1) & (arr[np.minimum(term[:-1] + 1, arr.size - 1)] == CARRIAGE_RETURN)))
+    pos = first + int(term[-1]) + 1
+    if pos < full.size:
+        b0 = int(full[pos])
+        crlf = pos + 1 < full.size and full[pos + 1] == NEWLINE
+        count += b0 == NEWLINE or (b0 == CARRIAGE_RETURN and (dialect.bare_cr or crlf))
+    return count
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,48 @@ def test_preprocess_on_a_process_pool_matches_the_default(local_store):
     assert pooled.attributes == default.attributes
     for name, table in default.index().tables.items():
         assert np.array_equal(pooled.index().tables[name], table)
+
+
+def _whole(data: bytes) -> pa.Table:
+    """pyarrow's table of the whole file parsed as one block (its types then cover every row)."""
+    read = pacsv.ReadOptions(block_size=len(data) + 1)
+    return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=pacsv.ParseOptions(newlines_in_values=True))
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip"])
+def test_types_that_change_after_the_sample_widen_for_every_slice(local_store, codec):
+    import gzip
+
+    rows = [f"{i},{i},{'x' if i % 3 else ''},2024-01-0{1 + i % 9}" for i in range(120_000)]
+    rows[100_000] = '100000,2.5,"late, text",2024-01-01 10:00:00'  # past the 1 MiB sample
+    data = ("id,value,maybe,when\n" + "\n".join(rows) + "\n").encode()
+    assert data.index(b"2.5") > 2**20
+    url = local_store.put("late.csv", gzip.compress(data) if codec == "gzip" else data)
+    co = CloudObject.from_url(CSV, url)
+    co.preprocess(chunk_size=256 * 1024, spacing=256 * 1024)
+    whole = _whole(data)
+    assert co.attributes.column_types == tuple(str(t) for t in whole.schema.types) == ("int64", "double", "string", "timestamp[s]")
+    slices = co.partition(partition_num_chunks, 9)
+    tables = [s.to_arrow() for s in slices]
+    assert all(t.schema == whole.schema for t in tables)
+    assert pa.concat_tables(tables).equals(whole)
+
+
+def test_blank_lines_are_skipped_as_pyarrow_skips_them(local_store):
+    data = b"a,b\n1,x\n\n2,y\r\n\r\n\n3,z\n\n"
+    co = CloudObject.from_url(CSV, local_store.put("blank.csv", data))
+    co.preprocess(chunk_size=3)
+    whole = _whole(data)
+    assert co.attributes.rows == whole.num_rows == 3 and co.attributes.blank_lines == 4
+    for n in range(1, 9):
+        for strategy in (partition_num_chunks, partition_rows):
+            assert pa.concat_tables([s.to_arrow() for s in co.partition(strategy, n)]).equals(whole)
+
+
+def test_a_record_longer_than_pyarrows_block_parses(local_store):
+    long = "y" * (3 * 2**20)
+    data = f'id,text\n1,short\n2,"{long}"\n3,short\n'.encode()
+    co = CloudObject.from_url(CSV, local_store.put("long.csv", data))
+    co.preprocess()
+    (only,) = co.partition(partition_num_chunks, 1)
+    assert only.to_arrow().column("text").to_pylist() == ["short", long, "short"]

@@ -197,11 +197,11 @@ class StreamRanges:
                 return
             first = self.start - self.base
             self.results.append(self.scanner(arr, first, self.start, end, eof))
-            del arr, after
             self.cuts.pop(0)
             self.start = end
             keep = max(end - 1 - self.base, 0)  # the byte before the next range stays as its context
-            del self.buf[:keep]
+            # A new buffer rather than an in-place delete: a scanner's result may still view the old one.
+            self.buf = self.buf[keep:]
             self.base += keep
 
 

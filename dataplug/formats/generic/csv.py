@@ -1,9 +1,9 @@
 """CSV: slices of whole rows, cut only at true record starts found quote-aware (RFC 4180).
 
-Preprocessing indexes record starts (quoted fields may hold delimiters, doubled quotes and newlines; LF or
-CRLF; a UTF-8 BOM), reads the header and infers column types from the head of the file, as
-``pyarrow.csv`` does from its first block. Every slice parses with those names and types, so the slices of
-a partition concatenate to the same table as a parse of the whole file.
+Preprocessing indexes record starts over any codec (quoted fields may hold delimiters, doubled quotes and
+newlines; LF, CRLF or a bare CR; a UTF-8 BOM), reads the header, and infers every column's type over the
+whole file in the same pass (:mod:`dataplug.formats.generic.csvtypes`). Every slice parses with those names
+and types, so the slices of a partition concatenate to the table pyarrow gives for the whole file.
 """
 
 from __future__ import annotations
@@ -19,16 +19,8 @@ import pyarrow.csv as pacsv
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import IndexData, PreprocessContext
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader
-from dataplug.lineindex import (
-    DEFAULT_SAMPLE_BYTES,
-    UTF8_BOM,
-    Dialect,
-    LineIndex,
-    LineRangeSlice,
-    build_line_index,
-    line_slices,
-    read_records,
-)
+from dataplug.formats.generic.csvtypes import CSVScanner, arrow_type, fix_up, merge_types, parse_options, sample_schema
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, LineScanner, line_slices, read_records, reduce_scans, terminators
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 #: Bytes of the file's head parsed to infer column types (pyarrow's own default block size).
@@ -37,8 +29,10 @@ SCHEMA_SAMPLE_BYTES = 2**20
 
 @dataclass(frozen=True)
 class CSVAttributes(StreamAttributes):
-    #: Data rows (records after the header line, if any).
+    #: Data rows (records after the header line, if any), as pyarrow counts them: blank lines skipped.
     rows: int
+    #: Blank lines among the records after the header (CSV parsers skip them).
+    blank_lines: int
     columns: tuple[str, ...]
     #: pyarrow type names, e.g. ``"int64"``, ``"double"``, ``"string"``, ``"timestamp[s]"``.
     column_types: tuple[str, ...]
@@ -82,22 +76,26 @@ class CSV(StreamFormat):
         has_header = bool(opts.get("header", True))
         sample_bytes = int(opts.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
         dialect = _dialect(url, delimiter, quotechar)
-        data_start = len(UTF8_BOM) if cls.logical_head(ctx, 3) == UTF8_BOM else 0
-        index, codec_index = build_line_index(cls, ctx, dialect, data_start, sample_bytes)
+        head = cls.logical_head(ctx, SCHEMA_SAMPLE_BYTES)
+        data_start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
+        names, sample_types = sample_schema(url, _whole_records(head, data_start, dialect), has_header, delimiter, quotechar)
+        check = tuple(name for name in names if sample_types.get(name) != "string")
+        lines = LineScanner(url, dialect, sample_bytes, data_start)
+        scans, codec_index = cls.scan_stream(ctx, CSVScanner(lines, names, check, delimiter, quotechar, has_header))
+        index = reduce_scans(url, [s.lines for s in scans], data_start, codec_index.logical_size)
         read = preprocess_reader(ctx, codec_index)
         first = 1 if has_header and index.total else 0
+        types = merge_types(names, sample_types, _range_types(url, scans, read, index, dialect, names, check, delimiter, quotechar))
         header = read_records(url, read, index, 0, first, dialect)
-        stop = int(index.records[max(1, np.searchsorted(index.offsets, data_start + SCHEMA_SAMPLE_BYTES, side="right") - 1)])
-        sample = header + read_records(url, read, index, first, max(stop, first), dialect)
-        columns, types = _infer_schema(url, sample, has_header, delimiter, quotechar)
         try:
             header_text = header.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidFormatError(url, "header is not valid UTF-8", offset=data_start + exc.start) from None
         attributes = CSVAttributes(
             **codec_attributes(size, codec_index),
-            rows=index.total - first,
-            columns=columns,
+            rows=index.total - first - _blank_rows(scans),
+            blank_lines=_blank_rows(scans),
+            columns=names,
             column_types=types,
             has_header=has_header,
             header=header_text,
@@ -112,38 +110,44 @@ class CSV(StreamFormat):
     def validate_records(cls, url: str, attributes: Any, tables: dict, logical_size: int) -> None:
         index = LineIndex.from_tables(url, tables, logical_size)
         first = 1 if attributes.has_header and index.total else 0
-        if attributes.rows != index.total - first or len(attributes.columns) != len(attributes.column_types):
+        if attributes.rows + attributes.blank_lines != index.total - first or len(attributes.columns) != len(attributes.column_types):
             raise CorruptIndexError(url, "CSV attributes disagree with the line index")
 
 
-def _options(columns: tuple[str, ...] | None, delimiter: str, quotechar: str | None, column_types: dict[str, pa.DataType] | None = None):
-    read = pacsv.ReadOptions(column_names=list(columns)) if columns is not None else pacsv.ReadOptions()
-    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char=quotechar or False, newlines_in_values=True)
-    convert = pacsv.ConvertOptions(column_types=column_types or {})
-    return read, parse, convert
+def _whole_records(head: bytes, data_start: int, dialect: Dialect) -> bytes:
+    """The head of the file up to its last record terminator (all of it when it has none). Only names and
+    the columns to check come from it: the pass infers the types of every row."""
+    ends = terminators(head[data_start:], dialect)
+    return head[: data_start + int(ends[-1]) + 1] if ends.size else head
 
 
-def _infer_schema(url: str, sample: bytes, has_header: bool, delimiter: str, quotechar: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Column names and pyarrow type names from the head of the file (an all-empty column is a string)."""
-    if not sample.strip():
-        return (), ()
-    if not sample.endswith((b"\n", b"\r")):
-        sample += b"\n"  # pyarrow cannot infer columns from a last line without its line break
-    read, parse, convert = _options(None, delimiter, quotechar)
-    read.autogenerate_column_names = not has_header
-    try:
-        table = pacsv.read_csv(io.BytesIO(sample), read_options=read, parse_options=parse, convert_options=convert)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise InvalidFormatError(url, f"not a CSV that pyarrow can parse: {exc}", offset=0) from None
-    types = tuple("string" if pa.types.is_null(f.type) else str(f.type) for f in table.schema)
-    return tuple(table.schema.names), types
+def _states(scans: list[Any]) -> list[int]:
+    """The quote state each range really starts in (the reduce's chaining, repeated)."""
+    states, state = [], 0
+    for scan in scans:
+        states.append(state)
+        state ^= int(scan.lines.flips)
+    return states
 
 
-def _arrow_type(name: str) -> pa.DataType:
-    try:
-        return pa.type_for_alias(name)
-    except ValueError:
-        return pa.string()
+def _blank_rows(scans: list[Any]) -> int:
+    return sum(scan.lines.states[state].blank for scan, state in zip(scans, _states(scans)))
+
+
+def _range_types(url: str, scans: list[Any], read: Any, index: LineIndex, dialect: Dialect, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None) -> list[dict[str, str]]:
+    """Each range's column types; ranges the map could not infer (starting inside a quoted field, or a last
+    row longer than the look-ahead) are parsed again here through the finished index."""
+    found, before = [], 1
+    for scan, state in zip(scans, _states(scans)):
+        count = scan.lines.states[state].count
+        if state == 0 and scan.error is not None:
+            raise scan.error
+        if state == 0 and scan.types is not None:
+            found.append(scan.types)
+        elif check and count:
+            found.append(fix_up(url, read, index, dialect, before, before + count, names, check, delimiter, quotechar))
+        before += count
+    return found
 
 
 @dataclass
@@ -161,8 +165,8 @@ class CSVSlice(LineRangeSlice):
         return self.header + self.text()
 
     def schema(self, column_types: dict[str, Any] | None = None) -> pa.Schema:
-        types = {name: _arrow_type(t) for name, t in zip(self.columns, self.column_types)}
-        types.update({k: (v if isinstance(v, pa.DataType) else _arrow_type(str(v))) for k, v in (column_types or {}).items()})
+        types = {name: arrow_type(t) for name, t in zip(self.columns, self.column_types)}
+        types.update({k: (v if isinstance(v, pa.DataType) else arrow_type(str(v))) for k, v in (column_types or {}).items()})
         return pa.schema([(name, types[name]) for name in self.columns])
 
     def as_arrow(self, column_types: dict[str, Any] | None = None, columns: list[str] | None = None) -> pa.Table:
@@ -181,15 +185,19 @@ class CSVSlice(LineRangeSlice):
         offset, data = self._fetch()
         if not data.strip():
             return schema.empty_table()
-        read, parse, convert = _options(self.columns, self.delimiter, self.quotechar, dict(zip(schema.names, schema.types)))
-        if columns is not None:
-            convert.include_columns = list(columns)
-        try:
-            return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
-        except pa.ArrowInvalid as exc:
-            raise InvalidFormatError(
-                self.url, f"rows do not parse with the file's schema ({exc}); pass column_types= to override", offset=offset
-            ) from None
+        convert = pacsv.ConvertOptions(column_types=dict(zip(schema.names, schema.types)), include_columns=list(schema.names))
+        parse = parse_options(self.delimiter, self.quotechar)
+        # pyarrow's default block (1 MiB) must hold a whole record; a slice with a longer one parses again
+        # as one block, so the common case keeps pyarrow's parallel parse.
+        for block in (None, len(data) + 1):
+            read = pacsv.ReadOptions(column_names=list(self.columns), **({"block_size": block} if block else {}))
+            try:
+                return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+            except pa.ArrowInvalid as exc:
+                error = exc
+                if len(data) < 2**20:
+                    break
+        raise InvalidFormatError(self.url, f"rows do not parse with the file's schema ({error}); pass column_types= to override", offset=offset)
 
     def to_pandas(self, columns: list[str] | None = None, column_types: dict[str, Any] | None = None):
         """The slice's rows as a pandas DataFrame."""
@@ -203,9 +211,9 @@ class CSVSlice(LineRangeSlice):
 
 
 def _index(co: Any) -> tuple[LineIndex, int]:
-    sidecar = co.index()
-    index = LineIndex.from_tables(co.url, sidecar.tables, co.attributes.uncompressed_size)
-    return index, index.total - co.attributes.rows
+    """The line index, and the number of the first data record (1 after a header line)."""
+    index = LineIndex.from_tables(co.url, co.index().tables, co.attributes.uncompressed_size)
+    return index, 1 if co.attributes.has_header and index.total else 0
 
 
 def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
@@ -243,7 +251,7 @@ def partition_chunk_size(co: Any, chunk_size: int) -> list[CSVSlice]:
 
 @strategy(CSV)
 def partition_rows(co: Any, rows_per_chunk: int) -> list[CSVSlice]:
-    """Slices of exactly ``rows_per_chunk`` rows (the last one shorter)."""
+    """Slices of exactly ``rows_per_chunk`` records (the last one shorter; blank lines count as records)."""
     step = positive_int(co.url, "rows_per_chunk", rows_per_chunk)
     index, first = _index(co)
-    return _slices(co, index, step_bounds(co.attributes.rows, step) + first)
+    return _slices(co, index, step_bounds(index.total - first, step) + first)

@@ -1,0 +1,155 @@
+"""Column types of a whole CSV, found in the index pass, so every slice parses with the same schema.
+
+pyarrow infers a column's type from the first block it parses and then fails on a later value that does not
+fit (an int column with ``2.5`` after the first MiB). dataplug's index pass already sees every byte, so its
+scanner also parses each range's rows with type inference, for the columns the head of the file did not
+already make strings, and the reduce widens the types the way pyarrow would over one block holding the
+whole file: ``null`` < ``int64`` < ``double``, dates < timestamps, anything else mixed is ``string``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from dataplug.errors import InvalidFormatError
+from dataplug.lineindex import CARRIAGE_RETURN, NEWLINE, LineScanner, RangeScan, read_records, terminators
+
+_NUMBERS = ("int64", "double")
+_TIMES = ("date32[day]", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
+
+
+def widen(a: str, b: str) -> str:
+    """The type pyarrow infers for a column holding the values of a column of type ``a`` and one of ``b``."""
+    if a == b or b == "null":
+        return a
+    if a == "null":
+        return b
+    for ladder in (_NUMBERS, _TIMES):
+        if a in ladder and b in ladder:
+            return max(a, b, key=ladder.index)
+    return "string"
+
+
+def parse_options(delimiter: str, quotechar: str | None) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(delimiter=delimiter, quote_char=quotechar or False, newlines_in_values=True)
+
+
+def infer_types(url: str, data: bytes, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None, offset: int) -> dict[str, str]:
+    """Types pyarrow infers for the columns ``check`` of ``data`` (header-less rows) parsed as one block."""
+    if not check or not data.strip():
+        return {}
+    # One block for the whole range (block_size is an int32 in pyarrow), and no threads: the pass maps
+    # ranges on the caller's pool already.
+    read = pacsv.ReadOptions(column_names=list(names), block_size=min(len(data) + 1, 2**31 - 1), use_threads=False)
+    convert = pacsv.ConvertOptions(include_columns=list(check))
+    try:
+        table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse_options(delimiter, quotechar), convert_options=convert)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise InvalidFormatError(url, f"rows do not parse as CSV with {len(names)} columns: {exc}", offset=offset) from None
+    return {f.name: str(f.type) for f in table.schema}
+
+
+@dataclass
+class CSVRangeScan:
+    """Map result: the line scan and, assuming the range starts outside quotes, the types of its rows (None
+    when its last row runs past the look-ahead) or the parse error they gave. Only the reduce knows whether
+    the assumption holds, so the error is raised there, not here."""
+
+    lines: RangeScan
+    types: dict[str, str] | None
+    error: InvalidFormatError | None = None
+
+
+@dataclass(frozen=True)
+class CSVScanner:
+    """The line scanner plus type inference over the rows that start in the range (for the quote state
+    0; a range that turns out to start inside a quoted field is inferred again after the pass)."""
+
+    lines: LineScanner
+    names: tuple[str, ...]
+    check: tuple[str, ...]
+    delimiter: str
+    quotechar: str | None
+    has_header: bool
+
+    def enough(self, after: np.ndarray) -> bool:
+        return self.lines.enough(after) and (not self.check or bool(np.any((after == NEWLINE) | (after == CARRIAGE_RETURN))))
+
+    def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> CSVRangeScan:
+        scan = self.lines(full, first, start, end, eof)
+        if not self.check:
+            return CSVRangeScan(scan, {})
+        state, data_start = scan.states[0], self.lines.data_start
+        first_row = int(state.anchor_offsets[0]) if state.count else None
+        last_row = state.last_start if state.count else None
+        if start == 0 and not self.has_header and end > data_start:
+            first_row = data_start
+            last_row = data_start if last_row is None else last_row
+        if first_row is None or last_row is None:
+            return CSVRangeScan(scan, {})
+        stop = self._row_end(full, first, start, end, eof, last_row)
+        if stop is None:
+            return CSVRangeScan(scan, None)
+        data = full[first + first_row - start : first + stop - start].tobytes()
+        try:
+            return CSVRangeScan(scan, infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row))
+        except InvalidFormatError as exc:
+            exc.__context__ = None
+            return CSVRangeScan(scan, None, exc.with_traceback(None))
+
+    def _row_end(self, full: np.ndarray, first: int, start: int, end: int, eof: bool, row: int) -> int | None:
+        """End of the row starting at ``row`` (which runs past ``end``), found in the look-ahead; None when
+        the look-ahead ends first."""
+        quote = self.lines.dialect.quote
+        in_quotes = quote is not None and bool(np.count_nonzero(full[first + row - start : first + end - start] == quote) & 1)
+        after = full[first + end - start :]
+        for look in (after[: 1 << 16], after):
+            ends = terminators(look.tobytes(), self.lines.dialect, in_quotes)
+            if ends.size:
+                return end + int(ends[0]) + 1
+        return start + full.size - first if eof else None
+
+
+def merge_types(names: tuple[str, ...], sample: dict[str, str], found: list[dict[str, str]]) -> tuple[str, ...]:
+    """Each column's type over the head sample and every range; a column of nothing but nulls is a string."""
+    out = dict(sample)
+    for types in found:
+        for name, t in types.items():
+            out[name] = widen(out.get(name, "null"), t)
+    return tuple("string" if out.get(name, "null") == "null" else out[name] for name in names)
+
+
+def table_types(table: pa.Table) -> dict[str, str]:
+    return {f.name: str(f.type) for f in table.schema}
+
+
+def sample_schema(url: str, sample: bytes, has_header: bool, delimiter: str, quotechar: str | None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Column names and types from the head of the file, parsed as pyarrow parses a file."""
+    if not sample.strip():
+        return (), {}
+    if not sample.endswith((b"\n", b"\r")):
+        sample += b"\n"  # pyarrow cannot infer columns from a last line without its line break
+    read = pacsv.ReadOptions(autogenerate_column_names=not has_header, block_size=len(sample) + 1, use_threads=False)
+    try:
+        table = pacsv.read_csv(io.BytesIO(sample), read_options=read, parse_options=parse_options(delimiter, quotechar))
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise InvalidFormatError(url, f"not a CSV that pyarrow can parse: {exc}", offset=0) from None
+    return tuple(table.schema.names), table_types(table)
+
+
+def arrow_type(name: str) -> pa.DataType:
+    try:
+        return pa.type_for_alias(name)
+    except ValueError:
+        return pa.string()
+
+
+def fix_up(url: str, read: Any, index: Any, dialect: Any, lo: int, hi: int, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None) -> dict[str, str]:
+    """Types of records ``[lo, hi)`` read through the finished index (for ranges the map could not infer)."""
+    return infer_types(url, read_records(url, read, index, lo, hi, dialect), names, check, delimiter, quotechar, 0)
