@@ -8,11 +8,17 @@ from typing import Any, Callable
 
 from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError
 from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
-from dataplug.index import Sidecar, delete_sidecar, load_sidecar, write_sidecar
+from dataplug.index import (
+    INDEX_SUFFIX,
+    Sidecar,
+    check_writable,
+    delete_sidecar,
+    load_sidecar,
+    object_index_folder,
+    stale_error,
+    write_sidecar,
+)
 from dataplug.storage import ObjectInfo, StorageObject, split_url
-
-#: Suffix of the default index location, beside the object: ``<url>.dataplug/<format>/``.
-INDEX_SUFFIX = ".dataplug"
 
 # How the original's ``s3_config`` keys map onto s3fs options.
 _S3_CONFIG_KEYS = {"aws_access_key_id": "key", "aws_secret_access_key": "secret", "aws_session_token": "token"}
@@ -52,8 +58,10 @@ def s3_config_to_storage_options(s3_config: dict[str, Any] | None) -> dict[str, 
 class CloudObject:
     """A data object in storage, read through its format and its sidecar index.
 
-    The object itself is never written. Its index lives under ``index_location`` (a folder URL, by default
-    ``<url>.dataplug/``), in a sub-folder per format, so one object can be indexed as several formats.
+    The object itself is never written. Its index lives in a folder of its own, by default
+    ``<url>.dataplug/`` beside it; ``index_location`` names a folder or bucket that may hold the indexes of
+    many objects, each in ``<index_location>/<name>.<hash of the URL>.dataplug/``. Inside that folder
+    each format has a sub-folder, so one object can be indexed as several formats.
     """
 
     def __init__(
@@ -66,13 +74,19 @@ class CloudObject:
     ) -> None:
         self.format: type[DataFormat] = get_format(data_format)
         self.obj = StorageObject(url, dict(storage_options or {}))
-        base = index_location or self.obj.url + INDEX_SUFFIX
-        if index_storage_options is None:
-            same_protocol = split_url(base)[0] == self.obj.protocol
-            index_storage_options = dict(self.obj.storage_options) if same_protocol else {}
-        self.index_location = StorageObject(base, dict(index_storage_options)).child(self.format.name)
+        if index_location:
+            self._use_index_folder(index_location.rstrip("/") + "/" + object_index_folder(self.obj.url), index_storage_options)
+        else:
+            self._use_index_folder(self.obj.url + INDEX_SUFFIX, index_storage_options)
         self._sidecar: Sidecar | None = None
         self._attributes: Any = None
+
+    def _use_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
+        """Keep this object's index under ``folder`` (one format per sub-folder)."""
+        if index_storage_options is None:
+            same_protocol = split_url(folder)[0] == self.obj.protocol
+            index_storage_options = dict(self.obj.storage_options) if same_protocol else {}
+        self.index_location = StorageObject(folder, dict(index_storage_options)).child(self.format.name)
 
     # -- constructors (the original's names) ------------------------------------------------------------
 
@@ -103,10 +117,10 @@ class CloudObject:
         and loads its index if there is one."""
         if not storage_uri.startswith(("s3://", "s3a://")):
             storage_uri = "s3://" + storage_uri
+        co = cls(data_format, storage_uri, s3_config_to_storage_options(s3_config), index_location)
         if metadata_bucket and not index_location:
             key = storage_uri.split("://", 1)[1].split("/", 1)[1]
-            index_location = f"s3://{metadata_bucket}/{key}{INDEX_SUFFIX}"
-        co = cls(data_format, storage_uri, s3_config_to_storage_options(s3_config), index_location)
+            co._use_index_folder(f"s3://{metadata_bucket}/{key}{INDEX_SUFFIX}", None)
         if fetch:
             co.fetch()
         return co
@@ -194,20 +208,22 @@ class CloudObject:
         return self._sidecar
 
     def _load_index(self, info: ObjectInfo | None) -> None:
-        sidecar = load_sidecar(self.index_location, self.url, self.format.name, self.format.index_version)
-        attributes = self.format.attributes_from_json(self.index_location.url, sidecar.attributes)
-        self.format.validate_index(self.index_location.url, attributes, sidecar.tables, sidecar.blob_sizes(), sidecar.object_info.size)
-        if info is not None:
-            self._check_fresh(sidecar, info)
+        """Load, validate and keep the index; with ``info``, a changed object is refused before any table
+        is read. Every error decoding what the sidecar holds is a :class:`CorruptIndexError`."""
+        url = self.index_location.url
+        sidecar = load_sidecar(self.index_location, self.url, self.format.name, self.format.index_version, expect=info)
+        try:
+            attributes = self.format.attributes_from_json(url, sidecar.attributes)
+            self.format.validate_index(url, attributes, sidecar.tables, sidecar.blob_sizes(), sidecar.object_info.size)
+        except DataplugError:
+            raise
+        except (ArithmeticError, LookupError, ValueError, TypeError, MemoryError, RecursionError) as exc:
+            raise CorruptIndexError(url, f"{self.format.name} index does not decode: {type(exc).__name__}: {str(exc)[:200]}") from exc
         self._sidecar, self._attributes = sidecar, attributes
 
     def _check_fresh(self, sidecar: Sidecar, info: ObjectInfo) -> None:
         if info != sidecar.object_info:
-            raise StaleIndexError(
-                self.url,
-                f"the object changed after it was indexed (indexed size {sidecar.object_info.size}, {sidecar.object_info.identity}; "
-                f"now size {info.size}, {info.identity}); run preprocess(force=True)",
-            )
+            raise stale_error(self.url, sidecar.object_info, info)
 
     @property
     def attributes(self) -> Any:
@@ -244,8 +260,9 @@ class CloudObject:
         allows), write it to the index location, and keep it loaded.
 
         Skipped when a fresh index already exists, unless ``force=True``; a missing, stale or corrupt
-        index is rebuilt. Format options come as keyword arguments or, as in the original, in
-        ``extra_args``. ``executor`` is any engine :func:`dataplug.executors.map_ordered` accepts: a
+        index, or one of another object, is rebuilt. The index location is checked to be writable before
+        the pass (:class:`IndexLocationNotWritableError`). Format options come as keyword arguments or, as
+        in the original, in ``extra_args``. ``executor`` is any engine :func:`dataplug.executors.map_ordered` accepts: a
         ``concurrent.futures.Executor`` (default: a local thread pool), a ``multiprocessing`` Pool, a
         ``dask.distributed.Client``, a ``lithops.FunctionExecutor`` or the ``ray`` module.
         ``parallel_config`` and ``debug`` are accepted for compatibility and ignored.
@@ -255,6 +272,7 @@ class CloudObject:
         info = self.obj.info()
         if not force and self._has_fresh_index(info):
             return self
+        check_writable(self.index_location)
         ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, {**(extra_args or {}), **options})
         data: IndexData = self.format.preprocess(ctx)
         after = self.obj.info()

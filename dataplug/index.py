@@ -1,15 +1,21 @@
 """The sidecar index: a small JSON manifest plus numeric tables (``.npy``) and opaque blobs (``.bin``).
 
-Layout under an index location (a folder URL, by default ``<object url>.dataplug/<format>/``)::
+Layout under an index location (a folder URL: ``<object url>.dataplug/<format>/`` by default, or
+``<index_location>/<object name>.<hash of its URL>.dataplug/<format>/``, see :func:`object_index_folder`)::
 
     manifest.json              written last; names the files below with their sizes and SHA-256
     <generation>.<table>.npy   numeric tables, loaded with ``allow_pickle=False``
     <generation>.<blob>.bin    opaque blobs, read whole or by byte range
 
-Every preprocessing run writes its files under a fresh generation name and the manifest last, so a crash
-or two concurrent runs never leave a manifest that points at another run's tables; superseded
-generations are removed by a later run once they are older than a grace period. Nothing here is ever a
-pickle: loading a crafted sidecar can fail, but it cannot run code.
+Every preprocessing run writes its files under a fresh generation name (``<unix time>-<12 hex digits>``)
+and the manifest last, so a crash or two concurrent runs never leave a manifest that points at another
+run's tables. The new manifest records the generation it replaced, with the time it was superseded; a later
+run deletes a superseded generation's files once that time is more than :data:`GENERATION_GRACE` seconds
+old. Only files a manifest of this location named, under generation file names, are ever deleted, so
+anything else in the location (a user's files, another object's index) is never touched.
+
+Nothing here is ever a pickle, and everything decoded from a sidecar is bounded before it is allocated:
+loading a crafted sidecar can fail with :class:`CorruptIndexError`, but it cannot run code or exhaust memory.
 """
 
 from __future__ import annotations
@@ -17,24 +23,51 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, ObjectNotFoundError
-from dataplug.storage import ObjectInfo, StorageObject
+from dataplug.errors import (
+    CorruptIndexError,
+    DataplugError,
+    IndexMissingError,
+    ObjectNotFoundError,
+    StaleIndexError,
+)
+from dataplug.storage import ObjectInfo, StorageObject, split_url
 
 MANIFEST = "manifest.json"
+#: Suffix of an object's index folder: ``<url>.dataplug/`` beside the object by default.
+INDEX_SUFFIX = ".dataplug"
 #: Version of the sidecar layout itself (formats version their own tables separately).
 LAYOUT_VERSION = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
+#: The only file names dataplug writes for tables and blobs, and the only ones it ever deletes.
+_GENERATION_FILE = re.compile(r"^(?P<generation>[0-9]{10,11}-[0-9a-f]{12})\.[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.(?P<ext>npy|bin)$")
 _NUMERIC_KINDS = "biuf"
-#: Seconds a superseded generation of tables is kept for concurrent writers and readers.
+_PROTOCOL_ALIASES = {"s3a": "s3", "local": "file"}
+#: Seconds a superseded generation of tables is kept, counted from when a newer manifest replaced it.
 GENERATION_GRACE = 600
+#: Prefix of the empty file :func:`check_writable` writes and deletes.
+PROBE_PREFIX = ".dataplug-probe-"
+
+#: Caps on what is decoded from a sidecar (a sidecar may be written by someone else).
+MAX_MANIFEST_BYTES = 4 * 2**20
+MAX_JSON_DEPTH = 32
+_MAX_INT_DIGITS = 19
+_INDEX_BYTES_BASE = 64 * 2**20
+_INDEX_BYTES_PER_OBJECT_BYTE = 64
+
+
+def max_index_bytes(object_size: int) -> int:
+    """The most bytes of tables and blobs an index of an object of ``object_size`` bytes may hold."""
+    return _INDEX_BYTES_BASE + _INDEX_BYTES_PER_OBJECT_BYTE * object_size
 
 
 @dataclass(frozen=True)
@@ -45,15 +78,23 @@ class BlobRef:
     size: int
     sha256: str
 
-    def read(self, start: int = 0, end: int | None = None) -> bytes:
-        """The blob's bytes ``[start, end)``; a whole read is checked against its SHA-256."""
+    def read(self, start: int = 0, end: int | None = None, sha256: str | None = None, crc32: int | None = None) -> bytes:
+        """The blob's bytes ``[start, end)``.
+
+        A whole read is checked against the blob's SHA-256. A partial read is checked against ``sha256``
+        (hex) or ``crc32`` when the caller knows them for that range (e.g. from a per-window table);
+        a mismatch is a :class:`CorruptIndexError`.
+        """
         end = self.size if end is None else end
         if not 0 <= start <= end <= self.size:
             raise CorruptIndexError(self.location.url, f"blob range [{start}, {end}) outside its {self.size} bytes")
         if start == 0 and end == self.size:
-            data = _read_checked(self.location, self.size, self.sha256)
-        else:
-            data = self.location.read_range(start, end)
+            return _read_checked(self.location, self.size, self.sha256)
+        data = _read_range(self.location, start, end)
+        if sha256 is not None and _sha256(data) != sha256:
+            raise CorruptIndexError(self.location.url, f"blob range [{start}, {end}) does not match its SHA-256")
+        if crc32 is not None and zlib.crc32(data) != crc32:
+            raise CorruptIndexError(self.location.url, f"blob range [{start}, {end}) does not match its CRC32")
         return data
 
 
@@ -86,29 +127,173 @@ class Sidecar:
         return sum(int(t.nbytes) for t in self.tables.values()) + sum(self.blob_sizes().values())
 
 
+# -- where an object's index lives ------------------------------------------------------------------------
+
+
+def canonical_url(url: str) -> str:
+    """``protocol://path`` as fsspec resolves it, so two spellings of one object compare equal."""
+    protocol, path = split_url(url)
+    return f"{_PROTOCOL_ALIASES.get(protocol, protocol)}://{path}"
+
+
+def object_index_folder(url: str) -> str:
+    """The folder of one object's index inside a shared index location: ``<name>.<hash>.dataplug``.
+
+    ``<name>`` is the object's base name (for people browsing the location) and ``<hash>`` the first 16
+    hex digits of the SHA-256 of its canonical URL, so objects with one name in different folders or
+    buckets never share a folder.
+    """
+    canonical = canonical_url(url)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", canonical.rstrip("/").rsplit("/", 1)[-1]).lstrip(".")[:80] or "object"
+    return f"{name}.{hashlib.sha256(canonical.encode()).hexdigest()[:16]}{INDEX_SUFFIX}"
+
+
+def check_writable(location: StorageObject) -> None:
+    """Raise :class:`~dataplug.errors.IndexLocationNotWritableError` unless a file can be written under ``location``.
+
+    Writes an empty probe file and deletes it again (best effort: a location that refuses deletes still
+    holds an index, it only keeps superseded generations).
+    """
+    probe = location.child(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
+    probe.write_bytes(b"")
+    try:
+        probe.delete()
+    except (OSError, DataplugError):
+        pass
+
+
+def stale_error(url: str, indexed: ObjectInfo, now: ObjectInfo) -> StaleIndexError:
+    """The error for an object that changed after it was indexed."""
+    return StaleIndexError(
+        url,
+        f"the object changed after it was indexed (indexed size {indexed.size}, {indexed.identity}; "
+        f"now size {now.size}, {now.identity}); run preprocess(force=True)",
+    )
+
+
+# -- reading sidecar files ---------------------------------------------------------------------------------
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_checked(location: StorageObject, size: int, sha256: str) -> bytes:
+def _read_range(location: StorageObject, start: int, end: int) -> bytes:
+    """Exactly bytes ``[start, end)`` of a sidecar file; a missing or short file is a corrupt index."""
     try:
-        data = location.read_all()
+        return location.read_range(start, end)
     except ObjectNotFoundError as exc:
-        raise CorruptIndexError(location.url, "sidecar file is missing (index removed or replaced while in use)") from exc
-    if len(data) != size or _sha256(data) != sha256:
-        raise CorruptIndexError(location.url, "sidecar file does not match its manifest (size or SHA-256)")
+        raise CorruptIndexError(
+            location.url, f"sidecar file is missing (the index was removed, or superseded more than {GENERATION_GRACE} s ago)"
+        ) from exc
+    except StaleIndexError as exc:
+        raise CorruptIndexError(location.url, f"sidecar file is shorter than its manifest says ({exc.cause})") from exc
+
+
+def _read_checked(location: StorageObject, size: int, sha256: str) -> bytes:
+    data = _read_range(location, 0, size)
+    if _sha256(data) != sha256:
+        raise CorruptIndexError(location.url, "sidecar file does not match its manifest (SHA-256)")
     return data
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise ValueError(f"integer of {len(text)} digits")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]!r} out of range")
+    return value
+
+
+def _json_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _json_depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _read_manifest(location: StorageObject) -> Any:
+    """The parsed manifest under ``location``; :class:`ObjectNotFoundError` when there is none.
+
+    Its size is asked first, so an oversized manifest is refused before a byte of it is read; integers,
+    numbers and nesting are capped while parsing.
+    """
+    manifest_loc = location.child(MANIFEST)
+    size = manifest_loc.info().size
+    if size > MAX_MANIFEST_BYTES:
+        raise CorruptIndexError(manifest_loc.url, f"manifest of {size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")
+    raw = _read_range(manifest_loc, 0, size)
+    try:
+        manifest = json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
+        raise CorruptIndexError(manifest_loc.url, f"manifest is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if _json_depth(manifest) > MAX_JSON_DEPTH:
+        raise CorruptIndexError(manifest_loc.url, f"manifest nests deeper than {MAX_JSON_DEPTH} levels")
+    _validate_manifest(manifest_loc.url, manifest)
+    return manifest
+
+
+def _load_table(url: str, name: str, data: bytes) -> np.ndarray:
+    """A plain numeric array from ``.npy`` bytes whose header is checked against the bytes that follow it."""
+    try:
+        fp = io.BytesIO(data)
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f".npy version {version} is not one dataplug writes")
+        if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise CorruptIndexError(url, f"table {name!r} is not numeric ({dtype})")
+        if any(n < 0 for n in shape):
+            raise ValueError(f"negative shape {shape}")
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed != len(data) - fp.tell():
+            raise CorruptIndexError(url, f"table {name!r} header claims {claimed} bytes of data, the file holds {len(data) - fp.tell()}")
+        table = np.load(io.BytesIO(data), allow_pickle=False)
+    except CorruptIndexError:
+        raise
+    except (ValueError, TypeError, EOFError, OverflowError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError) as exc:
+        raise CorruptIndexError(url, f"table {name!r} is not a plain numeric .npy: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return table
+
+
+# -- writing --------------------------------------------------------------------------------------------
 
 
 def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
     """Write ``sidecar`` under the folder ``location``: tables and blobs first, the manifest last.
 
     Returns the sidecar with its blobs replaced by :class:`BlobRef` pointing at the written files.
-    Raises :class:`~dataplug.errors.IndexLocationNotWritableError` when the location cannot be written.
+    Generations superseded more than :data:`GENERATION_GRACE` seconds ago are deleted; the one the previous
+    manifest named is recorded as superseded now. Raises
+    :class:`~dataplug.errors.IndexLocationNotWritableError` when the location cannot be written.
     """
     from dataplug import __version__
 
-    generation = f"{int(time.time())}-{uuid.uuid4().hex[:12]}"
+    now = time.time()
+    limit = max_index_bytes(sidecar.object_info.size)
+    if sidecar.nbytes() > limit:
+        raise DataplugError(
+            location.url, f"an index of {sidecar.nbytes()} bytes exceeds the {limit}-byte limit for this object; use coarser index options"
+        )
+    superseded = _superseded_generations(location, now)
+    generation = f"{int(now)}-{uuid.uuid4().hex[:12]}"
     entries: dict[str, dict[str, Any]] = {"tables": {}, "blobs": {}}
     refs: dict[str, bytes | BlobRef] = {}
     for name, table in sidecar.tables.items():
@@ -130,39 +315,51 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
         target.write_bytes(data)
         entries["blobs"][name] = {"file": file, "bytes": len(data), "sha256": _sha256(data)}
         refs[name] = BlobRef(target, len(data), _sha256(data))
+    kept = []
+    for entry in superseded:
+        expired = now - entry["superseded"] > GENERATION_GRACE
+        if not (expired and _delete_files(location, entry["files"])):
+            kept.append(entry)
     manifest = {
         "dataplug_index": LAYOUT_VERSION,
         "dataplug_version": __version__,
-        "created": time.time(),
+        "created": now,
         "format": sidecar.format_name,
         "format_version": sidecar.format_version,
         "object": {"url": sidecar.object_url, **sidecar.object_info.to_json()},
         "attributes": sidecar.attributes,
         **entries,
+        "superseded": kept,
     }
     location.child(MANIFEST).write_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode())
-    _remove_old_generations(location, generation)
     sidecar.blobs = refs
     sidecar.dataplug_version = manifest["dataplug_version"]
     sidecar.created = manifest["created"]
     return sidecar
 
 
-def _remove_old_generations(location: StorageObject, keep: str) -> None:
-    """Best effort: drop files of earlier runs, so the location does not grow with every re-index.
+def _superseded_generations(location: StorageObject, now: float) -> list[dict[str, Any]]:
+    """The generations the manifest in place names, as they will stand once a new manifest replaces it:
+    its own superseded ones, and its current one superseded ``now``. Nothing for a missing or
+    malformed manifest (its files are then left alone: dataplug cannot tell they are its own)."""
+    try:
+        manifest = _read_manifest(location)
+    except (ObjectNotFoundError, CorruptIndexError):
+        return []
+    current = [entry["file"] for kind in ("tables", "blobs") for entry in manifest[kind].values()]
+    return manifest.get("superseded", []) + ([{"files": current, "superseded": now}] if current else [])
 
-    Only generations older than :data:`GENERATION_GRACE` seconds go: a concurrent run may still be
-    writing a younger one (its manifest comes last), and readers may still hold the previous manifest.
-    """
-    cutoff = time.time() - GENERATION_GRACE
-    for name in location.list_names():
-        generation = name.split(".", 1)[0]
-        stamp = generation.split("-", 1)[0]
-        if generation != keep and name != MANIFEST and stamp.isdigit() and int(stamp) < cutoff:
+
+def _delete_files(location: StorageObject, files: list[str]) -> bool:
+    """Delete generation files (names checked again); True when none is left behind."""
+    done = True
+    for name in files:
+        if _GENERATION_FILE.match(name):
             try:
                 location.child(name).delete()
             except (OSError, DataplugError):
-                pass
+                done = False
+    return done
 
 
 def _check_name(url: str, name: str) -> None:
@@ -170,23 +367,26 @@ def _check_name(url: str, name: str) -> None:
         raise CorruptIndexError(url, f"unsafe sidecar entry name {name!r}")
 
 
-def load_sidecar(location: StorageObject, object_url: str, format_name: str, format_version: int) -> Sidecar:
+# -- loading --------------------------------------------------------------------------------------------
+
+
+def load_sidecar(
+    location: StorageObject, object_url: str, format_name: str, format_version: int, expect: ObjectInfo | None = None
+) -> Sidecar:
     """Read and validate the sidecar under ``location``.
 
-    Raises :class:`IndexMissingError` when there is none for this format, :class:`CorruptIndexError` when
-    the manifest or a table is malformed. Staleness (object changed) is checked by the caller, which knows
-    how to ask the object.
+    Raises :class:`IndexMissingError` when there is none for this format and this object (an index of
+    another object is no index of this one), :class:`CorruptIndexError` when the manifest or a table is
+    malformed or over its caps. With ``expect`` (the object's current size and identity),
+    :class:`StaleIndexError` is raised before any table is read if the object changed.
     """
-    manifest_loc = location.child(MANIFEST)
     try:
-        raw = manifest_loc.read_all()
+        manifest = _read_manifest(location)
     except ObjectNotFoundError:
         raise IndexMissingError(object_url, f"no {format_name} index at {location.url}; call preprocess() first") from None
-    try:
-        manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptIndexError(manifest_loc.url, f"manifest is not valid JSON: {exc}") from exc
-    _validate_manifest(manifest_loc.url, manifest)
+    obj = manifest["object"]
+    if canonical_url(obj["url"]) != canonical_url(object_url):
+        raise IndexMissingError(object_url, f"the index at {location.url} belongs to another object ({obj['url']}); call preprocess()")
     if manifest["format"] != format_name:
         raise IndexMissingError(object_url, f"the index at {location.url} is for format {manifest['format']!r}, not {format_name!r}; call preprocess()")
     if manifest["format_version"] != format_version:
@@ -195,25 +395,21 @@ def load_sidecar(location: StorageObject, object_url: str, format_name: str, for
             f"the index at {location.url} has {format_name} index version {manifest['format_version']}, "
             f"this dataplug needs {format_version}; call preprocess(force=True)",
         )
+    indexed = ObjectInfo(size=obj["size"], identity=obj["identity"])
+    if expect is not None and expect != indexed:
+        raise stale_error(object_url, indexed, expect)
     tables = {}
     for name, entry in manifest["tables"].items():
-        data = _read_checked(location.child(entry["file"]), entry["bytes"], entry["sha256"])
-        try:
-            table = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise CorruptIndexError(location.url, f"table {name!r} is not a plain numeric .npy: {exc}") from exc
-        if not isinstance(table, np.ndarray) or table.dtype.kind not in _NUMERIC_KINDS:
-            raise CorruptIndexError(location.url, f"table {name!r} is not numeric")
-        tables[name] = table
+        file = location.child(entry["file"])
+        tables[name] = _load_table(file.url, name, _read_checked(file, entry["bytes"], entry["sha256"]))
     blobs: dict[str, bytes | BlobRef] = {
         name: BlobRef(location.child(entry["file"]), entry["bytes"], entry["sha256"]) for name, entry in manifest["blobs"].items()
     }
-    obj = manifest["object"]
     return Sidecar(
         format_name=manifest["format"],
         format_version=manifest["format_version"],
         object_url=obj["url"],
-        object_info=ObjectInfo(size=obj["size"], identity=obj["identity"]),
+        object_info=indexed,
         attributes=manifest["attributes"],
         tables=tables,
         blobs=blobs,
@@ -239,18 +435,46 @@ def _validate_manifest(url: str, m: Any) -> None:
     need(isinstance(obj.get("url"), str), "object.url")
     need(isinstance(obj.get("size"), int) and obj["size"] >= 0, "object.size")
     need(isinstance(obj.get("identity"), str), "object.identity")
-    for kind in ("tables", "blobs"):
+    limit = max_index_bytes(obj["size"])
+    generations, total = set(), 0
+    for kind, ext in (("tables", "npy"), ("blobs", "bin")):
         entries = m.get(kind)
         need(isinstance(entries, dict), kind)
         for name, entry in entries.items():
             _check_name(url, name)
             need(isinstance(entry, dict), f"{kind}.{name}")
-            _check_name(url, entry.get("file"))
-            need(isinstance(entry.get("bytes"), int) and entry["bytes"] >= 0, f"{kind}.{name}.bytes")
-            need(isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64, f"{kind}.{name}.sha256")
+            file = entry.get("file")
+            _check_name(url, file)
+            match = _GENERATION_FILE.match(file)
+            need(match is not None and match["ext"] == ext, f"{kind}.{name}.file {file!r} is not a dataplug file name")
+            generations.add(match["generation"])
+            need(isinstance(entry.get("bytes"), int) and 0 <= entry["bytes"] <= limit, f"{kind}.{name}.bytes (at most {limit} for this object)")
+            need(isinstance(entry.get("sha256"), str) and re.fullmatch("[0-9a-f]{64}", entry["sha256"]) is not None, f"{kind}.{name}.sha256")
+            total += entry["bytes"]
+    need(len(generations) <= 1, "files of several generations")
+    need(total <= limit, f"{total} bytes of tables and blobs (at most {limit} for this object)")
+    superseded = m.get("superseded", [])
+    need(isinstance(superseded, list), "superseded")
+    for entry in superseded:
+        need(isinstance(entry, dict) and isinstance(entry.get("superseded"), (int, float)), "superseded entry")
+        files = entry.get("files")
+        need(isinstance(files, list) and all(isinstance(f, str) and _GENERATION_FILE.match(f) for f in files), "superseded files")
 
 
 def delete_sidecar(location: StorageObject) -> None:
-    """Remove an index location (manifest first, so readers never see a manifest without its tables)."""
+    """Remove the index under ``location``: its manifest first (so readers never see a manifest without its
+    tables), then the files this and earlier manifests named. Nothing else in the location is touched."""
+    try:
+        manifest = _read_manifest(location)
+    except (ObjectNotFoundError, CorruptIndexError):
+        manifest = None
     location.child(MANIFEST).delete()
-    location.delete(recursive=True)
+    if manifest is not None:
+        current = [entry["file"] for kind in ("tables", "blobs") for entry in manifest[kind].values()]
+        for files in [current] + [entry["files"] for entry in manifest.get("superseded", [])]:
+            _delete_files(location, files)
+    if location.protocol == "file":
+        try:
+            location.fs.rmdir(location.path)  # only when empty: a local folder left with nothing of the index
+        except OSError:
+            pass

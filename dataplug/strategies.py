@@ -54,8 +54,18 @@ def positive_int(url: str, name: str, value: Any) -> int:
 
 
 def even_bounds(total: int, parts: int) -> np.ndarray:
-    """``parts + 1`` boundaries splitting ``total`` records into ``parts`` runs whose sizes differ by at most 1."""
-    return (np.arange(parts + 1, dtype=np.int64) * total) // parts
+    """``parts + 1`` boundaries splitting ``total`` records into ``parts`` runs whose sizes differ by at most 1.
+
+    Exact for any sizes: bound ``i`` is ``i * total // parts``, computed as ``i * q + i * r // parts`` with
+    ``q, r = divmod(total, parts)`` so no product exceeds ``total`` or ``parts ** 2`` (int64 while those fit,
+    Python integers beyond).
+    """
+    total, parts = int(total), int(parts)
+    q, r = divmod(total, parts)
+    if total < 2**63 and parts < 2**31:
+        i = np.arange(parts + 1, dtype=np.int64)
+        return i * q + (i * r) // parts
+    return np.array([i * q + (i * r) // parts for i in range(parts + 1)], dtype=np.int64 if total < 2**63 else object)
 
 
 def step_bounds(total: int, step: int) -> np.ndarray:

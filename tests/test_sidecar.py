@@ -1,0 +1,382 @@
+"""The sidecar layer: what cleanup may delete, one index per object, generations kept through their grace
+period, writability checked before the pass, and caps on everything decoded from a sidecar."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import time
+import types
+import zlib
+
+import fsspec
+import numpy as np
+import pytest
+
+import dataplug.index
+from dataplug import CloudObject, CorruptIndexError, DataplugError, IndexLocationNotWritableError, IndexMissingError, StaleIndexError
+from dataplug.formats.compressed.gzipped import GZipText
+from dataplug.formats.compressed.gzipped import partition_num_chunks as gzip_chunks
+from dataplug.formats.generic.csv import CSV, partition_num_chunks, partition_rows
+from dataplug.index import GENERATION_GRACE, MANIFEST, BlobRef, Sidecar, load_sidecar, object_index_folder, write_sidecar
+from dataplug.storage import ObjectInfo, StorageObject, read_stats
+from dataplug.strategies import even_bounds
+
+CSV_DATA = b"id,text\n" + b"".join(b'%d,"row %d, with\nnewline"\n' % (i, i) for i in range(2000))
+GENERATION_SHAPED = "1700000000-abcdef123456.offsets.npy"
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The clock of dataplug.index, moved by hand: ``clock.now += seconds``."""
+    fake = types.SimpleNamespace(now=time.time())
+    monkeypatch.setattr(dataplug.index, "time", types.SimpleNamespace(time=lambda: fake.now))
+    return fake
+
+
+def all_files(store, root: str) -> dict[str, bytes]:
+    fs, path = fsspec.core.url_to_fs(root, **store.options)
+    fs.invalidate_cache()
+    return {p[len(path) :]: fs.cat_file(p) for p in fs.find(path)}
+
+
+def generations(co: CloudObject) -> set[str]:
+    """Generations with files in the index folder (the user's generation-shaped files aside)."""
+    names = co.index_location.list_names()
+    return {name.split(".", 1)[0] for name in names if name.endswith((".npy", ".bin"))} - {GENERATION_SHAPED.split(".")[0]}
+
+
+def csv_text(slices) -> bytes:
+    return b"".join(s.raw() for s in slices)
+
+
+# -- never delete what dataplug did not write -----------------------------------------------------------
+
+USER_FILES = {
+    "1.txt": b"one",
+    "2024-sales.csv": b"a,b\n1,2\n",
+    "20240101.csv": b"x\n",
+    GENERATION_SHAPED: b"not ours",
+    "1700000000-abcdef123456.windows.bin": b"not ours either",
+    "sub/1.txt": b"nested",
+    "1700000000/2.csv": b"nested under a digit folder",
+}
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["index_location", "default"])
+def test_cleanup_never_deletes_user_files(store, clock, shared):
+    """The issue's case: index_location is the data bucket itself, the object sits in CSV/, and user files of
+    every name shape lie in the location, beside the object and inside the index folder."""
+    url = store.put("CSV/2024-sales.csv", CSV_DATA)
+    co = CloudObject.from_url(CSV, url, storage_options=store.options, index_location=store.root if shared else None)
+    co.preprocess()
+    user = {f"{folder}{name}": data for name, data in USER_FILES.items() for folder in ("", "CSV/")}
+    del user["CSV/2024-sales.csv"]  # the object itself
+    index_folder = co.index_location.url[len(store.root) + 1 :] + "/"
+    user.update({index_folder + name: data for name, data in USER_FILES.items()})
+    for name, data in user.items():
+        store.put(name, data)
+    for _ in range(3):
+        clock.now += 3 * GENERATION_GRACE
+        co.preprocess(force=True)
+    assert len(generations(co)) == 2  # the current one and the one superseded by the last run
+    assert co.attributes.rows == 2000
+    co.clean()
+    assert not co.is_preprocessed() and not generations(co)
+    files = all_files(store, store.root)
+    assert {name: files.get("/" + name) for name in user} == user
+    assert files["/CSV/2024-sales.csv"] == CSV_DATA
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda m: m["tables"]["offsets"].update(file="2024-sales.csv"), id="table"),
+        pytest.param(lambda m: m.update(superseded=[{"files": ["2024-sales.csv", "1.txt"], "superseded": 0}]), id="superseded"),
+    ],
+)
+def test_a_manifest_cannot_name_user_files(local_store, clock, change):
+    url = local_store.put("d.csv", CSV_DATA)
+    co = CloudObject.from_url(CSV, url, index_location=local_store.url("idx"))
+    co.preprocess()
+    folder = co.index_location.url[len(local_store.root) :]
+    for name, data in USER_FILES.items():
+        local_store.put(folder[1:] + "/" + name, data)
+    manifest = json.loads(co.index_location.child(MANIFEST).read_all())
+    change(manifest)
+    co.index_location.child(MANIFEST).write_bytes(json.dumps(manifest).encode())
+    with pytest.raises(CorruptIndexError, match="file name|superseded"):
+        CloudObject.from_url(CSV, url, index_location=local_store.url("idx")).attributes
+    for _ in range(2):
+        clock.now += 3 * GENERATION_GRACE
+        co.preprocess(force=True)
+    co.clean()
+    files = all_files(local_store, local_store.root)
+    assert {name: files.get(f"{folder}/{name}") for name in USER_FILES} == USER_FILES
+
+
+# -- one index per object -------------------------------------------------------------------------------
+
+
+def test_objects_sharing_an_index_location_each_get_their_own_index(store, clock):
+    a_data = b"x\n" + b"11\n" * 100  # 100 rows
+    b_data = b"x\n" + b"1\n" * 150  # 150 rows, same size
+    assert len(a_data) == len(b_data)
+    a_url, b_url = store.put("a.csv", a_data), store.put("sub/a.csv", b_data)
+    if store.kind == "local":
+        os.utime(b_url, ns=(os.stat(a_url).st_mtime_ns,) * 2)
+    location = store.url("indexes")
+
+    def open_(url):
+        return CloudObject.from_url(CSV, url, storage_options=store.options, index_location=location)
+
+    a = open_(a_url).preprocess(sample_bytes=16)
+    b = open_(b_url)
+    assert not b.is_preprocessed()
+    b.preprocess(sample_bytes=16)
+    assert a.index_location.url != b.index_location.url
+    assert a.index_location.url.startswith(location + "/a.csv.") and b.index_location.url.startswith(location + "/a.csv.")
+    assert open_(a_url).attributes.rows == 100 and open_(b_url).attributes.rows == 150
+    b_slices = b.partition(partition_rows, 7)
+    b_files = all_files(store, b.index_location.url)
+    clock.now += 3 * GENERATION_GRACE
+    a.preprocess(force=True, sample_bytes=32)
+    clock.now += 3 * GENERATION_GRACE
+    a.preprocess(force=True)
+    assert all_files(store, b.index_location.url) == b_files
+    assert csv_text(b_slices) == b_data[2:]
+    assert csv_text(open_(a_url).partition(partition_rows, 9)) == a_data[2:]
+    assert open_(b_url).attributes.rows == 150
+
+
+def test_an_index_of_another_object_is_no_index(local_store):
+    """A manifest naming another object (an index location shared the old way, or copied) is treated as
+    missing: preprocess() without force rebuilds rather than reading through the other object's index."""
+    a_url, b_url = local_store.put("a.csv", b"x\n" + b"11\n" * 100), local_store.put("b.csv", b"x\n" + b"1\n" * 150)
+    os.utime(b_url, ns=(os.stat(a_url).st_mtime_ns,) * 2)
+    a = CloudObject.from_url(CSV, a_url).preprocess()
+    b = CloudObject.from_url(CSV, b_url)
+    b.index_location.child(MANIFEST).write_bytes(a.index_location.child(MANIFEST).read_all())
+    with pytest.raises(IndexMissingError, match="another object"):
+        b.attributes
+    assert not b.is_preprocessed()
+    b.preprocess()
+    assert CloudObject.from_url(CSV, b_url).attributes.rows == 150
+
+
+def test_object_index_folder_is_per_url():
+    assert object_index_folder("/data/x.csv") == object_index_folder("file:///data/x.csv")
+    assert object_index_folder("s3://b/k/x.csv") == object_index_folder("s3a://b/k/x.csv")
+    assert object_index_folder("s3://b/k/x.csv") != object_index_folder("s3://c/k/x.csv")
+    assert object_index_folder("s3://b/k/../x y.csv").startswith("x_y.csv.")
+
+
+# -- generations ---------------------------------------------------------------------------------------
+
+
+def test_reindex_keeps_the_superseded_generation_for_slices_in_flight(store, clock):
+    text = b"".join(b"line %d %s\n" % (i, b"abcdefgh" * (i % 13)) for i in range(20000))
+    url = store.put("t.txt.gz", gzip.compress(text))
+    co = CloudObject.from_url(GZipText, url, storage_options=store.options)
+    co.preprocess(spacing=20000)
+    in_flight = co.partition(gzip_chunks, 6)
+    assert sum(s.window is not None for s in in_flight) >= 3  # they read the sidecar's windows blob
+    first = generations(co)
+
+    def read(slices):
+        return b"".join(s.raw() for s in slices)
+
+    clock.now += 2 * GENERATION_GRACE  # the first generation is old, but it has not been superseded yet
+    co.preprocess(force=True, spacing=30000)
+    assert read(in_flight) == text
+    clock.now += GENERATION_GRACE // 2
+    co.preprocess(force=True, spacing=40000)
+    assert read(in_flight) == text and first < generations(co) and len(generations(co)) == 3
+    clock.now += GENERATION_GRACE // 2 + 1  # the first generation was superseded more than the grace ago
+    co.preprocess(force=True)
+    assert not first & generations(co) and len(generations(co)) == 3
+    with pytest.raises(CorruptIndexError, match="superseded"):
+        read(in_flight)
+    assert read(co.partition(gzip_chunks, 5)) == text
+    clock.now += 2 * GENERATION_GRACE
+    co.preprocess(force=True)
+    assert len(generations(co)) == 2
+    assert read(CloudObject.from_url(GZipText, url, storage_options=store.options).partition(gzip_chunks, 4)) == text
+
+
+# -- writability --------------------------------------------------------------------------------------------
+
+
+def test_unwritable_location_fails_before_the_pass(local_store):
+    url = local_store.put("d.csv", CSV_DATA * 20)
+    blocker = local_store.put("plain-file", b"x")
+    co = CloudObject.from_url(CSV, url, index_location=blocker + "/idx")
+    read_stats.reset()
+    started = time.perf_counter()
+    with pytest.raises(IndexLocationNotWritableError, match="plain-file"):
+        co.preprocess()
+    assert time.perf_counter() - started < 2
+    assert read_stats.requests.get(url, 0) == 0 and read_stats.bytes.get(url, 0) == 0
+
+
+def test_writability_probe_leaves_nothing_behind(store):
+    co = CloudObject.from_url(CSV, store.put("d.csv", CSV_DATA), storage_options=store.options, index_location=store.url("idx"))
+    co.preprocess()
+    names = co.index_location.list_names()
+    assert MANIFEST in names and not [n for n in names if n.startswith(".dataplug-probe-")]
+
+
+# -- caps and decode errors -------------------------------------------------------------------------------
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _huge_header_npy() -> bytes:
+    """A valid ``.npy`` header claiming 10**12 int64 entries, followed by 16 bytes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<i8", "fortran_order": False, "shape": (10**12,)})
+    return buf.getvalue() + b"\0" * 16
+
+
+def _put_table(loc, manifest, name: str, data: bytes) -> None:
+    entry = manifest["tables"][name]
+    loc.child(entry["file"]).write_bytes(data)
+    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _nested(depth: int):
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _as_json(change):
+    def rewrite(raw: bytes, loc) -> bytes:
+        manifest = json.loads(raw)
+        change(manifest, loc)
+        return json.dumps(manifest).encode()
+
+    return rewrite
+
+
+CRAFTED = {
+    "npy-claims-1e12-entries": _as_json(lambda m, loc: _put_table(loc, m, "offsets", _huge_header_npy())),
+    "npy-structured": _as_json(lambda m, loc: _put_table(loc, m, "offsets", _npy(np.zeros(3, dtype=[("a", "<i8")])))),
+    "npy-header-shape-mismatch": _as_json(lambda m, loc: _put_table(loc, m, "offsets", _npy(np.arange(4))[:-8])),
+    "npy-version-3": _as_json(lambda m, loc: _put_table(loc, m, "offsets", _npy(np.arange(4)).replace(b"NUMPY\x01\x00", b"NUMPY\x03\x00", 1))),
+    "table-too-large-for-the-object": _as_json(lambda m, loc: m["tables"]["offsets"].update(bytes=10**15)),
+    "json-nested-1e5": lambda raw, loc: raw.replace(b'"attributes": {', b'"deep": ' + b"[" * 100000 + b"]" * 100000 + b', "attributes": {', 1),
+    "json-nested-40": _as_json(lambda m, loc: m["attributes"].update(rows=_nested(40))),
+    "int-5000-digits": lambda raw, loc: raw.replace(b'"created": ', b'"created": ' + b"9" * 5000 + b", \"x\": ", 1),
+    "int-25-digits": _as_json(lambda m, loc: m["object"].update(size=10**24)),
+    "json-infinity": lambda raw, loc: raw.replace(b'"created": ', b'"created": Infinity, "x": ', 1),
+    "invalid-utf8": lambda raw, loc: raw.replace(b'"format": "CSV"', b'"format": "\xff\xfe"', 1),
+    "manifest-over-4-MiB": lambda raw, loc: raw + b" " * (4 * 2**20),
+    "attributes-not-decodable": _as_json(lambda m, loc: m["attributes"].update(columns=["a"] * 3)),
+    "superseded-malformed": _as_json(lambda m, loc: m.update(superseded=[{"files": "x"}])),
+}
+
+
+@pytest.mark.parametrize("craft", CRAFTED.values(), ids=CRAFTED.keys())
+def test_crafted_sidecar_is_corrupt_and_rebuilt(local_store, craft):
+    url = local_store.put("d.csv", CSV_DATA)
+    co = CloudObject.from_url(CSV, url).preprocess()
+    manifest_loc = co.index_location.child(MANIFEST)
+    manifest_loc.write_bytes(craft(manifest_loc.read_all(), co.index_location))
+    read_stats.reset()
+    with pytest.raises(CorruptIndexError):
+        CloudObject.from_url(CSV, url).attributes
+    assert read_stats.bytes.get(manifest_loc.url, 0) <= dataplug.index.MAX_MANIFEST_BYTES
+    assert sum(n for u, n in read_stats.bytes.items() if u.endswith(".npy")) < 10**6
+    fresh = CloudObject.from_url(CSV, url)
+    assert not fresh.is_preprocessed()
+    fresh.preprocess()
+    assert CloudObject.from_url(CSV, url).attributes.rows == 2000
+
+
+@pytest.mark.parametrize("claim", [10**12, 5])
+def test_npy_header_is_checked_against_its_bytes_before_allocation(local_store, claim):
+    url = local_store.put("d.csv", CSV_DATA)
+    co = CloudObject.from_url(CSV, url).preprocess()
+    manifest = json.loads(co.index_location.child(MANIFEST).read_all())
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<i8", "fortran_order": False, "shape": (claim,)})
+    _put_table(co.index_location, manifest, "offsets", buf.getvalue() + b"\0" * 32)
+    co.index_location.child(MANIFEST).write_bytes(json.dumps(manifest).encode())
+    with pytest.raises(CorruptIndexError, match=f"claims {claim * 8} bytes of data, the file holds 32"):
+        CloudObject.from_url(CSV, url).attributes
+
+
+def test_oversized_sidecar_files_are_refused_before_reading(local_store):
+    url = local_store.put("d.csv", CSV_DATA)
+    co = CloudObject.from_url(CSV, url).preprocess()
+    manifest_loc = co.index_location.child(MANIFEST)
+    manifest_loc.write_bytes(manifest_loc.read_all() + b" " * (5 * 2**20))
+    read_stats.reset()
+    with pytest.raises(CorruptIndexError, match="limit"):
+        CloudObject.from_url(CSV, url).attributes
+    assert read_stats.bytes.get(manifest_loc.url, 0) == 0
+
+
+def test_stale_object_is_refused_before_tables_are_read(local_store):
+    url = local_store.put("d.csv", CSV_DATA)
+    co = CloudObject.from_url(CSV, url).preprocess()
+    local_store.put("d.csv", CSV_DATA + b"1,x\n")
+    read_stats.reset()
+    with pytest.raises(StaleIndexError):
+        CloudObject.from_url(CSV, url).partition(partition_num_chunks, 2)
+    assert not [u for u in read_stats.bytes if u.endswith(".npy")]
+    assert co.index_location.url in next(iter(read_stats.bytes))
+
+
+def test_writing_an_index_over_its_cap_is_refused(local_store, monkeypatch):
+    monkeypatch.setattr(dataplug.index, "_INDEX_BYTES_BASE", 1000)
+    monkeypatch.setattr(dataplug.index, "_INDEX_BYTES_PER_OBJECT_BYTE", 0)
+    co = CloudObject.from_url(CSV, local_store.put("d.csv", CSV_DATA))
+    with pytest.raises(DataplugError, match="limit"):
+        co.preprocess(sample_bytes=4)
+    assert MANIFEST not in co.index_location.list_names()
+
+
+# -- blobs ------------------------------------------------------------------------------------------------
+
+
+def test_partial_blob_reads_check_the_given_checksum(store):
+    blob = bytes(range(256)) * 64
+    location = StorageObject(store.url("idx"), store.options)
+    sidecar = Sidecar("Fmt", 1, store.url("obj"), ObjectInfo(len(blob), "x"), {}, blobs={"windows": blob})
+    write_sidecar(location, sidecar)
+    ref = load_sidecar(location, store.url("obj"), "Fmt", 1).blob("windows")
+    part = blob[1000:3000]
+    assert ref.read(1000, 3000, sha256=hashlib.sha256(part).hexdigest()) == part
+    assert ref.read(1000, 3000, crc32=zlib.crc32(part)) == part
+    location.child(ref.location.url.rsplit("/", 1)[1]).write_bytes(blob[::-1])  # same size, manifest untouched
+    with pytest.raises(CorruptIndexError, match="SHA-256"):
+        ref.read(1000, 3000, sha256=hashlib.sha256(part).hexdigest())
+    with pytest.raises(CorruptIndexError, match="CRC32"):
+        ref.read(1000, 3000, crc32=zlib.crc32(part))
+    with pytest.raises(CorruptIndexError, match="SHA-256"):
+        ref.read()
+    with pytest.raises(CorruptIndexError, match="outside"):
+        ref.read(0, len(blob) + 1)
+    assert isinstance(ref, BlobRef)
+
+
+# -- even_bounds ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("total", "parts"), [(2**40, 2**24), (2**62 + 7, 3), (2**63 - 1, 1000), (2**64 + 5, 3), (10, 3), (0, 4), (5, 8)])
+def test_even_bounds_is_exact(total, parts):
+    bounds = even_bounds(total, parts)
+    sizes = [int(b) - int(a) for a, b in zip(bounds[:-1], bounds[1:])]
+    assert len(bounds) == parts + 1 and int(bounds[0]) == 0 and int(bounds[-1]) == total
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == total
+    assert [int(b) for b in bounds[:: max(1, parts // 7)]] == [i * total // parts for i in range(0, parts + 1, max(1, parts // 7))]
