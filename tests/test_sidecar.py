@@ -183,7 +183,7 @@ def test_reindex_keeps_the_superseded_generation_for_slices_in_flight(store, clo
     co = CloudObject.from_url(GZipText, url, storage_options=store.options)
     co.preprocess(spacing=20000)
     in_flight = co.partition(gzip_chunks, 6)
-    assert sum(s.window is not None for s in in_flight) >= 3  # they read the sidecar's windows blob
+    assert sum(s.source.windows is not None for s in in_flight) >= 3  # they read the sidecar's windows blob
     first = generations(co)
 
     def read(slices):
