@@ -3,18 +3,39 @@
 Nothing else in dataplug opens files or clients. A :class:`StorageObject` is a small, picklable value
 (URL + storage options); the fsspec filesystem behind it is created lazily in each process and never
 pickled, so slices can travel to any worker and resolve credentials there.
+
+Retries, in layers:
+
+- On S3, botocore retries each request until its headers arrive: 5xx, throttling (SlowDown), connection
+  resets and timeouts, with capped exponential backoff and jitter (``retries={"mode": "standard"}`` is set
+  unless the storage options choose another policy). s3fs's own wrapper adds a few more tries of the same.
+- Neither sees the response *body*: a truncated body (aiohttp ``ClientPayloadError``, botocore
+  ``IncompleteReadError``), a reset or a stall (``read_timeout``) while it streams, or a body shorter than
+  the range are raised after botocore returned, and ``cat_ranges`` hands them back as values. So dataplug
+  keeps one retry loop of its own over every read (:meth:`StorageObject._read_retrying` for ranges,
+  :meth:`StorageObject._call` for the rest): it re-issues only the failed ranges, each re-read whole and never
+  appended to a partial body, with bounded exponential backoff and jitter, and names the URL, the range and
+  the attempt count when it gives up. It also turns a short read into :class:`StaleIndexError` when a fresh
+  size check shows the object really is smaller than indexed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import functools
+import http.client
 import io
 import os
+import random
 import threading
 import time
-from collections import deque
+import uuid
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import fsspec
 
@@ -26,22 +47,83 @@ from dataplug.errors import (
     StorageError,
 )
 
-#: Attempts for a storage call that fails with a transient error (connection reset, timeout, 5xx).
-RETRIES = 4
+#: Attempts dataplug makes for one read or storage call before it raises :class:`StorageError`.
+RETRIES = 5
+#: Backoff before attempt ``n + 1`` is ``min(BACKOFF_CAP, BACKOFF_BASE * 2**(n - 1))`` seconds, times a random
+#: factor in [0.5, 1) so that workers that failed together do not retry together.
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 5.0
+#: botocore's retry policy for S3 requests when the storage options set none.
+DEFAULT_S3_RETRIES = {"mode": "standard", "max_attempts": 3}
+#: Concurrent range requests of one :meth:`StorageObject.read_ranges` call.
+MAX_CONCURRENT_RANGES = 32
+#: :data:`read_stats` keeps totals for at most this many URLs (the most recently read).
+READ_STATS_URLS = 1024
+#: Name prefix of the probe files :meth:`StorageObject.check_writable` writes and deletes.
+PROBE_PREFIX = ".dataplug-probe-"
+
+_S3 = ("s3", "s3a")
+#: Error codes of object stores that mean "try again" (botocore's transient and throttling codes).
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "PriorRequestNotComplete",
+        "OperationAborted",
+    }
+)
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+_TRANSIENT_ERRNOS = frozenset({errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
+#: Error codes and statuses that mean a location refuses writes (rather than failed to take one).
+_REFUSED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "MethodNotAllowed",
+        "InvalidObjectState",
+    }
+)
+_REFUSED_STATUS = frozenset({401, 403, 405})
+_REFUSED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOSPC, errno.EDQUOT})
 
 
 class ReadStats:
-    """Process-wide counters of reads per URL, so tests and benchmarks can prove what a step fetched."""
+    """Process-wide counters of reads per URL, so tests and benchmarks can prove what a step fetched.
 
-    def __init__(self) -> None:
+    ``requests[url]`` counts the requests made (retries included), ``bytes[url]`` the bytes returned. Only the
+    ``max_urls`` most recently read URLs are kept, so a long-lived worker does not grow without bound.
+    """
+
+    def __init__(self, max_urls: int = READ_STATS_URLS) -> None:
         self._lock = threading.Lock()
-        self.requests: dict[str, int] = {}
-        self.bytes: dict[str, int] = {}
+        self.max_urls = max_urls
+        self.requests: OrderedDict[str, int] = OrderedDict()
+        self.bytes: OrderedDict[str, int] = OrderedDict()
 
     def add(self, url: str, requests: int, nbytes: int) -> None:
         with self._lock:
-            self.requests[url] = self.requests.get(url, 0) + requests
-            self.bytes[url] = self.bytes.get(url, 0) + nbytes
+            for totals, n in ((self.requests, requests), (self.bytes, nbytes)):
+                totals[url] = totals.get(url, 0) + n
+                totals.move_to_end(url)
+                while len(totals) > self.max_urls:
+                    totals.popitem(last=False)
 
     def reset(self) -> None:
         with self._lock:
@@ -49,7 +131,7 @@ class ReadStats:
             self.bytes.clear()
 
 
-#: Counts every ranged read made through :meth:`StorageObject.read_ranges`.
+#: Counts every read made through :class:`StorageObject`.
 read_stats = ReadStats()
 
 
@@ -81,25 +163,90 @@ def _identity(info: dict[str, Any]) -> str:
     return "unknown"
 
 
+class ShortBodyError(Exception):
+    """A response body shorter than the bytes asked for: retried, unless the object really is smaller."""
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from (s3fs wraps botocore's errors into OSError)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _response_error(exc: BaseException) -> tuple[str | None, int | None]:
+    """The object store's error code and HTTP status behind ``exc``, if a response is behind it."""
+    for e in _chain(exc):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            return response.get("Error", {}).get("Code"), response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None, None
+
+
+@functools.cache
+def _transient_types() -> tuple[type[BaseException], ...]:
+    """Exception types of a request or body that failed in transit (imported lazily: local use needs none)."""
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.IncompleteRead, ShortBodyError]
+    with contextlib.suppress(ImportError):
+        import aiohttp
+
+        types += [aiohttp.ClientPayloadError, aiohttp.ClientConnectionError]
+    with contextlib.suppress(ImportError):
+        from botocore import exceptions as boto
+
+        types += [boto.HTTPClientError, boto.ConnectionError, boto.IncompleteReadError, boto.ResponseStreamingError]
+    with contextlib.suppress(ImportError):
+        from urllib3 import exceptions as urllib3
+
+        types += [urllib3.ProtocolError, urllib3.IncompleteRead]
+    return tuple(types)
+
+
 def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+    """Whether ``exc`` is worth another attempt, by exception type, error code and HTTP status (never by message)."""
+    if isinstance(exc, DataplugError):
         return False
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    code, status = _response_error(exc)
+    if code is not None or status is not None:
+        return code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
+        return False
+    if isinstance(exc, _transient_types()):
         return True
-    text = str(exc)
-    return any(code in text for code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", " 503", " 500"))
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
 
 
 def _is_precondition_failed(exc: BaseException | None) -> bool:
     """True for S3's answer to a failed ``If-Match`` (HTTP 412), however s3fs wrapped it."""
-    while exc is not None:
-        response = getattr(exc, "response", None) or {}
-        if "PreconditionFailed" in str(exc) or response.get("Error", {}).get("Code") == "PreconditionFailed":
-            return True
-        if response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    code, status = _response_error(exc) if exc is not None else (None, None)
+    return code == "PreconditionFailed" or status == 412
+
+
+def _is_range_past_end(exc: BaseException) -> bool:
+    """True for HTTP 416: the range starts at or past the object's end."""
+    code, status = _response_error(exc)
+    return code == "InvalidRange" or status == 416
+
+
+def _refuses_writes(exc: BaseException) -> bool:
+    """A location that refuses writes (permissions, read-only, no such bucket), as opposed to a failed write."""
+    code, status = _response_error(exc)
+    if code is not None or status is not None:
+        return code in _REFUSED_CODES or status in _REFUSED_STATUS
+    if isinstance(exc, (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _REFUSED_ERRNOS
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep before attempt ``attempt + 1``: exponential, capped, with jitter."""
+    time.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -108,12 +255,23 @@ def split_url(url: str) -> tuple[str, str]:
     return protocol or "file", path
 
 
+def _filesystem_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The storage options with botocore's retry policy defaulted for S3 (the user's choice wins)."""
+    if protocol not in _S3:
+        return options
+    config = dict(options.get("config_kwargs") or {})
+    config.setdefault("retries", dict(DEFAULT_S3_RETRIES))
+    return {**options, "config_kwargs": config}
+
+
 @dataclass
 class StorageObject:
     """An object (or any path) behind an fsspec URL plus the options of its filesystem.
 
     ``storage_options`` are passed to fsspec as given (for S3: ``endpoint_url``, ``key``, ``secret``,
-    ``client_kwargs`` ...). Leave them empty to let each worker resolve credentials from its environment.
+    ``client_kwargs``, ``config_kwargs`` such as ``{"read_timeout": 15}`` ...), plus botocore's standard retry
+    mode on S3 unless ``config_kwargs["retries"]`` is given. Leave them empty to let each worker resolve
+    credentials from its environment.
     """
 
     url: str
@@ -137,7 +295,7 @@ class StorageObject:
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         if self._fs is None:
-            self._fs, self._path = fsspec.core.url_to_fs(self.url, **self.storage_options)
+            self._fs, self._path = fsspec.core.url_to_fs(self.url, **_filesystem_options(self.protocol, self.storage_options))
         return self._fs
 
     @property
@@ -161,7 +319,7 @@ class StorageObject:
         """Size and identity, fresh from the store. Raises :class:`ObjectNotFoundError`."""
         if refresh:
             self.fs.invalidate_cache(self.path)
-        raw = self._call(self.fs.info, self.path)
+        raw = self._call(self.fs.info, self.path, what="metadata request")
         if raw.get("type") == "directory":
             raise ObjectNotFoundError(self.url, "is a directory, not an object")
         return ObjectInfo(size=int(raw["size"]), identity=_identity(raw))
@@ -182,31 +340,20 @@ class StorageObject:
     def read_ranges(self, ranges: Sequence[tuple[int, int]], expect: ObjectInfo | None = None) -> list[bytes]:
         """Several byte ranges in one call (concurrent requests where the filesystem is async).
 
-        With ``expect``, raises :class:`StaleIndexError` if the object is no longer the one described.
-        On S3 the check rides on the reads themselves (``If-Match`` on the ETag), so it costs no request;
-        elsewhere it is one metadata call.
+        With ``expect``, raises :class:`StaleIndexError` if the object is no longer the one described. On S3
+        the check rides on the reads themselves (``If-Match`` on the ETag, or ``VersionId`` on a versioned
+        bucket), so it costs no request; elsewhere it is one metadata call. Failed ranges are retried whole.
         """
         ranges = [(int(a), int(b)) for a, b in ranges]
         if not ranges:
             return []
-        if expect is not None and self._can_match_etag(expect):
-            out = self._read_ranges_if_match(ranges, expect.identity[len("etag:"):])
-        else:
-            if expect is not None:
-                self.check_unchanged(expect)
-            nonempty = [(a, b) for a, b in ranges if b > a]
-            got = iter(
-                self._call(self.fs.cat_ranges, [self.path] * len(nonempty), [a for a, _ in nonempty], [b for _, b in nonempty])
-                if nonempty
-                else []
-            )
-            out = [next(got) if b > a else b"" for a, b in ranges]
-        for (a, b), data in zip(ranges, out):
-            if isinstance(data, BaseException):
-                raise self._translate(data)
-            if len(data) != b - a:
-                raise StaleIndexError(self.url, f"short read at bytes [{a}, {b}): got {len(data)} bytes; the object is smaller than indexed")
-        read_stats.add(self.url, sum(1 for a, b in ranges if b > a), sum(b - a for a, b in ranges))
+        pins = self._pins(expect)
+        if expect is not None and pins is None:
+            self.check_unchanged(expect)
+        out = [b""] * len(ranges)
+        todo = [i for i, (a, b) in enumerate(ranges) if b > a]
+        requests = self._read_retrying(ranges, todo, out, pins or {}, expect) if todo else 0
+        read_stats.add(self.url, requests, sum(len(data) for data in out))
         return out
 
     def check_unchanged(self, expect: ObjectInfo) -> None:
@@ -219,34 +366,107 @@ class StorageObject:
                 f"now size {now.size}, {now.identity}); run preprocess(force=True)",
             )
 
-    def _can_match_etag(self, expect: ObjectInfo) -> bool:
-        return self.protocol in ("s3", "s3a") and expect.identity.startswith("etag:")
+    def _pins(self, expect: ObjectInfo | None) -> dict[str, str] | None:
+        """``get_object`` arguments that make a read fail unless it returns the indexed bytes (None: cannot pin)."""
+        if expect is None:
+            return {}
+        if self.protocol in _S3:
+            kind, _, value = expect.identity.partition(":")
+            if kind == "etag":
+                return {"IfMatch": value}
+            if kind == "version":
+                return {"VersionId": value}
+        return None
 
-    def _read_ranges_if_match(self, ranges: list[tuple[int, int]], etag: str) -> list[bytes]:
-        from fsspec.asyn import sync
+    def _read_retrying(
+        self, ranges: list[tuple[int, int]], todo: list[int], out: list[bytes], pins: dict[str, str], expect: ObjectInfo | None
+    ) -> int:
+        """Fill ``out[i]`` for every ``i`` in ``todo``; re-issue only the ranges that failed. Returns the request count."""
+        requests = 0
+        for attempt in range(1, RETRIES + 1):
+            results = self._fetch_ranges([ranges[i] for i in todo], pins)
+            requests += len(todo)
+            failed: dict[int, BaseException] = {}
+            for i, result in zip(todo, results):
+                a, b = ranges[i]
+                if isinstance(result, BaseException):
+                    if _is_range_past_end(result):
+                        failed[i] = ShortBodyError(f"the store refused bytes [{a}, {b}) as past the object's end")
+                    elif _is_transient(result):
+                        failed[i] = result
+                    else:
+                        raise self._translate(result, pins) from result
+                elif len(result) != b - a:
+                    failed[i] = ShortBodyError(f"got {len(result)} of the {b - a} bytes [{a}, {b})")
+                else:
+                    out[i] = result
+            shorts = [ranges[i] for i, exc in failed.items() if isinstance(exc, ShortBodyError)]
+            if shorts:
+                self._check_size(max(b for _, b in shorts), expect)
+            if not failed:
+                return requests
+            todo = sorted(failed)
+            if attempt == RETRIES:
+                a, b = ranges[todo[0]]
+                error = failed[todo[0]]
+                others = f" ({len(todo)} of {len(ranges)} ranges failed)" if len(todo) > 1 else ""
+                raise StorageError(self.url, f"reading bytes [{a}, {b}) failed after {attempt} attempts{others}: {_describe(error)}") from error
+            _backoff(attempt)
+        raise AssertionError("unreachable")
 
-        fs = self.fs
-        bucket, key, _ = fs.split_path(self.path)
+    def _check_size(self, end: int, expect: ObjectInfo | None) -> None:
+        """After a short read: :class:`StaleIndexError` if a fresh look shows the object changed or ends before ``end``."""
+        if expect is not None:
+            self.check_unchanged(expect)
+        size = self.info().size if expect is None else expect.size
+        if size < end:
+            raise StaleIndexError(self.url, f"short read: the object has {size} bytes, fewer than the {end} indexed; run preprocess(force=True)")
+
+    def _fetch_ranges(self, ranges: list[tuple[int, int]], pins: dict[str, str]) -> list[bytes | BaseException]:
+        """One attempt at every range: each result is its bytes or the exception that range failed with."""
+        try:
+            if self.protocol in _S3:
+                from fsspec.asyn import sync
+
+                return sync(self.fs.loop, self._get_s3_ranges, ranges, pins)
+            paths = [self.path] * len(ranges)
+            return self.fs.cat_ranges(paths, [a for a, _ in ranges], [b for _, b in ranges], on_error="return")
+        except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
+            return [exc] * len(ranges)
+
+    async def _get_s3_ranges(self, ranges: list[tuple[int, int]], pins: dict[str, str]) -> list[bytes | BaseException]:
+        """One ``GetObject`` per range through s3fs (with ``If-Match``/``VersionId`` when pinned), body read in full."""
+        gate = asyncio.Semaphore(MAX_CONCURRENT_RANGES)
 
         async def one(start: int, end: int) -> bytes:
-            if end <= start:
-                return b""
-            resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", IfMatch=etag)
-            try:
-                return await resp["Body"].read()
-            finally:
-                resp["Body"].close()
+            async with gate:
+                return await self._get_s3(Range=f"bytes={start}-{end - 1}", **pins)
 
-        async def all_ranges() -> list[Any]:
-            import asyncio
+        return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
 
-            return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
+    async def _get_s3(self, **kwargs: str) -> bytes:
+        fs = self.fs
+        bucket, key, version = fs.split_path(self.path)
+        if version and "VersionId" not in kwargs:
+            kwargs["VersionId"] = version
+        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, **kwargs)
+        body = resp["Body"]
+        try:
+            # aiobotocore checks the body against Content-Length (IncompleteReadError when it falls short).
+            return await body.read()
+        finally:
+            body.close()
 
-        results = self._call(sync, fs.loop, all_ranges)
-        for res in results:
-            if isinstance(res, BaseException) and _is_precondition_failed(res):
-                raise StaleIndexError(self.url, "the object changed after it was indexed (ETag no longer matches); run preprocess(force=True)")
-        return results
+    def read_all(self) -> bytes:
+        """The whole object (used for small sidecar files, never for data objects), retried like ranges."""
+        if self.protocol in _S3:
+            from fsspec.asyn import sync
+
+            data = self._call(sync, self.fs.loop, self._get_s3, what="reading the whole object")
+        else:
+            data = self._call(self.fs.cat_file, self.path, what="reading the whole object")
+        read_stats.add(self.url, 1, len(data))
+        return data
 
     def stream(self, expect: ObjectInfo, block_size: int = 32 * 2**20, ahead: int = 2) -> SequentialReader:
         """A read-only file object over the whole object for one front-to-back pass.
@@ -259,65 +479,112 @@ class StorageObject:
     # -- writes (sidecar locations only; data objects are never written) --------------------------------
 
     def write_bytes(self, data: bytes) -> None:
-        """Write the whole object; a failure becomes :class:`IndexLocationNotWritableError`."""
-        try:
-            if self.protocol == "file":
-                self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
-                tmp = f"{self.path}.tmp-{os.getpid()}-{threading.get_ident()}"
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, self.path)
-            else:
-                self._call(self.fs.pipe_file, self.path, data)
-        except DataplugError as exc:
-            raise IndexLocationNotWritableError(self.url, f"cannot write: {exc.cause}") from exc
-        except Exception as exc:  # noqa: BLE001
-            raise IndexLocationNotWritableError(self.url, f"cannot write: {type(exc).__name__}: {exc}") from exc
+        """Write the whole object.
 
-    def read_all(self) -> bytes:
-        """The whole object (used for small sidecar files, never for data objects)."""
-        data = self._call(self.fs.cat_file, self.path)
-        read_stats.add(self.url, 1, len(data))
-        return data
+        Transient failures are retried, then raised as :class:`StorageError`; a location that refuses writes
+        (permissions, read-only, no such bucket) is :class:`IndexLocationNotWritableError`.
+        """
+        self._refusable(self._write_local if self.protocol == "file" else self._write_remote, data, what="write")
+
+    def _write_local(self, data: bytes) -> None:
+        """Write beside the target and rename, so readers never see a partial file; never leave the temporary behind."""
+        self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
+        tmp = f"{self.path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _write_remote(self, data: bytes) -> None:
+        self.fs.pipe_file(self.path, data)
 
     def delete(self, recursive: bool = False) -> None:
+        """Delete the object (or the folder, with ``recursive``); a missing one is not an error."""
+        self._refusable(self._remove, recursive, what="delete")
+
+    def _remove(self, recursive: bool) -> None:
         try:
             self.fs.rm(self.path, recursive=recursive)
-        except FileNotFoundError:
-            pass
+        except FileNotFoundError as exc:
+            if _response_error(exc)[0] == "NoSuchBucket":
+                raise
+
+    def check_writable(self) -> None:
+        """Write and delete a small probe file inside this URL taken as a folder.
+
+        A cheap check before an indexing pass, so an index location that refuses writes fails at once
+        rather than after the whole pass. Raises :class:`IndexLocationNotWritableError` naming this URL
+        (:class:`StorageError` if the store keeps failing). A location that takes writes but refuses deletes
+        passes: it can hold an index and only keeps superseded files.
+        """
+        probe = self.child(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
+        try:
+            probe.write_bytes(b"")
+        except IndexLocationNotWritableError as exc:
+            raise IndexLocationNotWritableError(self.url, exc.cause) from exc
+        with contextlib.suppress(IndexLocationNotWritableError):
+            probe.delete()
 
     def list_names(self) -> list[str]:
         """Names directly inside this URL taken as a folder ([] when it does not exist)."""
+        self.fs.invalidate_cache(self.path)
         try:
-            self.fs.invalidate_cache(self.path)
-            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path, detail=False)]
-        except FileNotFoundError:
+            paths = self._call(self.fs.ls, self.path, detail=False, what="listing")
+        except ObjectNotFoundError:
             return []
+        return [p.rstrip("/").rsplit("/", 1)[-1] for p in paths]
 
     # -- errors and retries ------------------------------------------------------------------------------
 
-    def _translate(self, exc: BaseException) -> DataplugError:
+    def _translate(self, exc: BaseException, pins: dict[str, str] | None = None) -> DataplugError:
         if isinstance(exc, DataplugError):
             return exc
+        if _is_precondition_failed(exc):
+            return StaleIndexError(self.url, "the object changed after it was indexed (ETag no longer matches); run preprocess(force=True)")
+        code, _ = _response_error(exc)
+        if code == "NoSuchVersion" or (pins and "VersionId" in pins and code == "InvalidArgument"):
+            return StaleIndexError(self.url, "the indexed version of the object no longer exists; run preprocess(force=True)")
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             return ObjectNotFoundError(self.url, "object not found")
-        if _is_precondition_failed(exc):
-            return StaleIndexError(self.url, "the object changed after it was indexed; run preprocess(force=True)")
-        return StorageError(self.url, f"{type(exc).__name__}: {exc}")
+        return StorageError(self.url, _describe(exc))
 
-    def _call(self, fn, *args: Any, **kwargs: Any) -> Any:
-        delay = 0.2
-        for attempt in range(RETRIES):
+    def _retry(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, retried on transient errors; raises :class:`StorageError` after the last attempt
+        and a non-transient error as it is."""
+        for attempt in range(1, RETRIES + 1):
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - classified below
-                if attempt + 1 < RETRIES and _is_transient(exc):
-                    time.sleep(delay)
-                    delay *= 2
-                    continue
-                raise self._translate(exc) from exc
+                if not _is_transient(exc):
+                    raise
+                if attempt == RETRIES:
+                    raise StorageError(self.url, f"{what} failed after {attempt} attempts: {_describe(exc)}") from exc
+                _backoff(attempt)
         raise AssertionError("unreachable")
 
+    def _call(self, fn: Callable[..., Any], *args: Any, what: str = "storage request", **kwargs: Any) -> Any:
+        """:meth:`_retry`, with a non-transient error translated into dataplug's errors."""
+        try:
+            return self._retry(fn, *args, what=what, **kwargs)
+        except DataplugError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise self._translate(exc) from exc
+
+    def _refusable(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+        """:meth:`_retry` for writes and deletes: a refusal is :class:`IndexLocationNotWritableError`."""
+        try:
+            return self._retry(fn, *args, what=what, **kwargs)
+        except DataplugError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified
+            if _refuses_writes(exc):
+                raise IndexLocationNotWritableError(self.url, f"cannot {what}: {_describe(exc)}") from exc
+            raise StorageError(self.url, f"cannot {what}: {_describe(exc)}") from exc
 
 
 class SequentialReader(io.RawIOBase):

@@ -1,0 +1,275 @@
+"""The storage layer's retry policy, versioned reads, writes and counters, against moto behind the fault proxy."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import time
+
+import aiohttp
+import fsspec
+import pytest
+from botocore.exceptions import ClientError
+from fsspec.asyn import sync
+from s3fs.errors import translate_boto_error
+
+from dataplug import CloudObject, IndexLocationNotWritableError, StaleIndexError, StorageError
+from dataplug import storage
+from dataplug.formats.generic.csv import CSV, partition_num_chunks
+from dataplug.storage import PROBE_PREFIX, ReadStats, StorageObject, _is_transient, read_stats
+
+from .conftest import make_bucket
+from .faultproxy import FaultProxy
+
+#: The client's read timeout in these tests: a stalled body is abandoned after this many idle seconds.
+READ_TIMEOUT = 0.5
+DATA = bytes(range(256)) * 2000
+RANGES = [(0, 1), (100, 50_000), (50_000, 200_000), (300_000, len(DATA))]
+
+
+@pytest.fixture(scope="module")
+def proxy(moto_endpoint):
+    with FaultProxy(moto_endpoint, stall_seconds=READ_TIMEOUT + 1.5) as running:
+        yield running
+
+
+@pytest.fixture
+def via_proxy(proxy, s3_options):
+    """Storage options that reach moto through the proxy, which starts with no faults."""
+    proxy.set_mode(None)
+    return {**s3_options, "endpoint_url": proxy.endpoint, "config_kwargs": {"read_timeout": READ_TIMEOUT, "connect_timeout": 2}}
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(storage, "BACKOFF_BASE", 0.01)
+
+
+def put(options, data: bytes = DATA, name: str = "o.bin") -> str:
+    url = f"s3://{make_bucket(options)}/{name}"
+    fs = fsspec.filesystem("s3", **options)
+    fs.pipe_file(url, data)
+    fs.invalidate_cache()
+    return url
+
+
+def ranged_gets(proxy: FaultProxy) -> list[str]:
+    return [r.headers["Range"] for r in proxy.requests if r.method == "GET" and "Range" in r.headers]
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_truncated_bodies_are_re_read_whole(proxy, via_proxy, s3_options, pinned):
+    obj = StorageObject(put(s3_options), via_proxy)
+    expect = obj.info() if pinned else None
+    proxy.set_mode("truncate", every=1)
+    assert obj.read_ranges(RANGES, expect=expect) == [DATA[a:b] for a, b in RANGES]
+    assert proxy.faults["truncate"] == sum(1 for a, b in RANGES if b - a >= 2)
+    asked = {f"bytes={a}-{b - 1}" for a, b in RANGES}
+    assert set(ranged_gets(proxy)) == asked  # every retry asked for its whole range again
+    assert len(ranged_gets(proxy)) == len(RANGES) + proxy.faults["truncate"]
+
+
+def test_whole_reads_writes_and_metadata_survive_every_fault(proxy, via_proxy, s3_options):
+    obj = StorageObject(put(s3_options), via_proxy)
+    side = StorageObject(obj.url + ".side", via_proxy)
+    for mode in ("503", "reset", "truncate"):
+        proxy.set_mode(mode, every=1)
+        side.write_bytes(mode.encode() * 1000)
+        assert side.read_all() == mode.encode() * 1000
+        assert obj.read_all() == DATA
+        assert obj.info().size == len(DATA)
+        assert "o.bin.side" in StorageObject(obj.url.rsplit("/", 1)[0], via_proxy).list_names()
+        assert proxy.faults[mode] >= 3
+
+
+def test_stalled_body_is_retried(proxy, via_proxy, s3_options):
+    obj = StorageObject(put(s3_options), via_proxy)
+    expect = obj.info()
+    proxy.set_mode("stall", every=1)
+    started = time.monotonic()
+    assert obj.read_ranges(RANGES, expect=expect) == [DATA[a:b] for a, b in RANGES]
+    assert obj.read_all() == DATA
+    assert proxy.faults["stall"] == sum(1 for a, b in RANGES if b - a >= 2) + 1
+    assert time.monotonic() - started < 10 * READ_TIMEOUT + 5
+
+
+def test_last_error_names_url_range_and_attempts(proxy, via_proxy, s3_options, fast_backoff):
+    obj = StorageObject(put(s3_options), via_proxy)
+    proxy.set_mode("truncate", every=1, spare=False)
+    with pytest.raises(StorageError) as err:
+        obj.read_ranges([(10, 70_000)], expect=obj.info())
+    message = str(err.value)
+    assert obj.url in message and "bytes [10, 70000)" in message and f"after {storage.RETRIES} attempts" in message
+    assert len(ranged_gets(proxy)) == storage.RETRIES
+    with pytest.raises(StorageError, match=f"reading the whole object failed after {storage.RETRIES} attempts"):
+        obj.read_all()
+
+
+def test_short_body_is_retried_then_a_smaller_object_is_stale(tmp_path, monkeypatch):
+    path = tmp_path / "o.bin"
+    path.write_bytes(DATA)
+    obj = StorageObject(str(path))
+    real = StorageObject._fetch_ranges
+    calls = []
+
+    def short_once(self, ranges, pins):
+        calls.append(list(ranges))
+        got = real(self, ranges, pins)
+        return [data[:-1] for data in got] if len(calls) == 1 else got
+
+    monkeypatch.setattr(StorageObject, "_fetch_ranges", short_once)
+    assert obj.read_ranges(RANGES) == [DATA[a:b] for a, b in RANGES]
+    assert calls[1] == [r for r in RANGES if r[1] - r[0] > 0]
+    monkeypatch.undo()
+    path.write_bytes(DATA[:1000])
+    with pytest.raises(StaleIndexError, match="1000 bytes, fewer than"):
+        obj.read_range(0, 5000)
+
+
+def test_short_s3_object_is_stale_not_retried_forever(s3_options):
+    url = put(s3_options, DATA[:1000])
+    obj = StorageObject(url, s3_options)
+    with pytest.raises(StaleIndexError, match="1000 bytes"):
+        obj.read_range(500, 5000)
+    with pytest.raises(StaleIndexError, match="1000 bytes"):
+        obj.read_range(2000, 5000)
+
+
+def test_transient_is_judged_by_type_code_and_status_never_by_message():
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    assert not _is_transient(ValueError("got HTTP 500 from a parser"))
+    assert not _is_transient(OSError("upstream said 500"))
+    assert not _is_transient(client_error("AccessDenied", 403))
+    assert not _is_transient(translate_boto_error(client_error("NoSuchKey", 404)))
+    assert not _is_transient(FileNotFoundError("x"))
+    assert _is_transient(client_error("InternalError", 500))
+    assert _is_transient(client_error("503", 503))
+    assert _is_transient(translate_boto_error(client_error("SlowDown", 503)))
+    assert _is_transient(ConnectionResetError(errno.ECONNRESET, "reset"))
+    assert _is_transient(aiohttp.ClientPayloadError("Response payload is not completed"))
+    assert _is_transient(TimeoutError())
+
+
+def test_versioned_reads_are_one_pinned_get_per_range(proxy, via_proxy, s3_options):
+    bucket = make_bucket(s3_options)
+    fs = fsspec.filesystem("s3", **s3_options)
+    sync(fs.loop, fs._call_s3, "put_bucket_versioning", Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    url = f"s3://{bucket}/v.bin"
+    fs.pipe_file(url, DATA)
+    obj = StorageObject(url, via_proxy)
+    first = obj.info()
+    assert first.identity.startswith("version:")
+    proxy.set_mode(None)
+    assert obj.read_ranges(RANGES, expect=first) == [DATA[a:b] for a, b in RANGES]
+    version = first.identity.split(":", 1)[1]
+    assert [(r.method, f"versionId={version}" in r.target) for r in proxy.requests] == [("GET", True)] * len(RANGES)
+    fs.pipe_file(url, DATA[::-1])  # a new version: the indexed one still reads its own bytes
+    assert obj.read_range(5, 10, expect=first) == DATA[5:10]
+    sync(fs.loop, fs._call_s3, "delete_object", Bucket=bucket, Key="v.bin", VersionId=version)
+    with pytest.raises(StaleIndexError, match="version"):
+        obj.read_range(5, 10, expect=first)
+
+
+def test_versioned_slices_read_once_each(s3_options):
+    bucket = make_bucket(s3_options)
+    fs = fsspec.filesystem("s3", **s3_options)
+    sync(fs.loop, fs._call_s3, "put_bucket_versioning", Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    text = "id,name\n" + "".join(f"{i},row {i}\n" for i in range(3000))
+    url = f"s3://{bucket}/d.csv"
+    fs.pipe_file(url, text.encode())
+    co = CloudObject.from_url(CSV, url, storage_options=s3_options).preprocess()
+    body = []
+    for s in co.partition(partition_num_chunks, 8):
+        read_stats.reset()
+        body.append(s.get()[len("id,name\n") :])
+        assert read_stats.requests[url] == 1
+    assert "id,name\n" + "".join(body) == text
+
+
+def test_local_write_failure_leaves_no_temporary(tmp_path, monkeypatch):
+    target = StorageObject(str(tmp_path / "idx" / "f.bin"))
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EACCES, "denied", dst)
+
+    monkeypatch.setattr(storage.os, "replace", refuse)
+    with pytest.raises(IndexLocationNotWritableError, match="f.bin"):
+        target.write_bytes(b"abc")
+    assert os.listdir(tmp_path / "idx") == []
+
+
+def test_transient_write_failures_are_retried_then_storage_errors(s3_options, monkeypatch, fast_backoff):
+    obj = StorageObject(f"s3://{make_bucket(s3_options)}/f.bin", s3_options)
+    calls = []
+
+    def flaky(path, data):
+        calls.append(path)
+        if len(calls) < 3:
+            raise ConnectionResetError(errno.ECONNRESET, "reset by peer")
+        return real(path, data)
+
+    real = obj.fs.pipe_file
+    monkeypatch.setattr(obj.fs, "pipe_file", flaky)
+    obj.write_bytes(b"abc")
+    assert len(calls) == 3 and obj.read_all() == b"abc"
+
+    def times_out(path, data):
+        calls.append(path)
+        raise TimeoutError("write timed out")
+
+    calls.clear()
+    monkeypatch.setattr(obj.fs, "pipe_file", times_out)
+    with pytest.raises(StorageError, match=f"write failed after {storage.RETRIES} attempts") as err:
+        obj.write_bytes(b"abc")
+    assert not isinstance(err.value, IndexLocationNotWritableError) and len(calls) == storage.RETRIES
+
+
+def test_refused_writes_are_not_writable(tmp_path, s3_options):
+    with pytest.raises(IndexLocationNotWritableError, match="no-such-bucket-here"):
+        StorageObject("s3://no-such-bucket-here/x/f.bin", s3_options).write_bytes(b"abc")
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(IndexLocationNotWritableError, match="file"):
+        StorageObject(str(tmp_path / "file" / "f.bin")).write_bytes(b"abc")
+
+
+def test_check_writable_probes_and_cleans_up(tmp_path, proxy, via_proxy, s3_options, monkeypatch):
+    folder = StorageObject(str(tmp_path / "idx"))
+    folder.check_writable()
+    assert os.listdir(tmp_path / "idx") == []
+    bucket = StorageObject(f"s3://{make_bucket(s3_options)}/idx", via_proxy)
+    bucket.check_writable()
+    assert bucket.list_names() == []
+    assert [r.method for r in proxy.requests if PROBE_PREFIX in r.target] == ["PUT"]  # deleted in a bulk POST
+
+    def refuse_deletes(self, recursive):
+        raise PermissionError(errno.EACCES, "no deletes")
+
+    monkeypatch.setattr(StorageObject, "_remove", refuse_deletes)
+    folder.check_writable()  # takes writes, refuses deletes: it can still hold an index
+    assert len(os.listdir(tmp_path / "idx")) == 1
+    (tmp_path / "blocker").write_bytes(b"x")
+    with pytest.raises(IndexLocationNotWritableError, match="blocker"):
+        StorageObject(str(tmp_path / "blocker" / "idx")).check_writable()
+    with pytest.raises(IndexLocationNotWritableError, match="no-such-bucket-here"):
+        StorageObject("s3://no-such-bucket-here/idx", s3_options).check_writable()
+
+
+def test_read_stats_keep_only_recent_urls():
+    stats = ReadStats(max_urls=3)
+    for i in range(5):
+        stats.add(f"u{i}", 1, 10 * i)
+    stats.add("u2", 2, 5)
+    assert list(stats.requests) == ["u3", "u4", "u2"] and list(stats.bytes) == ["u3", "u4", "u2"]
+    assert stats.requests["u2"] == 3 and stats.bytes["u2"] == 25 and stats.requests.get("u0", 0) == 0
+    stats.reset()
+    assert not stats.requests and not stats.bytes
+
+
+def test_storage_objects_pickle_without_their_filesystem(s3_options):
+    obj = StorageObject(put(s3_options), s3_options)
+    obj.info()
+    clone = pickle.loads(pickle.dumps(obj))
+    assert clone._fs is None and clone == obj and clone.read_range(0, 10) == DATA[:10]
