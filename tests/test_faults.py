@@ -109,7 +109,7 @@ CASES = [
     Case("UTF8Text", text.UTF8Text, _text_data, {"chunk_size": 64 * 1024}, text.partition_num_chunks, 6, _line_records),
     Case("GZipText", gzipped.GZipText, _gzip_text_data, {"spacing": 64 * 1024}, gzipped.partition_num_chunks, 6, _gzip_line_records),
     Case("FASTQGZip", fastq.FASTQGZip, _fastq_gz_data, {"spacing": 2**17}, fastq.partition_reads_batches, 6, _fastq_records),
-    Case("FASTQ", fastq.FASTQ, lambda: make_fastq(3000, 8), {}, fastq.partition_reads_batches, 6, _fastq_records),
+    Case("FASTQ", fastq.FASTQ, lambda: make_fastq(3000, 8), {"chunk_size": 64 * 1024}, fastq.partition_reads_batches, 6, _fastq_records),
     Case("LAS", laspc.LiDARPointCloud, lambda: las_bytes(cloud(20000, 1)), {"block_points": 2500}, laspc.square_split_strategy, 4, _lidar_records),
     Case("LAZ", laspc.LiDARPointCloud, _laz_data, {}, laspc.square_split_strategy, 4, _lidar_records),
 ]
