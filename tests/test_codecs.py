@@ -20,6 +20,7 @@ from dataplug.formats.compressed.gzipped import GZipText
 from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks, partition_rows
 from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
+from dataplug.storage import read_stats
 from tests.test_csv import csv_files, whole_file_table
 from tests.test_fastq_gzip import make_fastq
 from tests.test_gzip_codec import bgzf, gzip_member
@@ -187,3 +188,45 @@ def test_strategies_resolve_through_the_format_hierarchy(local_store):
     gz = CloudObject.from_url(GZipText, local_store.put("t.txt.gz", gzip.compress(b"a\nb\nc\n")))
     gz.preprocess()
     assert [s.get() for s in gz.partition(text_chunks, n_chunks=3)] == ["a\n", "b\n", "c\n"]
+
+
+def gzi_of(data: bytes, block: int, starts: list[int]) -> bytes:
+    """htslib's .gzi for a BGZF object: the (compressed, uncompressed) start of every member but the first."""
+    pairs = [(c, i * block) for i, c in enumerate(starts)][1:]
+    return len(pairs).to_bytes(8, "little") + b"".join(c.to_bytes(8, "little") + u.to_bytes(8, "little") for c, u in pairs)
+
+
+@pytest.mark.parametrize("store_kind", ["local_store", "s3_store"])
+def test_bgzf_with_a_gzi_is_indexed_in_parallel_and_matches_the_sequential_pass(request, store_kind, tmp_path):
+    store = request.getfixturevalue(store_kind)
+    data = make_fastq(6000, 21)
+    block = 9000
+    compressed, starts = bgzf(data, block=block)
+    url = store.put("r.fastq.bgz", compressed)
+    read_stats.reset()
+    plain = CloudObject.from_url(FASTQ, url, store.options, index_location=str(tmp_path / "sequential"))
+    plain.preprocess(spacing=20_000, chunk_size=50_000)
+    sequential_requests = read_stats.requests[plain.url]
+    store.put("r.fastq.bgz.gzi", gzi_of(data, block, starts))
+    read_stats.reset()
+    fast = CloudObject.from_url(FASTQ, url, store.options)
+    fast.preprocess(spacing=20_000, chunk_size=50_000)
+    assert sequential_requests <= 3 < len(data) // 50_000 <= read_stats.requests[fast.url]  # one stream vs a map over member runs
+    assert fast.attributes == plain.attributes
+    for name in ("compressed_offset", "uncompressed_offset"):
+        assert np.array_equal(fast.index().tables[name], plain.index().tables[name])
+    for n in (1, 5, 17):
+        assert [r for s in fast.partition(partition_reads_batches, n) for r in s.reads()] == fastq_oracle(data)
+
+
+def test_a_gzi_that_does_not_fit_is_a_clear_error(local_store):
+    data = b"".join(b"line %d\n" % i for i in range(20000))
+    compressed, starts = bgzf(data, block=4000)
+    url = local_store.put("t.txt.bgz", compressed)
+    wrong = gzi_of(data, 4001, starts)
+    local_store.put("t.txt.bgz.gzi", wrong)
+    with pytest.raises(InvalidFormatError, match="gzi"):
+        CloudObject.from_url(UTF8Text, url).preprocess(chunk_size=10_000, spacing=8000)
+    local_store.put("t.txt.bgz.gzi", b"\x05\x00")
+    with pytest.raises(InvalidFormatError, match="not a .gzi"):
+        CloudObject.from_url(UTF8Text, url).preprocess()

@@ -3,7 +3,7 @@
 ``base`` holds the interface and the registry; each codec registers itself on import.
 """
 
-from dataplug.codecs import gzip_source, plain  # noqa: F401 - register the built-in codecs
+from dataplug.codecs import bgzf, gzip_source, plain  # noqa: F401 - register the built-in codecs
 from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec, register_codec
 
 __all__ = ["Codec", "CodecIndex", "LogicalReader", "Scanner", "detect_codec", "get_codec", "register_codec"]

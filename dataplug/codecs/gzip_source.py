@@ -214,15 +214,3 @@ class GzipCodec(Codec):
             fetch_end=fetch_end,
             fetch_limit=limit,
         )
-
-
-@register_codec
-class BgzfCodec(GzipCodec):
-    """BGZF (bgzip, htslib): gzip members of at most 64 KiB, marked by a ``BC`` extra field. Checkpoints
-    sit on member starts, so no windows are stored."""
-
-    name = "bgzf"
-
-    @classmethod
-    def detect(cls, head: bytes) -> bool:
-        return head[:2] == b"\x1f\x8b" and _is_bgzf(head)

@@ -1,0 +1,145 @@
+"""The BGZF byte source (bgzip, htslib): gzip members of at most 64 KiB marked by a ``BC`` extra field.
+
+Every member decodes alone, so checkpoints are member starts and no windows are stored. Without help the
+index pass is the sequential gzip pass (member starts can only be found by walking the members). When a
+``.gzi`` index lies beside the object (as ``bgzip -i`` or ``samtools faidx`` write it), or ``gzi=`` names
+one, the member starts are known up front and the pass becomes a parallel map over runs of members, like
+the plain codec's, on the context's executor.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from typing import Any
+
+import numpy as np
+
+from dataplug.codecs.base import CodecIndex, Scanner, register_codec
+from dataplug.codecs.gzip import DEFAULT_SPACING, _is_bgzf
+from dataplug.codecs.gzip_source import WINDOWS_BLOB, GzipCodec
+from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
+from dataplug.errors import InvalidFormatError, ObjectNotFoundError
+from dataplug.executors import map_ordered
+from dataplug.storage import StorageObject
+
+#: Compressed bytes read at a time for a range's look-ahead.
+_AHEAD = 256 * 1024
+
+
+def read_gzi(url: str, data: bytes, size: int) -> np.ndarray:
+    """Member starts from a ``.gzi`` file: an (n + 1, 2) array of (compressed, uncompressed) offsets, the
+    object start first. The format is htslib's: a little-endian u64 count, then that many u64 pairs."""
+    if len(data) < 8:
+        raise InvalidFormatError(url, "not a .gzi index: shorter than its 8-byte entry count", offset=0)
+    n = int.from_bytes(data[:8], "little")
+    if len(data) != 8 + 16 * n:
+        raise InvalidFormatError(url, f"not a .gzi index: {len(data)} bytes for {n} entries", offset=0)
+    points = np.concatenate((np.zeros((1, 2), np.int64), np.frombuffer(data, "<u8", offset=8).reshape(n, 2).astype(np.int64)))
+    if np.any(np.diff(points, axis=0) <= 0) or points[-1, 0] >= max(size, 1):
+        raise InvalidFormatError(url, "the .gzi index does not fit the object: offsets must increase inside it", offset=0)
+    return points
+
+
+def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> bytes:
+    """Decode the gzip members in ``raw`` (object bytes from ``at``); with ``whole`` every member must end
+    inside ``raw``, else a partial last member contributes what it decodes to."""
+    out = []
+    while raw:
+        d = zlib.decompressobj(31)
+        try:
+            out.append(d.decompress(raw))
+        except zlib.error as exc:
+            raise InvalidFormatError(url, f"corrupt BGZF member: {exc}", offset=at) from None
+        if not d.eof:
+            if whole:
+                raise InvalidFormatError(url, "truncated BGZF member: the .gzi index does not match the object", offset=at)
+            break
+        at += len(raw) - len(d.unused_data)
+        raw = d.unused_data
+    return b"".join(out)
+
+
+def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[int, int, int, int, int]) -> tuple[Any, int]:
+    """Map step: decode the members ``[c0, c1)`` (from the member before them, for the byte of context)
+    and enough members after them for the scanner's look-ahead; returns the scan and the decoded length."""
+    c_prev, u_prev, c0, u0, c1 = item
+    body = inflate_members(obj.url, obj.read_range(c_prev, c1), c_prev, whole=True)
+    end = u_prev + len(body)
+    ahead = _AHEAD
+    while True:
+        stop = min(c1 + ahead, size)
+        tail = inflate_members(obj.url, obj.read_range(c1, stop), c1, whole=stop == size) if stop > c1 else b""
+        eof = stop >= size
+        if eof or scanner.enough(np.frombuffer(tail, np.uint8)):
+            break
+        ahead *= 4
+    return scanner(np.frombuffer(body + tail, np.uint8), u0 - u_prev, u0, end, eof), end
+
+
+@register_codec
+class BgzfCodec(GzipCodec):
+    """BGZF. Options: ``spacing`` (decoded bytes between checkpoints), ``gzi`` (URL of a ``.gzi`` index;
+    by default ``<url>.gzi`` is used when it exists)."""
+
+    name = "bgzf"
+
+    @classmethod
+    def detect(cls, head: bytes) -> bool:
+        return head[:2] == b"\x1f\x8b" and _is_bgzf(head)
+
+    @classmethod
+    def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
+        gzi = cls._gzi(ctx)
+        if gzi is None:
+            return super().scan(ctx, scanner)
+        size, spacing = ctx.info.size, int(ctx.options.get("spacing", DEFAULT_SPACING))
+        chosen = _spaced(gzi, spacing)
+        groups = _spaced(chosen, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
+        items = []
+        for i, (c0, u0) in enumerate(groups.tolist()):
+            k = int(np.searchsorted(gzi[:, 0], c0))
+            c_prev, u_prev = gzi[max(k - 1, 0)].tolist()
+            c1 = int(groups[i + 1, 0]) if i + 1 < len(groups) else size
+            items.append((c_prev, u_prev, c0, u0, c1))
+        step = functools.partial(_scan_members, ctx.obj, size, scanner)
+        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+        ends = [end for _, end in results]
+        expected = [int(u) for u in groups[1:, 1]]
+        if ends[:-1] != expected:
+            raise InvalidFormatError(ctx.obj.url, "the .gzi index does not match the object: members decode to other offsets", offset=0)
+        logical = ends[-1]
+        zeros = np.zeros(len(chosen), np.uint32)
+        tables = {
+            "compressed_offset": chosen[:, 0].astype(np.uint64),
+            "bits": np.zeros(len(chosen), np.uint8),
+            "uncompressed_offset": chosen[:, 1].astype(np.uint64),
+            "window_offset": zeros.astype(np.uint64),
+            "window_length": zeros,
+            "window_crc32": zeros,
+        }
+        attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": spacing, "checkpoints": len(chosen)}
+        return [scan for scan, _ in results], CodecIndex(cls.name, logical, tables, {WINDOWS_BLOB: b""}, attributes)
+
+    @classmethod
+    def _gzi(cls, ctx: Any) -> np.ndarray | None:
+        """The object's member starts from its ``.gzi``, or None when it has none."""
+        given = ctx.options.get("gzi")
+        location = StorageObject(given or ctx.obj.url + ".gzi", ctx.obj.storage_options)
+        try:
+            data = location.read_all()
+        except ObjectNotFoundError:
+            if given:
+                raise
+            return None
+        return read_gzi(location.url, data, ctx.info.size)
+
+
+def _spaced(points: np.ndarray, spacing: int) -> np.ndarray:
+    """The rows of ``points`` (first always) at least ``spacing`` decoded bytes after the previous kept one."""
+    keep, last = [0], 0
+    for i, u in enumerate(points[:, 1].tolist()):
+        if u - last >= spacing:
+            keep.append(i)
+            last = u
+    return points[keep]
