@@ -230,3 +230,14 @@ def test_a_gzi_that_does_not_fit_is_a_clear_error(local_store):
     local_store.put("t.txt.bgz.gzi", b"\x05\x00")
     with pytest.raises(InvalidFormatError, match="not a .gzi"):
         CloudObject.from_url(UTF8Text, url).preprocess()
+
+
+def test_bgzf_block_with_a_bad_size_names_its_offset(local_store):
+    data = b"".join(b"line %d\n" % i for i in range(30000))
+    compressed, starts = bgzf(data, block=7000)
+    bad = bytearray(compressed)
+    bad[starts[2] + 16] ^= 1  # BSIZE of the third block, low byte
+    co = CloudObject.from_url(UTF8Text, local_store.put("bad.txt.bgz", bytes(bad)))
+    with pytest.raises(InvalidFormatError, match="bad BGZF block size") as err:
+        co.preprocess()
+    assert err.value.offset == starts[2]

@@ -305,16 +305,21 @@ class _RangeReader(io.RawIOBase):
 
 def _is_bgzf(head: bytes) -> bool:
     """True when a gzip header carries BGZF's 'BC' extra subfield (SAM/BAM specification, 4.1)."""
+    return _bgzf_block_size(head) is not None
+
+
+def _bgzf_block_size(head: bytes) -> int | None:
+    """The member's total size from its BGZF 'BC' subfield (BSIZE + 1), or None when it has none."""
     if len(head) < 12 or not head[3] & 4:
-        return False
+        return None
     extra = head[12 : 12 + int.from_bytes(head[10:12], "little")]
     i = 0
     while i + 4 <= len(extra):
         length = int.from_bytes(extra[i + 2 : i + 4], "little")
         if extra[i : i + 2] == b"BC" and length == 2:
-            return True
+            return int.from_bytes(extra[i + 4 : i + 6], "little") + 1
         i += 4 + length
-    return False
+    return None
 
 
 class _Builder:
@@ -334,6 +339,7 @@ class _Builder:
         self.zlib = _libz()
         self.source, self.size, self.spacing, self.url, self.progress = source, size, spacing, url, progress
         self.on_data, self.on_checkpoint = on_data, on_checkpoint
+        self.member_start, self.member_size = 0, None  # BGZF: where the current member starts, its BSIZE + 1
         self.stream = _ZStream()
         self.pins: list[ctypes.Array] = []  # ctypes views of the buffers zlib writes to, so they never move
         self.inbuf = bytearray(read_size)
@@ -433,6 +439,7 @@ class _Builder:
                     raise self.error("truncated gzip stream", offset=self.size)
                 raise self.error("not gzip" if self.size else "empty object, not gzip", offset=0)
             bgzf = _is_bgzf(head)
+            self.member_start, self.member_size = 0, _bgzf_block_size(head)
             if z.inflateInit2_(ctypes.byref(s), 31, z.zlibVersion(), ctypes.sizeof(_ZStream)) != _Z_OK:
                 raise MemoryError("zlib inflateInit2 failed")
             try:
@@ -485,12 +492,15 @@ class _Builder:
     def next_member(self) -> bool:
         """After a member's trailer (checked by zlib): reset for the next member, or check the end."""
         s = self.stream
+        self.check_bgzf_size()
         while s.avail_in < 2 and self.read_total < self.size:
             self.fill()
         if not s.avail_in:
             return False
         start = s.next_in - self.in_addr
         if self.inbuf[start : start + 2] == _MAGIC:
+            if self.member_size is not None:
+                self.next_bgzf_header()
             if self.due():
                 self.add_checkpoint(self.position(), 0, b"")
             if self.zlib.inflateReset(ctypes.byref(s)) != _Z_OK:
@@ -500,6 +510,31 @@ class _Builder:
             raise self.error("truncated gzip stream", offset=self.size)
         self.skip_zero_padding()
         return False
+
+    def check_bgzf_size(self) -> None:
+        """A BGZF member must end where its header's BSIZE says (readers seek by it)."""
+        end = self.position()
+        if self.member_size is not None and end - self.member_start != self.member_size:
+            raise self.error(
+                f"bad BGZF block size: the member at byte {self.member_start} says it is {self.member_size} bytes, but it ends at byte {end}",
+                offset=self.member_start,
+            )
+
+    def next_bgzf_header(self) -> None:
+        """Read the BSIZE of the BGZF member starting at the next input byte."""
+        s = self.stream
+        need = 12  # the fixed header, then its extra field (XLEN bytes)
+        while True:
+            start = s.next_in - self.in_addr
+            if s.avail_in >= 12:
+                need = 12 + int.from_bytes(self.inbuf[start + 10 : start + 12], "little")
+            if s.avail_in >= need or self.read_total >= self.size:
+                break
+            self.fill()
+        self.member_start = self.position()
+        self.member_size = _bgzf_block_size(bytes(self.inbuf[start : start + min(s.avail_in, need)]))
+        if self.member_size is None:
+            raise self.error("a member of a BGZF object has no BGZF 'BC' field", offset=self.member_start)
 
     def skip_zero_padding(self) -> None:
         """Accept zero bytes up to the end of the object; anything else after the last member is an error."""
