@@ -93,8 +93,8 @@ def main() -> None:
                     before = read_stats.bytes.get(target.url, 0)
                     total += len(piece.raw())
                     fetched = read_stats.bytes[target.url] - before
-                    start = piece.checkpoint_offset - (1 if piece.checkpoint_bits else 0)
-                    own_end = slices[i + 1].checkpoint_offset if i + 1 < len(slices) else csize
+                    start = piece.source.checkpoint_offset - (1 if piece.source.checkpoint_bits else 0)
+                    own_end = slices[i + 1].source.checkpoint_offset if i + 1 < len(slices) else csize
                     extra.append(fetched - (own_end - start))
                 assert total == usize, (total, usize)
                 return time.perf_counter() - t0

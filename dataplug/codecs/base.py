@@ -17,6 +17,7 @@ scanner gives the same answer over every codec.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
@@ -145,9 +146,14 @@ class StreamRanges:
     """Runs a scanner over a stream that arrives in order, in chunks (a sequential decoding pass).
 
     Ranges end where the codec says (:meth:`cut`, e.g. at every checkpoint) or after ``max_range`` bytes;
-    a range is scanned once the scanner has enough look-ahead or the stream has ended. Memory stays at
-    about one range plus its look-ahead.
+    a range is scanned once the scanner has enough look-ahead or the stream has ended. Scans run on one
+    helper thread while the codec decodes the next range (numpy and pyarrow release the GIL), so a scanner
+    that costs about as much as decoding does not double the pass. Memory stays at a few ranges. Use it as
+    a context manager: the helper thread is joined on the way out.
     """
+
+    #: Scans queued at most; the decoder waits for the oldest beyond that.
+    QUEUE = 2
 
     def __init__(self, scanner: Scanner, max_range: int) -> None:
         self.scanner, self.max_range = scanner, max_range
@@ -155,7 +161,14 @@ class StreamRanges:
         self.base = 0  # logical offset of buf[0]
         self.start = 0  # start of the next range to scan
         self.cuts: list[int] = []  # ends of ranges not yet scanned
-        self.results: list[Any] = []
+        self.results: list[Future[Any]] = []
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dataplug-scan")
+
+    def __enter__(self) -> StreamRanges:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def position(self) -> int:
@@ -183,8 +196,8 @@ class StreamRanges:
         self.cut(self.position)
         self._drain(eof=True)
         if not self.results:
-            self.results.append(self.scanner(np.zeros(0, np.uint8), 0, 0, 0, True))
-        return self.results
+            return [self.scanner(np.zeros(0, np.uint8), 0, 0, 0, True)]
+        return [future.result() for future in self.results]
 
     def _drain(self, eof: bool) -> None:
         while self.cuts:
@@ -192,15 +205,16 @@ class StreamRanges:
             if end > self.position:
                 return
             arr = np.frombuffer(self.buf, np.uint8)
-            after = arr[end - self.base :]
-            if not (eof or self.scanner.enough(after)):
+            if not (eof or self.scanner.enough(arr[end - self.base :])):
                 return
-            first = self.start - self.base
-            self.results.append(self.scanner(arr, first, self.start, end, eof))
+            pending = [f for f in self.results[-self.QUEUE :] if not f.done()]
+            if len(pending) >= self.QUEUE:
+                pending[0].result()
+            self.results.append(self.pool.submit(self.scanner, arr, self.start - self.base, self.start, end, eof))
             self.cuts.pop(0)
             self.start = end
             keep = max(end - 1 - self.base, 0)  # the byte before the next range stays as its context
-            # A new buffer rather than an in-place delete: a scanner's result may still view the old one.
+            # A new buffer, never a resize of the old one: the queued scan still reads it.
             self.buf = self.buf[keep:]
             self.base += keep
 

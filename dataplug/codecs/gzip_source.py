@@ -130,16 +130,16 @@ class GzipCodec(Codec):
         spacing = int(ctx.options.get("spacing", DEFAULT_SPACING))
         if spacing < 1:
             raise InvalidFormatError(url, f"spacing must be a positive number of bytes, got {spacing}")
-        ranges = StreamRanges(scanner, max_range=max(spacing, 2**20))
-        with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress) as bar:
-            seen = [0]
+        with StreamRanges(scanner, max_range=2 * max(spacing, 2**20)) as ranges:
+            with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress) as bar:
+                seen = [0]
 
-            def progress(done: int) -> None:
-                bar.update(done - seen[0])
-                seen[0] = done
+                def progress(done: int) -> None:
+                    bar.update(done - seen[0])
+                    seen[0] = done
 
-            index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut)
-        results = ranges.finish()
+                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut)
+            results = ranges.finish()
         windows = index.windows
         crcs = [zlib.crc32(windows[o : o + n]) for o, n in zip(index.window_offset.tolist(), index.window_length.tolist())]
         tables = {

@@ -135,15 +135,15 @@ def _blank_rows(scans: list[Any]) -> int:
 
 
 def _range_types(url: str, scans: list[Any], read: Any, index: LineIndex, dialect: Dialect, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None) -> list[dict[str, str]]:
-    """Each range's column types; ranges the map could not infer (starting inside a quoted field, or a last
-    row longer than the look-ahead) are parsed again here through the finished index."""
+    """Each range's column types, for the quote state it really starts in; ranges whose last row ran past
+    the look-ahead are parsed again here through the finished index."""
     found, before = [], 1
     for scan, state in zip(scans, _states(scans)):
         count = scan.lines.states[state].count
-        if state == 0 and scan.error is not None:
-            raise scan.error
-        if state == 0 and scan.types is not None:
-            found.append(scan.types)
+        if scan.errors[state] is not None:
+            raise scan.errors[state]
+        if scan.types[state] is not None:
+            found.append(scan.types[state])
         elif check and count:
             found.append(fix_up(url, read, index, dialect, before, before + count, names, check, delimiter, quotechar))
         before += count

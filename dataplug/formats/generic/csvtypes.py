@@ -57,19 +57,19 @@ def infer_types(url: str, data: bytes, names: tuple[str, ...], check: tuple[str,
 
 @dataclass
 class CSVRangeScan:
-    """Map result: the line scan and, assuming the range starts outside quotes, the types of its rows (None
-    when its last row runs past the look-ahead) or the parse error they gave. Only the reduce knows whether
-    the assumption holds, so the error is raised there, not here."""
+    """Map result: the line scan and, for each quote state the range may start in, the types of the rows
+    that start in it (None when its last row runs past the look-ahead) or the parse error they gave. Only
+    the reduce knows the real state, so an error is raised there, not here."""
 
     lines: RangeScan
-    types: dict[str, str] | None
-    error: InvalidFormatError | None = None
+    types: tuple[dict[str, str] | None, dict[str, str] | None]
+    errors: tuple[InvalidFormatError | None, InvalidFormatError | None] = (None, None)
 
 
 @dataclass(frozen=True)
 class CSVScanner:
-    """The line scanner plus type inference over the rows that start in the range (for the quote state
-    0; a range that turns out to start inside a quoted field is inferred again after the pass)."""
+    """The line scanner plus type inference over the rows that start in the range, for both quote states
+    (a range cut at an arbitrary byte may start inside a quoted field)."""
 
     lines: LineScanner
     names: tuple[str, ...]
@@ -84,24 +84,29 @@ class CSVScanner:
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> CSVRangeScan:
         scan = self.lines(full, first, start, end, eof)
         if not self.check:
-            return CSVRangeScan(scan, {})
-        state, data_start = scan.states[0], self.lines.data_start
+            return CSVRangeScan(scan, ({}, {}))
+        found = [self._types(scan, state, full, first, start, end, eof) for state in (0, 1)]
+        return CSVRangeScan(scan, (found[0][0], found[1][0]), (found[0][1], found[1][1]))
+
+    def _types(self, scan: RangeScan, st: int, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> tuple[dict[str, str] | None, InvalidFormatError | None]:
+        """Types of the rows starting in the range if it starts in quote state ``st``, or the parse error."""
+        state, data_start = scan.states[st], self.lines.data_start
         first_row = int(state.anchor_offsets[0]) if state.count else None
         last_row = state.last_start if state.count else None
-        if start == 0 and not self.has_header and end > data_start:
+        if st == 0 and start == 0 and not self.has_header and end > data_start:
             first_row = data_start
             last_row = data_start if last_row is None else last_row
         if first_row is None or last_row is None:
-            return CSVRangeScan(scan, {})
+            return {}, None
         stop = self._row_end(full, first, start, end, eof, last_row)
         if stop is None:
-            return CSVRangeScan(scan, None)
+            return None, None
         data = full[first + first_row - start : first + stop - start].tobytes()
         try:
-            return CSVRangeScan(scan, infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row))
+            return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row), None
         except InvalidFormatError as exc:
             exc.__context__ = None
-            return CSVRangeScan(scan, None, exc.with_traceback(None))
+            return None, exc.with_traceback(None)
 
     def _row_end(self, full: np.ndarray, first: int, start: int, end: int, eof: bool, row: int) -> int | None:
         """End of the row starting at ``row`` (which runs past ``end``), found in the look-ahead; None when
