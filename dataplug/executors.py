@@ -6,7 +6,8 @@ descriptions, never data), each worker reads its own bytes, and any reduce runs 
 The engine is whatever the user passes as ``executor=``:
 
 - nothing: a local thread pool. The preprocessing maps spend their time in I/O and in numpy kernels that
-  release the GIL, so threads scale without the start-up cost (and fork hazards) of processes;
+  release the GIL, so threads scale without the start-up cost (and fork hazards) of processes. LAZ decoding
+  is the exception: lazrs holds the GIL, so a LAZ index pass uses one core unless given a process pool;
 - a :class:`concurrent.futures.Executor` (thread or process pool, Dask's ``client.get_executor()``);
 - a :class:`multiprocessing.pool.Pool`;
 - a ``dask.distributed.Client``;

@@ -43,8 +43,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 #: Target size of a LAS block (``block_points`` defaults to this many bytes of records).
 DEFAULT_BLOCK_BYTES = 2 * 2**20
-#: Bytes each task of the index pass reads (``chunk_size=`` overrides): LAS blocks, or LAZ chunks, which
-#: one lazrs call decodes on all cores.
+#: Bytes each task of the index pass reads (``chunk_size=`` overrides): LAS blocks, or LAZ chunks, which the
+#: task decodes one by one (lazrs holds the GIL while it decodes: a process executor spreads LAZ over cores).
 LAS_GROUP_BYTES = 32 * 2**20
 LAZ_GROUP_BYTES = 8 * 2**20
 #: Bytes read first for the header; bigger VLR sections take a second read.
