@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any, Callable
 
@@ -23,3 +24,18 @@ def warm_page_cache(path: str) -> None:
     with open(path, "rb") as fh:
         while fh.read(1 << 24):
             pass
+
+
+def slice_bench_args(doc: str, size_mb: int) -> argparse.Namespace:
+    """The options every slice benchmark takes: object size, slice count, workers and a scratch folder."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=size_mb)
+    parser.add_argument("--slices", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dir", default=None)
+    return parser.parse_args()
+
+
+def arrow_rows(piece: Any) -> int:
+    """A worker's task: parse one slice to Arrow and count its rows."""
+    return piece.to_arrow().num_rows

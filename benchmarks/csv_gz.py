@@ -13,31 +13,21 @@ Generates a CSV (1 % of rows hold a quoted newline), compresses it with ``gzip -
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import subprocess
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
-from _common import best_of, warm_page_cache
+from _common import arrow_rows, best_of, slice_bench_args, warm_page_cache
 
 from dataplug import CloudObject
 from dataplug.demo import generate_csv
-from dataplug.formats.generic.csv import CSV, CSVSlice, partition_num_chunks
-
-
-def rows_of(piece: CSVSlice) -> int:
-    return piece.to_arrow().num_rows
+from dataplug.formats.generic.csv import CSV, partition_num_chunks
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=int, default=300)
-    parser.add_argument("--slices", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--dir", default=None)
-    args = parser.parse_args()
+    args = slice_bench_args(__doc__, 300)
 
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         plain = os.path.join(folder, "bench.csv")
@@ -60,7 +50,7 @@ def main() -> None:
         slices = co.partition(partition_num_chunks, args.slices)
         with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(abs, range(args.workers)))  # start the workers before timing
-            t_read, counts = best_of(lambda: list(pool.map(rows_of, slices)))
+            t_read, counts = best_of(lambda: list(pool.map(arrow_rows, slices)))
         assert sum(counts) == rows, (sum(counts), rows)
         index_bytes = co.index().nbytes()
 

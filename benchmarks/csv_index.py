@@ -14,7 +14,6 @@ Generates a CSV (1 % of rows hold a quoted newline) in a temporary folder, then 
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import tempfile
@@ -22,26 +21,16 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow.csv as pacsv
 
-from _common import best_of, timed, warm_page_cache
+from _common import arrow_rows, best_of, slice_bench_args, timed, warm_page_cache
 
 from dataplug import CloudObject
 from dataplug.demo import generate_csv
-from dataplug.formats.generic.csv import CSV, CSVSlice, partition_num_chunks
+from dataplug.formats.generic.csv import CSV, partition_num_chunks
 from dataplug.storage import read_stats
 
 
-def rows_of(piece: CSVSlice) -> int:
-    return piece.as_arrow().num_rows
-
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=int, default=300)
-    parser.add_argument("--slices", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--dir", default=None)
-    args = parser.parse_args()
+    args = slice_bench_args(__doc__, 300)
 
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         path = os.path.join(folder, "bench.csv")
@@ -87,7 +76,7 @@ def main() -> None:
         slices = co.partition(partition_num_chunks, args.slices)
         with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(abs, range(args.workers)))  # start the workers before timing
-            t_read, counts = best_of(lambda: list(pool.map(rows_of, slices)))
+            t_read, counts = best_of(lambda: list(pool.map(arrow_rows, slices)))
         assert sum(counts) == rows, (sum(counts), rows)
 
         print(f"CSV {size / 1e6:.0f} MB, {rows:,} rows (1 % with a quoted newline); {args.slices} slices on {args.workers} processes")

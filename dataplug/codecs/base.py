@@ -59,8 +59,8 @@ class LogicalReader(Protocol):
 class CodecIndex:
     """What a codec's pass learned about an object: how to read any logical range of it later.
 
-    ``tables`` and ``blobs`` go into the sidecar beside the framing's own; ``cuts`` are the logical offsets
-    where decoding can start without waste (gzip checkpoints), which strategies prefer as slice starts.
+    ``tables`` and ``blobs`` go into the sidecar beside the framing's own; ``attributes`` into the format's
+    attributes (compression, uncompressed size, checkpoint spacing and count).
     """
 
     codec: str
@@ -69,18 +69,11 @@ class CodecIndex:
     blobs: dict[str, bytes] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def cuts(self) -> np.ndarray:
-        return get_codec(self.codec).cuts(self.tables)
-
 
 class Codec:
     """Base class of a byte source. Subclasses register with :func:`register_codec`."""
 
     name: ClassVar[str]
-    #: Names of the sidecar tables and blobs this codec writes (checked when an index is loaded).
-    table_names: ClassVar[tuple[str, ...]] = ()
-    blob_names: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def detect(cls, head: bytes) -> bool:

@@ -103,8 +103,6 @@ class GzipCodec(Codec):
     checkpoints (default 4 MiB)."""
 
     name = "gzip"
-    table_names = tuple(_TABLES)
-    blob_names = (WINDOWS_BLOB,)
 
     @classmethod
     def detect(cls, head: bytes) -> bool:
