@@ -10,6 +10,7 @@ its records start in the logical stream.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -103,11 +104,12 @@ def preprocess_reader(ctx: PreprocessContext, index: CodecIndex) -> Callable[[in
     return lambda start, end: codec.reader(ctx.obj, ctx.info, None, index, start, end).read()
 
 
-def reader(co: Any, start: int, end: int) -> LogicalReader:
-    """A picklable reader of the decoded bytes ``[start, end)`` of ``co``'s object, from its loaded index."""
+def readers(co: Any) -> Callable[[int, int], LogicalReader]:
+    """``reader(start, end)``: a picklable reader of the decoded bytes ``[start, end)`` of ``co``'s object,
+    from its loaded index (resolved once, for the many slices of a partition)."""
     sidecar = co.index()
     codec = get_codec(co.attributes.compression)
-    return codec.reader(co.obj, sidecar.object_info, sidecar, None, start, end)
+    return functools.partial(codec.reader, co.obj, sidecar.object_info, sidecar, None)
 
 
 def cut_offsets(co: Any) -> np.ndarray:

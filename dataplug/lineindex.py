@@ -22,7 +22,7 @@ import numpy as np
 from dataplug.codecs.base import CodecIndex, LogicalReader
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.format import PreprocessContext
-from dataplug.framing import StreamFormat, reader
+from dataplug.framing import StreamFormat, readers
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import monotonic_bounds
 
@@ -434,7 +434,8 @@ def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bo
     """One ``slice_class`` per run ``[bounds[i], bounds[i+1])`` of record numbers."""
     info = co.index().object_info
     spans = index.spans(bounds[:-1], bounds[1:])
+    read = readers(co)
     return [
-        slice_class(obj=co.obj, object_info=info, number=n, first=a, stop=b, span=span, dialect=dialect, source=reader(co, span.start, span.end), **extra)
+        slice_class(obj=co.obj, object_info=info, number=n, first=a, stop=b, span=span, dialect=dialect, source=read(span.start, span.end), **extra)
         for n, (a, b, span) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), spans))
     ]

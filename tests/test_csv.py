@@ -238,3 +238,15 @@ def test_a_record_longer_than_pyarrows_block_parses(local_store):
     co.preprocess()
     (only,) = co.partition(partition_num_chunks, 1)
     assert only.to_arrow().column("text").to_pylist() == ["short", long, "short"]
+
+
+def test_head_only_inference_is_an_option(local_store):
+    rows = [f"{i},{i}" for i in range(120_000)]
+    rows[100_000] = "100000,2.5"
+    data = ("id,value\n" + "\n".join(rows) + "\n").encode()
+    url = local_store.put("late.csv", data)
+    assert CloudObject.from_url(CSV, url).preprocess().attributes.column_types == ("int64", "double")
+    head = CloudObject.from_url(CSV, url, index_location=str(local_store.url("other")))
+    assert head.preprocess(infer_types="head").attributes.column_types == ("int64", "int64")
+    with pytest.raises(StrategyArgumentError):
+        CloudObject.from_url(CSV, url).preprocess(force=True, infer_types="all")

