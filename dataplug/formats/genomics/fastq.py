@@ -46,24 +46,37 @@ class FastqScanner:
         return int(np.count_nonzero(after == NEWLINE)) >= 4
 
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> FastqRangeScan:
-        check_text(self.url, full[first : first + end - start], start)
-        lines = scan_buffer(full, first, start, end, eof, Dialect(), self.sample_bytes, 0)
+        arr = full[first : first + end - start]
+        check_text(self.url, arr, start)
+        nl = np.flatnonzero(arr == NEWLINE)
+        lines = scan_buffer(full, first, start, end, eof, Dialect(), self.sample_bytes, 0, breaks=nl)
+        ahead = _newlines(full[first + arr.size :], 4)
+        if ahead.size == 4:  # only the look-ahead the reads need: a sequential pass may hold far more
+            full, eof = full[: first + arr.size + int(ahead[-1]) + 1], False
         lo = start - first  # logical offset of full[0]
         hi = lo + full.size
-        newlines = np.flatnonzero(full == NEWLINE) + lo
-        own = newlines[(newlines >= start) & (newlines < end)] + 1
+        own = nl + start + 1
         if eof:
             own = own[own < hi]  # the stream's final newline starts no line
         if start == 0 and end > 0:
             own = np.concatenate(([0], own))
         if not own.size:
             return FastqRangeScan(lines, [None] * 4)
+        newlines = np.concatenate((nl + start, ahead + end))
         later = newlines[newlines >= own[0]]
         starts = np.concatenate((own[:1], later[later + 1 < hi] + 1))
         ends = later[: starts.size]
         if ends.size < starts.size:  # the last line has no newline: it ends with the stream
             ends = np.append(ends, hi)
         return FastqRangeScan(lines, _check_phases(full, lo, starts, ends, own.size, eof))
+
+
+def _newlines(after: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the first ``n`` newlines of ``after`` (fewer when it has fewer)."""
+    found = np.flatnonzero(after[: 1 << 16] == NEWLINE)
+    if found.size < n and after.size > 1 << 16:
+        found = np.flatnonzero(after == NEWLINE)
+    return found[:n]
 
 
 def _check_phases(full: np.ndarray, base: int, starts: np.ndarray, ends: np.ndarray, own: int, eof: bool) -> list[tuple[int, str] | None]:
