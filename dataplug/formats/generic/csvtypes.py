@@ -40,16 +40,17 @@ def parse_options(delimiter: str, quotechar: str | None) -> pacsv.ParseOptions:
     return pacsv.ParseOptions(delimiter=delimiter, quote_char=quotechar or False, newlines_in_values=True)
 
 
-def infer_types(url: str, data: bytes, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None, offset: int) -> dict[str, str]:
-    """Types pyarrow infers for the columns ``check`` of ``data`` (header-less rows) parsed as one block."""
-    if not check or not data.strip():
+def infer_types(url: str, data: bytes | np.ndarray, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None, offset: int) -> dict[str, str]:
+    """Types pyarrow infers for the columns ``check`` of ``data`` (header-less rows, bytes or a uint8 array
+    read in place) parsed as one block."""
+    if not check or not bytes(data[:1 << 16]).strip() and not bytes(data).strip():
         return {}
     # One block for the whole range (block_size is an int32 in pyarrow), and no threads: the pass maps
     # ranges on the caller's pool already.
     read = pacsv.ReadOptions(column_names=list(names), block_size=min(len(data) + 1, 2**31 - 1), use_threads=False)
     convert = pacsv.ConvertOptions(include_columns=list(check))
     try:
-        table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse_options(delimiter, quotechar), convert_options=convert)
+        table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(data)), read_options=read, parse_options=parse_options(delimiter, quotechar), convert_options=convert)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise InvalidFormatError(url, f"rows do not parse as CSV with {len(names)} columns: {exc}", offset=offset) from None
     return {f.name: str(f.type) for f in table.schema}
@@ -104,7 +105,7 @@ class CSVScanner:
         stop = self._row_end(full, first, start, end, eof, last_row)
         if stop is None:
             return None, None
-        data = full[first + first_row - start : first + stop - start].tobytes()
+        data = full[first + first_row - start : first + stop - start]
         try:
             return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row), None
         except InvalidFormatError as exc:
