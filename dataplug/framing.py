@@ -49,6 +49,9 @@ class StreamFormat(DataFormat):
     """Base of formats framed over a codec's logical stream. Option ``compression``: ``"gzip"``,
     ``"bgzf"`` or ``"none"`` to override detection."""
 
+    #: 2: codec tables beside the framing's (indexes of dataplug before codecs x framings are rebuilt).
+    index_version = 2
+
     @classmethod
     def codec_for(cls, ctx: PreprocessContext) -> type[Codec]:
         """The object's codec: forced by the ``compression`` option, else detected from its first bytes."""
