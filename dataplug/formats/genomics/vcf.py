@@ -1,0 +1,480 @@
+"""VCF over any codec (plain, gzip, BGZF): slices of whole records, and region slices that hold exactly the
+records ``tabix`` returns, found from the index without reading records.
+
+Preprocessing reads the header (the ``##`` lines and the ``#CHROM`` line) from the head of the decoded
+stream, then maps :class:`VcfScanner` over the stream: the line index (:mod:`dataplug.lineindex`; header
+lines are its first records, as a CSV header is), every record's column count, ``POS`` and first
+character checked, and a table of **blocks**: runs of records cut at every line-index anchor (about one per
+``sample_bytes``) and at every change of ``CHROM``, each with its chromosome, its first start and the last
+position any of its records covers. A region slice reads only the blocks that can overlap its region.
+
+Coordinates follow tabix's VCF preset (htslib ``tbx_parse1``): a record covers ``POS`` to
+``POS + len(REF) - 1``, or to the ``END=`` of its INFO when it has one, and overlaps the 1-based inclusive
+region ``[beg, end]`` when it starts at or before ``end`` and covers ``beg``. Region queries need a sorted
+file (each ``CHROM`` in one run, ``POS`` non-decreasing within it), as tabix does.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
+from dataplug.format import IndexData, PreprocessContext
+from dataplug.framing import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
+from dataplug.index import BlobRef
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
+from dataplug.strategies import positive_int, strategy
+
+TAB, NEWLINE, HASH, ZERO = 9, 10, 35, 48
+FIXED_COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
+HEADER_BLOB, CHROMOSOMES_BLOB = "vcf_header", "vcf_chromosomes"
+BLOCK_TABLES = ("vcf_block_record", "vcf_block_chrom", "vcf_block_start", "vcf_block_end")
+#: Decoded bytes read first to find the header's end (read again, four times larger, until it is found).
+HEADER_PROBE = 2**20
+#: Region end when a region string gives none ("chr1", "chr1:100").
+REGION_MAX = 2**62
+_MAX_POS_DIGITS = 18
+_END = re.compile(rb"END=([0-9]*)")
+_REGION = re.compile(r"([0-9]+)(?:-([0-9]*))?")
+
+
+@dataclass(frozen=True)
+class VCFAttributes(StreamAttributes):
+    #: Data records (lines after the header).
+    records: int
+    #: Header lines, ``##`` lines and the ``#CHROM`` line (the line index numbers them first).
+    header_lines: int
+    #: Decoded offset of the first record: the header's length in bytes.
+    data_start: int
+    samples: int
+    #: Each CHROM in one run, POS non-decreasing within it: region slices need it.
+    sorted: bool
+    #: Distinct CHROM values of the records (names in the ``vcf_chromosomes`` blob; 0 when unsorted).
+    chromosomes: int
+    sample_bytes: int
+
+
+@dataclass
+class VcfRangeScan:
+    """Map result for one range: its line scan, its first malformed record as (newlines before it in the
+    range, offset, cause), and for a locally sorted range its CHROM runs and blocks (block ordinals are
+    among the range's line starts, as the line index counts them)."""
+
+    lines: RangeScan
+    bad: tuple[int, int, str] | None
+    records: int = 0
+    unsorted: bool = False
+    runs: list[str] = field(default_factory=list)
+    first_pos: int = 0
+    last_pos: int = 0
+    blocks: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True)
+class VcfScanner:
+    """Line starts of one range, and its records checked (no ``#`` after the header, ``columns`` tab-separated
+    fields, an integer POS) and summarised into blocks. Look-ahead: the rest of the range's last line."""
+
+    url: str
+    sample_bytes: int
+    data_start: int
+    columns: int
+
+    def enough(self, after: np.ndarray) -> bool:
+        return _first_newline(after) >= 0
+
+    def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> VcfRangeScan:
+        arr = full[first : first + end - start]
+        nl = np.flatnonzero(arr == NEWLINE)
+        lines = scan_buffer(full, first, start, end, eof, Dialect(), self.sample_bytes, 0, breaks=nl)
+        bad: list[tuple[int, int, str]] = []
+        try:
+            check_text(self.url, arr, start)
+        except InvalidFormatError as exc:
+            assert exc.offset is not None
+            bad.append((int(np.searchsorted(nl, exc.offset - start)), exc.offset, exc.cause))
+        lo = start - first  # decoded offset of full[0]
+        own = nl + first + 1  # line starts after the range's newlines, as positions in full
+        if eof and own.size and own[-1] == full.size:
+            own = own[:-1]  # the stream's final newline starts no line
+        skip = int(np.count_nonzero(own < self.data_start - lo))
+        starts = own[skip:]
+        if not starts.size:
+            return VcfRangeScan(lines, min(bad) if bad else None)
+        ahead = _first_newline(full[first + arr.size :])
+        breaks = np.concatenate((nl + first, [first + arr.size + ahead] if ahead >= 0 else [full.size]))
+        ends = breaks[np.searchsorted(breaks, starts)]
+        tabs = np.flatnonzero(full[starts[0] : ends[-1]] == TAB) + starts[0]
+        k = np.searchsorted(tabs, starts)
+        hashed = full[np.minimum(starts, full.size - 1)] == HASH
+        wrong = np.searchsorted(tabs, ends) - k != self.columns - 1
+        good = _first(hashed | wrong)
+        k = k[:good]
+        t = [tabs[k + j] for j in range(min(self.columns - 1, 8))]
+        pos, pos_bad = _integers(full, t[0] + 1, t[1])
+        at = _first(pos_bad) if pos_bad.any() else good
+        if at < starts.size:
+            if at < good:
+                cause = "POS is not an integer"
+            elif hashed[at]:
+                cause = "a header line ('#') after the first record"
+            else:
+                cause = f"a record needs {self.columns} tab-separated columns, as the #CHROM line says"
+            bad.append((skip + at + 1, lo + int(starts[at]), cause))
+        if bad:
+            return VcfRangeScan(lines, min(bad))
+        info_end = t[7] if self.columns > 8 else ends
+        covered = _covered(full, pos, t[2] + 1, t[3], t[6] + 1, info_end, starts)
+        return _summarise(lines, full, starts, t[0], pos, covered, skip, lo)
+
+
+def _first(mask: np.ndarray) -> int:
+    """Index of the first True of ``mask``, or its size."""
+    return int(np.argmax(mask)) if mask.any() else mask.size
+
+
+def _first_newline(after: np.ndarray) -> int:
+    """Position of the first newline of ``after``, or -1 (a short search first: it is usually near)."""
+    near = np.flatnonzero(after[: 1 << 16] == NEWLINE)
+    if near.size or after.size <= 1 << 16:
+        return int(near[0]) if near.size else -1
+    found = np.flatnonzero(after == NEWLINE)
+    return int(found[0]) if found.size else -1
+
+
+def _integers(full: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The decimal integers ``full[a[i]:b[i]]``, and which of them are not 1 to 18 digits."""
+    length = b - a
+    bad = (length < 1) | (length > _MAX_POS_DIGITS)
+    width = int(np.clip(length, 0, _MAX_POS_DIGITS).max(initial=0))
+    value = np.zeros(a.size, np.int64)
+    for j in range(width):
+        inside = j < length
+        digit = full[np.minimum(a + j, full.size - 1)].astype(np.int64) - ZERO
+        bad |= inside & ((digit < 0) | (digit > 9))
+        value = np.where(inside, value * 10 + digit, value)
+    return value, bad
+
+
+def _covered(full: np.ndarray, pos: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, info_a: np.ndarray, info_b: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The last position (1-based) each record covers, as tabix computes it: from REF's length, or the
+    INFO's ``END=`` (at the INFO's start, else the first ``;END=``)."""
+    covered = np.maximum(pos - 1, 0) + np.maximum(ref_b - ref_a, 1)
+    view = full[starts[0] : int(info_b[-1])]
+    found = [(m.start() + int(starts[0]), m.group(1)) for m in _END.finditer(view)]
+    if not found:
+        return covered
+    at = np.array([m for m, _ in found], np.int64)
+    line = np.searchsorted(starts, at, side="right") - 1
+    prev = full[np.maximum(at - 1, 0)]
+    ok = (at >= info_a[line]) & (at + 4 <= info_b[line]) & ((at == info_a[line]) | (prev == ord(";")))
+    seen: set[int] = set()
+    for i in np.flatnonzero(ok).tolist():
+        row = int(line[i])
+        if row not in seen:
+            seen.add(row)
+            covered[row] = min(int(found[i][1] or 0), REGION_MAX)
+    return covered
+
+
+def _chrom_changes(full: np.ndarray, starts: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Indices of the records whose CHROM differs from the previous record's (0 always)."""
+    out = [np.zeros(1, np.int64)]
+    batch = max(1, 2**22 // max(1, int(length.max(initial=1))))
+    for a in range(0, starts.size, batch):
+        s, ln = starts[max(a - 1, 0) : a + batch], length[max(a - 1, 0) : a + batch]
+        cols = np.arange(int(ln.max(initial=1)))
+        mat = full[np.minimum(s[:, None] + cols, full.size - 1)]
+        mat[cols >= ln[:, None]] = 0
+        change = (mat[1:] != mat[:-1]).any(axis=1) | (ln[1:] != ln[:-1])
+        out.append(np.flatnonzero(change) + max(a - 1, 0) + 1)
+    return np.unique(np.concatenate(out))
+
+
+def _summarise(lines: RangeScan, full: np.ndarray, starts: np.ndarray, chrom_end: np.ndarray, pos: np.ndarray, covered: np.ndarray, skip: int, lo: int) -> VcfRangeScan:
+    """Runs of CHROM and blocks (cut at runs and line-index anchors) of a range's valid records."""
+    runs = _chrom_changes(full, starts, chrom_end - starts)
+    names = [bytes(full[int(starts[r]) : int(chrom_end[r])]).decode("utf-8", "replace") for r in runs.tolist()]
+    step_down = np.flatnonzero(np.diff(pos) < 0) + 1
+    base = VcfRangeScan(lines, None, records=int(starts.size), first_pos=int(pos[0]), last_pos=int(pos[-1]))
+    if len(set(names)) < len(names) or not np.isin(step_down, runs).all():
+        base.unsorted = True
+        return base
+    anchors = lines.states[0].anchor_offsets - lo
+    at = np.searchsorted(starts, anchors)
+    at = at[(at < starts.size) & (anchors >= starts[0])]
+    cuts = np.unique(np.concatenate((runs, at)))
+    base.runs = names
+    base.blocks = (
+        cuts + skip,
+        np.searchsorted(runs, cuts, side="right") - 1,
+        np.maximum(pos[cuts], 1),
+        np.maximum.reduceat(covered, cuts),
+    )
+    return base
+
+
+def _header(url: str, head: bytes, complete: bool) -> tuple[bytes, int, tuple[str, ...]] | None:
+    """The header's bytes, its number of lines and the #CHROM line's columns (without ``#``); None when
+    ``head`` ends before the #CHROM line and is not the ``complete`` stream."""
+    at, number = 0, 1
+    while True:
+        stop = head.find(b"\n", at)
+        if stop < 0 and not complete:
+            return None
+        line = head[at : len(head) if stop < 0 else stop]
+        if at >= len(head):
+            raise InvalidFormatError(url, "no #CHROM header line: the object ends inside the VCF header", offset=at, line=number)
+        if number == 1 and not line.startswith(b"##fileformat=VCF"):
+            raise InvalidFormatError(url, "not a VCF: the first line must be ##fileformat=VCFv4.x", offset=0, line=1)
+        if line.startswith(b"#CHROM"):
+            text = head[: len(head) if stop < 0 else stop + 1]
+            check_text(url, np.frombuffer(text, np.uint8), 0)
+            try:
+                columns = tuple(line.decode("utf-8").rstrip("\r")[1:].split("\t"))
+            except UnicodeDecodeError as exc:
+                raise InvalidFormatError(url, "the #CHROM line is not valid UTF-8", offset=at + exc.start, line=number) from None
+            if columns[:8] != FIXED_COLUMNS or (len(columns) > 8 and columns[8] != "FORMAT"):
+                raise InvalidFormatError(url, f"the #CHROM line must name {', '.join(FIXED_COLUMNS)}, then FORMAT before any sample", offset=at, line=number)
+            return text, number, columns
+        if not line.startswith(b"##"):
+            cause = "a header line that is neither '##' meta nor '#CHROM'" if line.startswith(b"#") else "a record before the header ends (no #CHROM line before it)"
+            raise InvalidFormatError(url, cause, offset=at, line=number)
+        at, number = (len(head) if stop < 0 else stop + 1), number + 1
+
+
+class VCF(StreamFormat):
+    """Variant Call Format, plain or compressed (gzip, BGZF). Options: ``sample_bytes`` (line index and
+    block density), ``compression``, ``spacing`` (gzip checkpoint spacing)."""
+
+    Attributes = VCFAttributes
+
+    @classmethod
+    def preprocess(cls, ctx: PreprocessContext) -> IndexData:
+        url = ctx.obj.url
+        sample_bytes = int(ctx.options.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
+        n = HEADER_PROBE
+        while True:
+            head = cls.logical_head(ctx, n)
+            found = _header(url, head, max(HEAD_BYTES, n) >= ctx.info.size and len(head) < n)
+            if found is not None:
+                break
+            n *= 4
+        header, header_lines, columns = found
+        scans, codec_index = cls.scan_stream(ctx, VcfScanner(url, sample_bytes, len(header), len(columns)))
+        index = reduce_scans(url, [s.lines for s in scans], 0, codec_index.logical_size)
+        names, blocks = _reduce_blocks(url, scans)
+        attributes = cls.Attributes(
+            **codec_attributes(ctx.info.size, codec_index),
+            records=index.total - header_lines,
+            header_lines=header_lines,
+            data_start=len(header),
+            samples=max(0, len(columns) - 9),
+            sorted=blocks is not None,
+            chromosomes=len(names),
+            sample_bytes=sample_bytes,
+        )
+        empty = np.zeros(0, np.int64)
+        tables = dict(zip(BLOCK_TABLES, blocks or (empty,) * 4))
+        blobs = {**codec_index.blobs, HEADER_BLOB: header, CHROMOSOMES_BLOB: "\n".join(names).encode()}
+        return IndexData(attributes, tables={**codec_index.tables, **index.tables(), **tables}, blobs=blobs)
+
+    @classmethod
+    def validate_records(cls, url: str, attributes: Any, tables: dict, logical_size: int) -> None:
+        index = LineIndex.from_tables(url, tables, logical_size)
+        a = attributes
+        if a.records != index.total - a.header_lines or a.records < 0 or not 0 < a.data_start <= logical_size:
+            raise CorruptIndexError(url, "VCF attributes disagree with the line index")
+        if any(name not in tables for name in BLOCK_TABLES):
+            raise CorruptIndexError(url, "VCF block tables missing")
+        record, chrom, start, end = (tables[name] for name in BLOCK_TABLES)
+        if any(t.ndim != 1 or t.size != record.size or t.dtype.kind not in "iu" for t in (record, chrom, start, end)):
+            raise CorruptIndexError(url, "VCF block tables have inconsistent shapes or types")
+        if record.size and (not a.sorted or record[0] != a.header_lines or np.any(np.diff(record) <= 0) or record[-1] >= index.total):
+            raise CorruptIndexError(url, "VCF blocks are not increasing record numbers of a sorted file")
+        if record.size and (chrom.min() < 0 or chrom.max() >= a.chromosomes or np.any(np.diff(chrom) < 0)):
+            raise CorruptIndexError(url, "VCF block chromosomes out of range or out of order")
+        if a.sorted and a.records and not record.size:
+            raise CorruptIndexError(url, "a sorted VCF with records has no blocks")
+
+    @classmethod
+    def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
+        super().validate_index(url, attributes, tables, blob_sizes, size)
+        if blob_sizes.get(HEADER_BLOB) != attributes.data_start or CHROMOSOMES_BLOB not in blob_sizes:
+            raise CorruptIndexError(url, "VCF header or chromosome blob missing or of the wrong size")
+
+
+def _reduce_blocks(url: str, scans: list[VcfRangeScan]) -> tuple[list[str], tuple[np.ndarray, ...] | None]:
+    """Raise the first malformed record; chain the ranges' CHROM runs: the chromosome names in file order
+    and the block tables (record, chromosome id, first start, last covered), or None when unsorted."""
+    before = 1  # line 0 starts the stream; the others follow a newline
+    ids: dict[str, int] = {}
+    last: tuple[str, int] | None = None
+    parts: list[tuple[np.ndarray, ...]] = []
+    in_order = True
+    for scan in scans:
+        if scan.bad is not None:
+            newlines, offset, cause = scan.bad
+            raise InvalidFormatError(url, cause, offset=offset, line=before + newlines)
+        if in_order and scan.records:
+            in_order = not scan.unsorted
+            run_ids = []
+            for r, name in enumerate(scan.runs):
+                continuing = r == 0 and last is not None and last[0] == name
+                if (continuing and scan.first_pos < last[1]) or (not continuing and name in ids):  # type: ignore[index]
+                    in_order = False
+                run_ids.append(ids.setdefault(name, len(ids)))
+            if in_order:
+                record, run, start, end = scan.blocks
+                parts.append((record + before, np.asarray(run_ids, np.int64)[run], start, end))
+                last = (scan.runs[-1], scan.last_pos)
+        before += scan.lines.states[0].count
+    if not in_order:
+        return [], None
+    merged = tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64) for i in range(4))
+    return list(ids), merged
+
+
+def _record_span(line: str) -> tuple[str, int, int]:
+    """(CHROM, first position, last covered position) of one record line, as tabix computes them."""
+    chrom, pos_text, _, ref, _, _, _, info = line.split("\t", 8)[:8]
+    pos = int(pos_text)
+    covered = max(pos - 1, 0) + max(len(ref), 1)
+    found = _END.search(info.encode())
+    if found and found.start() > 0:
+        found = re.search(rb";END=([0-9]*)", info.encode())
+    if found:
+        covered = int(found.group(1) or 0)
+    return chrom, max(pos, 1), covered
+
+
+@dataclass
+class VCFSlice(LineRangeSlice):
+    """Records of a VCF object; a region slice keeps only those overlapping its ``region``
+    (CHROM, 1-based inclusive begin and end). The header is read lazily from the sidecar (one checked blob)."""
+
+    header_ref: BlobRef
+    region: tuple[str, int, int] | None = None
+    _header: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def header(self) -> str:
+        """The VCF header: every ``##`` line and the ``#CHROM`` line, newlines included."""
+        if self._header is None:
+            self._header = self.header_ref.read().decode("utf-8")
+        return self._header
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The #CHROM line's column names, without the ``#``."""
+        return tuple(self.header.rstrip("\r\n").rsplit("\n", 1)[-1][1:].rstrip("\r").split("\t"))
+
+    def records(self) -> list[str]:
+        """The slice's record lines, without their newlines."""
+        lines = split_lines(self.text())
+        if self.region is None:
+            return lines
+        chrom, beg, end = self.region
+        out = []
+        for line in lines:
+            c, first, last = _record_span(line)
+            if c == chrom and first <= end and last >= beg:
+                out.append(line)
+        return out
+
+    def get(self) -> str:
+        """The header, then the slice's records, as VCF text (the original Dataplug's result)."""
+        if self.region is None:
+            return self.header + self.text()
+        return self.header + "".join(line + "\n" for line in self.records())
+
+    def schema(self) -> pa.Schema:
+        types = {"POS": pa.int64(), "QUAL": pa.float64()}
+        return pa.schema([(name, types.get(name, pa.string())) for name in self.columns])
+
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """A table of the records: ``CHROM``, ``POS`` (int64), ``ID``, ``REF``, ``ALT``, ``QUAL`` (float64,
+        null for ``.``), ``FILTER``, ``INFO``, then ``FORMAT`` and the samples as strings."""
+        schema = self.schema()
+        if columns is not None:
+            schema = pa.schema([schema.field(name) for name in columns])
+        data = self.raw() if self.region is None else "".join(line + "\n" for line in self.records()).encode()
+        if not data:
+            return schema.empty_table()
+        read = pacsv.ReadOptions(column_names=list(self.columns), use_threads=False, block_size=max(2**20, min(len(data) + 1, 2**30)))
+        parse = pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, ignore_empty_lines=False)
+        convert = pacsv.ConvertOptions(
+            column_types=dict(zip(schema.names, schema.types)), include_columns=schema.names, null_values=["."], strings_can_be_null=False
+        )
+        try:
+            return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            raise InvalidFormatError(self.url, f"records do not parse as VCF columns ({exc})", offset=self.span.start) from None
+
+
+def _index(co: Any) -> LineIndex:
+    return LineIndex.from_tables(co.url, co.index().tables, co.attributes.uncompressed_size)
+
+
+@strategy(VCF)
+def partition_num_chunks(co: Any, num_chunks: int) -> list[VCFSlice]:
+    """``num_chunks`` slices of about equal bytes, every record in exactly one, in file order (for gzip,
+    cut at the first record after a checkpoint, so that workers decode almost nothing twice)."""
+    n = positive_int(co.url, "num_chunks", num_chunks)
+    index = _index(co)
+    bounds = index.bounds_by_bytes(n, co.attributes.header_lines, cuts=cut_offsets(co))
+    return line_slices(co, VCFSlice, index, bounds, Dialect(), header_ref=co.index().blob(HEADER_BLOB))
+
+
+def parse_region(url: str, region: str, chromosomes: Sequence[str]) -> tuple[str, int, int]:
+    """``"chr2"``, ``"chr1:1000"`` or ``"chr1:1,000-2,000"`` (1-based, inclusive) as (CHROM, begin, end);
+    a whole CHROM name wins over a reading with a range (names may hold ``:``)."""
+    if not isinstance(region, str) or not region:
+        raise StrategyArgumentError(url, f"a region is a non-empty string like 'chr1:1000-2000', got {region!r}")
+    name, colon, span = region.rpartition(":")
+    if region in chromosomes or not colon:
+        return region, 1, REGION_MAX
+    found = _REGION.fullmatch(span.replace(",", ""))
+    if found is None or not name:
+        raise StrategyArgumentError(url, f"region {region!r} is not 'CHROM', 'CHROM:BEGIN' or 'CHROM:BEGIN-END'")
+    beg, end = int(found.group(1)), int(found.group(2)) if found.group(2) else REGION_MAX
+    if beg < 1 or end < beg:
+        raise StrategyArgumentError(url, f"region {region!r}: positions are 1-based and BEGIN <= END")
+    return name, beg, end
+
+
+@strategy(VCF)
+def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
+    """One slice per region (``"chr2"``, ``"chr1:1000-2000"``), holding exactly the records tabix returns for
+    it; each reads only the blocks whose chromosome and positions can overlap its region. A sorted file
+    is needed, as for tabix (:class:`StrategyArgumentError` otherwise)."""
+    a = co.attributes
+    if not a.sorted:
+        raise StrategyArgumentError(co.url, "partition_regions needs a sorted VCF (each CHROM in one run, POS non-decreasing within it), as tabix does; sort it (bcftools sort) or use partition_num_chunks")
+    sidecar = co.index()
+    names = sidecar.blob(CHROMOSOMES_BLOB).read().decode().split("\n") if a.chromosomes else []
+    if len(names) != a.chromosomes:
+        raise CorruptIndexError(co.url, "the chromosome blob does not hold as many names as the attributes say")
+    ids = {name: i for i, name in enumerate(names)}
+    parsed = [parse_region(co.url, r, names) for r in ([regions] if isinstance(regions, str) else list(regions))]
+    record, chrom, start, covered = (sidecar.tables[name].astype(np.int64) for name in BLOCK_TABLES)
+    index = _index(co)
+    stop = np.append(record[1:], index.total)
+    first, last = [], []
+    for name, beg, end in parsed:
+        hit = np.flatnonzero((chrom == ids.get(name, -1)) & (start <= end) & (covered >= beg))
+        first.append(int(record[hit[0]]) if hit.size else a.header_lines)
+        last.append(int(stop[hit[-1]]) if hit.size else a.header_lines)
+    info, read, ref = sidecar.object_info, readers(co), sidecar.blob(HEADER_BLOB)
+    spans = index.spans(np.array(first, np.int64), np.array(last, np.int64))
+    return [
+        VCFSlice(obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(), source=read(span.start, span.end), header_ref=ref, region=region)
+        for n, (f, s, span, region) in enumerate(zip(first, last, spans, parsed))
+    ]
