@@ -29,7 +29,18 @@ from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgum
 from dataplug.format import IndexData, PreprocessContext
 from dataplug.framing import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
 from dataplug.index import BlobRef
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
+from dataplug.lineindex import (
+    DEFAULT_SAMPLE_BYTES,
+    Dialect,
+    LineIndex,
+    LineRangeSlice,
+    RangeScan,
+    check_text,
+    line_slices,
+    reduce_scans,
+    scan_buffer,
+    split_lines,
+)
 from dataplug.strategies import positive_int, strategy
 
 TAB, NEWLINE, HASH, ZERO = 9, 10, 35, 48
@@ -119,7 +130,7 @@ class VcfScanner:
         k = k[:good]
         t = [tabs[k + j] for j in range(min(self.columns - 1, 8))]
         pos, pos_bad = _integers(full, t[0] + 1, t[1])
-        at = _first(pos_bad) if pos_bad.any() else good
+        at = _first(pos_bad)
         if at < starts.size:
             if at < good:
                 cause = "POS is not an integer"
@@ -163,7 +174,9 @@ def _integers(full: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarra
     return value, bad
 
 
-def _covered(full: np.ndarray, pos: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, info_a: np.ndarray, info_b: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def _covered(
+    full: np.ndarray, pos: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, info_a: np.ndarray, info_b: np.ndarray, starts: np.ndarray
+) -> np.ndarray:
     """The last position (1-based) each record covers, as tabix computes it: from REF's length, or the
     INFO's ``END=`` (at the INFO's start, else the first ``;END=``)."""
     covered = np.maximum(pos - 1, 0) + np.maximum(ref_b - ref_a, 1)
@@ -198,7 +211,9 @@ def _chrom_changes(full: np.ndarray, starts: np.ndarray, length: np.ndarray) -> 
     return np.unique(np.concatenate(out))
 
 
-def _summarise(lines: RangeScan, full: np.ndarray, starts: np.ndarray, chrom_end: np.ndarray, pos: np.ndarray, covered: np.ndarray, skip: int, lo: int) -> VcfRangeScan:
+def _summarise(
+    lines: RangeScan, full: np.ndarray, starts: np.ndarray, chrom_end: np.ndarray, pos: np.ndarray, covered: np.ndarray, skip: int, lo: int
+) -> VcfRangeScan:
     """Runs of CHROM and blocks (cut at runs and line-index anchors) of a range's valid records."""
     runs = _chrom_changes(full, starts, chrom_end - starts)
     names = [bytes(full[int(starts[r]) : int(chrom_end[r])]).decode("utf-8", "replace") for r in runs.tolist()]
@@ -242,10 +257,13 @@ def _header(url: str, head: bytes, complete: bool) -> tuple[bytes, int, tuple[st
             except UnicodeDecodeError as exc:
                 raise InvalidFormatError(url, "the #CHROM line is not valid UTF-8", offset=at + exc.start, line=number) from None
             if columns[:8] != FIXED_COLUMNS or (len(columns) > 8 and columns[8] != "FORMAT"):
-                raise InvalidFormatError(url, f"the #CHROM line must name {', '.join(FIXED_COLUMNS)}, then FORMAT before any sample", offset=at, line=number)
+                cause = f"the #CHROM line must name {', '.join(FIXED_COLUMNS)}, then FORMAT before any sample"
+                raise InvalidFormatError(url, cause, offset=at, line=number)
             return text, number, columns
         if not line.startswith(b"##"):
-            cause = "a header line that is neither '##' meta nor '#CHROM'" if line.startswith(b"#") else "a record before the header ends (no #CHROM line before it)"
+            cause = "a record before the header ends (no #CHROM line before it)"
+            if line.startswith(b"#"):
+                cause = "a header line that is neither '##' meta nor '#CHROM'"
             raise InvalidFormatError(url, cause, offset=at, line=number)
         at, number = (len(head) if stop < 0 else stop + 1), number + 1
 
@@ -327,8 +345,9 @@ def _reduce_blocks(url: str, scans: list[VcfRangeScan]) -> tuple[list[str], tupl
             in_order = not scan.unsorted
             run_ids = []
             for r, name in enumerate(scan.runs):
-                continuing = r == 0 and last is not None and last[0] == name
-                if (continuing and scan.first_pos < last[1]) or (not continuing and name in ids):  # type: ignore[index]
+                if r == 0 and last is not None and last[0] == name:
+                    in_order = in_order and scan.first_pos >= last[1]
+                elif name in ids:
                     in_order = False
                 run_ids.append(ids.setdefault(name, len(ids)))
             if in_order:
@@ -457,7 +476,11 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     is needed, as for tabix (:class:`StrategyArgumentError` otherwise)."""
     a = co.attributes
     if not a.sorted:
-        raise StrategyArgumentError(co.url, "partition_regions needs a sorted VCF (each CHROM in one run, POS non-decreasing within it), as tabix does; sort it (bcftools sort) or use partition_num_chunks")
+        raise StrategyArgumentError(
+            co.url,
+            "partition_regions needs a sorted VCF (each CHROM in one run, POS non-decreasing within it), as tabix does; "
+            "sort it (bcftools sort) or use partition_num_chunks",
+        )
     sidecar = co.index()
     names = sidecar.blob(CHROMOSOMES_BLOB).read().decode().split("\n") if a.chromosomes else []
     if len(names) != a.chromosomes:
@@ -475,6 +498,9 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     info, read, ref = sidecar.object_info, readers(co), sidecar.blob(HEADER_BLOB)
     spans = index.spans(np.array(first, np.int64), np.array(last, np.int64))
     return [
-        VCFSlice(obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(), source=read(span.start, span.end), header_ref=ref, region=region)
+        VCFSlice(
+            obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(),
+            source=read(span.start, span.end), header_ref=ref, region=region,
+        )
         for n, (f, s, span, region) in enumerate(zip(first, last, spans, parsed))
     ]
