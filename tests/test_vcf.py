@@ -122,15 +122,31 @@ def test_region_slices_equal_tabix(local_store, tabixed, queries, codec):
         assert piece.get() == split(text)[0] + "".join(line + "\n" for line in expected)
 
 
-def test_region_reads_only_its_blocks(local_store, tabixed):
+def test_regions_at_the_far_end_of_long_records(local_store, tabixed):
+    """Small blocks, and regions that only the tail of a long REF or an END= reaches: the blocks' last
+    covered positions must find them."""
     text, bgzf_path, tabix = tabixed
-    url = local_store.put("blocks.vcf", text.encode())
+    co = CloudObject.from_url(VCF, local_store.put("tails.vcf", text.encode()))
+    co.preprocess(sample_bytes=256, chunk_size=10_000)
+    long_ones = [line for line in split(text)[1] if _last(line) > int(line.split("\t")[1]) + 100]
+    regions = [f"{line.split(chr(9))[0]}:{_last(line)}-{_last(line)}" for line in long_ones[:40]]
+    assert len(regions) == 40
+    for region, piece in zip(regions, co.partition(partition_regions, regions)):
+        expected = list(tabix.fetch(region=region))
+        assert piece.records() == expected and len(expected) >= 1, region
+
+
+@pytest.mark.parametrize("codec", ["plain", "bgzf-htslib"])
+def test_region_reads_only_its_blocks(local_store, tabixed, codec):
+    text, bgzf_path, tabix = tabixed
+    data = text.encode() if codec == "plain" else open(bgzf_path, "rb").read()
+    url = local_store.put(f"blocks-{codec}.vcf", data)
     co = CloudObject.from_url(VCF, url)
-    co.preprocess(sample_bytes=2048)
+    co.preprocess(sample_bytes=2048, spacing=16_384)  # BGZF: a member start every 16 KiB is a place to start reading
     (piece,) = co.partition(partition_regions, "chr2:20000-20100")
     read_stats.reset()
     assert piece.records() == list(tabix.fetch(region="chr2:20000-20100"))
-    assert 0 < read_stats.bytes[url] < len(text) / 20
+    assert 0 < read_stats.bytes[url] < len(data) / (20 if codec == "plain" else 3)  # 2 of the 7 BGZF members at most
 
 
 def test_unsorted_file_refuses_regions(local_store):
@@ -220,9 +236,14 @@ def big_vcf(tmp_path_factory):
     return str(path), text
 
 
-def test_large_file_at_default_settings(big_vcf):
+@pytest.mark.parametrize("codec", ["none", "gzip"])
+def test_large_file_at_default_settings(big_vcf, codec):
     path, text = big_vcf
     header, lines = split(text)
+    if codec == "gzip":
+        path += ".gz"
+        with open(path, "wb") as fh:
+            fh.write(gzip.compress(text.encode(), 1))
     co = CloudObject.from_url(VCF, path)
     co.preprocess(force=True)
     assert co.attributes.records == len(lines) and co.attributes.sorted and co.attributes.chromosomes == 3

@@ -381,7 +381,7 @@ class VCFSlice(LineRangeSlice):
 
     header_ref: BlobRef
     region: tuple[str, int, int] | None = None
-    _header: str | None = field(default=None, repr=False, compare=False)
+    _header: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def header(self) -> str:
