@@ -1,0 +1,295 @@
+"""FASTA over plain, gzip and BGZF: every base exactly once for every slice count, against a plain-Python
+parse; ``.fai``/``.gzi`` byte-identical to ``pysam.faidx`` (samtools); ``region()`` equal to
+``pysam.FastaFile.fetch``; malformed inputs refused with their offset and line."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pysam
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataplug import CloudObject, InvalidFormatError
+from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy, partition_num_sequences, region, write_fai
+from tests.test_codecs import encode as encode_small
+from tests.test_gzip_codec import bgzf
+
+CODECS = ["none", "gzip", "bgzf"]
+STRATEGIES = [partition_chunks_strategy, partition_num_sequences]
+SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+ALPHABET = np.frombuffer(b"ACGT", np.uint8)
+
+
+def encode(data: bytes, codec: str, seed: int = 0) -> bytes:
+    """``tests.test_codecs.encode``, with BGZF blocks capped at bgzip's 65280 bytes for large inputs."""
+    if codec == "bgzf":
+        return bgzf(data, block=max(1, min(65280, len(data) // 5 + 1)))[0]
+    return encode_small(data, codec, seed)
+
+
+def random_bases(rng: np.random.Generator, n: int) -> bytes:
+    """Bases with runs of N and of lowercase (soft-masked) bases."""
+    seq = ALPHABET[rng.integers(0, 4, n)]
+    for _ in range(max(1, n // 5000)):
+        a = int(rng.integers(0, n))
+        seq[a : a + int(rng.integers(1, 300))] = ord("N")
+        b = int(rng.integers(0, n))
+        seq[b : b + int(rng.integers(1, 500))] |= 0x20
+    return seq.tobytes()
+
+
+def make_fasta(lengths: list[int], widths: list[int], seed: int, newline: bytes = b"\n") -> tuple[bytes, list[tuple[str, str, str]]]:
+    """A FASTA file and its records ``(name, description, sequence)``; sequence ``i`` has lines of ``widths[i % len(widths)]``."""
+    rng = np.random.default_rng(seed)
+    out, records = [], []
+    for i, n in enumerate(lengths):
+        seq, width = random_bases(rng, n), widths[i % len(widths)]
+        name, desc = f"chr{i}_{seed}", f"len={n} sample {i}"
+        out.append(b">%s %s%s" % (name.encode(), desc.encode(), newline))
+        out += [seq[j : j + width] + newline for j in range(0, n, width)]
+        records.append((name, desc, seq.decode()))
+    return b"".join(out), records
+
+
+def parse_fasta(data: bytes) -> list[tuple[str, str, str]]:
+    """The oracle: a plain-Python FASTA parse that never uses dataplug."""
+    records: list[tuple[str, str, list[str]]] = []
+    for line in data.decode().splitlines():
+        if line.startswith(">"):
+            name, _, desc = line[1:].partition(" ")
+            records.append((name, desc, []))
+        elif line:
+            records[-1][2].append(line)
+    return [(n, d, "".join(s)) for n, d, s in records]
+
+
+def joined(slices: list) -> list[tuple[str, str, str]]:
+    """Records rebuilt from the slices' pieces, checking the pieces of each sequence are contiguous."""
+    rows = pa.concat_tables([s.to_arrow() for s in slices]).to_pylist()
+    out: list[tuple[str, str, str]] = []
+    for row in rows:
+        if out and out[-1][0] == row["name"]:
+            assert row["offset"] == len(out[-1][2])
+            out[-1] = (row["name"], row["description"], out[-1][2] + row["sequence"])
+        else:
+            assert row["offset"] == 0
+            out.append((row["name"], row["description"], row["sequence"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def genome() -> tuple[bytes, list[tuple[str, str, str]]]:
+    return make_fasta([50, 61, 999, 12_345, 200_000, 1_000_003, 70, 4_321], [60, 70], seed=7)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_every_base_once(store, genome, codec):
+    data, records = genome
+    assert parse_fasta(data) == records
+    co = CloudObject.from_url(FASTA, store.put(f"g.fa.{codec}", encode(data, codec)), storage_options=store.options)
+    co.preprocess(spacing=64 * 1024, chunk_size=100_000)
+    attrs = co.attributes
+    assert (attrs.sequences, attrs.bases, attrs.irregular_sequences) == (len(records), sum(len(r[2]) for r in records), 0)
+    assert attrs.compression == codec
+    counts = [1, 2, 7, 11, 40] if store.kind == "local" else [1, 7, 40]
+    for n in counts:
+        for strat in STRATEGIES:
+            slices = co.partition(strat, n)
+            assert len(slices) == n
+            assert joined(pickle.loads(pickle.dumps(slices))) == records
+    chunks = co.partition(partition_chunks_strategy, 7)
+    sizes = [s.num_bases for s in chunks]
+    assert max(sizes) - min(sizes) <= attrs.bases // 7 // 2 + 1
+    assert parse_fasta("".join(s.get() for s in co.partition(partition_num_sequences, 3)).encode()) == records
+
+
+def test_slice_get_and_arrow(local_store, genome):
+    data, records = genome
+    co = CloudObject.from_url(FASTA, local_store.put("g.fa", data))
+    co.preprocess()
+    slices = co.partition(partition_chunks_strategy, 5)
+    text = slices[3].get()
+    table = slices[3].to_arrow()
+    assert table.schema == slices[3].schema()
+    first = table.to_pylist()[0]
+    assert text.startswith(f">{first['name']} offset={first['offset']}\n") and first["offset"] > 0
+    assert slices[3].to_arrow(["name", "offset"]).column_names == ["name", "offset"]
+    whole = slices[0].get().split("\n")
+    assert whole[:4] == [f">{records[0][0]} {records[0][1]}", records[0][2], f">{records[1][0]} {records[1][1]}", records[1][2]]
+    assert len(whole[5]) == 60 and len(whole[6]) == 60  # the 999 bases of the third sequence, 60 a line
+
+
+@SLOW
+@given(
+    lengths=st.lists(st.one_of(st.integers(1, 20), st.integers(21, 400)), min_size=1, max_size=6),
+    widths=st.lists(st.integers(1, 80), min_size=1, max_size=2),
+    codec=st.sampled_from(CODECS),
+    crlf=st.booleans(),
+    chunk_size=st.integers(7, 500),
+    spacing=st.sampled_from([64, 512, 8192]),
+    seed=st.integers(0, 2**16),
+)
+def test_every_base_once_for_every_slice_count(local_store, lengths, widths, codec, crlf, chunk_size, spacing, seed):
+    data, records = make_fasta(lengths, widths, seed, b"\r\n" if crlf else b"\n")
+    path = local_store.put(f"h{zlib.crc32(data)}-{seed}-{chunk_size}-{spacing}.fa.{codec}", encode(data, codec, seed))  # pysam writes a .gzi beside it
+    co = CloudObject.from_url(FASTA, path)
+    co.preprocess(force=True, spacing=spacing, chunk_size=chunk_size)
+    total = sum(lengths)
+    more = {total, total + 2} if total <= 120 else {total // 3}  # more slices than bases, when that stays fast
+    for n in sorted({1, 2, 3, len(lengths) + 1} | more | set(range(1, min(total, 12)))):
+        for strat in STRATEGIES:
+            assert joined(co.partition(strat, n)) == records
+    if codec != "gzip" and not crlf:
+        write_fai(co, path + ".mine.fai")
+        pysam.faidx(path)
+        assert Path(path + ".mine.fai").read_bytes() == Path(path + ".fai").read_bytes()
+
+
+@pytest.mark.parametrize("codec", ["none", "bgzf"])
+def test_fai_and_gzi_identical_to_samtools(local_store, genome, codec):
+    data, _ = genome
+    path = local_store.put(f"s.fa.{codec}", encode(data, codec))
+    co = CloudObject.from_url(FASTA, path)
+    co.preprocess()
+    write_fai(co, path + ".ours.fai")
+    pysam.faidx(path)
+    assert Path(path + ".ours.fai").read_bytes() == Path(path + ".fai").read_bytes()
+    if codec == "bgzf":
+        assert Path(path + ".ours.gzi").read_bytes() == Path(path + ".gzi").read_bytes()
+
+
+def test_fai_on_s3_and_refused_for_gzip(s3_store, genome):
+    data, _ = genome
+    url = s3_store.put("g.fa.gz", encode(data, "bgzf"))
+    co = CloudObject.from_url(FASTA, url, storage_options=s3_store.options)
+    co.preprocess()
+    write_fai(co, url + ".fai")
+    assert s3_store.exists(url + ".fai") and s3_store.exists(url + ".gzi")
+    gz = CloudObject.from_url(FASTA, s3_store.put("plain.fa.gz", encode(data, "gzip")), storage_options=s3_store.options)
+    gz.preprocess()
+    with pytest.raises(InvalidFormatError, match="bgzip"):
+        write_fai(gz, url + ".other.fai")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_region_equals_pysam(local_store, genome, codec, tmp_path):
+    data, records = genome
+    co = CloudObject.from_url(FASTA, local_store.put(f"r.fa.{codec}", encode(data, codec)))
+    co.preprocess(spacing=32 * 1024)
+    reference = tmp_path / "ref.fa"
+    reference.write_bytes(data)
+    rng = np.random.default_rng(3)
+    with pysam.FastaFile(str(reference)) as fasta:
+        for _ in range(60):
+            name, _, seq = records[int(rng.integers(len(records)))]
+            a = int(rng.integers(0, len(seq)))
+            b = int(rng.integers(a, len(seq) + 1))
+            assert region(co, name, a, b) == fasta.fetch(name, a, b)
+        assert region(co, records[5][0], 0, 10**9) == fasta.fetch(records[5][0])
+    with pytest.raises(KeyError):
+        region(co, "nope", 0, 1)
+
+
+def test_irregular_lines_are_flagged_and_still_exact(local_store):
+    records = [("a", "", "ACGTACGTAC" * 7), ("b", "x y", "GGGCCC" * 9), ("c", "", "T" * 5)]
+    a = records[0][2].encode()
+    lines = [a[0:14], a[14:20], a[20:34], b"", a[34:]]  # short, long again, and a blank line inside
+    data = b">a\n" + b"\n".join(lines) + b"\n>b x y\n" + b"GGGCCC" * 9 + b"\n>c\nTT\nTTT\n"
+    assert parse_fasta(data) == records
+    co = CloudObject.from_url(FASTA, local_store.put("irr.fa", data))
+    co.preprocess(chunk_size=9)
+    assert co.attributes.irregular_sequences == 2 and co.attributes.irregular_names == ("a", "c")
+    for n in range(1, 90):
+        assert joined(co.partition(partition_chunks_strategy, n)) == records
+    for a in range(0, 70, 3):
+        assert region(co, "a", a, a + 17) == records[0][2][a : a + 17]
+    with pytest.raises(InvalidFormatError, match="different line lengths"):
+        write_fai(co, str(local_store.url("irr.fa.fai")))
+
+
+@pytest.mark.parametrize(
+    "data, cause, offset, line",
+    [
+        (b"ACGT\n>a\nACGT\n", "before the first", 0, 1),
+        (b">a\nAC\n>\nGG\n", "empty sequence name", 6, 3),
+        (b">a\nAC\n>  \t\nGG\n", "empty sequence name", 6, 3),
+        (b">a\nAC\n>b\nG\0G\n", "NUL", 10, None),
+        (b">a\nACGT\n>b\nGG\n>a desc\nTT\n", "duplicate sequence name 'a'", 14, 5),
+    ],
+)
+def test_malformed_inputs(local_store, data, cause, offset, line):
+    co = CloudObject.from_url(FASTA, local_store.put("bad.fa", data))
+    with pytest.raises(InvalidFormatError, match=cause) as info:
+        co.preprocess(chunk_size=5)
+    assert info.value.offset == offset
+    if line is not None:
+        assert info.value.line == line
+
+
+def test_original_fasta_example_usage(s3_options, genome):
+    from tests.conftest import make_bucket
+
+    bucket = make_bucket(s3_options)
+    data, records = genome
+    import fsspec
+
+    fsspec.filesystem("s3", **s3_options).pipe(f"{bucket}/genome.fasta", data)
+    s3_config = {"endpoint_url": s3_options["endpoint_url"], "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "eu-west-1"}
+    co = CloudObject.from_s3(FASTA, f"s3://{bucket}/genome.fasta", s3_config=s3_config)
+    co.preprocess()
+    slices = co.partition(partition_chunks_strategy, num_chunks=8)
+    text = "".join(s.get() for s in slices)
+    assert text.startswith(f">{records[0][0]} {records[0][1]}\n") and text.count(">") == len(records) + 7
+    assert joined(slices) == records
+
+
+@pytest.fixture(scope="session")
+def big_fasta(tmp_path_factory) -> tuple[str, list[int]]:
+    """A ≥ 64 MiB FASTA (three sequences, 60 bases a line), written with numpy in about a second."""
+    rng = np.random.default_rng(11)
+    path = tmp_path_factory.mktemp("big") / "big.fa"
+    lengths = [40_000_000, 7, 27_000_001]
+    with open(path, "wb") as fh:
+        for i, n in enumerate(lengths):
+            fh.write(b">big%d\n" % i)
+            lines = -(-n // 60)
+            body = np.full(lines * 61, ord("\n"), np.uint8).reshape(lines, 61)
+            body[:, :60] = ALPHABET[rng.integers(0, 4, (lines, 60), dtype=np.uint8)]
+            flat = body.reshape(-1)
+            tail = n - (lines - 1) * 60
+            fh.write(flat[: (lines - 1) * 61 + tail].tobytes() + b"\n")
+    return str(path), lengths
+
+
+def test_big_fasta_default_settings(big_fasta):
+    path, lengths = big_fasta
+    assert Path(path).stat().st_size >= 64 * 2**20
+    co = CloudObject.from_url(FASTA, path)
+    co.preprocess(force=True)
+    assert co.attributes.bases == sum(lengths)
+    write_fai(co, path + ".ours.fai")
+    pysam.faidx(path)
+    assert Path(path + ".ours.fai").read_bytes() == Path(path + ".fai").read_bytes()
+    slices = co.partition(partition_chunks_strategy, 3)
+    with pysam.FastaFile(path) as fasta:
+        for s in slices:
+            for name, offset, seq in zip(s.names, s.offsets, s.sequences()):
+                assert len(seq) == s.lengths[s.names.index(name)]
+                assert seq[:1000] == fasta.fetch(name, offset, offset + 1000)[: len(seq[:1000])]
+                assert seq[-1000:] == fasta.fetch(name, offset + len(seq) - len(seq[-1000:]), offset + len(seq))
+    assert sum(s.num_bases for s in slices) == sum(lengths)
+    gz = Path(path + ".gz")
+    gz.write_bytes(gzip.compress(Path(path).read_bytes(), compresslevel=1))
+    zipped = CloudObject.from_url(FASTA, str(gz))
+    zipped.preprocess()
+    assert zipped.attributes.bases == sum(lengths) and zipped.attributes.checkpoints > 10
+    with pysam.FastaFile(path) as fasta:
+        for name, at in [("big0", 39_999_990), ("big1", 0), ("big2", 13_500_000), ("big2", 26_999_995)]:
+            assert region(zipped, name, at, at + 5000) == fasta.fetch(name, at, at + 5000)
