@@ -1,0 +1,101 @@
+"""FASTA benchmark: the index pass against ``samtools faidx`` (through pysam) and random ``region()`` reads
+against pyfaidx, measured in the same run.
+
+Generates a FASTA (long chromosomes and many small contigs, 60 bases a line, soft-masked and N runs),
+then prints:
+- the index pass (``preprocess``: a parallel map over byte ranges on the local thread pool) ÷
+  ``pysam.faidx`` (samtools' ``fai_build``), and checks that ``write_fai`` writes the same ``.fai``;
+- 100 random ``region()`` calls (one range read each) ÷ the same 100 calls with pyfaidx (and, for
+  reference, ``pysam.FastaFile.fetch``), all from the page cache, checking every answer is identical;
+- every time is the best of two runs.
+
+    python benchmarks/genomics_fasta.py --size-mb 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import numpy as np
+import pyfaidx
+import pysam
+from _common import best_of, warm_page_cache
+
+from dataplug import CloudObject
+from dataplug.formats.genomics.fasta import FASTA, region, write_fai
+
+
+def generate_fasta(path: str, size_mb: int, seed: int = 0) -> list[tuple[str, int]]:
+    """Write about ``size_mb`` MB of FASTA: 90 % in chromosomes of 10-40 Mb, the rest in 1-50 kb contigs."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.frombuffer(b"ACGTacgtNN", np.uint8)
+    target = size_mb * 10**6 * 60 // 61
+    lengths, total = [], 0
+    while total < target * 0.9:
+        lengths.append(int(rng.integers(10_000_000, 40_000_000)))
+        total += lengths[-1]
+    while total < target:
+        lengths.append(int(rng.integers(1_000, 50_000)))
+        total += lengths[-1]
+    sequences = []
+    with open(path, "wb") as fh:
+        for i, n in enumerate(lengths):
+            name = f"chr{i + 1}" if n >= 10_000_000 else f"contig{i}"
+            fh.write(f">{name} generated length={n}\n".encode())
+            lines = -(-n // 60)
+            body = np.full((lines, 61), ord("\n"), np.uint8)
+            body[:, :60] = alphabet[rng.integers(0, alphabet.size, (lines, 60), dtype=np.uint8)]
+            fh.write(body.reshape(-1)[: (lines - 1) * 61 + n - (lines - 1) * 60].tobytes() + b"\n")
+            sequences.append((name, n))
+    return sequences
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=300)
+    parser.add_argument("--regions", type=int, default=100)
+    parser.add_argument("--region-bases", type=int, default=10_000)
+    parser.add_argument("--dir", default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        path = os.path.join(folder, "bench.fa")
+        sequences = generate_fasta(path, args.size_mb)
+        size = os.path.getsize(path)
+        warm_page_cache(path)
+
+        t_samtools, _ = best_of(lambda: pysam.faidx(path))
+        co = CloudObject.from_url(FASTA, path)
+        t_index, _ = best_of(lambda: co.preprocess(force=True, progress=False))
+        write_fai(co, path + ".dataplug.fai")
+        with open(path + ".fai", "rb") as a, open(path + ".dataplug.fai", "rb") as b:
+            assert a.read() == b.read(), ".fai differs from samtools'"
+
+        rng = np.random.default_rng(1)
+        picks = [sequences[int(i)] for i in rng.integers(0, len(sequences), args.regions)]
+        queries = []
+        for name, n in picks:
+            start = int(rng.integers(0, max(1, n - args.region_bases)))
+            queries.append((name, start, min(n, start + args.region_bases)))
+
+        t_region, ours = best_of(lambda: [region(co, *q) for q in queries])
+        fasta = pyfaidx.Fasta(path, sequence_always_upper=False, as_raw=True)
+        t_pyfaidx, theirs = best_of(lambda: [fasta[name][a:b] for name, a, b in queries])
+        with pysam.FastaFile(path) as ff:
+            t_pysam, fetched = best_of(lambda: [ff.fetch(*q) for q in queries])
+        assert ours == theirs == fetched
+        index_bytes = co.index().nbytes()
+
+    print(f"FASTA {size / 1e6:.0f} MB, {len(sequences)} sequences, {co.attributes.bases:,} bases")
+    print(f"  pysam.faidx (samtools)                 {t_samtools:7.3f} s")
+    print(f"  index pass                             {t_index:7.3f} s   / samtools faidx = {t_index / t_samtools:.2f}")
+    print(f"  {args.regions} x pyfaidx [{args.region_bases} bases]           {t_pyfaidx:7.4f} s")
+    print(f"  {args.regions} x pysam.FastaFile.fetch           {t_pysam:7.4f} s")
+    print(f"  {args.regions} x region()                        {t_region:7.4f} s   / pyfaidx = {t_region / t_pyfaidx:.2f}   / pysam = {t_region / t_pysam:.2f}")
+    print(f"  index size: {index_bytes:,} bytes = {100 * index_bytes / size:.4f} % of the object")
+
+
+if __name__ == "__main__":
+    main()
