@@ -18,7 +18,6 @@ an irregular one keeps every run, so any base still maps to its byte exactly. Si
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,8 @@ NEWLINE, CR, GT = 10, 13, ord(">")
 HEADERS_BLOB = "headers"
 _SEQ_TABLES = ("seq_length", "seq_offset", "seq_linebases", "seq_linewidth")
 _RUN_TABLES = ("run_offset", "run_base", "run_linebases", "run_linewidth")
-_NL = re.compile(b"\n")
+#: Longest header line accepted (bytes): a header cut by range edges is carried to the reduce whole.
+MAX_HEADER = 2**20
 #: Names of irregular sequences kept in the attributes (the count is always exact).
 _IRREGULAR_NAMES = 20
 #: Compressed bytes read at a time while walking BGZF block headers for the ``.gzi``.
@@ -46,15 +46,32 @@ _GZI_CHUNK = 16 * 2**20
 
 
 @dataclass
-class FastaRangeScan:
-    """Map result for the logical range ``[start, end)``: its header lines and its sequence-line runs.
+class Fragment:
+    """Part of a line cut by a range edge: ``content`` bytes (the line break aside), whether the byte
+    before the break is ``\r`` (``cr``), and the bytes themselves when they may be a header (``text``)."""
 
-    ``run_group[k]`` is the number of the range's headers before run ``k`` (0: the run continues the
-    sequence the range starts in). Line numbers are local to the range (0 = its first line start).
+    content: int
+    cr: bool
+    text: bytes | None
+
+
+@dataclass
+class FastaRangeScan:
+    """Map result for the logical range ``[start, end)``.
+
+    ``head`` is the end of a line started in an earlier range (``head_closed``: it ends in this range),
+    ``tail`` the start of a line that goes on past the range (at logical ``tail_offset``, a header when
+    ``tail_header``). Lines between are whole: their headers, and their sequence lines as runs;
+    ``run_group[k]`` counts the range's headers before run ``k`` (0: the run continues the sequence the
+    range starts in). Line numbers are local: 0 is the range's first line start.
     """
 
-    start: int
     lines: int
+    head: Fragment | None
+    head_closed: bool
+    tail: Fragment | None
+    tail_offset: int
+    tail_header: bool
     header_line: np.ndarray
     header_offset: np.ndarray
     header_end: np.ndarray
@@ -69,56 +86,78 @@ class FastaRangeScan:
 
 @dataclass(frozen=True)
 class FastaScanner:
-    """Lines starting in one range: headers, and sequence lines collapsed into runs. Look-ahead: up to the
-    next newline, to finish the range's last line."""
+    """Lines of one range: whole headers, sequence lines collapsed into runs, and the fragments of the
+    lines its edges cut (the reduce joins them). It needs no look-ahead, so an unwrapped chromosome (one
+    line of hundreds of megabases) costs no more than a wrapped one."""
 
     url: str
 
     def enough(self, after: np.ndarray) -> bool:
-        return _NL.search(after) is not None
+        return True
 
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> FastaRangeScan:
         fe = first + (end - start)
         check_text(self.url, full[first:fe], start)
+        at_end = eof and fe == full.size  # the range ends the stream: its last line ends there too
+        shift = start - first  # logical offset = index in full + shift
         nl = np.flatnonzero(full[first:fe] == NEWLINE) + first
         starts = nl + 1
         starts = starts[starts < fe]
+        head, head_closed = None, False
         if end > start and (start == 0 or full[first - 1] == NEWLINE):
             starts = np.concatenate(([first], starts))
-        ahead = _NL.search(full[fe:]) if fe < full.size else None
-        stop = fe + ahead.start() if ahead is not None else full.size
-        ends = np.append(nl, stop)[np.searchsorted(nl, starts)] if starts.size else starts
-        shift = start - first  # logical offset = index in full + shift
-        is_header = full[np.minimum(starts, full.size - 1)] == GT
-        is_header &= ends > starts
+        elif end > start:
+            stop = int(nl[0]) if nl.size else fe
+            head, head_closed = _fragment(full, first, stop, first), bool(nl.size) or at_end
+        whole = np.searchsorted(nl, starts) < nl.size
+        ends = nl[np.minimum(np.searchsorted(nl, starts), max(nl.size - 1, 0))] if nl.size else starts
+        tail, tail_offset, tail_header = None, -1, False
+        if starts.size and not whole[-1]:
+            if at_end:
+                ends[-1], whole[-1] = fe, True
+            else:
+                s = int(starts[-1])
+                tail_header = bool(full[s] == GT)
+                tail, tail_offset = _fragment(full, s, fe, s + 1 if tail_header else None), s + shift
+        lines = int(starts.size)
+        starts, ends = starts[whole], ends[whole]
+        is_header = (ends > starts) & (full[np.minimum(starts, full.size - 1)] == GT)
         cr = (ends > starts) & (full[np.maximum(ends - 1, 0)] == CR)
         bases = ends - starts - cr
         width = ends - starts + 1
         h = np.flatnonzero(is_header)
         texts = [full[s + 1 : e - c].tobytes() for s, e, c in zip(starts[h].tolist(), ends[h].tolist(), cr[h].tolist())]
-        header_end = np.minimum(ends[h] + 1, full.size) + shift  # the stream end after a last header without newline
         seq = np.flatnonzero(~is_header)
         new = np.ones(seq.size, bool)
         if seq.size > 1:
             a, b = seq[:-1], seq[1:]
             new[1:] = (b != a + 1) | (bases[b] != bases[a]) | (width[b] != width[a])
         first_line = seq[new]
-        count = np.diff(np.append(np.flatnonzero(new), seq.size))
-        group = np.cumsum(is_header)
         return FastaRangeScan(
-            start=start,
-            lines=int(starts.size),
+            lines=lines,
+            head=head,
+            head_closed=head_closed,
+            tail=tail,
+            tail_offset=tail_offset,
+            tail_header=tail_header,
             header_line=h,
             header_offset=starts[h] + shift,
-            header_end=header_end,
+            header_end=np.minimum(ends[h] + 1, full.size) + shift,  # the stream end after a last header without newline
             header_text=texts,
-            run_group=group[first_line],
+            run_group=np.cumsum(is_header)[first_line],
             run_line=first_line,
             run_offset=starts[first_line] + shift,
             run_bases=bases[first_line],
             run_bytes=width[first_line],
-            run_count=count,
+            run_count=np.diff(np.append(np.flatnonzero(new), seq.size)),
         )
+
+
+def _fragment(full: np.ndarray, a: int, b: int, text_from: int | None) -> Fragment:
+    """The line fragment ``full[a:b]``, with its bytes from ``text_from`` on when they may be a header
+    (and are not longer than one may be)."""
+    text = full[text_from:b].tobytes() if text_from is not None and b - text_from <= MAX_HEADER else None
+    return Fragment(b - a, bool(b > a and full[b - 1] == CR), text)
 
 
 @dataclass
@@ -158,7 +197,7 @@ class FASTA(StreamFormat):
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
         url = ctx.obj.url
         scans, codec_index = cls.scan_stream(ctx, FastaScanner(url))
-        sequences = _stitch(url, scans)
+        sequences = _stitch(url, scans, codec_index.logical_size)
         tables, headers, irregular = _tables(url, sequences)
         attributes = cls.Attributes(
             **codec_attributes(ctx.info.size, codec_index),
@@ -197,25 +236,72 @@ class FASTA(StreamFormat):
         need(np.all(tail < logical_size), "runs beyond the object")
 
 
-def _stitch(url: str, scans: list[FastaRangeScan]) -> list[_Sequence]:
-    """The reduce: each range's runs go to the sequence of the header before them (the last open one
-    for a range's first runs)."""
-    sequences: list[_Sequence] = []
-    line = 0  # lines before the current range
-    for scan in scans:
+@dataclass
+class _Pending:
+    """A line started in an earlier range and not yet ended: where, its line number, what it holds so far."""
+
+    offset: int
+    line: int
+    header: bool
+    content: int
+    cr: bool
+    text: bytes | None
+
+
+class _Stitcher:
+    """The reduce: joins the ranges' lines in order into sequences (a range's first runs continue the
+    sequence the previous range ended in; a line cut by range edges is completed from its fragments)."""
+
+    def __init__(self, url: str, logical_size: int) -> None:
+        self.url, self.size = url, logical_size
+        self.sequences: list[_Sequence] = []
+        self.pending: _Pending | None = None
+        self.line = 0  # lines started before the current range
+
+    def header(self, text: bytes, offset: int, line: int, first_base: int) -> None:
+        self.sequences.append(_Sequence(text, offset, line, first_base, []))
+
+    def run(self, offset: int, line: int, bases: int, width: int, count: int) -> None:
+        if not self.sequences:
+            if bases == 0:
+                return  # blank lines before the first header
+            raise InvalidFormatError(self.url, "data before the first '>' header: not FASTA", offset=offset, line=line)
+        self.sequences[-1].add(offset, bases, width, count)
+
+    def add(self, scan: FastaRangeScan) -> None:
+        p = self.pending
+        if scan.head is not None and p is not None:
+            h = scan.head
+            p.content += h.content
+            p.cr = h.cr if h.content else p.cr
+            p.text = p.text + h.text if p.text is not None and h.text is not None and len(p.text) + len(h.text) <= MAX_HEADER else None
+            if scan.head_closed:
+                self.pending = None
+                if not p.header:
+                    self.run(p.offset, p.line, p.content - p.cr, p.content + 1, 1)
+                elif p.text is None:
+                    raise InvalidFormatError(self.url, f"header line longer than {MAX_HEADER} bytes", offset=p.offset, line=p.line)
+                else:
+                    self.header(p.text[:-1] if p.cr else p.text, p.offset, p.line, min(p.offset + p.content + 1, self.size))
         bounds = np.searchsorted(scan.run_group, np.arange(len(scan.header_text) + 2))
         for g in range(len(scan.header_text) + 1):
             if g:
                 k = g - 1
-                sequences.append(_Sequence(scan.header_text[k], int(scan.header_offset[k]), line + int(scan.header_line[k]) + 1, int(scan.header_end[k]), []))
+                self.header(scan.header_text[k], int(scan.header_offset[k]), self.line + int(scan.header_line[k]) + 1, int(scan.header_end[k]))
             for j in range(bounds[g], bounds[g + 1]):
-                if not sequences:
-                    if scan.run_bases[j] == 0:
-                        continue  # blank lines before the first header
-                    raise InvalidFormatError(url, "data before the first '>' header: not FASTA", offset=int(scan.run_offset[j]), line=line + int(scan.run_line[j]) + 1)
-                sequences[-1].add(int(scan.run_offset[j]), int(scan.run_bases[j]), int(scan.run_bytes[j]), int(scan.run_count[j]))
-        line += scan.lines
-    return sequences
+                self.run(int(scan.run_offset[j]), self.line + int(scan.run_line[j]) + 1, int(scan.run_bases[j]), int(scan.run_bytes[j]), int(scan.run_count[j]))
+        if scan.tail is not None:
+            t = scan.tail
+            self.pending = _Pending(scan.tail_offset, self.line + scan.lines, scan.tail_header, t.content, t.cr, t.text if scan.tail_header else None)
+        self.line += scan.lines
+
+
+def _stitch(url: str, scans: list[FastaRangeScan], logical_size: int) -> list[_Sequence]:
+    """The sequences of the whole stream, from the map results in order."""
+    stitcher = _Stitcher(url, logical_size)
+    for scan in scans:
+        stitcher.add(scan)
+    return stitcher.sequences
 
 
 def _regular(runs: list[list[int]]) -> bool:
