@@ -129,7 +129,7 @@ def test_slice_get_and_arrow(local_store, genome):
 @SLOW
 @given(
     lengths=st.lists(st.one_of(st.integers(1, 20), st.integers(21, 400)), min_size=1, max_size=6),
-    widths=st.lists(st.integers(1, 80), min_size=1, max_size=2),
+    widths=st.lists(st.one_of(st.integers(1, 80), st.just(10_000)), min_size=1, max_size=2),  # 10_000: unwrapped
     codec=st.sampled_from(CODECS),
     crlf=st.booleans(),
     chunk_size=st.integers(7, 500),
@@ -146,7 +146,7 @@ def test_every_base_once_for_every_slice_count(local_store, lengths, widths, cod
     for n in sorted({1, 2, 3, len(lengths) + 1} | more | set(range(1, min(total, 12)))):
         for strat in STRATEGIES:
             assert joined(co.partition(strat, n)) == records
-    if codec != "gzip" and not crlf:
+    if codec != "gzip":
         write_fai(co, path + ".mine.fai")
         pysam.faidx(path)
         assert Path(path + ".mine.fai").read_bytes() == Path(path + ".fai").read_bytes()
@@ -212,6 +212,47 @@ def test_irregular_lines_are_flagged_and_still_exact(local_store):
         assert region(co, "a", a, a + 17) == records[0][2][a : a + 17]
     with pytest.raises(InvalidFormatError, match="different line lengths"):
         write_fai(co, str(local_store.url("irr.fa.fai")))
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_gzip_slices_start_at_checkpoints(local_store, genome, codec):
+    data, records = genome
+    co = CloudObject.from_url(FASTA, local_store.put(f"c.fa.{codec}", encode(data, codec)))
+    co.preprocess(spacing=16 * 1024)
+    slices = co.partition(partition_chunks_strategy, 9)
+    assert joined(slices) == records
+    if codec == "gzip":
+        assert co.attributes.checkpoints > 50
+        assert all(0 <= s.source.start - s.source.checkpoint_uncompressed <= 80 for s in slices[1:])
+
+
+@pytest.mark.parametrize(
+    "data, records",
+    [
+        (b"", []),
+        (b"\n\n>a\n", [("a", "", "")]),
+        (b">a", [("a", "", "")]),
+        (b">a\n>b d\nAC\n\n\n>c\nG", [("a", "", ""), ("b", "d", "AC"), ("c", "", "G")]),
+        (b">a\r\nAC\r\nG\r\n>b\r\nTT", [("a", "", "ACG"), ("b", "", "TT")]),
+    ],
+)
+def test_edge_cases(local_store, data, records):
+    co = CloudObject.from_url(FASTA, local_store.put("e.fa", data))
+    co.preprocess(chunk_size=3)
+    assert co.attributes.sequences == len(records)
+    for n in range(1, 6):
+        for strat in STRATEGIES:
+            assert joined(co.partition(strat, n)) == records
+
+
+def test_header_longer_than_the_limit(local_store, monkeypatch):
+    from dataplug.formats.genomics import fasta
+
+    monkeypatch.setattr(fasta, "MAX_HEADER", 16)
+    co = CloudObject.from_url(FASTA, local_store.put("long.fa", b">a\nAC\n>" + b"x" * 40 + b"\nGG\n"))
+    with pytest.raises(InvalidFormatError, match="header line longer") as info:
+        co.preprocess(chunk_size=8)
+    assert (info.value.offset, info.value.line) == (6, 3)
 
 
 @pytest.mark.parametrize(

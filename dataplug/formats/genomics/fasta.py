@@ -110,7 +110,7 @@ class FastaScanner:
             stop = int(nl[0]) if nl.size else fe
             head, head_closed = _fragment(full, first, stop, first), bool(nl.size) or at_end
         whole = np.searchsorted(nl, starts) < nl.size
-        ends = nl[np.minimum(np.searchsorted(nl, starts), max(nl.size - 1, 0))] if nl.size else starts
+        ends = nl[np.minimum(np.searchsorted(nl, starts), max(nl.size - 1, 0))] if nl.size else starts.copy()
         tail, tail_offset, tail_header = None, -1, False
         if starts.size and not whole[-1]:
             if at_end:
