@@ -5,6 +5,8 @@ Generates a FASTA (long chromosomes and many small contigs, 60 bases a line, sof
 then prints:
 - the index pass (``preprocess``: a parallel map over byte ranges on the local thread pool) ÷
   ``pysam.faidx`` (samtools' ``fai_build``), and checks that ``write_fai`` writes the same ``.fai``;
+- the same for the object compressed with BGZF (``pysam.tabix_compress``, i.e. bgzip): the index pass (one
+  sequential inflate) ÷ ``pysam.faidx`` of the ``.gz``, checking the ``.fai`` and ``.gzi`` are identical;
 - 100 random ``region()`` calls (one range read each) ÷ the same 100 calls with pyfaidx (and, for
   reference, ``pysam.FastaFile.fetch``), all from the page cache, checking every answer is identical;
 - every time is the best of two runs.
@@ -88,9 +90,23 @@ def main() -> None:
         assert ours == theirs == fetched
         index_bytes = co.index().nbytes()
 
+        bgz = path + ".gz"
+        pysam.tabix_compress(path, bgz)
+        warm_page_cache(bgz)
+        t_samtools_bgzf, _ = best_of(lambda: pysam.faidx(bgz))
+        zipped = CloudObject.from_url(FASTA, bgz)
+        t_index_bgzf, _ = best_of(lambda: zipped.preprocess(force=True, progress=False))
+        write_fai(zipped, bgz + ".dataplug.fai")
+        for ext in ("fai", "gzi"):
+            with open(f"{bgz}.{ext}", "rb") as a, open(f"{bgz}.dataplug.{ext}", "rb") as b:
+                assert a.read() == b.read(), f"BGZF .{ext} differs from samtools'"
+        bgz_size = os.path.getsize(bgz)
+
     print(f"FASTA {size / 1e6:.0f} MB, {len(sequences)} sequences, {co.attributes.bases:,} bases")
     print(f"  pysam.faidx (samtools)                 {t_samtools:7.3f} s")
     print(f"  index pass                             {t_index:7.3f} s   / samtools faidx = {t_index / t_samtools:.2f}")
+    print(f"  BGZF {bgz_size / 1e6:.0f} MB: pysam.faidx     {t_samtools_bgzf:7.3f} s")
+    print(f"  BGZF index pass                        {t_index_bgzf:7.3f} s   / samtools faidx = {t_index_bgzf / t_samtools_bgzf:.2f}")
     print(f"  {args.regions} x pyfaidx [{args.region_bases} bases]           {t_pyfaidx:7.4f} s")
     print(f"  {args.regions} x pysam.FastaFile.fetch           {t_pysam:7.4f} s")
     print(f"  {args.regions} x region()                        {t_region:7.4f} s   / pyfaidx = {t_region / t_pyfaidx:.2f}   / pysam = {t_region / t_pysam:.2f}")

@@ -234,6 +234,7 @@ def test_gzip_slices_start_at_checkpoints(local_store, genome, codec):
         (b">a", [("a", "", "")]),
         (b">a\n>b d\nAC\n\n\n>c\nG", [("a", "", ""), ("b", "d", "AC"), ("c", "", "G")]),
         (b">a\r\nAC\r\nG\r\n>b\r\nTT", [("a", "", "ACG"), ("b", "", "TT")]),
+        (">\tn\u00a0x\u00e9 d\u00e9\nA\n".encode(), [("n\u00a0x\u00e9", "d\u00e9", "A")]),  # only ASCII whitespace ends a name
     ],
 )
 def test_edge_cases(local_store, data, records):

@@ -48,7 +48,7 @@ _GZI_CHUNK = 16 * 2**20
 @dataclass
 class Fragment:
     """Part of a line cut by a range edge: ``content`` bytes (the line break aside), whether the byte
-    before the break is ``\r`` (``cr``), and the bytes themselves when they may be a header (``text``)."""
+    before the break is ``\\r`` (``cr``), and the bytes themselves when they may be a header (``text``)."""
 
     content: int
     cr: bool
@@ -109,8 +109,9 @@ class FastaScanner:
         elif end > start:
             stop = int(nl[0]) if nl.size else fe
             head, head_closed = _fragment(full, first, stop, first), bool(nl.size) or at_end
-        whole = np.searchsorted(nl, starts) < nl.size
-        ends = nl[np.minimum(np.searchsorted(nl, starts), max(nl.size - 1, 0))] if nl.size else starts.copy()
+        at = np.searchsorted(nl, starts)  # each line's newline, when the range holds it
+        whole = at < nl.size
+        ends = nl[np.minimum(at, nl.size - 1)] if nl.size else starts.copy()
         tail, tail_offset, tail_header = None, -1, False
         if starts.size and not whole[-1]:
             if at_end:
@@ -326,7 +327,7 @@ def _tables(url: str, sequences: list[_Sequence]) -> tuple[dict[str, np.ndarray]
             text = s.text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidFormatError(url, f"header is not UTF-8: {exc.reason}", offset=s.header_offset, line=s.line) from None
-        name = text.split(None, 1)[0] if text.strip() else ""
+        name = _split_header(text)[0]
         if not name:
             raise InvalidFormatError(url, "empty sequence name after '>'", offset=s.header_offset, line=s.line)
         if name in seen:
@@ -396,19 +397,38 @@ class _Layout:
         return int(self.cum[i]) + min(p, int(self.length[i]))
 
 
+#: Layouts of recently used sidecars, by ``id``, with the sidecar itself (so a reused id never matches).
+_LAYOUTS: dict[int, tuple[Any, _Layout]] = {}
+
+
 def _layout(co: Any) -> _Layout:
-    t = {k: np.asarray(v, np.int64) for k, v in co.index().tables.items() if k.startswith(("seq_", "run_"))}
-    return _Layout(
+    """The base-to-byte layout of ``co``'s loaded index (built once per sidecar: ``region()`` is called often)."""
+    sidecar = co.index()
+    cached = _LAYOUTS.get(id(sidecar))
+    if cached is not None and cached[0] is sidecar:
+        return cached[1]
+    t = {k: np.asarray(v, np.int64) for k, v in sidecar.tables.items() if k.startswith(("seq_", "run_"))}
+    layout = _Layout(
         t["seq_length"], t["seq_offset"], t["seq_linebases"], t["seq_linewidth"], t["seq_runs"],
         *(t[k] for k in _RUN_TABLES), cum=np.concatenate(([0], np.cumsum(t["seq_length"]))),
     )
+    if len(_LAYOUTS) >= 16:
+        _LAYOUTS.pop(next(iter(_LAYOUTS)))
+    _LAYOUTS[id(sidecar)] = (sidecar, layout)
+    return layout
+
+
+def _split_header(text: str) -> tuple[str, str]:
+    """(name, description) of a header line without ``>``: the name runs to the first ASCII whitespace
+    after any leading whitespace, as samtools reads it (``isspace`` in the C locale, not Unicode's)."""
+    parts = text.encode().split(None, 1)
+    return (parts[0].decode(), parts[1].decode() if len(parts) > 1 else "") if parts else ("", "")
 
 
 def _parse_headers(data: bytes) -> tuple[list[str], list[str], dict[str, int]]:
-    texts = data.decode("utf-8").split("\n") if data else []
-    parts = [t.split(None, 1) for t in texts]
-    names = [p[0] for p in parts]
-    return names, [p[1] if len(p) > 1 else "" for p in parts], {n: i for i, n in enumerate(names)}
+    parts = [_split_header(t) for t in data.decode("utf-8").split("\n")] if data else []
+    names = [name for name, _ in parts]
+    return names, [desc for _, desc in parts], {n: i for i, n in enumerate(names)}
 
 
 #: Parsed headers blobs by (blob URL, SHA-256): repeated ``region()`` calls read and parse the blob once.
