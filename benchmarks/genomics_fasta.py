@@ -109,7 +109,9 @@ def main() -> None:
     print(f"  BGZF index pass                        {t_index_bgzf:7.3f} s   / samtools faidx = {t_index_bgzf / t_samtools_bgzf:.2f}")
     print(f"  {args.regions} x pyfaidx [{args.region_bases} bases]           {t_pyfaidx:7.4f} s")
     print(f"  {args.regions} x pysam.FastaFile.fetch           {t_pysam:7.4f} s")
-    print(f"  {args.regions} x region()                        {t_region:7.4f} s   / pyfaidx = {t_region / t_pyfaidx:.2f}   / pysam = {t_region / t_pysam:.2f}")
+    print(
+        f"  {args.regions} x region()                        {t_region:7.4f} s   / pyfaidx = {t_region / t_pyfaidx:.2f}   / pysam = {t_region / t_pysam:.2f}"
+    )
     print(f"  index size: {index_bytes:,} bytes = {100 * index_bytes / size:.4f} % of the object")
 
 

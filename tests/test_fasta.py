@@ -138,7 +138,9 @@ def test_slice_get_and_arrow(local_store, genome):
 )
 def test_every_base_once_for_every_slice_count(local_store, lengths, widths, codec, crlf, chunk_size, spacing, seed):
     data, records = make_fasta(lengths, widths, seed, b"\r\n" if crlf else b"\n")
-    path = local_store.put(f"h{zlib.crc32(data)}-{seed}-{chunk_size}-{spacing}.fa.{codec}", encode(data, codec, seed))  # pysam writes a .gzi beside it
+    path = local_store.put(
+        f"h{zlib.crc32(data)}-{seed}-{chunk_size}-{spacing}.fa.{codec}", encode(data, codec, seed)
+    )  # pysam writes a .gzi beside it
     co = CloudObject.from_url(FASTA, path)
     co.preprocess(force=True, spacing=spacing, chunk_size=chunk_size)
     total = sum(lengths)
@@ -154,7 +156,7 @@ def test_every_base_once_for_every_slice_count(local_store, lengths, widths, cod
 
 @pytest.mark.parametrize("codec", ["none", "bgzf"])
 def test_fai_and_gzi_identical_to_samtools(local_store, genome, codec):
-    data, _ = genome
+    data, records = genome
     path = local_store.put(f"s.fa.{codec}", encode(data, codec))
     co = CloudObject.from_url(FASTA, path)
     co.preprocess()
@@ -163,6 +165,8 @@ def test_fai_and_gzi_identical_to_samtools(local_store, genome, codec):
     assert Path(path + ".ours.fai").read_bytes() == Path(path + ".fai").read_bytes()
     if codec == "bgzf":
         assert Path(path + ".ours.gzi").read_bytes() == Path(path + ".gzi").read_bytes()
+        co.preprocess(force=True, chunk_size=50_000)  # with the .gzi beside it: a parallel map over members
+        assert joined(co.partition(partition_chunks_strategy, 6)) == records
 
 
 def test_fai_on_s3_and_refused_for_gzip(s3_store, genome):
@@ -283,7 +287,12 @@ def test_original_fasta_example_usage(s3_options, genome):
     import fsspec
 
     fsspec.filesystem("s3", **s3_options).pipe(f"{bucket}/genome.fasta", data)
-    s3_config = {"endpoint_url": s3_options["endpoint_url"], "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "eu-west-1"}
+    s3_config = {
+        "endpoint_url": s3_options["endpoint_url"],
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "region_name": "eu-west-1",
+    }
     co = CloudObject.from_s3(FASTA, f"s3://{bucket}/genome.fasta", s3_config=s3_config)
     co.preprocess()
     slices = co.partition(partition_chunks_strategy, num_chunks=8)

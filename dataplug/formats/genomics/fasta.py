@@ -18,6 +18,7 @@ an irregular one keeps every run, so any base still maps to its byte exactly. Si
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,7 +234,9 @@ class FASTA(StreamFormat):
         need(np.all(t["run_base"][is_first] == 0) and np.all(span > 0) and np.all(t["run_linebases"] > 0), "runs must tile their sequence")
         need(np.all(length[~np.isin(np.arange(n), owner)] == 0), "a sequence with bases has no runs")
         need(np.all(t["run_linewidth"] >= t["run_linebases"]) and np.all(t["run_offset"] >= offset[owner]), "run widths or offsets")
-        tail = t["run_offset"] + ((span - 1) // np.maximum(t["run_linebases"], 1)) * t["run_linewidth"] + (span - 1) % np.maximum(t["run_linebases"], 1)
+        tail = (
+            t["run_offset"] + ((span - 1) // np.maximum(t["run_linebases"], 1)) * t["run_linewidth"] + (span - 1) % np.maximum(t["run_linebases"], 1)
+        )
         need(np.all(tail < logical_size), "runs beyond the object")
 
 
@@ -290,7 +293,13 @@ class _Stitcher:
                 k = g - 1
                 self.header(scan.header_text[k], int(scan.header_offset[k]), self.line + int(scan.header_line[k]) + 1, int(scan.header_end[k]))
             for j in range(bounds[g], bounds[g + 1]):
-                self.run(int(scan.run_offset[j]), self.line + int(scan.run_line[j]) + 1, int(scan.run_bases[j]), int(scan.run_bytes[j]), int(scan.run_count[j]))
+                self.run(
+                    int(scan.run_offset[j]),
+                    self.line + int(scan.run_line[j]) + 1,
+                    int(scan.run_bases[j]),
+                    int(scan.run_bytes[j]),
+                    int(scan.run_count[j]),
+                )
         if scan.tail is not None:
             t = scan.tail
             self.pending = _Pending(scan.tail_offset, self.line + scan.lines, scan.tail_header, t.content, t.cr, t.text if scan.tail_header else None)
@@ -331,7 +340,9 @@ def _tables(url: str, sequences: list[_Sequence]) -> tuple[dict[str, np.ndarray]
         if not name:
             raise InvalidFormatError(url, "empty sequence name after '>'", offset=s.header_offset, line=s.line)
         if name in seen:
-            raise InvalidFormatError(url, f"duplicate sequence name {name!r} (first at line {seen[name]}); samtools refuses it too", offset=s.header_offset, line=s.line)
+            raise InvalidFormatError(
+                url, f"duplicate sequence name {name!r} (first at line {seen[name]}); samtools refuses it too", offset=s.header_offset, line=s.line
+            )
         seen[name] = s.line
         texts.append(text)
         if not _regular(s.runs):
@@ -360,7 +371,6 @@ class _Layout:
     length: np.ndarray
     offset: np.ndarray
     linebases: np.ndarray
-    linewidth: np.ndarray
     seq_runs: np.ndarray
     run_offset: np.ndarray
     run_base: np.ndarray
@@ -409,8 +419,12 @@ def _layout(co: Any) -> _Layout:
         return cached[1]
     t = {k: np.asarray(v, np.int64) for k, v in sidecar.tables.items() if k.startswith(("seq_", "run_"))}
     layout = _Layout(
-        t["seq_length"], t["seq_offset"], t["seq_linebases"], t["seq_linewidth"], t["seq_runs"],
-        *(t[k] for k in _RUN_TABLES), cum=np.concatenate(([0], np.cumsum(t["seq_length"]))),
+        t["seq_length"],
+        t["seq_offset"],
+        t["seq_linebases"],
+        t["seq_runs"],
+        *(t[k] for k in _RUN_TABLES),
+        cum=np.concatenate(([0], np.cumsum(t["seq_length"]))),
     )
     if len(_LAYOUTS) >= 16:
         _LAYOUTS.pop(next(iter(_LAYOUTS)))
@@ -449,8 +463,6 @@ def _headers(co: Any) -> tuple[list[str], list[str], dict[str, int]]:
     return names, descriptions, lookup
 
 
-
-
 # -- slices -----------------------------------------------------------------------------------------------
 
 
@@ -480,7 +492,9 @@ class FASTASlice(CloudObjectSlice):
         for s, e, n in zip(self.byte_starts, self.byte_ends, self.lengths):
             raw = buf[s - self.source.start : e - self.source.start].translate(None, b"\r\n")
             if len(raw) != n:
-                raise CorruptIndexError(self.url, f"decoded bytes [{s}, {e}) hold {len(raw)} bases where the index expects {n}: run preprocess(force=True)")
+                raise CorruptIndexError(
+                    self.url, f"decoded bytes [{s}, {e}) hold {len(raw)} bases where the index expects {n}: run preprocess(force=True)"
+                )
             try:
                 out.append(raw.decode("ascii"))
             except UnicodeDecodeError as exc:
@@ -594,7 +608,7 @@ def partition_num_sequences(co: Any, num_chunks: int) -> list[FASTASlice]:
     count = layout.length.size
     middle = layout.cum[:-1] + layout.length / 2
     bounds = monotonic_bounds(np.searchsorted(middle, even_bounds(int(layout.cum[-1]), n), side="left"), count)
-    pieces = [[(i, 0, int(layout.length[i])) for i in range(int(a), int(b))] for a, b in zip(bounds[:-1], bounds[1:])]
+    pieces = [[(i, 0, int(layout.length[i])) for i in range(int(a), int(b))] for a, b in itertools.pairwise(bounds.tolist())]
     return _slices(co, layout, pieces)
 
 
@@ -616,7 +630,9 @@ def region(co: Any, name: str, start: int, end: int) -> str:
     lo, hi = layout.byte_range(i, a, b)
     raw = readers(co)(lo, hi).read().translate(None, b"\r\n")
     if len(raw) != b - a:
-        raise CorruptIndexError(co.url, f"decoded bytes [{lo}, {hi}) hold {len(raw)} bases where the index expects {b - a}: run preprocess(force=True)")
+        raise CorruptIndexError(
+            co.url, f"decoded bytes [{lo}, {hi}) hold {len(raw)} bases where the index expects {b - a}: run preprocess(force=True)"
+        )
     return raw.decode("ascii")
 
 
@@ -643,7 +659,7 @@ def write_fai(co: Any, url: str, gzi_url: str | None = None) -> None:
         lines.append(f"{name}\t{length}\t{offset}\t{bases}\t{width}\n")
     StorageObject(url, co.storage_options).write_bytes("".join(lines).encode())
     if attrs.compression == "bgzf":
-        target = gzi_url or (url[:-4] if url.endswith(".fai") else url) + ".gzi"
+        target = gzi_url or url.removesuffix(".fai") + ".gzi"
         StorageObject(target, co.storage_options).write_bytes(_gzi(co))
 
 
