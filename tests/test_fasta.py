@@ -5,8 +5,10 @@ parse; ``.fai``/``.gzi`` byte-identical to ``pysam.faidx`` (samtools); ``region(
 from __future__ import annotations
 
 import gzip
+import multiprocessing
 import pickle
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +110,14 @@ def test_every_base_once(store, genome, codec):
     sizes = [s.num_bases for s in chunks]
     assert max(sizes) - min(sizes) <= attrs.bases // 7 // 2 + 1
     assert parse_fasta("".join(s.get() for s in co.partition(partition_num_sequences, 3)).encode()) == records
+
+
+def test_index_pass_on_a_process_pool(local_store, genome):
+    data, records = genome
+    co = CloudObject.from_url(FASTA, local_store.put("p.fa", data))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        co.preprocess(executor=pool, chunk_size=200_000)
+    assert joined(co.partition(partition_chunks_strategy, 4)) == records
 
 
 def test_slice_get_and_arrow(local_store, genome):
@@ -295,6 +305,7 @@ def test_original_fasta_example_usage(s3_options, genome):
     }
     co = CloudObject.from_s3(FASTA, f"s3://{bucket}/genome.fasta", s3_config=s3_config)
     co.preprocess()
+    assert co.attributes.num_sequences == co["num_sequences"] == len(records)
     slices = co.partition(partition_chunks_strategy, num_chunks=8)
     text = "".join(s.get() for s in slices)
     assert text.startswith(f">{records[0][0]} {records[0][1]}\n") and text.count(">") == len(records) + 7

@@ -189,6 +189,11 @@ class FASTAAttributes(StreamAttributes):
     irregular_sequences: int
     irregular_names: tuple[str, ...]
 
+    @property
+    def num_sequences(self) -> int:
+        """The original Dataplug's name of ``sequences``."""
+        return self.sequences
+
 
 class FASTA(StreamFormat):
     """FASTA, plain or compressed (gzip, BGZF). Options: ``compression``, ``spacing`` (gzip checkpoints)."""
