@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataplug import CloudObject, InvalidFormatError
+from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy, partition_num_sequences, region, write_fai
 from tests.test_codecs import encode as encode_small
 from tests.test_gzip_codec import bgzf
@@ -261,13 +261,28 @@ def test_edge_cases(local_store, data, records):
 
 
 def test_header_longer_than_the_limit(local_store, monkeypatch):
-    from dataplug.formats.genomics import fasta
+    from dataplug.formats.genomics import fasta_index
 
-    monkeypatch.setattr(fasta, "MAX_HEADER", 16)
+    monkeypatch.setattr(fasta_index, "MAX_HEADER", 16)
     co = CloudObject.from_url(FASTA, local_store.put("long.fa", b">a\nAC\n>" + b"x" * 40 + b"\nGG\n"))
     with pytest.raises(InvalidFormatError, match="header line longer") as info:
         co.preprocess(chunk_size=8)
     assert (info.value.offset, info.value.line) == (6, 3)
+
+
+def test_crafted_index_is_refused(local_store, genome):
+    from dataplug.formats.genomics.fasta_index import validate_tables
+
+    data, _ = genome
+    co = CloudObject.from_url(FASTA, local_store.put("v.fa", data))
+    co.preprocess()
+    attrs, tables = co.attributes, co.index().tables
+    validate_tables(co.url, attrs.sequences, attrs.bases, tables, len(data))
+    for name, row, value in [("seq_offset", 2, len(data) + 1), ("run_base", 3, 7), ("run_linewidth", 2, 10**9), ("seq_length", 1, 10**6)]:
+        crafted = {k: v.copy() for k, v in tables.items()}
+        crafted[name][row] = value
+        with pytest.raises(CorruptIndexError):
+            validate_tables(co.url, attrs.sequences, attrs.bases, crafted, len(data))
 
 
 @pytest.mark.parametrize(
