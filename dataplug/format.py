@@ -28,6 +28,8 @@ _BUILTIN = {
     "GZipText": "dataplug.formats.compressed.gzipped:GZipText",
     "FASTQGZip": "dataplug.formats.genomics.fastq:FASTQGZip",
     "FASTQ": "dataplug.formats.genomics.fastq:FASTQ",
+    "FASTA": "dataplug.formats.genomics.fasta:FASTA",
+    "VCF": "dataplug.formats.genomics.vcf:VCF",
     "LiDARPointCloud": "dataplug.formats.geospatial.laspc:LiDARPointCloud",
 }
 _REGISTRY: dict[str, type[DataFormat]] = {}
