@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
-from dataplug.codecs.gzip import DEFAULT_SPACING, _is_bgzf
+from dataplug.codecs.gzip import DEFAULT_SPACING, _bgzf_block_size, _is_bgzf
 from dataplug.codecs.gzip_source import WINDOWS_BLOB, GzipCodec
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import InvalidFormatError, ObjectNotFoundError
@@ -42,21 +42,27 @@ def read_gzi(url: str, data: bytes, size: int) -> np.ndarray:
 
 
 def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> bytes:
-    """Decode the gzip members in ``raw`` (object bytes from ``at``); with ``whole`` every member must end
-    inside ``raw``, else a partial last member contributes what it decodes to."""
-    out = []
-    while raw:
+    """Decode the BGZF members in ``raw`` (object bytes from ``at``), each cut by its header's block size;
+    with ``whole`` every member must end inside ``raw``, else a partial last member contributes what it
+    decodes to. (Handing zlib the whole rest and taking ``unused_data`` back copies it once per member:
+    quadratic, 0.53 s for 20 MB.)"""
+    view, out, pos = memoryview(raw), [], 0
+    while pos < len(view):
+        xlen = int.from_bytes(view[pos + 10 : pos + 12], "little")
+        size = _bgzf_block_size(bytes(view[pos : pos + 12 + xlen]))
+        if size is None:
+            raise InvalidFormatError(url, "not a BGZF member: no 'BC' extra field", offset=at + pos)
+        member = view[pos : pos + size]
         d = zlib.decompressobj(31)
         try:
-            out.append(d.decompress(raw))
+            out.append(d.decompress(member))
         except zlib.error as exc:
-            raise InvalidFormatError(url, f"corrupt BGZF member: {exc}", offset=at) from None
-        if not d.eof:
-            if whole:
-                raise InvalidFormatError(url, "truncated BGZF member: the .gzi index does not match the object", offset=at)
+            raise InvalidFormatError(url, f"corrupt BGZF member: {exc}", offset=at + pos) from None
+        if not d.eof or d.unused_data:
+            if whole or len(member) == size:
+                raise InvalidFormatError(url, "BGZF member does not end where its block size says (or the .gzi does not match the object)", offset=at + pos)
             break
-        at += len(raw) - len(d.unused_data)
-        raw = d.unused_data
+        pos += size
     return b"".join(out)
 
 
