@@ -1,0 +1,55 @@
+"""The README's Python blocks run as written: each is saved as a script and run in a fresh interpreter
+against the moto server (the objects they name are put there first). A block whose first line starts with
+``# needs:`` needs something a test machine lacks (a cloud account, a configured engine) and is skipped."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from tests.test_csv import _whole
+from tests.test_engines import make_csv
+from tests.test_fastq_gzip import make_fastq
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_the_readme_has_python_blocks():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_options) -> dict[str, int]:
+    """``s3://bucket`` on the moto server with the objects the README names."""
+    fs = fsspec.filesystem("s3", **s3_options)
+    if not fs.exists("bucket"):
+        fs.mkdir("bucket")
+    csv = make_csv(5000)
+    fastq = make_fastq(3000, 5)
+    fs.pipe_file("bucket/big.csv", csv)
+    fs.pipe_file("bucket/reads.fastq.gz", gzip.compress(fastq))
+    fs.invalidate_cache()
+    return {"rows": _whole(csv).num_rows, "reads": fastq.count(b"\n") // 4}
+
+
+@pytest.mark.parametrize("number", range(len(BLOCKS)))
+def test_readme_block_runs(number, bucket, tmp_path, moto_endpoint):
+    block = BLOCKS[number]
+    if block.startswith("# needs:"):
+        pytest.skip(block.splitlines()[0][2:])
+    script = tmp_path / f"readme_block_{number}.py"
+    script.write_text(block)
+    env = {**os.environ, "AWS_ENDPOINT_URL_S3": moto_endpoint}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{bucket['rows']} rows" in done.stdout
+    if "reads" in block:
+        assert f"{bucket['reads']} reads" in done.stdout
