@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
 from typing import Any
 
+from dataplug import __version__
 from dataplug.cloudobject import CloudObject
-from dataplug.errors import DataplugError
-from dataplug.format import get_format
+from dataplug.errors import DataplugError, StrategyArgumentError
 
 
 def _value(text: str) -> Any:
@@ -46,14 +47,16 @@ def _object(args: argparse.Namespace) -> CloudObject:
 
 def _slices(args: argparse.Namespace) -> list[Any]:
     co = _object(args)
-    fn = get_format(args.format).all_strategies().get(args.strategy)
+    strategies = co.format.all_strategies()
+    fn = strategies.get(args.strategy)
     if fn is None:
-        raise SystemExit(f"{args.format} has no strategy {args.strategy!r}; it has {sorted(get_format(args.format).all_strategies())}")
+        raise StrategyArgumentError(co.url, f"{co.format.name} has no strategy {args.strategy!r}; it has {', '.join(sorted(strategies))}")
     return co.partition(fn, *[_value(a) for a in args.args])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dataplug", description="Index and partition big objects in place.")
+    parser.add_argument("--version", action="version", version=f"dataplug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in [
         ("index", "build (or refresh with --force) the sidecar index"),
@@ -88,11 +91,19 @@ def main(argv: list[str] | None = None) -> int:
                 fields = {k: v for k, v in vars(s).items() if k not in ("obj", "object_info") and isinstance(v, (int, str, bool, type(None)))}
                 print(json.dumps(fields))
         else:
-            result = _slices(args)[args.slice].get()
+            slices = _slices(args)
+            if not 0 <= args.slice < len(slices):
+                raise StrategyArgumentError(args.url, f"--slice {args.slice} is not one of the {len(slices)} slices (0..{len(slices) - 1})")
+            result = slices[args.slice].get()
             print(result if isinstance(result, str) else repr(result), end="" if isinstance(result, str) else "\n")
+            sys.stdout.flush()
     except DataplugError as exc:
         print(f"dataplug: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``dataplug read ... | head``): nothing more to say, and nothing to flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -149,16 +149,20 @@ def register_format(cls: type[DataFormat]) -> type[DataFormat]:
 
 
 def get_format(name_or_class: str | type[DataFormat]) -> type[DataFormat]:
-    """A format class from its class or registered name (built-ins, decorated classes, entry points)."""
+    """A format class from its class or registered name (built-ins, decorated classes, entry points), the
+    name in any case (``"csv"``, ``"FASTQ"``)."""
     if isinstance(name_or_class, type) and issubclass(name_or_class, DataFormat):
         return name_or_class
     if not isinstance(name_or_class, str):
         raise TypeError(f"expected a DataFormat subclass or its name, not {name_or_class!r}")
     name = name_or_class
     if name not in _REGISTRY:
+        known = {n.lower(): n for n in available_formats()}
+        name = name if name in known.values() else known.get(name.lower(), name)  # names are case-insensitive
+    if name not in _REGISTRY:
         target = _BUILTIN.get(name) or _entry_points().get(name)
         if target is None:
-            raise DataplugError(None, f"unknown format {name!r}; known: {sorted(available_formats())}")
+            raise DataplugError(None, f"unknown format {name_or_class!r}; known: {sorted(available_formats())}")
         module, _, attr = target.partition(":")
         _REGISTRY[name] = getattr(importlib.import_module(module), attr)
     return _REGISTRY[name]

@@ -8,6 +8,7 @@ The helpers below compute exact record boundaries shared by several formats.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
@@ -25,11 +26,17 @@ def strategy(*data_formats: type[DataFormat]) -> Callable[[F], F]:
     """Decorator: ``fn(co, *args, **kwargs) -> list of slices`` becomes a strategy of the given formats."""
 
     def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
         @functools.wraps(fn)
         def run(co: CloudObject, *args: Any, **kwargs: Any) -> list[Any]:
             if not issubclass(co.format, data_formats):
                 names = " or ".join(f.name for f in data_formats)
                 raise StrategyArgumentError(co.url, f"strategy {fn.__name__} is for {names} objects, not {co.format.name}")
+            try:
+                signature.bind(co, *args, **kwargs)
+            except TypeError as exc:
+                raise StrategyArgumentError(co.url, f"{fn.__name__}{_parameters(signature)}: {exc}") from None
             co.ensure_fresh_index()
             return list(fn(co, *args, **kwargs))
 
@@ -39,6 +46,12 @@ def strategy(*data_formats: type[DataFormat]) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def _parameters(signature: inspect.Signature) -> str:
+    """``(num_chunks, *, n_chunks=None)``: a strategy's parameters after the object, for error messages."""
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in list(signature.parameters.values())[1:]]
+    return str(signature.replace(parameters=params, return_annotation=inspect.Signature.empty))
 
 
 def PartitioningStrategy(dataformat: type[DataFormat]) -> Callable[[F], F]:  # noqa: N802 - original API name
