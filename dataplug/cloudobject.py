@@ -6,7 +6,7 @@ import os
 import warnings
 from typing import Any, Callable
 
-from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError
+from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError, StrategyArgumentError
 from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
 from dataplug.index import (
     INDEX_SUFFIX,
@@ -269,11 +269,17 @@ class CloudObject:
         """
         if parallel_config:
             warnings.warn("parallel_config is ignored by dataplug; pass executor= instead", stacklevel=2)
+        given = {**(extra_args or {}), **options}
+        known = self.format.all_options()
+        unknown = sorted(set(given) - set(known))
+        if known and unknown:  # a plugin that declares no options reads whatever it is given, as before
+            listed = "; ".join(f"{name}: {help_text}" for name, help_text in sorted(known.items())) or "none"
+            raise StrategyArgumentError(self.url, f"{self.format.name} has no preprocessing option {', '.join(map(repr, unknown))}. Its options: {listed}")
         info = self.obj.info()
         if not force and self._has_fresh_index(info):
             return self
         check_writable(self.index_location)
-        ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, {**(extra_args or {}), **options})
+        ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, given)
         data: IndexData = self.format.preprocess(ctx)
         after = self.obj.info()
         if after != info:

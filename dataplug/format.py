@@ -69,12 +69,23 @@ class DataFormat:
     Attributes: ClassVar[type]
     #: Strategies registered with :func:`dataplug.strategies.strategy`, by function name.
     strategies: ClassVar[dict[str, Callable[..., Any]]]
+    #: Preprocessing options this format reads, with one line of help each; once a format declares any,
+    #: ``preprocess()`` refuses the others, naming the valid ones.
+    options: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
         cls.strategies = {}
+
+    @classmethod
+    def all_options(cls) -> dict[str, str]:
+        """Every preprocessing option of this format, its own and those of the formats it derives from."""
+        out: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("options", {}))
+        return out
 
     @classmethod
     def all_strategies(cls) -> dict[str, Callable[..., Any]]:

@@ -51,6 +51,11 @@ class StreamFormat(DataFormat):
 
     #: 2: codec tables beside the framing's (indexes of dataplug before codecs x framings are rebuilt).
     index_version = 2
+    options = {
+        "compression": "'gzip', 'bgzf' or 'none': overrides detection from the first bytes",
+        "spacing": "decoded bytes between gzip/BGZF checkpoints (default 4 MiB)",
+        "gzi": "URL of a BGZF .gzi index (default: <url>.gzi when it exists)",
+    }
 
     @classmethod
     def codec_for(cls, ctx: PreprocessContext) -> type[Codec]:

@@ -308,6 +308,8 @@ class FixedRecords(DataFormat):
 
     from dataclasses import dataclass as _dc
 
+    options = {"record_size": "bytes per record (default 4)"}
+
     @_dc(frozen=True)
     class Attributes:
         record_size: int
@@ -375,3 +377,16 @@ def test_preprocess_rebuilds_a_corrupt_index(local_store):
     assert not fresh.is_preprocessed()
     fresh.preprocess()
     assert CloudObject.from_url(CSV, co.url).attributes.rows == 2000
+
+
+def test_a_mistyped_preprocessing_option_is_refused_with_the_valid_ones(local_store):
+    from dataplug import StrategyArgumentError
+
+    co = CloudObject.from_url(CSV, local_store.put("d.csv", CSV_DATA))
+    with pytest.raises(StrategyArgumentError, match="no preprocessing option 'delimter'") as err:
+        co.preprocess(delimter=";")
+    assert "delimiter:" in str(err.value) and "compression:" in str(err.value)
+    with pytest.raises(StrategyArgumentError):
+        co.preprocess(extra_args={"separatr": ";"})
+    co.preprocess(extra_args={"separator": ","})
+    assert co.attributes.delimiter == ","

@@ -71,6 +71,14 @@ class CSV(StreamFormat):
     """
 
     Attributes = CSVAttributes
+    options = {
+        "delimiter": "field separator, one character (default ',')",
+        "separator": "the original Dataplug's name for delimiter",
+        "quotechar": "quote character, or None for no quoting (default '\"')",
+        "header": "whether the first record names the columns (default True)",
+        "sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)",
+        "infer_types": "'file' (default): column types over every row; 'head': from the first MiB",
+    }
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

@@ -30,6 +30,7 @@ class UTF8Text(StreamFormat):
     """UTF-8 text, split into lines. Options: ``sample_bytes`` (index density), ``compression``, ``spacing``."""
 
     Attributes = TextAttributes
+    options = {"sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)"}
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

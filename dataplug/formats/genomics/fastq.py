@@ -122,6 +122,7 @@ class FASTQ(StreamFormat):
     ``compression``, ``spacing`` (gzip checkpoint spacing)."""
 
     Attributes = FASTQAttributes
+    options = {"sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)"}
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

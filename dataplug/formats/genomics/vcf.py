@@ -273,6 +273,7 @@ class VCF(StreamFormat):
     block density), ``compression``, ``spacing`` (gzip checkpoint spacing)."""
 
     Attributes = VCFAttributes
+    options = {"sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)"}
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

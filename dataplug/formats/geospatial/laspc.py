@@ -89,6 +89,10 @@ class LiDARPointCloud(DataFormat):
     """A LAS or LAZ point cloud. Options: ``block_points`` (LAS block size), ``histogram_grid`` (0 = none)."""
 
     Attributes = LiDARAttributes
+    options = {
+        "block_points": "points per LAS block in the index (default: about 2 MiB of records)",
+        "histogram_grid": "cells per axis of per-block point histograms, for balanced splits (default 0: none)",
+    }
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
