@@ -198,7 +198,7 @@ class LineScanner:
     data_start: int
 
     def enough(self, after: np.ndarray) -> bool:
-        return after.size >= 1
+        return after.size >= 2  # a CR at the range's end is a line break, or half of a CRLF
 
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> RangeScan:
         check_text(self.url, full[first : first + end - start], start)

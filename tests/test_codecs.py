@@ -241,3 +241,26 @@ def test_bgzf_block_with_a_bad_size_names_its_offset(local_store):
     with pytest.raises(InvalidFormatError, match="bad BGZF block size") as err:
         co.preprocess()
     assert err.value.offset == starts[2]
+
+
+def test_gzi_pass_edge_cases(local_store, tmp_path):
+    """A look-ahead read that ends inside a member header, zero padding after the last member, and a .gzi
+    entry whose decoded offset is wrong inside a run of members (found by review)."""
+    data = b"".join(b"line %08d abcdefghijklmnopqrstuvwxyz\n" % i for i in range(40000))
+    block = 26182  # stored members of 26,213 bytes: the 256 KiB look-ahead read ends 14 bytes into a header
+    stored, starts = bgzf(data, level=0, block=block)
+    for name, blob in (("split", stored), ("padded", stored + bytes(64))):
+        url = local_store.put(f"{name}.txt.bgz", blob)
+        local_store.put(f"{name}.txt.bgz.gzi", gzi_of(data, block, starts))
+        co = CloudObject.from_url(UTF8Text, url)
+        co.preprocess(spacing=block, chunk_size=block)
+        assert "".join(s.get() for s in co.partition(text_chunks, 9)).encode() == data
+    block = 37 * 700
+    compressed, starts = bgzf(data, block=block)
+    pairs = bytearray(gzi_of(data, block, starts))
+    shifted = int.from_bytes(pairs[8 + 2 * 16 + 8 : 8 + 3 * 16], "little") + 41 * 100
+    pairs[8 + 2 * 16 + 8 : 8 + 3 * 16] = shifted.to_bytes(8, "little")
+    url = local_store.put("wrong.txt.bgz", compressed)
+    local_store.put("wrong.txt.bgz.gzi", bytes(pairs))
+    with pytest.raises(InvalidFormatError, match="gzi index does not match"):
+        CloudObject.from_url(UTF8Text, url).preprocess(spacing=block, chunk_size=10**9, sample_bytes=4096)

@@ -250,3 +250,13 @@ def test_head_only_inference_is_an_option(local_store):
     assert head.preprocess(infer_types="head").attributes.column_types == ("int64", "int64")
     with pytest.raises(StrategyArgumentError):
         CloudObject.from_url(CSV, url).preprocess(force=True, infer_types="all")
+
+
+def test_a_zero_one_column_with_booleans_later_is_bool_as_pyarrow_reads_it(local_store):
+    rows = [f"{i},{i % 2},{i}" for i in range(100_000)] + [f"{i},true,7" for i in range(100_000, 100_010)]
+    data = ("id,flag,n\n" + "\n".join(rows) + "\n").encode()
+    co = CloudObject.from_url(CSV, local_store.put("flags.csv", data))
+    co.preprocess(chunk_size=200_000)
+    whole = _whole(data)
+    assert co.attributes.column_types == tuple(str(t) for t in whole.schema.types) == ("int64", "bool", "int64")
+    assert pa.concat_tables([s.to_arrow() for s in co.partition(partition_num_chunks, 5)]).equals(whole)

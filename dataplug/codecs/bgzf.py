@@ -41,21 +41,28 @@ def read_gzi(url: str, data: bytes, size: int) -> np.ndarray:
     return points
 
 
-def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> bytes:
+def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> tuple[bytes, list[tuple[int, int]]]:
     """Decode the BGZF members in ``raw`` (object bytes from ``at``), each cut by its header's block size;
-    with ``whole`` every member must end inside ``raw``, else a partial last member contributes what it
-    decodes to. (Handing zlib the whole rest and taking ``unused_data`` back copies it once per member:
-    quadratic, 0.53 s for 20 MB.)"""
-    view, out, pos = memoryview(raw), [], 0
+    returns the decoded bytes and every member's (object offset, decoded offset within them). With
+    ``whole`` every member must end inside ``raw`` (zero padding may follow the last), else a partial last
+    member contributes what it decodes to. (Handing zlib the whole rest and taking ``unused_data`` back
+    copies it once per member: quadratic, 0.53 s for 20 MB.)"""
+    view, out, starts, pos, decoded = memoryview(raw), [], [], 0, 0
     while pos < len(view):
+        if whole and view[pos] == 0 and not bytes(view[pos:]).strip(b"\0"):
+            break  # zero padding after the last member, which gzip and the sequential pass accept
         xlen = int.from_bytes(view[pos + 10 : pos + 12], "little")
+        if not whole and pos + 12 + xlen > len(view):
+            break  # the read ends inside the next member's header
         size = _bgzf_block_size(bytes(view[pos : pos + 12 + xlen]))
         if size is None:
             raise InvalidFormatError(url, "not a BGZF member: no 'BC' extra field", offset=at + pos)
         member = view[pos : pos + size]
         d = zlib.decompressobj(31)
+        starts.append((at + pos, decoded))
         try:
             out.append(d.decompress(member))
+            decoded += len(out[-1])
         except zlib.error as exc:
             raise InvalidFormatError(url, f"corrupt BGZF member: {exc}", offset=at + pos) from None
         if not d.eof or d.unused_data:
@@ -63,24 +70,26 @@ def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> bytes:
                 raise InvalidFormatError(url, "BGZF member does not end where its block size says (or the .gzi does not match the object)", offset=at + pos)
             break
         pos += size
-    return b"".join(out)
+    return b"".join(out), starts
 
 
-def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[int, int, int, int, int]) -> tuple[Any, int]:
+def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[int, int, int, int, int]) -> tuple[Any, int, list[tuple[int, int]]]:
     """Map step: decode the members ``[c0, c1)`` (from the member before them, for the byte of context)
-    and enough members after them for the scanner's look-ahead; returns the scan and the decoded length."""
+    and enough members after them for the scanner's look-ahead; returns the scan, the decoded end and the
+    (compressed, decoded) start of every member walked, to check the ``.gzi`` against."""
     c_prev, u_prev, c0, u0, c1 = item
-    body = inflate_members(obj.url, obj.read_range(c_prev, c1), c_prev, whole=True)
+    body, starts = inflate_members(obj.url, obj.read_range(c_prev, c1), c_prev, whole=True)
     end = u_prev + len(body)
     ahead = _AHEAD
     while True:
         stop = min(c1 + ahead, size)
-        tail = inflate_members(obj.url, obj.read_range(c1, stop), c1, whole=stop == size) if stop > c1 else b""
+        tail = inflate_members(obj.url, obj.read_range(c1, stop), c1, whole=stop == size)[0] if stop > c1 else b""
         eof = stop >= size
         if eof or scanner.enough(np.frombuffer(tail, np.uint8)):
             break
         ahead *= 4
-    return scanner(np.frombuffer(body + tail, np.uint8), u0 - u_prev, u0, end, eof), end
+    walked = [(c, u_prev + u) for c, u in starts if c >= c0]
+    return scanner(np.frombuffer(body + tail, np.uint8), u0 - u_prev, u0, end, eof), end, walked
 
 
 @register_codec
@@ -110,10 +119,14 @@ class BgzfCodec(GzipCodec):
             items.append((c_prev, u_prev, c0, u0, c1))
         step = functools.partial(_scan_members, ctx.obj, size, scanner)
         results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
-        ends = [end for _, end in results]
-        expected = [int(u) for u in groups[1:, 1]]
-        if ends[:-1] != expected:
-            raise InvalidFormatError(ctx.obj.url, "the .gzi index does not match the object: members decode to other offsets", offset=0)
+        ends = [end for _, end, _ in results]
+        walked = dict(member for _, _, members in results for member in members)
+        # Every member start the .gzi lists (the checkpoints among them) must be one the pass walked, at
+        # the decoded offset the pass found: a wrong entry would shift every slice that starts there.
+        wrong = [(c, u) for c, u in gzi.tolist() if walked.get(c) != u]
+        if wrong or ends[:-1] != [int(u) for u in groups[1:, 1]]:
+            c, u = wrong[0] if wrong else (int(groups[0, 0]), int(groups[0, 1]))
+            raise InvalidFormatError(ctx.obj.url, f"the .gzi index does not match the object: no member decodes to offset {u} at byte {c}", offset=c)
         logical = ends[-1]
         zeros = np.zeros(len(chosen), np.uint32)
         tables = {
@@ -125,7 +138,7 @@ class BgzfCodec(GzipCodec):
             "window_crc32": zeros,
         }
         attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": spacing, "checkpoints": len(chosen)}
-        return [scan for scan, _ in results], CodecIndex(cls.name, logical, tables, {WINDOWS_BLOB: b""}, attributes)
+        return [scan for scan, _, _ in results], CodecIndex(cls.name, logical, tables, {WINDOWS_BLOB: b""}, attributes)
 
     @classmethod
     def _gzi(cls, ctx: Any) -> np.ndarray | None:

@@ -100,7 +100,7 @@ class CSV(StreamFormat):
         index = reduce_scans(url, [s.lines for s in scans], data_start, codec_index.logical_size)
         read = preprocess_reader(ctx, codec_index)
         first = 1 if has_header and index.total else 0
-        types = merge_types(names, sample_types, _range_types(url, scans, read, index, dialect, names, check, delimiter, quotechar))
+        types = merge_types(names, sample_types, _range_types(url, scans, read, index, dialect, first, names, check, delimiter, quotechar))
         header = read_records(url, read, index, 0, first, dialect)
         try:
             header_text = header.decode("utf-8")
@@ -149,18 +149,22 @@ def _blank_rows(scans: list[Any]) -> int:
     return sum(scan.lines.states[state].blank for scan, state in zip(scans, _states(scans)))
 
 
-def _range_types(url: str, scans: list[Any], read: Any, index: LineIndex, dialect: Dialect, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None) -> list[dict[str, str]]:
+def _range_types(
+    url: str, scans: list[Any], read: Any, index: LineIndex, dialect: Dialect, first: int, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None
+) -> list[dict[str, str]]:
     """Each range's column types, for the quote state it really starts in; ranges whose last row ran past
-    the look-ahead are parsed again here through the finished index."""
+    the look-ahead are parsed again here through the finished index (the first range from data record
+    ``first``: record 0 starts the object, the header when there is one)."""
     found, before = [], 1
     for scan, state in zip(scans, _states(scans)):
         count = scan.lines.states[state].count
+        lo = first if before == 1 else before
         if scan.errors[state] is not None:
             raise scan.errors[state]
         if scan.types[state] is not None:
             found.append(scan.types[state])
-        elif check and count:
-            found.append(fix_up(url, read, index, dialect, before, before + count, names, check, delimiter, quotechar))
+        elif check and before + count > lo:
+            found.append(fix_up(url, read, index, dialect, lo, before + count, names, check, delimiter, quotechar))
         before += count
     return found
 

@@ -15,12 +15,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dataplug.errors import InvalidFormatError
 from dataplug.lineindex import CARRIAGE_RETURN, NEWLINE, LineScanner, RangeScan, read_records, terminators
 
 _NUMBERS = ("int64", "double")
+#: An int64 column whose values are all 0 or 1: pyarrow reads those as booleans too, so with ``true`` or
+#: ``false`` elsewhere in the file the column is ``bool``, not ``string``.
+_BOOLISH = "int64[0/1]"
 _TIMES = ("date32[day]", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
 
 
@@ -30,6 +34,11 @@ def widen(a: str, b: str) -> str:
         return a
     if a == "null":
         return b
+    if {a, b} == {_BOOLISH, "bool"}:
+        return "bool"
+    a, b = ("int64" if t == _BOOLISH else t for t in (a, b))
+    if a == b:
+        return a
     for ladder in (_NUMBERS, _TIMES):
         if a in ladder and b in ladder:
             return max(a, b, key=ladder.index)
@@ -53,7 +62,7 @@ def infer_types(url: str, data: bytes | np.ndarray, names: tuple[str, ...], chec
         table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(data)), read_options=read, parse_options=parse_options(delimiter, quotechar), convert_options=convert)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise InvalidFormatError(url, f"rows do not parse as CSV with {len(names)} columns: {exc}", offset=offset) from None
-    return {f.name: str(f.type) for f in table.schema}
+    return table_types(table)
 
 
 @dataclass
@@ -131,11 +140,20 @@ def merge_types(names: tuple[str, ...], sample: dict[str, str], found: list[dict
     for types in found:
         for name, t in types.items():
             out[name] = widen(out.get(name, "null"), t)
-    return tuple("string" if out.get(name, "null") == "null" else out[name] for name in names)
+    final = {"null": "string", _BOOLISH: "int64"}
+    return tuple(final.get(out.get(name, "null"), out.get(name, "null")) for name in names)
 
 
 def table_types(table: pa.Table) -> dict[str, str]:
-    return {f.name: str(f.type) for f in table.schema}
+    """Each column's type name, with int64 columns of only 0 and 1 told apart (see :data:`_BOOLISH`)."""
+    out = {}
+    for field, column in zip(table.schema, table.columns):
+        out[field.name] = str(field.type)
+        if pa.types.is_int64(field.type):
+            bounds = pc.min_max(column).as_py()
+            if bounds["min"] is not None and 0 <= bounds["min"] and bounds["max"] <= 1:
+                out[field.name] = _BOOLISH
+    return out
 
 
 def sample_schema(url: str, sample: bytes, has_header: bool, delimiter: str, quotechar: str | None) -> tuple[tuple[str, ...], dict[str, str]]:
