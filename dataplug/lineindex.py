@@ -28,6 +28,8 @@ from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import monotonic_bounds
 
 DEFAULT_SAMPLE_BYTES = 64 * 1024
+#: The preprocessing option every line-indexed format takes (see ``DataFormat.options``).
+SAMPLE_BYTES_OPTION = {"sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)"}
 NEWLINE = 10
 CARRIAGE_RETURN = 13
 UTF8_BOM = b"\xef\xbb\xbf"

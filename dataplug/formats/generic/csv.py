@@ -20,7 +20,7 @@ from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgum
 from dataplug.format import IndexData, PreprocessContext
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader
 from dataplug.formats.generic.csvtypes import CSVScanner, arrow_type, fix_up, merge_types, parse_options, sample_schema
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, LineScanner, line_slices, read_records, reduce_scans, terminators
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, LineScanner, line_slices, read_records, reduce_scans, terminators
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 #: Bytes of the file's head parsed to infer column types (pyarrow's own default block size).
@@ -76,7 +76,7 @@ class CSV(StreamFormat):
         "separator": "the original Dataplug's name for delimiter",
         "quotechar": "quote character, or None for no quoting (default '\"')",
         "header": "whether the first record names the columns (default True)",
-        "sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)",
+        **SAMPLE_BYTES_OPTION,
         "infer_types": "'file' (default): column types over every row; 'head': from the first MiB",
     }
 

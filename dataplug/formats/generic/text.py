@@ -13,7 +13,7 @@ import pyarrow as pa
 from dataplug.errors import CorruptIndexError
 from dataplug.format import IndexData, PreprocessContext
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, build_line_index, line_slices, split_lines
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, build_line_index, line_slices, split_lines
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 
@@ -30,7 +30,7 @@ class UTF8Text(StreamFormat):
     """UTF-8 text, split into lines. Options: ``sample_bytes`` (index density), ``compression``, ``spacing``."""
 
     Attributes = TextAttributes
-    options = {"sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)"}
+    options = SAMPLE_BYTES_OPTION
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

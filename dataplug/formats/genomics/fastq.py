@@ -18,7 +18,7 @@ import pyarrow as pa
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.format import IndexData, PreprocessContext
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
+from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 AT, PLUS, NEWLINE, CR = ord("@"), ord("+"), 10, 13
@@ -122,7 +122,7 @@ class FASTQ(StreamFormat):
     ``compression``, ``spacing`` (gzip checkpoint spacing)."""
 
     Attributes = FASTQAttributes
-    options = {"sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)"}
+    options = SAMPLE_BYTES_OPTION
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

@@ -31,6 +31,7 @@ from dataplug.framing import HEAD_BYTES, StreamAttributes, StreamFormat, codec_a
 from dataplug.index import BlobRef
 from dataplug.lineindex import (
     DEFAULT_SAMPLE_BYTES,
+    SAMPLE_BYTES_OPTION,
     Dialect,
     LineIndex,
     LineRangeSlice,
@@ -273,7 +274,7 @@ class VCF(StreamFormat):
     block density), ``compression``, ``spacing`` (gzip checkpoint spacing)."""
 
     Attributes = VCFAttributes
-    options = {"sample_bytes": "decoded bytes between sampled record starts in the index (default 64 KiB)"}
+    options = SAMPLE_BYTES_OPTION
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
