@@ -13,13 +13,11 @@ Generates a CSV (1 % of rows hold a quoted newline), compresses it with ``gzip -
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 
-from _common import arrow_rows, best_of, slice_bench_args, warm_page_cache
+from _common import best_of, rows_on_pool, slice_bench_args, warm_page_cache
 
 from dataplug import CloudObject
 from dataplug.demo import generate_csv
@@ -48,9 +46,7 @@ def main() -> None:
         t_index, _ = best_of(lambda: co.preprocess(force=True, progress=False))
         assert co.attributes.rows == rows and co.attributes.compression == "gzip"
         slices = co.partition(partition_num_chunks, args.slices)
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(abs, range(args.workers)))  # start the workers before timing
-            t_read, counts = best_of(lambda: list(pool.map(arrow_rows, slices)))
+        t_read, counts = rows_on_pool(slices, args.workers)
         assert sum(counts) == rows, (sum(counts), rows)
         index_bytes = co.index().nbytes()
 

@@ -14,14 +14,12 @@ Generates a CSV (1 % of rows hold a quoted newline) in a temporary folder, then 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow.csv as pacsv
 
-from _common import arrow_rows, best_of, slice_bench_args, timed, warm_page_cache
+from _common import best_of, rows_on_pool, slice_bench_args, timed, warm_page_cache
 
 from dataplug import CloudObject
 from dataplug.demo import generate_csv
@@ -74,9 +72,7 @@ def main() -> None:
         assert sum(s.num_records for s in many) == rows
 
         slices = co.partition(partition_num_chunks, args.slices)
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(abs, range(args.workers)))  # start the workers before timing
-            t_read, counts = best_of(lambda: list(pool.map(arrow_rows, slices)))
+        t_read, counts = rows_on_pool(slices, args.workers)
         assert sum(counts) == rows, (sum(counts), rows)
 
         print(f"CSV {size / 1e6:.0f} MB, {rows:,} rows (1 % with a quoted newline); {args.slices} slices on {args.workers} processes")

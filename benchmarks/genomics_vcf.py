@@ -16,14 +16,12 @@ then prints:
 from __future__ import annotations
 
 import gzip
-import multiprocessing
 import os
 import subprocess
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from _common import arrow_rows, best_of, slice_bench_args, warm_page_cache
+from _common import best_of, rows_on_pool, slice_bench_args, warm_page_cache
 
 from dataplug import CloudObject
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks
@@ -116,9 +114,7 @@ def main() -> None:
         t_index, _ = best_of(lambda: co.preprocess(force=True, progress=False))
         assert co.attributes.records == records and co.attributes.compression == "gzip" and co.attributes.sorted
         slices = co.partition(partition_num_chunks, args.slices)
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(abs, range(args.workers)))  # start the workers before timing
-            t_read, counts = best_of(lambda: list(pool.map(arrow_rows, slices)))
+        t_read, counts = rows_on_pool(slices, args.workers)
         assert sum(counts) == records, (sum(counts), records)
         index_bytes = co.index().nbytes()
 

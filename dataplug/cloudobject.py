@@ -11,14 +11,12 @@ from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
 from dataplug.index import (
     INDEX_SUFFIX,
     Sidecar,
-    check_writable,
     delete_sidecar,
     load_sidecar,
     object_index_folder,
-    stale_error,
     write_sidecar,
 )
-from dataplug.storage import ObjectInfo, StorageObject, split_url
+from dataplug.storage import ObjectInfo, StorageObject, split_url, stale_error
 
 # How the original's ``s3_config`` keys map onto s3fs options.
 _S3_CONFIG_KEYS = {"aws_access_key_id": "key", "aws_secret_access_key": "secret", "aws_session_token": "token"}
@@ -278,7 +276,7 @@ class CloudObject:
         info = self.obj.info()
         if not force and self._has_fresh_index(info):
             return self
-        check_writable(self.index_location)
+        self.index_location.check_writable()
         ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, given)
         data: IndexData = self.format.preprocess(ctx)
         after = self.obj.info()

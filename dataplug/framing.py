@@ -58,10 +58,12 @@ class StreamFormat(DataFormat):
     }
 
     @classmethod
-    def codec_for(cls, ctx: PreprocessContext) -> type[Codec]:
-        """The object's codec: forced by the ``compression`` option, else detected from its first bytes."""
+    def codec_for(cls, ctx: PreprocessContext, head: bytes | None = None) -> type[Codec]:
+        """The object's codec: forced by the ``compression`` option, else detected from its first bytes
+        (``head``, when the caller has read them already)."""
         url = ctx.obj.url
-        head = ctx.obj.read_range(0, min(ctx.info.size, HEAD_BYTES))
+        if head is None:
+            head = ctx.obj.read_range(0, min(ctx.info.size, HEAD_BYTES))
         detected = detect_codec(head)
         forced = ctx.options.get("compression")
         if forced is None:
@@ -83,7 +85,7 @@ class StreamFormat(DataFormat):
         """Up to the first ``n`` decoded bytes of the object (fewer when the first ``n`` compressed bytes
         decode to less): a byte order mark, a sample of the first records."""
         raw = ctx.obj.read_range(0, min(ctx.info.size, max(HEAD_BYTES, n)))
-        return cls.codec_for(ctx).head(ctx.obj.url, raw, n)
+        return cls.codec_for(ctx, raw).head(ctx.obj.url, raw, n)
 
     @classmethod
     def scan_stream(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:

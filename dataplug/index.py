@@ -40,7 +40,7 @@ from dataplug.errors import (
     ObjectNotFoundError,
     StaleIndexError,
 )
-from dataplug.storage import ObjectInfo, StorageObject, split_url
+from dataplug.storage import ObjectInfo, StorageObject, split_url, stale_error
 
 MANIFEST = "manifest.json"
 #: Suffix of an object's index folder: ``<url>.dataplug/`` beside the object by default.
@@ -54,8 +54,6 @@ _NUMERIC_KINDS = "biuf"
 _PROTOCOL_ALIASES = {"s3a": "s3", "local": "file"}
 #: Seconds a superseded generation of tables is kept, counted from when a newer manifest replaced it.
 GENERATION_GRACE = 600
-#: Prefix of the empty file :func:`check_writable` writes and deletes.
-PROBE_PREFIX = ".dataplug-probe-"
 
 #: Caps on what is decoded from a sidecar (a sidecar may be written by someone else).
 MAX_MANIFEST_BYTES = 4 * 2**20
@@ -146,29 +144,6 @@ def object_index_folder(url: str) -> str:
     canonical = canonical_url(url)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", canonical.rstrip("/").rsplit("/", 1)[-1]).lstrip(".")[:80] or "object"
     return f"{name}.{hashlib.sha256(canonical.encode()).hexdigest()[:16]}{INDEX_SUFFIX}"
-
-
-def check_writable(location: StorageObject) -> None:
-    """Raise :class:`~dataplug.errors.IndexLocationNotWritableError` unless a file can be written under ``location``.
-
-    Writes an empty probe file and deletes it again (best effort: a location that refuses deletes still
-    holds an index, it only keeps superseded generations).
-    """
-    probe = location.child(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
-    probe.write_bytes(b"")
-    try:
-        probe.delete()
-    except (OSError, DataplugError):
-        pass
-
-
-def stale_error(url: str, indexed: ObjectInfo, now: ObjectInfo) -> StaleIndexError:
-    """The error for an object that changed after it was indexed."""
-    return StaleIndexError(
-        url,
-        f"the object changed after it was indexed (indexed size {indexed.size}, {indexed.identity}; "
-        f"now size {now.size}, {now.identity}); run preprocess(force=True)",
-    )
 
 
 # -- reading sidecar files ---------------------------------------------------------------------------------

@@ -249,6 +249,15 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
+def stale_error(url: str, indexed: ObjectInfo, now: ObjectInfo) -> StaleIndexError:
+    """The error for an object that changed after it was indexed."""
+    return StaleIndexError(
+        url,
+        f"the object changed after it was indexed (indexed size {indexed.size}, {indexed.identity}; "
+        f"now size {now.size}, {now.identity}); run preprocess(force=True)",
+    )
+
+
 def split_url(url: str) -> tuple[str, str]:
     """``("s3", "bucket/key")`` for a URL; plain paths are ``file``."""
     protocol, path = fsspec.core.split_protocol(url)
@@ -359,12 +368,8 @@ class StorageObject:
     def check_unchanged(self, expect: ObjectInfo) -> None:
         """Raise :class:`StaleIndexError` unless the object still has the indexed size and identity."""
         now = self.info()
-        if now.size != expect.size or now.identity != expect.identity:
-            raise StaleIndexError(
-                self.url,
-                f"the object changed after it was indexed (indexed size {expect.size}, {expect.identity}; "
-                f"now size {now.size}, {now.identity}); run preprocess(force=True)",
-            )
+        if now != expect:
+            raise stale_error(self.url, expect, now)
 
     def _pins(self, expect: ObjectInfo | None) -> dict[str, str] | None:
         """``get_object`` arguments that make a read fail unless it returns the indexed bytes (None: cannot pin)."""

@@ -112,3 +112,31 @@ def test_large_fastq(large, name):
     slices = co.partition(partition_reads_batches, 48)
     assert all(s.first % 4 == 0 for s in slices)
     assert _digest(s.raw() for s in slices) == hashlib.sha256(plain).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def large_cloud(tmp_path_factory):
+    """A point format 6 cloud of 2.3 M points: a 69 MB LAS, more than two LAS map groups and many 2 MiB
+    blocks, and its LAZ, several LAZ map groups of laspy's default chunks."""
+    from tests.test_lidar import cloud, las_bytes, laz_bytes
+
+    las = cloud(2_300_000, 6, seed=11)
+    root = tmp_path_factory.mktemp("large-lidar")
+    paths = {}
+    for suffix, data in (("las", las_bytes(las)), ("laz", laz_bytes(las))):
+        paths[suffix] = root / f"cloud.{suffix}"
+        paths[suffix].write_bytes(data)
+    assert paths["las"].stat().st_size >= 64 * 2**20
+    return las, paths
+
+
+@pytest.mark.parametrize("suffix", ["las", "laz"])
+def test_large_lidar(large_cloud, suffix):
+    from dataplug.formats.geospatial.laspc import LiDARPointCloud, partition_num_points, square_split_strategy
+    from tests.test_lidar import assert_exactly_once
+
+    las, paths = large_cloud
+    co = CloudObject.from_url(LiDARPointCloud, str(paths[suffix])).preprocess()
+    assert co.attributes.point_count == len(las.points) and co.attributes.blocks > 8
+    for strategy, n in ((square_split_strategy, 16), (partition_num_points, 7)):
+        assert_exactly_once([s.get() for s in co.partition(strategy, n)], las)

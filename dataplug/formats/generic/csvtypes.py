@@ -10,6 +10,7 @@ whole file: ``null`` < ``int64`` < ``double``, dates < timestamps, anything else
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dataplug.errors import InvalidFormatError
-from dataplug.lineindex import CARRIAGE_RETURN, NEWLINE, LineScanner, RangeScan, read_records, terminators
+from dataplug.lineindex import LineScanner, RangeScan, read_records, terminators
 
+_LINE_END = re.compile(b"[\r\n]")
 _NUMBERS = ("int64", "double")
 #: An int64 column whose values are all 0 or 1: pyarrow reads those as booleans too, so with ``true`` or
 #: ``false`` elsewhere in the file the column is ``bool``, not ``string``.
@@ -89,7 +91,8 @@ class CSVScanner:
     has_header: bool
 
     def enough(self, after: np.ndarray) -> bool:
-        return self.lines.enough(after) and (not self.check or bool(np.any((after == NEWLINE) | (after == CARRIAGE_RETURN))))
+        # A search stops at the first line break; a sequential pass asks again as its buffer grows.
+        return self.lines.enough(after) and (not self.check or _LINE_END.search(after) is not None)
 
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> CSVRangeScan:
         scan = self.lines(full, first, start, end, eof)

@@ -43,7 +43,7 @@ class FastqScanner:
     sample_bytes: int
 
     def enough(self, after: np.ndarray) -> bool:
-        return int(np.count_nonzero(after == NEWLINE)) >= 4
+        return _newlines(after, 4).size == 4
 
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> FastqRangeScan:
         arr = full[first : first + end - start]
