@@ -507,13 +507,13 @@ class StorageObject:
     def _write_remote(self, data: bytes) -> None:
         self.fs.pipe_file(self.path, data)
 
-    def delete(self, recursive: bool = False) -> None:
-        """Delete the object (or the folder, with ``recursive``); a missing one is not an error."""
-        self._refusable(self._remove, recursive, what="delete")
+    def delete(self) -> None:
+        """Delete the object (one file, never a folder); a missing one is not an error."""
+        self._refusable(self._remove, what="delete")
 
-    def _remove(self, recursive: bool) -> None:
+    def _remove(self) -> None:
         try:
-            self.fs.rm(self.path, recursive=recursive)
+            self.fs.rm(self.path)
         except FileNotFoundError as exc:
             if _response_error(exc)[0] == "NoSuchBucket":
                 raise

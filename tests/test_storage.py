@@ -244,7 +244,7 @@ def test_check_writable_probes_and_cleans_up(tmp_path, proxy, via_proxy, s3_opti
     assert bucket.list_names() == []
     assert [r.method for r in proxy.requests if PROBE_PREFIX in r.target] == ["PUT"]  # deleted in a bulk POST
 
-    def refuse_deletes(self, recursive):
+    def refuse_deletes(self):
         raise PermissionError(errno.EACCES, "no deletes")
 
     monkeypatch.setattr(StorageObject, "_remove", refuse_deletes)
