@@ -31,6 +31,7 @@ _BUILTIN = {
     "FASTA": "dataplug.formats.genomics.fasta:FASTA",
     "VCF": "dataplug.formats.genomics.vcf:VCF",
     "LiDARPointCloud": "dataplug.formats.geospatial.laspc:LiDARPointCloud",
+    "ImzML": "dataplug.formats.metabolomics.imzml:ImzML",
     "COG": "dataplug.formats.geospatial.cog:COG",
 }
 _REGISTRY: dict[str, type[DataFormat]] = {}
