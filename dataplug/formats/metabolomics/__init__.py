@@ -1,0 +1,1 @@
+"""Formats of metabolomics: imzML mass-spectrometry imaging (the ``.imzML`` with its ``.ibd``)."""
