@@ -33,6 +33,7 @@ _BUILTIN = {
     "LiDARPointCloud": "dataplug.formats.geospatial.laspc:LiDARPointCloud",
     "ImzML": "dataplug.formats.metabolomics.imzml:ImzML",
     "COG": "dataplug.formats.geospatial.cog:COG",
+    "COPC": "dataplug.formats.geospatial.copc:CloudOptimizedPointCloud",
 }
 _REGISTRY: dict[str, type[DataFormat]] = {}
 
