@@ -1,0 +1,424 @@
+"""Cloud Optimized Point Clouds (COPC 1.0, copc.io): LAZ 1.4 files whose points are clustered in an octree,
+one LAZ chunk per node. Slices by space (grid cells, a window) or by runs of points, optionally only down to
+a level of detail, every point in exactly one slice.
+
+Preprocessing reads the header, the VLRs and the hierarchy pages (:mod:`copc_index`), a few range reads
+whatever the object's size, and decodes no point. The index keeps, for every node with points, its voxel key
+(depth, x, y, z), the byte offset and size of its chunk and its point count, in file order.
+
+A spatial slice names the nodes whose cube meets its cell; its worker fetches the header and those chunks in
+one ``read_ranges`` call, decodes them with lazrs and keeps the points inside the cell (nodes that the cell
+holds whole need no test). Cells are half-open (``min <= x < max``) and the cells on the grid's border reach
+past the header's extent to infinity, so every point lands in exactly one cell even if the header's bounds
+are off. Node selection trusts that a node's points lie in its cube (give or take a scale step); a slice
+checks this for every node it decodes and raises :class:`InvalidFormatError` rather than lose points.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
+from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.formats.geospatial.copc_index import MAX_KEY_DEPTH, copc_info, laszip_record, parse_header, read_header, read_hierarchy
+from dataplug.slice import CloudObjectSlice
+from dataplug.strategies import even_bounds, positive_int, strategy
+
+try:
+    import laspy
+
+    from dataplug.codecs.laz import XYZ_ONLY, decode_chunks
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("COPC support needs laspy and lazrs: pip install 'dataplug[lidar]'") from exc
+
+#: Sidecar tables: voxel keys (n, 4) and each node's chunk offset, byte size and point count, in file order.
+TABLES = ("node_key", "node_offset", "node_bytes", "node_points")
+#: A slice's node: chunk offset, byte size, point count, index of its first point among the selected nodes,
+#: depth, x and y of its voxel key, and 1 when the slice keeps all its points.
+Node = tuple[int, int, int, int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class COPCAttributes:
+    """What preprocessing found. ``mins``/``maxs`` are the header's bounds; ``center`` and ``halfsize`` give
+    the octree's root cube; ``root_offset``/``root_size`` locate the root hierarchy page."""
+
+    size: int
+    point_count: int
+    point_format_id: int
+    #: Bytes per uncompressed point record, extra bytes included.
+    point_format_size: int
+    extra_bytes: int
+    version: str
+    offset_to_point_data: int
+    scales: tuple[float, float, float]
+    offsets: tuple[float, float, float]
+    mins: tuple[float, float, float]
+    maxs: tuple[float, float, float]
+    center: tuple[float, float, float]
+    halfsize: float
+    #: Distance between points at the root; halved at every level.
+    spacing: float
+    root_offset: int
+    root_size: int
+    #: Depth of the deepest node with points, the number of such nodes and of hierarchy pages.
+    depth: int
+    nodes: int
+    pages: int
+
+
+class CloudOptimizedPointCloud(DataFormat):
+    """A COPC point cloud (the original Dataplug's class name; registered as ``COPC``)."""
+
+    name = "COPC"
+    Attributes = COPCAttributes
+
+    @classmethod
+    def preprocess(cls, ctx: PreprocessContext) -> IndexData:
+        url = ctx.obj.url
+        header = parse_header(url, read_header(ctx.obj, ctx.info))
+        info = copc_info(url, header)
+        hierarchy = read_hierarchy(ctx.obj, ctx.info, header, info)
+        total = int(hierarchy.point_counts.sum())
+        if total != header.point_count:
+            raise InvalidFormatError(url, f"the COPC hierarchy holds {total} points but the header says {header.point_count}")
+        if total == 0:
+            raise InvalidFormatError(url, "empty point cloud: the header says it holds 0 points")
+        attributes = COPCAttributes(
+            size=ctx.info.size,
+            point_count=total,
+            point_format_id=header.point_format.id,
+            point_format_size=header.point_format.size,
+            extra_bytes=header.point_format.num_extra_bytes,
+            version=str(header.version),
+            offset_to_point_data=header.offset_to_point_data,
+            scales=_triple(header.scales),
+            offsets=_triple(header.offsets),
+            mins=_triple(header.mins),
+            maxs=_triple(header.maxs),
+            center=_triple(info.center),
+            halfsize=float(info.halfsize),
+            spacing=float(info.spacing),
+            root_offset=int(info.hierarchy_root_offset),
+            root_size=int(info.hierarchy_root_size),
+            depth=int(hierarchy.keys[:, 0].max()),
+            nodes=len(hierarchy.keys),
+            pages=hierarchy.pages,
+        )
+        tables = dict(zip(TABLES, (hierarchy.keys, hierarchy.offsets, hierarchy.byte_sizes, hierarchy.point_counts)))
+        return IndexData(attributes, tables=tables)
+
+    @classmethod
+    def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
+        a = attributes
+        missing = [name for name in TABLES if name not in tables]
+        if missing:
+            raise CorruptIndexError(url, f"COPC index tables missing: {missing}")
+        keys, offsets, nbytes, points = (tables[name] for name in TABLES)
+        n = a.nodes
+        ok = a.size == size and n >= 1 and keys.shape == (n, 4) and offsets.shape == nbytes.shape == points.shape == (n,)
+        if ok:
+            d = keys[:, 0].astype(np.int64)
+            ok = (
+                0 <= d.min()
+                and d.max() == a.depth <= MAX_KEY_DEPTH
+                and bool(np.all(keys[:, 1:] >= 0))
+                and bool(np.all(keys[:, 1:] < (np.int64(1) << d)[:, None]))
+                and offsets[0] >= a.offset_to_point_data + 8
+                and bool(np.all(nbytes > 0))
+                and bool(np.all(offsets[:-1] + nbytes[:-1] <= offsets[1:]))
+                and offsets[-1] + nbytes[-1] <= size
+                and bool(np.all(points > 0))
+                and int(points.sum()) == a.point_count
+                and math.isfinite(a.halfsize)
+                and a.halfsize > 0
+            )
+        if not ok:
+            raise CorruptIndexError(url, "COPC node index does not fit the object (keys, chunk offsets or point counts)")
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
+# -- slices ----------------------------------------------------------------------------------------------
+
+
+def _merged(nodes: tuple[Node, ...]) -> list[tuple[int, int]]:
+    """Byte ranges covering the chunks of ``nodes`` (in file order), adjacent chunks merged into one range."""
+    out: list[list[int]] = []
+    for offset, nbytes, *_ in nodes:
+        if out and out[-1][1] == offset:
+            out[-1][1] = offset + nbytes
+        else:
+            out.append([offset, offset + nbytes])
+    return [(a, b) for a, b in out]
+
+
+def _inside(values: np.ndarray, lo: float, hi: float, closed: bool) -> np.ndarray:
+    return (values >= lo) & ((values <= hi) if closed else (values < hi))
+
+
+@dataclass
+class COPCSlice(CloudObjectSlice):
+    """Points of a COPC object: those of some octree nodes, kept by run (``first``/``stop``) or by space.
+
+    A spatial slice keeps a point when ``bounds[0] <= x < bounds[2]`` and ``bounds[1] <= y < bounds[3]``
+    (``<=`` on an axis whose ``closed`` flag is set); ``bounds`` is ``window`` with the grid's outer edges
+    moved to infinity. ``root`` is the octree's centre x, centre y, half size and the tolerance of the
+    check that a node's points lie in its cube.
+    """
+
+    header_size: int
+    point_size: int
+    root: tuple[float, float, float, float]
+    nodes: tuple[Node, ...]
+    first: int | None = None
+    stop: int | None = None
+    window: tuple[float, float, float, float] | None = None
+    bounds: tuple[float, float, float, float] | None = None
+    closed: tuple[bool, bool] = (False, False)
+
+    @property
+    def num_points(self) -> int | None:
+        """Points in a run slice; ``None`` for a spatial slice (known only once read)."""
+        return None if self.first is None or self.stop is None else self.stop - self.first
+
+    @property
+    def min_x(self) -> float | None:
+        return None if self.window is None else self.window[0]
+
+    @property
+    def min_y(self) -> float | None:
+        return None if self.window is None else self.window[1]
+
+    @property
+    def max_x(self) -> float | None:
+        return None if self.window is None else self.window[2]
+
+    @property
+    def max_y(self) -> float | None:
+        return None if self.window is None else self.window[3]
+
+    def _records(self, selection: Any = None) -> tuple[laspy.LasHeader, np.ndarray]:
+        """The object's header (describing a plain LAS of uncompressed points) and the slice's point records."""
+        parts = self.obj.read_ranges([(0, self.header_size), *_merged(self.nodes)], expect=self.object_info)
+        header = parse_header(self.url, parts[0])
+        laszip = laszip_record(self.url, header)
+        dtype = header.point_format.dtype()
+        if not self.nodes:
+            return header, np.zeros(0, dtype)
+        rows = np.array(self.nodes, dtype=np.int64).reshape(-1, 8)
+        payload = parts[1] if len(parts) == 2 else b"".join(parts[1:])
+        decoded = decode_chunks(self.url, laszip, payload, rows[:, 2], rows[:, 1], rows[:, 0], self.point_size, selection)
+        # Records are cut, filtered and joined as rows of bytes: numpy copies those at memory speed.
+        records = np.frombuffer(decoded, dtype=np.uint8).reshape(-1, dtype.itemsize)
+        kept = []
+        for piece, row in zip(np.split(records, np.cumsum(rows[:-1, 2])), rows.tolist()):
+            if self.first is not None and self.stop is not None:
+                piece = piece[max(self.first - row[3], 0) : max(self.stop - row[3], 0)]
+            if self.bounds is not None:
+                piece = self._in_bounds(piece, dtype, header, row)
+            kept.append(piece)
+        points = kept[0] if len(kept) == 1 else np.concatenate(kept)
+        if not points.flags.writeable:
+            points = points.copy()
+        return header, points.view(dtype)[:, 0]
+
+    def _in_bounds(self, piece: np.ndarray, dtype: np.dtype, header: laspy.LasHeader, row: list[int]) -> np.ndarray:
+        """The records of one node inside ``bounds``, after checking that they lie in the node's cube."""
+        assert self.bounds is not None
+        fields = piece.view(dtype)[:, 0]
+        x = fields["X"] * header.scales[0] + header.offsets[0]
+        y = fields["Y"] * header.scales[1] + header.offsets[1]
+        x0, y0, x1, y1 = node_rect(self.root, row[4], row[5], row[6])
+        if x.size and not (x0 <= x.min() and x.max() <= x1 and y0 <= y.min() and y.max() <= y1):
+            cause = (
+                f"a point of octree node {row[4:7]} (depth, x, y) lies outside the node's cube [{x0}, {x1}] x [{y0}, {y1}]: "
+                "spatial slices rely on the octree; read this file by runs (partition_num_points) or as LiDARPointCloud"
+            )
+            raise InvalidFormatError(self.url, cause, offset=row[0])
+        if row[7]:
+            return piece
+        bx0, by0, bx1, by1 = self.bounds
+        return piece[_inside(x, bx0, bx1, self.closed[0]) & _inside(y, by0, by1, self.closed[1])]
+
+    def get(self) -> laspy.LasData:
+        """The slice's points as a ``laspy.LasData`` (a plain LAS 1.4: the COPC VLRs dropped) whose header
+        has the slice's count, bounds and returns."""
+        header, points = self._records()
+        las = laspy.LasData(header, laspy.PackedPointRecord(points, header.point_format))
+        if len(points):
+            las.update_header()
+        else:
+            header.point_count = 0
+        return las
+
+    def to_file(self, name: str | os.PathLike[str]) -> None:
+        """Write the slice as a LAS or LAZ file (by the name's suffix, ``.laz`` compressed)."""
+        self.get().write(os.fspath(name))
+
+    def schema(self) -> pa.Schema:
+        """``X``, ``Y``, ``Z`` as scaled float64 and the point format's other dimensions (one header read)."""
+        header = parse_header(self.url, self.obj.read_range(0, self.header_size, expect=self.object_info))
+        return _arrow_columns(header.point_format, laspy.ScaleAwarePointRecord.zeros(0, header=header)).schema
+
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """The slice's points: ``X``, ``Y``, ``Z`` scaled to real coordinates (float64), then the point
+        format's other dimensions as laspy names them."""
+        header, points = self._records()
+        record = laspy.ScaleAwarePointRecord(points, header.point_format, header.scales, header.offsets)
+        table = _arrow_columns(header.point_format, record)
+        return table if columns is None else table.select(columns)
+
+    def xyz(self) -> np.ndarray:
+        """The slice's coordinates as an (n, 3) float64 array, decoding only X, Y and Z."""
+        header, points = self._records(XYZ_ONLY)
+        out = np.empty((points.size, 3), dtype=np.float64)
+        for j, name in enumerate("XYZ"):
+            out[:, j] = points[name] * header.scales[j] + header.offsets[j]
+        return out
+
+
+def _arrow_columns(point_format: Any, record: Any) -> pa.Table:
+    names = list(point_format.dimension_names)
+    return pa.table({name: np.asarray(record[name.lower()] if name in "XYZ" else record[name]) for name in names})
+
+
+def node_rect(root: tuple[float, float, float, float], depth: Any, x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
+    """The footprint (min x, min y, max x, max y) of voxel (``depth``, ``x``, ``y``) of the octree ``root``
+    (centre x, centre y, half size, tolerance), widened by the tolerance; for one voxel or arrays of them."""
+    cx, cy, half, tol = root
+    side = 2 * half / 2**depth
+    x0, y0 = cx - half + x * side, cy - half + y * side
+    return x0 - tol, y0 - tol, x0 + side + tol, y0 + side + tol
+
+
+# -- strategies ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Nodes:
+    """The nodes a strategy may use (those down to ``max_depth``) in file order, with their footprints."""
+
+    rows: np.ndarray  # (n, 7): offset, byte size, point count, first point, depth, x, y
+    rects: np.ndarray  # (n, 4): min x, min y, max x, max y, widened by the tolerance
+    total: int
+
+
+def _root(co: Any) -> tuple[float, float, float, float]:
+    """The octree's centre x, centre y, half size, and the tolerance of node footprints: one scale step
+    (a quantized point may round past its cube's face) plus float rounding."""
+    a = co.attributes
+    tol = max(a.scales[0], a.scales[1]) + 1e-9 * (a.halfsize + abs(a.center[0]) + abs(a.center[1]))
+    return a.center[0], a.center[1], a.halfsize, tol
+
+
+def _nodes(co: Any, max_depth: int | None) -> _Nodes:
+    tables = co.index().tables
+    keys = tables["node_key"].astype(np.int64)
+    keep = np.ones(len(keys), dtype=bool)
+    if max_depth is not None:
+        if isinstance(max_depth, bool) or not isinstance(max_depth, (int, np.integer)) or max_depth < 0:
+            raise StrategyArgumentError(co.url, f"max_depth must be a whole number >= 0 or None, got {max_depth!r}")
+        keep = keys[:, 0] <= max_depth
+    keys = keys[keep]
+    counts = tables["node_points"][keep].astype(np.int64)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rows = np.column_stack((tables["node_offset"][keep], tables["node_bytes"][keep], counts, first, keys[:, :3]))
+    rects = np.column_stack(node_rect(_root(co), keys[:, 0], keys[:, 1], keys[:, 2]))
+    return _Nodes(rows, rects, int(counts.sum()))
+
+
+def _slice(co: Any, number: int, rows: np.ndarray, **keep: Any) -> COPCSlice:
+    a = co.attributes
+    return COPCSlice(
+        obj=co.obj,
+        object_info=co.index().object_info,
+        number=number,
+        header_size=a.offset_to_point_data,
+        point_size=a.point_format_size,
+        root=_root(co),
+        nodes=tuple(tuple(int(v) for v in row) for row in rows.tolist()),
+        **keep,
+    )
+
+
+def _spatial(co: Any, number: int, nodes: _Nodes, window: tuple[float, ...], bounds: tuple[float, ...], closed: tuple[bool, bool]) -> COPCSlice:
+    """The slice of the points in ``bounds``: the nodes whose footprint meets it, flagged whole when
+    ``bounds`` holds their footprint."""
+    r = nodes.rects
+    x0, y0, x1, y1 = bounds
+    meets = (r[:, 2] >= x0) & (r[:, 3] >= y0)
+    meets &= (r[:, 0] <= x1) if closed[0] else (r[:, 0] < x1)
+    meets &= (r[:, 1] <= y1) if closed[1] else (r[:, 1] < y1)
+    whole = (r[:, 0] >= x0) & (r[:, 1] >= y0)
+    whole &= (r[:, 2] <= x1) if closed[0] else (r[:, 2] < x1)
+    whole &= (r[:, 3] <= y1) if closed[1] else (r[:, 3] < y1)
+    rows = np.column_stack((nodes.rows[meets], whole[meets]))
+    return _slice(co, number, rows, window=tuple(map(float, window)), bounds=tuple(map(float, bounds)), closed=closed)
+
+
+def grid_shape(num_chunks: int) -> tuple[int, int]:
+    """Columns and rows of the original Dataplug's near-square grid (7 cells asked: 3 x 2), as for LiDAR."""
+    columns = max(1, round(math.sqrt(num_chunks)))
+    return columns, max(1, round(num_chunks / columns))
+
+
+@strategy(CloudOptimizedPointCloud)
+def square_split_strategy(co: Any, num_chunks: int, max_depth: int | None = None) -> list[COPCSlice]:
+    """About ``num_chunks`` cells over the header's extent (a near-square grid of ``grid_shape(num_chunks)``
+    columns by rows, as in the original), each slice fetching only the nodes whose cube meets its cell.
+
+    Cells are half-open (``min <= x < max``); the border cells reach to infinity, so every point (of the
+    nodes down to ``max_depth``, the level of detail; all nodes when ``None``) lands in exactly one slice.
+    """
+    columns, rows = grid_shape(positive_int(co.url, "num_chunks", num_chunks))
+    a, nodes = co.attributes, _nodes(co, max_depth)
+    x_edges = np.linspace(a.mins[0], a.maxs[0], columns + 1)
+    y_edges = np.linspace(a.mins[1], a.maxs[1], rows + 1)
+    out = []
+    for i in range(columns):
+        for j in range(rows):
+            window = (x_edges[i], y_edges[j], x_edges[i + 1], y_edges[j + 1])
+            bounds = (
+                -math.inf if i == 0 else window[0],
+                -math.inf if j == 0 else window[1],
+                math.inf if i == columns - 1 else window[2],
+                math.inf if j == rows - 1 else window[3],
+            )
+            out.append(_spatial(co, len(out), nodes, window, bounds, (False, False)))
+    return out
+
+
+@strategy(CloudOptimizedPointCloud)
+def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, max_depth: int | None = None) -> list[COPCSlice]:
+    """One slice with the points in the closed window ``minx <= x <= maxx``, ``miny <= y <= maxy`` (of the
+    nodes down to ``max_depth``; all when ``None``)."""
+    window = (float(minx), float(miny), float(maxx), float(maxy))
+    if not all(math.isfinite(v) for v in window) or window[0] > window[2] or window[1] > window[3]:
+        raise StrategyArgumentError(co.url, f"partition_bbox needs finite minx <= maxx and miny <= maxy, got {window}")
+    return [_spatial(co, 0, _nodes(co, max_depth), window, window, (True, True))]
+
+
+@strategy(CloudOptimizedPointCloud)
+def partition_num_points(co: Any, num_chunks: int, max_depth: int | None = None) -> list[COPCSlice]:
+    """``num_chunks`` runs of consecutive points in file order whose sizes differ by at most one (of the
+    nodes down to ``max_depth``; all when ``None``)."""
+    nodes = _nodes(co, max_depth)
+    bounds = even_bounds(nodes.total, positive_int(co.url, "num_chunks", num_chunks))
+    starts = nodes.rows[:, 3]
+    out = []
+    for number, (first, stop) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        k0 = int(np.searchsorted(starts, first, side="right")) - 1 if stop > first else 0
+        k1 = int(np.searchsorted(starts, stop, side="left")) if stop > first else 0
+        rows = np.column_stack((nodes.rows[k0:k1], np.ones(max(k1 - k0, 0), dtype=np.int64)))
+        out.append(_slice(co, number, rows, first=first, stop=stop))
+    return out
