@@ -1,0 +1,447 @@
+"""imzML (the .imzML with its .ibd): spectra as pyimzml reads them, every spectrum in exactly one slice, the
+.ibd found, checked and pinned, bad pairs named."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pyimzml = pytest.importorskip("pyimzml")
+
+from pyimzml.compression import ZlibCompression  # noqa: E402
+from pyimzml.ImzMLParser import ImzMLParser, getionimage  # noqa: E402
+from pyimzml.ImzMLWriter import ImzMLWriter  # noqa: E402
+
+from dataplug import CloudObject  # noqa: E402
+from dataplug.errors import (  # noqa: E402
+    CorruptIndexError,
+    InvalidFormatError,
+    ObjectNotFoundError,
+    StaleIndexError,
+    StrategyArgumentError,
+)
+from dataplug.formats.metabolomics.imzml import (  # noqa: E402
+    ImzML,
+    grid_shape,
+    ion_image,
+    partition_chunks_strategy,
+    partition_region,
+    partition_spectra,
+    square_split_strategy,
+)
+from dataplug.formats.metabolomics.imzml_slice import ImzMLSlice, merge_ranges  # noqa: E402
+from dataplug.storage import StorageObject, read_stats  # noqa: E402
+
+#: (m/z type, intensity type): 32-bit, 64-bit, and integer intensities.
+DTYPES = {"32bit": (np.float32, np.float32), "64bit": (np.float64, np.float64), "int": (np.float64, np.int32)}
+
+
+def spectra(n: int, width: int, height: int, seed: int = 0, peaks: tuple[int, int] = (1, 60), shuffle: bool = True) -> list:
+    """``n`` spectra on distinct pixels of a ``width`` x ``height`` grid (in random order when ``shuffle``),
+    each with a random sorted m/z array in [100, 200] and random intensities."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.choice(width * height, size=n, replace=False)
+    if not shuffle:
+        pixels.sort()
+    out = []
+    for p in pixels.tolist():
+        k = int(rng.integers(peaks[0], peaks[1] + 1))
+        out.append((np.sort(rng.uniform(100, 200, k)), rng.uniform(0, 1000, k), (p % width + 1, p // width + 1)))
+    return out
+
+
+def write(folder: Path, name: str, data: list, mode: str, dtypes: tuple = DTYPES["32bit"], **kw) -> tuple[bytes, bytes]:
+    """The (.imzML, .ibd) bytes pyimzml's writer makes of ``data``; continuous mode uses the first m/z array."""
+    (folder / "written").mkdir(exist_ok=True)
+    base = folder / "written" / name
+    with ImzMLWriter(str(base), mode=mode, mz_dtype=dtypes[0], intensity_dtype=dtypes[1], **kw) as writer:
+        for mz, intensity, coords in data:
+            if mode == "continuous":
+                mz, intensity = data[0][0], np.resize(intensity, data[0][0].size)
+            writer.addSpectrum(mz, intensity.astype(dtypes[1]), coords)
+    return (base.with_suffix(".imzML")).read_bytes(), (base.with_suffix(".ibd")).read_bytes()
+
+
+def put(store, name: str, pair: tuple[bytes, bytes], ibd_name: str | None = None) -> str:
+    url = store.put(f"{name}.imzML", pair[0])
+    store.put(ibd_name or f"{name}.ibd", pair[1])
+    return url
+
+
+def indexed(store, url: str, **options) -> CloudObject:
+    return CloudObject.from_url(ImzML, url, storage_options=store.options).preprocess(progress=False, **options)
+
+
+def parser_of(pair: tuple[bytes, bytes], folder: Path) -> ImzMLParser:
+    (folder / "ref.imzML").write_bytes(pair[0])
+    (folder / "ref.ibd").write_bytes(pair[1])
+    return ImzMLParser(str(folder / "ref.imzML"))
+
+
+def read_all(slices: list[ImzMLSlice]) -> tuple[np.ndarray, list]:
+    """Spectrum indices in slice order, and every (x, y, mz, intensity)."""
+    got = [s.get() for s in slices]
+    return np.concatenate([s.spectrum_indices for s in slices]), [r for g in got for r in g]
+
+
+def assert_matches_pyimzml(slices: list[ImzMLSlice], parser: ImzMLParser) -> None:
+    indices, records = read_all(slices)
+    assert np.array_equal(np.sort(indices), np.arange(len(parser.coordinates)))
+    for i, (x, y, mz, intensity) in zip(indices.tolist(), records):
+        ref_mz, ref_intensity = parser.getspectrum(i)
+        assert (x, y) == parser.coordinates[i][:2]
+        assert mz.dtype == ref_mz.dtype and intensity.dtype == ref_intensity.dtype
+        assert np.array_equal(mz, ref_mz) and np.array_equal(intensity, ref_intensity)
+
+
+# -- spectra as pyimzml reads them ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["continuous", "processed"])
+@pytest.mark.parametrize("kind", list(DTYPES))
+def test_spectra_match_pyimzml(store, tmp_path, mode, kind):
+    pair = write(tmp_path, "d", spectra(150, 20, 10, seed=len(kind)), mode, DTYPES[kind])
+    co = indexed(store, put(store, "d", pair))
+    a = co.attributes
+    assert (a.spectra, a.is_continuous, a.image) == (150, mode == "continuous", (1, 1, 20, 10))
+    assert (a.mz_dtype, a.intensity_dtype) == tuple(np.dtype(t).newbyteorder("<").str for t in DTYPES[kind])
+    assert a.ibd_url == store.url("d.ibd") and a.ibd_size == len(pair[1]) and len(a.uuid) == 36
+    assert a.mz_range is not None and 100 <= a.mz_range[0] < a.mz_range[1] <= 200
+    parser = parser_of(pair, tmp_path)
+    for strat, arg in ((partition_spectra, 4), (square_split_strategy, 5), (partition_chunks_strategy, 20_000)):
+        assert_matches_pyimzml(co.partition(strat, arg), parser)
+    if mode == "continuous":
+        (_, _, first, _), (_, _, second, _) = co.partition(partition_spectra, 1)[0].get()[:2]
+        assert first is second  # the shared m/z array is read and decoded once
+
+
+def test_format_by_name_and_uppercase_ibd(local_store, tmp_path):
+    pair = write(tmp_path, "u", spectra(10, 5, 5), "processed")
+    url = put(local_store, "u", pair, ibd_name="u.IBD")
+    co = CloudObject.from_url("imzml", url).preprocess()
+    assert co.format is ImzML and co.attributes.ibd_url.endswith("u.IBD")
+    assert_matches_pyimzml(co.partition(partition_spectra, 3), parser_of(pair, tmp_path))
+
+
+def test_ibd_url_option(store, tmp_path):
+    pair = write(tmp_path, "o", spectra(30, 6, 6), "processed")
+    url = store.put("meta/o.imzML", pair[0])
+    ibd = store.put("binary/other-name.ibd", pair[1])
+    with pytest.raises(ObjectNotFoundError, match=r"o\.ibd.*ibd_url="):
+        indexed(store, url)
+    co = indexed(store, url, ibd_url=ibd)
+    assert co.attributes.ibd_url == ibd
+    assert_matches_pyimzml(co.partition(partition_spectra, 2), parser_of(pair, tmp_path))
+    with pytest.raises(ObjectNotFoundError, match="ibd_url"):
+        indexed(store, url, ibd_url=store.url("binary/missing.ibd"), force=True)
+
+
+# -- every spectrum exactly once --------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 40),
+    width=st.integers(1, 9),
+    height=st.integers(1, 9),
+    mode=st.sampled_from(["continuous", "processed"]),
+    shuffle=st.booleans(),
+    counts=st.lists(st.integers(1, 60), min_size=3, max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_every_spectrum_exactly_once(n, width, height, mode, shuffle, counts, seed):
+    n = min(n, width * height)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write(folder, "h", spectra(n, width, height, seed, peaks=(1, 8), shuffle=shuffle), mode)
+        co = CloudObject.from_url(ImzML, str(folder / "written" / "h.imzML")).preprocess()
+        position = co.index().tables["position"]
+        for strat, arg in ((partition_spectra, counts[0]), (square_split_strategy, counts[1]), (partition_chunks_strategy, counts[2] * 8)):
+            slices = co.partition(strat, arg)
+            indices, records = read_all(slices)
+            assert np.array_equal(np.sort(indices), np.arange(n))
+            assert all(np.all(np.diff(s.spectrum_indices) > 0) for s in slices)  # file order inside a slice
+            assert [s.number for s in slices] == list(range(len(slices)))
+            assert all((x, y) == tuple(position[i, :2]) for i, (x, y, _, _) in zip(indices.tolist(), records))
+            if strat is partition_spectra:
+                assert len(slices) == arg and np.array_equal(indices, np.arange(n))
+                assert max(s.num_spectra for s in slices) - min(s.num_spectra for s in slices) <= 1
+            elif strat is square_split_strategy:
+                assert len(slices) == np.prod(grid_shape(arg))
+                for s in slices:
+                    x0, y0, x1, y1 = s.window
+                    assert np.all((s.rows[:, 1] >= x0) & (s.rows[:, 1] <= x1) & (s.rows[:, 2] >= y0) & (s.rows[:, 2] <= y1))
+            else:
+                assert np.array_equal(indices, np.arange(n)) and all(s.num_spectra >= 1 for s in slices)
+
+
+def test_square_split_tiles_the_extent(local_store, tmp_path):
+    data = [(np.array([150.0]), np.array([float(x * 100 + y)]), (x, y)) for x in range(3, 13) for y in range(5, 9)]
+    co = indexed(local_store, put(local_store, "g", write(tmp_path, "g", data, "processed")))
+    assert co.attributes.extent == (3, 5, 12, 8) and co.attributes.image == (1, 1, 12, 8)
+    slices = co.partition(square_split_strategy, 4)
+    assert [s.window for s in slices] == [(3, 5, 7, 6), (3, 7, 7, 8), (8, 5, 12, 6), (8, 7, 12, 8)]
+    assert [s.num_spectra for s in slices] == [10, 10, 10, 10]
+    many = co.partition(square_split_strategy, 400)  # more cells than pixels: some are empty
+    assert sum(s.num_spectra for s in many) == 40 and any(s.num_spectra == 0 for s in many)
+    assert all(s.get() == [] and s.to_arrow().num_rows == 0 for s in many if s.num_spectra == 0)
+
+
+def test_partition_region(store, tmp_path):
+    data = spectra(60, 10, 10, seed=4)
+    pair = write(tmp_path, "r", data, "processed")
+    co = indexed(store, put(store, "r", pair))
+    (piece,) = co.partition(partition_region, 2, 3, 6, 8)
+    expected = [i for i, (_, _, (x, y)) in enumerate(data) if 2 <= x <= 6 and 3 <= y <= 8]
+    assert piece.window == (2, 3, 6, 8) and piece.spectrum_indices.tolist() == expected
+    parser = parser_of(pair, tmp_path)
+    for i, (x, y, mz, intensity) in zip(expected, piece.get()):
+        assert (x, y) == parser.coordinates[i][:2] and np.array_equal(intensity, parser.getspectrum(i)[1])
+    assert co.partition(partition_region, 50, 50, 60, 60)[0].num_spectra == 0
+    for args in ((3, 0, 2, 5), (0, 0, 1.5, 2), (True, 0, 1, 1)):
+        with pytest.raises(StrategyArgumentError):
+            co.partition(partition_region, *args)
+    with pytest.raises(StrategyArgumentError, match="num_chunks"):
+        co.partition(partition_spectra, 0)
+
+
+def test_partition_chunks_strategy_sizes(local_store, tmp_path):
+    data = spectra(50, 10, 10, seed=6, peaks=(10, 40))
+    co = indexed(local_store, put(local_store, "c", write(tmp_path, "c", data, "processed", DTYPES["64bit"])))
+    budget = 2000
+    slices = co.partition(partition_chunks_strategy, budget)
+    sizes = [int(s.rows[:, [4, 6]].sum()) * 8 for s in slices]
+    assert all(size <= budget or s.num_spectra == 1 for size, s in zip(sizes, slices))
+    assert all(a + int(b.rows[0, [4, 6]].sum()) * 8 > budget for a, b in zip(sizes, slices[1:]))  # greedy: no slice could take one more
+    assert len(co.partition(partition_chunks_strategy, 1)) == 50
+
+
+# -- reads ------------------------------------------------------------------------------------------------
+
+
+def test_merge_ranges():
+    starts, ends = np.array([30, 0, 10, 10, 50, 60, 5]), np.array([40, 10, 20, 15, 50, 70, 8])
+    merged = merge_ranges(starts, ends)
+    assert [r.tolist() for r in merged] == [[0, 30, 60], [20, 40, 70]]
+    assert [r.tolist() for r in merge_ranges(np.array([4]), np.array([4]))] == [[], []]
+
+
+@pytest.mark.parametrize("mode", ["continuous", "processed"])
+def test_slices_fetch_only_their_ranges_in_one_call(store, tmp_path, monkeypatch, mode):
+    data = spectra(64, 8, 8, seed=8, shuffle=False)
+    co = indexed(store, put(store, "m", write(tmp_path, "m", data, mode)))
+    calls = []
+    real = StorageObject.read_ranges
+
+    def spy(self, ranges, expect=None):
+        calls.append((self.url, list(ranges)))
+        return real(self, ranges, expect)
+
+    monkeypatch.setattr(StorageObject, "read_ranges", spy)
+    for strat, arg, most in ((partition_spectra, 4, 2), (square_split_strategy, 4, 9)):
+        for piece in co.partition(strat, arg):
+            calls.clear()
+            read_stats.reset()
+            piece.get()
+            ((url, ranges),) = calls
+            assert url == co.attributes.ibd_url and len(ranges) <= most
+            needed = set()
+            for _, _, mz_off, mz_n, int_off, int_n in piece.rows[:, 1:].tolist():
+                needed |= set(range(mz_off, mz_off + 4 * mz_n)) | set(range(int_off, int_off + 4 * int_n))
+            fetched = [b for a, e in ranges for b in range(a, e)]
+            assert sorted(fetched) == sorted(needed)  # each byte it needs once, nothing else
+            assert read_stats.requests.get(co.url, 0) == 0 and read_stats.requests[url] == len(ranges)
+
+
+def test_to_arrow_and_schema(store, tmp_path):
+    data = spectra(40, 8, 8, seed=9)
+    for kind, intensity_type in (("32bit", pa.float32()), ("int", pa.float64())):
+        pair = write(tmp_path, kind, data, "processed", DTYPES[kind])
+        co = indexed(store, put(store, kind, pair))
+        piece = co.partition(partition_spectra, 3)[1]
+        table = piece.to_arrow()
+        assert table.schema == piece.schema()
+        assert table.schema.field("mz").type == pa.list_(pa.float64()) and table.schema.field("intensity").type == pa.list_(intensity_type)
+        assert table.num_rows == piece.num_spectra
+        for row, (x, y, mz, intensity) in zip(table.to_pylist(), piece.get()):
+            assert (row["x"], row["y"]) == (x, y)
+            assert row["mz"] == mz.astype(np.float64).tolist() and row["intensity"] == intensity.astype(np.float64).tolist()
+        assert piece.to_arrow(["intensity", "x"]).column_names == ["intensity", "x"]
+        frame = piece.to_pandas(["x", "y"])
+        assert frame["x"].tolist() == piece.rows[:, 1].tolist()
+        with pytest.raises(KeyError, match="nope"):
+            piece.to_arrow(["nope"])
+
+
+def test_slices_pickle_small_and_read_in_spawned_processes(store, tmp_path):
+    pair = write(tmp_path, "p", spectra(200, 20, 20, seed=10), "processed")
+    co = indexed(store, put(store, "p", pair))
+    slices = co.partition(partition_spectra, 4)
+    assert all(len(pickle.dumps(s)) < 20_000 for s in slices)
+    assert pickle.loads(pickle.dumps(slices[0])) == slices[0] and slices[0] != slices[1]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        tables = list(pool.map(ImzMLSlice.to_arrow, slices))
+    assert pa.concat_tables(tables).equals(pa.concat_tables([s.to_arrow() for s in slices]))
+
+
+# -- ion images -------------------------------------------------------------------------------------------
+
+
+def brute_ion_image(parser: ImzMLParser, mz: float, tol: float, shape: tuple[int, int]) -> np.ndarray:
+    image = np.zeros(shape)
+    for i, (x, y, _) in enumerate(parser.coordinates):
+        m, intensity = parser.getspectrum(i)
+        image[y - 1, x - 1] += intensity[(m >= mz - tol) & (m <= mz + tol)].sum(dtype=np.float64)
+    return image
+
+
+@pytest.mark.parametrize("mode", ["continuous", "processed"])
+def test_ion_image(store, tmp_path, mode):
+    data = spectra(120, 16, 12, seed=12, peaks=(200, 300))
+    pair = write(tmp_path, "i", data, mode)
+    co = indexed(store, put(store, "i", pair))
+    parser = parser_of(pair, tmp_path)
+    for mz, tol in ((150.0, 0.5), (100.0, 5.0), (175.25, 0.0), (400.0, 1.0)):
+        expected = brute_ion_image(parser, mz, tol, (12, 16))
+        image = ion_image(co, mz, tol)
+        assert image.shape == (12, 16) and np.allclose(image, expected, rtol=1e-12, atol=0)
+        assert np.allclose(ion_image(co.partition(square_split_strategy, 5), mz, tol), expected, rtol=1e-12, atol=0)
+    assert np.allclose(ion_image(co, 150.0, 0.5), getionimage(parser, 150.0, 0.5), rtol=1e-6)  # pyimzml's own (float32 sums)
+    (region,) = co.partition(partition_region, 1, 1, 4, 4)
+    partial = ion_image(region, 150.0, 2.0)
+    assert np.array_equal(partial[4:, :], np.zeros((8, 16))) and np.allclose(partial[:4, :4], brute_ion_image(parser, 150.0, 2.0, (12, 16))[:4, :4])
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert np.array_equal(ion_image(co, 150.0, 0.5, executor=pool), ion_image(co, 150.0, 0.5))
+    for bad in ((float("nan"), 1.0), (150.0, -1.0)):
+        with pytest.raises(StrategyArgumentError):
+            ion_image(co, *bad)
+    with pytest.raises(StrategyArgumentError):
+        ion_image([], 150.0, 1.0)
+
+
+# -- bad input --------------------------------------------------------------------------------------------
+
+
+def test_missing_ibd(store, tmp_path):
+    pair = write(tmp_path, "n", spectra(5, 3, 3), "processed")
+    url = store.put("n.imzML", pair[0])
+    with pytest.raises(ObjectNotFoundError, match=r"no \.ibd beside the imzML.*n\.ibd.*n\.IBD"):
+        indexed(store, url)
+
+
+def test_truncated_ibd(store, tmp_path):
+    pair = write(tmp_path, "t", spectra(20, 5, 5), "processed")
+    url = put(store, "t", (pair[0], pair[1][:-100]))
+    with pytest.raises(InvalidFormatError, match=r"spectrum 19 .*outside the \.ibd's data.*truncated") as info:
+        indexed(store, url)
+    assert info.value.url == store.url("t.ibd")
+    store.put("t.ibd", pair[1][:10])
+    with pytest.raises(InvalidFormatError, match="16-byte UUID"):
+        indexed(store, url)
+
+
+def test_uuid_mismatch(store, tmp_path):
+    first = write(tmp_path, "a", spectra(10, 4, 4, seed=1), "processed")
+    second = write(tmp_path, "b", spectra(10, 4, 4, seed=1), "processed")
+    assert first[1][16:] == second[1][16:] and first[1][:16] != second[1][:16]
+    url = put(store, "a", (first[0], second[1]))
+    with pytest.raises(InvalidFormatError, match="UUID .* differs from .*not one dataset"):
+        indexed(store, url)
+
+
+def test_offset_past_the_ibd_and_unequal_arrays(local_store, tmp_path):
+    imzml, ibd = write(tmp_path, "x", spectra(4, 2, 2, peaks=(5, 5)), "processed")
+    text = imzml.decode("latin-1")
+    last = text.rfind('name="external offset" value="')
+    start = last + len('name="external offset" value="')
+    end = text.index('"', start)
+    past = text[:start] + str(len(ibd) - 8) + text[end:]
+    url = put(local_store, "x", (past.encode("latin-1"), ibd))
+    with pytest.raises(InvalidFormatError, match=r"spectrum 3 .*intensity array .*outside the \.ibd"):
+        indexed(local_store, url)
+    length = text.find('name="external array length" value="5"')
+    unequal = text[:length] + text[length:].replace('value="5"', 'value="4"', 1)
+    put(local_store, "x", (unequal.encode("latin-1"), ibd))
+    with pytest.raises(InvalidFormatError, match="spectrum 0: its m/z array has 4 values and its intensity array 5"):
+        indexed(local_store, url)
+
+
+def test_not_imzml_and_compressed(local_store, tmp_path):
+    pair = write(tmp_path, "z", spectra(4, 2, 2), "processed")
+    url = put(local_store, "z", (b"<mzML><unclosed>", pair[1]))
+    with pytest.raises(InvalidFormatError, match="not well-formed XML"):
+        indexed(local_store, url)
+    put(local_store, "z", (b"<root/>", pair[1]))
+    with pytest.raises(InvalidFormatError, match="pyimzml"):
+        indexed(local_store, url)
+    url = put(local_store, "zc", write(tmp_path, "zc", spectra(4, 2, 2), "processed", intensity_compression=ZlibCompression()))
+    with pytest.raises(InvalidFormatError, match="zlib"):
+        indexed(local_store, url)
+    with pytest.raises(StrategyArgumentError, match="ibd_url"):
+        indexed(local_store, url, ibd_path="x")
+
+
+def test_changed_ibd_is_stale(store, tmp_path):
+    pair = write(tmp_path, "s", spectra(30, 6, 6), "processed")
+    url = put(store, "s", pair)
+    co = indexed(store, url)
+    old = co.partition(partition_spectra, 2)
+    store.put("s.ibd", pair[1][:-4])
+    for strat, arg in ((partition_spectra, 2), (square_split_strategy, 2)):
+        with pytest.raises(StaleIndexError, match=r"s\.ibd.*preprocess\(force=True\)"):
+            co.partition(strat, arg)
+    with pytest.raises(StaleIndexError):
+        old[1].get()
+    with pytest.raises(StaleIndexError):
+        ion_image(co, 150.0, 1.0)
+    store.put("s.ibd", pair[1])
+    co.preprocess(force=True)
+    assert_matches_pyimzml(co.partition(partition_spectra, 2), parser_of(pair, tmp_path))
+
+
+def test_corrupt_index_is_refused(local_store, tmp_path):
+    co = indexed(local_store, put(local_store, "k", write(tmp_path, "k", spectra(6, 3, 3), "processed")))
+    a, tables = co.attributes, dict(co.index().tables)
+    ImzML.validate_index("u", a, tables, {}, a.size)
+    broken = dict(tables, arrays=tables["arrays"] + np.array([0, 0, a.ibd_size, 0]))
+    with pytest.raises(CorruptIndexError, match=r"does not fit the \.ibd"):
+        ImzML.validate_index("u", a, broken, {}, a.size)
+    with pytest.raises(CorruptIndexError):
+        ImzML.validate_index("u", a, {"position": tables["position"][:-1], "arrays": tables["arrays"]}, {}, a.size)
+    with pytest.raises(CorruptIndexError, match="missing"):
+        ImzML.validate_index("u", a, {"position": tables["position"]}, {}, a.size)
+
+
+# -- at default settings, larger than every buffer --------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def large_imzml(tmp_path_factory):
+    """A processed dataset of about 70 MB of .ibd (64-bit m/z, 32-bit intensities), seeded."""
+    folder = tmp_path_factory.mktemp("imzml")
+    rng = np.random.default_rng(2024)
+    with ImzMLWriter(str(folder / "big"), mode="processed", mz_dtype=np.float64, intensity_dtype=np.float32) as writer:
+        for i in range(5800):
+            k = int(rng.integers(900, 1100))
+            writer.addSpectrum(np.sort(rng.uniform(100, 1000, k)), rng.uniform(0, 1, k).astype(np.float32), (i % 80 + 1, i // 80 + 1))
+    assert os.path.getsize(folder / "big.ibd") >= 64 * 2**20
+    return folder / "big.imzML"
+
+
+def test_large_at_default_settings(large_imzml):
+    co = CloudObject.from_url(ImzML, str(large_imzml)).preprocess()
+    parser = ImzMLParser(str(large_imzml))
+    assert co.attributes.spectra == 5800 and co.attributes.image == (1, 1, 80, 73)
+    assert_matches_pyimzml(co.partition(square_split_strategy, 7), parser)
+    image = ion_image(co, 500.0, 0.25)
+    assert np.allclose(image, brute_ion_image(parser, 500.0, 0.25, (73, 80)), rtol=1e-12, atol=0)
