@@ -1,0 +1,413 @@
+"""Cloud-optimized GeoTIFFs (and any tiled GeoTIFF): slices of whole tiles or of a map window, at full
+resolution or at any overview, read with range reads and decoded without GDAL.
+
+Preprocessing reads only the TIFF header and IFDs (tifffile over range reads: one or two requests for a
+COG). For the full resolution image and each overview (a *level*, 0 = full resolution, then by decreasing
+size) the index keeps the tile offsets and byte counts as tables and, in the attributes, the tile size, the
+data type, the band count, the planar configuration, the compression and predictor, the geotransform and
+the CRS (``"EPSG:<code>"``). Transparency masks are left out; other full-resolution images of a multi-page
+TIFF are ignored, as GDAL's main dataset ignores them.
+
+A slice is a pixel window of one level. Its worker fetches the tiles that meet the window in one
+``read_ranges`` call (adjacent tiles merged into one range), decodes them with imagecodecs (deflate, LZW,
+ZSTD, JPEG, WebP, PackBits, LZMA; horizontal and floating-point predictors) and returns the window as a
+``(bands, rows, cols)`` array, as ``rasterio``'s ``read(window=...)`` does. Tiles a writer left out (offset
+and byte count 0) read as the nodata value, else 0, as in GDAL.
+
+A striped (non-tiled) TIFF is read too: each strip counts as a tile as wide as the image, so
+``partition_tiles`` cuts it into bands of whole strips.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dataplug.errors import CorruptIndexError, StrategyArgumentError
+from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.formats.geospatial.cog_tiff import COMPRESSIONS, PREDICTORS, Level, decode_tile, read_ifds
+from dataplug.slice import CloudObjectSlice
+from dataplug.strategies import even_bounds, positive_int, strategy
+
+Transform = tuple[float, float, float, float, float, float]
+#: Tiles closer than this in the object are fetched as one range (GDAL puts 4-byte leaders and trailers
+#: around tiles), and no merged range grows beyond ``MAX_MERGED`` so a big slice still reads in parallel.
+MERGE_GAP = 16 * 1024
+MAX_MERGED = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class COGAttributes:
+    """What the IFDs say. Per-level tuples start with the full resolution; shapes are (rows, columns)."""
+
+    size: int
+    width: int
+    height: int
+    bands: int
+    #: numpy name of the samples (``uint8``, ``int16``, ``float32``...), and the file's byte order (``<``/``>``).
+    dtype: str
+    byteorder: str
+    #: 1: bands interleaved in each tile; 2: a tile per band.
+    planar_config: int
+    #: Affine ``(a, b, c, d, e, f)`` of the full resolution (rasterio's order), or None when not georeferenced.
+    transform: Transform | None
+    crs: str | None
+    #: GDAL's nodata value as written in the file (``"0"``, ``"nan"``), or None.
+    nodata: str | None
+    levels: int
+    level_shapes: tuple[tuple[int, int], ...]
+    tile_shapes: tuple[tuple[int, int], ...]
+    #: False for a striped level (its "tiles" are strips as wide as the image).
+    tiled: tuple[bool, ...]
+    compression: tuple[str, ...]
+    predictor: tuple[int, ...]
+    photometric: tuple[int, ...]
+    extra_samples: int
+
+
+class COG(DataFormat):
+    """A cloud-optimized (or any tiled or striped) GeoTIFF; no preprocessing options."""
+
+    Attributes = COGAttributes
+
+    @classmethod
+    def preprocess(cls, ctx: PreprocessContext) -> IndexData:
+        parsed = read_ifds(ctx.obj, ctx.info)
+        base = parsed.levels[0]
+        tables: dict[str, np.ndarray] = {}
+        for i, level in enumerate(parsed.levels):
+            tables[f"offsets_{i}"] = parsed.offsets[i]
+            tables[f"bytecounts_{i}"] = parsed.bytecounts[i]
+            if level.jpegtables:
+                tables[f"jpegtables_{i}"] = np.frombuffer(level.jpegtables, dtype=np.uint8)
+        attributes = COGAttributes(
+            size=ctx.info.size,
+            width=base.width,
+            height=base.height,
+            bands=base.bands,
+            dtype=np.dtype(base.dtype).name,
+            byteorder=parsed.byteorder,
+            planar_config=base.planar,
+            transform=parsed.transform,
+            crs=parsed.crs,
+            nodata=parsed.nodata,
+            levels=len(parsed.levels),
+            level_shapes=tuple((lv.height, lv.width) for lv in parsed.levels),
+            tile_shapes=tuple((lv.tile_height, lv.tile_width) for lv in parsed.levels),
+            tiled=tuple(lv.tiled for lv in parsed.levels),
+            compression=tuple(lv.compression for lv in parsed.levels),
+            predictor=tuple(lv.predictor for lv in parsed.levels),
+            photometric=tuple(lv.photometric for lv in parsed.levels),
+            extra_samples=base.extra_samples,
+        )
+        return IndexData(attributes, tables=tables)
+
+    @classmethod
+    def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
+        a = attributes
+        n = a.levels
+        per_level = (a.level_shapes, a.tile_shapes, a.tiled, a.compression, a.predictor, a.photometric)
+        ok = (
+            a.size == size
+            and n >= 1
+            and all(len(values) == n for values in per_level)
+            and a.level_shapes[0] == (a.height, a.width)
+            and a.bands >= 1
+            and a.planar_config in (1, 2)
+            and a.byteorder in ("<", ">")
+            and set(a.compression) <= set(COMPRESSIONS.values())
+            and set(a.predictor) <= set(PREDICTORS)
+            and all(min(*shape, *tile) >= 1 for shape, tile in zip(a.level_shapes, a.tile_shapes))
+        )
+        if ok:
+            np.dtype(a.dtype)
+            for i in range(n):
+                offsets, counts = tables.get(f"offsets_{i}"), tables.get(f"bytecounts_{i}")
+                expected = (a.bands if a.planar_config == 2 else 1) * _layout(a, i, None).tiles_down * _layout(a, i, None).tiles_across
+                ok = ok and offsets is not None and counts is not None and offsets.shape == counts.shape == (expected,)
+                ok = ok and bool(np.all(offsets >= 0) and np.all(counts >= 0) and np.all(offsets + counts <= size))
+        if not ok:
+            raise CorruptIndexError(url, "COG index does not fit the object (levels, tile tables or attributes)")
+
+
+#: The original Dataplug's name for this format.
+CloudOptimizedGeoTiff = COG
+
+
+def _layout(a: COGAttributes, i: int, jpegtables: np.ndarray | None) -> Level:
+    """Level ``i``'s decoding description, from the attributes (and its JPEG tables, when it has any)."""
+    (height, width), (tile_height, tile_width) = a.level_shapes[i], a.tile_shapes[i]
+    return Level(
+        height,
+        width,
+        tile_height,
+        tile_width,
+        a.tiled[i],
+        a.bands,
+        a.planar_config,
+        np.dtype(a.dtype).newbyteorder(a.byteorder).str,
+        a.compression[i],
+        a.predictor[i],
+        a.photometric[i],
+        a.extra_samples,
+        None if jpegtables is None else jpegtables.tobytes(),
+    )
+
+
+# -- slices ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class COGSlice(CloudObjectSlice):
+    """A pixel window of one level: ``window = (row_off, col_off, height, width)`` in that level's pixels.
+
+    ``tiles`` rows are (plane, tile row, tile column, byte offset, byte count) of the tiles that meet the
+    window; ``transform`` is the window's own affine (its top-left pixel at column 0, row 0).
+    """
+
+    level: int
+    window: tuple[int, int, int, int]
+    transform: Transform | None
+    crs: str | None
+    layout: Level
+    nodata: str | None
+    tiles: tuple[tuple[int, int, int, int, int], ...]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """The window's extent in the CRS: (min x, min y, max x, max y)."""
+        if self.transform is None:
+            return None
+        a, b, c, d, e, f = self.transform
+        _, _, h, w = self.window
+        xs = [c + a * col + b * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
+        ys = [f + d * col + e * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def get(self) -> np.ndarray:
+        """The window's pixels as a ``(bands, rows, cols)`` array in native byte order."""
+        lv = self.layout
+        row_off, col_off, height, width = self.window
+        dtype = np.dtype(lv.dtype).newbyteorder("=")
+        fill = _fill_value(self.nodata, dtype)
+        out = (
+            np.full((lv.bands, height, width), fill, dtype=dtype)
+            if any(t[4] == 0 for t in self.tiles)
+            else np.empty((lv.bands, height, width), dtype)
+        )
+        present = [t for t in self.tiles if t[4] > 0]
+        ranges, where = _coalesce([(t[3], t[3] + t[4]) for t in present])
+        fetched = self.obj.read_ranges(ranges, expect=self.object_info)
+        for (plane, tile_row, tile_col, offset, count), (k, at) in zip(present, where):
+            pixels = decode_tile(self.url, lv, fetched[k][at : at + count], tile_row, offset)
+            r0, c0 = tile_row * lv.tile_height, tile_col * lv.tile_width
+            top, left = max(r0, row_off), max(c0, col_off)
+            bottom = min(r0 + pixels.shape[0], row_off + height)
+            right = min(c0 + lv.tile_width, col_off + width, lv.width)
+            part = pixels[top - r0 : bottom - r0, left - c0 : right - c0]
+            target = out[:, top - row_off : bottom - row_off, left - col_off : right - col_off]
+            if lv.planar == 2:
+                target[plane] = part[:, :, 0]
+            else:
+                target[:] = np.moveaxis(part, 2, 0)
+        return out
+
+    def schema(self) -> pa.Schema:
+        """``row`` and ``col`` (int64, pixel indices in the level) and one column per band, ``band_1``..."""
+        dtype = pa.from_numpy_dtype(np.dtype(self.layout.dtype).newbyteorder("="))
+        return pa.schema([("row", pa.int64()), ("col", pa.int64())] + [(f"band_{i + 1}", dtype) for i in range(self.layout.bands)])
+
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """One row per pixel, in row-major order: its ``row`` and ``col`` in the level and its band values."""
+        pixels = self.get()
+        row_off, col_off, height, width = self.window
+        rows, cols = np.divmod(np.arange(height * width, dtype=np.int64), max(width, 1))
+        data = {"row": rows + row_off, "col": cols + col_off}
+        data.update({f"band_{i + 1}": pixels[i].reshape(-1) for i in range(pixels.shape[0])})
+        table = pa.table(data, schema=self.schema())
+        return table if columns is None else table.select(columns)
+
+
+def _fill_value(nodata: str | None, dtype: np.dtype) -> Any:
+    """GDAL's fill for tiles a writer left out: the nodata value when the type holds it, else 0."""
+    try:
+        value = float(nodata) if nodata is not None else 0.0
+    except ValueError:
+        return 0
+    if dtype.kind == "f":
+        return value
+    info = np.iinfo(dtype)
+    return int(value) if value.is_integer() and info.min <= value <= info.max else 0
+
+
+def _coalesce(ranges: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Ranges merged where they are close in the object, and for each input range (merged index, offset in it)."""
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i])
+    merged: list[list[int]] = []
+    where: list[tuple[int, int]] = [(0, 0)] * len(ranges)
+    for i in order:
+        a, b = ranges[i]
+        if merged and a - merged[-1][1] <= MERGE_GAP and max(b, merged[-1][1]) - merged[-1][0] <= MAX_MERGED:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+        where[i] = (len(merged) - 1, a - merged[-1][0])
+    return [(a, b) for a, b in merged], where
+
+
+# -- strategies ------------------------------------------------------------------------------------------
+
+
+def _level_index(co: Any, value: Any) -> int:
+    levels = co.attributes.levels
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < levels:
+        raise StrategyArgumentError(co.url, f"level must be 0 (full resolution) to {levels - 1} (smallest overview), got {value!r}")
+    return int(value)
+
+
+def _level_transform(a: COGAttributes, i: int) -> Transform | None:
+    """A level's affine: the full resolution's, scaled by the ratio of the sizes (GDAL's overviews)."""
+    if a.transform is None:
+        return None
+    (height, width) = a.level_shapes[i]
+    sx, sy = a.width / width, a.height / height
+    ta, tb, tc, td, te, tf = a.transform
+    return ta * sx, tb * sy, tc, td * sx, te * sy, tf
+
+
+def _window_transform(t: Transform | None, row_off: int, col_off: int) -> Transform | None:
+    if t is None:
+        return None
+    a, b, c, d, e, f = t
+    return a, b, c + a * col_off + b * row_off, d, e, f + d * col_off + e * row_off
+
+
+def _slice(co: Any, number: int, i: int, window: tuple[int, int, int, int]) -> COGSlice:
+    """The slice of level ``i``'s pixels ``window``, naming the tiles (of every plane) that meet it."""
+    a, tables = co.attributes, co.index().tables
+    lv = _layout(a, i, tables.get(f"jpegtables_{i}"))
+    row_off, col_off, height, width = window
+    offsets, counts = tables[f"offsets_{i}"], tables[f"bytecounts_{i}"]
+    tiles = []
+    if height and width:
+        rows = range(row_off // lv.tile_height, -(-(row_off + height) // lv.tile_height))
+        cols = range(col_off // lv.tile_width, -(-(col_off + width) // lv.tile_width))
+        for plane in range(lv.planes):
+            for r in rows:
+                for c in cols:
+                    k = (plane * lv.tiles_down + r) * lv.tiles_across + c
+                    tiles.append((plane, r, c, int(offsets[k]), int(counts[k])))
+    return COGSlice(
+        obj=co.obj,
+        object_info=co.index().object_info,
+        number=number,
+        level=i,
+        window=window,
+        transform=_window_transform(_level_transform(a, i), row_off, col_off),
+        crs=a.crs,
+        layout=lv,
+        nodata=a.nodata,
+        tiles=tuple(tiles),
+    )
+
+
+def _rectangles(down: int, across: int, parts: int, tile: tuple[int, int] = (1, 1)) -> list[tuple[int, int, int, int]]:
+    """``min(parts, down * across)`` rectangles of tiles ``(row0, row1, col0, col1)`` tiling a grid of
+    ``down`` x ``across`` tiles: a k-d split that cuts the longer side (in pixels of ``tile``) and gives
+    each side a share of the parts proportional to its tiles, so cells come out compact and even."""
+    if parts <= 1 or down * across <= 1:
+        return [(0, down, 0, across)]
+    out: list[tuple[int, int, int, int]] = []
+    stack = [(0, down, 0, across, min(parts, down * across))]
+    while stack:
+        r0, r1, c0, c1, n = stack.pop()
+        rows, cols = r1 - r0, c1 - c0
+        if n == 1:
+            out.append((r0, r1, c0, c1))
+            continue
+        by_rows = rows > 1 and (cols == 1 or rows * tile[0] >= cols * tile[1])
+        length = rows if by_rows else cols
+        cut = min(max(round(length * (n // 2) / n), 1), length - 1)
+        width = cols if by_rows else rows
+        first, second = cut * width, (length - cut) * width
+        n1 = min(max(round(n * first / (first + second)), 1, n - second), n - 1, first)
+        if by_rows:
+            stack += [(r0 + cut, r1, c0, c1, n - n1), (r0, r0 + cut, c0, c1, n1)]
+        else:
+            stack += [(r0, r1, c0 + cut, c1, n - n1), (r0, r1, c0, c0 + cut, n1)]
+    return out
+
+
+def _tile_window(a: COGAttributes, i: int, rect: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The pixel window of a rectangle of tiles, cut at the level's edge."""
+    (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
+    r0, r1, c0, c1 = rect
+    top, left = r0 * th, c0 * tw
+    return top, left, min(r1 * th, height) - top, min(c1 * tw, width) - left
+
+
+@strategy(COG)
+def partition_tiles(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
+    """``num_chunks`` rectangles of whole tiles of ``level`` that cover it, every pixel in exactly one;
+    with more slices than tiles, one tile each and the rest empty (zero-size windows)."""
+    n = positive_int(co.url, "num_chunks", num_chunks)
+    i, a = _level_index(co, level), co.attributes
+    (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
+    rects = sorted(_rectangles(-(-height // th), -(-width // tw), n, (th, tw)))
+    windows = [_tile_window(a, i, rect) for rect in rects] + [(height, width, 0, 0)] * (n - len(rects))
+    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
+
+
+@strategy(COG)
+def grid_partition_strategy(co: Any, n_splits: int, level: int = 0) -> list[COGSlice]:
+    """The original Dataplug's grid: ``n_splits`` x ``n_splits`` cells, here cut at tile edges so every
+    pixel is in exactly one (cells past the tile count are empty)."""
+    n = positive_int(co.url, "n_splits", n_splits)
+    i, a = _level_index(co, level), co.attributes
+    (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
+    row_cuts, col_cuts = even_bounds(-(-height // th), n).tolist(), even_bounds(-(-width // tw), n).tolist()
+    windows = []
+    for r0, r1 in itertools.pairwise(row_cuts):
+        for c0, c1 in itertools.pairwise(col_cuts):
+            window = _tile_window(a, i, (r0, r1, c0, c1))
+            windows.append(window if window[2] > 0 and window[3] > 0 else (window[0], window[1], 0, 0))
+    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
+
+
+@strategy(COG)
+def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, level: int = 0) -> list[COGSlice]:
+    """One slice: the pixels of ``level`` whose area meets the box's interior (``minx <= x <= maxx``,
+    ``miny <= y <= maxy`` in the CRS), cut at the raster's edge; empty when the box misses the raster."""
+    box = (float(minx), float(miny), float(maxx), float(maxy))
+    if not all(math.isfinite(v) for v in box) or box[0] > box[2] or box[1] > box[3]:
+        raise StrategyArgumentError(co.url, f"partition_bbox needs finite minx <= maxx and miny <= maxy, got {box}")
+    i, a = _level_index(co, level), co.attributes
+    t = _level_transform(a, i)
+    if t is None:
+        raise StrategyArgumentError(co.url, "partition_bbox needs a georeferenced raster; this TIFF has no geotransform")
+    ta, tb, tc, td, te, tf = t
+    det = ta * te - tb * td
+    if det == 0:
+        raise StrategyArgumentError(co.url, f"the geotransform {t} cannot be inverted")
+    corners = [(x, y) for x in (box[0], box[2]) for y in (box[1], box[3])]
+    cols = [(te * (x - tc) - tb * (y - tf)) / det for x, y in corners]
+    rows = [(-td * (x - tc) + ta * (y - tf)) / det for x, y in corners]
+    height, width = a.level_shapes[i]
+    eps = 1e-9  # a box edge on a pixel edge, up to rounding, does not take in the next pixel
+    r0, r1 = _clip(math.floor(min(rows) + eps), height), _clip(math.ceil(max(rows) - eps), height)
+    c0, c1 = _clip(math.floor(min(cols) + eps), width), _clip(math.ceil(max(cols) - eps), width)
+    if 0 <= min(rows) < height and r1 == r0:
+        r1 = r0 + 1  # a box thinner than a pixel still takes the pixel it lies in
+    if 0 <= min(cols) < width and c1 == c0:
+        c1 = c0 + 1
+    window = (r0, c0, r1 - r0, c1 - c0) if r1 > r0 and c1 > c0 else (r0, c0, 0, 0)
+    return [_slice(co, 0, i, window)]
+
+
+def _clip(value: int, size: int) -> int:
+    return min(max(value, 0), size)

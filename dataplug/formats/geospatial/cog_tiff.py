@@ -1,0 +1,352 @@
+"""The TIFF side of the COG format: reading IFDs over range reads, GeoTIFF georeferencing, decoding tiles.
+
+IFDs are parsed by tifffile over :class:`RangeFile`, a read-only file object that fetches aligned blocks of
+the object on demand: a COG keeps its IFDs and tile tables at its start, so the whole pass is one or two
+range reads, whatever the object's size. Tiles are decoded with imagecodecs, then un-predicted as libtiff
+does (horizontal differencing on the samples' integer bit patterns; the floating-point predictor per row).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dataplug.errors import InvalidFormatError
+from dataplug.storage import ObjectInfo, StorageObject
+
+try:
+    import imagecodecs
+    import tifffile
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("COG support needs tifffile and imagecodecs: pip install 'dataplug[cog]'") from exc
+
+#: Bytes fetched per miss while tifffile parses the IFDs (GDAL's COGs keep every IFD and tile table in
+#: the first few KiB; a big tiled GeoTIFF's tables take a read per 64 KiB they span).
+READ_BLOCK = 64 * 1024
+
+#: TIFF compression codes dataplug decodes, by the name kept in the index.
+COMPRESSIONS = {1: "none", 5: "lzw", 8: "deflate", 32946: "deflate", 7: "jpeg", 50000: "zstd", 50001: "webp", 32773: "packbits", 34925: "lzma"}
+_BYTE_CODECS: dict[str, Callable[..., Any]] = {
+    "lzw": imagecodecs.lzw_decode,
+    "deflate": imagecodecs.zlib_decode,
+    "zstd": imagecodecs.zstd_decode,
+    "packbits": imagecodecs.packbits_decode,
+    "lzma": imagecodecs.lzma_decode,
+}
+#: Predictors: 1 none, 2 horizontal differencing, 3 floating point.
+PREDICTORS = (1, 2, 3)
+_SAMPLE_KINDS = {1: "u", 2: "i", 3: "f"}
+#: GeoTIFF tags and keys.
+_PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_ASCII = 33550, 33922, 34264, 34735, 34737
+_GDAL_NODATA = 42113
+_RASTER_TYPE, _GEOGRAPHIC_TYPE, _PROJECTED_TYPE, _CITATION, _PCS_CITATION = 1025, 2048, 3072, 1026, 3073
+_USER_DEFINED = 32767
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable file over an object that fetches ``READ_BLOCK``-aligned blocks on demand and
+    keeps them, so tifffile can parse IFDs from storage; the blocks one read misses come in one call."""
+
+    def __init__(self, obj: StorageObject, info: ObjectInfo, block: int = READ_BLOCK) -> None:
+        super().__init__()
+        self.obj, self.info, self.block = obj, info, block
+        self.blocks: dict[int, bytes] = {}
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.info.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, target: Any) -> int:
+        end = min(self.pos + len(target), self.info.size)
+        if end <= self.pos:
+            return 0
+        first, last = self.pos // self.block, (end - 1) // self.block
+        missing = [k for k in range(first, last + 1) if k not in self.blocks]
+        if missing:
+            runs: list[list[int]] = []
+            for k in missing:
+                if runs and runs[-1][1] == k:
+                    runs[-1][1] = k + 1
+                else:
+                    runs.append([k, k + 1])
+            ranges = [(a * self.block, min(b * self.block, self.info.size)) for a, b in runs]
+            for (a, _), data in zip(runs, self.obj.read_ranges(ranges, expect=self.info)):
+                for i in range(0, len(data), self.block):
+                    self.blocks[a + i // self.block] = data[i : i + self.block]
+        view = memoryview(target)
+        at = 0
+        for k in range(first, last + 1):
+            data = self.blocks[k]
+            lo = max(self.pos, k * self.block) - k * self.block
+            hi = min(end, (k + 1) * self.block) - k * self.block
+            view[at : at + hi - lo] = data[lo:hi]
+            at += hi - lo
+        self.pos = end
+        return at
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution level as its IFD describes it: what a worker needs to decode its tiles.
+
+    Strips are taken as tiles as wide as the image (``tiled`` False): the last strip holds only the rows
+    left, where an edge tile is padded to the full tile size.
+    """
+
+    height: int
+    width: int
+    tile_height: int
+    tile_width: int
+    tiled: bool
+    bands: int
+    #: 1: samples interleaved in each tile (pixel); 2: one tile per band (band-interleaved).
+    planar: int
+    #: numpy dtype string with the file's byte order (``<u2``, ``>f4``).
+    dtype: str
+    compression: str
+    predictor: int
+    photometric: int
+    extra_samples: int
+    jpegtables: bytes | None = None
+
+    @property
+    def tiles_down(self) -> int:
+        return -(-self.height // self.tile_height)
+
+    @property
+    def tiles_across(self) -> int:
+        return -(-self.width // self.tile_width)
+
+    @property
+    def planes(self) -> int:
+        return self.bands if self.planar == 2 else 1
+
+    def tile_rows(self, tile_row: int) -> int:
+        """Rows a tile in ``tile_row`` decodes to (a last strip is short, a last tile padded)."""
+        return self.tile_height if self.tiled else min(self.tile_height, self.height - tile_row * self.tile_height)
+
+
+# -- the index pass ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What the IFDs say: levels (full resolution first), their tile tables, and the georeferencing."""
+
+    levels: list[Level]
+    offsets: list[np.ndarray]
+    bytecounts: list[np.ndarray]
+    transform: tuple[float, float, float, float, float, float] | None
+    crs: str | None
+    nodata: str | None
+    byteorder: str
+
+
+def read_ifds(obj: StorageObject, info: ObjectInfo) -> Parsed:
+    """Parse the TIFF header and every IFD with range reads; reduced-resolution IFDs are the overviews,
+    transparency masks are left out. Raises :class:`InvalidFormatError` for what dataplug cannot decode."""
+    url = obj.url
+    try:
+        with RangeFile(obj, info) as fh, tifffile.TiffFile(fh) as tif:
+            pages = list(tif.pages)
+            byteorder = tif.byteorder
+            full = pages[0]
+            levels = [_level(url, full)]
+            tags = {code: full.tags.valueof(code) for code in (_PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_ASCII, _GDAL_NODATA)}
+            chosen = [full]
+            for page in pages[1:]:
+                kind = int(page.subfiletype)
+                if kind & 1 and not kind & 4:  # reduced resolution, not a mask
+                    levels.append(_level(url, page))
+                    chosen.append(page)
+            offsets = [np.asarray(p.dataoffsets, dtype=np.int64) for p in chosen]
+            bytecounts = [np.asarray(p.databytecounts, dtype=np.int64) for p in chosen]
+    except InvalidFormatError:
+        raise
+    except (tifffile.TiffFileError, ValueError, IndexError, KeyError, TypeError, OverflowError) as exc:
+        raise InvalidFormatError(url, f"not a readable TIFF: {type(exc).__name__}: {str(exc)[:200]}", offset=0) from None
+    order = sorted(range(1, len(levels)), key=lambda i: -levels[i].width)
+    keep = [0, *order]
+    base = levels[0]
+    for i in order:
+        lv = levels[i]
+        if (lv.bands, lv.dtype) != (base.bands, base.dtype) or lv.width > base.width or lv.height > base.height:
+            raise InvalidFormatError(
+                url, f"overview IFD {i} ({lv.width} x {lv.height}, {lv.bands} x {lv.dtype}) does not match the full resolution image"
+            )
+    nodata = tags[_GDAL_NODATA]
+    return Parsed(
+        levels=[levels[i] for i in keep],
+        offsets=[offsets[i] for i in keep],
+        bytecounts=[bytecounts[i] for i in keep],
+        transform=geotransform(tags, _geokeys(tags)),
+        crs=crs_name(_geokeys(tags), tags[_GEO_ASCII]),
+        nodata=str(nodata).strip("\x00 ") if nodata is not None else None,
+        byteorder=byteorder,
+    )
+
+
+def _level(url: str, page: Any) -> Level:
+    """A :class:`Level` from a tifffile page, after checking dataplug can decode it."""
+    bits = set(np.atleast_1d(page.bitspersample).tolist())
+    kinds = set(np.atleast_1d(page.sampleformat).tolist())
+    if len(bits) != 1 or len(kinds) != 1 or bits - {8, 16, 32, 64} or kinds - set(_SAMPLE_KINDS) or (kinds == {3} and bits == {8}):
+        raise InvalidFormatError(
+            url,
+            f"IFD {page.index}: samples of {sorted(bits)} bits, sample format {sorted(kinds)} are not supported (8-64 bit integers, 32/64 bit floats)",
+        )
+    compression = COMPRESSIONS.get(int(page.compression))
+    if compression is None:
+        names = sorted(set(COMPRESSIONS.values()))
+        raise InvalidFormatError(url, f"IFD {page.index}: compression {int(page.compression)} is not supported (supported: {', '.join(names)})")
+    predictor = int(page.predictor)
+    if predictor not in PREDICTORS or (predictor == 3 and kinds != {3}):
+        raise InvalidFormatError(url, f"IFD {page.index}: predictor {predictor} is not supported for these samples")
+    if page.imagedepth != 1 or int(page.fillorder) != 1 or (page.is_subsampled and compression != "jpeg"):
+        raise InvalidFormatError(url, f"IFD {page.index}: volumetric, bit-reversed or chroma-subsampled images are not supported")
+    height, width = int(page.imagelength), int(page.imagewidth)
+    tiled = bool(page.is_tiled)
+    tile = (int(page.tilelength), int(page.tilewidth)) if tiled else (min(int(page.rowsperstrip), height), width)
+    if min(height, width, *tile) < 1:
+        raise InvalidFormatError(url, f"IFD {page.index}: empty image or tile ({height} x {width}, tiles {tile})")
+    dtype = np.dtype(f"{_SAMPLE_KINDS[kinds.pop()]}{bits.pop() // 8}").newbyteorder(page.parent.byteorder)
+    tables = page.jpegtables if compression == "jpeg" else None
+    level = Level(
+        height,
+        width,
+        *tile,
+        tiled,
+        int(page.samplesperpixel),
+        int(page.planarconfig),
+        dtype.str,
+        compression,
+        predictor,
+        int(page.photometric),
+        len(page.extrasamples),
+        bytes(tables) if tables else None,
+    )
+    expected = level.planes * level.tiles_down * level.tiles_across
+    if len(page.dataoffsets) != expected or len(page.databytecounts) != expected:
+        raise InvalidFormatError(url, f"IFD {page.index}: {len(page.dataoffsets)} tile offsets for {expected} tiles")
+    return level
+
+
+def _geokeys(tags: dict[int, Any]) -> dict[int, Any]:
+    """GeoKey id -> value (short values inline, ASCII values from GeoAsciiParams)."""
+    raw = tags[_GEOKEYS]
+    if raw is None or len(raw) < 4:
+        return {}
+    ascii_params = tags[_GEO_ASCII] or ""
+    keys: dict[int, Any] = {}
+    for i in range(int(raw[3])):
+        entry = raw[4 + 4 * i : 8 + 4 * i]
+        if len(entry) < 4:
+            break
+        key, location, count, value = (int(v) for v in entry)
+        if location == 0:
+            keys[key] = value
+        elif location == _GEO_ASCII:
+            keys[key] = ascii_params[value : value + count].rstrip("|\x00")
+    return keys
+
+
+def geotransform(tags: dict[int, Any], keys: dict[int, Any]) -> tuple[float, float, float, float, float, float] | None:
+    """The full-resolution affine ``(a, b, c, d, e, f)`` (``x = a*col + b*row + c``, ``y = d*col + e*row + f``,
+    rasterio's order) from ModelTransformation, or from one tie point and a pixel scale; shifted half a pixel
+    for PixelIsPoint rasters, as GDAL does. ``None`` without georeferencing (or with ground control points)."""
+    matrix, tie, scale = tags[_TRANSFORMATION], tags[_TIEPOINT], tags[_PIXEL_SCALE]
+    if matrix is not None and len(matrix) == 16:
+        a, b, c, d, e, f = (float(matrix[i]) for i in (0, 1, 3, 4, 5, 7))
+    elif tie is not None and len(tie) == 6 and scale is not None and len(scale) >= 2:
+        i, j, x, y = (float(v) for v in (tie[0], tie[1], tie[3], tie[4]))
+        sx, sy = float(scale[0]), float(scale[1])
+        a, b, c, d, e, f = sx, 0.0, x - i * sx, 0.0, -sy, y + j * sy
+    else:
+        return None
+    if keys.get(_RASTER_TYPE) == 2:  # PixelIsPoint: the tie point is a pixel's centre
+        c, f = c - 0.5 * (a + b), f - 0.5 * (d + e)
+    out = (a, b, c, d, e, f)
+    return out if all(math.isfinite(v) for v in out) else None
+
+
+def crs_name(keys: dict[int, Any], geo_ascii: str | None) -> str | None:
+    """``"EPSG:<code>"`` when the GeoKeys name a code, WKT when a citation carries an ESRI PE string, else
+    ``None`` (a user-defined CRS is not rebuilt without GDAL or PROJ)."""
+    for key in (_PROJECTED_TYPE, _GEOGRAPHIC_TYPE):
+        code = keys.get(key)
+        if isinstance(code, int) and 0 < code < _USER_DEFINED:
+            return f"EPSG:{code}"
+    for key in (_CITATION, _PCS_CITATION):
+        text = keys.get(key)
+        if isinstance(text, str) and text.startswith("ESRI PE String = "):
+            return text[len("ESRI PE String = ") :]
+    return None
+
+
+# -- decoding ---------------------------------------------------------------------------------------------
+
+
+def _jpeg_colorspaces(level: Level) -> tuple[Any, Any]:
+    """libjpeg's input and output colour spaces for a level's JPEG tiles (tifffile's rule, for libtiff's
+    tiles, which carry no JFIF marker): YCbCr and RGB decode to RGB, a band-interleaved tile to grey."""
+    if level.planar == 2:
+        return None, "GRAYSCALE"
+    if level.extra_samples or level.photometric not in (2, 6):
+        return None, None
+    return ("RGB" if level.photometric == 2 else None), "RGB"
+
+
+def decode_tile(url: str, level: Level, data: bytes, tile_row: int, offset: int) -> np.ndarray:
+    """One tile's pixels as a native-order ``(rows, tile_width, samples)`` array (``samples`` is 1 for a
+    band-interleaved tile). A tile that does not decode to its size is an :class:`InvalidFormatError`."""
+    dtype = np.dtype(level.dtype)
+    samples = level.bands if level.planar == 1 else 1
+    shape = (level.tile_rows(tile_row), level.tile_width, samples)
+    nbytes = math.prod(shape) * dtype.itemsize
+    try:
+        if level.compression == "jpeg":
+            colorspace, outcolorspace = _jpeg_colorspaces(level)
+            decoded = imagecodecs.jpeg_decode(data, tables=level.jpegtables, colorspace=colorspace, outcolorspace=outcolorspace)
+        elif level.compression == "webp":
+            decoded = imagecodecs.webp_decode(data)
+        else:
+            decoded = data if level.compression == "none" else _BYTE_CODECS[level.compression](data, out=nbytes)
+    except Exception as exc:  # noqa: BLE001 - imagecodecs raises an error class of its own per codec
+        raise InvalidFormatError(url, f"{level.compression} tile does not decode: {type(exc).__name__}: {str(exc)[:200]}", offset=offset) from None
+    if isinstance(decoded, np.ndarray):  # JPEG and WebP decode to pixels, predictors do not apply
+        if decoded.size != math.prod(shape) or decoded.dtype != dtype:
+            raise InvalidFormatError(
+                url, f"{level.compression} tile decodes to {decoded.shape} {decoded.dtype}, expected {shape} {dtype}", offset=offset
+            )
+        return decoded.reshape(shape)
+    raw = decoded
+    if len(raw) < nbytes:
+        raise InvalidFormatError(url, f"{level.compression} tile decodes to {len(raw)} bytes, expected {nbytes}", offset=offset)
+    native = dtype.newbyteorder("=")
+    if level.predictor == 3:
+        # the floating-point predictor's rows hold each sample's bytes most significant first, whatever the
+        # file's byte order, and decode to native order (libtiff's fpAcc)
+        pixels = np.frombuffer(raw, dtype=native, count=math.prod(shape)).reshape(shape).copy()
+        return imagecodecs.floatpred_decode(pixels, axis=-2, out=pixels)
+    pixels = np.frombuffer(raw, dtype=dtype, count=math.prod(shape)).reshape(shape).astype(native)
+    if level.predictor == 2:
+        # libtiff differences the samples' bit patterns as unsigned integers, floats included
+        bits = pixels.view(f"u{dtype.itemsize}")
+        imagecodecs.delta_decode(bits, axis=-2, out=bits)
+    return pixels

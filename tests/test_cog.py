@@ -1,0 +1,405 @@
+"""COG / GeoTIFF: pixels equal to rasterio's windowed reads at every level, every pixel in exactly one slice,
+bad input named. Every TIFF here is written by rasterio (GDAL) in the test."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+rasterio = pytest.importorskip("rasterio")
+tifffile = pytest.importorskip("tifffile")
+pytest.importorskip("imagecodecs")
+
+from affine import Affine
+from rasterio.windows import Window
+
+from dataplug import CloudObject, InvalidFormatError, StaleIndexError, StrategyArgumentError
+from dataplug.formats.geospatial.cog import (
+    COG,
+    CloudOptimizedGeoTiff,
+    _rectangles,
+    grid_partition_strategy,
+    partition_bbox,
+    partition_tiles,
+)
+from dataplug.storage import read_stats
+
+ORIGIN = (500000.0, 4600000.0)
+PIXEL = 10.0
+
+
+def raster(dtype: str, bands: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Seeded pixels with structure (so JPEG/WebP behave as on images) and noise (so nothing is constant)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    smooth = (np.sin(rows / 17.0) + np.cos(cols / 23.0) + 2) / 4
+    out = np.empty((bands, height, width), dtype=np.float64)
+    for b in range(bands):
+        out[b] = smooth * (0.6 + 0.1 * b) + 0.2 * rng.random((height, width))
+    if np.dtype(dtype).kind == "f":
+        return (out * 1000 - 300).astype(dtype)
+    info = np.iinfo(dtype)
+    span = min(float(info.max) - float(info.min), 60000.0)
+    return (out * span + max(float(info.min), -30000.0)).astype(dtype)
+
+
+def write_tiff(path: Path, data: np.ndarray, driver: str = "COG", crs: str | None = "EPSG:32631", overviews: tuple[int, ...] = (), **options) -> Path:
+    """A GeoTIFF of ``data`` written by rasterio; ``overviews`` are built after the image (GTiff)."""
+    bands, height, width = data.shape
+    profile = dict(driver=driver, width=width, height=height, count=bands, dtype=data.dtype.name, **options)
+    if crs:
+        profile.update(crs=crs, transform=Affine(PIXEL, 0.0, ORIGIN[0], 0.0, -PIXEL, ORIGIN[1]))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if overviews:
+            dst.build_overviews(list(overviews), rasterio.enums.Resampling.average)
+    return path
+
+
+def reference(path: Path, level: int, window: tuple[int, int, int, int]) -> np.ndarray:
+    """rasterio's windowed read of ``window`` (row_off, col_off, height, width) at ``level`` (0: full)."""
+    row_off, col_off, height, width = window
+    with rasterio.open(path, overview_level=level - 1 if level else None) as src:
+        return src.read(window=Window(col_off, row_off, width, height))
+
+
+def levels_of(path: Path) -> list[np.ndarray]:
+    """Every level's pixels as rasterio reads them."""
+    with rasterio.open(path) as src:
+        count = len(src.overviews(1))
+    out = []
+    for level in range(count + 1):
+        with rasterio.open(path, overview_level=level - 1 if level else None) as src:
+            out.append(src.read())
+    return out
+
+
+def indexed(store, path: Path, name: str | None = None) -> CloudObject:
+    url = store.put(name or path.name, path.read_bytes())
+    return CloudObject.from_url(COG, url, storage_options=store.options).preprocess(progress=False)
+
+
+def check_exactly_once(slices, full: np.ndarray) -> None:
+    """Every pixel of ``full`` in exactly one slice, each slice's pixels equal to ``full`` at its window."""
+    cover = np.zeros(full.shape[1:], dtype=np.int32)
+    for piece in slices:
+        row_off, col_off, height, width = piece.window
+        cover[row_off : row_off + height, col_off : col_off + width] += 1
+        got = piece.get()
+        assert got.shape == (full.shape[0], height, width)
+        np.testing.assert_array_equal(got, full[:, row_off : row_off + height, col_off : col_off + width])
+    assert (cover == 1).all()
+
+
+CASES = [
+    ("uint8", "deflate", {}),
+    ("uint8", "jpeg", {}),
+    ("uint8", "jpeg", {"bands": 1}),
+    ("uint8", "webp", {}),
+    ("uint16", "lzw", {"predictor": 2}),
+    ("int16", "zstd", {"predictor": 2}),
+    ("float32", "deflate", {"predictor": 3}),
+    ("float32", "lzw", {"predictor": 2}),
+    ("float32", "none", {}),
+    ("int16", "packbits", {}),
+    ("uint16", "lzma", {}),
+]
+
+
+@pytest.mark.parametrize("dtype,compress,extra", CASES, ids=[f"{d}-{c}-{e.get('predictor', 1)}-{e.get('bands', 3)}" for d, c, e in CASES])
+def test_cog_pixels_match_rasterio(store, tmp_path, dtype, compress, extra):
+    options = dict(extra)
+    bands = options.pop("bands", 3)
+    data = raster(dtype, bands, 300, 420, seed=len(compress))
+    path = write_tiff(tmp_path / f"{dtype}-{compress}.tif", data, compress=compress, blocksize=128, **options)
+    co = indexed(store, path)
+    a = co.attributes
+    levels = levels_of(path)
+    assert (a.height, a.width, a.bands, a.dtype, a.levels) == (300, 420, bands, dtype, len(levels)) and a.levels >= 3
+    if compress == "jpeg" and bands == 3:
+        # YCbCr: chroma upsampling is the decoder's choice. imagecodecs (libjpeg-turbo) agrees with tifffile;
+        # the rasterio wheels' GDAL uses IJG libjpeg 9 (DCT-scaled upsampling), a few levels apart.
+        tiff_levels = [np.moveaxis(tifffile.imread(path, level=i), -1, 0) for i in range(len(levels))]
+        for ours, theirs in zip(tiff_levels, levels):
+            diff = np.abs(ours.astype(np.int16) - theirs)
+            assert diff.max() <= 24 and diff.mean() < 1.5
+        levels = tiff_levels
+    assert a.compression == (compress,) * a.levels and a.crs == "EPSG:32631"
+    assert a.transform == (PIXEL, 0.0, ORIGIN[0], 0.0, -PIXEL, ORIGIN[1])
+    assert [lv.shape[1:] for lv in levels] == list(a.level_shapes)
+    for level, full in enumerate(levels):
+        for n in (1, 5):
+            check_exactly_once(co.partition(partition_tiles, n, level=level), full)
+    with rasterio.open(path, overview_level=0) as src:
+        transform = tuple(src.transform)[:6]
+    assert co.partition(partition_tiles, 1, level=1)[0].transform == pytest.approx(transform)
+
+
+def test_index_pass_reads_only_the_header(tmp_path, local_store):
+    path = write_tiff(tmp_path / "a.tif", raster("uint16", 2, 1000, 1200), compress="deflate", blocksize=128)
+    read_stats.reset()
+    co = indexed(local_store, path)
+    assert read_stats.requests[co.url] == 1 and read_stats.bytes[co.url] <= 64 * 1024
+    read_stats.reset()
+    piece = co.partition(partition_tiles, 16)[5]
+    piece.get()
+    assert read_stats.requests[co.url] == len({t[1] for t in piece.tiles})  # a range per row of tiles (merged)
+    assert read_stats.bytes[co.url] <= sum(t[4] for t in piece.tiles) + 8 * len(piece.tiles)
+
+
+def test_gtiff_with_overviews_planar_and_sparse(tmp_path, local_store):
+    """Overviews appended after the image, band-interleaved tiles, a nodata value and tiles never written."""
+    data = raster("int16", 3, 333, 517, seed=3)
+    data[:, 130:, 200:] = -9999
+    path = write_tiff(
+        tmp_path / "g.tif",
+        data,
+        driver="GTiff",
+        overviews=(2, 4, 8),
+        tiled=True,
+        blockxsize=64,
+        blockysize=48,
+        compress="deflate",
+        interleave="band",
+        nodata=-9999,
+        sparse_ok=True,
+    )
+    co = indexed(local_store, path)
+    a = co.attributes
+    assert a.planar_config == 2 and a.nodata == "-9999" and a.levels == 4
+    assert (co.index().tables["bytecounts_0"] == 0).any()
+    for level, full in enumerate(levels_of(path)):
+        check_exactly_once(co.partition(partition_tiles, 7, level=level), full)
+
+
+@pytest.mark.parametrize("interleave", ["pixel", "band"])
+def test_striped_tiff_reads_as_bands_of_strips(tmp_path, local_store, interleave):
+    data = raster("uint16", 2, 101, 77, seed=5)
+    path = write_tiff(tmp_path / "s.tif", data, driver="GTiff", tiled=False, blockysize=7, compress="lzw", interleave=interleave)
+    co = indexed(local_store, path)
+    assert co.attributes.tiled == (False,) and co.attributes.tile_shapes == ((7, 77),)
+    for n in (1, 2, 5, 15, 40):
+        slices = co.partition(partition_tiles, n)
+        assert all(s.window[1] == 0 and s.window[3] == 77 for s in slices if s.window[2])
+        check_exactly_once(slices, data)
+
+
+def test_big_endian_float_predictor(tmp_path, local_store):
+    data = raster("float32", 1, 90, 130, seed=7)
+    data[0, 0, :5] = [np.nan, np.inf, -0.0, 1e-38, -1e38]
+    path = write_tiff(
+        tmp_path / "be.tif", data, driver="GTiff", tiled=True, blockxsize=32, blockysize=32, compress="deflate", predictor=3, endianness="big"
+    )
+    co = indexed(local_store, path)
+    assert co.attributes.byteorder == ">"
+    for n in (1, 4):
+        check_exactly_once(co.partition(partition_tiles, n), levels_of(path)[0])
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_georeferencing(tmp_path, local_store):
+    geographic = write_tiff(tmp_path / "geo.tif", raster("uint8", 1, 40, 60), crs="EPSG:4326", compress="deflate")
+    assert indexed(local_store, geographic).attributes.crs == "EPSG:4326"
+    bare = write_tiff(tmp_path / "bare.tif", raster("uint8", 1, 40, 60), crs=None, compress="deflate")
+    co = indexed(local_store, bare)
+    assert co.attributes.crs is None and co.attributes.transform is None
+    assert co.partition(partition_tiles, 1)[0].transform is None
+    with pytest.raises(StrategyArgumentError, match="georeferenced"):
+        co.partition(partition_bbox, 0, 0, 1, 1)
+    point = write_tiff(tmp_path / "point.tif", raster("uint8", 1, 40, 60), driver="GTiff", compress="deflate")
+    with rasterio.open(point, "r+") as dst:
+        dst.update_tags(AREA_OR_POINT="Point")
+    with rasterio.open(point) as src:
+        expected = tuple(src.transform)[:6]
+    assert indexed(local_store, point, "point2.tif").attributes.transform == pytest.approx(expected)
+
+
+def test_partition_bbox(tmp_path, local_store):
+    data = raster("uint16", 2, 200, 300, seed=9)
+    path = write_tiff(tmp_path / "b.tif", data, compress="zstd", blocksize=128)
+    co = indexed(local_store, path)
+    x0, y0 = ORIGIN
+    # edges on pixel edges: exactly those pixels
+    piece = co.partition(partition_bbox, x0 + 100, y0 - 500, x0 + 250, y0 - 300)[0]
+    assert piece.window == (30, 10, 20, 15) and piece.bounds == (x0 + 100, y0 - 500, x0 + 250, y0 - 300)
+    np.testing.assert_array_equal(piece.get(), reference(path, 0, piece.window))
+    # edges inside pixels take those pixels in; overview level in its own pixels
+    piece = co.partition(partition_bbox, x0 + 105, y0 - 505, x0 + 251, y0 - 295, level=1)[0]
+    assert piece.window == (14, 5, 12, 8)
+    np.testing.assert_array_equal(piece.get(), reference(path, 1, piece.window))
+    # cut at the raster's edge, or empty outside it
+    piece = co.partition(partition_bbox, x0 - 1e6, y0 - 1e6, x0 + 1e6, y0 + 1e6)[0]
+    assert piece.window == (0, 0, 200, 300)
+    empty = co.partition(partition_bbox, x0 + 1e6, y0, x0 + 2e6, y0 + 10)[0]
+    assert empty.get().shape[1:] == (0, 0) and empty.tiles == ()
+    with pytest.raises(StrategyArgumentError):
+        co.partition(partition_bbox, 10, 0, 0, 10)
+
+
+def test_grid_strategy_and_original_names(tmp_path, local_store):
+    data = raster("uint8", 1, 130, 190, seed=11)
+    path = write_tiff(tmp_path / "o.tif", data, compress="deflate", blocksize=128)
+    co = indexed(local_store, path)
+    assert CloudOptimizedGeoTiff is COG and CloudObject.from_url("cog", co.url).format is COG
+    for n in (1, 2, 3, 5):
+        slices = co.partition(grid_partition_strategy, n)
+        assert len(slices) == n * n
+        check_exactly_once(slices, data)
+
+
+def test_slices_are_small_fragments(tmp_path, s3_store):
+    data = raster("int16", 2, 150, 170, seed=13)
+    path = write_tiff(tmp_path / "f.tif", data, compress="deflate", blocksize=128)
+    co = indexed(s3_store, path)
+    slices = co.partition(partition_tiles, 4)
+    assert max(len(pickle.dumps(s)) for s in slices) < 2048
+    piece = pickle.loads(pickle.dumps(slices[3]))
+    table = piece.to_arrow()
+    assert table.schema == piece.schema() and table.column_names == ["row", "col", "band_1", "band_2"]
+    row_off, col_off, height, width = piece.window
+    assert table.num_rows == height * width
+    frame = piece.to_pandas(columns=["row", "col", "band_2"])
+    first = frame.iloc[width + 1]
+    assert (first["row"], first["col"]) == (row_off + 1, col_off + 1)
+    assert first["band_2"] == data[1, row_off + 1, col_off + 1]
+
+
+def test_bad_input_is_named(tmp_path, local_store):
+    with pytest.raises(InvalidFormatError, match="not a readable TIFF"):
+        indexed(local_store, _write(tmp_path / "x.tif", b"plain text, not a TIFF" * 100))
+    good = write_tiff(tmp_path / "g.tif", raster("uint8", 1, 256, 256), compress="deflate", blocksize=128)
+    raw = good.read_bytes()
+    with pytest.raises(InvalidFormatError):
+        indexed(local_store, _write(tmp_path / "cut.tif", raw[:200]))
+    lerc = write_tiff(tmp_path / "lerc.tif", raster("float32", 1, 64, 64), compress="lerc")
+    with pytest.raises(InvalidFormatError, match="compression 34887 is not supported"):
+        indexed(local_store, lerc)
+    bits = write_tiff(tmp_path / "bits.tif", raster("uint8", 1, 64, 64) % 2, driver="GTiff", nbits=1)
+    with pytest.raises(InvalidFormatError, match=r"samples of \[1\] bits"):
+        indexed(local_store, bits)
+    # a damaged tile is an error naming the object and the tile's offset, never wrong pixels
+    co = indexed(local_store, good, "damaged.tif")
+    piece = co.partition(partition_tiles, 1)[0]
+    offset, count = piece.tiles[0][3:]
+    Path(co.url).write_bytes(raw[:offset] + b"\xff" * count + raw[offset + count :])
+    co = indexed(local_store, Path(co.url), "damaged2.tif")
+    with pytest.raises(InvalidFormatError, match=f"damaged2.tif.*offset {offset}"):
+        co.partition(partition_tiles, 1)[0].get()
+
+
+def test_strategy_arguments_and_stale_objects(tmp_path, local_store):
+    path = write_tiff(tmp_path / "a.tif", raster("uint8", 1, 100, 100), compress="deflate", blocksize=128)
+    co = indexed(local_store, path)
+    for bad in ({"num_chunks": 0}, {"num_chunks": 2, "level": 9}, {"num_chunks": 2, "level": True}):
+        with pytest.raises(StrategyArgumentError):
+            co.partition(partition_tiles, **bad)
+    piece = co.partition(partition_tiles, 1)[0]
+    Path(co.url).write_bytes(Path(co.url).read_bytes() + b"x")
+    with pytest.raises(StaleIndexError):
+        piece.get()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# -- every pixel exactly once, for every slice count ---------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(down=st.integers(1, 40), across=st.integers(1, 40), parts=st.integers(1, 2000), th=st.integers(1, 4), tw=st.integers(1, 4))
+def test_rectangles_tile_the_grid(down, across, parts, th, tw):
+    rects = _rectangles(down, across, parts, (th, tw))
+    assert len(rects) == min(parts, down * across)
+    cover = np.zeros((down, across), dtype=np.int32)
+    for r0, r1, c0, c1 in rects:
+        assert 0 <= r0 < r1 <= down and 0 <= c0 < c1 <= across
+        cover[r0:r1, c0:c1] += 1
+    assert (cover == 1).all()
+
+
+@pytest.fixture(scope="module")
+def small_tiffs(tmp_path_factory):
+    """Odd-sized objects: a COG with overviews, band-interleaved tiles, and strips; with their levels' pixels."""
+    root = tmp_path_factory.mktemp("cog")
+    files = [
+        write_tiff(root / "cog.tif", raster("uint16", 2, 333, 517, seed=1), compress="deflate", blocksize=128),
+        write_tiff(
+            root / "band.tif",
+            raster("float32", 3, 150, 130, seed=2),
+            driver="GTiff",
+            tiled=True,
+            blockxsize=32,
+            blockysize=16,
+            interleave="band",
+            compress="zstd",
+            overviews=(3,),
+        ),
+        write_tiff(root / "strips.tif", raster("int16", 1, 101, 77, seed=3), driver="GTiff", tiled=False, blockysize=4, compress="lzw"),
+    ]
+    out = []
+    for path in files:
+        co = CloudObject.from_url(COG, str(path)).preprocess(progress=False)
+        out.append((co, levels_of(path)))
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_pixel_exactly_once(small_tiffs, data):
+    co, levels = data.draw(st.sampled_from(small_tiffs))
+    level = data.draw(st.integers(0, len(levels) - 1))
+    n = data.draw(st.integers(1, 150))
+    slices = co.partition(partition_tiles, n, level=level)
+    assert len(slices) == n and [s.number for s in slices] == list(range(n))
+    check_exactly_once(slices, levels[level])
+
+
+# -- a COG larger than every internal buffer, at default settings -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def large_cog(tmp_path_factory):
+    """A 3-band uint16 COG of 4608 x 4608 pixels (>= 64 MiB on disk): deflate at level 1 on noisy pixels."""
+    rng = np.random.default_rng(2024)
+    height = width = 4608
+    data = np.empty((3, height, width), dtype=np.uint16)
+    for b in range(3):
+        data[b] = rng.integers(0, 2**14, (height, width), dtype=np.uint16) + b * 1000
+    path = tmp_path_factory.mktemp("large-cog") / "large.tif"
+    write_tiff(path, data, compress="deflate", level=1, num_threads="all_cpus")
+    assert path.stat().st_size >= 64 * 2**20
+    return path, data
+
+
+def test_large_cog_at_default_settings(large_cog):
+    path, data = large_cog
+    read_stats.reset()
+    co = CloudObject.from_url(COG, str(path)).preprocess(progress=False)
+    assert read_stats.requests[co.url] <= 2
+    assert co.attributes.levels >= 4 and co.attributes.tile_shapes[0] == (512, 512)
+    for n in (1, 7, 16):
+        slices = co.partition(partition_tiles, n)
+        cover = np.zeros(data.shape[1:], dtype=np.uint8)
+        for piece in slices:
+            row_off, col_off, height, width = piece.window
+            cover[row_off : row_off + height, col_off : col_off + width] += 1
+            assert np.array_equal(piece.get(), data[:, row_off : row_off + height, col_off : col_off + width])
+        assert (cover == 1).all()
+    smallest = co.attributes.levels - 1
+    check_exactly_once(co.partition(partition_tiles, 3, level=smallest), levels_of(path)[smallest])
+
+
+def test_bigtiff(tmp_path, local_store):
+    data = raster("uint16", 2, 140, 150, seed=17)
+    path = write_tiff(tmp_path / "big.tif", data, compress="deflate", blocksize=128, bigtiff="yes")
+    assert path.read_bytes()[2:4] == b"\x2b\x00"  # BigTIFF's version 43
+    co = indexed(local_store, path)
+    for level, full in enumerate(levels_of(path)):
+        check_exactly_once(co.partition(partition_tiles, 3, level=level), full)
