@@ -5,9 +5,14 @@ into small, picklable slices that any worker fetches with range reads.
 """
 
 from dataplug.cloudobject import CloudObject
+from dataplug.cloudobject import open_url as open  # noqa: A001 - dataplug.open(url), like gzip.open
+from dataplug.detect import Detection, detect_format
 from dataplug.errors import (
     CorruptIndexError,
     DataplugError,
+    DataplugWarning,
+    EmptyResultWarning,
+    FormatDetectionWarning,
     IndexLocationNotWritableError,
     IndexMissingError,
     InvalidFormatError,
@@ -28,6 +33,10 @@ __all__ = [
     "CorruptIndexError",
     "DataFormat",
     "DataplugError",
+    "DataplugWarning",
+    "Detection",
+    "EmptyResultWarning",
+    "FormatDetectionWarning",
     "IndexLocationNotWritableError",
     "IndexMissingError",
     "InvalidFormatError",
@@ -38,7 +47,9 @@ __all__ = [
     "StrategyArgumentError",
     "__version__",
     "available_formats",
+    "detect_format",
     "get_format",
+    "open",
     "register_format",
     "strategy",
 ]

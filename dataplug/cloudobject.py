@@ -6,7 +6,16 @@ import os
 import warnings
 from typing import Any, Callable
 
-from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError, StrategyArgumentError
+from dataplug.detect import Detection, detect_format, wrong_format_hint
+from dataplug.errors import (
+    CorruptIndexError,
+    DataplugError,
+    EmptyResultWarning,
+    IndexMissingError,
+    InvalidFormatError,
+    StaleIndexError,
+    StrategyArgumentError,
+)
 from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
 from dataplug.index import (
     INDEX_SUFFIX,
@@ -60,18 +69,26 @@ class CloudObject:
     ``<url>.dataplug/`` beside it; ``index_location`` names a folder or bucket that may hold the indexes of
     many objects, each in ``<index_location>/<name>.<hash of the URL>.dataplug/``. Inside that folder
     each format has a sub-folder, so one object can be indexed as several formats.
+
+    ``data_format`` ``"auto"`` (or ``None``) detects the format from the object's first bytes
+    (:func:`dataplug.detect.detect_format`); :attr:`detection` then says what was chosen and why.
     """
 
     def __init__(
         self,
-        data_format: type[DataFormat] | str,
+        data_format: type[DataFormat] | str | None,
         url: str,
         storage_options: dict[str, Any] | None = None,
         index_location: str | None = None,
         index_storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self.format: type[DataFormat] = get_format(data_format)
         self.obj = StorageObject(url, dict(storage_options or {}))
+        #: How the format was detected (``None`` when it was given).
+        self.detection: Detection | None = None
+        if data_format is None or (isinstance(data_format, str) and data_format.lower() == "auto"):
+            self.detection = detect_format(self.obj)
+            data_format = self.detection.format
+        self.format: type[DataFormat] = get_format(data_format)
         if index_location:
             self._use_index_folder(index_location.rstrip("/") + "/" + object_index_folder(self.obj.url), index_storage_options)
         else:
@@ -91,13 +108,20 @@ class CloudObject:
     @classmethod
     def from_url(
         cls,
-        data_format: type[DataFormat] | str,
-        url: str,
+        data_format: type[DataFormat] | str | None = None,
+        url: str | None = None,
         storage_options: dict[str, Any] | None = None,
         index_location: str | None = None,
         index_storage_options: dict[str, Any] | None = None,
     ) -> CloudObject:
-        """Any fsspec URL (``s3://``, ``gs://``, ``https://``, ``file://``) or a local path."""
+        """Any fsspec URL (``s3://``, ``gs://``, ``https://``, ``file://``) or a local path.
+
+        ``CloudObject.from_url("x.csv.gz")`` (the URL alone) detects the format, as ``"auto"`` does.
+        """
+        if url is None:
+            if not isinstance(data_format, str):
+                raise DataplugError(None, "from_url needs a URL: from_url(url) or from_url(format, url)")
+            data_format, url = "auto", data_format
         return cls(data_format, url, storage_options, index_location, index_storage_options)
 
     @classmethod
@@ -267,7 +291,8 @@ class CloudObject:
         """
         if parallel_config:
             warnings.warn("parallel_config is ignored by dataplug; pass executor= instead", stacklevel=2)
-        given = {**(extra_args or {}), **options}
+        found = dict(self.detection.options) if self.detection and self.detection.format == self.format.name else {}
+        given = {**found, **(extra_args or {}), **options}
         known = self.format.all_options()
         unknown = sorted(set(given) - set(known))
         if known and unknown:  # a plugin that declares no options reads whatever it is given, as before
@@ -277,8 +302,16 @@ class CloudObject:
         if not force and self._has_fresh_index(info):
             return self
         self.index_location.check_writable()
+        if info.size == 0:
+            warnings.warn(f"{self.url}: the object is empty, so every slice of it will be empty", EmptyResultWarning, stacklevel=2)
         ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, given)
-        data: IndexData = self.format.preprocess(ctx)
+        try:
+            data: IndexData = self.format.preprocess(ctx)
+        except InvalidFormatError as exc:
+            hint = wrong_format_hint(self.url, self.obj.read_range(0, min(info.size, 64 * 1024)), self.format.name)
+            if hint is None:
+                raise
+            raise type(exc)(self.url, f"{exc.cause}; {hint}", exc.offset, exc.line) from exc
         after = self.obj.info()
         if after != info:
             raise StaleIndexError(self.url, "the object changed while it was being indexed; nothing was written")
@@ -301,8 +334,56 @@ class CloudObject:
         data_format = getattr(strategy, "data_format", None)
         if data_format is None:
             raise DataplugError(self.url, f"{getattr(strategy, '__name__', strategy)!r} is not a dataplug strategy (decorate it with @strategy)")
-        return strategy(self, *args, **kwargs)
+        slices = strategy(self, *args, **kwargs)
+        _warn_empty(self, slices)
+        return slices
+
+    def plot_partition(self, slices: list[Any], path: str) -> str:
+        """Draw ``slices`` over this object to a PNG at ``path`` (needs ``pip install "dataplug[plot]"``):
+        LiDAR cells over a point-density map, slice sizes for record formats, and the gzip checkpoints
+        along the object when it is compressed. Returns ``path``."""
+        from dataplug.plot import plot_partition
+
+        return plot_partition(self, slices, path)
 
     def __repr__(self) -> str:
         return f"CloudObject<{self.format.name}>({self.url})"
 
+
+
+def _warn_empty(co: CloudObject, slices: list[Any]) -> None:
+    """Warn when a partition holds empty slices because the object has fewer records than slices."""
+    counts = [getattr(s, "num_records", None) for s in slices]
+    empty = sum(1 for c in counts if c == 0)
+    if empty and len(slices) > 1 and all(c is not None for c in counts):
+        records = sum(counts)
+        warnings.warn(
+            f"{co.url}: {empty} of the {len(slices)} slices are empty ({records} records for {len(slices)} slices); ask for fewer slices",
+            EmptyResultWarning,
+            stacklevel=3,
+        )
+
+
+def open_url(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    format: type[DataFormat] | str | None = "auto",  # noqa: A002 - the natural keyword here
+    index_location: str | None = None,
+    index_storage_options: dict[str, Any] | None = None,
+    preprocess: bool = True,
+    executor: Any = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> CloudObject:
+    """Open an object ready to partition: detect its format (unless ``format`` is given) and index it
+    when it has no fresh index yet (``preprocess=False`` skips that). ``options`` are the format's
+    preprocessing options. Exported as ``dataplug.open``::
+
+        co = dataplug.open("s3://bucket/reads.fastq.gz")
+        slices = co.partition(co.format.all_strategies()["partition_reads_batches"], 8)
+    """
+    co = CloudObject(format, url, storage_options, index_location, index_storage_options)
+    if preprocess:
+        co.preprocess(executor=executor, progress=progress, **options)
+    return co

@@ -70,3 +70,15 @@ class StrategyArgumentError(DataplugError, ValueError):
 
 class StorageError(DataplugError, OSError):
     """A storage request failed for a reason other than a missing object (after retries)."""
+
+
+class DataplugWarning(UserWarning):
+    """Base class of dataplug's warnings: requests that run but may not do what was meant."""
+
+
+class EmptyResultWarning(DataplugWarning):
+    """A request returns nothing: an empty object, or more slices than records (some slices are empty)."""
+
+
+class FormatDetectionWarning(DataplugWarning):
+    """Format detection had little to go on (a sample of a line or two) and may have picked the wrong format."""

@@ -80,11 +80,13 @@ def _interactive() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def progress_bar(total: int, desc: str, enabled: bool | None):
-    """A tqdm bar, shown when ``enabled`` or, for ``None``, when the session is interactive."""
+def progress_bar(total: int, desc: str, enabled: bool | None, unit: str = "it"):
+    """A tqdm bar, shown when ``enabled`` or, for ``None``, when the session is interactive. ``unit="B"``
+    counts bytes, shown with SI prefixes and a rate in MB/s."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not (_interactive() if enabled is None else enabled), leave=False)
+    scale = {"unit_scale": True, "unit_divisor": 1000} if unit == "B" else {}
+    return tqdm(total=total, desc=desc, unit=unit, disable=not (_interactive() if enabled is None else enabled), leave=False, **scale)
 
 
 def map_ordered(
@@ -93,26 +95,33 @@ def map_ordered(
     executor: Any = None,
     progress: bool | None = None,
     desc: str = "dataplug",
+    nbytes: int | None = None,
 ) -> list[R]:
     """``[fn(x) for x in items]`` on ``executor`` (default: a local thread pool), in input order.
 
     ``executor`` is any engine listed in this module's docstring. ``fn`` and the items must pickle for
     engines in other processes. A single item without an executor runs inline. ``progress=None`` shows a
-    tqdm bar only when interactive (a terminal or a notebook); ``False`` hides it.
+    tqdm bar only when interactive (a terminal or a notebook); ``False`` hides it. With ``nbytes`` (the
+    bytes all items cover, e.g. byte ranges of about equal size) the bar counts bytes and shows MB/s.
     """
     items = list(items)
     if not items:
         return []
     adapter = find_adapter(executor) if executor is not None else None
-    with progress_bar(len(items), desc, progress) as bar:
+    total, step = (nbytes, nbytes / len(items)) if nbytes else (len(items), 1)
+    with progress_bar(total, desc, progress, unit="B" if nbytes else "it") as bar:
+
+        def advance(n: int) -> None:
+            bar.update(n * step)
+
         if adapter is not None:
-            return adapter(executor, fn, items, bar.update)
+            return adapter(executor, fn, items, advance)
         if len(items) == 1:
             result = [fn(items[0])]
-            bar.update(1)
+            advance(1)
             return result
         with ThreadPoolExecutor(max_workers=min(default_workers(), len(items))) as pool:
-            return _map_executor(pool, fn, items, bar.update)
+            return _map_executor(pool, fn, items, advance)
 
 
 def _apply(fn: Callable[[T], R], item: T) -> R:

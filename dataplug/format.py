@@ -116,8 +116,11 @@ class DataFormat:
     def attributes_from_json(cls, url: str, data: dict[str, Any]) -> Any:
         """Rebuild the typed attributes, checking every field against its annotation."""
         hints = typing.get_type_hints(cls.Attributes)
-        names = {f.name for f in dataclasses.fields(cls.Attributes)}
-        if set(data) != names:
+        fields = dataclasses.fields(cls.Attributes)
+        names = {f.name for f in fields}
+        # A field added later with a default (e.g. ``encoding``) may be missing from an older index.
+        defaulted = {f.name for f in fields if f.default is not dataclasses.MISSING}
+        if not set(data) <= names or names - set(data) - defaulted:
             raise CorruptIndexError(url, f"{cls.name} attributes have fields {sorted(data)}, expected {sorted(names)}")
         values = {}
         for name, value in data.items():

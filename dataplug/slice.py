@@ -8,8 +8,9 @@ client or index, so pickling one costs a few hundred bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
+from dataplug.errors import DataplugError
 from dataplug.storage import ObjectInfo, StorageObject
 
 if TYPE_CHECKING:
@@ -25,14 +26,38 @@ class CloudObjectSlice:
     object_info: ObjectInfo
     #: Position of this slice in its partition (0-based).
     number: int
+    #: True when :meth:`dump` writes binary (the command line then refuses to print it on a terminal).
+    binary_output: ClassVar[bool] = False
 
     @property
     def url(self) -> str:
         return self.obj.url
 
+    @property
+    def num_records(self) -> int | None:
+        """Records (lines, rows, reads, points, ...) in this slice when the index knows it without reading;
+        ``None`` otherwise."""
+        return None
+
+    def byte_range(self) -> tuple[int, int] | None:
+        """``[start, end)`` of the bytes this slice reads (of the decoded stream for a compressed object),
+        when it reads one range; ``None`` otherwise."""
+        return None
+
     def get(self) -> Any:
         """Fetch the slice's bytes with range reads and return the format's natural result."""
         raise NotImplementedError
+
+    def dump(self, fp: BinaryIO) -> None:
+        """Write the slice to ``fp`` in its format's own serialisation, as a file of that format would
+        hold it (CSV and VCF with their header), so that ``dataplug read`` fits in a pipeline. The default
+        writes :meth:`get`'s text."""
+        result = self.get()
+        if isinstance(result, list) and all(isinstance(line, str) for line in result):
+            result = "".join(line + "\n" for line in result)
+        if not isinstance(result, (str, bytes)):
+            raise DataplugError(self.url, f"{type(self).__name__} has no text form to write; use to_arrow() or to_pandas()")
+        fp.write(result.encode("utf-8") if isinstance(result, str) else result)
 
     def schema(self) -> pa.Schema:
         """The columns :meth:`to_arrow` returns, known without reading the slice (engines use it as ``meta``)."""

@@ -1,4 +1,4 @@
-"""The command line wraps the library: index, info, partition, read."""
+"""The command line wraps the library: index, info, partition, read, plot."""
 
 from __future__ import annotations
 
@@ -12,14 +12,55 @@ DATA = b'a,b\n1,"x\ny"\n2,z\n3,w\n'
 def test_cli_round_trip(local_store, capsys):
     url = local_store.put("d.csv", DATA)
     assert main(["index", url, "--format", "CSV", "-o", "sample_bytes=4"]) == 0
-    assert main(["info", url, "--format", "CSV"]) == 0
+    assert main(["info", url, "--format", "CSV", "--json"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{") :])["attributes"]["rows"] == 3
-    assert main(["partition", url, "partition_rows", "2", "--format", "CSV"]) == 0
+    assert main(["partition", url, "partition_rows", "2", "--format", "CSV", "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["first"] for line in lines] == [1, 3]
+    assert [json.loads(line)["records"] for line in lines] == [2, 1]
     assert main(["read", url, "partition_rows", "2", "--slice", "0", "--format", "CSV"]) == 0
     assert capsys.readouterr().out == 'a,b\n1,"x\ny"\n2,z\n'
+
+
+def test_cli_tables_for_people(local_store, capsys):
+    url = local_store.put("d.csv", DATA)
+    assert main(["index", url]) == 0
+    assert main(["info", url]) == 0
+    out = capsys.readouterr().out
+    assert "detected: CSV" in out and "rows" in out and "partition_num_chunks" in out
+    assert main(["partition", url, "partition_rows", "2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["slice  records  bytes", "    0        2  [4, 20)", "    1        1  [4, 20)"]
+    assert "2 slices" in captured.err
+
+
+GOLDEN = {
+    "d.csv": (DATA, "partition_num_chunks", ["a,b\n1,\"x\ny\"\n2,z\n3,w\n"]),
+    "r.fastq": (b"@r1\nACGT\n+\nIIII\n@r2\nACGG\n+\nIIII\n@r3\nGTTT\n+\nI#II\n", "partition_reads_batches", ["@r1\nACGT\n+\nIIII\n", "@r2\nACGG\n+\nIIII\n", "@r3\nGTTT\n+\nI#II\n"]),
+    "s.fa": (b">a one\nACGT\nAC\n>b\nGG\n", "partition_num_sequences", [">a one\nACGT\nAC\n", ">b\nGG\n"]),
+}
+
+
+def test_read_writes_each_format_as_its_files_hold_it(local_store, capfd, tmp_path):
+    for name, (data, strategy, expected) in GOLDEN.items():
+        url = local_store.put(name, data)
+        for k, want in enumerate(expected):
+            assert main(["read", url, strategy, str(len(expected)), "--slice", str(k)]) == 0
+            assert capfd.readouterr().out == want, (name, k)
+        assert main(["read", url, strategy, str(len(expected))]) == 0  # all slices, in order
+        assert capfd.readouterr().out == ("".join(expected) if name != "d.csv" else expected[0])
+        assert main(["read", url, strategy, str(len(expected)), "-o", str(tmp_path / (name + ".{}"))]) == 0
+        assert [(tmp_path / f"{name}.{k}").read_text() for k in range(len(expected))] == expected
+
+
+def test_read_vcf_with_its_header(local_store, capfd):
+    header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    body = "".join(f"chr1\t{i}\t.\tA\tC\t.\t.\t.\n" for i in range(1, 6))
+    url = local_store.put("v.vcf", (header + body).encode())
+    assert main(["read", url, "partition_num_chunks", "2", "--slice", "1"]) == 0
+    out = capfd.readouterr().out
+    assert out.startswith(header) and body.endswith(out[len(header) :]) and len(out) > len(header)
 
 
 def test_cli_reports_dataplug_errors(local_store, capsys):
@@ -37,6 +78,8 @@ def test_cli_mistakes_are_one_line_errors(local_store, capsys):
         (["partition", url, "partition_num_chunks", "2", "3", "--format", "CSV"], "too many positional arguments"),
         (["read", url, "partition_rows", "2", "--slice", "9", "--format", "CSV"], "--slice 9 is not one of the 2 slices"),
         (["info", url, "--format", "NoSuchFormat"], "unknown format"),
+        (["index", url, "--format", "CSV", "-o", "delimter=;"], "has no preprocessing option 'delimter'"),
+        (["index", local_store.put("x.csv.gz", __import__("gzip").compress(b"\x00\x01LASF" * 100)), "--format", "CSV"], "NUL byte"),
     ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -65,3 +108,12 @@ def test_read_into_a_closed_pipe_exits_quietly(local_store):
     )
     assert done.stdout == "line 0 of a text long enough to fill a pipe\nline 1 of a text long enough to fill a pipe\n"
     assert done.stderr == ""
+
+
+def test_help_lists_formats_strategies_and_options(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["index", "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "partition_reads_batches" in out and "-o encoding=" in out and "FASTQ" in out

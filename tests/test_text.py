@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataplug import CloudObject, InvalidFormatError
+from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks, whole_words_strategy
 
 TEXT = st.text(st.sampled_from(list("ab \n\r\té€😀ß")), max_size=300)
@@ -51,14 +51,49 @@ def test_on_s3_and_local(store):
         assert "".join(s.get() for s in co.partition(partition_num_chunks, n)) == text
 
 
-def test_invalid_utf8_names_offset(local_store):
+def test_invalid_utf8_fails_in_the_index_pass_naming_its_offset(local_store):
     data = b"ok\nbad \xff here\n"
     co = CloudObject.from_url(UTF8Text, local_store.put("bad.txt", data))
-    co.preprocess()
-    (only,) = co.partition(partition_num_chunks, 1)
     with pytest.raises(InvalidFormatError) as err:
-        only.get()
-    assert err.value.offset == 7
+        co.preprocess()
+    assert err.value.offset == 7 and "encoding='latin-1'" in str(err.value)
+    co.preprocess(encoding="latin-1")
+    (only,) = co.partition(partition_num_chunks, 1)
+    assert only.get() == data.decode("latin-1") and co.attributes.encoding == "iso8859-1"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(st.characters(codec="utf-8", exclude_characters="\r"), max_size=60), chunk_size=st.integers(1, 9), cut=st.integers(0, 60))
+def test_utf8_is_checked_across_every_range_boundary(local_store, text, chunk_size, cut):
+    data = text.encode()
+    bad = data[:cut] + b"\xc3" + data[cut:] if cut <= len(data) else data  # a lead byte without its continuation
+    co = CloudObject.from_url(UTF8Text, local_store.put(f"u{chunk_size}.txt", bad))
+    valid = True
+    try:
+        bad.decode()
+    except UnicodeDecodeError:
+        valid = False
+    if valid:
+        co.preprocess(force=True, chunk_size=chunk_size)
+        assert "".join(s.get() for s in co.partition(partition_num_chunks, 3)) == bad.decode()
+    else:
+        with pytest.raises(InvalidFormatError, match="not valid utf-8"):
+            co.preprocess(force=True, chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "iso8859-15"])
+def test_single_byte_encodings_read_back(local_store, encoding):
+    text = "".join(f"línea {i}: café, naïve, Straße\n" for i in range(300))
+    co = CloudObject.from_url(UTF8Text, local_store.put(f"{encoding}.txt", text.encode(encoding)))
+    co.preprocess(encoding=encoding, chunk_size=1000)
+    assert "".join(s.get() for s in co.partition(partition_num_chunks, 7)) == text
+
+
+def test_unsupported_encodings_are_refused(local_store):
+    co = CloudObject.from_url(UTF8Text, local_store.put("x.txt", b"abc\n"))
+    for encoding, message in [("utf-16", "not supported"), ("shift_jis", "not supported"), ("no-such-codec", "unknown text encoding")]:
+        with pytest.raises(StrategyArgumentError, match=message):
+            co.preprocess(force=True, encoding=encoding)
 
 
 @pytest.mark.parametrize("chunk_size", [1000, 4096, 3 * 4096, 10**9])

@@ -55,7 +55,7 @@ class PlainCodec(Codec):
         ranges = byte_ranges(size, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
         read = functools.partial(ctx.obj.read_range)
         step = functools.partial(map_plain_ranges, read, size, scanner)
-        results = map_ordered(step, ranges, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+        results = map_ordered(step, ranges, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}", nbytes=size)
         return results, CodecIndex(cls.name, size)
 
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -19,8 +19,22 @@ import pyarrow.csv as pacsv
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import IndexData, PreprocessContext
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader
-from dataplug.formats.generic.csvtypes import CSVScanner, arrow_type, fix_up, merge_types, parse_options, sample_schema
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, LineScanner, line_slices, read_records, reduce_scans, terminators
+from dataplug.formats.generic.csvtypes import CSVScanner, arrow_type, as_utf8, fix_up, merge_types, parse_options, sample_schema
+from dataplug.lineindex import (
+    DEFAULT_SAMPLE_BYTES,
+    ENCODING_OPTION,
+    SAMPLE_BYTES_OPTION,
+    UTF8_BOM,
+    Dialect,
+    LineIndex,
+    LineRangeSlice,
+    LineScanner,
+    line_slices,
+    read_records,
+    reduce_scans,
+    terminators,
+    text_encoding,
+)
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 #: Bytes of the file's head parsed to infer column types (pyarrow's own default block size).
@@ -43,6 +57,8 @@ class CSVAttributes(StreamAttributes):
     quotechar: str | None
     data_start: int
     sample_bytes: int
+    #: Python codec name of the text (checked over every byte in the index pass).
+    encoding: str = "utf-8"
 
 
 def _single_byte(url: str, name: str, value: str | None) -> int | None:
@@ -53,9 +69,9 @@ def _single_byte(url: str, name: str, value: str | None) -> int | None:
     return value.encode()[0]
 
 
-def _dialect(url: str, delimiter: str, quotechar: str | None) -> Dialect:
+def _dialect(url: str, delimiter: str, quotechar: str | None, encoding: str = "utf-8") -> Dialect:
     """Records end at LF, CRLF or a bare CR (as pyarrow reads them), outside quoted fields."""
-    return Dialect(_single_byte(url, "quotechar", quotechar), _single_byte(url, "delimiter", delimiter), bare_cr=True)
+    return Dialect(_single_byte(url, "quotechar", quotechar), _single_byte(url, "delimiter", delimiter), bare_cr=True, encoding=encoding)
 
 
 class CSV(StreamFormat):
@@ -77,6 +93,7 @@ class CSV(StreamFormat):
         "quotechar": "quote character, or None for no quoting (default '\"')",
         "header": "whether the first record names the columns (default True)",
         **SAMPLE_BYTES_OPTION,
+        **ENCODING_OPTION,
         "infer_types": "'file' (default): column types over every row; 'head': from the first MiB",
     }
 
@@ -87,10 +104,11 @@ class CSV(StreamFormat):
         quotechar = opts.get("quotechar", '"')
         has_header = bool(opts.get("header", True))
         sample_bytes = int(opts.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
-        dialect = _dialect(url, delimiter, quotechar)
+        encoding = text_encoding(url, opts.get("encoding", "utf-8"))
+        dialect = _dialect(url, delimiter, quotechar, encoding)
         head = cls.logical_head(ctx, SCHEMA_SAMPLE_BYTES)
-        data_start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
-        names, sample_types = sample_schema(url, _whole_records(head, data_start, dialect), has_header, delimiter, quotechar)
+        data_start = len(UTF8_BOM) if encoding == "utf-8" and head.startswith(UTF8_BOM) else 0
+        names, sample_types = sample_schema(url, _whole_records(head, data_start, dialect), has_header, delimiter, quotechar, encoding)
         infer = opts.get("infer_types", "file")
         if infer not in ("file", "head"):
             raise StrategyArgumentError(url, f"infer_types must be 'file' or 'head', got {infer!r}")
@@ -103,9 +121,9 @@ class CSV(StreamFormat):
         types = merge_types(names, sample_types, _range_types(url, scans, read, index, dialect, first, names, check, delimiter, quotechar))
         header = read_records(url, read, index, 0, first, dialect)
         try:
-            header_text = header.decode("utf-8")
+            header_text = header.decode(encoding)
         except UnicodeDecodeError as exc:
-            raise InvalidFormatError(url, "header is not valid UTF-8", offset=data_start + exc.start) from None
+            raise InvalidFormatError(url, f"header is not valid {encoding}; pass encoding= to preprocess, e.g. encoding='latin-1'", offset=data_start + exc.start) from None
         attributes = CSVAttributes(
             **codec_attributes(size, codec_index),
             rows=index.total - first - _blank_rows(scans),
@@ -118,6 +136,7 @@ class CSV(StreamFormat):
             quotechar=quotechar,
             data_start=data_start,
             sample_bytes=sample_bytes,
+            encoding=encoding,
         )
         return IndexData(attributes, tables={**codec_index.tables, **index.tables()}, blobs=codec_index.blobs)
 
@@ -183,6 +202,11 @@ class CSVSlice(LineRangeSlice):
         """The slice's text with the header line first (as the original Dataplug returned it)."""
         return self.header + self.text()
 
+    def dump(self, fp: BinaryIO) -> None:
+        """The header line, then the slice's rows as the file holds them: a CSV file of its own."""
+        fp.write(self.header.encode(self.dialect.encoding))
+        fp.write(self.raw())
+
     def schema(self, column_types: dict[str, Any] | None = None) -> pa.Schema:
         types = {name: arrow_type(t) for name, t in zip(self.columns, self.column_types)}
         types.update({k: (v if isinstance(v, pa.DataType) else arrow_type(str(v))) for k, v in (column_types or {}).items()})
@@ -204,6 +228,10 @@ class CSVSlice(LineRangeSlice):
         offset, data = self._fetch()
         if not data.strip():
             return schema.empty_table()
+        try:
+            data = as_utf8(data, self.dialect.encoding)
+        except UnicodeDecodeError as exc:
+            raise InvalidFormatError(self.url, f"not valid {self.dialect.encoding}: {exc.reason}", offset=offset + exc.start) from None
         convert = pacsv.ConvertOptions(column_types=dict(zip(schema.names, schema.types)), include_columns=list(schema.names))
         parse = parse_options(self.delimiter, self.quotechar)
         # pyarrow's default block (1 MiB) must hold a whole record; a slice with a longer one parses again
@@ -247,7 +275,7 @@ def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
         CSVSlice,
         index,
         bounds,
-        _dialect(co.url, a.delimiter, a.quotechar),
+        _dialect(co.url, a.delimiter, a.quotechar, a.encoding),
         header=a.header,
         columns=a.columns,
         column_types=a.column_types,

@@ -51,11 +51,19 @@ def parse_options(delimiter: str, quotechar: str | None) -> pacsv.ParseOptions:
     return pacsv.ParseOptions(delimiter=delimiter, quote_char=quotechar or False, newlines_in_values=True)
 
 
-def infer_types(url: str, data: bytes | np.ndarray, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None, offset: int) -> dict[str, str]:
+def as_utf8(data: bytes | np.ndarray, encoding: str) -> bytes | np.ndarray:
+    """``data`` re-encoded as UTF-8 for pyarrow, which parses UTF-8 only (unchanged when it is UTF-8)."""
+    return data if encoding == "utf-8" else bytes(data).decode(encoding).encode("utf-8")
+
+
+def infer_types(
+    url: str, data: bytes | np.ndarray, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None, offset: int, encoding: str = "utf-8"
+) -> dict[str, str]:
     """Types pyarrow infers for the columns ``check`` of ``data`` (header-less rows, bytes or a uint8 array
-    read in place) parsed as one block."""
+    read in place, in ``encoding``) parsed as one block."""
     if not check or not bytes(data[:1 << 16]).strip() and not bytes(data).strip():
         return {}
+    data = as_utf8(data, encoding)
     # One block for the whole range (block_size is an int32 in pyarrow), and no threads: the pass maps
     # ranges on the caller's pool already.
     read = pacsv.ReadOptions(column_names=list(names), block_size=min(len(data) + 1, 2**31 - 1), use_threads=False)
@@ -119,7 +127,7 @@ class CSVScanner:
             return None, None
         data = full[first + first_row - start : first + stop - start]
         try:
-            return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row), None
+            return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row, self.lines.dialect.encoding), None
         except InvalidFormatError as exc:
             exc.__context__ = None
             return None, exc.with_traceback(None)
@@ -159,10 +167,14 @@ def table_types(table: pa.Table) -> dict[str, str]:
     return out
 
 
-def sample_schema(url: str, sample: bytes, has_header: bool, delimiter: str, quotechar: str | None) -> tuple[tuple[str, ...], dict[str, str]]:
+def sample_schema(url: str, sample: bytes, has_header: bool, delimiter: str, quotechar: str | None, encoding: str = "utf-8") -> tuple[tuple[str, ...], dict[str, str]]:
     """Column names and types from the head of the file, parsed as pyarrow parses a file."""
     if not sample.strip():
         return (), {}
+    try:
+        sample = bytes(as_utf8(sample, encoding))
+    except UnicodeDecodeError as exc:
+        raise InvalidFormatError(url, f"not valid {encoding} text ({exc.reason}); pass encoding= to preprocess, e.g. encoding='latin-1'", offset=exc.start) from None
     if not sample.endswith((b"\n", b"\r")):
         sample += b"\n"  # pyarrow cannot infer columns from a last line without its line break
     read = pacsv.ReadOptions(autogenerate_column_names=not has_header, block_size=len(sample) + 1, use_threads=False)
@@ -182,4 +194,4 @@ def arrow_type(name: str) -> pa.DataType:
 
 def fix_up(url: str, read: Any, index: Any, dialect: Any, lo: int, hi: int, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None) -> dict[str, str]:
     """Types of records ``[lo, hi)`` read through the finished index (for ranges the map could not infer)."""
-    return infer_types(url, read_records(url, read, index, lo, hi, dialect), names, check, delimiter, quotechar, 0)
+    return infer_types(url, read_records(url, read, index, lo, hi, dialect), names, check, delimiter, quotechar, 0, dialect.encoding)

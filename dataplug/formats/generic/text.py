@@ -13,7 +13,19 @@ import pyarrow as pa
 from dataplug.errors import CorruptIndexError
 from dataplug.format import IndexData, PreprocessContext
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, UTF8_BOM, Dialect, LineIndex, LineRangeSlice, build_line_index, line_slices, split_lines
+from dataplug.lineindex import (
+    DEFAULT_SAMPLE_BYTES,
+    ENCODING_OPTION,
+    SAMPLE_BYTES_OPTION,
+    UTF8_BOM,
+    Dialect,
+    LineIndex,
+    LineRangeSlice,
+    build_line_index,
+    line_slices,
+    split_lines,
+    text_encoding,
+)
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 
@@ -24,21 +36,25 @@ class TextAttributes(StreamAttributes):
     #: Logical offset of the first line (3 after a UTF-8 byte order mark, else 0).
     data_start: int
     sample_bytes: int
+    #: Python codec name of the text (checked over every byte in the index pass).
+    encoding: str = "utf-8"
 
 
 class UTF8Text(StreamFormat):
-    """UTF-8 text, split into lines. Options: ``sample_bytes`` (index density), ``compression``, ``spacing``."""
+    """Text (UTF-8 unless ``encoding`` says otherwise), split into lines. Options: ``encoding``,
+    ``sample_bytes`` (index density), ``compression``, ``spacing``."""
 
     Attributes = TextAttributes
-    options = SAMPLE_BYTES_OPTION
+    options = {**SAMPLE_BYTES_OPTION, **ENCODING_OPTION}
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
         sample_bytes = int(ctx.options.get("sample_bytes", DEFAULT_SAMPLE_BYTES))
-        data_start = len(UTF8_BOM) if cls.logical_head(ctx, 3) == UTF8_BOM else 0
-        index, codec_index = build_line_index(cls, ctx, Dialect(), data_start, sample_bytes)
+        encoding = text_encoding(ctx.obj.url, ctx.options.get("encoding", "utf-8"))
+        data_start = len(UTF8_BOM) if encoding == "utf-8" and cls.logical_head(ctx, 3) == UTF8_BOM else 0
+        index, codec_index = build_line_index(cls, ctx, Dialect(encoding=encoding), data_start, sample_bytes)
         attributes = cls.Attributes(
-            **codec_attributes(ctx.info.size, codec_index), lines=index.total, data_start=data_start, sample_bytes=sample_bytes
+            **codec_attributes(ctx.info.size, codec_index), lines=index.total, data_start=data_start, sample_bytes=sample_bytes, encoding=encoding
         )
         return IndexData(attributes, tables={**codec_index.tables, **index.tables()}, blobs=codec_index.blobs)
 
@@ -90,7 +106,7 @@ def partition_num_chunks(co: Any, num_chunks: int | None = None, *, n_chunks: in
     after a checkpoint where there are enough checkpoints). ``n_chunks`` is the original GZipText's name."""
     n = _chunks(co, num_chunks, n_chunks)
     index = _index(co)
-    return line_slices(co, TextSlice, index, index.bounds_by_bytes(n, cuts=cut_offsets(co)), Dialect())
+    return line_slices(co, TextSlice, index, index.bounds_by_bytes(n, cuts=cut_offsets(co)), Dialect(encoding=co.attributes.encoding))
 
 
 @strategy(UTF8Text)
@@ -98,7 +114,7 @@ def partition_chunk_lines(co: Any, lines_per_chunk: int) -> list[TextSlice]:
     """Slices of ``lines_per_chunk`` lines each (the last one shorter)."""
     step = positive_int(co.url, "lines_per_chunk", lines_per_chunk)
     index = _index(co)
-    return line_slices(co, TextSlice, index, step_bounds(index.total, step), Dialect())
+    return line_slices(co, TextSlice, index, step_bounds(index.total, step), Dialect(encoding=co.attributes.encoding))
 
 
 @strategy(UTF8Text)

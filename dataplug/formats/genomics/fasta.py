@@ -162,6 +162,14 @@ class FASTASlice(CloudObjectSlice):
     def num_bases(self) -> int:
         return sum(self.lengths)
 
+    @property
+    def num_records(self) -> int:
+        """Pieces of sequences in the slice."""
+        return len(self.names)
+
+    def byte_range(self) -> tuple[int, int] | None:
+        return (self.byte_starts[0], self.byte_ends[-1]) if self.names else None
+
     def sequences(self) -> list[str]:
         """Each piece's bases, without line breaks, case kept: one read of the slice's bytes."""
         buf = self.source.read() if self.names else b""

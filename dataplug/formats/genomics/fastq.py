@@ -161,6 +161,11 @@ class FASTQSlice(LineRangeSlice):
     def num_reads(self) -> int:
         return (self.stop - self.first) // 4
 
+    @property
+    def num_records(self) -> int:
+        """Reads in the slice (each of four lines)."""
+        return self.num_reads
+
     def lines(self) -> list[str]:
         """The slice's lines without their ``\\n`` (or ``\\r\\n``)."""
         return split_lines(self.text())

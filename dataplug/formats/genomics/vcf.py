@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -415,6 +415,10 @@ class VCFSlice(LineRangeSlice):
         if self.region is None:
             return self.header + self.text()
         return self.header + "".join(line + "\n" for line in self.records())
+
+    def dump(self, fp: BinaryIO) -> None:
+        """:meth:`get` as bytes: a VCF file of its own."""
+        fp.write(self.get().encode("utf-8"))
 
     def schema(self) -> pa.Schema:
         types = {"POS": pa.int64(), "QUAL": pa.float64()}
