@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
-from dataplug.codecs.gzip import DEFAULT_SPACING, _bgzf_block_size, _is_bgzf
+from dataplug.codecs.gzip import _bgzf_block_size, _is_bgzf, default_spacing
 from dataplug.codecs.gzip_source import WINDOWS_BLOB, GzipCodec
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import InvalidFormatError, ObjectNotFoundError
@@ -108,7 +108,7 @@ class BgzfCodec(GzipCodec):
         gzi = cls._gzi(ctx)
         if gzi is None:
             return super().scan(ctx, scanner)
-        size, spacing = ctx.info.size, int(ctx.options.get("spacing", DEFAULT_SPACING))
+        size, spacing = ctx.info.size, int(ctx.options.get("spacing", default_spacing(ctx.info.size)))
         chosen = _spaced(gzi, spacing)
         groups = _spaced(chosen, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
         items = []

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
-from dataplug.codecs.gzip import DEFAULT_SPACING, WINDOW_SIZE, Checkpoint, _is_bgzf, build_index, inflate_from
+from dataplug.codecs.gzip import WINDOW_SIZE, Checkpoint, _is_bgzf, build_index, default_spacing, inflate_from
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import progress_bar
 from dataplug.index import BlobRef
@@ -100,7 +100,7 @@ class GzipReader:
 @register_codec
 class GzipCodec(Codec):
     """gzip, one member or many (``cat a.gz b.gz``, pigz). Option ``spacing``: uncompressed bytes between
-    checkpoints (default 4 MiB)."""
+    checkpoints (default: from the object's size, see :func:`dataplug.codecs.gzip.default_spacing`)."""
 
     name = "gzip"
 
@@ -125,7 +125,7 @@ class GzipCodec(Codec):
     @classmethod
     def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
         url, size = ctx.obj.url, ctx.info.size
-        spacing = int(ctx.options.get("spacing", DEFAULT_SPACING))
+        spacing = int(ctx.options.get("spacing", default_spacing(size)))
         if spacing < 1:
             raise InvalidFormatError(url, f"spacing must be a positive number of bytes, got {spacing}")
         with StreamRanges(scanner, max_range=2 * max(spacing, 2**20)) as ranges:
