@@ -327,6 +327,8 @@ def test_ion_image(store, tmp_path, mode):
             ion_image(co, *bad)
     with pytest.raises(StrategyArgumentError):
         ion_image([], 150.0, 1.0)
+    with pytest.raises(StrategyArgumentError, match="ImzML"):
+        ion_image(CloudObject.from_url("CSV", co.url, storage_options=store.options), 150.0, 1.0)
 
 
 # -- bad input --------------------------------------------------------------------------------------------
@@ -337,6 +339,8 @@ def test_missing_ibd(store, tmp_path):
     url = store.put("n.imzML", pair[0])
     with pytest.raises(ObjectNotFoundError, match=r"no \.ibd beside the imzML.*n\.ibd.*n\.IBD"):
         indexed(store, url)
+    with pytest.raises(InvalidFormatError, match=r"this is the \.ibd.*\.imzML"):
+        indexed(store, store.put("n.ibd", pair[1]))
 
 
 def test_truncated_ibd(store, tmp_path):

@@ -6,7 +6,9 @@ The index pass streams the XML once through pyimzml's parser (the ``.ibd`` is no
 intensity arrays, in continuous and processed mode alike. Sidecar tables (int64): ``position`` (n, 3) x, y,
 z as the file states them; ``arrays`` (n, 4) m/z offset, m/z count, intensity offset, intensity count.
 
-The ``.ibd`` is a second object: its URL, size and identity are in the attributes, every strategy checks
+The XML is parsed in one streaming pass (``chunk_size`` does not apply). Collecting each spectrum's stated
+lowest and highest m/z for ``mz_range`` costs about 12 % more CPU than pyimzml's parser alone (1.66 s vs
+1.47 s on 20 000 spectra). The ``.ibd`` is a second object: its URL, size and identity are in the attributes, every strategy checks
 them with one metadata request (:class:`StaleIndexError` when the ``.ibd`` changed: run
 ``preprocess(force=True)``), and every slice read is pinned to them as reads of the object itself are.
 """
@@ -172,6 +174,11 @@ def companion(obj: StorageObject, url: str) -> StorageObject:
 def _find_ibd(ctx: PreprocessContext) -> tuple[StorageObject, ObjectInfo]:
     """The ``.ibd`` named by ``ibd_url=``, else the one beside the ``.imzML`` (``.ibd``, then ``.IBD``)."""
     url, given = ctx.obj.url, ctx.options.get("ibd_url")
+    if url.lower().endswith(".ibd"):
+        cause = (
+            "this is the .ibd: the object of an ImzML dataset is its .imzML, and the .ibd is found beside it (the original Dataplug took the .ibd)"
+        )
+        raise InvalidFormatError(url, cause)
     if given is not None:
         if not isinstance(given, str) or not given:
             raise StrategyArgumentError(url, f"ibd_url must be the URL of the .ibd, got {given!r}")
@@ -402,6 +409,8 @@ def ion_image(co_or_slices: CloudObject | ImzMLSlice | Iterable[ImzMLSlice], mz:
     ``executor`` (any engine :func:`dataplug.executors.map_ordered` accepts; default a local thread pool).
     """
     if isinstance(co_or_slices, CloudObject):
+        if not issubclass(co_or_slices.format, ImzML):
+            raise StrategyArgumentError(co_or_slices.url, f"ion_image is for ImzML objects, not {co_or_slices.format.name}")
         parts = max(1, math.ceil(co_or_slices.attributes.ibd_size / ION_IMAGE_SLICE_BYTES))
         slices = partition_spectra(co_or_slices, min(parts, co_or_slices.attributes.spectra))
     else:
