@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dataplug import CloudObject
+from dataplug.executors import map_ordered
 from dataplug.formats.generic.csv import CSV, CSVSlice, partition_num_chunks
 from dataplug.formats.genomics.fastq import FASTQGZip, FASTQGZipSlice, partition_reads_batches
 
@@ -88,52 +90,60 @@ def summarize(piece: CSVSlice) -> tuple[int, float]:
     return table.num_rows, float(pc.sum(table.column("temp")).as_py() or 0.0)
 
 
-def _table(title: str, steps: list[tuple[str, float]], facts: list[str], ok: bool) -> None:
-    print(title)
-    print(f"  {'step':<38}{'seconds':>9}")
-    for name, secs in steps:
-        print(f"  {name:<38}{secs:>9.3f}")
-    for fact in facts:
-        print(f"  {fact}")
-    print("  result: " + ("OK, every record exactly once" if ok else "MISMATCH"))
+class _Report:
+    """Prints a run's steps as they finish, so a long run shows where it is."""
+
+    def __init__(self, title: str) -> None:
+        print(f"\n{title}\n  {'step':<40}{'seconds':>9}", flush=True)
+
+    def step(self, name: str, fn: Callable[[], Any]) -> tuple[float, Any]:
+        seconds, result = _timed(fn)
+        print(f"  {name:<40}{seconds:>9.3f}", flush=True)
+        return seconds, result
+
+    def fact(self, text: str) -> None:
+        print(f"  {text}", flush=True)
+
+    def verdict(self, ok: bool, t_slices: float, t_plain: float, what: str) -> bool:
+        self.fact(f"all slices on the pool / {what}: {t_slices / t_plain:.2f}")
+        self.fact("result: " + ("OK, every record exactly once" if ok else "MISMATCH"))
+        return ok
 
 
-def _index_partition_process(co: CloudObject, strategy: Any, n: int, pool: ProcessPoolExecutor, work: Any) -> tuple[list[float], list[Any], list[Any]]:
-    """The dataplug part of every run: preprocess, partition into ``n`` slices, ``work`` on each in the pool."""
-    t_index, _ = _timed(co.preprocess)
-    t_part, slices = _timed(lambda: co.partition(strategy, n))
-    t_work, results = _timed(lambda: list(pool.map(work, slices)))
-    return [t_index, t_part, t_work], slices, results
+def _process(report: _Report, co: CloudObject, strategy: Any, n: int, pool: ProcessPoolExecutor, work: Any, label: str) -> tuple[float, list[Any], list[Any]]:
+    """The dataplug part of every run: preprocess, partition into ``n`` slices, ``work`` on each in the pool
+    (with a bar of slices done when interactive)."""
+    report.step("preprocess (index pass)", lambda: co.preprocess(progress=None))
+    _, slices = report.step(f"partition into {n} slices", lambda: co.partition(strategy, n))
+    t_work, results = report.step(label, lambda: map_ordered(work, slices, pool, desc="slices"))
+    return t_work, slices, results
 
 
-def run_csv(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, workers: int) -> bool:
+def _picture(co: CloudObject, slices: list[Any], folder: str | None, name: str, report: _Report) -> None:
+    """One PNG of the partition per format, when matplotlib is installed (the ``plot`` extra)."""
+    if folder is None or importlib.util.find_spec("matplotlib") is None:
+        return
+    os.makedirs(folder, exist_ok=True)
+    report.fact(f"picture of the partition: {co.plot_partition(slices, os.path.join(folder, name))}")
+
+
+def run_csv(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, workers: int, plots: str | None = None) -> bool:
     path = os.path.join(folder, "weather.csv")
-    t_gen, rows = _timed(lambda: generate_csv(path, size_mb))
+    report = _Report(f"CSV: about {size_mb} MB of weather rows, {n} slices on {workers} processes")
+    _, rows = report.step("generate the CSV", lambda: generate_csv(path, size_mb))
     co = CloudObject.from_url(CSV, path)
-    (t_index, t_part, t_work), _, results = _index_partition_process(co, partition_num_chunks, n, pool, summarize)
+    t_work, slices, results = _process(report, co, partition_num_chunks, n, pool, summarize, "sum temperatures of all slices")
     got_rows, got_sum = sum(r for r, _ in results), sum(s for _, s in results)
-    t_plain, whole = _timed(lambda: pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)))
+    t_plain, whole = report.step("plain pyarrow read of the whole file", lambda: pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)))
     want_sum = float(pc.sum(whole.column("temp")).as_py())
     ok = got_rows == rows == whole.num_rows and abs(got_sum - want_sum) < 1e-6 * max(1.0, abs(want_sum))
-    _table(
-        f"CSV: {co.size / 1e6:.0f} MB, {rows:,} rows, {n} slices on {workers} processes",
-        [
-            ("generate the CSV", t_gen),
-            ("preprocess (index pass)", t_index),
-            (f"partition into {n} slices", t_part),
-            ("sum temperatures of all slices", t_work),
-            ("plain pyarrow read of the whole file", t_plain),
-        ],
-        [
-            f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.4f} % of the object)",
-            f"rows: slices {got_rows:,} / plain read {whole.num_rows:,}; temperature sum: slices {got_sum:.2f} / plain read {want_sum:.2f}",
-        ],
-        ok,
-    )
-    return ok
+    report.fact(f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.4f} % of the {co.size / 1e6:.0f} MB object)")
+    report.fact(f"rows: slices {got_rows:,} / plain read {whole.num_rows:,}; temperature sum: slices {got_sum:.2f} / plain read {want_sum:.2f}")
+    _picture(co, slices, plots, "csv_slices.png", report)
+    return report.verdict(ok, t_work, t_plain, "plain read")
 
 
-def run_fastq(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, workers: int) -> bool:
+def run_fastq(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, workers: int, plots: str | None = None) -> bool:
     plain = os.path.join(folder, "reads.fastq")
     path = plain + ".gz"
 
@@ -143,33 +153,22 @@ def run_fastq(folder: str, size_mb: int, n: int, pool: ProcessPoolExecutor, work
             shutil.copyfileobj(src, dst, 16 * 2**20)
         return reads
 
-    t_gen, reads = _timed(make)
+    report = _Report(f"FASTQ.gz: about {size_mb} MB of reads, gzipped, {n} slices on {workers} processes")
+    _, reads = report.step("generate and gzip the FASTQ", make)
     co = CloudObject.from_url(FASTQGZip, path)
-    (t_index, t_part, t_work), _, results = _index_partition_process(co, partition_reads_batches, n, pool, count_gc)
+    t_work, slices, results = _process(report, co, partition_reads_batches, n, pool, count_gc, "GC content of all slices")
     got = tuple(map(sum, zip(*results)))
 
     def plain_read() -> tuple[int, int, int]:
         with gzip.open(path, "rt") as fh:
             return gc_counts(line.rstrip("\n") for i, line in enumerate(fh) if i % 4 == 1)
 
-    t_plain, want = _timed(plain_read)
+    t_plain, want = report.step("plain gzip read of the whole file", plain_read)
     ok = got == want and got[0] == reads
-    _table(
-        f"FASTQ.gz: {os.path.getsize(plain) / 1e6:.0f} MB of reads in {co.size / 1e6:.0f} MB of gzip, {reads:,} reads, {n} slices on {workers} processes",
-        [
-            ("generate and gzip the FASTQ", t_gen),
-            ("preprocess (checkpoint pass)", t_index),
-            (f"partition into {n} slices", t_part),
-            ("GC content of all slices", t_work),
-            ("plain gzip read of the whole file", t_plain),
-        ],
-        [
-            f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.3f} % of the object, {co.attributes.checkpoints} checkpoints)",
-            f"reads: slices {got[0]:,} / plain read {want[0]:,}; GC: slices {100 * got[1] / max(got[2], 1):.3f} % / plain read {100 * want[1] / max(want[2], 1):.3f} %",
-        ],
-        ok,
-    )
-    return ok
+    report.fact(f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.3f} % of the {co.size / 1e6:.0f} MB object, {co.attributes.checkpoints} checkpoints)")
+    report.fact(f"reads: slices {got[0]:,} / plain read {want[0]:,}; GC: slices {100 * got[1] / max(got[2], 1):.3f} % / plain read {100 * want[1] / max(want[2], 1):.3f} %")
+    _picture(co, slices, plots, "fastq_gz_slices.png", report)
+    return report.verdict(ok, t_work, t_plain, "plain read")
 
 
 def height_histogram(piece: Any) -> tuple[int, np.ndarray]:
@@ -194,41 +193,28 @@ def generate_city(path: str, points: int, seed: int = 5) -> None:
     las.write(path)
 
 
-def run_lidar(folder: str, n: int, pool: ProcessPoolExecutor, workers: int, points: int) -> bool:
+def run_lidar(folder: str, n: int, pool: ProcessPoolExecutor, workers: int, points: int, plots: str | None = None) -> bool:
     import laspy
 
     from dataplug.formats.geospatial.laspc import LiDARPointCloud, square_split_strategy
 
     path = os.path.join(folder, "city.laz")
-    t_gen, _ = _timed(lambda: generate_city(path, points))
+    report = _Report(f"LiDAR: a LAZ tile of {points:,} points, {n} cells on {workers} processes")
+    report.step("generate the LAZ", lambda: generate_city(path, points))
     co = CloudObject.from_url(LiDARPointCloud, path)
-    (t_index, t_part, t_work), slices, results = _index_partition_process(co, square_split_strategy, n, pool, height_histogram)
+    t_work, slices, results = _process(report, co, square_split_strategy, n, pool, height_histogram, "height histogram of all cells")
     got, hist = sum(r[0] for r in results), np.sum([r[1] for r in results], axis=0)
-    t_plain, whole = _timed(lambda: laspy.read(path))
+    t_plain, whole = report.step("plain laspy read of the whole file", lambda: laspy.read(path))
     want = np.bincount(np.clip(whole.z, 0, 99).astype(int), minlength=100)
     ok = got == points == whole.header.point_count and np.array_equal(hist, want)
-    _table(
-        f"LiDAR: {co.size / 1e6:.0f} MB of LAZ, {points:,} points, {len(slices)} cells on {workers} processes",
-        [
-            ("generate the LAZ", t_gen),
-            ("preprocess (chunk bounds pass)", t_index),
-            (f"partition into {len(slices)} cells", t_part),
-            ("height histogram of all cells", t_work),
-            ("plain laspy read of the whole file", t_plain),
-        ],
-        [
-            f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.4f} % of the object, {co.attributes.blocks} LAZ chunks)",
-            f"points: cells {got:,} / plain read {whole.header.point_count:,}; height histograms equal: {np.array_equal(hist, want)}",
-        ],
-        ok,
-    )
-    return ok
+    report.fact(f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.4f} % of the {co.size / 1e6:.0f} MB object, {co.attributes.blocks} LAZ chunks)")
+    report.fact(f"points: cells {got:,} / plain read {whole.header.point_count:,}; height histograms equal: {np.array_equal(hist, want)}")
+    _picture(co, slices, plots, "lidar_cells.png", report)
+    return report.verdict(ok, t_work, t_plain, "plain read")
 
 
 def _has_lidar() -> bool:
     """The LiDAR part needs the ``lidar`` extra (laspy, lazrs)."""
-    import importlib.util
-
     return all(importlib.util.find_spec(name) for name in ("laspy", "lazrs"))
 
 
@@ -247,17 +233,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes in the pool")
     parser.add_argument("--only", choices=["csv", "fastq", "lidar"], default=None, help="run one part only")
     parser.add_argument("--dir", default=None, help="folder for the data (default: a temporary folder)")
+    parser.add_argument(
+        "--plots", default=os.path.join(tempfile.gettempdir(), "dataplug-demo"), help="folder for one PNG of each partition (needs matplotlib; '' for none)"
+    )
     args = parser.parse_args(argv)
+    plots = args.plots or None
 
     ok = True
     with tempfile.TemporaryDirectory(dir=args.dir) as folder, ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(abs, range(args.workers)))  # start the workers, so the timings below are the work
         if args.only in (None, "csv"):
-            ok &= run_csv(folder, args.size_mb, args.slices, pool, args.workers)
+            ok &= run_csv(folder, args.size_mb, args.slices, pool, args.workers, plots)
         if args.only in (None, "fastq"):
-            ok &= run_fastq(folder, args.fastq_mb, args.slices, pool, args.workers)
+            ok &= run_fastq(folder, args.fastq_mb, args.slices, pool, args.workers, plots)
         if args.only == "lidar" or (args.only is None and _has_lidar()):
-            ok &= run_lidar(folder, args.slices, pool, args.workers, args.lidar_points)
+            ok &= run_lidar(folder, args.slices, pool, args.workers, args.lidar_points, plots)
     if not ok:
         raise SystemExit(1)
 
