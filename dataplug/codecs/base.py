@@ -86,6 +86,12 @@ class Codec:
         return raw[:n]
 
     @classmethod
+    def head_bytes(cls, n: int) -> int:
+        """How many of the object's first bytes :meth:`head` needs for ``n`` logical bytes (more than ``n``
+        where data decodes only in whole blocks, as bzip2's)."""
+        return n
+
+    @classmethod
     def scan(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
         """Run ``scanner`` over the whole logical stream; its results in order, and the codec's index."""
         raise NotImplementedError
@@ -143,16 +149,20 @@ class StreamRanges:
     helper thread while the codec decodes the next range (numpy and pyarrow release the GIL), so a scanner
     that costs about as much as decoding does not double the pass. Memory stays at a few ranges. Use it as
     a context manager: the helper thread is joined on the way out.
+
+    A map step over one part of a stream (codecs whose frames or blocks decode alone) scans only the
+    ranges from ``start`` to ``stop``: it feeds the decoded bytes from ``start - 1`` (the byte of context)
+    on, and bytes past ``stop`` serve as look-ahead until :attr:`done`.
     """
 
     #: Scans queued at most; the decoder waits for the oldest beyond that.
     QUEUE = 2
 
-    def __init__(self, scanner: Scanner, max_range: int) -> None:
-        self.scanner, self.max_range = scanner, max_range
+    def __init__(self, scanner: Scanner, max_range: int, start: int = 0, stop: int | None = None) -> None:
+        self.scanner, self.max_range, self.stop = scanner, max_range, stop
         self.buf = bytearray()
-        self.base = 0  # logical offset of buf[0]
-        self.start = 0  # start of the next range to scan
+        self.base = max(start - 1, 0)  # logical offset of buf[0]
+        self.start = start  # start of the next range to scan
         self.cuts: list[int] = []  # ends of ranges not yet scanned
         self.results: list[Future[Any]] = []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="dataplug-scan")
@@ -167,6 +177,11 @@ class StreamRanges:
     def position(self) -> int:
         return self.base + len(self.buf)
 
+    @property
+    def done(self) -> bool:
+        """True when every range up to ``stop`` has gone to the scanner: more bytes would not be used."""
+        return self.stop is not None and self.start >= self.stop and not self.cuts
+
     def cut(self, offset: int) -> None:
         """End a range at ``offset`` (ignored at the stream start or where a range already ends)."""
         last = self.cuts[-1] if self.cuts else self.start
@@ -176,18 +191,21 @@ class StreamRanges:
     def data(self, chunk: memoryview | bytes) -> None:
         while len(chunk):
             last = self.cuts[-1] if self.cuts else self.start
-            room = last + self.max_range - self.position
+            limit = last + self.max_range if self.stop is None else min(last + self.max_range, self.stop)
+            room = limit - self.position if last < limit else len(chunk)  # past ``stop``: look-ahead only
             take = chunk[:room] if room < len(chunk) else chunk
             self.buf += take
             chunk = chunk[len(take) :]
-            if self.position - last >= self.max_range:
-                self.cut(self.position)
+            if last < limit <= self.position:
+                self.cut(limit)
             self._drain(eof=False)
 
-    def finish(self) -> list[Any]:
-        """Scan what is left; the scanner's results for every range, in order."""
-        self.cut(self.position)
-        self._drain(eof=True)
+    def finish(self, eof: bool = True) -> list[Any]:
+        """Scan what is left; the scanner's results for every range, in order. ``eof``: the bytes fed end
+        where the stream ends (False only for a map step that stopped feeding once :attr:`done`)."""
+        if self.stop is None:
+            self.cut(self.position)
+        self._drain(eof=eof)
         if not self.results:
             return [self.scanner(np.zeros(0, np.uint8), 0, 0, 0, True)]
         return [future.result() for future in self.results]

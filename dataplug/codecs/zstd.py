@@ -1,0 +1,363 @@
+"""The zstd byte source: frames decode alone, so checkpoints are frame starts.
+
+Where the frames lie comes, without decoding, from
+
+- the **seek table** of the seekable format (zstd's ``contrib/seekable_format``): a skippable frame at the
+  object's end lists every frame's compressed and decoded size, so two small range reads index the object;
+- otherwise the **frame and block headers**, walked front to back: a header gives its frame's decoded size
+  when the compressor knew it, and only a frame whose header lacks it is decoded to learn it.
+
+The framing's scanner (line numbers, record starts) then runs as a parallel map over runs of frames on the
+context's executor, each decoded once and checked against the sizes the table or headers claimed. One
+frame cannot be split: a slice starting inside one decodes it from its start, and a warning says so when
+that wastes more than a gzip checkpoint would (an object of few, large frames: a one-frame ``zstd`` output).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterable, Iterator
+
+import numpy as np
+import zstandard
+
+from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
+from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
+from dataplug.errors import CorruptIndexError, InvalidFormatError
+from dataplug.executors import map_ordered, progress_bar
+from dataplug.storage import ObjectInfo, StorageObject
+
+FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
+#: Skippable frames have magic numbers 0x184D2A50 to 0x184D2A5F; the seek table uses 0x184D2A5E.
+SKIPPABLE_MAGIC, SEEK_TABLE_MAGIC, SEEKABLE_FOOTER_MAGIC = 0x184D2A50, 0x184D2A5E, 0x8F92EAB1
+_TAIL = 64 * 1024
+#: Compressed bytes handed to the decoder per call (bounds one call's output), fetched per request, and
+#: fetched first for a range's look-ahead.
+_FEED, _PIECE, _AHEAD = 64 * 1024, 16 * 2**20, 256 * 1024
+#: Decoded bytes a slice may discard inside its first frame before a warning (gzip's checkpoint spacing).
+WASTE_WARNING = 4 * 2**20
+#: One block of at most 128 KiB decodes from as little as 4 bytes (an RLE block): a crafted index beyond that is refused.
+_MAX_RATIO = 2**15 + 1
+_TABLES = ("zstd_compressed", "zstd_decoded")
+
+
+class SliceInsideFrameWarning(UserWarning):
+    """A slice starts deep inside a zstd frame: its worker decodes the frame from its start."""
+
+
+def _u32(data: bytes, at: int = 0) -> int:
+    return int.from_bytes(data[at : at + 4], "little")
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Where an object's frames are: ``compressed[i]`` is the start of frame ``i`` that begins decoded
+    offset ``decoded[i]``, for every frame that decodes to at least one byte; the last row is the end of the
+    frames (before any seek table) and the logical size."""
+
+    compressed: np.ndarray
+    decoded: np.ndarray
+
+    @classmethod
+    def from_sizes(cls, starts: list[int] | np.ndarray, sizes: list[int] | np.ndarray, end: int) -> Frames:
+        starts, sizes = np.asarray(starts, np.int64), np.asarray(sizes, np.int64)
+        offsets = np.concatenate(([0], np.cumsum(sizes)))
+        keep = sizes > 0
+        return cls(np.append(starts[keep], end), np.append(offsets[:-1][keep], offsets[-1]))
+
+    @property
+    def logical_size(self) -> int:
+        return int(self.decoded[-1])
+
+
+def read_seek_table(obj: StorageObject, info: ObjectInfo) -> Frames | None:
+    """The frames listed by the seek table at the object's end (two range reads at most), or None when the
+    object does not end with one. A table that does not fit the object is an :class:`InvalidFormatError`."""
+    url, size = obj.url, info.size
+    tail = obj.read_range(max(0, size - _TAIL), size, expect=info) if size >= 17 else b""
+    if len(tail) < 17 or _u32(tail, len(tail) - 4) != SEEKABLE_FOOTER_MAGIC:
+        return None
+    count, descriptor = _u32(tail, len(tail) - 9), tail[-5]
+    if descriptor & 0x7C:
+        raise InvalidFormatError(url, "zstd seek table: reserved descriptor bits are set (a newer seekable format?)", offset=size - 5)
+    entry = 12 if descriptor & 0x80 else 8
+    length = 8 + count * entry + 9
+    if length > size:
+        raise InvalidFormatError(url, f"zstd seek table lists {count} frames, more than the object can hold", offset=size - 9)
+    table = tail[-length:] if length <= len(tail) else obj.read_range(size - length, size, expect=info)
+    if _u32(table) != SEEK_TABLE_MAGIC or _u32(table, 4) != length - 8:
+        raise InvalidFormatError(url, "zstd seek table: its skippable frame header does not match its size", offset=size - length)
+    entries = np.frombuffer(table, "<u4", count * entry // 4, offset=8).reshape(count, entry // 4).astype(np.int64)
+    ends = np.cumsum(entries[:, 0])
+    if count and ends[-1] != size - length:
+        raise InvalidFormatError(url, f"zstd seek table does not match the object: its frames add up to {int(ends[-1])} bytes, not {size - length}", offset=size - length)
+    return Frames.from_sizes(np.concatenate(([0], ends[:-1])), entries[:, 1], size - length)
+
+
+def seek_table(compressed_sizes: Iterable[int], decoded_sizes: Iterable[int]) -> bytes:
+    """The seek table frame that makes frames of these sizes seekable, appended after them (python-zstandard
+    writes frames but not this table): the inverse of :func:`read_seek_table`, without checksums."""
+    entries = b"".join(c.to_bytes(4, "little") + d.to_bytes(4, "little") for c, d in zip(compressed_sizes, decoded_sizes))
+    body = entries + (len(entries) // 8).to_bytes(4, "little") + b"\0" + SEEKABLE_FOOTER_MAGIC.to_bytes(4, "little")
+    return SEEK_TABLE_MAGIC.to_bytes(4, "little") + len(body).to_bytes(4, "little") + body
+
+
+def walk_frames(url: str, fh: BinaryIO, size: int, progress: Any = None) -> Frames:
+    """The frames of a plain (multi-)frame object, from its frame and block headers read front to back;
+    only a frame whose header lacks its decoded size is decoded. ``progress(done)`` gets the bytes walked."""
+    dctx = zstandard.ZstdDecompressor()
+    pos, starts, sizes = 0, [], []
+
+    def take(n: int, at: int) -> bytes:
+        data = fh.read(n)
+        if len(data) < n:
+            raise InvalidFormatError(url, "truncated zstd frame: the object ends inside it", offset=at)
+        return data
+
+    while pos < size:
+        magic = take(4, pos)
+        if _u32(magic) & 0xFFFFFFF0 == SKIPPABLE_MAGIC:
+            length = _u32(take(4, pos))
+            for done in range(0, length, _PIECE):
+                take(min(_PIECE, length - done), pos)
+            pos += 8 + length
+            continue
+        if magic != FRAME_MAGIC:
+            raise InvalidFormatError(url, "not a zstd frame: unknown magic number", offset=pos)
+        header = magic + take(1, pos)
+        try:
+            header += take(zstandard.frame_header_size(header) - 5, pos)
+            params = zstandard.get_frame_parameters(header)
+        except zstandard.ZstdError as exc:
+            raise InvalidFormatError(url, f"corrupt zstd frame header: {exc}", offset=pos) from None
+        known = params.content_size != zstandard.CONTENTSIZE_UNKNOWN
+        decoder = None if known else dctx.decompressobj()
+        decoded, end = _feed(url, decoder, header, pos), pos + len(header)
+        while True:
+            block = take(3, end)
+            kind, length = (block[0] >> 1) & 3, int.from_bytes(block, "little") >> 3
+            if kind == 3:
+                raise InvalidFormatError(url, "corrupt zstd block: reserved block type", offset=end)
+            body = take(1 if kind == 1 else length, end)
+            decoded += _feed(url, decoder, block + body, pos)
+            end += 3 + len(body)
+            if block[0] & 1:
+                break
+        if params.has_checksum:
+            decoded += _feed(url, decoder, take(4, end), pos)
+            end += 4
+        if decoder is not None and not decoder.eof:
+            raise InvalidFormatError(url, "corrupt zstd frame: it does not end where its last block says", offset=pos)
+        starts.append(pos)
+        sizes.append(params.content_size if known else decoded)
+        if progress is not None:
+            progress(end)
+        pos = end
+    return Frames.from_sizes(starts, sizes, size)
+
+
+def _feed(url: str, decoder: Any, data: bytes, frame: int) -> int:
+    """Decoded bytes of ``data`` fed to a frame's decoder (counted, not kept); 0 without a decoder."""
+    if decoder is None:
+        return 0
+    try:
+        return sum(len(decoder.decompress(data[i : i + _FEED])) for i in range(0, len(data), _FEED))
+    except zstandard.ZstdError as exc:
+        raise InvalidFormatError(url, f"corrupt zstd frame: {exc}", offset=frame) from None
+
+
+def inflate_frames(url: str, pieces: Iterable[bytes], at: int) -> Iterator[tuple[bytes, int | None]]:
+    """Decode the concatenated frames in ``pieces`` (the object's bytes from offset ``at``, skippable frames
+    skipped); yields each decoded chunk with the compressed offset where a frame ends after it (else None).
+    Raises :class:`InvalidFormatError` on corrupt data, and when the pieces end inside a frame."""
+    dctx, decoder, start, pos = zstandard.ZstdDecompressor(), None, at, at
+    for piece in pieces:
+        view = memoryview(piece)
+        while len(view):
+            if decoder is None:
+                decoder, start = dctx.decompressobj(), pos
+            fed = view[:_FEED]
+            try:
+                out = decoder.decompress(fed)
+            except zstandard.ZstdError as exc:
+                raise InvalidFormatError(url, f"corrupt zstd frame: {exc}", offset=start) from None
+            used = len(fed) - len(decoder.unused_data) if decoder.eof else len(fed)
+            pos, view = pos + used, view[used:]
+            if decoder.eof:
+                decoder = None
+                yield out, pos
+            elif out:
+                yield out, None
+    if decoder is not None:
+        raise InvalidFormatError(url, "truncated zstd frame: the object ends inside it", offset=start)
+
+
+def compressed_pieces(obj: StorageObject, info: ObjectInfo, start: int, end: int, limit: int) -> Iterator[bytes]:
+    """The object's bytes from ``start``: up to ``end`` (surely needed) in requests of at most 16 MiB, then
+    up to ``limit`` in growing requests from 256 KiB, for as long as the consumer asks."""
+    pos, ahead = start, _AHEAD
+    while pos < limit:
+        if pos < end:
+            stop = min(end, pos + _PIECE)
+        else:
+            stop, ahead = min(limit, pos + ahead), min(4 * ahead, _PIECE)
+        yield obj.read_range(pos, stop, expect=info)
+        pos = stop
+
+
+def _scan_group(obj: StorageObject, info: ObjectInfo, data_end: int, max_range: int, scanner: Scanner, item: tuple[Any, ...]) -> list[Any]:
+    """Map step: decode the frames of rows ``compressed[0] .. compressed[-1]`` (checking that every row
+    boundary is a frame end with the decoded offset the index claims) and scan the logical ranges from
+    ``start`` to ``stop``, decoding later frames only as far as the scanner's look-ahead needs."""
+    compressed, decoded, start, stop = item
+    url, row = obj.url, 1
+    position, exhausted = decoded[0], True
+    with StreamRanges(scanner, max_range, start, stop) as ranges:
+        for chunk, frame_end in inflate_frames(url, compressed_pieces(obj, info, compressed[0], compressed[-1], data_end), compressed[0]):
+            ranges.data(chunk)
+            position += len(chunk)
+            if frame_end is not None and row < len(compressed) and frame_end >= compressed[row]:
+                if frame_end > compressed[row] or position != decoded[row]:
+                    where = "no frame ends" if frame_end > compressed[row] else f"the frames before it decode to {position} bytes, not {decoded[row]}"
+                    raise InvalidFormatError(url, f"the zstd frame index does not match the object: {where} at byte {compressed[row]}", offset=compressed[row])
+                row += 1
+            if ranges.done and row == len(compressed):
+                exhausted = False
+                break
+        if row < len(compressed):
+            raise InvalidFormatError(url, f"the zstd frame index does not match the object: the frames end before decoded offset {decoded[-1]}", offset=compressed[row - 1])
+        return ranges.finish(eof=exhausted)
+
+
+@dataclass(frozen=True)
+class ZstdReader:
+    """Decoded bytes ``[start, end)`` of a zstd object, from the start of the frame that holds ``start``."""
+
+    obj: StorageObject
+    info: ObjectInfo
+    start: int
+    end: int
+    frame_offset: int
+    frame_decoded: int
+    #: Compressed bytes fetched first (an estimate of where ``end`` lies), and the end of the last frame needed.
+    fetch_end: int
+    fetch_limit: int
+
+    def read(self) -> bytes:
+        if self.end <= self.start:
+            return b""
+        skip, want, out = self.start - self.frame_decoded, self.end - self.start, bytearray()
+        pieces = compressed_pieces(self.obj, self.info, self.frame_offset, self.fetch_end, self.fetch_limit)
+        for chunk, _ in inflate_frames(self.obj.url, pieces, self.frame_offset):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            out += chunk[skip : skip + want - len(out)]
+            skip = 0
+            if len(out) == want:
+                return bytes(out)
+        raise CorruptIndexError(self.obj.url, f"decoded bytes [{self.start}, {self.end}) end early (got {len(out)}): the zstd index does not match the object")
+
+
+@register_codec
+class ZstdCodec(Codec):
+    """zstd: the seekable format, several frames (concatenated outputs), or one frame (one slice per frame
+    decodes without waste). ``spacing`` does not apply: the compressor chose the frames."""
+
+    name = "zstd"
+
+    @classmethod
+    def detect(cls, head: bytes) -> bool:
+        return head[:4] == FRAME_MAGIC or (len(head) >= 8 and _u32(head) & 0xFFFFFFF0 == SKIPPABLE_MAGIC)
+
+    @classmethod
+    def head(cls, url: str, raw: bytes, n: int) -> bytes:
+        if not cls.detect(raw):
+            raise InvalidFormatError(url, "not zstd: the object does not start with a zstd frame", offset=0)
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True)
+        out = bytearray()
+        try:
+            while len(out) < n and (chunk := reader.read(n - len(out))):
+                out += chunk
+        except zstandard.ZstdError as exc:
+            raise InvalidFormatError(url, f"corrupt zstd data: {exc}", offset=0) from None
+        return bytes(out)
+
+    @classmethod
+    def frames(cls, ctx: Any) -> Frames:
+        """The object's frames: from its seek table when it has one, else by walking its headers."""
+        frames = read_seek_table(ctx.obj, ctx.info)
+        if frames is not None:
+            return frames
+        url, size = ctx.obj.url, ctx.info.size
+        with ctx.obj.stream(ctx.info) as raw, progress_bar(size, f"walking zstd frames of {url}", ctx.progress) as bar:
+            return walk_frames(url, io.BufferedReader(raw, 2**20), size, lambda done: bar.update(done - bar.n))
+
+    @classmethod
+    def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
+        frames = cls.frames(ctx)
+        c, u = frames.compressed.tolist(), frames.decoded.tolist()
+        logical, chunk = frames.logical_size, ctx.chunk_size or DEFAULT_CHUNK_SIZE
+        # Runs of frames of about ``chunk`` decoded bytes. A run's logical range starts one byte into its
+        # first frame, so that byte (the scanner's context) comes from the run's own frames, never from
+        # decoding the frame before; the last run ends at the stream's end.
+        groups, last = [0], 0
+        for i in range(1, len(u) - 1):
+            if u[i] - u[last] >= chunk and u[i] + 1 < logical:
+                groups.append(i)
+                last = i
+        bounds = [0] + [u[g] + 1 for g in groups[1:]] + [logical]
+        items = []
+        for k, g in enumerate(groups):
+            h = groups[k + 1] if k + 1 < len(groups) else len(u) - 1
+            items.append((c[g : h + 1], u[g : h + 1], bounds[k], bounds[k + 1]))
+        step = functools.partial(_scan_group, ctx.obj, ctx.info, c[-1], min(chunk, 8 * 2**20), scanner)
+        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+        tables = {"zstd_compressed": frames.compressed.astype(np.uint64), "zstd_decoded": frames.decoded.astype(np.uint64)}
+        sizes = np.diff(frames.decoded)
+        attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": int(sizes.max(initial=0)), "checkpoints": int(sizes.size)}
+        return [scan for group in results for scan in group], CodecIndex(cls.name, logical, tables, {}, attributes)
+
+    @classmethod
+    def cuts(cls, tables: dict[str, np.ndarray]) -> np.ndarray:
+        return tables["zstd_decoded"][:-1].astype(np.int64)
+
+    @classmethod
+    def validate(cls, url: str, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int, attributes: dict[str, Any]) -> int:
+        def need(ok: Any, what: str) -> None:
+            if not ok:
+                raise CorruptIndexError(url, f"bad zstd frame index: {what}")
+
+        need(all(name in tables for name in _TABLES), "tables missing")
+        c, u = (tables[name] for name in _TABLES)
+        need(c.ndim == u.ndim == 1 and c.size == u.size >= 1 and c.dtype.kind in "ui" and u.dtype.kind in "ui", "tables must be 1-d integers of equal length")
+        c, u = c.astype(np.int64), u.astype(np.int64)
+        logical = attributes.get("uncompressed_size")
+        need(isinstance(logical, int) and u[-1] == logical and u[0] == 0, "decoded offsets must run from 0 to the uncompressed size")
+        need(np.all(np.diff(u) > 0) and np.all(np.diff(c) > 0) and c[0] >= 0 and c[-1] <= size, "offsets must increase inside the object")
+        need(np.all(np.diff(u) <= _MAX_RATIO * np.diff(c)), "more decoded bytes than zstd can produce")
+        return int(logical)
+
+    @classmethod
+    def reader(cls, obj: Any, info: Any, sidecar: Any, index: CodecIndex | None, start: int, end: int) -> ZstdReader:
+        tables = sidecar.tables if sidecar is not None else index.tables  # type: ignore[union-attr]
+        c, u = tables["zstd_compressed"].astype(np.int64), tables["zstd_decoded"].astype(np.int64)
+        if end <= start:
+            return ZstdReader(obj, info, start, end, int(c[0]), 0, int(c[0]), int(c[0]))
+        k = max(int(np.searchsorted(u, start, side="right")) - 1, 0)
+        j = min(max(int(np.searchsorted(u, end, side="left")), k + 1), u.size - 1)  # the row where ``end`` lies at or before
+        last = j - 1
+        ratio = (c[j] - c[last]) / max(u[j] - u[last], 1)
+        fetch_end = min(int(c[j]), int(c[last]) + int((end - u[last]) * ratio * 1.25) + _AHEAD)
+        if start - u[k] > WASTE_WARNING:
+            warnings.warn(
+                f"{obj.url}: slices start inside zstd frames of up to {int(np.diff(u).max()) / 2**20:.0f} MiB ({u.size - 1} frames); the worker of "
+                "each such slice decodes its frame from the start. For more slices than frames, recompress in frames of a few MiB: the seekable "
+                "format (zstd's contrib/seekable_format, t2sz), or concatenated frames, e.g. split -C 4M --filter 'zstd -c' data.csv > data.csv.zst",
+                SliceInsideFrameWarning,
+                stacklevel=2,
+            )
+        return ZstdReader(obj, info, start, end, int(c[k]), int(u[k]), fetch_end, int(c[j]))
