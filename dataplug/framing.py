@@ -85,7 +85,10 @@ class StreamFormat(DataFormat):
         """Up to the first ``n`` decoded bytes of the object (fewer when the first ``n`` compressed bytes
         decode to less): a byte order mark, a sample of the first records."""
         raw = ctx.obj.read_range(0, min(ctx.info.size, max(HEAD_BYTES, n)))
-        return cls.codec_for(ctx, raw).head(ctx.obj.url, raw, n)
+        codec = cls.codec_for(ctx, raw)
+        if len(raw) < min(ctx.info.size, codec.head_bytes(n)):
+            raw = ctx.obj.read_range(0, min(ctx.info.size, codec.head_bytes(n)))
+        return codec.head(ctx.obj.url, raw, n)
 
     @classmethod
     def scan_stream(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
