@@ -3,7 +3,9 @@ bad input named. Every TIFF here is written by rasterio (GDAL) in the test."""
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +271,21 @@ def test_slices_are_small_fragments(tmp_path, s3_store):
     assert first["band_2"] == data[1, row_off + 1, col_off + 1]
 
 
+def _get(piece):
+    return piece.get()
+
+
+def test_slices_read_on_a_spawned_process_pool(tmp_path, s3_store):
+    data = raster("uint16", 2, 300, 260, seed=15)
+    path = write_tiff(tmp_path / "p.tif", data, compress="zstd", predictor=2, blocksize=128)
+    slices = indexed(s3_store, path).partition(partition_tiles, 5)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_get, slices))
+    for piece, got in zip(slices, parts):
+        row_off, col_off, height, width = piece.window
+        np.testing.assert_array_equal(got, data[:, row_off : row_off + height, col_off : col_off + width])
+
+
 def test_bad_input_is_named(tmp_path, local_store):
     with pytest.raises(InvalidFormatError, match="not a readable TIFF"):
         indexed(local_store, _write(tmp_path / "x.tif", b"plain text, not a TIFF" * 100))
@@ -359,6 +376,31 @@ def test_every_pixel_exactly_once(small_tiffs, data):
     slices = co.partition(partition_tiles, n, level=level)
     assert len(slices) == n and [s.number for s in slices] == list(range(n))
     check_exactly_once(slices, levels[level])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_bbox_takes_the_pixels_meeting_the_box(small_tiffs, data):
+    """partition_bbox's window holds exactly the pixels whose area overlaps the box (on a 10 m grid whose
+    edges, like the box's, are exact in binary)."""
+    co, levels = small_tiffs[0]
+    level = data.draw(st.integers(0, len(levels) - 1))
+    quarter = st.integers(-400, 24000).map(lambda q: q / 4)
+    xs, ys = sorted(data.draw(st.tuples(quarter, quarter))), sorted(data.draw(st.tuples(quarter, quarter)))
+    if xs[0] == xs[1] or ys[0] == ys[1]:
+        return
+    x0, y0 = ORIGIN
+    piece = co.partition(partition_bbox, x0 + xs[0], y0 - ys[1], x0 + xs[1], y0 - ys[0], level=level)[0]
+    height, width = co.attributes.level_shapes[level]
+    step = PIXEL * co.attributes.width / width, PIXEL * co.attributes.height / height
+    cols = [c for c in range(width) if c * step[0] < xs[1] and (c + 1) * step[0] > xs[0]]
+    rows = [r for r in range(height) if r * step[1] < ys[1] and (r + 1) * step[1] > ys[0]]
+    row_off, col_off, h, w = piece.window
+    if rows and cols:
+        assert (row_off, col_off, h, w) == (rows[0], cols[0], len(rows), len(cols))
+        np.testing.assert_array_equal(piece.get(), levels[level][:, row_off : row_off + h, col_off : col_off + w])
+    else:
+        assert h == w == 0 and piece.get().size == 0
 
 
 # -- a COG larger than every internal buffer, at default settings -------------------------------------------
