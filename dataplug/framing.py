@@ -53,7 +53,8 @@ class StreamFormat(DataFormat):
     index_version = 2
     options = {
         "compression": "'gzip', 'bgzf' or 'none': overrides detection from the first bytes",
-        "spacing": "decoded bytes between gzip/BGZF checkpoints (default 4 MiB)",
+        "spacing": "decoded bytes between gzip/BGZF checkpoints (default: 1.5 to 4 MiB, from the object size)",
+        "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
         "gzi": "URL of a BGZF .gzi index (default: <url>.gzi when it exists)",
     }
 
