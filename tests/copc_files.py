@@ -25,19 +25,22 @@ INFO = struct.Struct("<5d2Q2d88x")
 ENTRY = struct.Struct("<4iQii")
 
 
-def octree(las: laspy.LasData, cap: int, max_depth: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def octree(las: laspy.LasData, cap: int, max_depth: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """The node (d, x, y, z) of every point, and the root cube's centre (3,) and half size."""
+    if not 0 <= max_depth <= 16:
+        raise ValueError("max_depth must be in [0, 16]")
     xyz = np.column_stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)])
     lo, hi = xyz.min(axis=0), xyz.max(axis=0)
     center = (lo + hi) / 2
     halfsize = float((hi - lo).max()) / 2 + float(np.max(las.header.scales))
+    deepest = np.clip(np.floor((xyz - (center - halfsize)) / (2 * halfsize / 2**max_depth)), 0, 2**max_depth - 1).astype(np.int64)
     n = len(xyz)
     keys = np.zeros((n, 4), dtype=np.int32)
     remaining = np.random.default_rng(seed).permutation(n)
     for d in range(max_depth + 1):
-        cells = np.clip(np.floor((xyz[remaining] - (center - halfsize)) / (2 * halfsize / 2**d)), 0, 2**d - 1).astype(np.int64)
+        cells = deepest[remaining] >> (max_depth - d)
         if d < max_depth:
-            flat = (cells[:, 0] * 2**d + cells[:, 1]) * 2**d + cells[:, 2]
+            flat = (cells[:, 0] << (2 * d)) | (cells[:, 1] << d) | cells[:, 2]
             order = np.argsort(flat, kind="stable")
             sorted_flat = flat[order]
             group_start = np.flatnonzero(np.r_[True, sorted_flat[1:] != sorted_flat[:-1]])
@@ -68,8 +71,9 @@ def write_copc(
     """
     rng = np.random.default_rng(seed)
     keys, center, halfsize = octree(las, cap, max_depth, seed)
-    nodes, node_of = np.unique(keys, axis=0, return_inverse=True)
-    node_of = node_of.reshape(-1)
+    code = keys.astype(np.int64)
+    codes, node_of = np.unique((((code[:, 0] << 16 | code[:, 1]) << 16 | code[:, 2]) << 16) | code[:, 3], return_inverse=True)
+    nodes = np.column_stack([(codes >> shift) & 0xFFFF for shift in (48, 32, 16, 0)]).astype(np.int32)
     chunk_order = rng.permutation(len(nodes)) if shuffle_chunks else np.arange(len(nodes))
     rank = np.empty(len(nodes), dtype=np.int64)
     rank[chunk_order] = np.arange(len(nodes))

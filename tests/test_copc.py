@@ -1,0 +1,450 @@
+"""COPC: the index pass reads only the header, VLRs and hierarchy pages; every point lands in exactly one
+slice; slices match laspy's CopcReader; bad hierarchies are named."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+laspy = pytest.importorskip("laspy")
+pytest.importorskip("lazrs")
+
+from laspy.copc import Bounds, CopcInfoVlr, CopcReader
+
+from dataplug import CloudObject, CorruptIndexError, InvalidFormatError, StaleIndexError, StrategyArgumentError
+from dataplug.formats.geospatial.copc import (
+    CloudOptimizedPointCloud,
+    COPCSlice,
+    partition_bbox,
+    partition_num_points,
+    square_split_strategy,
+)
+from dataplug.formats.geospatial.laspc import LiDARPointCloud
+from dataplug.formats.geospatial.laspc import square_split_strategy as lidar_square_split
+from dataplug.storage import StorageObject, read_stats
+from tests.copc_files import ENTRY, EVLR_HEADER, HEADER_14, VLR_HEADER, write_copc
+
+DATA = Path(__file__).parent / "data"
+REAL = ("simple.copc.laz", "simple_with_page.copc.laz")
+#: Raw X and Y span 0..20160 at scale 0.25: the extent is [0, 5040], and 5040 = 7! puts the cell edges of
+#: every grid up to 10 x 10 exactly on representable coordinates, where the cloud has points.
+SPAN = 20160
+INFO_AT = HEADER_14 + VLR_HEADER
+
+
+def cloud(n: int, fmt: int = 6, seed: int = 0, span: int = SPAN) -> laspy.LasData:
+    """``n`` points whose GPS time is their id; many on grid edges and on the extent's corners, some sharing
+    coordinates."""
+    rng = np.random.default_rng(seed)
+    header = laspy.LasHeader(point_format=fmt, version="1.4")
+    header.scales = np.array([0.25, 0.25, 0.01])
+    header.offsets = np.array([1000.0, -500.0, 0.0])
+    las = laspy.LasData(header)
+    raw = rng.integers(0, span + 1, size=(n, 2))
+    edges = np.unique(np.concatenate([np.arange(k + 1) * span // k for k in range(1, 11)]))
+    for axis in range(2):
+        on_edge = rng.random(n) < 0.3
+        raw[on_edge, axis] = rng.choice(edges, on_edge.sum())
+    if n >= 2:
+        raw[: n // 10] = raw[n // 10 : 2 * (n // 10)]
+        raw[0], raw[-1] = (0, 0), (span, span)
+    las.X, las.Y = raw[:, 0], raw[:, 1]
+    las.Z = rng.integers(-500, 5000, n)
+    las.intensity = rng.integers(0, 2**16, n)
+    las.return_number = rng.integers(1, 4, n)
+    las.number_of_returns = np.full(n, 3)
+    las.gps_time = np.arange(n, dtype=np.float64)
+    las.update_header()
+    return las
+
+
+def ids(points) -> np.ndarray:
+    return np.asarray(points.gps_time).astype(np.int64)
+
+
+def records(points) -> np.ndarray:
+    """Whole point records as sortable byte strings (the real files' GPS times are not unique)."""
+    array = np.ascontiguousarray(points.array)
+    return np.sort(array.view(f"V{array.dtype.itemsize}"))
+
+
+def indexed(store, name: str, data: bytes) -> CloudObject:
+    co = CloudObject.from_url("COPC", store.put(name, data), storage_options=store.options)
+    return co.preprocess(progress=False)
+
+
+def union(slices: list[COPCSlice]) -> np.ndarray:
+    return np.concatenate([ids(s.get().points) for s in slices])
+
+
+def assert_once(got: np.ndarray, expected: np.ndarray) -> None:
+    assert got.size == expected.size and np.array_equal(np.sort(got), np.sort(expected))
+
+
+# -- real files and laspy's reader -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_files_every_point_once(store, name):
+    data = (DATA / name).read_bytes()
+    co = indexed(store, name, data)
+    a = co.attributes
+    reader = CopcReader(io.BytesIO(data))
+    assert (a.point_count, a.point_format_id, a.nodes, a.depth) == (1065, 7, 65, 3)
+    assert a.pages == (2 if "page" in name else 1) and a.root_offset == reader.copc_info.hierarchy_root_offset
+    full = records(laspy.read(io.BytesIO(data)).points)
+    for n in (1, 7, 16) if store.kind == "s3" else (1, 4, 7, 16, 100):
+        parts = [s.get() for s in co.partition(square_split_strategy, n)]
+        assert sum(p.header.point_count for p in parts) == 1065
+        assert np.array_equal(np.sort(np.concatenate([records(p.points) for p in parts])), full)
+    runs = co.partition(partition_num_points, 6)
+    assert [s.num_points for s in runs] == np.diff(np.arange(7) * 1065 // 6).tolist()
+    assert np.array_equal(np.sort(np.concatenate([records(s.get().points) for s in runs])), full)
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_files_match_copc_reader_queries(local_store, name):
+    data = (DATA / name).read_bytes()
+    co = indexed(local_store, name, data)
+    reader = CopcReader(io.BytesIO(data))
+    (x0, y0, _), (x1, y1, _) = co.attributes.mins, co.attributes.maxs
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        # Windows on the coordinate grid, where laspy's rounding of the query bounds changes nothing.
+        xs = np.sort(rng.integers(round(x0 * 100), round(x1 * 100), 2)) / 100
+        ys = np.sort(rng.integers(round(y0 * 100), round(y1 * 100), 2)) / 100
+        bounds = Bounds(mins=np.array([xs[0], ys[0]]), maxs=np.array([xs[1], ys[1]]))
+        for depth in (None, 0, 1, 2):
+            (piece,) = co.partition(partition_bbox, xs[0], ys[0], xs[1], ys[1], max_depth=depth)
+            expected = reader.query(bounds, level=None if depth is None else range(depth + 1))
+            assert np.array_equal(records(piece.get().points), records(expected))
+    for depth in (0, 1, 2, 3):
+        expected = records(reader.query(level=range(depth + 1)))
+        for strategy, n in ((square_split_strategy, 9), (partition_num_points, 4)):
+            got = np.concatenate([records(s.get().points) for s in co.partition(strategy, n, max_depth=depth)])
+            assert np.array_equal(np.sort(got), expected)
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_copc_still_reads_as_plain_laz(local_store, name):
+    data = (DATA / name).read_bytes()
+    co = CloudObject.from_url(LiDARPointCloud, local_store.put(name, data)).preprocess(progress=False)
+    assert co.attributes.compressed and co.attributes.point_count == 1065
+    parts = [s.get() for s in co.partition(lidar_square_split, 9)]
+    full = records(laspy.read(io.BytesIO(data)).points)
+    assert np.array_equal(np.sort(np.concatenate([records(p.points) for p in parts])), full)
+
+
+def test_written_copc_still_reads_as_plain_laz(local_store):
+    las = cloud(5000, fmt=7)
+    data = write_copc(las, cap=200, max_depth=4, page_depth=2, shuffle_chunks=True)
+    co = CloudObject.from_url(LiDARPointCloud, local_store.put("w.copc.laz", data)).preprocess(progress=False)
+    assert_once(np.concatenate([ids(s.get().points) for s in co.partition(lidar_square_split, 16)]), np.arange(5000))
+
+
+def test_copclib_written_file(local_store, tmp_path):
+    copc = pytest.importorskip("copclib")
+    from tests.copc_files import octree
+
+    las = cloud(4000, fmt=7, seed=3)
+    keys, center, halfsize = octree(las, cap=150, max_depth=4)
+    cfg = copc.CopcConfigWriter(7, tuple(las.header.scales), tuple(las.header.offsets))
+    cfg.las_header.min, cfg.las_header.max = copc.Vector3(*las.header.mins), copc.Vector3(*las.header.maxs)
+    cfg.copc_info.center_x, cfg.copc_info.center_y, cfg.copc_info.center_z = (float(v) for v in center)
+    cfg.copc_info.halfsize, cfg.copc_info.spacing = halfsize, halfsize / 64
+    path = tmp_path / "copclib.copc.laz"
+    writer = copc.FileWriter(str(path), cfg)
+    raw = np.ascontiguousarray(las.points.array).view(np.int8).reshape(len(las.points), -1)
+    nodes, node_of = np.unique(keys, axis=0, return_inverse=True)
+    for k, (d, x, y, z) in enumerate(nodes.tolist()):
+        mine = node_of.reshape(-1) == k
+        page = copc.VoxelKey(2, x >> (d - 2), y >> (d - 2), z >> (d - 2)) if d >= 2 else copc.VoxelKey(0, 0, 0, 0)
+        compressed = copc.CompressBytes(copc.VectorChar(raw[mine].reshape(-1)), writer.copc_config.las_header)
+        writer.AddNodeCompressed(copc.VoxelKey(d, x, y, z), compressed, int(mine.sum()), page)
+    writer.Close()
+    data = path.read_bytes()
+    co = indexed(local_store, "copclib.copc.laz", data)
+    assert co.attributes.pages > 1 and co.attributes.nodes == len(nodes)
+    reader = CopcReader(io.BytesIO(data))
+    for depth in (None, 1, 3):
+        expected = ids(reader.query(level=None if depth is None else range(depth + 1)))
+        assert_once(union(co.partition(square_split_strategy, 7, max_depth=depth)), expected)
+
+
+# -- every point exactly once ----------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 2500),
+    fmt=st.sampled_from([6, 7, 8]),
+    span=st.sampled_from([0, 1, 7, SPAN]),
+    cap=st.integers(1, 400),
+    max_depth=st.integers(0, 5),
+    page_depth=st.sampled_from([None, 1, 2]),
+    shuffle=st.booleans(),
+    empty=st.booleans(),
+    num_chunks=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_random_octrees_every_point_once(local_store, n, fmt, span, cap, max_depth, page_depth, shuffle, empty, num_chunks, seed, data):
+    las = cloud(n, fmt, seed, span)
+    raw = write_copc(las, cap=cap, max_depth=max_depth, page_depth=page_depth, shuffle_chunks=shuffle, empty_entries=empty, seed=seed)
+    co = indexed(local_store, f"r{seed}.copc.laz", raw)
+    reader = CopcReader(io.BytesIO(raw))
+    lod = data.draw(st.sampled_from([None, 0, 1, max_depth]))
+    expected = ids(reader.query(level=None if lod is None else range(lod + 1)))
+    assert_once(union(co.partition(square_split_strategy, num_chunks, max_depth=lod)), expected)
+    runs = co.partition(partition_num_points, num_chunks, max_depth=lod)
+    assert [s.num_points for s in runs] == np.diff(np.arange(num_chunks + 1) * expected.size // num_chunks).tolist()
+    assert_once(union(runs), expected)
+    x0, x1 = sorted(data.draw(st.integers(0, span), label="x") * 0.25 + 1000 for _ in range(2))
+    y0, y1 = sorted(data.draw(st.integers(0, span), label="y") * 0.25 - 500 for _ in range(2))
+    (window,) = co.partition(partition_bbox, x0, y0, x1, y1, max_depth=lod)
+    all_points = reader.query(level=None if lod is None else range(lod + 1))
+    x, y = np.asarray(all_points.x), np.asarray(all_points.y)
+    assert_once(ids(window.get().points), ids(all_points)[(x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)])
+
+
+def test_cells_are_half_open_and_reach_past_the_header(local_store):
+    las = cloud(3000, seed=5)
+    data = bytearray(write_copc(las, cap=100, max_depth=3))
+    header = laspy.LasHeader.read_from(io.BytesIO(bytes(data)))
+    # Shrink the header's x/y bounds: the border cells still take the points outside them.
+    struct.pack_into("<4d", data, 179, header.maxs[0] - 100, header.mins[0] + 100, header.maxs[1] - 100, header.mins[1] + 100)
+    co = indexed(local_store, "shrunk.copc.laz", bytes(data))
+    slices = co.partition(square_split_strategy, 4)
+    assert_once(union(slices), np.arange(3000))
+    first, last = slices[0], slices[-1]
+    assert first.bounds[:2] == (-np.inf, -np.inf) and last.bounds[2:] == (np.inf, np.inf)
+    assert first.window[:2] == (header.mins[0] + 100, header.mins[1] + 100)
+    for piece in slices:
+        xyz = piece.xyz()
+        bx0, by0, bx1, by1 = piece.bounds
+        assert np.all((xyz[:, 0] >= bx0) & (xyz[:, 0] < bx1) & (xyz[:, 1] >= by0) & (xyz[:, 1] < by1))
+
+
+# -- reads -----------------------------------------------------------------------------------------------
+
+
+def test_index_pass_reads_header_and_pages_only(store):
+    las = cloud(60000, seed=2)
+    data = write_copc(las, cap=500, max_depth=5, page_depth=2)
+    co = CloudObject.from_url("COPC", store.put("big.copc.laz", data), storage_options=store.options)
+    read_stats.reset()
+    co.preprocess(progress=False)
+    pages = co.attributes.pages
+    assert pages > 2
+    # The header (64 KiB prefetch), the root page with the point section's first 8 bytes, the child pages.
+    assert read_stats.requests[co.url] == 2 + pages
+    assert read_stats.bytes[co.url] <= 64 * 1024 + 8 + EVLR_HEADER + len(data) - struct.unpack_from("<Q", data, 235)[0]
+    assert read_stats.bytes[co.url] < len(data) / 10
+
+
+def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
+    las = cloud(20000, seed=4)
+    co = indexed(store, "c.copc.laz", write_copc(las, cap=300, max_depth=4, shuffle_chunks=True))
+    read_stats.reset()
+    slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5) + co.partition(partition_bbox, 1100, 0, 2000, 900)
+    assert read_stats.bytes.get(co.url, 0) == 0
+    calls = []
+    original = StorageObject.read_ranges
+
+    def counting(self, ranges, expect=None):
+        calls.append(list(ranges))
+        return original(self, ranges, expect=expect)
+
+    monkeypatch.setattr(StorageObject, "read_ranges", counting)
+    for piece in slices:
+        calls.clear()
+        piece.get()
+        assert len(calls) == 1 and calls[0][0] == (0, co.attributes.offset_to_point_data)
+        fetched = sum(b - a for a, b in calls[0][1:])
+        assert fetched == sum(node[1] for node in piece.nodes)
+        assert len(pickle.dumps(piece)) < 600 + 60 * len(piece.nodes)
+
+
+def test_slice_get_to_file_xyz_arrow_schema(local_store, tmp_path):
+    las = cloud(8000, fmt=8, seed=6)
+    co = indexed(local_store, "s.copc.laz", write_copc(las, cap=250, max_depth=4))
+    piece = co.partition(square_split_strategy, 4)[1]
+    out = piece.get()
+    assert out.header.point_count == len(out.points) > 0
+    assert not any(isinstance(v, CopcInfoVlr) for v in out.header.vlrs)
+    assert np.allclose(out.header.mins, [out.x.min(), out.y.min(), out.z.min()])
+    for suffix in (".las", ".laz"):
+        piece.to_file(tmp_path / f"part{suffix}")
+        back = laspy.read(tmp_path / f"part{suffix}")
+        assert np.array_equal(records(back.points), records(out.points))
+    assert np.array_equal(piece.xyz(), np.column_stack([out.x, out.y, out.z]))
+    table = piece.to_arrow()
+    assert table.schema == piece.schema() and table.num_rows == len(out.points)
+    assert table.column_names[:3] == ["X", "Y", "Z"] and np.array_equal(table["X"].to_numpy(), np.asarray(out.x))
+    frame = piece.to_pandas(columns=["gps_time", "intensity"])
+    assert list(frame.columns) == ["gps_time", "intensity"] and len(frame) == len(out.points)
+
+
+def test_empty_cells(local_store):
+    las = cloud(500, seed=7)
+    las.X = np.where(las.X < SPAN // 2, 0, SPAN)  # two clusters at the far left and right
+    las.update_header()
+    co = indexed(local_store, "e.copc.laz", write_copc(las, cap=50, max_depth=3))
+    slices = co.partition(square_split_strategy, 9)
+    sizes = [len(s.get().points) for s in slices]
+    assert sum(sizes) == 500 and sizes[3:6] == [0, 0, 0]
+    empty = slices[4].get()
+    assert empty.header.point_count == 0 and len(empty.points) == 0
+    assert slices[4].to_arrow().num_rows == 0
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+
+
+def _entries(data: bytes) -> tuple[int, int, list[list[int]]]:
+    """The root page's offset, size and entries of a file from :func:`write_copc` (no child pages)."""
+    offset, size = struct.unpack_from("<2Q", data, INFO_AT + 40)
+    return offset, size, [list(ENTRY.unpack_from(data, offset + k * ENTRY.size)) for k in range(size // ENTRY.size)]
+
+
+def _with_entries(data: bytes, entries: list[list[int]]) -> bytes:
+    offset, _, _ = _entries(data)
+    out = bytearray(data)
+    for k, entry in enumerate(entries):
+        ENTRY.pack_into(out, offset + k * ENTRY.size, *entry)
+    return bytes(out)
+
+
+@pytest.fixture(scope="module")
+def small_copc() -> bytes:
+    return write_copc(cloud(3000, seed=8), cap=50, max_depth=3)
+
+
+def test_not_copc(store):
+    las = cloud(100)
+    plain = io.BytesIO()
+    las.write(plain, do_compress=True)
+    for name, data, cause in (
+        ("plain.laz", plain.getvalue(), "COPC info VLR"),
+        ("text.laz", b"hello world" * 100, "LASF"),
+        ("short.laz", b"LASF" + bytes(100), "cannot hold a LAS 1.4 header"),
+    ):
+        co = CloudObject.from_url("COPC", store.put(name, data), storage_options=store.options)
+        with pytest.raises(InvalidFormatError, match=cause) as err:
+            co.preprocess(progress=False)
+        assert name in str(err.value)
+
+
+def _bad_root(data: bytes, offset: int, size: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into("<2Q", out, INFO_AT + 40, offset, size)
+    return bytes(out)
+
+
+def _bad_entry(data: bytes, k: int, **change: int) -> bytes:
+    _, _, entries = _entries(data)
+    names = ("d", "x", "y", "z", "offset", "byte_size", "point_count")
+    entries[k] = [change.get(name, v) for name, v in zip(names, entries[k])]
+    return _with_entries(data, entries)
+
+
+def test_bad_hierarchy_pages(store, small_copc):
+    data = small_copc
+    root, size, entries = _entries(data)
+    last = entries[-1]
+    cases = {
+        "page size": (_bad_root(data, root, size - 5), "whole number of 32-byte entries"),
+        "page past end": (_bad_root(data, len(data) - 32, 64), "inside the object"),
+        "self reference": (_bad_entry(data, 1, offset=root, byte_size=size, point_count=-1), "hierarchy pages overlap or repeat"),
+        "chunk outside": (_bad_entry(data, 1, offset=len(data) - 10), "is not inside the point data"),
+        "chunk overlap": (_bad_entry(data, 1, offset=entries[2][4]), "node chunks overlap"),
+        "key outside": (_bad_entry(data, len(entries) - 1, x=2 ** last[0]), "outside the octree"),
+        "repeated key": (_bad_entry(data, 1, d=entries[2][0], x=entries[2][1], y=entries[2][2], z=entries[2][3]), "more than one entry"),
+        "count": (_bad_entry(data, 1, point_count=entries[1][6] + 1), "hierarchy holds 3001 points but the header says 3000"),
+        "negative count": (_bad_entry(data, 1, point_count=-2), "point count -2"),
+        "truncated": (data[: root + size // 2], "inside the object"),
+    }
+    for name, (bad, cause) in cases.items():
+        co = CloudObject.from_url("COPC", store.put(f"{name.replace(' ', '_')}.copc.laz", bad), storage_options=store.options)
+        with pytest.raises(InvalidFormatError, match=cause):
+            co.preprocess(progress=False)
+
+
+def test_point_outside_its_node_is_refused_not_lost(local_store, small_copc):
+    _, _, entries = _entries(small_copc)
+    deep = [k for k, e in enumerate(entries) if e[0] == 3]
+    a, b = deep[0], deep[-1]  # two far-apart voxels trade keys: their points now lie outside their cubes
+    assert abs(entries[a][1] - entries[b][1]) + abs(entries[a][2] - entries[b][2]) > 2
+    swapped = [list(e) for e in entries]
+    swapped[a][:4], swapped[b][:4] = entries[b][:4], entries[a][:4]
+    co = indexed(local_store, "moved.copc.laz", _with_entries(small_copc, swapped))
+    assert_once(union(co.partition(partition_num_points, 3)), np.arange(3000))
+    with pytest.raises(InvalidFormatError, match="lies outside the node's cube"):
+        for piece in co.partition(square_split_strategy, 16):
+            piece.get()
+
+
+def test_corrupt_index_and_stale_object(local_store, small_copc):
+    co = indexed(local_store, "x.copc.laz", small_copc)
+    tables = dict(co.index().tables)
+    tables["node_offset"] = tables["node_offset"][::-1].copy()
+    with pytest.raises(CorruptIndexError, match="COPC node index"):
+        CloudOptimizedPointCloud.validate_index(co.url, co.attributes, tables, {}, co.attributes.size)
+    pieces = co.partition(square_split_strategy, 2)
+    local_store.put("x.copc.laz", small_copc[:-1] + b"\0\0")
+    with pytest.raises(StaleIndexError):
+        pieces[0].get()
+    with pytest.raises(StaleIndexError):
+        co.partition(square_split_strategy, 2)
+
+
+def test_strategy_arguments(local_store, small_copc):
+    co = indexed(local_store, "a.copc.laz", small_copc)
+    for strategy, args in (
+        (square_split_strategy, (0,)),
+        (square_split_strategy, (4, -1)),
+        (partition_num_points, (2, "deep")),
+        (partition_bbox, (10, 0, 5, 1)),
+        (partition_bbox, (0, 0, float("nan"), 1)),
+    ):
+        with pytest.raises(StrategyArgumentError):
+            co.partition(strategy, *args)
+    assert len(co.partition(partition_num_points, 5000)) == 5000
+
+
+# -- at scale --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def large_copc(tmp_path_factory) -> tuple[str, int]:
+    """A COPC of 3.2 M points of format 8 with random attributes (about 70 MiB), written once."""
+    n = 3_200_000
+    rng = np.random.default_rng(11)
+    header = laspy.LasHeader(point_format=8, version="1.4")
+    header.scales, header.offsets = np.array([0.01, 0.01, 0.01]), np.zeros(3)
+    las = laspy.LasData(header)
+    las.X, las.Y, las.Z = rng.integers(0, 10**6, n), rng.integers(0, 10**6, n), rng.integers(0, 10**5, n)
+    las.intensity, las.red, las.green, las.blue, las.nir = (rng.integers(0, 2**16, n) for _ in range(5))
+    las.gps_time = np.arange(n, dtype=np.float64)
+    las.update_header()
+    path = tmp_path_factory.mktemp("copc") / "large.copc.laz"
+    path.write_bytes(write_copc(las, cap=20000, max_depth=4))
+    return str(path), n
+
+
+def test_large_copc_at_default_settings(large_copc):
+    path, n = large_copc
+    assert Path(path).stat().st_size > 64 * 2**20
+    co = CloudObject.from_url("COPC", path).preprocess(progress=False)
+    slices = co.partition(square_split_strategy, 4)
+    seen = np.zeros(n, dtype=np.int64)
+    for piece in slices:
+        np.add.at(seen, np.asarray(piece.to_arrow(columns=["gps_time"])["gps_time"]).astype(np.int64), 1)
+    assert np.all(seen == 1)
