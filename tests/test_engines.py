@@ -65,8 +65,8 @@ def csv_data() -> bytes:
 
 @pytest.fixture(scope="module")
 def dask_client():
-    pytest.importorskip("dask.dataframe")
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("dask.dataframe", reason="Dask is installed by the dask and ci extras")
+    distributed = pytest.importorskip("distributed", reason="Dask is installed by the dask and ci extras")
     with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             yield client
@@ -76,7 +76,7 @@ def dask_client():
 def lithops_executor(tmp_path_factory):
     """Lithops fully offline: localhost compute and storage (under the temp dir), runtime metadata cached in a
     temporary folder instead of ``~/.lithops``."""
-    lithops = pytest.importorskip("lithops")
+    lithops = pytest.importorskip("lithops", reason="Lithops is installed by the lithops and ci extras")
     config = {"lithops": {"backend": "localhost", "storage": "localhost"}, "localhost": {"worker_processes": 2}}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("lithops.storage.storage.CACHE_DIR", str(tmp_path_factory.mktemp("lithops-cache")), raising=False)
@@ -169,7 +169,7 @@ def test_spawn_pool_over_s3_slices(s3_store, csv_data, tmp_path):
 
 
 def test_ray_preprocess_and_slices(local_store, csv_data, tmp_path):
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray", reason="Ray is installed by the ray and ci extras")
     from dataplug.integrations.ray import map_slices, to_dataset
 
     url = local_store.put("quoted.csv", csv_data)

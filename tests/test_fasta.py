@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pysam
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+pysam = pytest.importorskip("pysam", reason="the reference, samtools' faidx through pysam, is installed by the ci extra")
 
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy, partition_num_sequences, region, write_fai

@@ -18,7 +18,7 @@ from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_r
 from dataplug.storage import read_stats
 from tests.test_codecs import encode
 
-pysam = pytest.importorskip("pysam")
+pysam = pytest.importorskip("pysam", reason="the reference, htslib through pysam, is installed by the ci extra")
 
 CODECS = ["none", "gzip", "gzip-members", "bgzf"]
 SLOW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
