@@ -900,3 +900,11 @@ def inflate_from(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     return _Inflater(checkpoint, url, chunk_size).run(_pieces(fetched))
+
+
+def export_index(co: Any, url: str, format: str = "gzidx") -> None:
+    """Write ``co``'s checkpoints as an index indexed_gzip and rapidgzip import (see
+    :func:`dataplug.codecs.gzip_interop.export_index`)."""
+    from dataplug.codecs.gzip_interop import export_index as export
+
+    export(co, url, format)

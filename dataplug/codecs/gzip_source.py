@@ -99,8 +99,10 @@ class GzipReader:
 
 @register_codec
 class GzipCodec(Codec):
-    """gzip, one member or many (``cat a.gz b.gz``, pigz). Option ``spacing``: uncompressed bytes between
-    checkpoints (default: from the object's size, see :func:`dataplug.codecs.gzip.default_spacing`)."""
+    """gzip, one member or many (``cat a.gz b.gz``, pigz). Options: ``spacing``, uncompressed bytes between
+    checkpoints (default: from the object's size, see :func:`dataplug.codecs.gzip.default_spacing`);
+    ``adopt_index``, the URL of a GZIDX index of the object to take the checkpoints from instead of the
+    sequential pass (see :mod:`dataplug.codecs.gzip_interop`)."""
 
     name = "gzip"
 
@@ -125,6 +127,11 @@ class GzipCodec(Codec):
     @classmethod
     def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
         url, size = ctx.obj.url, ctx.info.size
+        adopt = ctx.options.get("adopt_index")
+        if adopt:
+            from dataplug.codecs.gzip_interop import adopt_scan  # it builds on this module
+
+            return adopt_scan(ctx, scanner, str(adopt))
         spacing = int(ctx.options.get("spacing", default_spacing(size)))
         if spacing < 1:
             raise InvalidFormatError(url, f"spacing must be a positive number of bytes, got {spacing}")
