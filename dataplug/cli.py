@@ -58,14 +58,11 @@ def _object(args: argparse.Namespace) -> CloudObject:
     return CloudObject.from_url(args.format, args.url, _pairs(args.storage_option, "storage option"), args.index_location)
 
 
-def _strategy_call(co: CloudObject, name: str, raw: list[str]) -> tuple[Callable[..., list[Any]], list[Any], dict[str, Any]]:
-    strategies = co.format.all_strategies()
-    fn = strategies.get(name)
-    if fn is None:
-        raise StrategyArgumentError(co.url, f"{co.format.name} has no strategy {name!r}; it has {', '.join(sorted(strategies))}")
+def _arguments(raw: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """Strategy arguments from the command line: values, and ``KEY=VALUE`` keywords."""
     positional = [_value(a) for a in raw if not _is_keyword(a)]
     keywords = {k: _value(v) for k, _, v in (a.partition("=") for a in raw if _is_keyword(a))}
-    return fn, positional, keywords
+    return positional, keywords
 
 
 def _is_keyword(arg: str) -> bool:
@@ -75,11 +72,13 @@ def _is_keyword(arg: str) -> bool:
 
 def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
     co = _object(args)
-    fn, positional, keywords = _strategy_call(co, args.strategy, args.args)
+    positional, keywords = _arguments(args.args)
+    if args.strategy not in co.format.all_strategies():
+        co.partition(args.strategy)  # the error that lists the format's strategies
     if not co.is_preprocessed():
         print(f"dataplug: {co.url} has no fresh {co.format.name} index yet: indexing it first (what `dataplug index` does)", file=sys.stderr)
         co.preprocess(progress=getattr(args, "progress", None))
-    return co, co.partition(fn, *positional, **keywords)
+    return co, co.partition(args.strategy, *positional, **keywords)
 
 
 def _describe(s: Any) -> dict[str, Any]:

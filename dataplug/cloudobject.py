@@ -329,8 +329,14 @@ class CloudObject:
         self._attributes = data.attributes
         return self
 
-    def partition(self, strategy: Callable[..., list[Any]], *args: Any, **kwargs: Any) -> list[Any]:
-        """Slices from ``strategy(self, *args, **kwargs)``; refuses a missing or stale index."""
+    def partition(self, strategy: Callable[..., list[Any]] | str, *args: Any, **kwargs: Any) -> list[Any]:
+        """Slices from ``strategy(self, *args, **kwargs)``; refuses a missing or stale index. ``strategy`` is
+        a strategy function or its name (``"partition_num_chunks"``, see ``co.format.all_strategies()``)."""
+        if isinstance(strategy, str):
+            strategies = self.format.all_strategies()
+            if strategy not in strategies:
+                raise StrategyArgumentError(self.url, f"{self.format.name} has no strategy {strategy!r}; it has {', '.join(sorted(strategies))}")
+            strategy = strategies[strategy]
         data_format = getattr(strategy, "data_format", None)
         if data_format is None:
             raise DataplugError(self.url, f"{getattr(strategy, '__name__', strategy)!r} is not a dataplug strategy (decorate it with @strategy)")
@@ -381,7 +387,7 @@ def open_url(
     preprocessing options. Exported as ``dataplug.open``::
 
         co = dataplug.open("s3://bucket/reads.fastq.gz")
-        slices = co.partition(co.format.all_strategies()["partition_reads_batches"], 8)
+        slices = co.partition("partition_reads_batches", 8)
     """
     co = CloudObject(format, url, storage_options, index_location, index_storage_options)
     if preprocess:

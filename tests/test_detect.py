@@ -86,7 +86,7 @@ def test_open_detects_indexes_and_is_ready_to_partition(local_store):
     url = local_store.put("w.csv.gz", gzip.compress(header + b"\n" + body * 50))
     co = dataplug.open(url)
     assert co.format.name == "CSV" and co.is_preprocessed() and co.attributes.compression == "gzip"
-    slices = co.partition(co.format.all_strategies()["partition_num_chunks"], 4)
+    slices = co.partition("partition_num_chunks", 4)
     assert sum(s.num_records for s in slices) == co.attributes.rows == 150
     assert dataplug.open(url, format="utf8text").format.name == "UTF8Text"
 
@@ -110,10 +110,10 @@ def test_empty_object_and_empty_slices_warn(local_store):
         CloudObject.from_url("UTF8Text", url).preprocess()
     co = dataplug.open(local_store.put("three.csv", b"a\n1\n2\n3\n"), format="CSV")
     with pytest.warns(EmptyResultWarning, match="7 of the 10 slices are empty"):
-        co.partition(co.format.all_strategies()["partition_num_chunks"], 10)
+        co.partition("partition_num_chunks", 10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        co.partition(co.format.all_strategies()["partition_num_chunks"], 3)
+        co.partition("partition_num_chunks", 3)
 
 
 def test_mistyped_options_and_strategy_arguments_teach(local_store):
@@ -134,7 +134,7 @@ def test_csv_in_latin1(local_store):
     with pytest.raises(InvalidFormatError, match="encoding='latin-1'"):
         dataplug.open(url, format="CSV", delimiter=";")
     co = dataplug.open(url, format="CSV", delimiter=";", encoding="latin-1")
-    slices = co.partition(co.format.all_strategies()["partition_num_chunks"], 5)
+    slices = co.partition("partition_num_chunks", 5)
     table = __import__("pyarrow").concat_tables([s.to_arrow() for s in slices])
     assert table.num_rows == 599 and table.column("ville").to_pylist()[:2] == ["Málaga", "Köln"]
     out = io.BytesIO()

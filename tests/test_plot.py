@@ -22,7 +22,7 @@ def _is_png(path) -> bool:
 def test_plot_a_gzip_partition_with_its_checkpoints(local_store, tmp_path):
     reads = b"".join(b"@r%d\n%s\n+\n%s\n" % (i, b"ACGT" * 20, b"I" * 80) for i in range(20_000))
     co = dataplug.open(local_store.put("r.fastq.gz", gzip.compress(reads)), spacing=2**18)
-    slices = co.partition(co.format.all_strategies()["partition_reads_batches"], 9)
+    slices = co.partition("partition_reads_batches", 9)
     assert _is_png(co.plot_partition(slices, str(tmp_path / "fq.png")))
 
 
