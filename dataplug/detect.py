@@ -57,13 +57,17 @@ class Detection:
 
 
 def detect_format(obj: StorageObject, info: ObjectInfo | None = None) -> Detection:
-    """The format of ``obj``, from at most one range read of its first :data:`HEAD_BYTES`.
+    """The format of ``obj``, from one range read of its first :data:`HEAD_BYTES` (two when its codec
+    needs more to decode a sample, as bzip2 does).
 
     Raises :class:`InvalidFormatError` for bytes no dataplug format reads (naming what they look like).
     """
     info = info or obj.info()
     raw = obj.read_range(0, min(info.size, HEAD_BYTES)) if info.size else b""
-    detection = sniff(obj.url, raw, complete=info.size <= HEAD_BYTES)
+    wanted = min(info.size, get_codec(detect_codec(raw)).head_bytes(SAMPLE_BYTES))
+    if len(raw) < wanted:  # a codec that decodes whole blocks only (bzip2)
+        raw = obj.read_range(0, wanted)
+    detection = sniff(obj.url, raw, complete=info.size <= len(raw))
     if detection.format in ("UTF8Text", "CSV") and "few lines" in detection.reason:
         warnings.warn(f"{obj.url}: detected {detection.describe()}", FormatDetectionWarning, stacklevel=3)
     return detection

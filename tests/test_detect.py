@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import warnings
@@ -34,7 +35,13 @@ def _bgzf(data: bytes) -> bytes:
     return block(data) + block(b"")
 
 
-CODECS = {"plain": lambda d: d, "gzip": gzip.compress, "bgzf": _bgzf}
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+CODECS = {"plain": lambda d: d, "gzip": gzip.compress, "bgzf": _bgzf, "zstd": _zstd, "bzip2": bz2.compress}
 
 
 @pytest.mark.parametrize("codec", sorted(CODECS))
