@@ -1,0 +1,277 @@
+"""zstd under every line framing: the seekable format (seek table only, no decoding pass), several frames
+(found by walking headers, some without their content size, with skippable and empty frames between) and
+one frame; every record exactly once for every slice count, and clear errors for corrupt objects."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
+from dataplug.codecs import detect_codec
+from dataplug.codecs.zstd import SliceInsideFrameWarning, ZstdCodec, read_seek_table, seek_table
+from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks, partition_rows
+from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks as text_chunks
+from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy
+from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
+from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunks
+from dataplug.storage import StorageObject, read_stats
+from tests.test_codecs import SLOW, fastq_oracle
+from tests.test_csv import csv_files, whole_file_table
+from tests.test_fastq_gzip import make_fastq
+from tests.test_large import LARGE, _fastq, _text
+from tests.test_text import TEXT, expected_lines
+
+KINDS = ["seekable", "frames", "single"]
+SKIPPABLE = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello"
+
+
+def frame(data: bytes, known: bool = True, checksum: bool = False) -> bytes:
+    """One zstd frame; ``known=False`` leaves the content size out of its header (streamed compression)."""
+    if known:
+        return zstandard.ZstdCompressor(write_checksum=checksum).compress(data)
+    obj = zstandard.ZstdCompressor(write_checksum=checksum).compressobj()
+    return obj.compress(data) + obj.flush()
+
+
+def seekable(data: bytes, size: int, checksum: bool = False) -> bytes:
+    """The seekable format with frames of ``size`` decoded bytes."""
+    parts = [data[i : i + size] for i in range(0, len(data), size)]
+    frames = [frame(p, checksum=checksum) for p in parts]
+    return b"".join(frames) + seek_table([len(f) for f in frames], [len(p) for p in parts])
+
+
+def encode(data: bytes, kind: str, seed: int = 0) -> bytes:
+    """``data`` as zstd of ``kind``. Seekable frames hold a few dozen bytes so small inputs get many; plain
+    frames are cut at random places, some without their content size or with a checksum, with empty and
+    skippable frames between (as pzstd writes)."""
+    rng = np.random.default_rng(seed)
+    if kind == "seekable":
+        return seekable(data, 1 + seed % 60)
+    if kind == "single":
+        return frame(data, known=seed % 2 == 0, checksum=seed % 3 == 0)
+    cuts = sorted(int(x) for x in rng.integers(0, len(data) + 1, 4))
+    out = []
+    for a, b in zip([0, *cuts], [*cuts, len(data)]):
+        if rng.random() < 0.3:
+            out.append(SKIPPABLE)
+        out.append(frame(data[a:b], known=bool(rng.random() < 0.6), checksum=bool(rng.random() < 0.5)))
+    return b"".join(out)
+
+
+@SLOW
+@given(text=TEXT, kind=st.sampled_from(KINDS), chunk_size=st.integers(1, 60), seed=st.integers(0, 99))
+def test_text_every_line_once(local_store, text, kind, chunk_size, seed):
+    data = text.encode()
+    co = CloudObject.from_url(UTF8Text, local_store.put(f"t{len(data)}-{kind}-{chunk_size}-{seed}.zst", encode(data, kind, seed)))
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=7)
+    assert co.attributes.compression == "zstd" and co.attributes.uncompressed_size == len(data)
+    lines = expected_lines(text)
+    assert co.attributes.lines == len(lines)
+    for n in range(1, len(lines) + 3):
+        for strategy in (text_chunks, partition_chunk_lines):
+            slices = co.partition(strategy, n)
+            assert "".join(s.get() for s in slices) == text
+            assert sum((s.lines() for s in slices), []) == lines
+
+
+@SLOW
+@given(file=csv_files(), kind=st.sampled_from(KINDS), chunk_size=st.integers(1, 60), seed=st.integers(0, 99))
+def test_csv_every_row_once(local_store, file, kind, chunk_size, seed):
+    data, nrows, ncols = file
+    co = CloudObject.from_url(CSV, local_store.put(f"c{len(data)}-{kind}-{chunk_size}-{seed}.csv.zst", encode(data, kind, seed)))
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=5)
+    assert co.attributes.rows == nrows
+    whole = whole_file_table(data, ncols)
+    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
+    for n in range(1, nrows + 3):
+        for strategy in (csv_chunks, partition_rows):
+            slices = co.partition(strategy, n)
+            assert sum(s.num_records for s in slices) == nrows
+            assert data.endswith(b"".join(s.raw() for s in slices))
+            if n in (1, 3, nrows + 2):
+                assert pa.concat_tables([s.to_arrow(column_types=types) for s in slices]).equals(whole)
+
+
+@SLOW
+@given(reads=st.one_of(st.integers(0, 20), st.integers(21, 150)), kind=st.sampled_from(KINDS), chunk_size=st.integers(16, 3000), seed=st.integers(0, 2**16))
+def test_fastq_every_read_once(local_store, reads, kind, chunk_size, seed):
+    data = make_fastq(reads, seed)
+    co = CloudObject.from_url(FASTQ, local_store.put(f"q{reads}-{kind}-{chunk_size}-{seed}.fq.zst", encode(data, kind, seed * 7 + 1)))
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=97)
+    assert co.attributes.reads == reads
+    expected = fastq_oracle(data)
+    for n in range(1, reads + 3) if reads <= 20 else (1, 2, 7, reads + 2):
+        for strategy in (partition_reads_batches, partition_sequences_per_chunk):
+            slices = co.partition(strategy, n)
+            assert [r for s in slices for r in s.reads()] == expected
+            assert all(s.first % 4 == 0 for s in slices)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fastq_on_s3_and_locally(store, kind):
+    data = make_fastq(3000, 5)
+    co = CloudObject.from_url(FASTQ, store.put(f"r.fastq.{kind}.zst", encode(data, kind, 11)), storage_options=store.options)
+    co.preprocess(chunk_size=50_000)
+    assert co.attributes.compression == "zstd"
+    assert [r for s in co.partition(partition_reads_batches, 9) for r in s.reads()] == fastq_oracle(data)
+
+
+def test_fasta_and_vcf_over_zstd(local_store):
+    seqs = {f"chr{i}": "ACGT" * (15 * (i + 3)) for i in range(40)}
+    fasta = "".join(f">{name} description\n" + "\n".join(seq[j : j + 60] for j in range(0, len(seq), 60)) + "\n" for name, seq in seqs.items()).encode()
+    co = CloudObject.from_url(FASTA, local_store.put("g.fa.zst", seekable(fasta, 777))).preprocess(chunk_size=5000)
+    assert co.attributes.compression == "zstd" and co.attributes.sequences == 40
+    for n in (1, 5, 90):
+        table = pa.concat_tables([s.to_arrow() for s in co.partition(partition_chunks_strategy, n)])
+        joined: dict[str, str] = {}
+        for name, piece in zip(table.column("name").to_pylist(), table.column("sequence").to_pylist()):
+            joined[name] = joined.get(name, "") + piece
+        assert joined == seqs
+    header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    records = [f"chr1\t{i}\t.\tA\tC\t50\tPASS\t.\n" for i in range(1, 2001)]
+    co = CloudObject.from_url(VCF, local_store.put("v.vcf.zst", encode((header + "".join(records)).encode(), "frames", 3))).preprocess(chunk_size=5000)
+    assert co.attributes.compression == "zstd" and co.attributes.records == 2000
+    assert [r + "\n" for s in co.partition(vcf_chunks, 7) for r in s.records()] == records
+
+
+def test_detected_from_the_bytes(local_store):
+    data = b"".join(b"line %d\n" % i for i in range(5000))
+    for kind in KINDS:
+        assert detect_codec(encode(data, kind, 59)) == "zstd"
+        co = CloudObject.from_url(UTF8Text, local_store.put(f"no-suffix-{kind}.txt", encode(data, kind, 59)))
+        assert "".join(s.get() for s in co.preprocess().partition(text_chunks, 4)).encode() == data
+    assert detect_codec(SKIPPABLE + frame(data)) == "zstd" and detect_codec(b"\x28\xb5\x2f") == "none"
+
+
+def test_seek_table_alone_indexes_the_frames(local_store):
+    data = b"".join(b"record %d\n" % i for i in range(200_000))
+    stored = seekable(data, 100_000)
+    obj = StorageObject(local_store.put("s.txt.zst", stored))
+    read_stats.reset()
+    frames = read_seek_table(obj, obj.info())
+    assert read_stats.requests[obj.url] == 1 and read_stats.bytes[obj.url] <= 64 * 1024
+    assert frames.decoded.tolist() == list(range(0, len(data), 100_000)) + [len(data)]
+    plain = StorageObject(local_store.put("plain.zst", frame(data)))
+    assert read_seek_table(plain, plain.info()) is None
+
+
+def test_seek_table_with_checksums_and_skippable_entries(local_store):
+    parts = [b"a\n" * 300, b"", b"b\n" * 200]
+    frames = [frame(p) for p in parts[:1]] + [SKIPPABLE] + [frame(parts[2])]
+    entries = b"".join(len(f).to_bytes(4, "little") + len(p).to_bytes(4, "little") + bytes(4) for f, p in zip(frames, parts))
+    body = entries + (3).to_bytes(4, "little") + b"\x80" + (0x8F92EAB1).to_bytes(4, "little")
+    stored = b"".join(frames) + (0x184D2A5E).to_bytes(4, "little") + len(body).to_bytes(4, "little") + body
+    co = CloudObject.from_url(UTF8Text, local_store.put("cs.txt.zst", stored)).preprocess()
+    assert co.attributes.checkpoints == 2 and co.attributes.lines == 500
+    assert "".join(s.get() for s in co.partition(text_chunks, 3)) == "a\n" * 300 + "b\n" * 200
+
+
+def test_single_frame_warns_when_slices_start_deep_inside_it(local_store):
+    data = b"".join(b"line number %09d\n" % i for i in range(400_000))  # 8.4 MB
+    co = CloudObject.from_url(UTF8Text, local_store.put("one.txt.zst", frame(data))).preprocess()
+    assert co.attributes.checkpoints == 1
+    with pytest.warns(SliceInsideFrameWarning, match="seekable format"):
+        slices = co.partition(text_chunks, 4)
+    assert "".join(s.get() for s in slices).encode() == data
+    seek = CloudObject.from_url(UTF8Text, local_store.put("seek.txt.zst", seekable(data, 2**20))).preprocess()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SliceInsideFrameWarning)
+        assert "".join(s.get() for s in seek.partition(text_chunks, 16)).encode() == data
+
+
+def _corrupt(stored: bytes, at: int) -> bytes:
+    bad = bytearray(stored)
+    bad[at] ^= 0x5A
+    return bytes(bad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_corrupt_frames_are_clear_errors(local_store, kind):
+    """Frames with checksums, as the zstd tool writes them (without one, a changed literal byte decodes)."""
+    data = b"".join(b"line %d of some text\n" % i for i in range(30_000))
+    parts = [data[i : i + 50_000] for i in range(0, len(data), 50_000)]
+    stored = {
+        "seekable": seekable(data, 50_000, checksum=True),
+        "frames": b"".join(frame(p, known=i % 2 == 0, checksum=True) for i, p in enumerate(parts)),
+        "single": frame(data, checksum=True),
+    }[kind]
+    for name, bad in (("truncated", stored[: len(stored) // 2]), ("flipped", _corrupt(stored, len(stored) // 3))):
+        co = CloudObject.from_url(UTF8Text, local_store.put(f"{name}-{kind}.zst", bad))
+        with pytest.raises(InvalidFormatError, match="zstd") as err:
+            co.preprocess()
+        assert co.url in str(err.value) and err.value.offset is not None
+
+
+def test_seek_table_that_does_not_fit_is_a_clear_error(local_store):
+    data = b"".join(b"line %d\n" % i for i in range(20_000))
+    parts = [data[i : i + 10_000] for i in range(0, len(data), 10_000)]
+    frames = [frame(p) for p in parts]
+    wrong_total = b"".join(frames) + seek_table([len(f) + 1 for f in frames], [len(p) for p in parts])
+    wrong_sizes = b"".join(frames) + seek_table([len(f) for f in frames], [len(p) + (i == 3) - (i == 4) for i, p in enumerate(parts)])
+    for name, stored, message in (("total", wrong_total, "seek table does not match"), ("sizes", wrong_sizes, "frame index does not match")):
+        with pytest.raises(InvalidFormatError, match=message):
+            CloudObject.from_url(UTF8Text, local_store.put(f"{name}.zst", stored)).preprocess(chunk_size=30_000)
+
+
+def test_forced_zstd_on_other_bytes_is_a_clear_error(local_store):
+    co = CloudObject.from_url(UTF8Text, local_store.put("plain.txt", b"just text\n"))
+    with pytest.raises(InvalidFormatError, match="not zstd"):
+        co.preprocess(compression="zstd")
+
+
+def test_crafted_frame_tables_are_refused():
+    good = {"zstd_compressed": np.array([0, 50, 90], np.uint64), "zstd_decoded": np.array([0, 1000, 1500], np.uint64)}
+    assert ZstdCodec.validate("u", good, {}, 100, {"uncompressed_size": 1500}) == 1500
+    for tables, logical in (
+        ({**good, "zstd_decoded": np.array([0, 1000, 999], np.uint64)}, 999),
+        ({**good, "zstd_compressed": np.array([0, 50, 200], np.uint64)}, 1500),
+        ({**good, "zstd_decoded": np.array([0, 2**40, 2**40 + 1], np.uint64)}, 2**40 + 1),
+        (good, 1501),
+    ):
+        with pytest.raises(CorruptIndexError):
+            ZstdCodec.validate("u", tables, {}, 100, {"uncompressed_size": logical})
+
+
+@pytest.fixture(scope="session")
+def large_zstd(tmp_path_factory):
+    """≥ 64 MiB of text as seekable zstd (frames of 4 MiB) and of FASTQ as one frame; level 1 keeps it quick."""
+    rng = np.random.default_rng(77)
+    root = tmp_path_factory.mktemp("large-zstd")
+    text, fastq = _text(rng, LARGE), _fastq(rng, 320_000)
+    parts = [text[i : i + 4 * 2**20] for i in range(0, len(text), 4 * 2**20)]
+    frames = [zstandard.ZstdCompressor(level=1).compress(p) for p in parts]
+    (root / "text.zst").write_bytes(b"".join(frames) + seek_table([len(f) for f in frames], [len(p) for p in parts]))
+    (root / "fastq.zst").write_bytes(zstandard.ZstdCompressor(level=1).compress(fastq))
+    return {"text": (str(root / "text.zst"), text), "fastq": (str(root / "fastq.zst"), fastq)}
+
+
+def _digest(parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
+def test_large_seekable_text_at_default_settings(large_zstd):
+    url, plain = large_zstd["text"]
+    co = CloudObject.from_url(UTF8Text, url).preprocess()
+    assert co.attributes.lines == plain.count(b"\n") and co.attributes.checkpoints == len(plain) // (4 * 2**20) + 1
+    for n in (1, 7, 64):
+        assert _digest(s.raw() for s in co.partition(text_chunks, n)) == hashlib.sha256(plain).hexdigest()
+
+
+def test_large_single_frame_fastq_at_default_settings(large_zstd):
+    url, plain = large_zstd["fastq"]
+    co = CloudObject.from_url(FASTQ, url).preprocess()
+    assert co.attributes.reads == plain.count(b"\n") // 4 and co.attributes.checkpoints == 1
+    with pytest.warns(SliceInsideFrameWarning):
+        slices = co.partition(partition_reads_batches, 3)
+    assert _digest(s.raw() for s in slices) == hashlib.sha256(plain).hexdigest()
