@@ -1,7 +1,8 @@
 """Pictures of a partition (``co.plot_partition(slices, path)``, ``dataplug plot``), drawn from the index
 and the slices alone: no object bytes are read.
 
-- Spatial slices (LiDAR, COPC): the cells over a point-density map made from the index's block bounds.
+- Spatial slices (LiDAR, COPC): the cells over a point-density map made from the index's block bounds
+  (LiDAR; COPC cells are drawn over a blank extent).
 - Record slices (text, CSV, FASTQ, FASTA, VCF, ...): records and bytes per slice as bars, and for a
   compressed object the checkpoints along its decoded stream under the slices' spans.
 
@@ -27,8 +28,8 @@ def plot_partition(co: Any, slices: list[Any], path: str) -> str:
         raise DataplugError(co.url, 'plots need matplotlib: pip install "dataplug[plot]"') from None
     if not slices:
         raise DataplugError(co.url, "no slices to draw")
-    windows = [getattr(s, "window", None) for s in slices]
-    spatial = all(isinstance(w, tuple) and len(w) == 4 for w in windows) and hasattr(co.attributes, "min_x")
+    windows = [getattr(s, "extent", getattr(s, "window", None)) for s in slices]
+    spatial = all(isinstance(w, tuple) and len(w) == 4 for w in windows) and hasattr(co.attributes, "mins")
     fig = Figure(figsize=(9, 7.5) if spatial else (10, 7), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     if spatial:
@@ -44,7 +45,7 @@ def _spatial(fig: Any, co: Any, slices: list[Any], windows: list[tuple[float, fl
 
     a = co.attributes
     ax = fig.add_subplot()
-    extent = (a.min_x, a.max_x, a.min_y, a.max_y)
+    extent = (a.mins[0], a.maxs[0], a.mins[1], a.maxs[1])
     density = _density(co, extent)
     if density is not None:
         image = ax.imshow(density.T, origin="lower", extent=extent, cmap="viridis", aspect="equal", interpolation="nearest")
@@ -64,10 +65,11 @@ def _density(co: Any, extent: tuple[float, float, float, float], bins: int = 256
     """Points per pixel, spreading each indexed block's points evenly over its bounding box (the index
     keeps per-block bounds and counts, so no point is read)."""
     tables = co.index().tables
-    names = ("block_min_x", "block_min_y", "block_max_x", "block_max_y", "block_points")
-    if not all(n in tables for n in names):
+    if "block_bounds" not in tables or "block_first" not in tables:
         return None
-    x0, y0, x1, y1, n = (np.asarray(tables[k], dtype=np.float64) for k in names)
+    bounds = np.asarray(tables["block_bounds"], dtype=np.float64)  # min x, y, z, max x, y, z per block
+    x0, y0, x1, y1 = bounds[:, 0], bounds[:, 1], bounds[:, 3], bounds[:, 4]
+    n = np.diff(np.asarray(tables["block_first"], dtype=np.float64))
     grid = np.zeros((bins, bins))
     sx = bins / max(extent[1] - extent[0], 1e-12)
     sy = bins / max(extent[3] - extent[2], 1e-12)
