@@ -88,18 +88,18 @@ def read_gzidx(url: str, data: bytes, size: int) -> list[Checkpoint]:
     the points that have a window and lie inside the object (point 0 is replaced by the object start).
     A file that is not GZIDX, or not this object's, is an :class:`InvalidFormatError` naming ``url``."""
     if len(data) < _HEADER.size or data[:5] != MAGIC:
-        raise InvalidFormatError(url, "not a GZIDX index (indexed_gzip / rapidgzip): bad magic bytes", offset=0)
+        raise InvalidFormatError(url, f"{url} is not a GZIDX index (indexed_gzip / rapidgzip): bad magic bytes", offset=0)
     _, version, _, compressed, _, _, window_size, count = _HEADER.unpack_from(data)
     if version > 1:
-        raise InvalidFormatError(url, f"GZIDX version {version} is newer than the 0 and 1 dataplug reads", offset=5)
+        raise InvalidFormatError(url, f"the GZIDX index {url} has version {version}; dataplug reads 0 and 1", offset=5)
     if compressed != size:
-        raise InvalidFormatError(url, f"the GZIDX index is for an object of {compressed} bytes, not {size}", offset=7)
+        raise InvalidFormatError(url, f"the GZIDX index {url} is for an object of {compressed} bytes, not {size}", offset=7)
     if window_size < WINDOW_SIZE or window_size > 1 << 20:
-        raise InvalidFormatError(url, f"GZIDX window size {window_size} outside 32 KiB .. 1 MiB", offset=27)
+        raise InvalidFormatError(url, f"the GZIDX index {url} has window size {window_size}, outside 32 KiB .. 1 MiB", offset=27)
     point_size = _POINT.size if version else _POINT.size - 1
     table_end = _HEADER.size + count * point_size
     if table_end > len(data):
-        raise InvalidFormatError(url, f"GZIDX index ends inside its table of {count} points", offset=len(data))
+        raise InvalidFormatError(url, f"the GZIDX index {url} ends inside its table of {count} points", offset=len(data))
     pos, out = table_end, [Checkpoint(0, 0, 0, 0)]
     for i in range(count):
         at = _HEADER.size + i * point_size
@@ -110,12 +110,12 @@ def read_gzidx(url: str, data: bytes, size: int) -> list[Checkpoint]:
         stored = data[pos : pos + window_size]
         pos += window_size
         if len(stored) < window_size:
-            raise InvalidFormatError(url, f"GZIDX index ends inside the window of point {i}", offset=len(data))
+            raise InvalidFormatError(url, f"the GZIDX index {url} ends inside the window of point {i}", offset=len(data))
         window = stored[-WINDOW_SIZE:]
         if c >= size:  # a point at the end of the stream (indexed_gzip writes one): nothing follows it
             continue
         if bits > 7 or c < (1 if bits else 0) or u <= out[-1].uncompressed_offset or c < out[-1].compressed_offset:
-            raise InvalidFormatError(url, f"GZIDX point {i} ({c} B {bits} b -> {u}) does not fit the object or the points before it", offset=at)
+            raise InvalidFormatError(url, f"point {i} of the GZIDX index {url} ({c} B {bits} b -> {u}) does not fit the object or the points before it", offset=at)
         out.append(Checkpoint(c, bits, u, 0, window[-u:] if u < WINDOW_SIZE else window))
     return out
 
@@ -129,7 +129,7 @@ def _compressed(obj: StorageObject, info: Any, start: int, end: int) -> Iterator
         start, step = stop, step * 4
 
 
-def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, item: tuple[Checkpoint, int, int | None]) -> tuple[Any, bytes, tuple[int, int], tuple[int, int], int]:
+def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: str, item: tuple[Checkpoint, int, int | None]) -> tuple[Any, bytes, tuple[int, int], tuple[int, int], int]:
     """Map step: decode from one adopted checkpoint through the logical range it covers (from the byte
     after the checkpoint, which is the range's byte of context, to the byte after the next checkpoint at
     ``next_u``; to the end for the last), the 32 KiB after ``next_u`` and the scanner's look-ahead.
@@ -150,11 +150,15 @@ def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, item: tuple[
     inflater = _Inflater(checkpoint, obj.url, DEFAULT_CHUNK_SIZE)
     out = bytearray()
     eof = True
-    for chunk in inflater.run(kept()):
-        out += chunk
-        if next_u is not None and len(out) >= next_u - u + WINDOW_SIZE and scanner.enough(np.frombuffer(out, np.uint8)[next_u + 1 - u :]):
-            eof = False
-            break
+    try:
+        for chunk in inflater.run(kept()):
+            out += chunk
+            if next_u is not None and len(out) >= next_u - u + WINDOW_SIZE and scanner.enough(np.frombuffer(out, np.uint8)[next_u + 1 - u :]):
+                eof = False
+                break
+    except InvalidFormatError as exc:
+        where = f"its point at byte {checkpoint.compressed_offset} ({checkpoint.bits} bits)" if u else "the object start"
+        raise InvalidFormatError(obj.url, f"decoding from {where} failed ({exc.cause}): the adopted index {index_url} does not fit the object, or the object is corrupt", offset=exc.offset) from None
     if eof and (inflater.mode != "zeros" or len(inflater.pending) < inflater.skip):
         raise InvalidFormatError(obj.url, "truncated gzip stream", offset=info.size)
     end = u + len(out) if next_u is None else next_u + 1
@@ -176,12 +180,12 @@ def adopt_scan(ctx: Any, scanner: Scanner, url: str) -> tuple[list[Any], CodecIn
     points = read_gzidx(url, location.read_all(), ctx.info.size)
     items = [(p, q.compressed_offset, q.uncompressed_offset) for p, q in itertools.pairwise(points)]
     items.append((points[-1], ctx.info.size, None))
-    step = functools.partial(_adopted_range, ctx.obj, ctx.info, scanner)
+    step = functools.partial(_adopted_range, ctx.obj, ctx.info, scanner, url)
     results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url} from {url}")
     for k in range(1, len(results)):
         if results[k - 1][3] != results[k][2]:
             at = points[k]
-            raise InvalidFormatError(url, f"the adopted index does not match the object: decoding from its point at byte {at.compressed_offset} ({at.bits} bits) does not give the bytes found at decoded offset {at.uncompressed_offset}", offset=at.compressed_offset)
+            raise InvalidFormatError(ctx.obj.url, f"the adopted index {url} does not fit the object: decoding from its point at byte {at.compressed_offset} ({at.bits} bits) does not give the bytes found at decoded offset {at.uncompressed_offset}", offset=at.compressed_offset)
     total = results[-1][4]
     windows = [window for _, window, _, _, _ in results]
     lengths = np.array([len(w) for w in windows], np.uint32)
