@@ -9,8 +9,9 @@ the page cache, then prints:
   (GDAL's default: one decoding thread), and ÷ a rasterio read with ``NUM_THREADS=ALL_CPUS``;
 - requests and bytes the index pass read, and the sidecar's size ÷ the object's.
 Workers return pixel counts, not arrays, so no result crosses a process boundary; rasterio's read stays in
-its process too. Each time is the best of ``--repeat`` runs (default 2). The load average is printed before
-and after: other work on the machine slows every figure.
+its process too. The contenders run in turn for ``--repeat`` rounds (default 5); times are medians and each
+ratio is the median of the rounds' ratios. The load average is printed before and after: other work on the
+machine slows every figure.
 
     python benchmarks/geospatial_cog.py --size 6144 --slices 16 --workers 2
 """
@@ -26,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import rasterio
 import rasterio.shutil
-from _common import best_of, timed, warm_page_cache
+from _common import timed, warm_page_cache
 from affine import Affine
 
 from dataplug import CloudObject
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=6144)
     parser.add_argument("--slices", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
 
@@ -81,33 +82,43 @@ def main() -> None:
         t_gen, _ = timed(lambda: generate(path, args.size))
         size = os.path.getsize(path)
         warm_page_cache(path)
-        t_read, total = best_of(lambda: read_all(path), args.repeat)
-        t_read_mt, _ = best_of(lambda: read_all(path, "ALL_CPUS"), args.repeat)
         co = CloudObject.from_url(COG, path)
         read_stats.reset()
         co.preprocess(force=True, progress=False)
         requests, index_bytes = read_stats.requests[co.url], read_stats.bytes[co.url]
-        t_index, _ = best_of(lambda: co.preprocess(force=True, progress=False), args.repeat)
         sidecar = co.index().nbytes() + len(co.index_location.child("manifest.json").read_all())
         slices = co.partition(partition_tiles, args.slices)
-        t_slices, got = best_of(lambda: sum(pool.map(pixels, slices)), args.repeat)
-        assert got == total, (got, total)
-        a = co.attributes
+        runs: dict[str, list[float]] = {"read": [], "threaded": [], "index": [], "tiles": []}
+        for _ in range(args.repeat):  # contenders in turn, so a drift in the machine's speed hits each pair alike
+            t_read, total = timed(lambda: read_all(path))
+            t_threaded, _ = timed(lambda: read_all(path, "ALL_CPUS"))
+            t_index, _ = timed(lambda: co.preprocess(force=True, progress=False))
+            t_tiles, got = timed(lambda: sum(pool.map(pixels, slices)))
+            assert got == total, (got, total)
+            for name, t in zip(runs, (t_read, t_threaded, t_index, t_tiles)):
+                runs[name].append(t)
+        levels = co.attributes.levels
     load_after = os.getloadavg()
 
-    print(f"COG benchmark: {args.size} x {args.size} x 3 uint16, deflate + predictor, {size / 1e6:.0f} MB, {a.levels} levels, best of {args.repeat}")
+    def ratio(name: str, base: str) -> float:
+        return float(np.median(np.array(runs[name]) / np.array(runs[base])))
+
+    med = {name: float(np.median(times)) for name, times in runs.items()}
+    print(f"COG benchmark: {args.size} x {args.size} x 3 uint16, deflate + predictor, {size / 1e6:.0f} MB, {levels} levels")
+    print(f"median of {args.repeat} rounds; a ratio is the median of the rounds' ratios")
     print(
         f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
     )
     print(f"COG written in {t_gen:.1f} s")
-    print(f"  rasterio full read (GDAL default, 1 thread)       {t_read:7.3f} s")
-    print(f"  rasterio full read, NUM_THREADS=ALL_CPUS          {t_read_mt:7.3f} s")
+    print(f"  rasterio full read (GDAL default, 1 thread)       {med['read']:7.3f} s")
+    print(f"  rasterio full read, NUM_THREADS=ALL_CPUS          {med['threaded']:7.3f} s")
     print(
-        f"  index pass                                        {t_index:7.3f} s   ÷ rasterio read = {t_index / t_read:.4f}   ({requests} request, {index_bytes:,} bytes)"
+        f"  index pass                                        {med['index']:7.3f} s   ÷ rasterio read = {ratio('index', 'read'):.4f}"
+        f"   ({requests} request, {index_bytes:,} bytes)"
     )
     print(
-        f"  all tiles, {args.slices} slices on {args.workers} processes            {t_slices:7.3f} s   ÷ rasterio read = {t_slices / t_read:.2f}"
-        f"   ÷ threaded read = {t_slices / t_read_mt:.2f}"
+        f"  all tiles, {args.slices} slices on {args.workers} processes            {med['tiles']:7.3f} s   ÷ rasterio read = {ratio('tiles', 'read'):.2f}"
+        f"   ÷ threaded read = {ratio('tiles', 'threaded'):.2f}"
     )
     print(f"  sidecar {sidecar:,} bytes ÷ object = {100 * sidecar / size:.4f} %")
 
