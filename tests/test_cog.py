@@ -293,6 +293,8 @@ def test_bad_input_is_named(tmp_path, local_store):
     raw = good.read_bytes()
     with pytest.raises(InvalidFormatError):
         indexed(local_store, _write(tmp_path / "cut.tif", raw[:200]))
+    with pytest.raises(InvalidFormatError, match="past the object's end"):
+        indexed(local_store, _write(tmp_path / "short.tif", raw[: len(raw) - 100]))
     lerc = write_tiff(tmp_path / "lerc.tif", raster("float32", 1, 64, 64), compress="lerc")
     with pytest.raises(InvalidFormatError, match="compression 34887 is not supported"):
         indexed(local_store, lerc)

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, StrategyArgumentError
 from dataplug.format import DataFormat, IndexData, PreprocessContext
-from dataplug.formats.geospatial.cog_tiff import COMPRESSIONS, PREDICTORS, Level, decode_tile, read_ifds
+from dataplug.formats.geospatial.cog_tiff import COMPRESSIONS, DTYPES, MAX_TILE_BYTES, PREDICTORS, Level, decode_tile, read_ifds
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import even_bounds, positive_int, strategy
 
@@ -118,19 +118,19 @@ class COG(DataFormat):
             and all(len(values) == n for values in per_level)
             and a.level_shapes[0] == (a.height, a.width)
             and a.bands >= 1
+            and a.dtype in DTYPES
             and a.planar_config in (1, 2)
             and a.byteorder in ("<", ">")
             and set(a.compression) <= set(COMPRESSIONS.values())
             and set(a.predictor) <= set(PREDICTORS)
             and all(min(*shape, *tile) >= 1 for shape, tile in zip(a.level_shapes, a.tile_shapes))
         )
-        if ok:
-            np.dtype(a.dtype)
-            for i in range(n):
-                offsets, counts = tables.get(f"offsets_{i}"), tables.get(f"bytecounts_{i}")
-                expected = (a.bands if a.planar_config == 2 else 1) * _layout(a, i, None).tiles_down * _layout(a, i, None).tiles_across
-                ok = ok and offsets is not None and counts is not None and offsets.shape == counts.shape == (expected,)
-                ok = ok and bool(np.all(offsets >= 0) and np.all(counts >= 0) and np.all(offsets + counts <= size))
+        for i in range(n if ok else 0):
+            lv = _layout(a, i, None)
+            offsets, counts = tables.get(f"offsets_{i}"), tables.get(f"bytecounts_{i}")
+            ok = ok and lv.tile_bytes <= MAX_TILE_BYTES and offsets is not None and counts is not None
+            ok = ok and offsets.shape == counts.shape == (lv.planes * lv.tiles_down * lv.tiles_across,)
+            ok = ok and bool(np.all(offsets >= 0) and np.all(counts >= 0) and np.all(offsets + counts <= size))
         if not ok:
             raise CorruptIndexError(url, "COG index does not fit the object (levels, tile tables or attributes)")
 

@@ -41,6 +41,11 @@ _BYTE_CODECS: dict[str, Callable[..., Any]] = {
 #: Predictors: 1 none, 2 horizontal differencing, 3 floating point.
 PREDICTORS = (1, 2, 3)
 _SAMPLE_KINDS = {1: "u", 2: "i", 3: "f"}
+#: Sample types dataplug reads, by numpy name.
+DTYPES = frozenset(f"{kind}{bits}" for kind in ("uint", "int") for bits in (8, 16, 32, 64)) | {"float32", "float64"}
+#: A tile (or strip) larger than this once decoded is refused: a crafted header must not make a worker
+#: allocate without bound (GDAL's COGs use 256-1024 pixel tiles: a few MiB).
+MAX_TILE_BYTES = 2**30
 #: GeoTIFF tags and keys.
 _PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_ASCII = 33550, 33922, 34264, 34735, 34737
 _GDAL_NODATA = 42113
@@ -132,6 +137,11 @@ class Level:
     @property
     def tiles_across(self) -> int:
         return -(-self.width // self.tile_width)
+
+    @property
+    def tile_bytes(self) -> int:
+        """Bytes of one decoded tile (or strip)."""
+        return self.tile_height * self.tile_width * (self.bands if self.planar == 1 else 1) * np.dtype(self.dtype).itemsize
 
     @property
     def planes(self) -> int:
@@ -241,9 +251,14 @@ def _level(url: str, page: Any) -> Level:
         len(page.extrasamples),
         bytes(tables) if tables else None,
     )
+    if level.tile_bytes > MAX_TILE_BYTES:
+        raise InvalidFormatError(url, f"IFD {page.index}: tiles of {tile[0]} x {tile[1]} pixels exceed {MAX_TILE_BYTES} bytes decoded")
     expected = level.planes * level.tiles_down * level.tiles_across
     if len(page.dataoffsets) != expected or len(page.databytecounts) != expected:
         raise InvalidFormatError(url, f"IFD {page.index}: {len(page.dataoffsets)} tile offsets for {expected} tiles")
+    end = np.asarray(page.dataoffsets, dtype=np.int64) + np.asarray(page.databytecounts, dtype=np.int64)
+    if end.size and int(end.max()) > page.parent.filehandle.size:
+        raise InvalidFormatError(url, f"IFD {page.index}: tile data ends at byte {int(end.max())}, past the object's end (truncated?)")
     return level
 
 
