@@ -67,7 +67,11 @@ def test_polars_reads_the_stream(local_store):
     co = dataplug.open(local_store.put("w.csv", data))
     frame = pl.from_arrow(to_reader(co.partition("partition_num_chunks", 4)).read_all())
     whole = pl.read_csv(data)
-    assert frame.group_by("station").agg(pl.col("temp").sum()).sort("station").equals(whole.group_by("station").agg(pl.col("temp").sum()).sort("station"))
+
+    def totals(df):  # rounded: sums in another order differ in the last bits
+        return df.group_by("station").agg(pl.len(), pl.col("temp").sum().round(6)).sort("station")
+
+    assert frame.height == 5_000 and totals(frame).equals(totals(whole))
 
 
 def test_engines_without_submit_are_fed_windows(local_store):
