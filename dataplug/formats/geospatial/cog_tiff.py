@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -189,7 +190,7 @@ def read_ifds(obj: StorageObject, info: ObjectInfo) -> Parsed:
             bytecounts = [np.asarray(p.databytecounts, dtype=np.int64) for p in chosen]
     except InvalidFormatError:
         raise
-    except (tifffile.TiffFileError, ValueError, IndexError, KeyError, TypeError, OverflowError) as exc:
+    except (tifffile.TiffFileError, ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error) as exc:
         raise InvalidFormatError(url, f"not a readable TIFF: {type(exc).__name__}: {str(exc)[:200]}", offset=0) from None
     order = sorted(range(1, len(levels)), key=lambda i: -levels[i].width)
     keep = [0, *order]
