@@ -232,6 +232,27 @@ def test_cells_are_half_open_and_reach_past_the_header(local_store):
         assert np.all((xyz[:, 0] >= bx0) & (xyz[:, 0] < bx1) & (xyz[:, 1] >= by0) & (xyz[:, 1] < by1))
 
 
+def test_cells_fetch_only_nodes_their_cell_overlaps(local_store):
+    # A square tile: the edges of 2 x 2, 4 x 4 and 8 x 8 grids fall on octree node boundaries.
+    las = cloud(20000, seed=9)
+    co = indexed(local_store, "square.copc.laz", write_copc(las, cap=100, max_depth=5))
+    a = co.attributes
+    keys = co.index().tables["node_key"]
+    side = 2 * a.halfsize / 2.0 ** keys[:, 0]
+    x0, y0 = a.center[0] - a.halfsize + keys[:, 1] * side, a.center[1] - a.halfsize + keys[:, 2] * side
+    for n in (4, 16, 64):
+        slices = co.partition(square_split_strategy, n)
+        fetched = np.zeros(len(keys), dtype=np.int64)
+        overlapped = np.zeros(len(keys), dtype=np.int64)
+        offsets = co.index().tables["node_offset"]
+        for piece in slices:
+            fetched[np.searchsorted(offsets, [node[0] for node in piece.nodes])] += 1
+            bx0, by0, bx1, by1 = piece.bounds
+            overlapped += (x0 < bx1) & (bx0 < x0 + side) & (y0 < by1) & (by0 < y0 + side)
+        assert np.array_equal(fetched, overlapped)
+        assert_once(union(slices), np.arange(20000))
+
+
 # -- reads -----------------------------------------------------------------------------------------------
 
 
