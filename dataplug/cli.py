@@ -33,6 +33,8 @@ EXAMPLES = """examples:
   dataplug read tile.laz square_split_strategy 16 --slice 5 -o cell5.las
   dataplug plot tile.laz square_split_strategy 16 -o cells.png
   dataplug index data.csv --format CSV -o delimiter=';' -o encoding=latin-1
+  dataplug publish https://host/data/x.fastq.gz s3://host-bucket/index/ --public-dest https://host/index/
+  dataplug read https://host/data/x.fastq.gz partition_reads_batches 8 --index-location https://host/index/x.fastq.gz.dataplug/
 """
 
 
@@ -202,6 +204,23 @@ def _stream(slices: list[Any], fp: BinaryIO, args: argparse.Namespace) -> None:
         fp.flush()
 
 
+def _cmd_publish(args: argparse.Namespace) -> None:
+    from dataplug.publish import README_NAME, index_folder, publish
+
+    co = publish(
+        args.url,
+        args.dest,
+        args.format,
+        _pairs(args.storage_option, "storage option"),
+        _pairs(args.dest_storage_option, "storage option") or None,
+        args.public_dest,
+        **_pairs(args.option, "option"),
+    )
+    public = index_folder(args.url, args.public_dest or args.dest)
+    print(f"published the {co.format.name} index of {co.url} to {index_folder(args.url, args.dest)} (with {README_NAME}); users read it with")
+    print(f"  dataplug.open({co.url!r}, index_location={public!r})")
+
+
 def _cmd_plot(args: argparse.Namespace) -> None:
     co, slices = _slices(args)
     path = co.plot_partition(slices, args.output)
@@ -252,16 +271,22 @@ def _parser() -> argparse.ArgumentParser:
         ("partition", "list the slices a strategy makes: records and byte range of each"),
         ("read", "write slices in their format's own serialisation (stdout or -o)"),
         ("plot", "draw a partition to a PNG (needs dataplug[plot])"),
+        ("publish", "index URL into DEST/<name>.dataplug/ with a README.txt, to serve beside a public dataset"),
     ]:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.catalog = name in ("index", "info")
+        p.catalog = name in ("index", "info", "publish")
         p.add_argument("url", help="object URL: s3://bucket/key, gs://..., https://..., file://... or a local path")
         p.add_argument("--format", default="auto", help="format name, e.g. CSV, fastq (default: auto, detected from the object's first bytes)")
         p.add_argument("--index-location", default=None, help="folder or bucket for the index (default: <url>.dataplug/ beside the object)")
         p.add_argument("-s", "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option, e.g. -s anon=true")
-        if name == "index":
+        if name in ("index", "publish"):
             p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="preprocessing option of the format (listed below)")
+        if name == "index":
             p.add_argument("--force", action="store_true", help="rebuild the index even when a fresh one exists")
+        if name == "publish":
+            p.add_argument("dest", help="folder for the index (written to DEST/<name>.dataplug/ unless DEST ends in .dataplug)")
+            p.add_argument("--public-dest", default=None, help="the URL DEST is served at, for the README's usage lines (default: DEST)")
+            p.add_argument("--dest-storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option for DEST")
         if name in ("partition", "read", "plot"):
             p.add_argument("strategy", help="strategy name, e.g. partition_num_chunks (see `dataplug info URL`)")
             p.add_argument("args", nargs="*", help="strategy arguments: values (8) or KEY=VALUE (balance=true)")
@@ -278,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"index": _cmd_index, "info": _cmd_info, "partition": _cmd_partition, "read": _cmd_read, "plot": _cmd_plot}
+_COMMANDS = {"index": _cmd_index, "info": _cmd_info, "partition": _cmd_partition, "read": _cmd_read, "plot": _cmd_plot, "publish": _cmd_publish}
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:

@@ -11,6 +11,7 @@ from dataplug.errors import (
     CorruptIndexError,
     DataplugError,
     EmptyResultWarning,
+    IndexLocationNotWritableError,
     IndexMissingError,
     InvalidFormatError,
     StaleIndexError,
@@ -26,6 +27,8 @@ from dataplug.index import (
     write_sidecar,
 )
 from dataplug.storage import ObjectInfo, StorageObject, split_url, stale_error
+
+_INDEX_IT_YOURSELF = "index the object yourself instead, e.g. CloudObject.from_url(url, index_location='<a folder you can write>').preprocess()"
 
 # How the original's ``s3_config`` keys map onto s3fs options.
 _S3_CONFIG_KEYS = {"aws_access_key_id": "key", "aws_secret_access_key": "secret", "aws_session_token": "token"}
@@ -70,6 +73,11 @@ class CloudObject:
     many objects, each in ``<index_location>/<name>.<hash of the URL>.dataplug/``. Inside that folder
     each format has a sub-folder, so one object can be indexed as several formats.
 
+    An ``index_location`` whose last part ends in ``.dataplug`` is that object's own folder, as
+    ``dataplug publish`` writes it; one over ``http(s)://`` is a published index, read-only: it is read
+    without listing, never written, and one that does not fit the object is an error that says to index
+    the object yourself.
+
     ``data_format`` ``"auto"`` (or ``None``) detects the format from the object's first bytes
     (:func:`dataplug.detect.detect_format`); :attr:`detection` then says what was chosen and why.
     """
@@ -89,7 +97,9 @@ class CloudObject:
             self.detection = detect_format(self.obj)
             data_format = self.detection.format
         self.format: type[DataFormat] = get_format(data_format)
-        if index_location:
+        if index_location and index_location.rstrip("/").endswith(INDEX_SUFFIX):
+            self._use_index_folder(index_location.rstrip("/"), index_storage_options)
+        elif index_location:
             self._use_index_folder(index_location.rstrip("/") + "/" + object_index_folder(self.obj.url), index_storage_options)
         else:
             self._use_index_folder(self.obj.url + INDEX_SUFFIX, index_storage_options)
@@ -102,6 +112,11 @@ class CloudObject:
             same_protocol = split_url(folder)[0] == self.obj.protocol
             index_storage_options = dict(self.obj.storage_options) if same_protocol else {}
         self.index_location = StorageObject(folder, dict(index_storage_options)).child(self.format.name)
+
+    @property
+    def published(self) -> bool:
+        """True when the index is a published one, read over http(s) and never written."""
+        return self.index_location.protocol in ("http", "https")
 
     # -- constructors (the original's names) ------------------------------------------------------------
 
@@ -233,7 +248,12 @@ class CloudObject:
         """Load, validate and keep the index; with ``info``, a changed object is refused before any table
         is read. Every error decoding what the sidecar holds is a :class:`CorruptIndexError`."""
         url = self.index_location.url
-        sidecar = load_sidecar(self.index_location, self.url, self.format.name, self.format.index_version, expect=info)
+        try:
+            sidecar = load_sidecar(self.index_location, self.url, self.format.name, self.format.index_version, expect=info)
+        except (IndexMissingError, StaleIndexError) as exc:
+            if not self.published:
+                raise
+            raise type(exc)(self.url, f"{exc.cause} (published index at {url}); {_INDEX_IT_YOURSELF}") from None
         try:
             attributes = self.format.attributes_from_json(url, sidecar.attributes)
             self.format.validate_index(url, attributes, sidecar.tables, sidecar.blob_sizes(), sidecar.object_info.size)
@@ -301,6 +321,12 @@ class CloudObject:
         info = self.obj.info()
         if not force and self._has_fresh_index(info):
             return self
+        if self.published:
+            try:
+                self._load_index(info)
+            except DataplugError as exc:
+                raise IndexLocationNotWritableError(self.index_location.url, f"a published index is read-only, and this one does not fit {self.url}: {exc.cause}") from None
+            raise IndexLocationNotWritableError(self.index_location.url, f"a published index is read-only: preprocess(force=True) cannot rebuild it; {_INDEX_IT_YOURSELF}")
         self.index_location.check_writable()
         if info.size == 0:
             warnings.warn(f"{self.url}: the object is empty, so every slice of it will be empty", EmptyResultWarning, stacklevel=2)

@@ -147,14 +147,15 @@ class ObjectInfo:
 
 
 def _identity(info: dict[str, Any]) -> str:
-    """A string that changes when the object's content changes: ETag/version on object stores, mtime locally."""
+    """A string that changes when the object's content changes: ETag/version on object stores and web
+    servers, mtime locally (``Last-Modified`` over HTTP without an ETag; the size is compared beside it)."""
     for key in ("VersionId", "version_id", "generation"):
         if info.get(key):
             return f"version:{info[key]}"
     for key in ("ETag", "etag", "md5Hash", "md5", "checksum"):
         if info.get(key):
             return f"etag:{str(info[key]).strip()}"
-    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+    for key in ("mtime", "LastModified", "last_modified", "Last-Modified", "updated", "created"):
         value = info.get(key)
         if value is not None:
             if hasattr(value, "timestamp"):

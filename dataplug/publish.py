@@ -1,0 +1,81 @@
+"""Publish an object's index beside a public dataset, so that everyone reads the dataset without indexing it.
+
+A data owner indexes the object once under the URL users will read (``https://host/data/x.fastq.gz``) and
+writes the index to a folder served next to it; users then point ``index_location`` at that folder's
+public URL. The folder holds the usual sidecar (its manifest names every file, so nothing is listed) and a
+``README.txt`` that says what it is and how to use it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dataplug import __version__
+from dataplug.cloudobject import CloudObject
+from dataplug.format import DataFormat
+from dataplug.index import INDEX_SUFFIX
+from dataplug.storage import StorageObject
+
+README_NAME = "README.txt"
+
+
+def index_folder(url: str, dest: str) -> str:
+    """The object's own index folder under ``dest``: ``dest`` itself when it ends in ``.dataplug``, else
+    ``<dest>/<object name>.dataplug``."""
+    dest = dest.rstrip("/")
+    return dest if dest.endswith(INDEX_SUFFIX) else f"{dest}/{url.rstrip('/').rsplit('/', 1)[-1]}{INDEX_SUFFIX}"
+
+
+def publish(
+    url: str,
+    dest: str,
+    data_format: type[DataFormat] | str | None = "auto",
+    storage_options: dict[str, Any] | None = None,
+    dest_storage_options: dict[str, Any] | None = None,
+    public_dest: str | None = None,
+    **options: Any,
+) -> CloudObject:
+    """Index ``url`` (the URL users will read) into :func:`index_folder` of ``dest`` and add a README.txt.
+
+    ``public_dest`` is the URL at which ``dest`` will be served (default ``dest``), for the README's usage
+    lines. ``options`` are the format's preprocessing options. Returns the indexed object.
+    """
+    folder = index_folder(url, dest)
+    co = CloudObject.from_url(data_format, url, storage_options, folder, dest_storage_options)
+    co.preprocess(force=True, **options)
+    public = index_folder(url, public_dest) if public_dest else folder
+    StorageObject(folder, co.index_location.storage_options).child(README_NAME).write_bytes(_readme(co, public).encode())
+    return co
+
+
+def _example_strategy(co: CloudObject) -> str:
+    """A strategy taking a slice count, for the README's example."""
+    names = sorted(co.format.all_strategies())
+    return next((n for n in names if "num" in n or "batches" in n or "square" in n), names[0] if names else "")
+
+
+def _readme(co: CloudObject, public_folder: str) -> str:
+    info = co.index().object_info
+    strategy = _example_strategy(co)
+    return f"""dataplug index of {co.url}
+
+This folder is a dataplug sidecar index (https://pypi.org/project/dataplug/): a {co.format.name} index of
+the object above, written by dataplug {__version__} on {time.strftime("%Y-%m-%d", time.gmtime())} for the
+object of {info.size} bytes with identity {info.identity}. It lets any number of workers read the object in
+parallel slices with range requests, without downloading or indexing it first. It holds numeric tables
+(.npy, no pickles), blobs (.bin) and a manifest.json naming every file with its SHA-256.
+
+Use it (read-only; nothing is written here):
+
+    import dataplug
+    co = dataplug.open("{co.url}", index_location="{public_folder}")
+    slices = co.partition("{strategy}", 64)
+
+or on the command line:
+
+    dataplug partition {co.url} {strategy} 64 --index-location {public_folder}
+
+If the object changes, this index no longer fits it: dataplug then refuses it (StaleIndexError) and you
+can index the object yourself with index_location='<a folder you can write>'.
+"""
