@@ -1,0 +1,263 @@
+"""bzip2 under every line framing: one stream of many blocks, many streams (pbzip2, ``cat a.bz2 b.bz2``),
+block starts found by a bit search and confirmed by decoding, workers that rebuild streams from block bits;
+every record exactly once for every slice count, and clear errors for corrupt objects."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dataplug.codecs.bzip2 as bzip2_codec
+from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
+from dataplug.codecs import detect_codec
+from dataplug.codecs.bzip2 import BLOCK_MAGIC, END_MAGIC, Bzip2Codec, find_magic, rebuild
+from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks, partition_rows
+from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks as text_chunks
+from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
+from tests.test_codecs import SLOW, fastq_oracle
+from tests.test_csv import csv_files, whole_file_table
+from tests.test_fastq_gzip import make_fastq
+from tests.test_large import LARGE, _text
+from tests.test_text import TEXT, expected_lines
+
+KINDS = ["stream", "streams"]
+
+
+def encode(data: bytes, kind: str, seed: int = 0) -> bytes:
+    """One stream, or streams cut at random places (some empty), as ``cat a.bz2 b.bz2`` makes them."""
+    if kind == "stream":
+        return bz2.compress(data, 1 + seed % 9)
+    rng = np.random.default_rng(seed)
+    cuts = sorted(int(x) for x in rng.integers(0, len(data) + 1, 4))
+    return b"".join(bz2.compress(data[a:b], 1) for a, b in zip([0, *cuts], [*cuts, len(data)]))
+
+
+def many_blocks(n: int, seed: int) -> bytes:
+    """Random text lines of about ``n`` bytes: at level 1 (100 kB blocks) one stream of several blocks."""
+    rng = np.random.default_rng(seed)
+    return _text(rng, n)
+
+
+@SLOW
+@given(text=TEXT, kind=st.sampled_from(KINDS), seed=st.integers(0, 99))
+def test_text_every_line_once(local_store, text, kind, seed):
+    data = text.encode()
+    co = CloudObject.from_url(UTF8Text, local_store.put(f"t{len(data)}-{kind}-{seed}.bz2", encode(data, kind, seed)))
+    co.preprocess(force=True, sample_bytes=7)
+    assert co.attributes.compression == "bzip2" and co.attributes.uncompressed_size == len(data)
+    lines = expected_lines(text)
+    assert co.attributes.lines == len(lines)
+    for n in range(1, len(lines) + 3):
+        for strategy in (text_chunks, partition_chunk_lines):
+            slices = co.partition(strategy, n)
+            assert "".join(s.get() for s in slices) == text
+            assert sum((s.lines() for s in slices), []) == lines
+
+
+@SLOW
+@given(file=csv_files(), kind=st.sampled_from(KINDS), seed=st.integers(0, 99))
+def test_csv_every_row_once(local_store, file, kind, seed):
+    data, nrows, ncols = file
+    co = CloudObject.from_url(CSV, local_store.put(f"c{len(data)}-{kind}-{seed}.csv.bz2", encode(data, kind, seed)))
+    co.preprocess(force=True, sample_bytes=5)
+    assert co.attributes.rows == nrows
+    whole = whole_file_table(data, ncols)
+    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
+    for n in range(1, nrows + 3):
+        for strategy in (csv_chunks, partition_rows):
+            slices = co.partition(strategy, n)
+            assert sum(s.num_records for s in slices) == nrows
+            assert data.endswith(b"".join(s.raw() for s in slices))
+            if n in (1, 3, nrows + 2):
+                assert pa.concat_tables([s.to_arrow(column_types=types) for s in slices]).equals(whole)
+
+
+@settings(max_examples=15, deadline=None)
+@given(reads=st.one_of(st.integers(0, 30), st.integers(31, 1500)), kind=st.sampled_from(KINDS), seed=st.integers(0, 2**16), slices=st.integers(1, 40))
+def test_fastq_every_read_once(tmp_path_factory, reads, kind, seed, slices):
+    """Up to ~350 kB of reads: several 100 kB blocks in one stream, or streams of several blocks (every
+    slice decodes whole blocks, so slice counts stay low where reads are many)."""
+    data = make_fastq(reads, seed)
+    path = tmp_path_factory.mktemp("fq") / "r.fq.bz2"
+    path.write_bytes(bz2.compress(data, 1) if kind == "stream" else encode(data, kind, seed))
+    co = CloudObject.from_url(FASTQ, str(path)).preprocess(sample_bytes=97)
+    assert co.attributes.reads == reads
+    expected = fastq_oracle(data)
+    for n in sorted({1, 2, slices, reads + 2}) if reads <= 30 else (1, slices):
+        for strategy in (partition_reads_batches, partition_sequences_per_chunk):
+            got = co.partition(strategy, n)
+            assert [r for s in got for r in s.reads()] == expected
+            assert all(s.first % 4 == 0 for s in got)
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_one_stream_of_many_blocks(store, level):
+    data = many_blocks(1_500_000, level)
+    co = CloudObject.from_url(UTF8Text, store.put(f"many-{level}.txt.bz2", bz2.compress(data, level)), storage_options=store.options)
+    co.preprocess()
+    assert co.attributes.checkpoints >= (14 if level == 1 else 2) and co.attributes.lines == data.count(b"\n")
+    for n in (1, 2, 3, 17) if level == 9 else (1, 2, 3, 5, 17, 40):
+        slices = co.partition(text_chunks, n)
+        assert b"".join(s.raw() for s in slices) == data
+        assert len(slices) == n
+
+
+def test_csv_with_quoted_newlines_over_pbzip2_like_streams(local_store):
+    """pbzip2 writes one stream per 900 kB block; here per 100 kB, with quoted newlines across them."""
+    rows = "".join(f'{i},"name {i}\nsecond line",{i * 0.5}\n' for i in range(60_000))
+    data = ("id,name,value\n" + rows).encode()
+    stored = b"".join(bz2.compress(data[i : i + 100_000], 9) for i in range(0, len(data), 100_000))
+    co = CloudObject.from_url(CSV, local_store.put("p.csv.bz2", stored)).preprocess()
+    assert co.attributes.rows == 60_000 and co.attributes.checkpoints == -(-len(data) // 100_000)
+    ids = np.concatenate([s.to_arrow(columns=["id"]).column("id").to_numpy() for s in co.partition(csv_chunks, 13)])
+    assert np.array_equal(ids, np.arange(60_000))
+
+
+def test_detected_from_the_bytes(local_store):
+    data = b"".join(b"line %d\n" % i for i in range(5000))
+    assert detect_codec(bz2.compress(data)) == "bzip2" and detect_codec(bz2.compress(b"")) == "bzip2"
+    assert detect_codec(b"BZh9 is how this text starts\n") == "none"
+    co = CloudObject.from_url(UTF8Text, local_store.put("no-suffix.txt", bz2.compress(data))).preprocess()
+    assert "".join(s.get() for s in co.partition(text_chunks, 3)).encode() == data
+
+
+def test_byte_order_mark_behind_a_whole_block(local_store):
+    """The first decoded bytes need the whole first block, which is longer than the usual first read."""
+    data = "\ufeff".encode() + many_blocks(900_000, 3)
+    stored = bz2.compress(data, 9)
+    assert len(stored) > 64 * 1024
+    co = CloudObject.from_url(UTF8Text, local_store.put("bom.txt.bz2", stored)).preprocess()
+    assert co.attributes.data_start == 3
+    assert "".join(s.get() for s in co.partition(text_chunks, 4)).encode() == data[3:]
+
+
+@settings(max_examples=40, deadline=None)
+@given(prefix=st.binary(max_size=40), suffix=st.binary(min_size=1, max_size=40), shift=st.integers(0, 7), magic=st.sampled_from([BLOCK_MAGIC, END_MAGIC]))
+def test_bit_search_finds_the_magic_at_any_bit_offset(prefix, suffix, shift, magic):
+    bits = (int.from_bytes(prefix, "big") << (48 + shift) | magic << shift) << (8 * len(suffix)) | int.from_bytes(suffix, "big")
+    data = bits.to_bytes(len(prefix) + 7 + len(suffix), "big")
+    at = 8 * len(prefix) + 8 - shift
+    assert at in find_magic(data, magic, 0, 8 * len(data))
+    assert at not in find_magic(data, magic, at + 1, 8 * len(data)) and at not in find_magic(data, magic, 0, at)
+
+
+def test_rebuilt_streams_decode_any_run_of_blocks(local_store):
+    data = many_blocks(700_000, 1)
+    stored = bz2.compress(data[:400_000], 1) + bz2.compress(data[400_000:], 2)
+    co = CloudObject.from_url(UTF8Text, local_store.put("r.bz2", stored)).preprocess()
+    t = co.index().tables
+    blocks = list(zip(t["bzip2_start"].tolist(), t["bzip2_end"].tolist()))
+    u = t["bzip2_decoded"].tolist()
+    assert len(blocks) >= 6 and blocks[0][0] == 32
+    for i, j in ((0, 1), (1, 4), (2, len(blocks)), (3, 5)):
+        assert bz2.decompress(rebuild(stored, 0, blocks[i:j])) == data[u[i] : u[j]]
+
+
+def test_false_magic_candidates_are_merged_into_their_block(local_store, monkeypatch):
+    """A block magic found inside a block's data (one in 2**48 bit offsets) fails to decode and is merged."""
+    data = many_blocks(500_000, 4)
+    stored = bz2.compress(data, 1)
+    true = find_magic(stored, BLOCK_MAGIC, 0, 8 * len(stored))
+    fake = [b + 1000 + 37 * k for k, b in enumerate(true) for _ in range(k % 3)]
+    real_find = bzip2_codec.find_magic
+
+    def with_false_finds(buf, magic, start, end):
+        found = real_find(buf, magic, start, end)
+        extra = [f for f in fake if start <= f < end] if magic == BLOCK_MAGIC and len(buf) == len(stored) else []
+        return sorted(found + extra)
+
+    monkeypatch.setattr(bzip2_codec, "find_magic", with_false_finds)
+    monkeypatch.setattr(bzip2_codec, "_PIECE", len(stored) + 1)  # one read, so the buffer is the object
+    co = CloudObject.from_url(UTF8Text, local_store.put("fake.txt.bz2", stored)).preprocess()
+    assert co.attributes.checkpoints == len(true)
+    assert b"".join(s.raw() for s in co.partition(text_chunks, 9)) == data
+
+
+def _flip(stored: bytes, at: int) -> bytes:
+    bad = bytearray(stored)
+    bad[at] ^= 0x5A
+    return bytes(bad)
+
+
+def test_corrupt_blocks_and_streams_are_clear_errors(local_store):
+    data = many_blocks(400_000, 5)
+    stored = bz2.compress(data, 1)
+    crc_at = len(stored) - 2  # inside the stream CRC: only up to 7 padding bits follow it
+    cases = [
+        ("block", _flip(stored, len(stored) // 2), "corrupt bzip2 block"),
+        ("truncated", stored[: len(stored) // 2], "truncated bzip2"),
+        ("stream-crc", _flip(stored, crc_at), "corrupt bzip2"),
+        ("trailing", stored + b"garbage after the stream", "not a bzip2 stream header"),
+    ]
+    for name, bad, message in cases:
+        co = CloudObject.from_url(UTF8Text, local_store.put(f"{name}.bz2", bad))
+        with pytest.raises(InvalidFormatError, match=message) as err:
+            co.preprocess()
+        assert co.url in str(err.value) and err.value.offset is not None
+
+
+def test_forced_bzip2_on_other_bytes_is_a_clear_error(local_store):
+    co = CloudObject.from_url(UTF8Text, local_store.put("plain.txt", b"just text\n"))
+    with pytest.raises(InvalidFormatError, match="not bzip2"):
+        co.preprocess(compression="bzip2")
+
+
+def test_crafted_block_tables_are_refused():
+    good = {"bzip2_start": np.array([32, 5000], np.uint64), "bzip2_end": np.array([5000, 9000], np.uint64), "bzip2_decoded": np.array([0, 800, 1500], np.uint64)}
+    assert Bzip2Codec.validate("u", good, {}, 1200, {"uncompressed_size": 1500}) == 1500
+    for tables, size, logical in (
+        ({**good, "bzip2_end": np.array([5001, 9000], np.uint64)}, 1200, 1500),
+        (good, 1000, 1500),
+        ({**good, "bzip2_decoded": np.array([0, 800, 10**9], np.uint64)}, 1200, 10**9),
+        ({**good, "bzip2_decoded": np.array([0, 800], np.uint64)}, 1200, 800),
+    ):
+        with pytest.raises(CorruptIndexError):
+            Bzip2Codec.validate("u", tables, {}, size, {"uncompressed_size": logical})
+
+
+def test_index_pass_decodes_on_several_threads(local_store, monkeypatch):
+    data = many_blocks(1_200_000, 6)
+    seen: set[int] = set()
+    real = bzip2_codec._decode_block
+
+    def recording(*args):
+        seen.add(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(bzip2_codec, "_decode_block", recording)
+    monkeypatch.setattr(bzip2_codec, "default_workers", lambda: 2)
+    co = CloudObject.from_url(UTF8Text, local_store.put("threads.txt.bz2", bz2.compress(data, 1))).preprocess()
+    assert co.attributes.checkpoints >= 10 and len(seen) == 2
+
+
+@pytest.fixture(scope="session")
+def large_bzip2(tmp_path_factory):
+    """≥ 64 MiB of text as two bzip2 streams of level 1 (compressed on two threads: bz2 releases the GIL)."""
+    text = _text(np.random.default_rng(99), LARGE)
+    half = len(text) // 2
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda part: bz2.compress(part, 1), (text[:half], text[half:])))
+    path = tmp_path_factory.mktemp("large-bzip2") / "text.bz2"
+    path.write_bytes(b"".join(parts))
+    return str(path), text
+
+
+def test_large_text_at_default_settings(large_bzip2):
+    url, plain = large_bzip2
+    co = CloudObject.from_url(UTF8Text, url).preprocess()
+    assert co.attributes.lines == plain.count(b"\n") and co.attributes.checkpoints > 600
+    slices = co.partition(text_chunks, 16)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda s: s.raw(), slices))
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    assert digest.hexdigest() == hashlib.sha256(plain).hexdigest()
