@@ -213,8 +213,7 @@ class CloudObject:
         try:
             if self._sidecar is None:
                 self._load_index(info)
-            else:
-                self._check_fresh(self._sidecar, info)
+            self._check_fresh(self._sidecar, info)
         except (IndexMissingError, StaleIndexError, CorruptIndexError):
             return False
         return True
@@ -264,8 +263,11 @@ class CloudObject:
         self._sidecar, self._attributes = sidecar, attributes
 
     def _check_fresh(self, sidecar: Sidecar, info: ObjectInfo) -> None:
+        """Refuse an index whose object, or one of its companions (:meth:`DataFormat.companions`), changed."""
         if info != sidecar.object_info:
             raise stale_error(self.url, sidecar.object_info, info)
+        for companion, indexed in self.format.companions(self.obj, self._attributes):
+            companion.check_unchanged(indexed)
 
     @property
     def attributes(self) -> Any:

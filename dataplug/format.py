@@ -104,6 +104,12 @@ class DataFormat:
         raise NotImplementedError
 
     @classmethod
+    def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
+        """Other objects the index describes too (imzML's ``.ibd``), with their indexed size and identity:
+        an index is fresh only while they are unchanged as well."""
+        return []
+
+    @classmethod
     def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
         """Raise :class:`CorruptIndexError` if an index (its tables and the sizes of its blobs) does not fit
         an object of ``size`` bytes."""

@@ -408,8 +408,9 @@ def test_changed_ibd_is_stale(store, tmp_path):
         old[1].get()
     with pytest.raises(StaleIndexError):
         ion_image(co, 150.0, 1.0)
+    assert not co.is_preprocessed()  # the .ibd is a companion: the index is stale without it
     store.put("s.ibd", pair[1])
-    co.preprocess(force=True)
+    co.preprocess()
     assert_matches_pyimzml(co.partition(partition_spectra, 2), parser_of(pair, tmp_path))
 
 

@@ -88,6 +88,11 @@ class ImzML(DataFormat):
     options = {"ibd_url": "URL of the .ibd (default: the .imzML's URL with the extension .ibd, then .IBD)"}
 
     @classmethod
+    def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
+        """The ``.ibd``: a changed one makes the index stale, as a changed ``.imzML`` does."""
+        return [(companion(obj, attributes.ibd_url), ObjectInfo(attributes.ibd_size, attributes.ibd_identity))]
+
+    @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
         url = ctx.obj.url
         ibd, ibd_info = _find_ibd(ctx)
@@ -286,10 +291,9 @@ def _mz_range(fields: dict[str, list[Any]]) -> tuple[float, float] | None:
 
 
 def _fresh_ibd(co: Any) -> tuple[StorageObject, ObjectInfo]:
-    """The ``.ibd`` and its indexed size and identity, after checking it has not changed since."""
-    a = co.attributes
-    ibd, info = companion(co.obj, a.ibd_url), ObjectInfo(a.ibd_size, a.ibd_identity)
-    ibd.check_unchanged(info)
+    """The ``.ibd`` and its indexed size and identity (checked unchanged by the strategy decorator, through
+    :meth:`ImzML.companions`)."""
+    ((ibd, info),) = ImzML.companions(co.obj, co.attributes)
     return ibd, info
 
 
