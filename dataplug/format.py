@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ class DataFormat:
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
         cls.strategies = {}
+        options = cls.all_options()
+        if options and cls.__doc__ is not None:  # so that help(Format) lists them
+            listed = "\n".join(f"    {name}: {text}" for name, text in sorted(options.items()))
+            cls.__doc__ = f"{inspect.cleandoc(cls.__doc__)}\n\nPreprocessing options (``preprocess(name=value)``):\n\n{listed}\n"
 
     @classmethod
     def all_options(cls) -> dict[str, str]:
