@@ -32,6 +32,7 @@ from dataplug.strategies import even_bounds, positive_int, strategy
 
 try:
     import laspy
+    from laspy.vlrs.vlrlist import VLRList
 
     from dataplug.codecs.laz import XYZ_ONLY, decode_chunks
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -218,47 +219,43 @@ class COPCSlice(CloudObjectSlice):
         rows = np.array(self.nodes, dtype=np.int64).reshape(-1, 8)
         payload = parts[1] if len(parts) == 2 else b"".join(parts[1:])
         decoded = decode_chunks(self.url, laszip, payload, rows[:, 2], rows[:, 1], rows[:, 0], self.point_size, selection)
-        # Records are cut, filtered and joined as rows of bytes: numpy copies those at memory speed.
-        records = np.frombuffer(decoded, dtype=np.uint8).reshape(-1, dtype.itemsize)
-        kept = []
-        for piece, row in zip(np.split(records, np.cumsum(rows[:-1, 2])), rows.tolist()):
-            if self.first is not None and self.stop is not None:
-                piece = piece[max(self.first - row[3], 0) : max(self.stop - row[3], 0)]
-            if self.bounds is not None:
-                piece = self._in_bounds(piece, dtype, header, row)
-            kept.append(piece)
-        points = kept[0] if len(kept) == 1 else np.concatenate(kept)
-        if not points.flags.writeable:
-            points = points.copy()
-        return header, points.view(dtype)[:, 0]
+        points = np.frombuffer(decoded, dtype=dtype)
+        if self.first is not None and self.stop is not None:
+            start = self.first - int(rows[0, 3])
+            points = points[start : start + self.stop - self.first]
+        elif self.bounds is not None:
+            # Filtered as rows of bytes: numpy copies those at memory speed, a structured dtype field by field.
+            keep = self._kept(points, header, rows)
+            if not keep.all():
+                points = points.view(np.uint8).reshape(-1, dtype.itemsize)[keep].view(dtype)[:, 0]
+        return header, points
 
-    def _in_bounds(self, piece: np.ndarray, dtype: np.dtype, header: laspy.LasHeader, row: list[int]) -> np.ndarray:
-        """The records of one node inside ``bounds``, after checking that they lie in the node's cube."""
+    def _kept(self, points: np.ndarray, header: laspy.LasHeader, rows: np.ndarray) -> np.ndarray:
+        """Which of the decoded ``points`` (those of the nodes ``rows``, end to end) lie inside ``bounds``,
+        after checking that every node's points lie in its cube."""
         assert self.bounds is not None
-        fields = piece.view(dtype)[:, 0]
-        x = fields["X"] * header.scales[0] + header.offsets[0]
-        y = fields["Y"] * header.scales[1] + header.offsets[1]
-        x0, y0, x1, y1 = node_rect(self.root, row[4], row[5], row[6])
-        if x.size and not (x0 <= x.min() and x.max() <= x1 and y0 <= y.min() and y.max() <= y1):
+        x = points["X"] * header.scales[0] + header.offsets[0]
+        y = points["Y"] * header.scales[1] + header.offsets[1]
+        starts = np.concatenate(([0], np.cumsum(rows[:-1, 2])))
+        x0, y0, x1, y1 = node_rect(self.root, rows[:, 4], rows[:, 5], rows[:, 6])
+        outside = (np.minimum.reduceat(x, starts) < x0) | (np.maximum.reduceat(x, starts) > x1)
+        outside |= (np.minimum.reduceat(y, starts) < y0) | (np.maximum.reduceat(y, starts) > y1)
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
             cause = (
-                f"a point of octree node {row[4:7]} (depth, x, y) lies outside the node's cube [{x0}, {x1}] x [{y0}, {y1}]: "
+                f"a point of octree node {rows[k, 4:7].tolist()} (depth, x, y) lies outside the node's cube [{x0[k]}, {x1[k]}] x [{y0[k]}, {y1[k]}]: "
                 "spatial slices rely on the octree; read this file by runs (partition_num_points) or as LiDARPointCloud"
             )
-            raise InvalidFormatError(self.url, cause, offset=row[0])
-        if row[7]:
-            return piece
+            raise InvalidFormatError(self.url, cause, offset=int(rows[k, 0]))
         bx0, by0, bx1, by1 = self.bounds
-        return piece[_inside(x, bx0, bx1, self.closed[0]) & _inside(y, by0, by1, self.closed[1])]
+        return np.repeat(rows[:, 7].astype(bool), rows[:, 2]) | (_inside(x, bx0, bx1, self.closed[0]) & _inside(y, by0, by1, self.closed[1]))
 
     def get(self) -> laspy.LasData:
         """The slice's points as a ``laspy.LasData`` (a plain LAS 1.4: the COPC VLRs dropped) whose header
         has the slice's count, bounds and returns."""
         header, points = self._records()
         las = laspy.LasData(header, laspy.PackedPointRecord(points, header.point_format))
-        if len(points):
-            las.update_header()
-        else:
-            header.point_count = 0
+        _fit_header(las)
         return las
 
     def to_file(self, name: str | os.PathLike[str]) -> None:
@@ -285,6 +282,27 @@ class COPCSlice(CloudObjectSlice):
         for j, name in enumerate("XYZ"):
             out[:, j] = points[name] * header.scales[j] + header.offsets[j]
         return out
+
+
+def _fit_header(las: laspy.LasData) -> None:
+    """What ``las.update_header()`` sets (point count, bounds, points by return, GPS time range, extra-bytes
+    ranges) and no EVLRs, with the returns counted by ``np.bincount`` where laspy sorts them: its sort took
+    1.5 s of a 6.1 s ``get()`` of 6 M points."""
+    header, points = las.header, las.points
+    header.partial_reset()
+    header.point_count = len(points)
+    header.start_of_waveform_data_packet_record = 0
+    las.evlrs = header.evlrs = VLRList()
+    if not len(points):
+        header.mins, header.maxs = np.zeros(3), np.zeros(3)
+        return
+    header.mins = np.array([points.array[name].min() for name in "XYZ"]) * header.scales + header.offsets
+    header.maxs = np.array([points.array[name].max() for name in "XYZ"]) * header.scales + header.offsets
+    header.number_of_points_by_return = np.bincount(np.asarray(points.return_number), minlength=16)[1:16].astype(np.uint64)
+    if "gps_time" in points.point_format.dimension_names:
+        header.min_gps_time, header.max_gps_time = float(points.array["gps_time"].min()), float(points.array["gps_time"].max())
+    for vlr in header.vlrs.get("ExtraBytesVlr"):
+        vlr.grow(points)
 
 
 def _arrow_columns(point_format: Any, record: Any) -> pa.Table:
