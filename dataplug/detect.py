@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from dataplug.codecs.base import detect_codec, get_codec
 from dataplug.errors import DataplugError, FormatDetectionWarning, InvalidFormatError
-from dataplug.format import available_formats
+from dataplug.format import available_formats, get_format
 from dataplug.storage import ObjectInfo, StorageObject
 
 #: Raw bytes read from the object's start; the decoded sample sniffed for text formats.
@@ -49,10 +49,11 @@ class Detection:
     #: Options the sniffing found (e.g. a CSV ``delimiter``), to pass to ``preprocess``.
     options: tuple[tuple[str, object], ...] = ()
 
-    def describe(self) -> str:
-        """``CSV (gzip-compressed; 4 columns separated by ','); override with format='UTF8Text'``."""
+    def describe(self, override: bool = True) -> str:
+        """``CSV (gzip-compressed; 4 columns separated by ','); override with format='UTF8Text'`` (without
+        the last part unless ``override``)."""
         codec = "" if self.codec == "none" else f"{self.codec}-compressed; "
-        others = f"; override with format={self.alternatives[0]!r}" if self.alternatives else ""
+        others = f"; override with format={self.alternatives[0]!r}" if self.alternatives and override else ""
         return f"{self.format} ({codec}{self.reason}){others}"
 
 
@@ -109,9 +110,15 @@ def wrong_format_hint(url: str, raw: bytes, chosen: str) -> str | None:
         found = sniff(url, raw)
     except DataplugError as exc:
         return exc.cause
-    if found.format == chosen or chosen in found.alternatives or found.format == "UTF8Text":
+    if found.format == "UTF8Text" or chosen in found.alternatives or _related(found.format, chosen):
         return None
-    return f"the object looks like {found.describe()}; try format='auto' (--format auto on the command line)"
+    return f"the object looks like {found.describe(override=False)}; try format='auto' (--format auto on the command line)"
+
+
+def _related(a: str, b: str) -> bool:
+    """One format derives from the other (``FASTQGZip`` is ``FASTQ`` by its original name)."""
+    fa, fb = get_format(a), get_format(b)
+    return issubclass(fa, fb) or issubclass(fb, fa)
 
 
 def _is_copc(head: bytes) -> bool:
