@@ -16,19 +16,22 @@ from hypothesis import strategies as st
 laspy = pytest.importorskip("laspy")
 lazrs = pytest.importorskip("lazrs")
 
-from laspy.vlrs.known import LasZipVlr  # noqa: E402
-from laspy.vlrs.vlrlist import VLRList  # noqa: E402
+from laspy.vlrs.known import LasZipVlr
+from laspy.vlrs.vlrlist import VLRList
 
-from dataplug import CloudObject, InvalidFormatError, StaleIndexError, StrategyArgumentError  # noqa: E402
-from dataplug.formats.geospatial.laspc import (  # noqa: E402
+from dataplug import CloudObject, IndexMissingError, InvalidFormatError, StaleIndexError, StrategyArgumentError
+from dataplug.formats.geospatial.laspc import (
     LiDARPointCloud,
     grid_shape,
     partition_bbox,
     partition_num_points,
     partition_points_per_chunk,
+    partition_spatial_chunks,
     square_split_strategy,
 )
-from dataplug.storage import StorageObject, read_stats  # noqa: E402
+from dataplug.formats.geospatial.laspc_index import decode_runs, encode_runs
+from dataplug.storage import StorageObject, read_stats
+from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud
 
 GRID_COUNTS = (1, 2, 4, 7, 9, 16, 100)
 #: Raw X and Y span 0..20160 at scale 0.25: the extent is [0, 5040], and 5040 = 7! puts the cell edges of
@@ -216,10 +219,12 @@ def test_fixed_size_chunks_and_more_slices_than_points(local_store):
 def test_random_clouds_every_point_once(local_store, n, fmt, span, seed, num_chunks, data):
     full = cloud(n, fmt, seed=seed, span=span)
     cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=6)))
-    las = indexed(local_store, f"h{seed}.las", las_bytes(full), block_points=data.draw(st.integers(1, 200)), force=True)
+    las_options = {"block_points": data.draw(st.integers(1, 200)), "run_points": data.draw(st.integers(0, 70))}
+    las = indexed(local_store, f"h{seed}.las", las_bytes(full), force=True, **las_options)
     laz = indexed(local_store, f"h{seed}.laz", laz_bytes(full, cuts=cuts), force=True)
     for co in (las, laz):
         assert_exactly_once([s.get() for s in co.partition(square_split_strategy, num_chunks)], full)
+        assert_exactly_once([s.get() for s in co.partition(partition_spatial_chunks, num_chunks)], full)
         assert np.array_equal(np.concatenate([ids(s.get()) for s in co.partition(partition_num_points, num_chunks)]), ids(full))
     x0, x1 = sorted(data.draw(st.floats(-10, span / 4 + 10)) for _ in range(2))
     y0, y1 = sorted(data.draw(st.floats(-10, span / 4 + 10)) for _ in range(2))
@@ -245,6 +250,121 @@ def test_balanced_split_evens_out_a_skewed_cloud(local_store):
     bare = indexed(local_store, "bare.las", las_bytes(full))
     with pytest.raises(StrategyArgumentError, match="histogram_grid"):
         bare.partition(square_split_strategy, 4, balance=True)
+
+
+# -- real point orders: scan lines along flight strips, and Morton ------------------------------------
+
+
+def time_ids(las: laspy.LasData) -> np.ndarray:
+    """The synthetic clouds' GPS times, unique and increasing in file order."""
+    return np.asarray(las.gps_time)
+
+
+def assert_each_point_once(parts: list[laspy.LasData], full: laspy.LasData) -> None:
+    got = np.sort(np.concatenate([time_ids(p) for p in parts]))
+    assert got.size == len(full.points) and np.array_equal(got, time_ids(full))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    order=st.sampled_from(["scan", "morton"]),
+    n=st.integers(1, 3000),
+    strips=st.integers(1, 7),
+    line_points=st.integers(1, 500),
+    size=st.sampled_from([0.05, 3.0, 1000.0]),
+    seed=st.integers(0, 2**16),
+    num_chunks=st.integers(1, 70),
+    data=st.data(),
+)
+def test_point_orders_every_point_once_every_strategy(local_store, order, n, strips, line_points, size, seed, num_chunks, data):
+    if order == "scan":
+        full = scan_ordered_cloud(n, size=size, strips=strips, line_points=line_points, seed=seed)
+    else:
+        full = morton_ordered_cloud(n, size=size, tiles=2 ** (strips - 1), seed=seed)
+    las_options = {"block_points": data.draw(st.integers(1, 1000)), "run_points": data.draw(st.sampled_from([0, 1, 7, 32, 100]))}
+    las = indexed(local_store, f"o{seed}.las", las_bytes(full), force=True, **las_options)
+    laz = indexed(local_store, f"o{seed}.laz", laz_bytes(full, cuts=sorted(data.draw(st.lists(st.integers(0, n), max_size=8)))), force=True)
+    for co in (las, laz):
+        cells = co.partition(square_split_strategy, num_chunks)
+        parts = [s.get() for s in cells]
+        assert_each_point_once(parts, full)
+        assert all(np.all(in_window(p, s.window, s.closed)) for s, p in zip(cells, parts))
+        chunks = co.partition(partition_spatial_chunks, num_chunks)
+        assert len(chunks) == num_chunks
+        parts = [s.get() for s in chunks]
+        assert_each_point_once(parts, full)
+        assert sum(row[3] for s in chunks for row in s.blocks) == n  # every point decoded once
+        for s, p in zip(chunks, parts):
+            assert s.num_points == len(p.points)
+            if len(p.points):
+                assert s.min_x <= np.asarray(p.x).min() and np.asarray(p.x).max() <= s.max_x
+                assert s.min_y <= np.asarray(p.y).min() and np.asarray(p.y).max() <= s.max_y
+            else:
+                assert s.bounds is None
+        runs = co.partition(partition_num_points, num_chunks)
+        assert np.array_equal(np.concatenate([time_ids(s.get()) for s in runs]), time_ids(full))
+
+
+def test_scan_ordered_las_cells_read_little_more_than_they_keep(local_store):
+    """The index's run bounds hold the decode factor (points read ÷ points kept) of LAS cells near 1 on a
+    scan-ordered tile, where block bounds alone read most points twice; LAZ chunks cannot do better."""
+    full = scan_ordered_cloud(600_000, strips=5, line_points=400, seed=3)
+    las = indexed(local_store, "scan.las", las_bytes(full))
+    coarse = indexed(local_store, "coarse.las", las_bytes(full), run_points=0)
+    per_block = -(-np.diff(las.index().tables["block_first"]) // 32)
+    assert las.attributes.run_points == 32 and las.index().tables["run_bounds"].shape == (per_block.sum(), 4)
+    for cells in (16, 64):
+        fine = las.partition(square_split_strategy, cells)
+        factor = sum(row[3] for s in fine for row in s.blocks) / 600_000
+        assert factor <= 1.2, (cells, factor)
+        assert sum(row[3] for s in coarse.partition(square_split_strategy, cells) for row in s.blocks) / 600_000 > 1.5
+    parts = [s.get() for s in las.partition(square_split_strategy, 16)]
+    assert_each_point_once(parts, full)
+
+
+def test_spatial_chunks_balance_points_and_cover_space(local_store):
+    full = scan_ordered_cloud(60_000, strips=5, line_points=300, seed=4)
+    laz = indexed(local_store, "k.laz", laz_bytes(full, cuts=list(range(1000, 60_000, 1000))))
+    assert laz.attributes.blocks == 60
+    slices = laz.partition(partition_spatial_chunks, 8)
+    counts = [s.num_points for s in slices]
+    assert sum(counts) == 60_000 and max(counts) - min(counts) <= 2000  # chunks of 1000 points: within two chunks
+    assert all(len(s.blocks) >= 1 for s in slices)
+    chunks = [row[0] for s in slices for row in s.blocks]
+    assert sorted(chunks) == sorted(set(chunks)) and len(chunks) == 60
+    many = laz.partition(partition_spatial_chunks, 100)
+    assert len(many) == 100 and sum(1 for s in many if s.blocks) == 60 and all(len(s.blocks) <= 1 for s in many)
+    assert all(s.bounds is None and len(s.get().points) == 0 for s in many if not s.blocks)
+    las = indexed(local_store, "k.las", las_bytes(full), block_points=5000)
+    blocks = las.partition(partition_spatial_chunks, 4)
+    assert sum(s.num_points for s in blocks) == 60_000 and all(len(s.blocks) >= 1 for s in blocks)
+    assert_each_point_once([s.get() for s in blocks], full)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), n=st.integers(1, 50))
+def test_quantized_run_bounds_contain_their_points(data, n):
+    """Run bounds are stored as bytes of their block's extent; decoded, they must still hold every point."""
+    ints = st.integers(-(2**31), 2**31 - 1)
+    lo_block = np.array([[data.draw(ints), data.draw(ints)]], dtype=np.int64)
+    hi_block = np.array([[data.draw(st.integers(int(v), 2**31 - 1)) for v in lo_block[0]]], dtype=np.int64)
+    lo = np.array([[data.draw(st.integers(int(a), int(b))) for a, b in zip(lo_block[0], hi_block[0])] for _ in range(n)], dtype=np.int64)
+    hi = np.array([[data.draw(st.integers(int(a), int(b))) for a, b in zip(row, hi_block[0])] for row in lo], dtype=np.int64)
+    frame = np.repeat(np.concatenate([lo_block, hi_block], axis=1).astype(np.int32), n, axis=0)
+    decoded = decode_runs(frame, encode_runs(frame, lo, hi))
+    assert np.all(decoded[:, :2] <= lo) and np.all(decoded[:, 2:] >= hi)
+    assert np.all(decoded[:, :2] >= lo_block) and np.all(decoded[:, 2:] <= hi_block)
+
+
+def test_index_of_an_older_version_asks_for_preprocess(local_store, monkeypatch):
+    co = indexed(local_store, "old.las", las_bytes(cloud(500, 6)))
+    monkeypatch.setattr(LiDARPointCloud, "index_version", 1)
+    old = indexed(local_store, "old.las", las_bytes(cloud(500, 6)), force=True)
+    monkeypatch.undo()
+    fresh = CloudObject.from_url(LiDARPointCloud, old.url)
+    with pytest.raises(IndexMissingError, match=r"index version 1.*preprocess\(force=True\)"):
+        fresh.partition(square_split_strategy, 4)
+    assert co.url == old.url
 
 
 # -- what a slice gives ----------------------------------------------------------------------------------
@@ -294,7 +414,7 @@ def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
     for name, data in (("q.las", las_bytes(full)), ("q.laz", laz_bytes(full, cuts=[1000, 2000, 3000, 4000, 5000]))):
         co = indexed(store, name, data, block_points=500)
         read_stats.reset()
-        slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5)
+        slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5) + co.partition(partition_spatial_chunks, 3)
         assert read_stats.bytes.get(co.url, 0) == 0 and read_stats.requests.get(co.url, 0) == 0
         assert all(len(pickle.dumps(s)) < 2000 for s in slices)
         calls: list[list[tuple[int, int]]] = []
