@@ -5,8 +5,8 @@ buildings) as a COPC file with the tests' writer (an octree whose nodes keep up 
 LAZ chunk per node). Prints:
 - the index pass (``preprocess``: header, VLRs and hierarchy pages) ÷ reading the whole file, with the
   requests and bytes it read;
-- all ``square_split_strategy`` cells (``--slices``, default 16, and 4 x as many) and all
-  ``partition_num_points`` runs, each slice's ``get()`` on a spawned pool of ``--workers`` processes
+- all ``square_split_strategy`` cells (``--slices``, default 16, and 4 x as many), all
+  ``partition_spatial_chunks`` slices (whole nodes) and all ``partition_num_points`` runs, each slice's ``get()`` on a spawned pool of ``--workers`` processes
   (default 2), ÷ one ``laspy.read`` of the file (laspy's default, lazrs on all cores) and ÷ a single-threaded
   one; with how many points the cells decode per point they keep (a node that meets several cells is
   decoded by each);
@@ -32,7 +32,7 @@ import numpy as np
 from _common import best_of, warm_page_cache
 
 from dataplug import CloudObject
-from dataplug.formats.geospatial.copc import COPCSlice, partition_num_points, square_split_strategy
+from dataplug.formats.geospatial.copc import COPCSlice, partition_num_points, partition_spatial_chunks, square_split_strategy
 from dataplug.storage import read_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -101,6 +101,7 @@ def main() -> None:
         for label, strategy, n in (
             ("square_split_strategy", square_split_strategy, args.slices),
             ("square_split_strategy", square_split_strategy, 4 * args.slices),
+            ("partition_spatial_chunks", partition_spatial_chunks, args.slices),
             ("partition_num_points", partition_num_points, args.slices),
         ):
             slices = co.partition(strategy, n)

@@ -24,6 +24,7 @@ from dataplug.formats.geospatial.copc import (
     COPCSlice,
     partition_bbox,
     partition_num_points,
+    partition_spatial_chunks,
     square_split_strategy,
 )
 from dataplug.formats.geospatial.laspc import LiDARPointCloud
@@ -206,6 +207,9 @@ def test_random_octrees_every_point_once(local_store, n, fmt, span, cap, max_dep
     runs = co.partition(partition_num_points, num_chunks, max_depth=lod)
     assert [s.num_points for s in runs] == np.diff(np.arange(num_chunks + 1) * expected.size // num_chunks).tolist()
     assert_once(union(runs), expected)
+    chunks = co.partition(partition_spatial_chunks, num_chunks, max_depth=lod)
+    assert len(chunks) == num_chunks and sum(node[2] for piece in chunks for node in piece.nodes) == expected.size
+    assert_once(union(chunks), expected)
     x0, x1 = sorted(data.draw(st.integers(0, span), label="x") * 0.25 + 1000 for _ in range(2))
     y0, y1 = sorted(data.draw(st.integers(0, span), label="y") * 0.25 - 500 for _ in range(2))
     (window,) = co.partition(partition_bbox, x0, y0, x1, y1, max_depth=lod)
@@ -275,6 +279,7 @@ def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
     co = indexed(store, "c.copc.laz", write_copc(las, cap=300, max_depth=4, shuffle_chunks=True))
     read_stats.reset()
     slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5) + co.partition(partition_bbox, 1100, 0, 2000, 900)
+    slices += co.partition(partition_spatial_chunks, 7)
     assert read_stats.bytes.get(co.url, 0) == 0
     calls = []
     original = StorageObject.read_ranges
