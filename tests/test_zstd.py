@@ -216,7 +216,9 @@ def test_seek_table_that_does_not_fit_is_a_clear_error(local_store):
     frames = [frame(p) for p in parts]
     wrong_total = b"".join(frames) + seek_table([len(f) + 1 for f in frames], [len(p) for p in parts])
     wrong_sizes = b"".join(frames) + seek_table([len(f) for f in frames], [len(p) + (i == 3) - (i == 4) for i, p in enumerate(parts)])
-    for name, stored, message in (("total", wrong_total, "seek table does not match"), ("sizes", wrong_sizes, "frame index does not match")):
+    first_empty = b"".join(frames) + seek_table([len(f) for f in frames], [0] + [len(p) for p in parts[1:]])
+    cases = (("total", wrong_total, "seek table does not match"), ("sizes", wrong_sizes, "frame index does not match"), ("empty", first_empty, "frame index does not match"))
+    for name, stored, message in cases:
         with pytest.raises(InvalidFormatError, match=message):
             CloudObject.from_url(UTF8Text, local_store.put(f"{name}.zst", stored)).preprocess(chunk_size=30_000)
 

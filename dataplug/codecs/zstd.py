@@ -60,13 +60,15 @@ class Frames:
 
     compressed: np.ndarray
     decoded: np.ndarray
+    #: Where the first frame starts: frames before the first row decode to nothing, which the pass checks.
+    first: int
 
     @classmethod
     def from_sizes(cls, starts: list[int] | np.ndarray, sizes: list[int] | np.ndarray, end: int) -> Frames:
         starts, sizes = np.asarray(starts, np.int64), np.asarray(sizes, np.int64)
         offsets = np.concatenate(([0], np.cumsum(sizes)))
         keep = sizes > 0
-        return cls(np.append(starts[keep], end), np.append(offsets[:-1][keep], offsets[-1]))
+        return cls(np.append(starts[keep], end), np.append(offsets[:-1][keep], offsets[-1]), int(starts[0]) if starts.size else end)
 
     @property
     def logical_size(self) -> int:
@@ -301,6 +303,11 @@ class ZstdCodec(Codec):
         frames = cls.frames(ctx)
         c, u = frames.compressed.tolist(), frames.decoded.tolist()
         logical, chunk = frames.logical_size, ctx.chunk_size or DEFAULT_CHUNK_SIZE
+        # Every frame is decoded once, those listed as empty too: the first run starts at the first frame.
+        if logical:
+            c[0] = frames.first
+        elif frames.first < c[0]:
+            c, u = [frames.first, *c], [0, *u]
         # Runs of frames of about ``chunk`` decoded bytes. A run's logical range starts one byte into its
         # first frame, so that byte (the scanner's context) comes from the run's own frames, never from
         # decoding the frame before; the last run ends at the stream's end.
