@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -63,10 +63,17 @@ class COPCSlice(CloudObjectSlice):
     bounds: tuple[float, float, float, float] | None = None
     closed: tuple[bool, bool] = (False, False)
 
+    #: :meth:`dump` writes LAZ.
+    binary_output: ClassVar[bool] = True
+
     @property
     def num_points(self) -> int | None:
         """Points in a run slice; ``None`` for a spatial slice (known only once read)."""
         return None if self.first is None or self.stop is None else self.stop - self.first
+
+    @property
+    def num_records(self) -> int | None:
+        return self.num_points
 
     @property
     def min_x(self) -> float | None:
@@ -137,6 +144,10 @@ class COPCSlice(CloudObjectSlice):
     def to_file(self, name: str | os.PathLike[str]) -> None:
         """Write the slice as a LAS or LAZ file (by the name's suffix, ``.laz`` compressed)."""
         self.get().write(os.fspath(name))
+
+    def dump(self, fp: BinaryIO) -> None:
+        """Write the slice to ``fp`` as a LAZ file (plain LAZ 1.4, not COPC)."""
+        self.get().write(fp, do_compress=True)
 
     def schema(self) -> pa.Schema:
         """``X``, ``Y``, ``Z`` as scaled float64 and the point format's other dimensions (one header read)."""
