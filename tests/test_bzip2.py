@@ -92,8 +92,8 @@ def test_fastq_every_read_once(tmp_path_factory, reads, kind, seed, slices):
     assert co.attributes.reads == reads
     expected = fastq_oracle(data)
     for n in sorted({1, 2, slices, reads + 2}) if reads <= 30 else (1, slices):
-        for strategy in (partition_reads_batches, partition_sequences_per_chunk):
-            got = co.partition(strategy, n)
+        for strategy, arg in ((partition_reads_batches, n), (partition_sequences_per_chunk, max(1, -(-reads // n)))):
+            got = co.partition(strategy, arg)
             assert [r for s in got for r in s.reads()] == expected
             assert all(s.first % 4 == 0 for s in got)
 

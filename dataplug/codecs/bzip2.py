@@ -112,7 +112,7 @@ class BlockPass:
         self.url, self.size, self.pool, self.ahead = url, size, pool, ahead
         self.buf, self.at = bytearray(), 0  # the object's bytes from byte ``at`` on
         self.frontier = 0  # every magic starting before this bit has been found
-        self.magics: list[int] = []
+        self.magics: list[int] = []  # those found from the current block on, in order
         self.is_block: dict[int, bool] = {}
         self.pending: dict[tuple[int, int], Future[Any]] = {}
         self.header: int | None = 0  # byte offset of the next stream header, None inside a stream
@@ -126,13 +126,16 @@ class BlockPass:
         frontier = 8 * (self.at + len(self.buf) - 6)
         if frontier > self.frontier:
             lo, hi = self.frontier - 8 * self.at, frontier - 8 * self.at
-            for kind, magic in ((True, BLOCK_MAGIC), (False, END_MAGIC)):
-                for bit in find_magic(self.buf, magic, lo, hi):
-                    self.is_block[bit + 8 * self.at] = kind
-            self.magics = sorted(self.is_block)
+            found = {bit + 8 * self.at: kind for kind, magic in ((True, BLOCK_MAGIC), (False, END_MAGIC)) for bit in find_magic(self.buf, magic, lo, hi)}
+            self.is_block.update(found)
+            self.magics += sorted(found)  # all after the ones found before
             self.frontier = frontier
         yield from self._advance(final)
-        keep = self.pos // 8 - self.at  # bytes before the current block or end marker are done with
+        done = bisect.bisect_left(self.magics, self.pos)  # magics and bytes before the current block are done with
+        for bit in self.magics[:done]:
+            del self.is_block[bit]
+        del self.magics[:done]
+        keep = self.pos // 8 - self.at
         if keep > 0:
             del self.buf[:keep]
             self.at += keep
