@@ -29,7 +29,7 @@ class StreamAttributes:
     """What every framed format records about the byte source under it."""
 
     size: int
-    #: ``"none"``, ``"gzip"`` or ``"bgzf"``.
+    #: ``"none"``, ``"gzip"``, ``"bgzf"``, ``"zstd"`` or ``"bzip2"``.
     compression: str
     #: Bytes of the logical (decoded) stream; ``size`` for a plain object.
     uncompressed_size: int
@@ -47,12 +47,12 @@ def codec_attributes(size: int, index: CodecIndex) -> dict[str, Any]:
 
 class StreamFormat(DataFormat):
     """Base of formats framed over a codec's logical stream. Option ``compression``: ``"gzip"``,
-    ``"bgzf"`` or ``"none"`` to override detection."""
+    ``"bgzf"``, ``"zstd"``, ``"bzip2"`` or ``"none"`` to override detection."""
 
     #: 2: codec tables beside the framing's (indexes of dataplug before codecs x framings are rebuilt).
     index_version = 2
     options = {
-        "compression": "'gzip', 'bgzf' or 'none': overrides detection from the first bytes",
+        "compression": "'gzip', 'bgzf', 'zstd', 'bzip2' or 'none': overrides detection from the first bytes",
         "spacing": "decoded bytes between gzip/BGZF checkpoints (default: 1.5 to 4 MiB, from the object size)",
         "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
         "gzi": "URL of a BGZF .gzi index (default: <url>.gzi when it exists)",
