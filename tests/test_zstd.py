@@ -151,6 +151,17 @@ def test_detected_from_the_bytes(local_store):
     assert detect_codec(SKIPPABLE + frame(data)) == "zstd" and detect_codec(b"\x28\xb5\x2f") == "none"
 
 
+def test_byte_order_mark_behind_a_whole_block(local_store):
+    """Nothing decodes before a whole block (up to 128 KiB) has arrived: more than the usual first read."""
+    rng = np.random.default_rng(8)
+    data = "\ufeff".encode() + b"".join(b"%s\n" % bytes(rng.integers(33, 127, 99, dtype=np.uint8)) for _ in range(5000))
+    stored = frame(data)
+    assert ZstdCodec.head("u", stored[: 64 * 1024], 3) == b""
+    co = CloudObject.from_url(UTF8Text, local_store.put("bom.txt.zst", stored)).preprocess()
+    assert co.attributes.data_start == 3
+    assert "".join(s.get() for s in co.partition(text_chunks, 4)).encode() == data[3:]
+
+
 def test_seek_table_alone_indexes_the_frames(local_store):
     data = b"".join(b"record %d\n" % i for i in range(200_000))
     stored = seekable(data, 100_000)

@@ -289,6 +289,10 @@ class ZstdCodec(Codec):
         return bytes(out)
 
     @classmethod
+    def head_bytes(cls, n: int) -> int:
+        return n + 2**17 + 64  # a block (at most 128 KiB) decodes only whole
+
+    @classmethod
     def frames(cls, ctx: Any) -> Frames:
         """The object's frames: from its seek table when it has one, else by walking its headers."""
         frames = read_seek_table(ctx.obj, ctx.info)
