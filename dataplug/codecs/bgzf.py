@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
-from dataplug.codecs.gzip import _bgzf_block_size, _is_bgzf, default_spacing
-from dataplug.codecs.gzip_source import WINDOWS_BLOB, GzipCodec
+from dataplug.codecs.gzip_headers import bgzf_block_size, is_bgzf
+from dataplug.codecs.gzip_index import default_spacing
+from dataplug.codecs.gzip_source import GzipCodec
+from dataplug.codecs.gzip_windows import WINDOWS_BLOB
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import InvalidFormatError, ObjectNotFoundError
 from dataplug.executors import map_ordered
@@ -54,7 +56,7 @@ def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> tuple[bytes, 
         xlen = int.from_bytes(view[pos + 10 : pos + 12], "little")
         if not whole and pos + 12 + xlen > len(view):
             break  # the read ends inside the next member's header
-        size = _bgzf_block_size(bytes(view[pos : pos + 12 + xlen]))
+        size = bgzf_block_size(bytes(view[pos : pos + 12 + xlen]))
         if size is None:
             raise InvalidFormatError(url, "not a BGZF member: no 'BC' extra field", offset=at + pos)
         member = view[pos : pos + size]
@@ -101,7 +103,7 @@ class BgzfCodec(GzipCodec):
 
     @classmethod
     def detect(cls, head: bytes) -> bool:
-        return head[:2] == b"\x1f\x8b" and _is_bgzf(head)
+        return head[:2] == b"\x1f\x8b" and is_bgzf(head)
 
     @classmethod
     def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:

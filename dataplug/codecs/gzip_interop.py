@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner
-from dataplug.codecs.gzip import _AHEAD, DEFAULT_CHUNK_SIZE, WINDOW_SIZE, Checkpoint, _Inflater, _pack_window, _pieces
-from dataplug.codecs.gzip_source import WINDOWS_BLOB, read_window
+from dataplug.codecs.gzip_headers import gzip_header_length
+from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint
+from dataplug.codecs.gzip_inflate import DEFAULT_CHUNK_SIZE, Inflater, pieces
+from dataplug.codecs.gzip_windows import AHEAD, WINDOWS_BLOB, pack_window, read_window
 from dataplug.errors import DataplugError, InvalidFormatError
 from dataplug.executors import map_ordered
 from dataplug.index import max_index_bytes
@@ -38,23 +40,6 @@ _HEADER = struct.Struct("<5sBBQQIII")
 _POINT = struct.Struct("<QQBB")
 #: Compressed bytes fetched past a range's end at first (its look-ahead usually needs far fewer).
 _MARGIN = 64 * 1024
-
-
-def gzip_header_length(url: str, head: bytes) -> int:
-    """Length of the gzip member header at the start of ``head`` (RFC 1952: optional extra field, name,
-    comment and header CRC)."""
-    if len(head) < 10 or head[:3] != b"\x1f\x8b\x08":
-        raise InvalidFormatError(url, "not gzip: no gzip member header", offset=0)
-    flags, pos = head[3], 10
-    if flags & 4:
-        pos += 2 + int.from_bytes(head[10:12], "little")
-    for bit in (8, 16):
-        if flags & bit:
-            end = head.find(b"\0", pos)
-            if end < 0:
-                raise InvalidFormatError(url, "gzip header longer than the bytes read", offset=0)
-            pos = end + 1
-    return pos + (2 if flags & 2 else 0)
 
 
 def export_index(co: Any, url: str, format: str = "gzidx") -> None:
@@ -143,11 +128,11 @@ def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: s
 
     def kept() -> Iterator[memoryview]:
         for piece in _compressed(obj, info, checkpoint.fetch_start, next_c + _MARGIN):
-            if len(fetched) < _AHEAD:
-                fetched.extend(piece[: _AHEAD - len(fetched)])
-            yield from _pieces(piece)
+            if len(fetched) < AHEAD:
+                fetched.extend(piece[: AHEAD - len(fetched)])
+            yield from pieces(piece)
 
-    inflater = _Inflater(checkpoint, obj.url, DEFAULT_CHUNK_SIZE)
+    inflater = Inflater(checkpoint, obj.url, DEFAULT_CHUNK_SIZE)
     out = bytearray()
     eof = True
     try:
@@ -165,7 +150,7 @@ def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: s
     if end > u + len(out) or start > end:
         raise InvalidFormatError(obj.url, f"the gzip stream ends at decoded byte {u + len(out)}, before the adopted index's next point at {next_u}")
     scan = scanner(np.frombuffer(out, np.uint8), start - u, start, end, eof)
-    window = _pack_window(checkpoint.window, bytes(fetched), checkpoint.bits) if checkpoint.window else b""
+    window = pack_window(checkpoint.window, bytes(fetched), checkpoint.bits) if checkpoint.window else b""
     head = bytes(out[:WINDOW_SIZE])
     tail = bytes(out[next_u - u : next_u - u + WINDOW_SIZE]) if next_u is not None else b""
     return scan, window, (len(head), zlib.crc32(head)), (len(tail), zlib.crc32(tail)), u + len(out)

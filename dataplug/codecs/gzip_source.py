@@ -1,4 +1,4 @@
-"""The gzip byte source: the checkpoint pass of :mod:`dataplug.codecs.gzip` as a codec, and readers that
+"""The gzip byte source: the checkpoint pass of :mod:`dataplug.codecs.gzip_pass` as a codec, and readers that
 decode any logical range from one checkpoint.
 
 The sidecar keeps one row per checkpoint (compressed byte and bit, uncompressed offset, where its window
@@ -10,19 +10,24 @@ compressed bytes from that checkpoint on.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
-from dataplug.codecs.gzip import WINDOW_SIZE, Checkpoint, _is_bgzf, build_index, default_spacing, inflate_from
+from dataplug.codecs.gzip_headers import is_bgzf
+from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint, default_spacing
+from dataplug.codecs.gzip_inflate import inflate_from
+from dataplug.codecs.gzip_interop import adopt_scan
+from dataplug.codecs.gzip_pass import build_index
+from dataplug.codecs.gzip_windows import WINDOWS_BLOB, read_window
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import progress_bar
 from dataplug.index import BlobRef
 from dataplug.storage import ObjectInfo, StorageObject
 
-WINDOWS_BLOB = "windows"
 _TABLES = {
     "compressed_offset": np.uint64,
     "bits": np.uint8,
@@ -34,20 +39,6 @@ _TABLES = {
 _MAX_RATIO = 1032
 #: Compressed bytes fetched past the estimated end of a range before a second request is needed.
 END_MARGIN = 64 * 1024
-
-
-def read_window(url: str, blob: BlobRef | bytes, start: int, end: int, crc: int) -> bytes:
-    """A checkpoint's window: CRC-checked, and decompressed into at most 32 KiB (a crafted blob is a
-    :class:`CorruptIndexError`, never a zlib bomb)."""
-    data = blob.read(start, end, crc32=crc) if isinstance(blob, BlobRef) else bytes(blob[start:end])
-    d = zlib.decompressobj()
-    try:
-        window = d.decompress(data, WINDOW_SIZE)
-    except zlib.error as exc:
-        raise CorruptIndexError(url, f"gzip window at [{start}, {end}) does not decompress: {exc}") from None
-    if not d.eof or d.unconsumed_tail or d.unused_data:
-        raise CorruptIndexError(url, f"gzip window at [{start}, {end}) is not one zlib stream of at most {WINDOW_SIZE} bytes")
-    return window
 
 
 @dataclass(frozen=True)
@@ -108,7 +99,7 @@ class GzipCodec(Codec):
 
     @classmethod
     def detect(cls, head: bytes) -> bool:
-        return head[:2] == b"\x1f\x8b" and not _is_bgzf(head)
+        return head[:2] == b"\x1f\x8b" and not is_bgzf(head)
 
     @classmethod
     def head(cls, url: str, raw: bytes, n: int) -> bytes:
@@ -129,8 +120,6 @@ class GzipCodec(Codec):
         url, size = ctx.obj.url, ctx.info.size
         adopt = ctx.options.get("adopt_index")
         if adopt:
-            from dataplug.codecs.gzip_interop import adopt_scan  # it builds on this module
-
             return adopt_scan(ctx, scanner, str(adopt))
         spacing = int(ctx.options.get("spacing", default_spacing(size)))
         if spacing < 1:

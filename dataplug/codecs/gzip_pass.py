@@ -1,0 +1,372 @@
+"""Where gzip checkpoints are made: ``build_index`` reads a gzip object once, front to back.
+
+It decompresses with zlib's C library (:mod:`dataplug.codecs.gzip_zlib`), counts newlines in the output as
+it goes, hands every decoded byte to the format's framing (``on_data``), and every ``spacing`` uncompressed
+bytes records a *checkpoint* at a deflate block boundary (or member header) with the 32 KiB of output
+before it, stored sparse (:mod:`dataplug.codecs.gzip_windows`). Nothing is decompressed twice.
+
+Layout rules it checks:
+
+* A gzip object is one or more members back to back (``cat a.gz b.gz``, pigz, bgzip). Every member must
+  start right after the previous member's 8-byte trailer; bytes between members are rejected.
+* After the last member only zero bytes are accepted (padding, which GNU gzip also ignores); any other
+  trailing data is an error naming its offset. The padding is part of ``compressed_size`` but adds nothing.
+* BGZF members must end where their ``BC`` field says.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
+
+import numpy as np
+
+from dataplug.codecs.gzip_headers import MAGIC, bgzf_block_size, is_bgzf
+from dataplug.codecs.gzip_index import TABLE_DTYPES, WINDOW_SIZE, GzipIndex, default_spacing
+from dataplug.codecs.gzip_windows import AHEAD, pack_window
+from dataplug.codecs.gzip_zlib import (
+    DT_BITS,
+    DT_BLOCK_BOUNDARY,
+    DT_LAST_BLOCK,
+    Z_BLOCK,
+    Z_BUF_ERROR,
+    Z_MEM_ERROR,
+    Z_NO_FLUSH,
+    Z_OK,
+    Z_STREAM_END,
+    ZStream,
+    libz,
+)
+from dataplug.errors import InvalidFormatError
+
+DEFAULT_READ_SIZE = 4 * 2**20  # compressed bytes per read during build_index
+
+
+class _RangeReader(io.RawIOBase):
+    """Sequential file object over a ``read(start, end) -> bytes`` callable."""
+
+    def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:
+        self._read, self._size, self._pos = read, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        end = min(self._pos + len(buffer), self._size)
+        data = self._read(self._pos, end) if end > self._pos else b""
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+
+class _Builder:
+    """State of one ``build_index`` pass (see there)."""
+
+    def __init__(
+        self,
+        source: BinaryIO,
+        size: int,
+        spacing: int,
+        url: str | None,
+        progress: Callable[[int], None] | None,
+        read_size: int,
+        on_data: Callable[[memoryview], None] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None,
+    ) -> None:
+        self.zlib = libz()
+        self.source, self.size, self.spacing, self.url, self.progress = source, size, spacing, url, progress
+        self.on_data, self.on_checkpoint = on_data, on_checkpoint
+        self.member_start, self.member_size = 0, None  # BGZF: where the current member starts, its BSIZE + 1
+        self.stream = ZStream()
+        self.pins: list[ctypes.Array] = []  # ctypes views of the buffers zlib writes to, so they never move
+        self.inbuf = bytearray(read_size)
+        self.in_addr = self.address(self.inbuf)
+        self.in_base = 0  # object offset of inbuf[0]
+        self.read_total = 0  # bytes taken from the source
+        self.out = bytearray(4 * read_size)
+        self.out_addr = self.address(self.out)
+        self.out_pos = 0  # end of the decompressed data in `out`
+        self.counted = 0  # newlines of out[:counted] are in `lines`
+        self.total_out = 0  # uncompressed offset of out[out_pos]
+        self.lines = 0
+        self.last_byte = -1
+        self.dict_buf = bytearray(WINDOW_SIZE)
+        self.dict_addr = self.address(self.dict_buf)
+        self.checkpoints: list[tuple[int, int, int, int]] = []  # compressed, bits, uncompressed, line
+        self.windows: list[Future[bytes] | None] = []  # zlib-compressed windows, made on a helper thread
+        self.pending: list[tuple[int, bytes, int, bytearray]] = []  # windows waiting for their look-ahead
+        self.compressor = ThreadPoolExecutor(1, thread_name_prefix="dataplug-gzip-windows")
+
+    def address(self, buffer: bytearray) -> int:
+        self.pins.append((ctypes.c_char * len(buffer)).from_buffer(buffer))
+        return ctypes.addressof(self.pins[-1])
+
+    def position(self) -> int:
+        """Object offset of the next compressed byte zlib has not taken."""
+        return self.in_base + (self.stream.next_in or self.in_addr) - self.in_addr
+
+    def fill(self) -> None:
+        """Move the unconsumed input to the buffer start, then fill the rest of the buffer from the source."""
+        s = self.stream
+        left = s.avail_in
+        offset = (s.next_in - self.in_addr) if left else 0
+        self.in_base = self.position()
+        self.inbuf[:left] = self.inbuf[offset : offset + left]
+        end = left + min(len(self.inbuf) - left, self.size - self.read_total)
+        readinto = getattr(self.source, "readinto", None)
+        with memoryview(self.inbuf) as view:
+            filled = left
+            while filled < end:
+                if readinto is not None:
+                    got = readinto(view[filled:end]) or 0
+                else:
+                    data = self.source.read(end - filled)
+                    got = len(data)
+                    view[filled : filled + got] = data
+                if not got:
+                    raise InvalidFormatError(
+                        self.url,
+                        f"truncated gzip stream: the object ended after {self.read_total} of {self.size} bytes",
+                        offset=self.read_total,
+                    )
+                filled += got
+                self.read_total += got
+        s.next_in = self.in_addr
+        s.avail_in = filled
+        for _, _, _, ahead in self.pending:
+            ahead += self.inbuf[left : min(filled, left + AHEAD - len(ahead))]
+        self.pack_windows(final=self.read_total == self.size)
+        if self.progress is not None:
+            self.progress(self.read_total)
+
+    def count_lines(self) -> None:
+        """Count newlines in the output not yet counted (numpy is ~3x faster than bytearray.count)."""
+        n = self.out_pos - self.counted
+        if n:
+            view = np.frombuffer(self.out, np.uint8, count=n, offset=self.counted)
+            self.lines += int(np.count_nonzero(view == 10))
+            if self.on_data is not None:
+                self.on_data(memoryview(self.out)[self.counted : self.out_pos])
+            self.last_byte = self.out[self.out_pos - 1]
+            self.counted = self.out_pos
+
+    def add_checkpoint(self, compressed: int, bits: int, window: bytes) -> None:
+        self.count_lines()
+        self.checkpoints.append((compressed, bits, self.total_out, self.lines))
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.total_out)
+        self.windows.append(None)
+        if window:
+            # sparse_window needs the compressed bytes after the checkpoint, from the byte holding its
+            # first bit (still in the buffer: fill() only runs once it is consumed); fill() adds more.
+            start = self.stream.next_in - self.in_addr
+            ahead = bytearray(self.inbuf[start - (1 if bits else 0) : start + min(self.stream.avail_in, AHEAD)])
+            self.pending.append((len(self.windows) - 1, window, bits, ahead))
+            self.pack_windows(final=False)
+
+    def pack_windows(self, final: bool) -> None:
+        """Sparsify and compress the windows whose look-ahead is complete (all of them when ``final``);
+        zlib releases the GIL, so that runs on another core while this thread inflates."""
+        while self.pending and (final or len(self.pending[0][3]) >= AHEAD):
+            slot, window, bits, ahead = self.pending.pop(0)
+            self.windows[slot] = self.compressor.submit(pack_window, window, bytes(ahead), bits)
+
+    def current_window(self) -> bytes:
+        length = ctypes.c_uint(0)
+        if self.zlib.inflateGetDictionary(ctypes.byref(self.stream), self.dict_addr, ctypes.byref(length)):
+            raise RuntimeError("inflateGetDictionary failed")
+        return bytes(self.dict_buf[: length.value])
+
+    def due(self) -> bool:
+        return self.total_out - self.checkpoints[-1][2] >= self.spacing
+
+    def error(self, cause: str, offset: int | None = None) -> InvalidFormatError:
+        return InvalidFormatError(self.url, cause, offset=self.position() if offset is None else offset)
+
+    def run(self) -> GzipIndex:
+        s, z = self.stream, self.zlib
+        try:
+            self.fill()
+            head = bytes(self.inbuf[: min(s.avail_in, 65536)])
+            if head[:2] != MAGIC:
+                if self.size and MAGIC.startswith(head):
+                    raise self.error("truncated gzip stream", offset=self.size)
+                raise self.error("not gzip" if self.size else "empty object, not gzip", offset=0)
+            bgzf = is_bgzf(head)
+            self.member_start, self.member_size = 0, bgzf_block_size(head)
+            if z.inflateInit2_(ctypes.byref(s), 31, z.zlibVersion(), ctypes.sizeof(ZStream)) != Z_OK:
+                raise MemoryError("zlib inflateInit2 failed")
+            try:
+                self.inflate_all(bgzf)
+            finally:
+                z.inflateEnd(ctypes.byref(s))
+            return self.result(bgzf)
+        finally:
+            self.compressor.shutdown(cancel_futures=True)
+
+    def inflate_all(self, bgzf: bool) -> None:
+        """Decompress the whole object, adding checkpoints and counting lines."""
+        s, z = self.stream, self.zlib
+        # BGZF only gets checkpoints on member headers, so it needs no stops at block boundaries.
+        flush = Z_NO_FLUSH if bgzf else Z_BLOCK
+        self.add_checkpoint(0, 0, b"")
+        member_start = 0  # uncompressed offset where the current member starts
+        while True:
+            if not s.avail_in and self.read_total < self.size:
+                self.fill()
+            if self.out_pos == len(self.out):
+                self.count_lines()
+                self.out_pos = self.counted = 0
+            room = len(self.out) - self.out_pos
+            s.next_out = self.out_addr + self.out_pos
+            s.avail_out = room
+            ret = z.inflate(ctypes.byref(s), flush)
+            self.out_pos += room - s.avail_out
+            self.total_out += room - s.avail_out
+            if ret == Z_STREAM_END:
+                if not self.next_member():
+                    break
+                member_start = self.total_out
+            elif ret == Z_BUF_ERROR and not s.avail_in:  # no progress possible and no input left
+                raise self.error("truncated gzip stream")
+            elif ret == Z_MEM_ERROR:
+                raise MemoryError("zlib ran out of memory")
+            elif ret not in (Z_OK, Z_BUF_ERROR):
+                message = (s.msg or b"zlib error").decode("ascii", "replace")
+                raise self.error(f"corrupt gzip data: {message}")
+            elif (
+                not bgzf
+                and s.data_type & (DT_BLOCK_BOUNDARY | DT_LAST_BLOCK) == DT_BLOCK_BOUNDARY
+                and self.total_out > member_start
+                and self.due()
+            ):
+                self.add_checkpoint(self.position(), s.data_type & DT_BITS, self.current_window())
+        self.count_lines()
+
+    def next_member(self) -> bool:
+        """After a member's trailer (checked by zlib): reset for the next member, or check the end."""
+        s = self.stream
+        self.check_bgzf_size()
+        while s.avail_in < 2 and self.read_total < self.size:
+            self.fill()
+        if not s.avail_in:
+            return False
+        start = s.next_in - self.in_addr
+        if self.inbuf[start : start + 2] == MAGIC:
+            if self.member_size is not None:
+                self.next_bgzf_header()
+            if self.due():
+                self.add_checkpoint(self.position(), 0, b"")
+            if self.zlib.inflateReset(ctypes.byref(s)) != Z_OK:
+                raise RuntimeError("zlib inflateReset failed")
+            return True
+        if s.avail_in == 1 and self.inbuf[start] == MAGIC[0]:
+            raise self.error("truncated gzip stream", offset=self.size)
+        self.skip_zero_padding()
+        return False
+
+    def check_bgzf_size(self) -> None:
+        """A BGZF member must end where its header's BSIZE says (readers seek by it)."""
+        end = self.position()
+        if self.member_size is not None and end - self.member_start != self.member_size:
+            raise self.error(
+                f"bad BGZF block size: the member at byte {self.member_start} says it is {self.member_size} bytes, but it ends at byte {end}",
+                offset=self.member_start,
+            )
+
+    def next_bgzf_header(self) -> None:
+        """Read the BSIZE of the BGZF member starting at the next input byte."""
+        s = self.stream
+        need = 12  # the fixed header, then its extra field (XLEN bytes)
+        while True:
+            start = s.next_in - self.in_addr
+            if s.avail_in >= 12:
+                need = 12 + int.from_bytes(self.inbuf[start + 10 : start + 12], "little")
+            if s.avail_in >= need or self.read_total >= self.size:
+                break
+            self.fill()
+        self.member_start = self.position()
+        self.member_size = bgzf_block_size(bytes(self.inbuf[start : start + min(s.avail_in, need)]))
+        if self.member_size is None:
+            raise self.error("a member of a BGZF object has no BGZF 'BC' field", offset=self.member_start)
+
+    def skip_zero_padding(self) -> None:
+        """Accept zero bytes up to the end of the object; anything else after the last member is an error."""
+        s = self.stream
+        member_end = self.position()
+        while True:
+            start = s.next_in - self.in_addr
+            data = bytes(self.inbuf[start : start + s.avail_in])
+            rest = data.lstrip(b"\0")
+            if rest:
+                offset = self.position() + len(data) - len(rest)
+                raise self.error(
+                    f"unexpected data after the gzip member ending at byte {member_end} "
+                    "(only zero padding may follow the last member)",
+                    offset=offset,
+                )
+            s.next_in += s.avail_in
+            s.avail_in = 0
+            if self.read_total == self.size:
+                return
+            self.fill()
+
+    def result(self, bgzf: bool) -> GzipIndex:
+        self.pack_windows(final=True)
+        windows = [b"" if window is None else window.result() for window in self.windows]
+        lengths = [len(window) for window in windows]
+        offsets = np.cumsum([0, *lengths[:-1]])
+        columns = [*zip(*self.checkpoints), offsets, lengths]
+        tables = {name: np.array(col, dtype=TABLE_DTYPES[name]) for name, col in zip(TABLE_DTYPES, columns)}
+        return GzipIndex(
+            compressed_size=self.size,
+            uncompressed_size=self.total_out,
+            line_count=self.lines,
+            ends_with_newline=self.last_byte == 10,
+            spacing=self.spacing,
+            bgzf=bgzf,
+            windows=b"".join(windows),
+            **tables,
+        )
+
+
+def build_index(
+    source: BinaryIO | Callable[[int, int], bytes],
+    compressed_size: int,
+    spacing: int | None = None,
+    url: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    *,
+    read_size: int = DEFAULT_READ_SIZE,
+    on_data: Callable[[memoryview], None] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> GzipIndex:
+    """Index a gzip object in one sequential, read-only pass.
+
+    ``source`` is a binary file object (read from byte 0; fsspec files qualify) or a ``read(start, end)``
+    callable; exactly ``compressed_size`` bytes are read. A checkpoint is recorded at the first deflate
+    block boundary (or member header) at least ``spacing`` uncompressed bytes after the previous one
+    (default: ``default_spacing(compressed_size)``); for BGZF (bgzip) objects only member headers are used, so no windows are stored. ``progress`` is called
+    with the number of compressed bytes read so far. ``on_data`` sees every decompressed byte once, in
+    order, in chunks that are only valid during the call (so a format can check its records in this pass);
+    ``on_checkpoint`` is called with each checkpoint's uncompressed offset, after ``on_data`` has seen
+    everything before it.
+
+    Raises InvalidFormatError (with the compressed offset where it failed) for empty, non-gzip, truncated or
+    corrupt objects (CRC and length of every member are checked) and for data after the last member other
+    than zero padding; nothing partial is ever returned.
+    """
+    spacing = default_spacing(compressed_size) if spacing is None else spacing
+    if spacing < 1:
+        raise ValueError(f"spacing must be positive, got {spacing}")
+    if read_size < 1024:
+        raise ValueError(f"read_size must be at least 1024, got {read_size}")
+    if callable(source) and not hasattr(source, "read"):
+        source = _RangeReader(source, compressed_size)
+    elif getattr(source, "seekable", lambda: False)():
+        source.seek(0)
+    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint).run()
