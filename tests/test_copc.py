@@ -402,6 +402,7 @@ def test_bad_hierarchy_pages(store, small_copc):
         "count": (_bad_entry(data, 1, point_count=entries[1][6] + 1), "hierarchy holds 3001 points but the header says 3000"),
         "negative count": (_bad_entry(data, 1, point_count=-2), "point count -2"),
         "truncated": (data[: root + size // 2], "inside the object"),
+        "bounds": (data[:179] + struct.pack("<d", float("nan")) + data[187:], "bounds .* must be finite"),
     }
     for name, (bad, cause) in cases.items():
         co = CloudObject.from_url("COPC", store.put(f"{name.replace(' ', '_')}.copc.laz", bad), storage_options=store.options)

@@ -124,7 +124,7 @@ class CloudOptimizedPointCloud(DataFormat):
                 and offsets[-1] + nbytes[-1] <= size
                 and bool(np.all(points > 0))
                 and int(points.sum()) == a.point_count
-                and math.isfinite(a.halfsize)
+                and all(math.isfinite(v) for v in (*a.mins, *a.maxs, *a.center, a.halfsize))
                 and a.halfsize > 0
             )
         if not ok:

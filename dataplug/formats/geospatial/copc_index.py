@@ -95,6 +95,8 @@ def copc_info(url: str, header: laspy.LasHeader) -> CopcInfoVlr:
             f"invalid COPC info VLR: octree centre {info.center.tolist()} and half size {info.halfsize} must be finite and positive",
             offset=HEADER_14,
         )
+    if not (np.all(np.isfinite(header.mins)) and np.all(np.isfinite(header.maxs))):
+        raise InvalidFormatError(url, f"invalid LAS header: bounds {header.mins.tolist()} to {header.maxs.tolist()} must be finite", offset=0)
     if not (np.all(header.scales > 0) and np.all(np.isfinite(header.scales)) and np.all(np.isfinite(header.offsets))):
         cause = f"invalid LAS header: scales {header.scales.tolist()} must be positive and offsets {header.offsets.tolist()} finite"
         raise InvalidFormatError(url, cause, offset=0)
