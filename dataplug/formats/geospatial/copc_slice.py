@@ -45,12 +45,12 @@ def _inside(values: np.ndarray, lo: float, hi: float, closed: bool) -> np.ndarra
 @dataclass
 class COPCSlice(CloudObjectSlice):
     """Points of a COPC object: those of some octree nodes, kept by run (``first``/``stop``), by space
-    (``bounds``) or all of them (whole nodes, ``window`` then their cubes' bounding box).
+    (``bounds``) or all of them (whole nodes; ``window`` is then their cubes' bounding box).
 
-        A spatial slice keeps a point when ``bounds[0] <= x < bounds[2]`` and ``bounds[1] <= y < bounds[3]``
-        (``<=`` on an axis whose ``closed`` flag is set); ``bounds`` is ``window`` with the grid's outer edges
-        moved to infinity. ``root`` is the octree's centre x, centre y, half size and the tolerance of the
-        check that a node's points lie in its cube.
+    A spatial slice keeps a point when ``bounds[0] <= x < bounds[2]`` and ``bounds[1] <= y < bounds[3]``
+    (``<=`` on an axis whose ``closed`` flag is set); ``bounds`` is ``window`` with the grid's outer edges
+    moved to infinity. ``root`` is the octree's centre x, centre y, half size and the tolerance of the
+    check that a node's points lie in its cube.
     """
 
     header_size: int
