@@ -4,8 +4,12 @@ slice; slices match laspy's CopcReader; bad hierarchies are named."""
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import signal
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -335,6 +339,46 @@ def test_empty_cells(local_store):
     empty = slices[4].get()
     assert empty.header.point_count == 0 and len(empty.points) == 0
     assert slices[4].to_arrow().num_rows == 0
+
+
+def check_pools_after_parent_use(folder: str) -> None:
+    """Read a COPC's slices here, then on a fork and a spawn process pool: the results must be equal."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = Path(folder) / "pool.copc.laz"
+    path.write_bytes(write_copc(cloud(6000, seed=12), cap=300, max_depth=3))
+    co = CloudObject.from_url("COPC", str(path)).preprocess(progress=False)
+    pieces = co.partition(square_split_strategy, 4) + co.partition(partition_spatial_chunks, 3)
+    want = [_raw_points(piece) for piece in pieces]
+    for method in ("fork", "spawn"):
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as pool:
+            assert list(pool.map(_raw_points, pieces, timeout=60)) == want, method
+        print(method, "exact", flush=True)
+
+
+def _raw_points(piece: COPCSlice) -> bytes:
+    return piece.get().points.array.tobytes()
+
+
+def test_fork_and_spawn_pools_after_reading_in_the_parent(tmp_path):
+    code = "import sys; from tests.test_copc import check_pools_after_parent_use as check; check(sys.argv[1])"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=180)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # hung pool workers, if any
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0 and out.split() == ["fork", "exact", "spawn", "exact"], err[-2000:]
 
 
 # -- bad input -------------------------------------------------------------------------------------------
