@@ -252,7 +252,9 @@ class Bzip2Reader:
 
 @register_codec
 class Bzip2Codec(Codec):
-    """bzip2, one stream or many. ``spacing`` does not apply: every block start is a checkpoint."""
+    """bzip2, one stream or many. ``spacing`` does not apply: every block start is a checkpoint. The index
+    pass decodes on local threads, not on the context's executor: it must hand decoded bytes to the scanner
+    in order, and the block offsets are only known once the blocks before are decoded."""
 
     name = "bzip2"
 

@@ -11,6 +11,10 @@ The framing's scanner (line numbers, record starts) then runs as a parallel map 
 context's executor, each decoded once and checked against the sizes the table or headers claimed. One
 frame cannot be split: a slice starting inside one decodes it from its start, and a warning says so when
 that wastes more than a gzip checkpoint would (an object of few, large frames: a one-frame ``zstd`` output).
+
+Frames' own content checksums are checked by libzstd; the seek table's optional per-frame checksums
+(XXH64, which neither the standard library nor python-zstandard exposes) are not. python-zstandard writes
+frames but not the seek table: :func:`seek_table` makes one.
 """
 
 from __future__ import annotations
