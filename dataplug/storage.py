@@ -164,6 +164,23 @@ def _identity(info: dict[str, Any]) -> str:
     return "unknown"
 
 
+def _pread_ranges(path: str, ranges: list[tuple[int, int]]) -> list[bytes | BaseException]:
+    """Local ranges with one open and a ``pread`` each: fsspec's local ``cat_ranges`` opens the file once per
+    range (19 us each, 35 us on a busy machine), which made a LAS cell of 1,500 runs cost more than its
+    decoding (16 cells of a 20 M-point LAS: 3.3 x one laspy.read, 1.9 x with one open)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        out: list[bytes | BaseException] = []
+        for a, b in ranges:
+            try:
+                out.append(os.pread(fd, b - a, a))
+            except OSError as exc:
+                out.append(exc)
+        return out
+    finally:
+        os.close(fd)
+
+
 class ShortBodyError(Exception):
     """A response body shorter than the bytes asked for: retried, unless the object really is smaller."""
 
@@ -435,6 +452,8 @@ class StorageObject:
                 from fsspec.asyn import sync
 
                 return sync(self.fs.loop, self._get_s3_ranges, ranges, pins)
+            if self.protocol == "file":
+                return _pread_ranges(self.path, ranges)
             paths = [self.path] * len(ranges)
             return self.fs.cat_ranges(paths, [a for a, _ in ranges], [b for _, b in ranges], on_error="return")
         except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
