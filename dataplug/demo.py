@@ -174,39 +174,24 @@ def height_histogram(piece: Any) -> tuple[int, np.ndarray]:
     return z.size, np.bincount(np.clip(z, 0, 99).astype(int), minlength=100)
 
 
-def generate_city(path: str, points: int, seed: int = 5) -> None:
-    """Write a 1 km x 1 km LAZ tile: ground and blocks of buildings, in the Morton order lassort leaves."""
-    import laspy
-
-    rng = np.random.default_rng(seed)
-    x, y = np.round(rng.uniform(0, 1000, points), 2), np.round(rng.uniform(0, 1000, points), 2)
-    tx, ty = np.minimum(x // 7.8125, 127).astype(np.int64), np.minimum(y // 7.8125, 127).astype(np.int64)
-    order = np.argsort(sum(((tx >> b) & 1) << (2 * b) | ((ty >> b) & 1) << (2 * b + 1) for b in range(7)), kind="stable")
-    las = laspy.LasData(laspy.LasHeader(point_format=6, version="1.4"))
-    las.header.scales, las.header.offsets = np.array([0.01, 0.01, 0.01]), np.zeros(3)
-    las.x, las.y = x[order], y[order]
-    building = (np.floor(las.x / 25) + np.floor(las.y / 25)) % 3 == 0
-    las.z = 30 + np.where(building, rng.uniform(8, 60, points), rng.normal(0, 0.3, points))
-    las.write(path)
-
-
 def run_lidar(folder: str, n: int, pool: ProcessPoolExecutor, workers: int, points: int, plots: str | None = None) -> bool:
     import laspy
 
-    from dataplug.formats.geospatial.laspc import LiDARPointCloud, square_split_strategy
+    from dataplug.formats.geospatial.laspc import LiDARPointCloud, partition_spatial_chunks
+    from dataplug.synthetic import scan_ordered_cloud, write_cloud
 
-    path = os.path.join(folder, "city.laz")
-    report = _Report(f"LiDAR: a LAZ tile of {points:,} points, {n} cells on {workers} processes")
-    report.step("generate the LAZ", lambda: generate_city(path, points))
+    path = os.path.join(folder, "tile.laz")
+    report = _Report(f"LiDAR: a scan-ordered LAZ tile of {points:,} points, {n} k-d slices of whole chunks on {workers} processes")
+    report.step("generate the LAZ (flight strips, GPS order)", lambda: write_cloud(scan_ordered_cloud(points, seed=5), path))
     co = CloudObject.from_url(LiDARPointCloud, path)
-    t_work, slices, results = _process(report, co, square_split_strategy, n, pool, height_histogram, "height histogram of all cells")
+    t_work, slices, results = _process(report, co, partition_spatial_chunks, n, pool, height_histogram, "height histogram of all slices")
     got, hist = sum(r[0] for r in results), np.sum([r[1] for r in results], axis=0)
     t_plain, whole = report.step("plain laspy read of the whole file", lambda: laspy.read(path))
     want = np.bincount(np.clip(whole.z, 0, 99).astype(int), minlength=100)
     ok = got == points == whole.header.point_count and np.array_equal(hist, want)
     report.fact(f"index size: {co.index().nbytes():,} bytes ({100 * co.index().nbytes() / co.size:.4f} % of the {co.size / 1e6:.0f} MB object, {co.attributes.blocks} LAZ chunks)")
-    report.fact(f"points: cells {got:,} / plain read {whole.header.point_count:,}; height histograms equal: {np.array_equal(hist, want)}")
-    _picture(co, slices, plots, "lidar_cells.png", report)
+    report.fact(f"points: slices {got:,} / plain read {whole.header.point_count:,}; height histograms equal: {np.array_equal(hist, want)}")
+    _picture(co, slices, plots, "lidar_slices.png", report)
     return report.verdict(ok, t_work, t_plain, "plain read")
 
 

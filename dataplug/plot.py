@@ -58,7 +58,7 @@ def _spatial(fig: Any, co: Any, slices: list[Any], windows: list[tuple[float, fl
     ax.set_ylim(extent[2], extent[3])
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_title(f"{len(slices)} cells of {_name(co)} ({co.format.name})")
+    ax.set_title(f"{len(slices)} spatial slices of {_name(co)} ({co.format.name}): number and points known from the index")
 
 
 def _density(co: Any, extent: tuple[float, float, float, float], bins: int = 256) -> np.ndarray | None:

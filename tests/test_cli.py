@@ -117,3 +117,25 @@ def test_help_lists_formats_strategies_and_options(capsys):
         main(["index", "--help"])
     out = capsys.readouterr().out
     assert "examples:" in out and "partition_reads_batches" in out and "-o encoding=" in out and "FASTQ" in out
+
+
+def test_read_las_slices_to_files_never_to_a_terminal(local_store, tmp_path, capfd, monkeypatch):
+    import pytest
+
+    laspy = pytest.importorskip("laspy", reason="LiDAR needs the lidar extra")
+    from dataplug.synthetic import scan_ordered_cloud, write_cloud
+
+    path = tmp_path / "tile.las"
+    write_cloud(scan_ordered_cloud(20_000, seed=3), path)
+    url = local_store.put("tile.las", path.read_bytes())
+    assert main(["read", url, "partition_spatial_chunks", "4", "-o", str(tmp_path / "part-{}.las")]) == 0
+    parts = [laspy.read(tmp_path / f"part-{k}.las") for k in range(4)]
+    assert sum(len(p.points) for p in parts) == 20_000
+    assert main(["read", url, "partition_spatial_chunks", "4", "-o", str(tmp_path / "all.las")]) == 2
+    assert "pick one with --slice N" in capfd.readouterr().err
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert main(["read", url, "partition_spatial_chunks", "4", "--slice", "1"]) == 2
+    assert "binary" in capfd.readouterr().err
+    assert main(["partition", url, "partition_spatial_chunks", "4"]) == 0
+    rows = capfd.readouterr().out.splitlines()
+    assert rows[0].split() == ["slice", "records", "bytes"] and sum(int(r.split()[1].replace(",", "")) for r in rows[1:]) == 20_000

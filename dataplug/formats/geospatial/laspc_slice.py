@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +47,7 @@ class LiDARSlice(CloudObjectSlice):
     header_size: int
     compressed: bool
     point_size: int
+    binary_output: ClassVar[bool] = True
     blocks: tuple[Row, ...]
     first: int | None = None
     stop: int | None = None
@@ -124,6 +125,19 @@ class LiDARSlice(CloudObjectSlice):
     def to_file(self, name: str | os.PathLike[str]) -> None:
         """Write the slice as a LAS or LAZ file (by the name's suffix, ``.laz`` compressed)."""
         self.get().write(os.fspath(name))
+
+    def dump(self, fp: BinaryIO) -> None:
+        """The slice as an uncompressed LAS file (``to_file`` writes LAZ by name)."""
+        self.get().write(fp, do_compress=False)
+
+    @property
+    def num_records(self) -> int | None:
+        """Points, when known without reading (see :attr:`num_points`)."""
+        return self.num_points
+
+    def byte_range(self) -> tuple[int, int] | None:
+        """From the first block's start to the last block's end (the blocks between may be skipped)."""
+        return (min(row[0] for row in self.blocks), max(row[1] for row in self.blocks)) if self.blocks else None
 
     def schema(self) -> pa.Schema:
         """``X``, ``Y``, ``Z`` as scaled float64 and the point format's other dimensions (one header read)."""
