@@ -84,30 +84,33 @@ def _check_phases(full: np.ndarray, base: int, starts: np.ndarray, ends: np.ndar
 
     ``starts``/``ends`` are logical positions of consecutive lines (``ends`` at their ``\\n`` or the stream
     end), enough of them to complete every such read unless the stream ends first; ``full[i]`` is logical
-    byte ``base + i``.
+    byte ``base + i``. The three checks run once over every line as a would-be header, on contiguous
+    arrays; each phase then looks at every fourth result (a third of the scan's time, against indexing
+    the lines of each phase apart).
     """
     lengths = ends - starts
     lengths -= (lengths > 0) & (full[np.maximum(ends - 1 - base, 0)] == CR)
     first_char = np.where(lengths > 0, full[np.minimum(starts - base, full.size - 1)], 0)
+    complete = max(min(starts.size - 3, own), 0)  # lines 0 .. complete - 1 head a read that is all there
+    problems = (
+        (0, "header line does not start with '@'", first_char[:complete] != AT),
+        (2, "separator line does not start with '+'", first_char[2 : complete + 2] != PLUS),
+        (3, "quality line is not as long as the sequence line", lengths[1 : complete + 1] != lengths[3 : complete + 3]),
+    )
+    bad = problems[0][2] | problems[1][2] | problems[2][2]
     out: list[tuple[int, str] | None] = []
     for phase in range(4):
-        headers = np.arange((4 - phase) % 4, own, 4)
-        complete = headers[headers + 3 < starts.size]
-        found = _first_bad(first_char, lengths, complete)
-        if found is None and complete.size < headers.size and eof:
+        first = (4 - phase) % 4
+        found: tuple[int, str] | None = None
+        mine = bad[first::4]
+        if mine.any():
+            header = first + 4 * int(np.argmax(mine))
+            offset, cause = next((offset, cause) for offset, cause, flags in problems if flags[header])
+            found = (header + offset, cause)
+        elif eof and len(range(first, own, 4)) > len(range(first, complete, 4)):
             found = (starts.size - 1, "truncated FASTQ: the object ends inside a read")
         out.append(found)
     return out
-
-
-def _first_bad(first_char: np.ndarray, lengths: np.ndarray, headers: np.ndarray) -> tuple[int, str] | None:
-    problems = [
-        (first_char[headers] != AT, 0, "header line does not start with '@'"),
-        (first_char[headers + 2] != PLUS, 2, "separator line does not start with '+'"),
-        (lengths[headers + 1] != lengths[headers + 3], 3, "quality line is not as long as the sequence line"),
-    ]
-    found = [(int(headers[np.argmax(bad)]) + offset, cause) for bad, offset, cause in problems if bad.any()]
-    return min(found) if found else None
 
 
 @dataclass(frozen=True)
