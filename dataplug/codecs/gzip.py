@@ -9,7 +9,8 @@ This module is the public face; the work lives in one module per concept:
 * :mod:`dataplug.codecs.gzip_inflate` - ``inflate_from``, decoding from one checkpoint (what workers run);
 * :mod:`dataplug.codecs.gzip_headers` - gzip member headers and BGZF's ``BC`` field;
 * :mod:`dataplug.codecs.gzip_source` - all of it as dataplug's ``gzip`` codec (sidecar, readers);
-* :mod:`dataplug.codecs.gzip_interop` - indexes other tools read and write (GZIDX, gztool).
+* :mod:`dataplug.codecs.gzip_interop` - ``export_index`` and adopting other tools' indexes, in the formats of
+  :mod:`dataplug.codecs.gzip_gzidx` (indexed_gzip, rapidgzip) and :mod:`dataplug.codecs.gzip_gztool` (gztool).
 """
 
 from __future__ import annotations

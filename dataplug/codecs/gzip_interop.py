@@ -1,12 +1,6 @@
-"""gzip indexes other tools read and write: export dataplug's checkpoints as a GZIDX file, and adopt a
-GZIDX index published beside an object instead of running the sequential checkpoint pass.
-
-GZIDX is indexed_gzip's export format (``zran.c``), which rapidgzip also reads and writes. Version 1,
-little-endian: the magic ``GZIDX``, u8 version, u8 flags, u64 compressed size, u64 uncompressed size, u32
-spacing, u32 window size, u32 point count; per point u64 compressed offset, u64 uncompressed offset, u8
-bits, u8 has-window; then the window (``window size`` bytes) of every point that has one, in order. A
-point's deflate data starts ``bits`` bits before its compressed offset, as in dataplug's tables. Point 0
-sits after the first member's header and has no window.
+"""gzip indexes other tools read and write: export dataplug's checkpoints as a GZIDX or gztool index, and
+adopt one published beside an object instead of running the sequential checkpoint pass. The formats
+themselves are :mod:`dataplug.codecs.gzip_gzidx` and :mod:`dataplug.codecs.gzip_gztool`.
 
 Adopting reads no data sequentially: every checkpoint's range is decoded on its own, in parallel on the
 context's executor, and scanned by the framing. Each range also decodes the 32 KiB after its end, which
@@ -18,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import struct
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +19,9 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner
+from dataplug.codecs.gzip_gzidx import MAGIC as GZIDX_MAGIC
+from dataplug.codecs.gzip_gzidx import read_gzidx, write_gzidx
+from dataplug.codecs.gzip_gztool import is_gztool, read_gztool, write_gztool
 from dataplug.codecs.gzip_headers import gzip_header_length
 from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint
 from dataplug.codecs.gzip_inflate import DEFAULT_CHUNK_SIZE, Inflater, pieces
@@ -35,74 +31,42 @@ from dataplug.executors import map_ordered
 from dataplug.index import max_index_bytes
 from dataplug.storage import StorageObject
 
-MAGIC = b"GZIDX"
-_HEADER = struct.Struct("<5sBBQQIII")
-_POINT = struct.Struct("<QQBB")
+#: The index formats ``export_index`` writes and ``preprocess(adopt_index=...)`` reads.
+FORMATS = ("gzidx", "gztool")
 #: Compressed bytes fetched past a range's end at first (its look-ahead usually needs far fewer).
 _MARGIN = 64 * 1024
 
 
 def export_index(co: Any, url: str, format: str = "gzidx") -> None:
     """Write ``co``'s gzip checkpoints (it must be preprocessed) as an index other tools import: ``"gzidx"``
-    for ``indexed_gzip.IndexedGzipFile(..., index_file=url)`` and rapidgzip. Windows are written whole
-    (32 KiB each, the bytes dataplug did not keep are zero: nothing decoding from the point reads them)."""
-    if format != "gzidx":
-        raise ValueError(f"unknown index format {format!r}; dataplug exports 'gzidx'")
+    for ``indexed_gzip.IndexedGzipFile(..., index_file=url)`` and rapidgzip, ``"gztool"`` for
+    ``gztool -I url``. Checkpoints on member headers are left out (they have no window; decoding reaches
+    them from the point before)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown index format {format!r}; dataplug exports {' and '.join(map(repr, FORMATS))}")
     sidecar = co.index()
     attributes = co.attributes
     if attributes.compression != "gzip":
         raise DataplugError(co.url, f"only gzip objects have checkpoints to export; this one is {attributes.compression!r}")
-    tables = sidecar.tables
-    blob = sidecar.blob(WINDOWS_BLOB)
-    head = co.obj.read_range(0, min(sidecar.object_info.size, 64 * 1024), expect=sidecar.object_info)
-    points = [_POINT.pack(gzip_header_length(co.url, head), 0, 0, 0)]
-    windows = []
+    info, tables, blob = sidecar.object_info, sidecar.tables, sidecar.blob(WINDOWS_BLOB)
+    header_length = gzip_header_length(co.url, co.obj.read_range(0, min(info.size, 64 * 1024), expect=info))
     columns = (tables[name].tolist() for name in ("compressed_offset", "bits", "uncompressed_offset", "window_offset", "window_length", "window_crc32"))
-    for c, bits, u, w_off, w_len, crc in zip(*columns):
-        if w_len:  # member headers have no window; decoding reaches them from the previous point
-            window = read_window(co.url, blob, w_off, w_off + w_len, crc)
-            windows.append(window.rjust(WINDOW_SIZE, b"\0"))
-            points.append(_POINT.pack(c, u, bits, 1))
-    spacing = max(int(attributes.spacing), WINDOW_SIZE)
-    header = _HEADER.pack(MAGIC, 1, 0, sidecar.object_info.size, attributes.uncompressed_size, spacing, WINDOW_SIZE, len(points))
-    StorageObject(url, dict(co.storage_options)).write_bytes(header + b"".join(points) + b"".join(windows))
+    stored = [(c, bits, u, blob.read(w_off, w_off + w_len, crc32=crc)) for c, bits, u, w_off, w_len, crc in zip(*columns) if w_len]
+    if format == "gztool":
+        data = write_gztool(stored, header_length, attributes.uncompressed_size)
+    else:
+        points = [Checkpoint(c, bits, u, 0, read_window(co.url, window, 0, len(window), 0)) for c, bits, u, window in stored]
+        data = write_gzidx(points, header_length, info.size, attributes.uncompressed_size, int(attributes.spacing))
+    StorageObject(url, dict(co.storage_options)).write_bytes(data)
 
 
-def read_gzidx(url: str, data: bytes, size: int) -> list[Checkpoint]:
-    """The usable checkpoints of a GZIDX index of an object of ``size`` bytes, the object start first:
-    the points that have a window and lie inside the object (point 0 is replaced by the object start).
-    A file that is not GZIDX, or not this object's, is an :class:`InvalidFormatError` naming ``url``."""
-    if len(data) < _HEADER.size or data[:5] != MAGIC:
-        raise InvalidFormatError(url, f"{url} is not a GZIDX index (indexed_gzip / rapidgzip): bad magic bytes", offset=0)
-    _, version, _, compressed, _, _, window_size, count = _HEADER.unpack_from(data)
-    if version > 1:
-        raise InvalidFormatError(url, f"the GZIDX index {url} has version {version}; dataplug reads 0 and 1", offset=5)
-    if compressed != size:
-        raise InvalidFormatError(url, f"the GZIDX index {url} is for an object of {compressed} bytes, not {size}", offset=7)
-    if window_size < WINDOW_SIZE or window_size > 1 << 20:
-        raise InvalidFormatError(url, f"the GZIDX index {url} has window size {window_size}, outside 32 KiB .. 1 MiB", offset=27)
-    point_size = _POINT.size if version else _POINT.size - 1
-    table_end = _HEADER.size + count * point_size
-    if table_end > len(data):
-        raise InvalidFormatError(url, f"the GZIDX index {url} ends inside its table of {count} points", offset=len(data))
-    pos, out = table_end, [Checkpoint(0, 0, 0, 0)]
-    for i in range(count):
-        at = _HEADER.size + i * point_size
-        c, u, bits = struct.unpack_from("<QQB", data, at)
-        has_window = data[at + 17] if version else int(i > 0)
-        if not has_window:
-            continue
-        stored = data[pos : pos + window_size]
-        pos += window_size
-        if len(stored) < window_size:
-            raise InvalidFormatError(url, f"the GZIDX index {url} ends inside the window of point {i}", offset=len(data))
-        window = stored[-WINDOW_SIZE:]
-        if c >= size:  # a point at the end of the stream (indexed_gzip writes one): nothing follows it
-            continue
-        if bits > 7 or c < (1 if bits else 0) or u <= out[-1].uncompressed_offset or c < out[-1].compressed_offset:
-            raise InvalidFormatError(url, f"point {i} of the GZIDX index {url} ({c} B {bits} b -> {u}) does not fit the object or the points before it", offset=at)
-        out.append(Checkpoint(c, bits, u, 0, window[-u:] if u < WINDOW_SIZE else window))
-    return out
+def read_points(url: str, data: bytes, size: int) -> list[Checkpoint]:
+    """The checkpoints of a GZIDX or gztool index (told apart by their first bytes), the object start first."""
+    if is_gztool(data):
+        return read_gztool(url, data, size)
+    if data[: len(GZIDX_MAGIC)] == GZIDX_MAGIC:
+        return read_gzidx(url, data, size)
+    raise InvalidFormatError(url, f"{url} is neither a GZIDX index (indexed_gzip, rapidgzip) nor a gztool index: bad magic bytes", offset=0)
 
 
 def _compressed(obj: StorageObject, info: Any, start: int, end: int) -> Iterator[bytes]:
@@ -157,12 +121,12 @@ def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: s
 
 
 def adopt_scan(ctx: Any, scanner: Scanner, url: str) -> tuple[list[Any], CodecIndex]:
-    """The gzip codec's scan from an adopted GZIDX index at ``url`` (see the module docstring)."""
+    """The gzip codec's scan from an adopted GZIDX or gztool index at ``url`` (see the module docstring)."""
     location = StorageObject(url, dict(ctx.obj.storage_options))
     size = location.info().size
     if size > max_index_bytes(ctx.info.size):
         raise InvalidFormatError(url, f"a {size}-byte index is too large for a {ctx.info.size}-byte object", offset=0)
-    points = read_gzidx(url, location.read_all(), ctx.info.size)
+    points = read_points(url, location.read_all(), ctx.info.size)
     items = [(p, q.compressed_offset, q.uncompressed_offset) for p, q in itertools.pairwise(points)]
     items.append((points[-1], ctx.info.size, None))
     step = functools.partial(_adopted_range, ctx.obj, ctx.info, scanner, url)

@@ -92,7 +92,7 @@ class GzipReader:
 class GzipCodec(Codec):
     """gzip, one member or many (``cat a.gz b.gz``, pigz). Options: ``spacing``, uncompressed bytes between
     checkpoints (default: from the object's size, see :func:`dataplug.codecs.gzip.default_spacing`);
-    ``adopt_index``, the URL of a GZIDX index of the object to take the checkpoints from instead of the
+    ``adopt_index``, the URL of a GZIDX or gztool index of the object to take the checkpoints from instead of the
     sequential pass (see :mod:`dataplug.codecs.gzip_interop`)."""
 
     name = "gzip"
