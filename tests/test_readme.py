@@ -58,3 +58,20 @@ def test_readme_block_runs(number, bucket, tmp_path, moto_endpoint):
     assert f"{bucket['rows']} rows" in done.stdout
     if "reads" in block:
         assert f"{bucket['reads']} reads" in done.stdout
+
+
+def test_the_options_table_lists_every_option_of_every_format():
+    """The README's options table and the options the formats declare (``Format.all_options()``) agree,
+    formats derived from another one (``GZipText``, ``FASTQGZip``) taking their parent's."""
+    from dataplug.format import available_formats, get_format
+
+    section = README.read_text().split("**Preprocessing options**", 1)[1].split("\n\n", 2)[1]
+    listed = set()
+    for row in section.splitlines()[2:]:
+        option_cell, formats_cell = row.split("|")[1:3]
+        for option in re.findall(r"`(\w+)`", option_cell):
+            listed |= {(option, fmt) for fmt in re.findall(r"`(\w+)`", formats_cell)}
+    classes = {name: get_format(name) for name in available_formats()}
+    roots = {name for name, cls in classes.items() if not any(other is not cls and issubclass(cls, other) for other in classes.values())}
+    declared = {(option, name) for name in roots for option in classes[name].all_options()}
+    assert listed == declared
