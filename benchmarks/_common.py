@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
@@ -26,6 +28,18 @@ def warm_page_cache(path: str) -> None:
     with open(path, "rb") as fh:
         while fh.read(1 << 24):
             pass
+
+
+def gzipped_csv(folder: str, size_mb: int) -> tuple[str, int]:
+    """The demo's CSV of about ``size_mb`` MB, compressed with ``gzip -6`` in ``folder`` and read once into
+    the page cache: its path and row count."""
+    from dataplug.demo import generate_csv
+
+    plain = os.path.join(folder, "bench.csv")
+    rows = generate_csv(plain, size_mb)
+    subprocess.run(["gzip", "-6", plain], check=True)
+    warm_page_cache(plain + ".gz")
+    return plain + ".gz", rows
 
 
 def slice_bench_args(doc: str, size_mb: int) -> argparse.Namespace:

@@ -15,19 +15,16 @@ Each figure is the better of two runs; the contenders alternate.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import subprocess
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from _common import best_of, slice_bench_args, warm_page_cache
+from _common import best_of, gzipped_csv, slice_bench_args
 
 from dataplug import CloudObject
 from dataplug.arrow import to_reader
-from dataplug.demo import generate_csv
 from dataplug.formats.generic.csv import CSV, partition_num_chunks
 
 QUERY = "select station, count(*) as n, avg(temp) as t from data group by station order by station"
@@ -42,11 +39,7 @@ def query(data: pa.RecordBatchReader | pa.Table) -> list[tuple]:
 def main() -> None:
     args = slice_bench_args(__doc__, 300)
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        plain = os.path.join(folder, "bench.csv")
-        rows = generate_csv(plain, args.size_mb)
-        subprocess.run(["gzip", "-6", plain], check=True)
-        path = plain + ".gz"
-        warm_page_cache(path)
+        path, rows = gzipped_csv(folder, args.size_mb)
         co = CloudObject.from_url(CSV, path).preprocess(progress=False)
         slices = co.partition(partition_num_chunks, args.slices)
         parse = pacsv.ParseOptions(newlines_in_values=True)

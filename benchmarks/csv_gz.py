@@ -17,10 +17,9 @@ import os
 import subprocess
 import tempfile
 
-from _common import best_of, rows_on_pool, slice_bench_args, warm_page_cache
+from _common import best_of, gzipped_csv, rows_on_pool, slice_bench_args
 
 from dataplug import CloudObject
-from dataplug.demo import generate_csv
 from dataplug.formats.generic.csv import CSV, partition_num_chunks
 
 
@@ -28,12 +27,8 @@ def main() -> None:
     args = slice_bench_args(__doc__, 300)
 
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        plain = os.path.join(folder, "bench.csv")
-        rows = generate_csv(plain, args.size_mb)
-        subprocess.run(["gzip", "-6", plain], check=True)
-        path = plain + ".gz"
+        path, rows = gzipped_csv(folder, args.size_mb)
         size = os.path.getsize(path)
-        warm_page_cache(path)
 
         t_gzip, _ = best_of(lambda: subprocess.run(["gzip", "-dc", path], stdout=subprocess.DEVNULL, check=True))
         import pandas as pd

@@ -16,7 +16,7 @@ import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from dataplug import __version__
 from dataplug.cloudobject import CloudObject
