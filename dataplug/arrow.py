@@ -79,7 +79,7 @@ def _windows(task: Any, slices: list[Any], engine: Any, prefetch: int) -> Iterat
                 if stop.is_set():
                     return
                 ready.put(map_ordered(task, slices[i : i + prefetch], engine, progress=False))
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             ready.put(exc)
             return
         ready.put(None)
