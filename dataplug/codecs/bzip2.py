@@ -287,7 +287,7 @@ class Bzip2Codec(Codec):
         url, size, workers = ctx.obj.url, ctx.info.size, default_workers()
         with StreamRanges(scanner, max_range=8 * 2**20) as ranges, ThreadPoolExecutor(workers, thread_name_prefix="dataplug-bzip2") as pool:
             walk = BlockPass(url, size, pool, ahead=2 * workers)
-            with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress) as bar:
+            with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress, unit="B") as bar:
                 while chunk := fh.read(_PIECE):
                     for out in walk.feed(chunk):
                         ranges.data(out)

@@ -303,7 +303,7 @@ class ZstdCodec(Codec):
         if frames is not None:
             return frames
         url, size = ctx.obj.url, ctx.info.size
-        with ctx.obj.stream(ctx.info) as raw, progress_bar(size, f"walking zstd frames of {url}", ctx.progress) as bar:
+        with ctx.obj.stream(ctx.info) as raw, progress_bar(size, f"walking zstd frames of {url}", ctx.progress, unit="B") as bar:
             return walk_frames(url, io.BufferedReader(raw, 2**20), size, lambda done: bar.update(done - bar.n))
 
     @classmethod
@@ -330,7 +330,7 @@ class ZstdCodec(Codec):
             h = groups[k + 1] if k + 1 < len(groups) else len(u) - 1
             items.append((c[g : h + 1], u[g : h + 1], bounds[k], bounds[k + 1]))
         step = functools.partial(_scan_group, ctx.obj, ctx.info, c[-1], min(chunk, 8 * 2**20), scanner)
-        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}", nbytes=ctx.info.size)
         tables = {"zstd_compressed": frames.compressed.astype(np.uint64), "zstd_decoded": frames.decoded.astype(np.uint64)}
         sizes = np.diff(frames.decoded)
         attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": int(sizes.max(initial=0)), "checkpoints": int(sizes.size)}
