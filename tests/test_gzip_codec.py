@@ -200,6 +200,18 @@ def test_lines_and_lookup(last_newline):
         index.checkpoint_for_uncompressed(len(data) + 1)
 
 
+def test_lines_false_gives_the_same_checkpoints_without_line_numbers():
+    data = make_lines(4, 600_000, 300, "dna")
+    compressed = gzip_member(data, 6)
+    counted = build_index(io.BytesIO(compressed), len(compressed), spacing=40000)
+    seen = bytearray()
+    skipped = build_index(io.BytesIO(compressed), len(compressed), spacing=40000, lines=False, on_data=seen.extend)
+    assert bytes(seen) == data and counted.line_count == data.count(b"\n") and skipped.line_count == 0
+    assert not skipped.line.any() and skipped.ends_with_newline == counted.ends_with_newline
+    for name in ("compressed_offset", "bits", "uncompressed_offset", "window_length"):
+        assert np.array_equal(getattr(skipped, name), getattr(counted, name))
+
+
 def test_empty_stream_and_empty_members():
     for compressed, data in [
         (gzip_member(b"", 6), b""),

@@ -76,10 +76,11 @@ class _Builder:
         read_size: int,
         on_data: Callable[[memoryview], None] | None = None,
         on_checkpoint: Callable[[int], None] | None = None,
+        lines: bool = True,
     ) -> None:
         self.zlib = libz()
         self.source, self.size, self.spacing, self.url, self.progress = source, size, spacing, url, progress
-        self.on_data, self.on_checkpoint = on_data, on_checkpoint
+        self.on_data, self.on_checkpoint, self.count = on_data, on_checkpoint, lines
         self.member_start, self.member_size = 0, None  # BGZF: where the current member starts, its BSIZE + 1
         self.stream = ZStream()
         self.pins: list[ctypes.Array] = []  # ctypes views of the buffers zlib writes to, so they never move
@@ -144,11 +145,13 @@ class _Builder:
             self.progress(self.read_total)
 
     def count_lines(self) -> None:
-        """Count newlines in the output not yet counted (numpy is ~3x faster than bytearray.count)."""
+        """Count newlines in the output not yet counted (numpy is ~3x faster than bytearray.count) and
+        hand it to ``on_data``."""
         n = self.out_pos - self.counted
         if n:
-            view = np.frombuffer(self.out, np.uint8, count=n, offset=self.counted)
-            self.lines += int(np.count_nonzero(view == 10))
+            if self.count:
+                view = np.frombuffer(self.out, np.uint8, count=n, offset=self.counted)
+                self.lines += int(np.count_nonzero(view == 10))
             if self.on_data is not None:
                 self.on_data(memoryview(self.out)[self.counted : self.out_pos])
             self.last_byte = self.out[self.out_pos - 1]
@@ -349,6 +352,7 @@ def build_index(
     read_size: int = DEFAULT_READ_SIZE,
     on_data: Callable[[memoryview], None] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    lines: bool = True,
 ) -> GzipIndex:
     """Index a gzip object in one sequential, read-only pass.
 
@@ -359,7 +363,8 @@ def build_index(
     with the number of compressed bytes read so far. ``on_data`` sees every decompressed byte once, in
     order, in chunks that are only valid during the call (so a format can check its records in this pass);
     ``on_checkpoint`` is called with each checkpoint's uncompressed offset, after ``on_data`` has seen
-    everything before it.
+    everything before it. ``lines=False`` leaves the line numbers (``line``, ``line_count``) at 0, for a
+    caller that scans the data itself: counting cost 3 % of the FASTQ pass on 131 MB (0.367 -> 0.356 s).
 
     Raises InvalidFormatError (with the compressed offset where it failed) for empty, non-gzip, truncated or
     corrupt objects (CRC and length of every member are checked) and for data after the last member other
@@ -374,4 +379,4 @@ def build_index(
         source = _RangeReader(source, compressed_size)
     elif getattr(source, "seekable", lambda: False)():
         source.seek(0)
-    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint).run()
+    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint, lines).run()

@@ -132,7 +132,7 @@ class GzipCodec(Codec):
                     bar.update(done - seen[0])
                     seen[0] = done
 
-                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut)
+                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut, lines=False)
             results = ranges.finish()
         windows = index.windows
         crcs = [zlib.crc32(windows[o : o + n]) for o, n in zip(index.window_offset.tolist(), index.window_length.tolist())]
