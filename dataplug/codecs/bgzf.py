@@ -120,7 +120,7 @@ class BgzfCodec(GzipCodec):
             c1 = int(groups[i + 1, 0]) if i + 1 < len(groups) else size
             items.append((c_prev, u_prev, c0, u0, c1))
         step = functools.partial(_scan_members, ctx.obj, size, scanner)
-        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}")
+        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}", nbytes=ctx.info.size)
         ends = [end for _, end, _ in results]
         walked = dict(member for _, _, members in results for member in members)
         # Every member start the .gzi lists (the checkpoints among them) must be one the pass walked, at

@@ -130,7 +130,7 @@ def adopt_scan(ctx: Any, scanner: Scanner, url: str) -> tuple[list[Any], CodecIn
     items = [(p, q.compressed_offset, q.uncompressed_offset) for p, q in itertools.pairwise(points)]
     items.append((points[-1], ctx.info.size, None))
     step = functools.partial(_adopted_range, ctx.obj, ctx.info, scanner, url)
-    results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url} from {url}")
+    results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url} from {url}", nbytes=ctx.info.size)
     for k in range(1, len(results)):
         if results[k - 1][3] != results[k][2]:
             at = points[k]

@@ -125,7 +125,7 @@ class GzipCodec(Codec):
         if spacing < 1:
             raise InvalidFormatError(url, f"spacing must be a positive number of bytes, got {spacing}")
         with StreamRanges(scanner, max_range=2 * max(spacing, 2**20)) as ranges:
-            with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress) as bar:
+            with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress, unit="B") as bar:
                 seen = [0]
 
                 def progress(done: int) -> None:
