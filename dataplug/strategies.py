@@ -2,13 +2,15 @@
 
 A strategy reads no object bytes. :func:`strategy` registers a function on its format and makes it safe to
 call directly or through ``co.partition``: it checks the format, loads the index and refuses a stale one.
-The helpers below compute exact record boundaries shared by several formats.
+The helpers below compute exact record boundaries and the spatial grids and window tests shared by several
+formats.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
@@ -92,3 +94,34 @@ def monotonic_bounds(bounds: np.ndarray, total: int, first: int = 0) -> np.ndarr
     out = np.maximum.accumulate(np.clip(np.asarray(bounds, dtype=np.int64), first, total))
     out[0], out[-1] = first, total
     return out
+
+
+def grid_shape(num_chunks: int) -> tuple[int, int]:
+    """Columns and rows of the near-square grid the original Dataplug's ``square_split_strategy`` used
+    (7 cells asked: 3 x 2)."""
+    columns = max(1, round(math.sqrt(num_chunks)))
+    return columns, max(1, round(num_chunks / columns))
+
+
+def bbox_window(url: str, minx: float, miny: float, maxx: float, maxy: float) -> tuple[float, float, float, float]:
+    """``partition_bbox``'s window as floats, or :class:`StrategyArgumentError` unless it is finite with
+    ``minx <= maxx`` and ``miny <= maxy``."""
+    window = (float(minx), float(miny), float(maxx), float(maxy))
+    if not all(math.isfinite(v) for v in window) or window[0] > window[2] or window[1] > window[3]:
+        raise StrategyArgumentError(url, f"partition_bbox needs finite minx <= maxx and miny <= maxy, got {window}")
+    return window
+
+
+def window_overlap(boxes: np.ndarray, window: tuple[float, ...], closed: tuple[bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+    """For boxes ((n, 4) min x, min y, max x, max y), whether each meets ``window`` (min x, min y, max x,
+    max y; ``min <= x < max``, or ``<= max`` on an axis whose ``closed`` flag is set) and whether the
+    window holds it whole."""
+    x0, y0, x1, y1 = window
+    b = boxes
+    meets = (b[:, 2] >= x0) & (b[:, 3] >= y0)
+    meets &= (b[:, 0] <= x1) if closed[0] else (b[:, 0] < x1)
+    meets &= (b[:, 1] <= y1) if closed[1] else (b[:, 1] < y1)
+    inside = (b[:, 0] >= x0) & (b[:, 1] >= y0)
+    inside &= (b[:, 2] <= x1) if closed[0] else (b[:, 2] < x1)
+    inside &= (b[:, 3] <= y1) if closed[1] else (b[:, 3] < y1)
+    return meets, inside

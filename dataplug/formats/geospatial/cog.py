@@ -32,7 +32,7 @@ from dataplug.errors import CorruptIndexError, StrategyArgumentError
 from dataplug.format import DataFormat, IndexData, PreprocessContext
 from dataplug.formats.geospatial.cog_tiff import COMPRESSIONS, DTYPES, MAX_TILE_BYTES, PREDICTORS, Level, decode_tile, read_ifds
 from dataplug.slice import CloudObjectSlice
-from dataplug.strategies import even_bounds, positive_int, strategy
+from dataplug.strategies import bbox_window, even_bounds, positive_int, strategy
 
 Transform = tuple[float, float, float, float, float, float]
 #: Tiles closer than this in the object are fetched as one range (GDAL puts 4-byte leaders and trailers
@@ -383,9 +383,7 @@ def grid_partition_strategy(co: Any, n_splits: int, level: int = 0) -> list[COGS
 def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, level: int = 0) -> list[COGSlice]:
     """One slice: the pixels of ``level`` whose area meets the box's interior (``minx <= x <= maxx``,
     ``miny <= y <= maxy`` in the CRS), cut at the raster's edge; empty when the box misses the raster."""
-    box = (float(minx), float(miny), float(maxx), float(maxy))
-    if not all(math.isfinite(v) for v in box) or box[0] > box[2] or box[1] > box[3]:
-        raise StrategyArgumentError(co.url, f"partition_bbox needs finite minx <= maxx and miny <= maxy, got {box}")
+    box = bbox_window(co.url, minx, miny, maxx, maxy)
     i, a = _level_index(co, level), co.attributes
     t = _level_transform(a, i)
     if t is None:

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from dataplug.codecs.las import parse_header, triple
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import DataFormat, IndexData, PreprocessContext
-from dataplug.formats.geospatial.copc_index import MAX_KEY_DEPTH, copc_info, parse_header, read_header, read_hierarchy
+from dataplug.formats.geospatial.copc_index import MAX_KEY_DEPTH, copc_info, read_header, read_hierarchy
 from dataplug.formats.geospatial.copc_slice import COPCSlice, node_rect
-from dataplug.strategies import even_bounds, positive_int, strategy
+from dataplug.strategies import bbox_window, even_bounds, grid_shape, positive_int, strategy, window_overlap
 
 #: Sidecar tables: voxel keys (n, 4) and each node's chunk offset, byte size and point count, in file order.
 TABLES = ("node_key", "node_offset", "node_bytes", "node_points")
@@ -86,11 +87,11 @@ class CloudOptimizedPointCloud(DataFormat):
             extra_bytes=header.point_format.num_extra_bytes,
             version=str(header.version),
             offset_to_point_data=header.offset_to_point_data,
-            scales=_triple(header.scales),
-            offsets=_triple(header.offsets),
-            mins=_triple(header.mins),
-            maxs=_triple(header.maxs),
-            center=_triple(info.center),
+            scales=triple(header.scales),
+            offsets=triple(header.offsets),
+            mins=triple(header.mins),
+            maxs=triple(header.maxs),
+            center=triple(info.center),
             halfsize=float(info.halfsize),
             spacing=float(info.spacing),
             root_offset=int(info.hierarchy_root_offset),
@@ -129,11 +130,6 @@ class CloudOptimizedPointCloud(DataFormat):
             )
         if not ok:
             raise CorruptIndexError(url, "COPC node index does not fit the object (keys, chunk offsets or point counts)")
-
-
-def _triple(values: Any) -> tuple[float, float, float]:
-    x, y, z = (float(v) for v in values)
-    return x, y, z
 
 
 # -- strategies ------------------------------------------------------------------------------------------
@@ -190,14 +186,7 @@ def _slice(co: Any, number: int, rows: np.ndarray, **keep: Any) -> COPCSlice:
 def _spatial(co: Any, number: int, nodes: _Nodes, window: tuple[float, ...], bounds: tuple[float, ...], closed: tuple[bool, bool]) -> COPCSlice:
     """The slice of the points in ``bounds``: the nodes whose footprint meets it, flagged whole when
     ``bounds`` holds their footprint."""
-    r = nodes.rects
-    x0, y0, x1, y1 = bounds
-    meets = (r[:, 2] >= x0) & (r[:, 3] >= y0)
-    meets &= (r[:, 0] <= x1) if closed[0] else (r[:, 0] < x1)
-    meets &= (r[:, 1] <= y1) if closed[1] else (r[:, 1] < y1)
-    whole = (r[:, 0] >= x0) & (r[:, 1] >= y0)
-    whole &= (r[:, 2] <= x1) if closed[0] else (r[:, 2] < x1)
-    whole &= (r[:, 3] <= y1) if closed[1] else (r[:, 3] < y1)
+    meets, whole = window_overlap(nodes.rects, bounds, closed)
     rows = np.column_stack((nodes.rows[meets], whole[meets]))
     return _slice(co, number, rows, window=tuple(map(float, window)), bounds=tuple(map(float, bounds)), closed=closed)
 
@@ -215,12 +204,6 @@ def _off_boundaries(co: Any, edges: np.ndarray, axis: int, depth: int) -> np.nda
     near = np.abs(inner - boundary) <= 2 * tol
     inner[near] = boundary[near] + 2 * tol
     return np.maximum.accumulate(edges)
-
-
-def grid_shape(num_chunks: int) -> tuple[int, int]:
-    """Columns and rows of the original Dataplug's near-square grid (7 cells asked: 3 x 2), as for LiDAR."""
-    columns = max(1, round(math.sqrt(num_chunks)))
-    return columns, max(1, round(num_chunks / columns))
 
 
 @strategy(CloudOptimizedPointCloud)
@@ -253,9 +236,7 @@ def square_split_strategy(co: Any, num_chunks: int, max_depth: int | None = None
 def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, max_depth: int | None = None) -> list[COPCSlice]:
     """One slice with the points in the closed window ``minx <= x <= maxx``, ``miny <= y <= maxy`` (of the
     nodes down to ``max_depth``; all when ``None``)."""
-    window = (float(minx), float(miny), float(maxx), float(maxy))
-    if not all(math.isfinite(v) for v in window) or window[0] > window[2] or window[1] > window[3]:
-        raise StrategyArgumentError(co.url, f"partition_bbox needs finite minx <= maxx and miny <= maxy, got {window}")
+    window = bbox_window(co.url, minx, miny, maxx, maxy)
     return [_spatial(co, 0, _nodes(co, max_depth), window, window, (True, True))]
 
 

@@ -9,28 +9,23 @@ whole level of pages per ``read_ranges`` call, and checks every entry against th
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
+from dataplug.codecs.las import HEADER_14, check_scales, read_header_bytes
 from dataplug.errors import InvalidFormatError
 from dataplug.storage import ObjectInfo, StorageObject
 
 try:
     import laspy
     from laspy.copc import CopcHierarchyVlr, CopcInfoVlr
-    from laspy.vlrs.known import LasZipVlr
-    from laspy.vlrs.vlrlist import VLRList
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("COPC support needs laspy and lazrs: pip install 'dataplug[lidar]'") from exc
 
-#: Bytes read first for the header and VLRs; bigger VLR sections take a second read.
-HEADER_PREFETCH = 64 * 1024
-#: A LAS 1.4 header; where it stores the offset to the point data.
-HEADER_14 = 375
-_OFFSET_TO_POINTS_FIELD = 96
+#: The COPC VLRs, which a slice's header drops (laspy cannot write them).
+COPC_VLRS = (CopcInfoVlr, CopcHierarchyVlr)
 #: One hierarchy entry: voxel key, offset, byte size, point count (little-endian, 32 bytes).
 ENTRY = np.dtype([("d", "<i4"), ("x", "<i4"), ("y", "<i4"), ("z", "<i4"), ("offset", "<u8"), ("byte_size", "<i4"), ("point_count", "<i4")])
 #: Octree depths beyond this cannot address a voxel with int32 keys.
@@ -50,29 +45,9 @@ class Hierarchy:
 
 
 def read_header(obj: StorageObject, info: ObjectInfo) -> bytes:
-    """The object's header and VLRs (its bytes before the first point), in one read or two."""
-    url, size = obj.url, info.size
-    head = obj.read_range(0, min(size, HEADER_PREFETCH), expect=info)
-    if head[:4] != b"LASF":
-        raise InvalidFormatError(url, "not a COPC file: it does not start with the LAS signature 'LASF'", offset=0)
-    if len(head) < HEADER_14:
-        raise InvalidFormatError(url, f"not a COPC file: {size} bytes cannot hold a LAS 1.4 header", offset=0)
-    data_start = int.from_bytes(head[_OFFSET_TO_POINTS_FIELD : _OFFSET_TO_POINTS_FIELD + 4], "little")
-    if not HEADER_14 <= data_start <= size:
-        raise InvalidFormatError(
-            url, f"invalid LAS header: offset to point data {data_start} is outside the object ({size} bytes)", offset=_OFFSET_TO_POINTS_FIELD
-        )
-    if data_start > len(head):
-        head += obj.read_range(len(head), data_start, expect=info)
-    return head[:data_start]
-
-
-def parse_header(url: str, data: bytes) -> laspy.LasHeader:
-    """The header and VLRs in ``data`` (the object's bytes before its points), parsed by laspy."""
-    try:
-        return laspy.LasHeader.read_from(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - laspy raises LaspyException, ValueError, struct errors ...
-        raise InvalidFormatError(url, f"invalid LAS header or VLRs: {exc}", offset=0) from None
+    """The object's header and VLRs (its bytes before the first point), in one read or two; errors say
+    "not a COPC file"."""
+    return read_header_bytes(obj, info, "COPC file", "LAS 1.4")
 
 
 def copc_info(url: str, header: laspy.LasHeader) -> CopcInfoVlr:
@@ -97,22 +72,8 @@ def copc_info(url: str, header: laspy.LasHeader) -> CopcInfoVlr:
         )
     if not (np.all(np.isfinite(header.mins)) and np.all(np.isfinite(header.maxs))):
         raise InvalidFormatError(url, f"invalid LAS header: bounds {header.mins.tolist()} to {header.maxs.tolist()} must be finite", offset=0)
-    if not (np.all(header.scales > 0) and np.all(np.isfinite(header.scales)) and np.all(np.isfinite(header.offsets))):
-        cause = f"invalid LAS header: scales {header.scales.tolist()} must be positive and offsets {header.offsets.tolist()} finite"
-        raise InvalidFormatError(url, cause, offset=0)
+    check_scales(url, header)
     return info
-
-
-def laszip_record(url: str, header: laspy.LasHeader) -> bytes:
-    """The LASzip VLR's payload, which lazrs needs to decode chunks; taken out of ``header.vlrs`` with the
-    COPC VLRs, so the header describes a plain LAS of uncompressed points (laspy cannot write COPC VLRs)."""
-    kept = [v for v in header.vlrs if not isinstance(v, (CopcInfoVlr, CopcHierarchyVlr))]
-    laszip = [v for v in kept if isinstance(v, LasZipVlr)]
-    if not laszip:
-        raise InvalidFormatError(url, "compressed point format but no LASzip VLR: not a valid LAZ file", offset=0)
-    header.vlrs = VLRList([v for v in kept if v is not laszip[0]])
-    header.are_points_compressed = False
-    return bytes(laszip[0].record_data)
 
 
 def read_hierarchy(obj: StorageObject, info: ObjectInfo, header: laspy.LasHeader, copc: CopcInfoVlr) -> Hierarchy:

@@ -34,14 +34,25 @@ from typing import Any
 
 import numpy as np
 
+from dataplug.codecs.las import check_scales, laszip_record, parse_header, read_header_bytes, triple
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.executors import map_ordered
 from dataplug.format import DataFormat, IndexData, PreprocessContext
-from dataplug.formats.geospatial.laspc_cells import balanced_edges, block_rows, grid_shape, kd_split, las_window_rows, meeting
-from dataplug.formats.geospatial.laspc_header import las_blocks, laszip_record, laz_blocks, parse_header, read_header_bytes
-from dataplug.formats.geospatial.laspc_index import BLOCK_TABLES, HISTOGRAM, RUN_TABLES, Blocks, BlockScan, groups, load_blocks, tables_fit
+from dataplug.formats.geospatial.laspc_cells import balanced_edges, block_rows, kd_split, las_window_rows, meeting
+from dataplug.formats.geospatial.laspc_index import (
+    BLOCK_TABLES,
+    HISTOGRAM,
+    RUN_TABLES,
+    Blocks,
+    BlockScan,
+    groups,
+    las_blocks,
+    laz_blocks,
+    load_blocks,
+    tables_fit,
+)
 from dataplug.formats.geospatial.laspc_slice import INT32_MAX, INT32_MIN, LiDARSlice, Row, _raw_range
-from dataplug.strategies import even_bounds, positive_int, step_bounds, strategy
+from dataplug.strategies import bbox_window, even_bounds, grid_shape, positive_int, step_bounds, strategy
 
 __all__ = [
     "INT32_MAX",
@@ -124,9 +135,7 @@ class LiDARPointCloud(DataFormat):
         point_size, count, data_start = header.point_format.size, header.point_count, header.offset_to_point_data
         if count == 0:
             raise InvalidFormatError(url, "empty point cloud: the header says it holds 0 points")
-        if not (np.all(header.scales > 0) and np.all(np.isfinite(header.scales)) and np.all(np.isfinite(header.offsets))):
-            cause = f"invalid LAS header: scales {header.scales.tolist()} must be positive and offsets {header.offsets.tolist()} finite"
-            raise InvalidFormatError(url, cause, offset=0)
+        check_scales(url, header)
         grid = _option(ctx, "histogram_grid", 0, minimum=0)
         laszip = laszip_record(url, header) if header.are_points_compressed else None
         run_points = 0
@@ -138,7 +147,7 @@ class LiDARPointCloud(DataFormat):
             starts, ends, counts, block_points = laz_blocks(ctx.obj, ctx.info, header, laszip)
         x0, y0, x1, y1 = (float(v) for v in (header.x_min, header.y_min, header.x_max, header.y_max))
         extent = (x0, y0, x1, y1) if all(math.isfinite(v) for v in (x0, y0, x1, y1)) else (0.0, 0.0, 0.0, 0.0)
-        scales, offsets = _triple(header.scales), _triple(header.offsets)
+        scales, offsets = triple(header.scales), triple(header.offsets)
         scan = BlockScan(ctx.obj, ctx.info, point_size, laszip, run_points, grid, extent, scales, offsets)
         tasks = groups(starts, ends, counts, ctx.chunk_size or (LAS_GROUP_BYTES if laszip is None else LAZ_GROUP_BYTES))
         results = map_ordered(scan, tasks, ctx.executor, ctx.progress, desc=f"indexing {url}")
@@ -160,8 +169,8 @@ class LiDARPointCloud(DataFormat):
             point_count=count,
             point_format_size=point_size,
             offset_to_point_data=data_start,
-            mins=_triple(bounds[:, :3].min(axis=0)),
-            maxs=_triple(bounds[:, 3:].max(axis=0)),
+            mins=triple(bounds[:, :3].min(axis=0)),
+            maxs=triple(bounds[:, 3:].max(axis=0)),
             point_format_id=header.point_format.id,
             extra_bytes=header.point_format.num_extra_bytes,
             version=str(header.version),
@@ -213,11 +222,6 @@ def _option(ctx: PreprocessContext, name: str, default: int, minimum: int) -> in
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise StrategyArgumentError(ctx.obj.url, f"{name} must be a whole number >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _triple(values: Any) -> tuple[float, float, float]:
-    x, y, z = (float(v) for v in values)
-    return x, y, z
 
 
 # -- strategies ------------------------------------------------------------------------------------------
@@ -305,9 +309,7 @@ def square_split_strategy(co: Any, num_chunks: int, balance: bool = False) -> li
 @strategy(LiDARPointCloud)
 def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float) -> list[LiDARSlice]:
     """One slice with the points in the closed window ``minx <= x <= maxx``, ``miny <= y <= maxy``."""
-    window = (float(minx), float(miny), float(maxx), float(maxy))
-    if not all(math.isfinite(v) for v in window) or window[0] > window[2] or window[1] > window[3]:
-        raise StrategyArgumentError(co.url, f"partition_bbox needs finite minx <= maxx and miny <= maxy, got {window}")
+    window = bbox_window(co.url, minx, miny, maxx, maxy)
     return [_window_slice(co, _blocks(co), 0, window, (True, True))]
 
 

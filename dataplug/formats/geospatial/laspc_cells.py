@@ -1,14 +1,13 @@
 """Geometry of the LiDAR strategies, pure functions of the index: which blocks and runs meet a window, the
-near-square grid (even or balanced), and the k-d split of whole chunks. Nothing here reads data."""
+balanced grid, and the k-d split of whole chunks. Nothing here reads data."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from dataplug.formats.geospatial.laspc_index import Blocks
 from dataplug.formats.geospatial.laspc_slice import Row
+from dataplug.strategies import window_overlap
 
 Window = tuple[float, float, float, float]
 
@@ -16,14 +15,7 @@ Window = tuple[float, float, float, float]
 def meeting(blocks: Blocks, window: Window, closed: tuple[bool, bool]) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the blocks whose bounds meet ``window`` (every point in the window is in one of them), and
     for each whether the window holds its bounds (all its points are in the window)."""
-    x0, y0, x1, y1 = window
-    b = blocks.bounds
-    meets = (b[:, 3] >= x0) & (b[:, 4] >= y0)
-    meets &= (b[:, 0] <= x1) if closed[0] else (b[:, 0] < x1)
-    meets &= (b[:, 1] <= y1) if closed[1] else (b[:, 1] < y1)
-    inside = (b[:, 0] >= x0) & (b[:, 1] >= y0)
-    inside &= (b[:, 3] <= x1) if closed[0] else (b[:, 3] < x1)
-    inside &= (b[:, 4] <= y1) if closed[1] else (b[:, 4] < y1)
+    meets, inside = window_overlap(blocks.bounds[:, [0, 1, 3, 4]], window, closed)
     chosen = np.flatnonzero(meets)
     return chosen, inside[chosen]
 
@@ -120,12 +112,6 @@ def kd_split(centres: np.ndarray, weights: np.ndarray, parts: int) -> list[np.nd
 
     split(np.arange(len(weights)), parts)
     return out
-
-
-def grid_shape(num_chunks: int) -> tuple[int, int]:
-    """Columns and rows of the original Dataplug's near-square grid (7 cells asked: 3 x 2)."""
-    columns = max(1, round(math.sqrt(num_chunks)))
-    return columns, max(1, round(num_chunks / columns))
 
 
 def _quantile_cuts(weights: np.ndarray, edges: np.ndarray, parts: int) -> np.ndarray:

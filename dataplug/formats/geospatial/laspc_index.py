@@ -1,5 +1,8 @@
 """The LiDAR index: per-block byte ranges, first points and bounds, and for LAS finer per-run bounds.
 
+A *block* is the unit the index pass maps over and keeps bounds for: a run of ``block_points`` records in
+an uncompressed LAS, or one chunk of a LAZ's chunk table (the smallest unit lazrs decodes on its own).
+
 Airborne LiDAR comes in GPS-time order: zig-zag scan lines across flight strips. Any run of points longer
 than one scan line spans the strip's whole width, so block bounds (about 70 000 points) tell a spatial slice
 little: on a 6 M-point scan-ordered tile, 16 square cells read 1.69 points per point kept through 4 096-point
@@ -16,8 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataplug.codecs.laz import XYZ_ONLY, decode_chunks
+from dataplug.errors import InvalidFormatError
 from dataplug.storage import ObjectInfo, StorageObject
+
+try:
+    import laspy
+    import lazrs
+
+    from dataplug.codecs.laz import OFFSET_SIZE, XYZ_ONLY, decode_chunks, read_table, table_offset
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("LiDAR support needs laspy and lazrs: pip install 'dataplug[lidar]'") from exc
 
 #: Table names in the sidecar: every index has the block tables; LAS indexes with runs the run tables.
 BLOCK_TABLES = ("block_start", "block_end", "block_first", "block_bounds")
@@ -30,6 +41,55 @@ QUANTA = 255
 def xyz_dtype(point_size: int) -> np.dtype:
     """The raw X, Y, Z integers at the start of every point record (all LAS point formats)."""
     return np.dtype({"names": ["X", "Y", "Z"], "formats": ["<i4"] * 3, "offsets": [0, 4, 8], "itemsize": point_size})
+
+
+def _las_point_end(header: laspy.LasHeader, size: int) -> int:
+    """Where the records of an uncompressed LAS end: at its EVLRs or internal waveform data, else at its end."""
+    end, data_start = size, header.offset_to_point_data
+    if header.version.minor >= 4 and header.number_of_evlrs and data_start < header.start_of_first_evlr < end:
+        end = header.start_of_first_evlr
+    waveform = header.start_of_waveform_data_packet_record
+    if header.version.minor >= 3 and header.global_encoding.waveform_data_packets_internal and data_start < waveform < end:
+        end = waveform
+    return end
+
+
+def las_blocks(url: str, header: laspy.LasHeader, size: int, block_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Byte starts, byte ends and point counts of the blocks of an uncompressed LAS, after checking that its
+    point section holds exactly the header's point count."""
+    point_size, count, data_start = header.point_format.size, header.point_count, header.offset_to_point_data
+    end = _las_point_end(header, size)
+    held = (end - data_start) // point_size
+    if held < count and end == size:
+        raise InvalidFormatError(
+            url,
+            f"truncated point section: the header says {count} points of {point_size} bytes, the object ends after {held}",
+            offset=data_start + held * point_size,
+        )
+    if held != count:
+        raise InvalidFormatError(
+            url, f"the header's point count {count} disagrees with the data: its point section holds {held} points", offset=data_start
+        )
+    first = np.arange(0, count, block_points, dtype=np.int64)
+    counts = np.diff(np.append(first, count))
+    starts = data_start + first * point_size
+    return starts, starts + counts * point_size, counts
+
+
+def laz_blocks(obj: StorageObject, info: ObjectInfo, header: laspy.LasHeader, laszip: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The chunks of a LAZ from its chunk table: byte starts, byte ends, point counts and the fixed chunk size."""
+    url, size, data_start = obj.url, info.size, header.offset_to_point_data
+    if lazrs.LazVlr(laszip).item_size() != header.point_format.size:
+        raise InvalidFormatError(url, "the LASzip VLR's point size disagrees with the header's point format", offset=0)
+    head_end = min(data_start + OFFSET_SIZE, size)
+    tail = (size - OFFSET_SIZE, size) if size - OFFSET_SIZE >= head_end else (size, size)
+    head, last = obj.read_ranges([(data_start, head_end), tail], expect=info)
+    offset = table_offset(url, data_start, size, head, last)
+    table_end = size
+    if header.version.minor >= 4 and header.number_of_evlrs and offset < header.start_of_first_evlr < size:
+        table_end = header.start_of_first_evlr
+    table = read_table(url, laszip, obj.read_range(offset, table_end, expect=info), offset, data_start, header.point_count)
+    return table.starts, table.ends, table.point_counts, table.chunk_size
 
 
 def groups(starts: np.ndarray, ends: np.ndarray, counts: np.ndarray, group_bytes: int) -> list[np.ndarray]:

@@ -40,7 +40,7 @@ from dataplug.executors import map_ordered
 from dataplug.format import DataFormat, IndexData, PreprocessContext
 from dataplug.formats.metabolomics.imzml_slice import INTENSITY_COUNT, MZ_COUNT, ROW_WIDTH, ImzMLSlice, X, Y
 from dataplug.storage import ObjectInfo, StorageObject, split_url
-from dataplug.strategies import even_bounds, positive_int, strategy
+from dataplug.strategies import even_bounds, grid_shape, positive_int, strategy
 
 try:
     from pyimzml.ImzMLParser import ImzMLParser
@@ -332,12 +332,6 @@ def partition_spectra(co: Any, num_chunks: int) -> list[ImzMLSlice]:
     rows = _all_rows(co)
     bounds = even_bounds(len(rows), positive_int(co.url, "num_chunks", num_chunks)).tolist()
     return _slices(co, (rows[a:b] for a, b in itertools.pairwise(bounds)))
-
-
-def grid_shape(num_chunks: int) -> tuple[int, int]:
-    """Columns and rows of the near-square grid the original's ``square_split_strategy`` used (7: 3 x 2)."""
-    columns = max(1, round(math.sqrt(num_chunks)))
-    return columns, max(1, round(num_chunks / columns))
 
 
 @strategy(ImzML)
