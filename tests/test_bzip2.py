@@ -10,7 +10,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,11 +18,11 @@ import dataplug.codecs.bzip2 as bzip2_codec
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
 from dataplug.codecs import detect_codec
 from dataplug.codecs.bzip2 import BLOCK_MAGIC, END_MAGIC, Bzip2Codec, find_magic, rebuild
-from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks, partition_rows
-from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks as text_chunks
+from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks
+from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
-from tests.test_codecs import SLOW, fastq_oracle
-from tests.test_csv import csv_files, whole_file_table
+from tests.codec_cases import SLOW, every_line_once, every_row_once, fastq_oracle
+from tests.test_csv import csv_files
 from tests.test_fastq_gzip import make_fastq
 from tests.test_large import LARGE, _text
 from tests.test_text import TEXT, expected_lines
@@ -55,11 +54,7 @@ def test_text_every_line_once(local_store, text, kind, seed):
     assert co.attributes.compression == "bzip2" and co.attributes.uncompressed_size == len(data)
     lines = expected_lines(text)
     assert co.attributes.lines == len(lines)
-    for n in range(1, len(lines) + 3):
-        for strategy in (text_chunks, partition_chunk_lines):
-            slices = co.partition(strategy, n)
-            assert "".join(s.get() for s in slices) == text
-            assert sum((s.lines() for s in slices), []) == lines
+    every_line_once(co, text, lines)
 
 
 @SLOW
@@ -69,15 +64,7 @@ def test_csv_every_row_once(local_store, file, kind, seed):
     co = CloudObject.from_url(CSV, local_store.put(f"c{len(data)}-{kind}-{seed}.csv.bz2", encode(data, kind, seed)))
     co.preprocess(force=True, sample_bytes=5)
     assert co.attributes.rows == nrows
-    whole = whole_file_table(data, ncols)
-    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
-    for n in range(1, nrows + 3):
-        for strategy in (csv_chunks, partition_rows):
-            slices = co.partition(strategy, n)
-            assert sum(s.num_records for s in slices) == nrows
-            assert data.endswith(b"".join(s.raw() for s in slices))
-            if n in (1, 3, nrows + 2):
-                assert pa.concat_tables([s.to_arrow(column_types=types) for s in slices]).equals(whole)
+    every_row_once(co, data, nrows, ncols)
 
 
 @settings(max_examples=15, deadline=None)

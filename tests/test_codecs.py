@@ -11,23 +11,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.codecs import detect_codec
 from dataplug.formats.compressed.gzipped import GZipText
-from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks, partition_rows
-from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks as text_chunks
-from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
+from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks
+from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
+from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches
 from dataplug.storage import read_stats
-from tests.test_csv import csv_files, whole_file_table
+from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
+from tests.test_csv import csv_files
 from tests.test_fastq_gzip import make_fastq
 from tests.test_gzip_codec import bgzf, gzip_member
 from tests.test_text import TEXT, expected_lines
 
 CODECS = ["none", "gzip", "gzip-members", "bgzf"]
-SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 def encode(data: bytes, codec: str, seed: int = 0) -> bytes:
@@ -58,12 +58,7 @@ def test_text_every_line_once_over_every_codec(local_store, text, codec, spacing
     assert co.attributes.compression == ("gzip" if codec.startswith("gzip") else codec)
     lines = expected_lines(text)
     assert co.attributes.lines == len(lines) and co.attributes.uncompressed_size == len(data)
-    for n in range(1, len(lines) + 3):
-        for strategy in (text_chunks, partition_chunk_lines):
-            slices = co.partition(strategy, n)
-            assert "".join(s.get() for s in slices) == text
-            assert sum((s.lines() for s in slices), []) == lines
-            assert [a.stop for a in slices[:-1]] == [b.first for b in slices[1:]]
+    every_line_once(co, text, lines)
 
 
 @SLOW
@@ -73,20 +68,7 @@ def test_csv_every_row_once_over_every_codec(local_store, file, codec, spacing, 
     co = CloudObject.from_url(CSV, stored(local_store, f"c{len(data)}-{spacing}-{chunk_size}-{seed}", data, codec, seed))
     co.preprocess(force=True, spacing=spacing, chunk_size=chunk_size, sample_bytes=5)
     assert co.attributes.rows == nrows
-    whole = whole_file_table(data, ncols)
-    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
-    for n in range(1, nrows + 3):
-        for strategy in (csv_chunks, partition_rows):
-            slices = co.partition(strategy, n)
-            assert sum(s.num_records for s in slices) == nrows
-            assert data.endswith(b"".join(s.raw() for s in slices))
-            if n in (1, 3, nrows + 2):
-                assert pa.concat_tables([s.to_arrow(column_types=types) for s in slices]).equals(whole)
-
-
-def fastq_oracle(data: bytes) -> list[tuple[str, str, str]]:
-    lines = data.decode().splitlines()
-    return [(lines[i][1:], lines[i + 1], lines[i + 3]) for i in range(0, len(lines), 4)]
+    every_row_once(co, data, nrows, ncols)
 
 
 @SLOW
@@ -106,12 +88,7 @@ def test_fastq_every_read_once_over_every_codec(local_store, reads, codec, spaci
     co.preprocess(force=True, spacing=spacing, chunk_size=chunk_size, sample_bytes=97)
     assert co.attributes.reads == reads
     expected = fastq_oracle(data)
-    counts = range(1, reads + 3) if reads <= 30 else sorted({1, 2, 3, 7, reads + 2})
-    for n in counts:
-        for strategy in (partition_reads_batches, partition_sequences_per_chunk):
-            slices = co.partition(strategy, n)
-            assert [r for s in slices for r in s.reads()] == expected
-            assert all(s.first % 4 == 0 for s in slices)
+    every_read_once(co, expected, range(1, reads + 3) if reads <= 30 else sorted({1, 2, 3, 7, reads + 2}))
     table = pa.concat_tables([s.to_arrow() for s in co.partition(partition_reads_batches, 3)])
     assert table.column("sequence").to_pylist() == [seq for _, seq, _ in expected]
 

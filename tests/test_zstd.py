@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
 from dataplug.codecs import detect_codec
 from dataplug.codecs.zstd import SliceInsideFrameWarning, ZstdCodec, read_seek_table, seek_table
-from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks, partition_rows
-from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks as text_chunks
+from dataplug.formats.generic.csv import CSV
+from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy
-from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
+from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunks
 from dataplug.storage import StorageObject, read_stats
-from tests.test_codecs import SLOW, fastq_oracle
-from tests.test_csv import csv_files, whole_file_table
+from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
+from tests.test_csv import csv_files
 from tests.test_fastq_gzip import make_fastq
 from tests.test_large import LARGE, _fastq, _text
 from tests.test_text import TEXT, expected_lines
@@ -75,11 +75,7 @@ def test_text_every_line_once(local_store, text, kind, chunk_size, seed):
     assert co.attributes.compression == "zstd" and co.attributes.uncompressed_size == len(data)
     lines = expected_lines(text)
     assert co.attributes.lines == len(lines)
-    for n in range(1, len(lines) + 3):
-        for strategy in (text_chunks, partition_chunk_lines):
-            slices = co.partition(strategy, n)
-            assert "".join(s.get() for s in slices) == text
-            assert sum((s.lines() for s in slices), []) == lines
+    every_line_once(co, text, lines)
 
 
 @SLOW
@@ -89,15 +85,7 @@ def test_csv_every_row_once(local_store, file, kind, chunk_size, seed):
     co = CloudObject.from_url(CSV, local_store.put(f"c{len(data)}-{kind}-{chunk_size}-{seed}.csv.zst", encode(data, kind, seed)))
     co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=5)
     assert co.attributes.rows == nrows
-    whole = whole_file_table(data, ncols)
-    types = {"id": "int64", **{f"c{j}": "string" for j in range(ncols)}}
-    for n in range(1, nrows + 3):
-        for strategy in (csv_chunks, partition_rows):
-            slices = co.partition(strategy, n)
-            assert sum(s.num_records for s in slices) == nrows
-            assert data.endswith(b"".join(s.raw() for s in slices))
-            if n in (1, 3, nrows + 2):
-                assert pa.concat_tables([s.to_arrow(column_types=types) for s in slices]).equals(whole)
+    every_row_once(co, data, nrows, ncols)
 
 
 @SLOW
@@ -107,12 +95,7 @@ def test_fastq_every_read_once(local_store, reads, kind, chunk_size, seed):
     co = CloudObject.from_url(FASTQ, local_store.put(f"q{reads}-{kind}-{chunk_size}-{seed}.fq.zst", encode(data, kind, seed * 7 + 1)))
     co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=97)
     assert co.attributes.reads == reads
-    expected = fastq_oracle(data)
-    for n in range(1, reads + 3) if reads <= 20 else (1, 2, 7, reads + 2):
-        for strategy in (partition_reads_batches, partition_sequences_per_chunk):
-            slices = co.partition(strategy, n)
-            assert [r for s in slices for r in s.reads()] == expected
-            assert all(s.first % 4 == 0 for s in slices)
+    every_read_once(co, fastq_oracle(data), range(1, reads + 3) if reads <= 20 else (1, 2, 7, reads + 2))
 
 
 @pytest.mark.parametrize("kind", KINDS)
