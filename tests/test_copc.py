@@ -33,8 +33,9 @@ from dataplug.formats.geospatial.copc import (
 )
 from dataplug.formats.geospatial.laspc import LiDARPointCloud
 from dataplug.formats.geospatial.laspc import square_split_strategy as lidar_square_split
-from dataplug.storage import StorageObject, read_stats
+from dataplug.storage import read_stats
 from tests.copc_files import ENTRY, EVLR_HEADER, HEADER_14, VLR_HEADER, write_copc
+from tests.read_spy import read_ranges_calls
 
 DATA = Path(__file__).parent / "data"
 REAL = ("simple.copc.laz", "simple_with_page.copc.laz")
@@ -286,21 +287,15 @@ def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
     slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5) + co.partition(partition_bbox, 1100, 0, 2000, 900)
     slices += co.partition(partition_spatial_chunks, 7)
     assert read_stats.bytes.get(co.url, 0) == 0
-    calls = []
-    original = StorageObject.read_ranges
-
-    def counting(self, ranges, expect=None):
-        calls.append(list(ranges))
-        return original(self, ranges, expect=expect)
-
-    monkeypatch.setattr(StorageObject, "read_ranges", counting)
+    calls = read_ranges_calls(monkeypatch)
     for piece in slices:
         if piece.number == 0:
             assert np.array_equal(pickle.loads(pickle.dumps(piece)).get().points.array, piece.get().points.array)
         calls.clear()
         piece.get()
-        assert len(calls) == 1 and calls[0][0] == (0, co.attributes.offset_to_point_data)
-        fetched = sum(b - a for a, b in calls[0][1:])
+        ((url, ranges),) = calls
+        assert url == co.url and ranges[0] == (0, co.attributes.offset_to_point_data)
+        fetched = sum(b - a for a, b in ranges[1:])
         assert fetched == sum(node[1] for node in piece.nodes)
         assert len(pickle.dumps(piece)) < 600 + 60 * len(piece.nodes)
 

@@ -40,7 +40,8 @@ from dataplug.formats.metabolomics.imzml import (  # noqa: E402
     square_split_strategy,
 )
 from dataplug.formats.metabolomics.imzml_slice import ImzMLSlice, merge_ranges  # noqa: E402
-from dataplug.storage import StorageObject, read_stats  # noqa: E402
+from dataplug.storage import read_stats  # noqa: E402
+from tests.read_spy import read_ranges_calls  # noqa: E402
 
 #: (m/z type, intensity type): 32-bit, 64-bit, and integer intensities.
 DTYPES = {"32bit": (np.float32, np.float32), "64bit": (np.float64, np.float64), "int": (np.float64, np.int32)}
@@ -240,14 +241,7 @@ def test_merge_ranges():
 def test_slices_fetch_only_their_ranges_in_one_call(store, tmp_path, monkeypatch, mode):
     data = spectra(64, 8, 8, seed=8, shuffle=False)
     co = indexed(store, put(store, "m", write(tmp_path, "m", data, mode)))
-    calls = []
-    real = StorageObject.read_ranges
-
-    def spy(self, ranges, expect=None):
-        calls.append((self.url, list(ranges)))
-        return real(self, ranges, expect)
-
-    monkeypatch.setattr(StorageObject, "read_ranges", spy)
+    calls = read_ranges_calls(monkeypatch)
     for strat, arg, most in ((partition_spectra, 4, 2), (square_split_strategy, 4, 9)):
         for piece in co.partition(strat, arg):
             calls.clear()

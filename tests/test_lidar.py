@@ -30,8 +30,9 @@ from dataplug.formats.geospatial.laspc import (
     square_split_strategy,
 )
 from dataplug.formats.geospatial.laspc_index import decode_runs, encode_runs
-from dataplug.storage import StorageObject, read_stats
+from dataplug.storage import read_stats
 from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud
+from tests.read_spy import read_ranges_calls
 
 GRID_COUNTS = (1, 2, 4, 7, 9, 16, 100)
 #: Raw X and Y span 0..20160 at scale 0.25: the extent is [0, 5040], and 5040 = 7! puts the cell edges of
@@ -411,29 +412,22 @@ def test_evlrs_and_header_from_the_object(local_store):
 
 def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
     full = cloud(6000, 6, seed=6)
+    calls = read_ranges_calls(monkeypatch)
     for name, data in (("q.las", las_bytes(full)), ("q.laz", laz_bytes(full, cuts=[1000, 2000, 3000, 4000, 5000]))):
         co = indexed(store, name, data, block_points=500)
         read_stats.reset()
         slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5) + co.partition(partition_spatial_chunks, 3)
         assert read_stats.bytes.get(co.url, 0) == 0 and read_stats.requests.get(co.url, 0) == 0
         assert all(len(pickle.dumps(s)) < 2000 for s in slices)
-        calls: list[list[tuple[int, int]]] = []
-        original = StorageObject.read_ranges
-
-        def counted(self, ranges, expect=None):
-            calls.append(list(ranges))
-            return original(self, ranges, expect=expect)
-
-        monkeypatch.setattr(StorageObject, "read_ranges", counted)
         for s in slices:
             calls.clear()
             read_stats.reset()
             s.get()
-            assert len(calls) == 1 and calls[0][0] == (0, co.attributes.offset_to_point_data)
-            ranges = calls[0][1:]
+            ((url, fetched),) = calls
+            assert url == co.url and fetched[0] == (0, co.attributes.offset_to_point_data)
+            ranges = fetched[1:]
             assert all(b < c for (_, b), (c, _) in zip(ranges, ranges[1:]))  # adjacent blocks merged
-            assert read_stats.requests[co.url] == len(calls[0]) <= 1 + co.attributes.blocks
-        monkeypatch.setattr(StorageObject, "read_ranges", original)
+            assert read_stats.requests[co.url] == len(fetched) <= 1 + co.attributes.blocks
 
 
 def test_preprocess_on_a_spawned_process_pool(local_store):
