@@ -32,7 +32,10 @@ from dataplug.formats.generic.csv import partition_num_chunks as csv_chunks
 from dataplug.formats.generic.text import UTF8Text
 from dataplug.formats.generic.text import partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches
+from dataplug.formats.geospatial.copc import CloudOptimizedPointCloud, COPCSlice
+from dataplug.formats.geospatial.copc import square_split_strategy as copc_square_split
 from dataplug.formats.geospatial.laspc import LiDARPointCloud, LiDARSlice, square_split_strategy
+from tests.copc_files import write_copc
 
 from .conftest import make_bucket
 
@@ -79,6 +82,8 @@ def _objects() -> dict[str, tuple[Any, Any, bytes, int]]:
     cloud.write(las, do_compress=False)
     # Written with lazrs's parallel compressor, so the parent's rayon pool is running, as after laspy.read.
     cloud.write(laz, do_compress=True, laz_backend=laspy.LazBackend.LazrsParallel)
+    cloud.update_header()
+    copc = write_copc(cloud, cap=4000, max_depth=4)
     return {
         "x.csv": (CSV, csv_chunks, _csv(rng, CSV_ROWS), CSV_ROWS),
         "x.txt": (UTF8Text, text_chunks, text, LINES),
@@ -87,12 +92,13 @@ def _objects() -> dict[str, tuple[Any, Any, bytes, int]]:
         "x.fastq": (FASTQ, partition_reads_batches, fastq, READS),
         "x.las": (LiDARPointCloud, square_split_strategy, las.getvalue(), POINTS),
         "x.laz": (LiDARPointCloud, square_split_strategy, laz.getvalue(), POINTS),
+        "x.copc.laz": (CloudOptimizedPointCloud, copc_square_split, copc, POINTS),
     }
 
 
 def _result(piece: Any) -> Any:
     """The work of a pool worker: a slice's full result in a picklable form (points as their raw bytes)."""
-    if isinstance(piece, LiDARSlice):
+    if isinstance(piece, (LiDARSlice, COPCSlice)):
         return piece.get().points.array.tobytes()
     if isinstance(piece, CSVSlice):
         return piece.get(), piece.as_arrow().to_pylist()
@@ -100,7 +106,7 @@ def _result(piece: Any) -> Any:
 
 
 def _records(piece: Any, result: Any) -> int:
-    if isinstance(piece, LiDARSlice):
+    if isinstance(piece, (LiDARSlice, COPCSlice)):
         return len(result) // piece.point_size
     if isinstance(piece, CSVSlice):
         return len(result[1])
@@ -164,7 +170,7 @@ def test_fork_and_spawn_pools_after_every_format(kind, tmp_path, request):
     code = "import sys; from tests.test_processes import check_pools_after_parent_use as check; check(sys.argv[1], sys.argv[2])"
     done = _run_isolated(["-c", code, root, json.dumps(options)], timeout=4 * SLICE_TIMEOUT)
     assert done.returncode == 0, f"exit code {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    assert done.stdout.splitlines() == [f"fork: {7 * SLICES} slices exact", f"spawn: {7 * SLICES} slices exact"]
+    assert done.stdout.splitlines() == [f"fork: {8 * SLICES} slices exact", f"spawn: {8 * SLICES} slices exact"]
 
 
 BUILD_CODE = (
