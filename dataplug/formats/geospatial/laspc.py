@@ -150,7 +150,7 @@ class LiDARPointCloud(DataFormat):
         scales, offsets = triple(header.scales), triple(header.offsets)
         scan = BlockScan(ctx.obj, ctx.info, point_size, laszip, run_points, grid, extent, scales, offsets)
         tasks = groups(starts, ends, counts, ctx.chunk_size or (LAS_GROUP_BYTES if laszip is None else LAZ_GROUP_BYTES))
-        results = map_ordered(scan, tasks, ctx.executor, ctx.progress, desc=f"indexing {url}")
+        results = map_ordered(scan, tasks, ctx.executor, ctx.progress, desc=f"indexing {url}", nbytes=size)
         raw = np.concatenate([r for r, _, _ in results])
         bounds = raw.astype(np.float64) * np.tile(header.scales, 2) + np.tile(header.offsets, 2)
         tables = {
