@@ -72,6 +72,7 @@ def test_the_options_table_lists_every_option_of_every_format():
         for option in re.findall(r"`(\w+)`", option_cell):
             listed |= {(option, fmt) for fmt in re.findall(r"`(\w+)`", formats_cell)}
     classes = {name: get_format(name) for name in available_formats()}
+    classes = {name: cls for name, cls in classes.items() if cls.__module__.startswith("dataplug.formats.")}  # not tests' own formats
     roots = {name for name, cls in classes.items() if not any(other is not cls and issubclass(cls, other) for other in classes.values())}
     declared = {(option, name) for name in roots for option in classes[name].all_options()}
     assert listed == declared
