@@ -182,7 +182,7 @@ def run_lidar(folder: str, n: int, pool: ProcessPoolExecutor, workers: int, poin
 
     path = os.path.join(folder, "tile.laz")
     report = _Report(f"LiDAR: a scan-ordered LAZ tile of {points:,} points, {n} k-d slices of whole chunks on {workers} processes")
-    report.step("generate the LAZ (flight strips, GPS order)", lambda: write_cloud(scan_ordered_cloud(points, seed=5), path))
+    report.step("generate the LAZ (in scan order)", lambda: write_cloud(scan_ordered_cloud(points, seed=5), path))
     co = CloudObject.from_url(LiDARPointCloud, path)
     t_work, slices, results = _process(report, co, partition_spatial_chunks, n, pool, height_histogram, "height histogram of all slices")
     got, hist = sum(r[0] for r in results), np.sum([r[1] for r in results], axis=0)
