@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 import pyarrow as pa
 
 from dataplug.errors import DataplugError
-from dataplug.executors import map_ordered
+from dataplug.executors import map_ordered, ordered_ahead
 
 
 def slice_table(piece: Any, columns: list[str] | None, schema: pa.Schema) -> pa.Table:
@@ -55,13 +55,7 @@ def _submitted(task: Any, slices: list[Any], executor: Executor | None, prefetch
     own = executor is None
     pool = ThreadPoolExecutor(prefetch) if own else executor
     try:
-        pending = [pool.submit(task, s) for s in slices[:prefetch]]
-        for k in range(len(slices)):
-            table = pending[k].result()
-            if k + prefetch < len(slices):
-                pending.append(pool.submit(task, slices[k + prefetch]))
-            pending[k] = None
-            yield table
+        yield from ordered_ahead(task, slices, pool, prefetch)
     finally:
         if own:
             pool.shutdown(wait=True, cancel_futures=True)

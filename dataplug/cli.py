@@ -13,7 +13,6 @@ import os
 import sys
 import time
 import warnings
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, BinaryIO
@@ -21,7 +20,7 @@ from typing import Any, BinaryIO
 from dataplug import __version__
 from dataplug.cloudobject import CloudObject
 from dataplug.errors import DataplugError, StrategyArgumentError
-from dataplug.executors import default_workers, progress_bar
+from dataplug.executors import default_workers, ordered_ahead, progress_bar
 from dataplug.format import available_formats, get_format
 
 EXAMPLES = """examples:
@@ -192,14 +191,8 @@ def _stream(slices: list[Any], fp: BinaryIO, args: argparse.Namespace) -> None:
     """Dump the slices in order, reading a few ahead on threads; memory holds about 2 x workers slices."""
     workers = args.workers or default_workers()
     with ThreadPoolExecutor(workers) as pool, progress_bar(len(slices), "slices", args.progress if len(slices) > 1 else False, unit="slice") as bar:
-        pending: deque[Any] = deque()
-        for s in slices:
-            pending.append(pool.submit(_dumped, s))
-            if len(pending) > 2 * workers:
-                fp.write(pending.popleft().result())
-                bar.update(1)
-        while pending:
-            fp.write(pending.popleft().result())
+        for data in ordered_ahead(_dumped, slices, pool, 2 * workers):
+            fp.write(data)
             bar.update(1)
         fp.flush()
 

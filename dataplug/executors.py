@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
@@ -122,6 +123,17 @@ def map_ordered(
             return result
         with ThreadPoolExecutor(max_workers=min(default_workers(), len(items))) as pool:
             return _map_executor(pool, fn, items, advance)
+
+
+def ordered_ahead(fn: Callable[[T], R], items: Sequence[T], pool: Executor, ahead: int) -> Iterator[R]:
+    """``fn(x)`` for each item, yielded in input order, with at most ``ahead`` items submitted to ``pool``
+    beyond the one being consumed: a stream whose memory stays bounded, unlike :func:`map_ordered`."""
+    pending = deque(pool.submit(fn, x) for x in items[:ahead])
+    for k in range(len(items)):
+        result = pending.popleft().result()
+        if k + ahead < len(items):
+            pending.append(pool.submit(fn, items[k + ahead]))
+        yield result
 
 
 def _apply(fn: Callable[[T], R], item: T) -> R:

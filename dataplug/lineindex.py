@@ -257,11 +257,9 @@ def check_text(url: str, arr: np.ndarray, base: int, encoding: str = "utf-8", fi
             url, "binary data (a NUL byte) where text was expected: is this the right format, or compressed with a codec dataplug does not know?",
             offset=base + int(np.argmin(arr)),
         )
-    if arr.max() < 0x80:
-        return
+    if encoding == "iso8859-1" or arr.max() < 0x80:
+        return  # pure ASCII, or latin-1, in which every byte is a character
     at = int(np.argmax(arr >= 0x80))
-    if encoding == "iso8859-1":
-        return  # every byte is a latin-1 character
     data = bytes(arr[at:])
     skip = 0
     if encoding == "utf-8" and at == 0:

@@ -13,6 +13,7 @@ from typing import Any
 
 from dataplug import __version__
 from dataplug.cloudobject import CloudObject
+from dataplug.errors import IndexLocationNotWritableError
 from dataplug.format import DataFormat
 from dataplug.index import INDEX_SUFFIX
 from dataplug.storage import StorageObject
@@ -36,17 +37,25 @@ def publish(
     public_dest: str | None = None,
     **options: Any,
 ) -> CloudObject:
-    """Index ``url`` (the URL users will read) into :func:`index_folder` of ``dest`` and add a README.txt.
+    """Index ``url`` (the URL users will read) into :func:`index_folder` of ``dest`` and add a README.txt
+    (replacing only one that dataplug wrote for this object: its first line names the object).
 
     ``public_dest`` is the URL at which ``dest`` will be served (default ``dest``), for the README's usage
     lines. ``options`` are the format's preprocessing options. Returns the indexed object.
     """
     folder = index_folder(url, dest)
     co = CloudObject.from_url(data_format, url, storage_options, folder, dest_storage_options)
+    readme = StorageObject(folder, co.index_location.storage_options).child(README_NAME)
+    if readme.exists() and not readme.read_all().startswith(_title(co).encode()):
+        raise IndexLocationNotWritableError(readme.url, "a README.txt that dataplug did not write is already there; it is left as it is")
     co.preprocess(force=True, **options)
-    public = index_folder(url, public_dest) if public_dest else folder
-    StorageObject(folder, co.index_location.storage_options).child(README_NAME).write_bytes(_readme(co, public).encode())
+    readme.write_bytes(_readme(co, index_folder(url, public_dest) if public_dest else folder).encode())
     return co
+
+
+def _title(co: CloudObject) -> str:
+    """The README's first line, by which a later publish knows the file as its own."""
+    return f"dataplug index of {co.url}\n"
 
 
 def _example_strategy(co: CloudObject) -> str:
@@ -58,8 +67,7 @@ def _example_strategy(co: CloudObject) -> str:
 def _readme(co: CloudObject, public_folder: str) -> str:
     info = co.index().object_info
     strategy = _example_strategy(co)
-    return f"""dataplug index of {co.url}
-
+    return f"""{_title(co)}
 This folder is a dataplug sidecar index (https://pypi.org/project/dataplug/): a {co.format.name} index of
 the object above, written by dataplug {__version__} on {time.strftime("%Y-%m-%d", time.gmtime())} for the
 object of {info.size} bytes with identity {info.identity}. It lets any number of workers read the object in

@@ -59,6 +59,12 @@ def test_a_stale_published_index_says_to_index_yourself(public_bucket):
     fs, bucket, http = public_bucket
     fs.pipe_file(f"{bucket}/t.txt", b"one\ntwo\n" * 100)
     publish(f"{http}/t.txt", f"s3://{bucket}/idx", "UTF8Text")
+    publish(f"{http}/t.txt", f"s3://{bucket}/idx", "UTF8Text")  # publishing again replaces its own README
+    fs.pipe_file(f"{bucket}/mine.dataplug/README.txt", b"my notes")
+    with pytest.raises(IndexLocationNotWritableError, match="did not write"):
+        publish(f"{http}/t.txt", f"s3://{bucket}/mine.dataplug", "UTF8Text")
+    assert fs.cat_file(f"{bucket}/mine.dataplug/README.txt") == b"my notes"
+    assert fs.find(f"{bucket}/mine.dataplug/") == [f"{bucket}/mine.dataplug/README.txt"]  # refused before any pass
     fs.pipe_file(f"{bucket}/t.txt", b"changed\n" * 100)
     co = CloudObject.from_url("UTF8Text", f"{http}/t.txt", index_location=f"{http}/idx/t.txt.dataplug")
     with pytest.raises(StaleIndexError, match="published index .*index the object yourself"):
