@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from dataplug import __version__
 from dataplug.cloudobject import CloudObject
-from dataplug.errors import DataplugError, StrategyArgumentError
+from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError, StrategyArgumentError
 from dataplug.executors import default_workers, ordered_ahead, progress_bar
 from dataplug.format import available_formats, get_format
 
@@ -74,11 +74,13 @@ def _is_keyword(arg: str) -> bool:
 def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
     co = _object(args)
     positional, keywords = _arguments(args.args)
-    if args.strategy not in co.format.all_strategies():
-        co.partition(args.strategy)  # the error that lists the format's strategies
-    if not co.is_preprocessed():
-        print(f"dataplug: {co.url} has no fresh {co.format.name} index yet: indexing it first (what `dataplug index` does)", file=sys.stderr)
-        co.preprocess(progress=getattr(args, "progress", None))
+    try:
+        return co, co.partition(args.strategy, *positional, **keywords)
+    except (IndexMissingError, StaleIndexError, CorruptIndexError):
+        if co.published:
+            raise
+    print(f"dataplug: {co.url} has no fresh {co.format.name} index yet: indexing it first (what `dataplug index` does)", file=sys.stderr)
+    co.preprocess(progress=getattr(args, "progress", None))
     return co, co.partition(args.strategy, *positional, **keywords)
 
 
