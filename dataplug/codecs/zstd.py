@@ -30,7 +30,7 @@ import zstandard
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
-from dataplug.errors import CorruptIndexError, InvalidFormatError
+from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError
 from dataplug.executors import map_ordered, progress_bar
 from dataplug.storage import ObjectInfo, StorageObject
 
@@ -48,7 +48,7 @@ _MAX_RATIO = 2**15 + 1
 _TABLES = ("zstd_compressed", "zstd_decoded")
 
 
-class SliceInsideFrameWarning(UserWarning):
+class SliceInsideFrameWarning(DataplugWarning):
     """A slice starts deep inside a zstd frame: its worker decodes the frame from its start."""
 
 
