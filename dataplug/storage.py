@@ -102,6 +102,13 @@ _REFUSED_CODES = frozenset(
 )
 _REFUSED_STATUS = frozenset({401, 403, 405})
 _REFUSED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOSPC, errno.EDQUOT})
+#: Error codes and statuses that mean the credentials in use may not read (rather than that nothing is there).
+_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"})
+_DENIED_STATUS = frozenset({401, 403})
+
+
+class AccessDeniedError(DataplugError, PermissionError):
+    """The store refused the request (HTTP 401/403): the object may well exist, but these credentials may not read it."""
 
 
 class ReadStats:
@@ -166,8 +173,7 @@ def _identity(info: dict[str, Any]) -> str:
 
 def _pread_ranges(path: str, ranges: list[tuple[int, int]]) -> list[bytes | BaseException]:
     """Local ranges with one open and a ``pread`` each: fsspec's local ``cat_ranges`` opens the file once per
-    range (19 us each, 35 us on a busy machine), which made a LAS cell of 1,500 runs cost more than its
-    decoding (16 cells of a 20 M-point LAS: 3.3 x one laspy.read, 1.9 x with one open)."""
+    range, which made a LAS cell, read as many short runs of points, cost more to open than to decode."""
     fd = os.open(path, os.O_RDONLY)
     try:
         out: list[bytes | BaseException] = []
@@ -256,6 +262,34 @@ def _refuses_writes(exc: BaseException) -> bool:
     if isinstance(exc, (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)):
         return True
     return isinstance(exc, OSError) and exc.errno in _REFUSED_ERRNOS
+
+
+def _access_denied(exc: BaseException) -> str | None:
+    """The reason when ``exc`` is a refusal (HTTP 401/403, S3's ``AccessDenied`` and bad-credential codes, a
+    local permission error), however fsspec wrapped it, else None. fsspec's HTTP ``info`` turns a 403 into
+    ``FileNotFoundError`` raised from aiohttp's ``ClientResponseError``, whose ``status`` still says 403."""
+    code, status = _response_error(exc)
+    if code is not None or status is not None:
+        if code in _DENIED_CODES or status in _DENIED_STATUS:
+            return code if code and not code.isdigit() else f"HTTP {status}"
+        return None
+    for e in _chain(exc):
+        if getattr(e, "status", None) in _DENIED_STATUS:
+            return f"HTTP {e.status}"  # type: ignore[attr-defined]
+    return "permission denied" if isinstance(exc, PermissionError) else None
+
+
+def _denied_advice(protocol: str) -> str:
+    """How to read an object after a refusal: credentials, an endpoint, or anonymous access, as its store takes them."""
+    if protocol == "file":
+        return "the file system denies this user reading it"
+    if protocol in _S3:
+        return (
+            "S3 also answers so for a missing key when the credentials may not list the bucket. Give credentials that may read it (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or storage_options "
+            "key/secret, on the command line -s key=... -s secret=...), the endpoint of a store other than AWS "
+            "(AWS_ENDPOINT_URL or storage_options endpoint_url, -s endpoint_url=...), or storage_options anon=true for a public bucket"
+        )
+    return f"the server refuses this request; give the credentials or headers it needs in storage_options (see fsspec's {protocol} filesystem)"
 
 
 def _describe(exc: BaseException) -> str:
@@ -573,6 +607,9 @@ class StorageObject:
         code, _ = _response_error(exc)
         if code == "NoSuchVersion" or (pins and "VersionId" in pins and code == "InvalidArgument"):
             return StaleIndexError(self.url, "the indexed version of the object no longer exists; run preprocess(force=True)")
+        why = _access_denied(exc)
+        if why is not None:
+            return AccessDeniedError(self.url, f"access denied ({why}): {_denied_advice(self.protocol)}")
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             return ObjectNotFoundError(self.url, "object not found")
         return StorageError(self.url, _describe(exc))

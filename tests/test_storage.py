@@ -20,7 +20,7 @@ from dataplug.formats.generic.csv import CSV, partition_num_chunks
 from dataplug.storage import PROBE_PREFIX, ReadStats, StorageObject, _is_transient, read_stats
 
 from .conftest import make_bucket
-from .faultproxy import FaultProxy
+from dataplug.testing.faultproxy import FaultProxy
 
 #: The client's read timeout in these tests: a stalled body is abandoned after this many idle seconds.
 READ_TIMEOUT = 0.5
@@ -273,3 +273,70 @@ def test_storage_objects_pickle_without_their_filesystem(s3_options):
     obj.info()
     clone = pickle.loads(pickle.dumps(obj))
     assert clone._fs is None and clone == obj and clone.read_range(0, 10) == DATA[:10]
+
+
+@pytest.fixture(scope="module")
+def strict_s3():
+    """A second moto server that checks credentials: its first two requests (create a bucket, put
+    ``x.csv``) pass unchecked, every later one needs an IAM key it knows, so ours are refused with 403."""
+    import socket
+    import subprocess
+    import sys
+
+    import boto3
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "moto server did not start"
+                time.sleep(0.1)
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1")
+        client.create_bucket(Bucket="strict-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        client.put_object(Bucket="strict-bucket", Key="x.csv", Body=b"a,b\n1,2\n")
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_refusal_is_access_denied_not_not_found(strict_s3):
+    from dataplug.errors import ObjectNotFoundError
+    from dataplug.storage import AccessDeniedError
+
+    obj = StorageObject("s3://strict-bucket/x.csv", {"endpoint_url": strict_s3, "key": "testing", "secret": "testing"})
+    for request in (obj.info, obj.read_all, lambda: obj.read_range(0, 3)):
+        with pytest.raises(AccessDeniedError, match="access denied") as err:
+            request()
+        assert not isinstance(err.value, ObjectNotFoundError) and isinstance(err.value, PermissionError)
+        assert "AWS_ENDPOINT_URL" in str(err.value) and "storage_options" in str(err.value) and "s3://strict-bucket/x.csv" in str(err.value)
+    http = StorageObject(f"{strict_s3}/strict-bucket/x.csv")  # anonymous plain HTTP: fsspec says FileNotFoundError
+    with pytest.raises(AccessDeniedError, match=r"access denied \(HTTP 403\)"):
+        http.info()
+
+
+def test_the_cli_says_access_denied(strict_s3, capsys):
+    from dataplug.cli import main
+
+    argv = ["info", "s3://strict-bucket/x.csv", "-s", f"endpoint_url={strict_s3}", "-s", "key=testing", "-s", "secret=testing"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dataplug: s3://strict-bucket/x.csv: access denied") and "AWS_ENDPOINT_URL" in err and "not found" not in err
+
+
+def test_a_missing_object_is_still_not_found(s3_options, tmp_path):
+    from dataplug.errors import ObjectNotFoundError
+
+    with pytest.raises(ObjectNotFoundError, match="object not found"):
+        StorageObject(f"s3://{make_bucket(s3_options)}/nothing.csv", s3_options).info()
+    with pytest.raises(ObjectNotFoundError, match="object not found"):
+        StorageObject(str(tmp_path / "nothing.csv")).info()
