@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from typing import Any, Callable
@@ -105,6 +106,8 @@ class CloudObject:
             self._use_index_folder(self.obj.url + INDEX_SUFFIX, index_storage_options)
         self._sidecar: Sidecar | None = None
         self._attributes: Any = None
+        #: Whether the last :meth:`preprocess` call built the index (False when it found a fresh one).
+        self.built_index = False
 
     def _use_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
         """Keep this object's index under ``folder`` (one format per sub-folder)."""
@@ -303,8 +306,9 @@ class CloudObject:
         """Build the index with one read-only pass (a map over ``chunk_size`` byte ranges where the format
         allows), write it to the index location, and keep it loaded.
 
-        Skipped when a fresh index already exists, unless ``force=True``; a missing, stale or corrupt
-        index, or one of another object, is rebuilt. The index location is checked to be writable before
+        Skipped when a fresh index built with the same options already exists, unless ``force=True``; a
+        missing, stale or corrupt index, one of another object, or one built with other options than those
+        given now is rebuilt (a published index refuses instead), and :attr:`built_index` says which it was. The index location is checked to be writable before
         the pass (:class:`IndexLocationNotWritableError`). Format options come as keyword arguments or, as
         in the original, in ``extra_args``. ``executor`` is any engine :func:`dataplug.executors.map_ordered` accepts: a
         ``concurrent.futures.Executor`` (default: a local thread pool), a ``multiprocessing`` Pool, a
@@ -314,15 +318,24 @@ class CloudObject:
         if parallel_config:
             warnings.warn("parallel_config is ignored by dataplug; pass executor= instead", stacklevel=2)
         found = dict(self.detection.options) if self.detection and self.detection.format == self.format.name else {}
-        given = {**found, **(extra_args or {}), **options}
+        explicit = {**(extra_args or {}), **options}
+        given = {**found, **explicit}
         known = self.format.all_options()
         unknown = sorted(set(given) - set(known))
-        if known and unknown:  # a plugin that declares no options reads whatever it is given, as before
+        if unknown:
             listed = "; ".join(f"{name}: {help_text}" for name, help_text in sorted(known.items())) or "none"
             raise StrategyArgumentError(self.url, f"{self.format.name} has no preprocessing option {', '.join(map(repr, unknown))}. Its options: {listed}")
+        self.built_index = False
         info = self.obj.info()
         if not force and self._has_fresh_index(info):
-            return self
+            differing = _differing_options(explicit, self.index().options)
+            if not differing:
+                return self
+            if self.published:
+                raise IndexLocationNotWritableError(
+                    self.index_location.url,
+                    f"the published index was built with other options ({differing}) and is read-only; {_INDEX_IT_YOURSELF}",
+                )
         if self.published:
             try:
                 self._load_index(info)
@@ -351,11 +364,18 @@ class CloudObject:
             attributes=self.format.attributes_to_json(data.attributes),
             tables=data.tables,
             blobs=dict(data.blobs),
+            options=_json_options(given),
         )
         self.format.validate_index(self.index_location.url, data.attributes, data.tables, {k: len(v) for k, v in data.blobs.items()}, info.size)
         self._sidecar = write_sidecar(self.index_location, sidecar)
         self._attributes = data.attributes
+        self.built_index = True
         return self
+
+    @property
+    def index_options(self) -> dict[str, Any]:
+        """The preprocessing options the loaded index was built with (those given and those detected)."""
+        return dict(self.index().options)
 
     def partition(self, strategy: Callable[..., list[Any]] | str, *args: Any, **kwargs: Any) -> list[Any]:
         """Slices from ``strategy(self, *args, **kwargs)``; refuses a missing or stale index. ``strategy`` is
@@ -383,6 +403,21 @@ class CloudObject:
     def __repr__(self) -> str:
         return f"CloudObject<{self.format.name}>({self.url})"
 
+
+
+def _json_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` as the manifest stores them: JSON values (anything else by its ``repr``)."""
+    return json.loads(json.dumps(options, default=repr, sort_keys=True))
+
+
+def _differing_options(explicit: dict[str, Any], stored: dict[str, Any]) -> str:
+    """The options given now that the index was not built with, as ``name=value`` text ('' when none).
+
+    An option the index does not record counts as different even when it equals the format's default: the
+    index is rebuilt once, and records it from then on."""
+    now = _json_options(explicit)
+    changed = [name for name in sorted(now) if name not in stored or stored[name] != now[name]]
+    return ", ".join(f"{name}={explicit[name]!r} (index: {stored[name]!r})" if name in stored else f"{name}={explicit[name]!r} (index: default)" for name in changed)
 
 
 def _warn_empty(co: CloudObject, slices: list[Any]) -> None:

@@ -107,6 +107,8 @@ class Sidecar:
     attributes: dict[str, Any]
     tables: dict[str, np.ndarray] = field(default_factory=dict)
     blobs: dict[str, bytes | BlobRef] = field(default_factory=dict)
+    #: The preprocessing options the index was built with (JSON values), so a call with others rebuilds it.
+    options: dict[str, Any] = field(default_factory=dict)
     dataplug_version: str = ""
     created: float = 0.0
 
@@ -303,6 +305,7 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
         "format_version": sidecar.format_version,
         "object": {"url": sidecar.object_url, **sidecar.object_info.to_json()},
         "attributes": sidecar.attributes,
+        "options": sidecar.options,
         **entries,
         "superseded": kept,
     }
@@ -388,6 +391,7 @@ def load_sidecar(
         attributes=manifest["attributes"],
         tables=tables,
         blobs=blobs,
+        options=manifest.get("options", {}),
         dataplug_version=manifest["dataplug_version"],
         created=manifest["created"],
     )
@@ -405,6 +409,7 @@ def _validate_manifest(url: str, m: Any) -> None:
     need(isinstance(m.get("dataplug_version"), str), "dataplug_version")
     need(isinstance(m.get("created"), (int, float)), "created")
     need(isinstance(m.get("attributes"), dict), "attributes")
+    need(isinstance(m.get("options", {}), dict), "options")
     obj = m.get("object")
     need(isinstance(obj, dict), "object")
     need(isinstance(obj.get("url"), str), "object.url")

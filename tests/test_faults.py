@@ -23,7 +23,7 @@ from dataplug.formats.generic import csv, text
 from dataplug.formats.genomics import fastq
 
 from .conftest import make_bucket
-from .faultproxy import MODES, FaultProxy
+from dataplug.testing.faultproxy import MODES, FaultProxy
 from .test_fastq_gzip import make_fastq
 
 laspy = pytest.importorskip("laspy")

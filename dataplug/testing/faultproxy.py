@@ -1,4 +1,5 @@
-"""A small fault-injecting HTTP reverse proxy for tests, put in front of the moto server.
+"""A small fault-injecting HTTP reverse proxy for tests (part of the conformance kit), put in front of an S3
+endpoint such as the moto server.
 
 Every request is forwarded to the upstream server, except that on every ``every``-th request (starting with
 request number ``first``, ``every`` by default) the proxy injects its ``mode``'s fault:
