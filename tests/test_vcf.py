@@ -130,7 +130,57 @@ def test_region_slices_equal_tabix(local_store, tabixed, queries, codec):
         expected = list(tabix.fetch(region=region)) if region.split(":")[0] in tabix.contigs else []
         assert piece.records() == expected, region
         assert piece.to_arrow().num_rows == len(expected)
+        assert piece.num_records == len(expected), region
         assert piece.get() == split(text)[0] + "".join(line + "\n" for line in expected)
+
+
+@pytest.mark.parametrize("codec", ["plain", "bgzf-htslib"])
+def test_region_num_records_equal_tabix_before_and_after_reading(local_store, tabixed, codec):
+    """``num_records`` of a region slice counts the records tabix returns, not the blocks' records: asked
+    first (from the index and the region's edge blocks), on a pickled copy, and after a read."""
+    text, bgzf_path, tabix = tabixed
+    data = text.encode() if codec == "plain" else open(bgzf_path, "rb").read()
+    co = CloudObject.from_url(VCF, local_store.put(f"count-{codec}.vcf", data))
+    co.preprocess(sample_bytes=2048, spacing=16_384)
+    regions = ["chr2:5000-6000", "chr1", "chr10:1-", "chr1:1-100", "chr2:39000-41000", "chrX", "chr1:30000-30000", "chr10:100-29999"]
+    expected = [list(tabix.fetch(region=r)) if r.split(":")[0] in tabix.contigs else [] for r in regions]
+    assert len(expected[0]) < 40 and len(expected[1]) > 500
+    slices = co.partition(partition_regions, regions)
+    assert [s.num_records for s in pickle.loads(pickle.dumps(slices))] == [len(e) for e in expected]
+    for region, piece, records in zip(regions, slices, expected):
+        assert piece.num_records == len(records) == piece.to_arrow().num_rows, region
+        assert piece.get().count("\n") - piece.header.count("\n") == len(records)
+        assert piece.records() == records and piece.num_records == len(records)
+
+
+def test_whole_chromosome_regions_are_counted_without_reading(local_store, tabixed):
+    text, _, tabix = tabixed
+    url = local_store.put("whole.vcf", text.encode())
+    co = CloudObject.from_url(VCF, url)
+    co.preprocess(sample_bytes=1024)
+    read_stats.reset()
+    slices = co.partition(partition_regions, ["chr1", "chr2", "chrUn_gl1", "chrX"])
+    assert [s.num_records for s in slices] == [len(list(tabix.fetch(c))) if c in tabix.contigs else 0 for c in ("chr1", "chr2", "chrUn_gl1", "chrX")]
+    assert read_stats.bytes.get(url, 0) == 0
+
+
+def test_end_tags_tabix_ignores(local_store, tmp_path):
+    """htslib ignores an INFO ``END=`` before POS, empty or ``.``: the record then covers its REF."""
+    header = "##fileformat=VCFv4.2\n##contig=<ID=c1>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    body = "".join(
+        f"c1\t{p}\tid{p}\tACGT\tA\t.\tPASS\t{info}\n"
+        for p, info in [(100, "END=50"), (200, "END=."), (300, "END="), (400, "X=1;END=450"), (500, "END=499"), (600, "END=603")]
+    )
+    plain = tmp_path / "ends.vcf"
+    plain.write_text(header + body)
+    pysam.tabix_index(str(plain), preset="vcf", force=True)
+    tabix = pysam.TabixFile(str(plain) + ".gz")
+    co = CloudObject.from_url(VCF, local_store.put("ends.vcf", (header + body).encode()))
+    co.preprocess(sample_bytes=40)
+    regions = [f"c1:{b}-{b}" for b in (50, 99, 100, 103, 104, 203, 303, 420, 450, 451, 503, 603, 604)]
+    for region, piece in zip(regions, co.partition(partition_regions, regions)):
+        expected = list(tabix.fetch(region=region))
+        assert piece.records() == expected and piece.num_records == len(expected), region
 
 
 def test_regions_at_the_far_end_of_long_records(local_store, tabixed):

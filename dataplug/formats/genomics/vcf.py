@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import IndexData, PreprocessContext
+from dataplug.codecs.base import LogicalReader
 from dataplug.framing import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
 from dataplug.index import BlobRef
 from dataplug.lineindex import (
@@ -36,7 +37,9 @@ from dataplug.lineindex import (
     LineIndex,
     LineRangeSlice,
     RangeScan,
+    Span,
     check_text,
+    cut_records,
     line_slices,
     reduce_scans,
     scan_buffer,
@@ -179,7 +182,8 @@ def _covered(
     full: np.ndarray, pos: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, info_a: np.ndarray, info_b: np.ndarray, starts: np.ndarray
 ) -> np.ndarray:
     """The last position (1-based) each record covers, as tabix computes it: from REF's length, or the
-    INFO's ``END=`` (at the INFO's start, else the first ``;END=``)."""
+    INFO's ``END=`` (at the INFO's start, else the first ``;END=``) when it is at least POS (htslib ignores
+    an ``END=`` before POS, empty or ``.``)."""
     covered = np.maximum(pos - 1, 0) + np.maximum(ref_b - ref_a, 1)
     view = full[starts[0] : int(info_b[-1])]
     found = [(m.start() + int(starts[0]), m.group(1)) for m in _END.finditer(view)]
@@ -194,8 +198,15 @@ def _covered(
         row = int(line[i])
         if row not in seen:
             seen.add(row)
-            covered[row] = min(int(found[i][1] or 0), REGION_MAX)
+            covered[row] = _end_tag(found[i][1], int(pos[row]), int(covered[row]))
     return covered
+
+
+def _end_tag(digits: bytes, pos: int, covered: int) -> int:
+    """The last covered position given an INFO ``END=`` value's digits: htslib's ``tbx_parse1`` takes it
+    only when it is after ``POS - 1``, else keeps ``covered`` (from REF)."""
+    end = min(int(digits), REGION_MAX) if digits else 0
+    return end if end > pos - 1 else covered
 
 
 def _chrom_changes(full: np.ndarray, starts: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -372,18 +383,60 @@ def _record_span(line: str) -> tuple[str, int, int]:
     if found and found.start() > 0:
         found = re.search(rb";END=([0-9]*)", info.encode())
     if found:
-        covered = int(found.group(1) or 0)
+        covered = _end_tag(found.group(1), pos, covered)
     return chrom, max(pos, 1), covered
+
+
+@dataclass(frozen=True)
+class EdgeBlock:
+    """Records ``[first, stop)`` of the blocks at a region's edges, that hold records both inside and
+    outside it, and the reader of their decoded bytes."""
+
+    first: int
+    stop: int
+    span: Span
+    source: LogicalReader
 
 
 @dataclass
 class VCFSlice(LineRangeSlice):
     """Records of a VCF object; a region slice keeps only those overlapping its ``region``
-    (CHROM, 1-based inclusive begin and end). The header is read lazily from the sidecar (one checked blob)."""
+    (CHROM, 1-based inclusive begin and end). The header is read lazily from the sidecar (one checked blob).
+
+    A region slice's :attr:`num_records` is ``inside`` (the records of the blocks the region holds whole,
+    counted from the index) plus the region's records in its ``edges``: those blocks are read (a few
+    ``sample_bytes`` of decoded bytes each) the first time the count is asked, unless the slice has read its
+    records already; the count is then kept, and travels with the slice when it is pickled."""
 
     header_ref: BlobRef
     region: tuple[str, int, int] | None = None
+    inside: int = 0
+    edges: tuple[EdgeBlock, ...] = ()
     _header: str | None = field(default=None, init=False, repr=False, compare=False)
+    _count: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def num_records(self) -> int:
+        """Records of the slice: for a region, those tabix returns for it (see the class docstring)."""
+        if self.region is None:
+            return self.stop - self.first
+        if self._count is None:
+            self._count = self.inside + sum(len(self._in_region(self._edge_lines(edge))) for edge in self.edges)
+        return self._count
+
+    def _edge_lines(self, edge: EdgeBlock) -> list[str]:
+        data = cut_records(self.url, edge.source.read(), edge.span, edge.first, edge.stop, self.dialect)[1]
+        return split_lines(data.decode("utf-8"))
+
+    def _in_region(self, lines: list[str]) -> list[str]:
+        assert self.region is not None
+        chrom, beg, end = self.region
+        out = []
+        for line in lines:
+            c, first, last = _record_span(line)
+            if c == chrom and first <= end and last >= beg:
+                out.append(line)
+        return out
 
     @property
     def header(self) -> str:
@@ -402,12 +455,8 @@ class VCFSlice(LineRangeSlice):
         lines = split_lines(self.text())
         if self.region is None:
             return lines
-        chrom, beg, end = self.region
-        out = []
-        for line in lines:
-            c, first, last = _record_span(line)
-            if c == chrom and first <= end and last >= beg:
-                out.append(line)
+        out = self._in_region(lines)
+        self._count = len(out)
         return out
 
     def get(self) -> str:
@@ -496,17 +545,40 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     record, chrom, start, covered = (sidecar.tables[name].astype(np.int64) for name in BLOCK_TABLES)
     index = _index(co)
     stop = np.append(record[1:], index.total)
-    first, last = [], []
-    for name, beg, end in parsed:
-        hit = np.flatnonzero((chrom == ids.get(name, -1)) & (start <= end) & (covered >= beg))
-        first.append(int(record[hit[0]]) if hit.size else a.header_lines)
-        last.append(int(stop[hit[-1]]) if hit.size else a.header_lines)
+    same_next = np.append(chrom[1:] == chrom[:-1], False)  # the next block is on the same chromosome
+    next_start = np.append(start[1:], REGION_MAX)
     info, read, ref = sidecar.object_info, readers(co), sidecar.blob(HEADER_BLOB)
+    first, last, inside, edges = [], [], [], []
+    for name, beg, end in parsed:
+        on = chrom == ids.get(name, -1)
+        hit = on & (start <= end) & (covered >= beg)
+        # Every record of a held block starts in [beg, end] (positions are sorted, and its last start is at
+        # most the next block's first), so it covers beg too: tabix ignores an END before POS.
+        held = hit & (start >= beg) & ((same_next & (next_start <= end)) | (end == REGION_MAX))
+        where = np.flatnonzero(hit)
+        first.append(int(record[where[0]]) if where.size else a.header_lines)
+        last.append(int(stop[where[-1]]) if where.size else a.header_lines)
+        inside.append(int((stop - record)[held].sum()))
+        edges.append(_edge_runs(record, stop, hit & ~held))
+    runs = [run for region_runs in edges for run in region_runs]
+    edge_spans = iter(index.spans(np.array([r[0] for r in runs], np.int64), np.array([r[1] for r in runs], np.int64)) if runs else [])
+    edge_blocks = [tuple(EdgeBlock(f, s, span, read(span.start, span.end)) for (f, s), span in zip(region_runs, edge_spans)) for region_runs in edges]
     spans = index.spans(np.array(first, np.int64), np.array(last, np.int64))
     return [
         VCFSlice(
             obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(),
-            source=read(span.start, span.end), header_ref=ref, region=region,
+            source=read(span.start, span.end), header_ref=ref, region=region, inside=held, edges=edge,
         )
-        for n, (f, s, span, region) in enumerate(zip(first, last, spans, parsed))
+        for n, (f, s, span, region, held, edge) in enumerate(zip(first, last, spans, parsed, inside, edge_blocks))
     ]
+
+
+def _edge_runs(record: np.ndarray, stop: np.ndarray, edge: np.ndarray) -> list[tuple[int, int]]:
+    """Record ranges ``[first, stop)`` of the blocks marked in ``edge``, adjacent blocks joined."""
+    runs: list[tuple[int, int]] = []
+    for i in np.flatnonzero(edge).tolist():
+        if runs and runs[-1][1] == int(record[i]):
+            runs[-1] = (runs[-1][0], int(stop[i]))
+        else:
+            runs.append((int(record[i]), int(stop[i])))
+    return runs
