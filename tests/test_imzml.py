@@ -25,6 +25,7 @@ from pyimzml.ImzMLWriter import ImzMLWriter  # noqa: E402
 from dataplug import CloudObject  # noqa: E402
 from dataplug.errors import (  # noqa: E402
     CorruptIndexError,
+    DataplugError,
     InvalidFormatError,
     ObjectNotFoundError,
     StaleIndexError,
@@ -34,7 +35,9 @@ from dataplug.formats.metabolomics.imzml import (  # noqa: E402
     ImzML,
     grid_shape,
     ion_image,
+    partition_chunk_size,
     partition_chunks_strategy,
+    partition_num_chunks,
     partition_region,
     partition_spectra,
     square_split_strategy,
@@ -119,7 +122,7 @@ def test_spectra_match_pyimzml(store, tmp_path, mode, kind):
     assert a.ibd_url == store.url("d.ibd") and a.ibd_size == len(pair[1]) and len(a.uuid) == 36
     assert a.mz_range is not None and 100 <= a.mz_range[0] < a.mz_range[1] <= 200
     parser = parser_of(pair, tmp_path)
-    for strat, arg in ((partition_spectra, 4), (square_split_strategy, 5), (partition_chunks_strategy, 20_000)):
+    for strat, arg in ((partition_spectra, 4), (square_split_strategy, 5), (partition_chunk_size, 20_000)):
         assert_matches_pyimzml(co.partition(strat, arg), parser)
     if mode == "continuous":
         (_, _, first, _), (_, _, second, _) = co.partition(partition_spectra, 1)[0].get()[:2]
@@ -167,7 +170,7 @@ def test_every_spectrum_exactly_once(n, width, height, mode, shuffle, counts, se
         write(folder, "h", spectra(n, width, height, seed, peaks=(1, 8), shuffle=shuffle), mode)
         co = CloudObject.from_url(ImzML, str(folder / "written" / "h.imzML")).preprocess()
         position = co.index().tables["position"]
-        for strat, arg in ((partition_spectra, counts[0]), (square_split_strategy, counts[1]), (partition_chunks_strategy, counts[2] * 8)):
+        for strat, arg in ((partition_spectra, counts[0]), (square_split_strategy, counts[1]), (partition_chunk_size, counts[2] * 8)):
             slices = co.partition(strat, arg)
             indices, records = read_all(slices)
             assert np.array_equal(np.sort(indices), np.arange(n))
@@ -180,8 +183,9 @@ def test_every_spectrum_exactly_once(n, width, height, mode, shuffle, counts, se
             elif strat is square_split_strategy:
                 assert len(slices) == np.prod(grid_shape(arg))
                 for s in slices:
-                    x0, y0, x1, y1 = s.window
-                    assert np.all((s.rows[:, 1] >= x0) & (s.rows[:, 1] <= x1) & (s.rows[:, 2] >= y0) & (s.rows[:, 2] <= y1))
+                    col, row, w, h = s.window
+                    assert s.bounds == (col, row, col + w, row + h)
+                    assert np.all((s.rows[:, 1] >= col) & (s.rows[:, 1] < col + w) & (s.rows[:, 2] >= row) & (s.rows[:, 2] < row + h))
             else:
                 assert np.array_equal(indices, np.arange(n)) and all(s.num_spectra >= 1 for s in slices)
 
@@ -191,7 +195,8 @@ def test_square_split_tiles_the_extent(local_store, tmp_path):
     co = indexed(local_store, put(local_store, "g", write(tmp_path, "g", data, "processed")))
     assert co.attributes.extent == (3, 5, 12, 8) and co.attributes.image == (1, 1, 12, 8)
     slices = co.partition(square_split_strategy, 4)
-    assert [s.window for s in slices] == [(3, 5, 7, 6), (3, 7, 7, 8), (8, 5, 12, 6), (8, 7, 12, 8)]
+    assert [s.window for s in slices] == [(3, 5, 5, 2), (3, 7, 5, 2), (8, 5, 5, 2), (8, 7, 5, 2)]  # (col_off, row_off, width, height)
+    assert [s.bounds for s in slices] == [(3, 5, 8, 7), (3, 7, 8, 9), (8, 5, 13, 7), (8, 7, 13, 9)]  # half-open
     assert [s.num_spectra for s in slices] == [10, 10, 10, 10]
     many = co.partition(square_split_strategy, 400)  # more cells than pixels: some are empty
     assert sum(s.num_spectra for s in many) == 40 and any(s.num_spectra == 0 for s in many)
@@ -204,7 +209,7 @@ def test_partition_region(store, tmp_path):
     co = indexed(store, put(store, "r", pair))
     (piece,) = co.partition(partition_region, 2, 3, 6, 8)
     expected = [i for i, (_, _, (x, y)) in enumerate(data) if 2 <= x <= 6 and 3 <= y <= 8]
-    assert piece.window == (2, 3, 6, 8) and piece.spectrum_indices.tolist() == expected
+    assert piece.window == (2, 3, 5, 6) and piece.bounds == (2, 3, 7, 9) and piece.spectrum_indices.tolist() == expected
     parser = parser_of(pair, tmp_path)
     for i, (x, y, mz, intensity) in zip(expected, piece.get()):
         assert (x, y) == parser.coordinates[i][:2] and np.array_equal(intensity, parser.getspectrum(i)[1])
@@ -216,15 +221,32 @@ def test_partition_region(store, tmp_path):
         co.partition(partition_spectra, 0)
 
 
-def test_partition_chunks_strategy_sizes(local_store, tmp_path):
+def test_partition_chunk_size_sizes(local_store, tmp_path):
     data = spectra(50, 10, 10, seed=6, peaks=(10, 40))
     co = indexed(local_store, put(local_store, "c", write(tmp_path, "c", data, "processed", DTYPES["64bit"])))
     budget = 2000
-    slices = co.partition(partition_chunks_strategy, budget)
+    slices = co.partition(partition_chunk_size, budget)
     sizes = [int(s.rows[:, [4, 6]].sum()) * 8 for s in slices]
     assert all(size <= budget or s.num_spectra == 1 for size, s in zip(sizes, slices))
     assert all(a + int(b.rows[0, [4, 6]].sum()) * 8 > budget for a, b in zip(sizes, slices[1:]))  # greedy: no slice could take one more
-    assert len(co.partition(partition_chunks_strategy, 1)) == 50
+    assert len(co.partition(partition_chunk_size, 1)) == 50
+
+
+def test_partition_chunks_strategy_is_the_deprecated_name(local_store, tmp_path):
+    co = indexed(local_store, put(local_store, "d", write(tmp_path, "d", spectra(30, 6, 6, seed=3), "processed")))
+    expected = co.partition(partition_chunk_size, 500)
+    with pytest.warns(DeprecationWarning, match=r"partition_chunks_strategy.*partition_chunk_size\(co, chunk_size\)"):
+        assert co.partition(partition_chunks_strategy, 500) == expected
+    with pytest.warns(DeprecationWarning, match="partition_chunk_size"):
+        assert co.partition("partition_chunks_strategy", 500) == expected
+
+
+def test_partition_num_chunks_is_partition_spectra(local_store, tmp_path):
+    co = indexed(local_store, put(local_store, "n", write(tmp_path, "n", spectra(12, 4, 4, seed=5), "processed")))
+    for n in (1, 5, 12, 14):
+        slices = co.partition("partition_num_chunks", n)
+        assert slices == co.partition(partition_spectra, n) == co.partition(partition_num_chunks, n)
+        assert len(slices) == n and [s.num_records for s in slices].count(0) == max(0, n - 12)
 
 
 # -- reads ------------------------------------------------------------------------------------------------
@@ -250,7 +272,7 @@ def test_slices_fetch_only_their_ranges_in_one_call(store, tmp_path, monkeypatch
             ((url, ranges),) = calls
             assert url == co.attributes.ibd_url and len(ranges) <= most
             needed = set()
-            for _, _, mz_off, mz_n, int_off, int_n in piece.rows[:, 1:].tolist():
+            for mz_off, mz_n, int_off, int_n in piece.rows[:, 3:7].tolist():
                 needed |= set(range(mz_off, mz_off + 4 * mz_n)) | set(range(int_off, int_off + 4 * int_n))
             fetched = [b for a, e in ranges for b in range(a, e)]
             assert sorted(fetched) == sorted(needed)  # each byte it needs once, nothing else
@@ -275,6 +297,49 @@ def test_to_arrow_and_schema(store, tmp_path):
         assert frame["x"].tolist() == piece.rows[:, 1].tolist()
         with pytest.raises(KeyError, match="nope"):
             piece.to_arrow(["nope"])
+
+
+@pytest.mark.parametrize("mode", ["continuous", "processed"])
+def test_num_records_and_byte_range(store, tmp_path, monkeypatch, mode):
+    co = indexed(store, put(store, "b", write(tmp_path, "b", spectra(40, 8, 8, seed=11), mode)))
+    calls = read_ranges_calls(monkeypatch)
+    for strat, *args in ((partition_spectra, 3), (square_split_strategy, 5), (partition_region, 2, 2, 4, 4), (partition_spectra, 45)):
+        for piece in co.partition(strat, *args):
+            calls.clear()
+            rows = piece.to_arrow().num_rows
+            assert piece.num_records == rows == len(piece.get()) == piece.num_spectra
+            if rows == 0:
+                assert piece.byte_range() is None
+                continue
+            ranges = [r for _, rs in calls for r in rs]
+            assert piece.byte_range() == (min(a for a, _ in ranges), max(b for _, b in ranges))  # the span of the .ibd it reads
+            assert 16 <= piece.byte_range()[0] < piece.byte_range()[1] <= co.attributes.ibd_size
+
+
+@pytest.mark.parametrize("mode", ["continuous", "processed"])
+@pytest.mark.parametrize("kind", list(DTYPES))
+def test_dump_to_writes_an_imzml_pyimzml_reads(local_store, tmp_path, mode, kind):
+    data = [(mz, intensity, (x, y, 1 + i % 3)) for i, (mz, intensity, (x, y)) in enumerate(spectra(30, 6, 6, seed=13))]  # z planes too
+    pair = write(tmp_path, "w", data, mode, DTYPES[kind])
+    co = indexed(local_store, put(local_store, "w", pair))
+    source = parser_of(pair, tmp_path)
+    for piece in co.partition(square_split_strategy, 4):
+        path = piece.dump_to(tmp_path / f"out{piece.number}")
+        assert path == tmp_path / f"out{piece.number}.imzML" and path.with_suffix(".ibd").exists()
+        with ImzMLParser(str(path)) as parser:
+            assert parser.coordinates == [source.coordinates[i] for i in piece.spectrum_indices.tolist()]
+            for j, i in enumerate(piece.spectrum_indices.tolist()):
+                mz, intensity = parser.getspectrum(j)
+                ref_mz, ref_intensity = source.getspectrum(i)
+                assert mz.dtype == ref_mz.dtype and intensity.dtype == ref_intensity.dtype
+                assert np.array_equal(mz, ref_mz) and np.array_equal(intensity, ref_intensity)
+        dumped = CloudObject.from_url(ImzML, str(path)).preprocess()
+        assert dumped.attributes.is_continuous == (mode == "continuous")
+        assert (dumped.attributes.mz_dtype, dumped.attributes.intensity_dtype) == (co.attributes.mz_dtype, co.attributes.intensity_dtype)
+    assert piece.dump_to(str(tmp_path / "named.imzML")) == tmp_path / "named.imzML"
+    with pytest.raises(DataplugError, match=r"two files.*dump_to\(path\)"):
+        piece.dump(open(tmp_path / "one.bin", "wb"))
+    assert ImzMLSlice.binary_output
 
 
 def test_slices_pickle_small_and_read_in_spawned_processes(store, tmp_path):

@@ -20,6 +20,7 @@ import io
 import itertools
 import math
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +86,7 @@ class ImzML(DataFormat):
     """An imzML dataset: the ``.imzML`` (the object's URL) and the ``.ibd`` with the same stem beside it."""
 
     Attributes = ImzMLAttributes
-    options = {"ibd_url": "URL of the .ibd (default: the .imzML's URL with the extension .ibd, then .IBD)"}
+    options = {"ibd_url": "URL of the .ibd (default: the .imzML's URL with the extension .ibd, then .IBD, beside it)"}
 
     @classmethod
     def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
@@ -298,10 +299,10 @@ def _fresh_ibd(co: Any) -> tuple[StorageObject, ObjectInfo]:
 
 
 def _all_rows(co: Any) -> np.ndarray:
-    """(n, 7) rows of every spectrum: index, x, y, m/z offset, m/z count, intensity offset, intensity count."""
+    """(n, 8) rows of every spectrum: index, x, y, m/z offset, m/z count, intensity offset, intensity count, z."""
     tables = co.index().tables
     n = co.attributes.spectra
-    return np.column_stack([np.arange(n, dtype=np.int64), tables["position"][:, :2], tables["arrays"]])
+    return np.column_stack([np.arange(n, dtype=np.int64), tables["position"][:, :2], tables["arrays"], tables["position"][:, 2]])
 
 
 def _slices(co: Any, groups: Iterable[np.ndarray], windows: Iterable[tuple[int, int, int, int] | None] | None = None) -> list[ImzMLSlice]:
@@ -321,6 +322,9 @@ def _slices(co: Any, groups: Iterable[np.ndarray], windows: Iterable[tuple[int, 
             rows=np.ascontiguousarray(rows, dtype=np.int64).reshape(-1, ROW_WIDTH),
             image=a.image,
             window=window,
+            continuous=a.is_continuous,
+            spectrum_type=a.spectrum_type,
+            polarity=a.polarity,
         )
         for number, (rows, window) in enumerate(zip(groups, windows))
     ]
@@ -328,17 +332,25 @@ def _slices(co: Any, groups: Iterable[np.ndarray], windows: Iterable[tuple[int, 
 
 @strategy(ImzML)
 def partition_spectra(co: Any, num_chunks: int) -> list[ImzMLSlice]:
-    """``num_chunks`` runs of consecutive spectra (file order) whose counts differ by at most one."""
+    """``num_chunks`` runs of consecutive spectra (file order) whose counts differ by at most one (with more
+    slices than spectra, the extra slices are empty)."""
     rows = _all_rows(co)
     bounds = even_bounds(len(rows), positive_int(co.url, "num_chunks", num_chunks)).tolist()
     return _slices(co, (rows[a:b] for a, b in itertools.pairwise(bounds)))
 
 
 @strategy(ImzML)
+def partition_num_chunks(co: Any, num_chunks: int) -> list[ImzMLSlice]:
+    """Every format's name for :func:`partition_spectra`: ``num_chunks`` runs of consecutive spectra."""
+    return partition_spectra.__wrapped__(co, num_chunks)  # type: ignore[attr-defined]
+
+
+@strategy(ImzML)
 def square_split_strategy(co: Any, num_chunks: int) -> list[ImzMLSlice]:
     """Rectangles of pixels over the spectra's extent, a near-square grid of ``grid_shape(num_chunks)``
     columns by rows whose widths (and heights) differ by at most one pixel; every spectrum is in exactly one
-    slice, and a slice lists its spectra in file order. Cells are ordered column by column."""
+    slice, and a slice lists its spectra in file order. Cells are ordered column by column; each slice's
+    ``window`` is its cell ``(col_off, row_off, width, height)`` in pixel x/y."""
     columns, rows_ = grid_shape(positive_int(co.url, "num_chunks", num_chunks))
     x0, y0, x1, y1 = co.attributes.extent
     x_edges = x0 + even_bounds(x1 - x0 + 1, columns)
@@ -347,26 +359,28 @@ def square_split_strategy(co: Any, num_chunks: int) -> list[ImzMLSlice]:
     cell = (np.searchsorted(x_edges, rows[:, X], side="right") - 1) * rows_ + np.searchsorted(y_edges, rows[:, Y], side="right") - 1
     order = np.argsort(cell, kind="stable")
     bounds = np.searchsorted(cell[order], np.arange(columns * rows_ + 1)).tolist()
-    windows = [(int(x_edges[i]), int(y_edges[j]), int(x_edges[i + 1]) - 1, int(y_edges[j + 1]) - 1) for i in range(columns) for j in range(rows_)]
+    windows = [
+        (int(x_edges[i]), int(y_edges[j]), int(x_edges[i + 1] - x_edges[i]), int(y_edges[j + 1] - y_edges[j])) for i in range(columns) for j in range(rows_)
+    ]
     return _slices(co, (rows[order[a:b]] for a, b in itertools.pairwise(bounds)), windows)
 
 
 @strategy(ImzML)
 def partition_region(co: Any, x0: int, y0: int, x1: int, y1: int) -> list[ImzMLSlice]:
-    """One slice with the spectra of pixels ``x0 <= x <= x1``, ``y0 <= y <= y1`` (file order)."""
-    window = tuple(_whole(co.url, name, v) for name, v in (("x0", x0), ("y0", y0), ("x1", x1), ("y1", y1)))
-    if window[0] > window[2] or window[1] > window[3]:
-        raise StrategyArgumentError(co.url, f"partition_region needs x0 <= x1 and y0 <= y1, got {window}")
+    """One slice with the spectra of pixels ``x0 <= x <= x1``, ``y0 <= y <= y1`` (file order); its
+    ``window`` is ``(x0, y0, x1 - x0 + 1, y1 - y0 + 1)``."""
+    c0, r0, c1, r1 = (_whole(co.url, name, v) for name, v in (("x0", x0), ("y0", y0), ("x1", x1), ("y1", y1)))
+    if c0 > c1 or r0 > r1:
+        raise StrategyArgumentError(co.url, f"partition_region needs x0 <= x1 and y0 <= y1, got {(c0, r0, c1, r1)}")
     rows = _all_rows(co)
-    keep = (rows[:, X] >= window[0]) & (rows[:, X] <= window[2]) & (rows[:, Y] >= window[1]) & (rows[:, Y] <= window[3])
-    return _slices(co, [rows[keep]], [window])  # type: ignore[list-item]
+    keep = (rows[:, X] >= c0) & (rows[:, X] <= c1) & (rows[:, Y] >= r0) & (rows[:, Y] <= r1)
+    return _slices(co, [rows[keep]], [(c0, r0, c1 - c0 + 1, r1 - r0 + 1)])
 
 
 @strategy(ImzML)
-def partition_chunks_strategy(co: Any, chunk_size: int) -> list[ImzMLSlice]:
-    """Runs of consecutive spectra of at most ``chunk_size`` bytes of arrays each (the original's strategy;
-    a continuous dataset's shared m/z array counts once per slice). A spectrum bigger than that is a slice
-    of its own."""
+def partition_chunk_size(co: Any, chunk_size: int) -> list[ImzMLSlice]:
+    """Runs of consecutive spectra of at most ``chunk_size`` bytes of ``.ibd`` arrays each (a continuous
+    dataset's shared m/z array counts once per slice). A spectrum bigger than that is a slice of its own."""
     budget = positive_int(co.url, "chunk_size", chunk_size)
     attributes, rows = co.attributes, _all_rows(co)
     mz_size, int_size = np.dtype(attributes.mz_dtype).itemsize, np.dtype(attributes.intensity_dtype).itemsize
@@ -381,6 +395,19 @@ def partition_chunks_strategy(co: Any, chunk_size: int) -> list[ImzMLSlice]:
         start = max(start + 1, int(np.searchsorted(cumulative, cumulative[start] + budget, side="right")) - 1)
         bounds.append(start)
     return _slices(co, (rows[a:b] for a, b in itertools.pairwise(bounds)))
+
+
+@strategy(ImzML)
+def partition_chunks_strategy(co: Any, chunk_size: int) -> list[ImzMLSlice]:
+    """The original Dataplug's name for :func:`partition_chunk_size` (``chunk_size`` in bytes, where FASTA's
+    ``partition_chunks_strategy`` takes a count of slices); deprecated."""
+    warnings.warn(
+        "imzML's partition_chunks_strategy(co, chunk_size) is deprecated: use partition_chunk_size(co, chunk_size), "
+        "which takes the same bytes per slice (or partition_num_chunks(co, n) for n slices)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return partition_chunk_size.__wrapped__(co, chunk_size)  # type: ignore[attr-defined]
 
 
 def _whole(url: str, name: str, value: Any) -> int:

@@ -1,16 +1,20 @@
 """Slices of an imzML dataset: some spectra, read from the ``.ibd`` with range reads.
 
-A slice carries one row per spectrum (its index in the file, pixel x and y, and the offset and element count
-of its m/z and intensity arrays), so its worker needs no index and no XML. It fetches the byte ranges of its
-arrays in one ``read_ranges`` call, ranges that touch or overlap merged first (a continuous dataset's shared
-m/z array is fetched once; a run of spectra in file order is one range).
+A slice carries one row per spectrum (its index in the file, pixel x, y and z, and the offset and element
+count of its m/z and intensity arrays), so its worker needs no index and no XML. It fetches the byte ranges
+of its arrays in one ``read_ranges`` call, ranges that touch or overlap merged first (a continuous dataset's
+shared m/z array is fetched once; a run of spectra in file order is one range). A slice written out is an
+``.imzML`` and its ``.ibd`` (:meth:`ImzMLSlice.dump_to`), written by pyimzml's ``ImzMLWriter``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -20,8 +24,11 @@ from dataplug.slice import CloudObjectSlice
 from dataplug.storage import ObjectInfo, StorageObject
 
 #: Columns of a slice's ``rows``.
-INDEX, X, Y, MZ_OFFSET, MZ_COUNT, INTENSITY_OFFSET, INTENSITY_COUNT = range(7)
-ROW_WIDTH = 7
+INDEX, X, Y, MZ_OFFSET, MZ_COUNT, INTENSITY_OFFSET, INTENSITY_COUNT, Z = range(8)
+ROW_WIDTH = 8
+#: The spectrum types and polarities pyimzml's ``ImzMLWriter`` can state.
+_WRITER_SPECTRUM_TYPES = ("centroid", "profile")
+_WRITER_POLARITIES = ("positive", "negative")
 
 
 def merge_ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,11 +50,13 @@ def merge_ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.n
 class ImzMLSlice(CloudObjectSlice):
     """Spectra of an imzML dataset (``obj`` is the ``.imzML``; the arrays are read from ``ibd``).
 
-    ``rows`` is an (n, 7) int64 array, one row per spectrum in the order the slice returns them (file
-    order): spectrum index, x, y, m/z offset, m/z count, intensity offset, intensity count (offsets in
+    ``rows`` is an (n, 8) int64 array, one row per spectrum in the order the slice returns them (file
+    order): spectrum index, x, y, m/z offset, m/z count, intensity offset, intensity count, z (offsets in
     bytes into the ``.ibd``, counts in elements). ``image`` is the dataset's pixel grid (x origin, y origin,
-    width, height) and ``window`` the rectangle of pixels the strategy asked for (x0, y0, x1, y1,
-    inclusive), if any.
+    width, height). ``window`` is the rectangle of pixels a spatial strategy selected, in rasterio's
+    ``Window`` order ``(col_off, row_off, width, height)`` in the file's own 1-based pixel coordinates
+    (column = x, row = y); ``None`` for a run of spectra in file order. ``continuous``, ``spectrum_type``
+    and ``polarity`` are the dataset's, so that :meth:`dump_to` writes the slice as the source states it.
     """
 
     ibd: StorageObject
@@ -57,6 +66,11 @@ class ImzMLSlice(CloudObjectSlice):
     rows: np.ndarray
     image: tuple[int, int, int, int]
     window: tuple[int, int, int, int] | None = None
+    continuous: bool = False
+    spectrum_type: str | None = None
+    polarity: str | None = None
+    #: :meth:`dump` writes no text (an imzML slice is an ``.imzML`` and a binary ``.ibd``).
+    binary_output: ClassVar[bool] = True
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -71,6 +85,41 @@ class ImzMLSlice(CloudObjectSlice):
         return int(self.rows.shape[0])
 
     @property
+    def num_records(self) -> int:
+        """Spectra in the slice: the rows of :meth:`to_arrow`."""
+        return int(self.rows.shape[0])
+
+    @property
+    def bounds(self) -> tuple[int, int, int, int] | None:
+        """``(minx, miny, maxx, maxy)`` of :attr:`window` in pixel x/y, half-open: the slice holds the
+        spectra with ``minx <= x < maxx`` and ``miny <= y < maxy``. ``None`` when ``window`` is."""
+        if self.window is None:
+            return None
+        col, row, width, height = self.window
+        return col, row, col + width, row + height
+
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The ``.ibd`` ranges the slice reads (merged: first, last), and the offset and element count of
+        each array (m/z arrays first, then intensity arrays)."""
+        r, n = self.rows, self.num_spectra
+        offsets = np.concatenate((r[:, MZ_OFFSET], r[:, INTENSITY_OFFSET]))
+        counts = np.concatenate((r[:, MZ_COUNT], r[:, INTENSITY_COUNT]))
+        sizes = np.repeat([np.dtype(self.mz_dtype).itemsize, np.dtype(self.intensity_dtype).itemsize], n)
+        first, last = merge_ranges(offsets, offsets + counts * sizes)
+        return first, last, offsets, counts
+
+    def byte_range(self) -> tuple[int, int] | None:
+        """``[start, end)`` of the ``.ibd``: the smallest span covering every array the slice reads
+        (``None`` for a slice without spectra; an empty range at its first array when all are empty)."""
+        if not self.num_spectra:
+            return None
+        first, last, offsets, _ = self._ranges()
+        if not first.size:
+            start = int(offsets.min())
+            return start, start
+        return int(first[0]), int(last[-1])
+
+    @property
     def spectrum_indices(self) -> np.ndarray:
         """Index of each of the slice's spectra in the ``.imzML`` (pyimzml's ``getspectrum(i)``)."""
         return self.rows[:, INDEX]
@@ -79,10 +128,8 @@ class ImzMLSlice(CloudObjectSlice):
         """Each spectrum's (m/z, intensity) arrays: read-only views of the bytes fetched in one call (one view
         for every spectrum that shares an m/z array, as in continuous mode)."""
         mz_type, int_type = np.dtype(self.mz_dtype), np.dtype(self.intensity_dtype)
-        r, n = self.rows, self.num_spectra
-        offsets = np.concatenate((r[:, MZ_OFFSET], r[:, INTENSITY_OFFSET]))
-        counts = np.concatenate((r[:, MZ_COUNT], r[:, INTENSITY_COUNT]))
-        first, last = merge_ranges(offsets, offsets + counts * np.repeat([mz_type.itemsize, int_type.itemsize], n))
+        n = self.num_spectra
+        first, last, offsets, counts = self._ranges()
         parts = self.ibd.read_ranges(list(zip(first.tolist(), last.tolist())), expect=self.ibd_info)
         part = np.maximum(np.searchsorted(first, offsets, side="right") - 1, 0)
         within = offsets - first[part] if first.size else np.zeros_like(offsets)
@@ -102,6 +149,40 @@ class ImzMLSlice(CloudObjectSlice):
         """``(x, y, mz, intensity)`` for each spectrum, the arrays in the file's data types (read-only, as
         pyimzml's ``getspectrum`` returns them)."""
         return [(x, y, mz, intensity) for (x, y), (mz, intensity) in zip(self.rows[:, [X, Y]].tolist(), self._arrays())]
+
+    def dump(self, fp: BinaryIO) -> None:
+        """Refused: an imzML slice is two files, an ``.imzML`` and its ``.ibd``; :meth:`dump_to` writes them."""
+        raise DataplugError(
+            self.url, "an imzML slice is two files (an .imzML and its .ibd) and cannot be written to one stream; use dump_to(path), which writes both"
+        )
+
+    def dump_to(self, path: str | os.PathLike[str]) -> Path:
+        """Write the slice as ``<path>.imzML`` and ``<path>.ibd`` (``path`` may end in ``.imzML`` already)
+        with pyimzml's ``ImzMLWriter``: each spectrum's pixel (x, y, z), m/z and intensity arrays in the
+        source's data types, continuous or processed as the source is, in the slice's order. Returns the
+        path of the ``.imzML``."""
+        from pyimzml.ImzMLWriter import ImzMLWriter
+
+        path = Path(path)
+        target = path.with_suffix(".imzML") if path.suffix.lower() == ".imzml" else path.with_name(path.name + ".imzML")
+        if not self.num_spectra:
+            raise DataplugError(self.url, f"slice {self.number} has no spectra, and an imzML file (pyimzml's writer) needs at least one")
+        empty = np.flatnonzero(self.rows[:, INTENSITY_COUNT] == 0)
+        if empty.size:
+            x, y = self.rows[empty[0], [X, Y]].tolist()
+            raise DataplugError(self.url, f"spectrum {self.rows[empty[0], INDEX]} (pixel {x}, {y}) has no peaks, which pyimzml's ImzMLWriter cannot write")
+        writer = ImzMLWriter(
+            str(target),
+            mz_dtype=np.dtype(self.mz_dtype).type,
+            intensity_dtype=np.dtype(self.intensity_dtype).type,
+            mode="continuous" if self.continuous else "processed",
+            spec_type=self.spectrum_type if self.spectrum_type in _WRITER_SPECTRUM_TYPES else "",
+            polarity=self.polarity if self.polarity in _WRITER_POLARITIES else None,
+        )
+        with writer:
+            for (x, y, z), (mz, intensity) in zip(self.rows[:, [X, Y, Z]].tolist(), self._arrays()):
+                writer.addSpectrum(mz, intensity, (x, y, z))
+        return target
 
     def schema(self) -> pa.Schema:
         """``x``, ``y`` (int64), ``mz`` (list<double>), ``intensity`` (list<float>; list<double> when the file
