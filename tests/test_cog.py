@@ -20,7 +20,7 @@ pytest.importorskip("imagecodecs")
 from affine import Affine
 from rasterio.windows import Window
 
-from dataplug import CloudObject, InvalidFormatError, StaleIndexError, StrategyArgumentError
+from dataplug import CloudObject, DataplugError, InvalidFormatError, StaleIndexError, StrategyArgumentError
 from dataplug.formats.geospatial.cog import (
     COG,
     CloudOptimizedGeoTiff,
@@ -64,10 +64,9 @@ def write_tiff(path: Path, data: np.ndarray, driver: str = "COG", crs: str | Non
 
 
 def reference(path: Path, level: int, window: tuple[int, int, int, int]) -> np.ndarray:
-    """rasterio's windowed read of ``window`` (row_off, col_off, height, width) at ``level`` (0: full)."""
-    row_off, col_off, height, width = window
+    """rasterio's windowed read of ``window`` (col_off, row_off, width, height) at ``level`` (0: full)."""
     with rasterio.open(path, overview_level=level - 1 if level else None) as src:
-        return src.read(window=Window(col_off, row_off, width, height))
+        return src.read(window=Window(*window))
 
 
 def levels_of(path: Path) -> list[np.ndarray]:
@@ -90,7 +89,7 @@ def check_exactly_once(slices, full: np.ndarray) -> None:
     """Every pixel of ``full`` in exactly one slice, each slice's pixels equal to ``full`` at its window."""
     cover = np.zeros(full.shape[1:], dtype=np.int32)
     for piece in slices:
-        row_off, col_off, height, width = piece.window
+        col_off, row_off, width, height = piece.window
         cover[row_off : row_off + height, col_off : col_off + width] += 1
         got = piece.get()
         assert got.shape == (full.shape[0], height, width)
@@ -187,7 +186,7 @@ def test_striped_tiff_reads_as_bands_of_strips(tmp_path, local_store, interleave
     assert co.attributes.tiled == (False,) and co.attributes.tile_shapes == ((7, 77),)
     for n in (1, 2, 5, 15, 40):
         slices = co.partition(partition_tiles, n)
-        assert all(s.window[1] == 0 and s.window[3] == 77 for s in slices if s.window[2])
+        assert all(s.window[0] == 0 and s.window[2] == 77 for s in slices if s.window[3])
         check_exactly_once(slices, data)
 
 
@@ -226,21 +225,37 @@ def test_partition_bbox(tmp_path, local_store):
     path = write_tiff(tmp_path / "b.tif", data, compress="zstd", blocksize=128)
     co = indexed(local_store, path)
     x0, y0 = ORIGIN
-    # edges on pixel edges: exactly those pixels
+    # edges on pixel edges: exactly those pixels (window in rasterio's order: col_off, row_off, width, height)
     piece = co.partition(partition_bbox, x0 + 100, y0 - 500, x0 + 250, y0 - 300)[0]
-    assert piece.window == (30, 10, 20, 15) and piece.bounds == (x0 + 100, y0 - 500, x0 + 250, y0 - 300)
+    assert piece.window == (10, 30, 15, 20) and piece.bounds == (x0 + 100, y0 - 500, x0 + 250, y0 - 300)
     np.testing.assert_array_equal(piece.get(), reference(path, 0, piece.window))
-    # edges inside pixels take those pixels in; overview level in its own pixels
+    # edges inside pixels: the pixels whose centre is inside; overview level (20 m pixels) in its own pixels
     piece = co.partition(partition_bbox, x0 + 105, y0 - 505, x0 + 251, y0 - 295, level=1)[0]
-    assert piece.window == (14, 5, 12, 8)
+    assert piece.window == (5, 15, 8, 10) and piece.num_records == 80
     np.testing.assert_array_equal(piece.get(), reference(path, 1, piece.window))
     # cut at the raster's edge, or empty outside it
     piece = co.partition(partition_bbox, x0 - 1e6, y0 - 1e6, x0 + 1e6, y0 + 1e6)[0]
-    assert piece.window == (0, 0, 200, 300)
+    assert piece.window == (0, 0, 300, 200)
     empty = co.partition(partition_bbox, x0 + 1e6, y0, x0 + 2e6, y0 + 10)[0]
-    assert empty.get().shape[1:] == (0, 0) and empty.tiles == ()
+    assert empty.get().shape[1:] == (0, 0) and empty.tiles == () and empty.num_records == 0 and empty.byte_range() is None
     with pytest.raises(StrategyArgumentError):
         co.partition(partition_bbox, 10, 0, 0, 10)
+
+
+def test_adjacent_boxes_share_no_pixel(tmp_path, local_store):
+    """Boxes cut inside pixels (at 1/4 and 3/4 of a pixel) and at a pixel's centre: every pixel in exactly one."""
+    data = raster("uint8", 1, 60, 90, seed=19)
+    co = indexed(local_store, write_tiff(tmp_path / "adj.tif", data, compress="deflate", blocksize=32))
+    x0, y0 = ORIGIN
+    xs, ys = [x0, x0 + 302.5, x0 + 455, x0 + 900], [y0 - 600, y0 - 207.5, y0]
+    cover = np.zeros(data.shape[1:], dtype=np.int32)
+    for xa, xb in zip(xs, xs[1:]):
+        for ya, yb in zip(ys, ys[1:]):
+            piece = co.partition(partition_bbox, xa, ya, xb, yb)[0]
+            col_off, row_off, width, height = piece.window
+            cover[row_off : row_off + height, col_off : col_off + width] += 1
+            assert piece.num_records == piece.to_arrow().num_rows == width * height
+    assert (cover == 1).all()
 
 
 def test_grid_strategy_and_original_names(tmp_path, local_store):
@@ -263,12 +278,95 @@ def test_slices_are_small_fragments(tmp_path, s3_store):
     piece = pickle.loads(pickle.dumps(slices[3]))
     table = piece.to_arrow()
     assert table.schema == piece.schema() and table.column_names == ["row", "col", "band_1", "band_2"]
-    row_off, col_off, height, width = piece.window
-    assert table.num_rows == height * width
+    col_off, row_off, width, height = piece.window
+    assert table.num_rows == height * width == piece.num_records
     frame = piece.to_pandas(columns=["row", "col", "band_2"])
     first = frame.iloc[width + 1]
     assert (first["row"], first["col"]) == (row_off + 1, col_off + 1)
     assert first["band_2"] == data[1, row_off + 1, col_off + 1]
+
+
+class _Pipe:
+    """A write-only, unseekable binary stream (a shell pipe)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+
+DUMP_CASES = {
+    "cog-overview": dict(dtype="uint16", driver="COG", compress="deflate", blocksize=64, level=1),
+    "planar-nodata": dict(dtype="int16", driver="GTiff", tiled=True, blockxsize=64, blockysize=32, interleave="band", nodata=-9999),
+    "float-geographic": dict(dtype="float32", crs="EPSG:4326", driver="COG", compress="zstd", blocksize=128, nodata=-3.5),
+    "point-big-endian": dict(dtype="uint8", driver="GTiff", tiled=True, blockxsize=32, blockysize=32, endianness="big", point=True),
+    "rgb-jpeg": dict(dtype="uint8", driver="COG", compress="jpeg", blocksize=128, bands=3),
+}
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize("case", list(DUMP_CASES) + ["bare"])
+def test_dump_writes_a_geotiff_rasterio_reads(tmp_path, local_store, case):
+    """Each slice's dump opens in rasterio with the slice's pixels, bands, data type, nodata, CRS and the
+    window's transform (rasterio's own window_transform of the source); to a pipe as to a file."""
+    options = dict(DUMP_CASES.get(case, dict(dtype="uint16", driver="GTiff", crs=None)))
+    dtype, level, bands = options.pop("dtype"), options.pop("level", 0), options.pop("bands", 2)
+    point, crs = options.pop("point", False), options.pop("crs", "EPSG:32631")
+    path = write_tiff(tmp_path / f"{case}.tif", raster(dtype, bands, 230, 310, seed=21), crs=crs, **options)
+    if point:
+        with rasterio.open(path, "r+") as dst:
+            dst.update_tags(AREA_OR_POINT="Point")
+    co = indexed(local_store, path)
+    slices = co.partition(partition_tiles, 5, level=level)
+    with rasterio.open(path, overview_level=level - 1 if level else None) as src:
+        source = (src.crs, src.nodata, src.dtypes, src.count)
+        transforms = [src.window_transform(Window(*s.window)) if crs else Affine.identity() for s in slices]
+    assert all(s.num_records for s in slices)
+    for piece, transform in zip(slices, transforms):
+        out = tmp_path / f"{case}-{piece.number}.tif"
+        with open(out, "wb") as fp:
+            piece.dump(fp)
+        pipe = _Pipe()
+        piece.dump(pipe)
+        assert bytes(pipe.data) == out.read_bytes()
+        with rasterio.open(out) as got:
+            assert (got.crs, got.nodata, got.dtypes, got.count) == source
+            assert got.transform.almost_equals(transform) and (got.width, got.height) == piece.window[2:]
+            np.testing.assert_array_equal(got.read(), piece.get())
+            if point:
+                assert got.tags()["AREA_OR_POINT"] == "Point"
+    assert CloudObject.from_url(COG, co.url).partition(partition_tiles, 1)[0].binary_output
+
+
+def test_num_records_and_byte_range(tmp_path, local_store):
+    """num_records is the window's pixels (to_arrow's rows); byte_range spans exactly the tiles read, and a
+    slice's reads stay inside it."""
+    data = raster("uint16", 2, 333, 517, seed=23)
+    co = indexed(local_store, write_tiff(tmp_path / "n.tif", data, compress="deflate", blocksize=128))
+    tiles = co.attributes.level_shapes[0]
+    slices = co.partition(partition_tiles, 24 + 3)  # 3 x 5 = 15 tiles: the last 12 slices are empty
+    assert sum(s.num_records for s in slices) == tiles[0] * tiles[1]
+    for piece in slices:
+        assert piece.num_records == piece.to_arrow().num_rows == piece.window[2] * piece.window[3]
+        if not piece.num_records:
+            assert piece.byte_range() is None
+            continue
+        start, end = piece.byte_range()
+        assert start == min(t[3] for t in piece.tiles) and end == max(t[3] + t[4] for t in piece.tiles)
+        raw = Path(co.url).read_bytes()[start:end]
+        assert all(Path(co.url).read_bytes()[t[3] : t[3] + t[4]] in raw for t in piece.tiles)
+
+
+def test_empty_slice_dump_is_refused(tmp_path, local_store):
+    co = indexed(local_store, write_tiff(tmp_path / "e.tif", raster("uint8", 1, 40, 40), compress="deflate", blocksize=128))
+    empty = co.partition(partition_tiles, 2)[1]
+    with pytest.raises(DataplugError, match="empty window"):
+        empty.dump(_Pipe())
 
 
 def _get(piece):
@@ -282,7 +380,7 @@ def test_slices_read_on_a_spawned_process_pool(tmp_path, s3_store):
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(_get, slices))
     for piece, got in zip(slices, parts):
-        row_off, col_off, height, width = piece.window
+        col_off, row_off, width, height = piece.window
         np.testing.assert_array_equal(got, data[:, row_off : row_off + height, col_off : col_off + width])
 
 
@@ -383,8 +481,7 @@ def test_every_pixel_exactly_once(small_tiffs, data):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_bbox_takes_the_pixels_meeting_the_box(small_tiffs, data):
-    """partition_bbox's window holds exactly the pixels whose area overlaps the box (on a 10 m grid whose
-    edges, like the box's, are exact in binary)."""
+    """partition_bbox's window holds exactly the pixels whose centre lies in the half-open box."""
     co, levels = small_tiffs[0]
     level = data.draw(st.integers(0, len(levels) - 1))
     quarter = st.integers(-400, 24000).map(lambda q: q / 4)
@@ -394,10 +491,10 @@ def test_bbox_takes_the_pixels_meeting_the_box(small_tiffs, data):
     x0, y0 = ORIGIN
     piece = co.partition(partition_bbox, x0 + xs[0], y0 - ys[1], x0 + xs[1], y0 - ys[0], level=level)[0]
     height, width = co.attributes.level_shapes[level]
-    step = PIXEL * co.attributes.width / width, PIXEL * co.attributes.height / height
-    cols = [c for c in range(width) if c * step[0] < xs[1] and (c + 1) * step[0] > xs[0]]
-    rows = [r for r in range(height) if r * step[1] < ys[1] and (r + 1) * step[1] > ys[0]]
-    row_off, col_off, h, w = piece.window
+    step = PIXEL * (co.attributes.width / width), -PIXEL * (co.attributes.height / height)
+    cols = [c for c in range(width) if x0 + xs[0] <= x0 + step[0] * (c + 0.5) < x0 + xs[1]]
+    rows = [r for r in range(height) if y0 - ys[1] <= y0 + step[1] * (r + 0.5) < y0 - ys[0]]
+    col_off, row_off, w, h = piece.window
     if rows and cols:
         assert (row_off, col_off, h, w) == (rows[0], cols[0], len(rows), len(cols))
         np.testing.assert_array_equal(piece.get(), levels[level][:, row_off : row_off + h, col_off : col_off + w])
@@ -432,7 +529,7 @@ def test_large_cog_at_default_settings(large_cog):
         slices = co.partition(partition_tiles, n)
         cover = np.zeros(data.shape[1:], dtype=np.uint8)
         for piece in slices:
-            row_off, col_off, height, width = piece.window
+            col_off, row_off, width, height = piece.window
             cover[row_off : row_off + height, col_off : col_off + width] += 1
             assert np.array_equal(piece.get(), data[:, row_off : row_off + height, col_off : col_off + width])
         assert (cover == 1).all()

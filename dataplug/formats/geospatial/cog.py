@@ -20,17 +20,28 @@ A striped (non-tiled) TIFF is read too: each strip counts as a tile as wide as t
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from dataplug.errors import CorruptIndexError, StrategyArgumentError
+from dataplug.errors import CorruptIndexError, DataplugError, StrategyArgumentError
 from dataplug.format import DataFormat, IndexData, PreprocessContext
-from dataplug.formats.geospatial.cog_tiff import COMPRESSIONS, DTYPES, MAX_TILE_BYTES, PREDICTORS, Level, decode_tile, read_ifds
+from dataplug.formats.geospatial.cog_tiff import (
+    COMPRESSIONS,
+    DTYPES,
+    MAX_TILE_BYTES,
+    PREDICTORS,
+    Level,
+    decode_tile,
+    geotiff_tags,
+    read_ifds,
+    write_geotiff,
+)
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import bbox_window, even_bounds, positive_int, strategy
 
@@ -74,6 +85,9 @@ class COG(DataFormat):
     """A cloud-optimized (or any tiled or striped) GeoTIFF; no preprocessing options."""
 
     Attributes = COGAttributes
+    #: 2: the GeoTIFF keys (``geokeys``, ``geodoubles``, ``geoascii`` tables) that dumped slices carry.
+    index_version = 2
+    options: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
@@ -85,6 +99,8 @@ class COG(DataFormat):
             tables[f"bytecounts_{i}"] = parsed.bytecounts[i]
             if level.jpegtables:
                 tables[f"jpegtables_{i}"] = np.frombuffer(level.jpegtables, dtype=np.uint8)
+        tables["geokeys"], tables["geodoubles"] = parsed.geokeys, parsed.geodoubles
+        tables["geoascii"] = np.frombuffer(parsed.geoascii.encode("utf-8"), dtype=np.uint8)
         attributes = COGAttributes(
             size=ctx.info.size,
             width=base.width,
@@ -164,10 +180,12 @@ def _layout(a: COGAttributes, i: int, jpegtables: np.ndarray | None) -> Level:
 
 @dataclass
 class COGSlice(CloudObjectSlice):
-    """A pixel window of one level: ``window = (row_off, col_off, height, width)`` in that level's pixels.
+    """A pixel window of one level: ``window = (col_off, row_off, width, height)`` in that level's pixels
+    (rasterio's ``Window`` order). One record is one pixel.
 
     ``tiles`` rows are (plane, tile row, tile column, byte offset, byte count) of the tiles that meet the
-    window; ``transform`` is the window's own affine (its top-left pixel at column 0, row 0).
+    window; ``transform`` is the window's own affine (its top-left pixel at column 0, row 0); ``geokeys``,
+    ``geodoubles`` and ``geoascii`` are the source's GeoTIFF keys, which :meth:`dump` writes back.
     """
 
     level: int
@@ -177,14 +195,34 @@ class COGSlice(CloudObjectSlice):
     layout: Level
     nodata: str | None
     tiles: tuple[tuple[int, int, int, int, int], ...]
+    geokeys: tuple[int, ...] = ()
+    geodoubles: tuple[float, ...] = ()
+    geoascii: str = ""
+    binary_output: ClassVar[bool] = True
+
+    @property
+    def num_records(self) -> int:
+        """Pixels in the window (the rows of :meth:`to_arrow`)."""
+        return self.window[2] * self.window[3]
+
+    def byte_range(self) -> tuple[int, int] | None:
+        """``[start, end)`` of the object's bytes that covers every tile the slice reads; ``None`` when it
+        reads none (an empty window, or only tiles the writer left out)."""
+        present = [(t[3], t[3] + t[4]) for t in self.tiles if t[4] > 0]
+        if not present:
+            return None
+        return min(a for a, _ in present), max(b for _, b in present)
 
     @property
     def bounds(self) -> tuple[float, float, float, float] | None:
-        """The window's extent in the CRS: (min x, min y, max x, max y)."""
+        """The window's extent in the CRS, ``(minx, miny, maxx, maxy)``; ``None`` without a geotransform.
+
+        Half-open: the slice's pixels are those whose centre lies in ``[minx, maxx) x [miny, maxy)``, so
+        slices sharing an edge share no pixel (no pixel centre lies on the raster's own edges)."""
         if self.transform is None:
             return None
         a, b, c, d, e, f = self.transform
-        _, _, h, w = self.window
+        _, _, w, h = self.window
         xs = [c + a * col + b * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
         ys = [f + d * col + e * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
         return min(xs), min(ys), max(xs), max(ys)
@@ -192,7 +230,7 @@ class COGSlice(CloudObjectSlice):
     def get(self) -> np.ndarray:
         """The window's pixels as a ``(bands, rows, cols)`` array in native byte order."""
         lv = self.layout
-        row_off, col_off, height, width = self.window
+        col_off, row_off, width, height = self.window
         dtype = np.dtype(lv.dtype).newbyteorder("=")
         fill = _fill_value(self.nodata, dtype)
         out = (
@@ -225,12 +263,25 @@ class COGSlice(CloudObjectSlice):
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
         """One row per pixel, in row-major order: its ``row`` and ``col`` in the level and its band values."""
         pixels = self.get()
-        row_off, col_off, height, width = self.window
+        col_off, row_off, width, height = self.window
         rows, cols = np.divmod(np.arange(height * width, dtype=np.int64), max(width, 1))
         data = {"row": rows + row_off, "col": cols + col_off}
         data.update({f"band_{i + 1}": pixels[i].reshape(-1) for i in range(pixels.shape[0])})
         table = pa.table(data, schema=self.schema())
         return table if columns is None else table.select(columns)
+
+    def dump(self, fp: BinaryIO) -> None:
+        """Write the window as a GeoTIFF that GDAL (rasterio) reads back to the same pixels: its bands and
+        data type, the source's CRS keys, the window's transform and the nodata value. An empty window has
+        no image to write: :class:`DataplugError`."""
+        if not self.num_records:
+            raise DataplugError(self.url, f"slice {self.number} is an empty window {self.window}: a GeoTIFF needs at least one pixel")
+        tags = geotiff_tags(self.transform, np.asarray(self.geokeys, np.uint16), np.asarray(self.geodoubles, np.float64), self.geoascii, self.nodata)
+        seekable = getattr(fp, "seekable", lambda: False)()
+        target: Any = fp if seekable else io.BytesIO()
+        write_geotiff(target, self.get(), self.layout, tags)
+        if not seekable:
+            fp.write(target.getvalue())
 
 
 def _fill_value(nodata: str | None, dtype: np.dtype) -> Any:
@@ -280,7 +331,7 @@ def _level_transform(a: COGAttributes, i: int) -> Transform | None:
     return ta * sx, tb * sy, tc, td * sx, te * sy, tf
 
 
-def _window_transform(t: Transform | None, row_off: int, col_off: int) -> Transform | None:
+def _window_transform(t: Transform | None, col_off: int, row_off: int) -> Transform | None:
     if t is None:
         return None
     a, b, c, d, e, f = t
@@ -291,7 +342,7 @@ def _slice(co: Any, number: int, i: int, window: tuple[int, int, int, int]) -> C
     """The slice of level ``i``'s pixels ``window``, naming the tiles (of every plane) that meet it."""
     a, tables = co.attributes, co.index().tables
     lv = _layout(a, i, tables.get(f"jpegtables_{i}"))
-    row_off, col_off, height, width = window
+    col_off, row_off, width, height = window
     offsets, counts = tables[f"offsets_{i}"], tables[f"bytecounts_{i}"]
     tiles = []
     if height and width:
@@ -308,11 +359,14 @@ def _slice(co: Any, number: int, i: int, window: tuple[int, int, int, int]) -> C
         number=number,
         level=i,
         window=window,
-        transform=_window_transform(_level_transform(a, i), row_off, col_off),
+        transform=_window_transform(_level_transform(a, i), col_off, row_off),
         crs=a.crs,
         layout=lv,
         nodata=a.nodata,
         tiles=tuple(tiles),
+        geokeys=tuple(int(v) for v in tables.get("geokeys", ())),
+        geodoubles=tuple(float(v) for v in tables.get("geodoubles", ())),
+        geoascii=bytes(tables.get("geoascii", np.zeros(0, np.uint8))).decode("utf-8", "replace"),
     )
 
 
@@ -344,23 +398,33 @@ def _rectangles(down: int, across: int, parts: int, tile: tuple[int, int] = (1, 
 
 
 def _tile_window(a: COGAttributes, i: int, rect: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """The pixel window of a rectangle of tiles, cut at the level's edge."""
+    """The pixel window ``(col_off, row_off, width, height)`` of a rectangle of tiles, cut at the level's edge."""
     (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
     r0, r1, c0, c1 = rect
     top, left = r0 * th, c0 * tw
-    return top, left, min(r1 * th, height) - top, min(c1 * tw, width) - left
+    return left, top, min(c1 * tw, width) - left, min(r1 * th, height) - top
+
+
+def _tiles(co: Any, num_chunks: int, level: int) -> list[COGSlice]:
+    n = positive_int(co.url, "num_chunks", num_chunks)
+    i, a = _level_index(co, level), co.attributes
+    (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
+    rects = sorted(_rectangles(-(-height // th), -(-width // tw), n, (th, tw)))
+    windows = [_tile_window(a, i, rect) for rect in rects] + [(width, height, 0, 0)] * (n - len(rects))
+    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
 
 
 @strategy(COG)
 def partition_tiles(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
     """``num_chunks`` rectangles of whole tiles of ``level`` that cover it, every pixel in exactly one;
     with more slices than tiles, one tile each and the rest empty (zero-size windows)."""
-    n = positive_int(co.url, "num_chunks", num_chunks)
-    i, a = _level_index(co, level), co.attributes
-    (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
-    rects = sorted(_rectangles(-(-height // th), -(-width // tw), n, (th, tw)))
-    windows = [_tile_window(a, i, rect) for rect in rects] + [(height, width, 0, 0)] * (n - len(rects))
-    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
+    return _tiles(co, num_chunks, level)
+
+
+@strategy(COG)
+def partition_num_chunks(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
+    """Every format's name for an even partition: :func:`partition_tiles`."""
+    return _tiles(co, num_chunks, level)
 
 
 @strategy(COG)
@@ -381,31 +445,36 @@ def grid_partition_strategy(co: Any, n_splits: int, level: int = 0) -> list[COGS
 
 @strategy(COG)
 def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, level: int = 0) -> list[COGSlice]:
-    """One slice: the pixels of ``level`` whose area meets the box's interior (``minx <= x <= maxx``,
-    ``miny <= y <= maxy`` in the CRS), cut at the raster's edge; empty when the box misses the raster."""
+    """One slice: the pixels of ``level`` whose centre lies in the box, half-open like every ``bounds``
+    (``minx <= x < maxx``, ``miny <= y < maxy`` in the CRS), so boxes that share an edge share no pixel;
+    empty when no pixel centre is in the box. Needs a north-up raster (no rotation terms)."""
     box = bbox_window(co.url, minx, miny, maxx, maxy)
     i, a = _level_index(co, level), co.attributes
     t = _level_transform(a, i)
     if t is None:
         raise StrategyArgumentError(co.url, "partition_bbox needs a georeferenced raster; this TIFF has no geotransform")
     ta, tb, tc, td, te, tf = t
-    det = ta * te - tb * td
-    if det == 0:
-        raise StrategyArgumentError(co.url, f"the geotransform {t} cannot be inverted")
-    corners = [(x, y) for x in (box[0], box[2]) for y in (box[1], box[3])]
-    cols = [(te * (x - tc) - tb * (y - tf)) / det for x, y in corners]
-    rows = [(-td * (x - tc) + ta * (y - tf)) / det for x, y in corners]
+    if tb or td or not ta or not te:
+        raise StrategyArgumentError(co.url, f"partition_bbox needs a north-up geotransform (no rotation terms), this one is {t}")
     height, width = a.level_shapes[i]
-    eps = 1e-9  # a box edge on a pixel edge, up to rounding, does not take in the next pixel
-    r0, r1 = _clip(math.floor(min(rows) + eps), height), _clip(math.ceil(max(rows) - eps), height)
-    c0, c1 = _clip(math.floor(min(cols) + eps), width), _clip(math.ceil(max(cols) - eps), width)
-    if 0 <= min(rows) < height and r1 == r0:
-        r1 = r0 + 1  # a box thinner than a pixel still takes the pixel it lies in
-    if 0 <= min(cols) < width and c1 == c0:
-        c1 = c0 + 1
-    window = (r0, c0, r1 - r0, c1 - c0) if r1 > r0 and c1 > c0 else (r0, c0, 0, 0)
+    c0, c1 = _centres_in(tc, ta, box[0], box[2], width)
+    r0, r1 = _centres_in(tf, te, box[1], box[3], height)
+    window = (c0, r0, c1 - c0, r1 - r0) if r1 > r0 and c1 > c0 else (c0, r0, 0, 0)
     return [_slice(co, 0, i, window)]
 
 
-def _clip(value: int, size: int) -> int:
-    return min(max(value, 0), size)
+def _centres_in(origin: float, step: float, lo: float, hi: float, count: int) -> tuple[int, int]:
+    """``[k0, k1)``: the pixels ``k`` of an axis (``0 <= k < count``) whose centre ``origin + step * (k + 0.5)``
+    lies in ``[lo, hi)``, as the floating-point comparison itself decides (``step`` of either sign)."""
+
+    def inside(k: int) -> bool:
+        return lo <= origin + step * (k + 0.5) < hi
+
+    ends = sorted(((lo - origin) / step - 0.5, (hi - origin) / step - 0.5))
+    k0 = min(max(math.floor(ends[0]), 0), count)
+    k1 = min(max(math.ceil(ends[1]) + 1, 0), count)
+    while k0 < k1 and not inside(k0):
+        k0 += 1
+    while k1 > k0 and not inside(k1 - 1):
+        k1 -= 1
+    return k0, k1

@@ -48,7 +48,7 @@ DTYPES = frozenset(f"{kind}{bits}" for kind in ("uint", "int") for bits in (8, 1
 #: allocate without bound (GDAL's COGs use 256-1024 pixel tiles: a few MiB).
 MAX_TILE_BYTES = 2**30
 #: GeoTIFF tags and keys.
-_PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_ASCII = 33550, 33922, 34264, 34735, 34737
+_PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_DOUBLES, _GEO_ASCII = 33550, 33922, 34264, 34735, 34736, 34737
 _GDAL_NODATA = 42113
 _RASTER_TYPE, _GEOGRAPHIC_TYPE, _PROJECTED_TYPE, _CITATION, _PCS_CITATION = 1025, 2048, 3072, 1026, 3073
 _USER_DEFINED = 32767
@@ -167,6 +167,10 @@ class Parsed:
     crs: str | None
     nodata: str | None
     byteorder: str
+    #: The GeoTIFF tags a dumped slice carries over: GeoKeyDirectory, GeoDoubleParams, GeoAsciiParams.
+    geokeys: np.ndarray
+    geodoubles: np.ndarray
+    geoascii: str
 
 
 def read_ifds(obj: StorageObject, info: ObjectInfo) -> Parsed:
@@ -179,7 +183,7 @@ def read_ifds(obj: StorageObject, info: ObjectInfo) -> Parsed:
             byteorder = tif.byteorder
             full = pages[0]
             levels = [_level(url, full)]
-            tags = {code: full.tags.valueof(code) for code in (_PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_ASCII, _GDAL_NODATA)}
+            tags = {code: full.tags.valueof(code) for code in (_PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_DOUBLES, _GEO_ASCII, _GDAL_NODATA)}
             chosen = [full]
             for page in pages[1:]:
                 kind = int(page.subfiletype)
@@ -210,6 +214,9 @@ def read_ifds(obj: StorageObject, info: ObjectInfo) -> Parsed:
         crs=crs_name(_geokeys(tags), tags[_GEO_ASCII]),
         nodata=str(nodata).strip("\x00 ") if nodata is not None else None,
         byteorder=byteorder,
+        geokeys=np.asarray(tags[_GEOKEYS] if tags[_GEOKEYS] is not None else (), dtype=np.uint16).reshape(-1),
+        geodoubles=np.asarray(tags[_GEO_DOUBLES] if tags[_GEO_DOUBLES] is not None else (), dtype=np.float64).reshape(-1),
+        geoascii=str(tags[_GEO_ASCII] or ""),
     )
 
 
@@ -366,3 +373,71 @@ def decode_tile(url: str, level: Level, data: bytes, tile_row: int, offset: int)
         bits = pixels.view(f"u{dtype.itemsize}")
         imagecodecs.delta_decode(bits, axis=-2, out=bits)
     return pixels
+
+
+# -- writing a window as a GeoTIFF ------------------------------------------------------------------------
+
+
+def _is_pixel_is_point(geokeys: np.ndarray) -> bool:
+    """Whether a GeoKeyDirectory says RasterPixelIsPoint (its tie point is a pixel's centre)."""
+    for i in range(int(geokeys[3]) if len(geokeys) >= 4 else 0):
+        key, location, _, value = (int(v) for v in geokeys[4 + 4 * i : 8 + 4 * i])
+        if key == _RASTER_TYPE and location == 0:
+            return value == 2
+    return False
+
+
+def geotiff_tags(
+    transform: tuple[float, float, float, float, float, float] | None,
+    geokeys: np.ndarray,
+    geodoubles: np.ndarray,
+    geoascii: str,
+    nodata: str | None,
+) -> list[tuple[int, str, int, Any, bool]]:
+    """tifffile ``extratags`` that georeference an image whose top-left pixel has the affine ``transform``:
+    ModelPixelScale and ModelTiepoint (ModelTransformation when the affine rotates), and the source's
+    GeoKeyDirectory, GeoDoubleParams, GeoAsciiParams and GDAL nodata, carried unchanged. A PixelIsPoint
+    raster's tie point is put back on the pixel's centre, so a reader's half-pixel shift finds ``transform``."""
+    tags: list[tuple[int, str, int, Any, bool]] = []
+    if transform is not None:
+        a, b, c, d, e, f = transform
+        if _is_pixel_is_point(geokeys):
+            c, f = c + 0.5 * (a + b), f + 0.5 * (d + e)
+        if b == 0 and d == 0:
+            tags.append((_PIXEL_SCALE, "d", 3, (a, -e, 0.0), True))
+            tags.append((_TIEPOINT, "d", 6, (0.0, 0.0, 0.0, c, f, 0.0), True))
+        else:
+            matrix = (a, b, 0.0, c, d, e, 0.0, f, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+            tags.append((_TRANSFORMATION, "d", 16, matrix, True))
+    if len(geokeys) >= 4:
+        tags.append((_GEOKEYS, "H", len(geokeys), tuple(int(v) for v in geokeys), True))
+    if len(geodoubles):
+        tags.append((_GEO_DOUBLES, "d", len(geodoubles), tuple(float(v) for v in geodoubles), True))
+    if geoascii:
+        tags.append((_GEO_ASCII, "s", 0, geoascii, True))
+    if nodata is not None:
+        tags.append((_GDAL_NODATA, "s", 0, nodata, True))
+    return tags
+
+
+def write_geotiff(fp: Any, pixels: np.ndarray, level: Level, extratags: list[tuple[int, str, int, Any, bool]]) -> None:
+    """Write ``pixels`` (``(bands, rows, cols)``) to the binary file ``fp`` as one deflated GeoTIFF image, in
+    the level's planar configuration, RGB when the level is an 8-bit RGB or YCbCr image, else grey with
+    extra samples. Tiled (256 x 256) when the image spans a tile; striped otherwise."""
+    bands, height, width = pixels.shape
+    rgb = level.photometric in (2, 6) and bands >= 3 and pixels.dtype == np.uint8
+    separate = level.planar == 2 and bands > 1
+    data = pixels if separate else np.moveaxis(pixels, 0, -1)
+    tile = (256, 256) if min(height, width) >= 256 else None
+    with tifffile.TiffWriter(fp, bigtiff=pixels.nbytes > 2**32 - 2**25) as tif:
+        tif.write(
+            data,
+            photometric="rgb" if rgb else "minisblack",
+            planarconfig="separate" if separate else "contig",
+            tile=tile,
+            compression="zlib",
+            compressionargs={"level": 1},
+            metadata=None,
+            software=False,
+            extratags=extratags,
+        )
