@@ -39,6 +39,53 @@ _BUILTIN = {
 _REGISTRY: dict[str, type[DataFormat]] = {}
 
 
+@dataclass(frozen=True)
+class Detection:
+    """What format detection chose and why (:func:`dataplug.detect.detect_format`; a format's :meth:`DataFormat.sniff`)."""
+
+    #: Registered format name (``get_format`` takes it).
+    format: str
+    #: The codec under it: ``"none"``, ``"gzip"``, ``"bgzf"``, ...
+    codec: str
+    #: One line of evidence, e.g. ``"starts with 'LASF'"``.
+    reason: str
+    #: Other formats that also read this object (pass one as the format to override the choice).
+    alternatives: tuple[str, ...] = ()
+    #: Options the sniffing found (e.g. a CSV ``delimiter``), to pass to ``preprocess``.
+    options: tuple[tuple[str, object], ...] = ()
+
+    def describe(self, override: bool = True) -> str:
+        """``CSV (gzip-compressed; 4 columns separated by ','); override with format='UTF8Text'`` (without
+        the last part unless ``override``)."""
+        codec = "" if self.codec == "none" else f"{self.codec}-compressed; "
+        others = f"; override with format={self.alternatives[0]!r}" if self.alternatives and override else ""
+        return f"{self.format} ({codec}{self.reason}){others}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What detection shows each format's :meth:`DataFormat.sniff`: the object's first bytes as stored, and
+    decoded by its codec."""
+
+    #: The object's first bytes, as stored.
+    raw: bytes
+    #: The codec found under them (``"none"`` when uncompressed).
+    codec: str
+    #: The first bytes after the codec decoded them, without a UTF-8 byte-order mark (``raw`` when
+    #: uncompressed).
+    decoded: bytes
+    #: True when ``decoded`` is the whole object.
+    complete: bool = False
+
+    def lines(self) -> list[str]:
+        """The sample's whole lines as text (the last one dropped when the sample cut it short)."""
+        text = self.decoded.decode("utf-8", errors="replace")
+        lines = text.splitlines()
+        if not self.complete and lines and not text.endswith(("\n", "\r")):
+            lines = lines[:-1]
+        return lines
+
+
 @dataclass
 class PreprocessContext:
     """Everything a format's preprocessing may use: the object, its identity and how to run in parallel."""
@@ -102,6 +149,23 @@ class DataFormat:
         for klass in reversed(cls.__mro__):
             out.update(klass.__dict__.get("strategies", {}))
         return out
+
+    #: Detection asks formats in decreasing priority (the most specific first) and takes the first answer.
+    sniff_priority: ClassVar[int] = 0
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """This format's :class:`Detection` when it reads an object that starts like ``sample``, else ``None``.
+
+        Only a class that defines ``sniff`` itself is asked (an alias subclass such as ``FASTQGZip`` is not).
+        Binary formats look at ``sample.raw`` (and answer only when ``sample.codec`` is ``"none"``), text
+        formats at ``sample.decoded``."""
+        return None
+
+    @classmethod
+    def detected(cls, sample: Sample, reason: str, alternatives: tuple[str, ...] = (), options: tuple[tuple[str, object], ...] = ()) -> Detection:
+        """The :class:`Detection` of this format for ``sample`` (a helper for :meth:`sniff`)."""
+        return Detection(cls.name, sample.codec, reason, alternatives, options)
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

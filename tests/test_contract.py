@@ -209,3 +209,25 @@ def test_every_format_has_partition_num_chunks():
 
     lacking = [name for name in _BUILTIN if "partition_num_chunks" not in get_format(name).all_strategies()]
     assert not lacking, f"formats without partition_num_chunks: {lacking}"
+
+
+def test_detection_asks_every_format_plugins_included():
+    """Detection is a loop over the formats' ``sniff`` hooks; a plugin's hook is asked like a built-in's."""
+    from dataplug.detect import sniff, sniffers
+    from dataplug.format import Sample
+
+    @register_format
+    class Tagged(DataFormat):
+        """A plugin format whose objects start with ``TAGGED1``."""
+
+        sniff_priority = 50
+
+        @classmethod
+        def sniff(cls, sample: Sample):
+            return cls.detected(sample, "starts with 'TAGGED1'") if sample.raw.startswith(b"TAGGED1") else None
+
+    assert Tagged in sniffers()
+    assert sniff("x", b"TAGGED1 and more\n").format == "Tagged"
+    assert sniff("x", b"a,b\n1,2\n", complete=True).format == "CSV"
+    names = [f.name for f in sniffers()]
+    assert names.index("COPC") < names.index("LiDARPointCloud") and names[-1] == "UTF8Text"

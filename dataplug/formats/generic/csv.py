@@ -8,6 +8,7 @@ and types, so the slices of a partition concatenate to the table pyarrow gives f
 
 from __future__ import annotations
 
+import csv as pycsv
 import io
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
-from dataplug.format import IndexData, PreprocessContext
+from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader
 from dataplug.formats.generic.csvtypes import CSVScanner, arrow_type, as_utf8, fix_up, merge_types, parse_options, sample_schema
 from dataplug.lineindex import (
@@ -74,6 +75,10 @@ def _dialect(url: str, delimiter: str, quotechar: str | None, encoding: str = "u
     return Dialect(_single_byte(url, "quotechar", quotechar), _single_byte(url, "delimiter", delimiter), bare_cr=True, encoding=encoding)
 
 
+#: Delimiters format detection tries, in this order.
+_SNIFF_DELIMITERS = ",\t;|"
+
+
 class CSV(StreamFormat):
     """Comma-separated values.
 
@@ -96,6 +101,34 @@ class CSV(StreamFormat):
         **ENCODING_OPTION,
         "infer_types": "'file' (default): column types over every row; 'head': from the first MiB",
     }
+
+    sniff_priority = 10
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """One delimiter (``,`` tab ``;`` ``|``) splits every sampled record into the same number (at least 2)
+        of fields, quotes respected (a record may span lines); the delimiter with the most fields wins."""
+        lines = sample.lines()
+        if not lines or b"\x00" in sample.decoded:
+            return None
+        text = "\n".join(lines[:200]) + "\n"
+        best: tuple[int, str] | None = None
+        for delimiter in _SNIFF_DELIMITERS:
+            try:
+                rows = [row for row in pycsv.reader(io.StringIO(text), delimiter=delimiter) if row]
+            except pycsv.Error:
+                continue
+            if not sample.complete and len(rows) > 1:
+                rows = rows[:-1]  # the sample may end inside a quoted field
+            widths = {len(row) for row in rows}
+            if len(widths) == 1 and (width := widths.pop()) >= 2 and (best is None or width > best[0]):
+                best = (width, delimiter)
+        if best is None:
+            return None
+        width, delimiter = best
+        few = " (a few lines only)" if len(lines) < 3 else ""
+        options = () if delimiter == "," else (("delimiter", delimiter),)
+        return cls.detected(sample, f"{width} columns separated by {delimiter!r} on {len(lines)} lines{few}", ("UTF8Text",), options)
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError
-from dataplug.format import IndexData, PreprocessContext
+from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
 from dataplug.lineindex import (
     DEFAULT_SAMPLE_BYTES,
@@ -46,6 +46,18 @@ class UTF8Text(StreamFormat):
 
     Attributes = TextAttributes
     options = {**SAMPLE_BYTES_OPTION, **ENCODING_OPTION}
+
+    sniff_priority = -100
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """Any text without NUL bytes: the fallback, asked last."""
+        if b"\x00" in sample.decoded:
+            return None
+        lines = sample.lines()
+        if not lines:
+            return cls.detected(sample, "empty, or one unfinished line", ("CSV",))
+        return cls.detected(sample, f"text with no consistent delimiter over {len(lines)} lines", ("CSV",))
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

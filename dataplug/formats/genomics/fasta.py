@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from dataplug.codecs.base import LogicalReader
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.format import IndexData, PreprocessContext
+from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.genomics.fasta_index import (
     HEADERS_BLOB,
     RUN_TABLES,
@@ -67,6 +67,15 @@ class FASTA(StreamFormat):
     """FASTA, plain or compressed (gzip, BGZF). Options: ``compression``, ``spacing`` (gzip checkpoints)."""
 
     Attributes = FASTAAttributes
+
+    sniff_priority = 15
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """A ``>`` sequence header first."""
+        if sample.decoded.startswith(b">") and sample.lines():
+            return cls.detected(sample, "starts with a '>' sequence header", ("UTF8Text",))
+        return None
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

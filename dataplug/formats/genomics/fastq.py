@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.format import IndexData, PreprocessContext
+from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
 from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
 from dataplug.strategies import positive_int, step_bounds, strategy
@@ -126,6 +126,17 @@ class FASTQ(StreamFormat):
 
     Attributes = FASTQAttributes
     options = SAMPLE_BYTES_OPTION
+
+    sniff_priority = 15
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """Records of four lines: an ``@`` name, the bases, a ``+`` separator, as many qualities as bases."""
+        lines = sample.lines()
+        records = [lines[i : i + 4] for i in range(0, len(lines) - len(lines) % 4, 4)] or [lines[:4]]
+        if lines and all(len(r) == 4 and r[0].startswith("@") and r[2].startswith("+") and len(r[1]) == len(r[3]) for r in records):
+            return cls.detected(sample, "records of four lines, '@' name and '+' separator", ("UTF8Text",))
+        return None
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
-from dataplug.format import IndexData, PreprocessContext
+from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.codecs.base import LogicalReader
 from dataplug.framing import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
 from dataplug.index import BlobRef
@@ -286,6 +286,15 @@ class VCF(StreamFormat):
 
     Attributes = VCFAttributes
     options = SAMPLE_BYTES_OPTION
+
+    sniff_priority = 20
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """VCF's first line, ``##fileformat=VCF``."""
+        if sample.decoded.startswith(b"##fileformat=VCF") and sample.lines():
+            return cls.detected(sample, "starts with '##fileformat=VCF'", ("UTF8Text",))
+        return None
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

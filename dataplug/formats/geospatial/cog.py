@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, DataplugError, StrategyArgumentError
-from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.format import DataFormat, Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.geospatial.cog_tiff import (
     COMPRESSIONS,
     DTYPES,
@@ -88,6 +88,15 @@ class COG(DataFormat):
     #: 2: the GeoTIFF keys (``geokeys``, ``geodoubles``, ``geoascii`` tables) that dumped slices carry.
     index_version = 2
     options: ClassVar[dict[str, str]] = {}
+
+    sniff_priority = 30
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """A TIFF byte-order mark (classic or BigTIFF), uncompressed."""
+        if sample.codec == "none" and sample.raw.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+            return cls.detected(sample, "starts with a TIFF byte-order mark")
+        return None
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

@@ -24,7 +24,7 @@ import numpy as np
 
 from dataplug.codecs.las import parse_header, triple
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
-from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.format import DataFormat, Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.geospatial.copc_index import MAX_KEY_DEPTH, copc_info, read_header, read_hierarchy
 from dataplug.formats.geospatial.copc_slice import COPCSlice, node_rect
 from dataplug.strategies import bbox_window, even_bounds, grid_shape, positive_int, strategy, window_overlap
@@ -67,6 +67,16 @@ class CloudOptimizedPointCloud(DataFormat):
 
     name = "COPC"
     Attributes = COPCAttributes
+
+    sniff_priority = 40
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """COPC puts its info VLR first, right after a 375-byte LAS 1.4 header: user id ``copc`` at byte 377."""
+        raw = sample.raw
+        if sample.codec == "none" and raw.startswith(b"LASF") and len(raw) >= 393 and raw[377:393].rstrip(b"\x00") == b"copc":
+            return cls.detected(sample, "starts with 'LASF' and a COPC info VLR", ("LiDARPointCloud",))
+        return None
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

@@ -37,7 +37,7 @@ import numpy as np
 from dataplug.codecs.las import check_scales, laszip_record, parse_header, read_header_bytes, triple
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.executors import map_ordered
-from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.format import DataFormat, Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.geospatial.laspc_cells import balanced_edges, block_rows, kd_split, las_window_rows, meeting
 from dataplug.formats.geospatial.laspc_index import (
     BLOCK_TABLES,
@@ -127,6 +127,15 @@ class LiDARPointCloud(DataFormat):
         "run_points": f"points per LAS run with its own bounds, for spatial slices (default {DEFAULT_RUN_POINTS}; 0: none)",
         "histogram_grid": "cells per axis of per-block point histograms, for balanced splits (default 0: none)",
     }
+
+    sniff_priority = 30
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """LAS/LAZ's ``LASF`` signature, uncompressed."""
+        if sample.codec == "none" and sample.raw.startswith(b"LASF"):
+            return cls.detected(sample, "starts with 'LASF'")
+        return None
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:

@@ -38,7 +38,7 @@ from dataplug.errors import (
     StrategyArgumentError,
 )
 from dataplug.executors import map_ordered
-from dataplug.format import DataFormat, IndexData, PreprocessContext
+from dataplug.format import DataFormat, Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.metabolomics.imzml_slice import INTENSITY_COUNT, MZ_COUNT, ROW_WIDTH, ImzMLSlice, X, Y
 from dataplug.storage import ObjectInfo, StorageObject, split_url
 from dataplug.strategies import even_bounds, grid_shape, positive_int, strategy
@@ -92,6 +92,16 @@ class ImzML(DataFormat):
     def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
         """The ``.ibd``: a changed one makes the index stale, as a changed ``.imzML`` does."""
         return [(companion(obj, attributes.ibd_url), ObjectInfo(attributes.ibd_size, attributes.ibd_identity))]
+
+    sniff_priority = 20
+
+    @classmethod
+    def sniff(cls, sample: Sample) -> Detection | None:
+        """An XML document with an ``<mzML`` root and imzML's controlled vocabulary."""
+        body = sample.decoded
+        if sample.lines() and body.lstrip().startswith(b"<?xml") and (b"<mzML" in body or b"imzML" in body):
+            return cls.detected(sample, "an imzML XML document", ("UTF8Text",))
+        return None
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
