@@ -18,6 +18,8 @@ from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches
 from tests.test_gzip_codec import bgzf
 
+pytestmark = pytest.mark.slow
+
 LARGE = 64 * 2**20 + 12345
 
 
