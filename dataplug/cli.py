@@ -1,7 +1,8 @@
-"""Command line: ``dataplug index | info | partition | read | plot``, thin wrappers over the library.
+"""Command line: ``dataplug index | info | partition | read | plot | publish | formats``, thin wrappers over the library.
 
 Mistakes print one line, ``dataplug: <message>``, and exit 2; ``read`` writes each format's own
-serialisation, so it fits in a pipeline (``| head`` closes it quietly).
+serialisation, so it fits in a pipeline (``| head`` closes it quietly). ``-o`` is always the output file;
+preprocessing options are ``-O KEY=VALUE`` (``--option``) in every subcommand that may index.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -23,18 +25,40 @@ from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError,
 from dataplug.executors import default_workers, ordered_ahead, progress_bar
 from dataplug.format import available_formats, get_format
 
-EXAMPLES = """examples:
-  dataplug index s3://bucket/reads.fastq.gz                 detect the format, build the index
-  dataplug info s3://bucket/reads.fastq.gz
-  dataplug partition s3://bucket/reads.fastq.gz partition_reads_batches 8
-  dataplug read s3://bucket/reads.fastq.gz partition_reads_batches 8 --slice 3 | head
-  dataplug read data.csv partition_num_chunks 4 -o 'part-{}.csv'   one file per slice
-  dataplug read tile.laz square_split_strategy 16 --slice 5 -o cell5.las
-  dataplug plot tile.laz square_split_strategy 16 -o cells.png
-  dataplug index data.csv --format CSV -o delimiter=';' -o encoding=latin-1
-  dataplug publish https://host/data/x.fastq.gz s3://host-bucket/index/ --public-dest https://host/index/
-  dataplug read https://host/data/x.fastq.gz partition_reads_batches 8 --index-location https://host/index/x.fastq.gz.dataplug/
-"""
+#: Each subcommand's examples, shown by its ``--help`` (the first of each also by ``dataplug --help``).
+EXAMPLES = {
+    "index": [
+        ("dataplug index s3://bucket/reads.fastq.gz", "detect the format, build the index"),
+        ("dataplug index data.csv --format CSV -O delimiter=';' -O encoding=latin-1", ""),
+        ("dataplug index data.csv -O header=false", "other options than the index's: rebuilt"),
+    ],
+    "info": [("dataplug info s3://bucket/reads.fastq.gz", "")],
+    "partition": [
+        ("dataplug partition s3://bucket/reads.fastq.gz partition_reads_batches 8", ""),
+        ("dataplug partition calls.vcf.gz partition_regions chr1:1-20000,chrX:1-5000", ""),
+        ("dataplug partition calls.vcf.gz partition_regions '[\"chr1:1-20000\", \"chrX\"]'", "the same as a JSON list"),
+    ],
+    "read": [
+        ("dataplug read calls.vcf.gz partition_num_chunks 16 > all.vcf", "one header, then every slice"),
+        ("dataplug read data.csv partition_num_chunks 4 -o 'part-{}.csv'", "one file per slice"),
+        ("dataplug read tile.laz square_split_strategy 16 --slice 5 -o cell5.las", ""),
+        ("dataplug read scene.tif partition_num_chunks 16 --slice 0 -o tile0.tif", "a GeoTIFF"),
+    ],
+    "plot": [("dataplug plot tile.laz square_split_strategy 16 -o cells.png", "")],
+    "publish": [
+        ("dataplug publish https://host/data/x.fastq.gz s3://host-bucket/index/ --public-dest https://host/index/", ""),
+        ("dataplug read https://host/data/x.fastq.gz partition_reads_batches 8 --index-location https://host/index/x.fastq.gz.dataplug/", ""),
+    ],
+    "formats": [("dataplug formats", "every format, its strategies and -O options"), ("dataplug formats vcf", "one format")],
+}
+
+
+def _examples(names: list[str], first_only: bool = False) -> str:
+    lines = ["examples:"]
+    for name in names:
+        for command, note in EXAMPLES[name][:1] if first_only else EXAMPLES[name]:
+            lines.append(f"  {command}" + (f"   {note}" if note else ""))
+    return "\n".join(lines) + "\n"
 
 
 def _value(text: str) -> Any:
@@ -71,9 +95,62 @@ def _is_keyword(arg: str) -> bool:
     return bool(sep) and key.isidentifier()
 
 
+REGIONS_HELP = "partition_regions takes chr1:1-2,chrX:1-5 or a JSON list '[\"chr1:1-2\", \"chrX\"]'"
+#: A comma-separated piece that continues a number (``1,000``) rather than starting a region.
+_THOUSANDS = re.compile(r"[0-9]{3}(?:-|$)")
+
+
+def _regions(url: str, text: str) -> list[str]:
+    """Regions from ``chr1:1-2,chrX:1-5`` or a JSON list. Commas inside positions (``chr1:1,000-2,000``)
+    are thousands separators, as samtools reads them. Anything else that does not parse is an error, so a
+    mistyped list never becomes one region that matches nothing."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StrategyArgumentError(url, f"regions {text!r} are not a JSON list ({exc.msg} at character {exc.pos}); {REGIONS_HELP}") from None
+        if not value or not all(isinstance(r, str) and r.strip() for r in value):
+            raise StrategyArgumentError(url, f"regions {text!r} are not a non-empty list of region strings; {REGIONS_HELP}")
+        return [r.strip() for r in value]
+    regions: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            raise StrategyArgumentError(url, f"regions {text!r} hold an empty region (two commas, or one at an end); {REGIONS_HELP}")
+        if regions and ":" in regions[-1] and regions[-1][-1].isdigit() and _THOUSANDS.match(piece):
+            regions[-1] += "," + piece
+        else:
+            regions.append(piece)
+    return regions
+
+
+def _strategy_arguments(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
+    """The strategy's arguments; for ``partition_regions``, every argument is a list of regions (joined)."""
+    if args.strategy != "partition_regions":
+        return _arguments(args.args)
+    texts = [a[len("regions=") :] if a.startswith("regions=") else a for a in args.args]
+    if not texts:
+        raise StrategyArgumentError(args.url, f"partition_regions needs regions: {REGIONS_HELP}")
+    return [[r for text in texts for r in _regions(args.url, text)]], {}
+
+
+def _built(co: CloudObject) -> bool:
+    """Whether the last ``preprocess()`` built (or rebuilt) the index rather than reused a fresh one."""
+    return bool(getattr(co, "built_index", True))
+
+
 def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
+    """The object and the strategy's slices. With ``-O`` options the index is checked against them first
+    (rebuilt when it was built with others); without, the partition is tried first and the object indexed
+    only when its index is missing, stale or corrupt."""
     co = _object(args)
-    positional, keywords = _arguments(args.args)
+    positional, keywords = _strategy_arguments(args)
+    options = _pairs(args.option, "option")
+    if options:
+        co.preprocess(progress=getattr(args, "progress", None), **options)
+        if _built(co):
+            print(f"dataplug: indexed {co.url} as {co.format.name} with {_options_text(options)}", file=sys.stderr)
+        return co, co.partition(args.strategy, *positional, **keywords)
     try:
         return co, co.partition(args.strategy, *positional, **keywords)
     except (IndexMissingError, StaleIndexError, CorruptIndexError):
@@ -84,15 +161,34 @@ def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
     return co, co.partition(args.strategy, *positional, **keywords)
 
 
+def _options_text(options: dict[str, Any]) -> str:
+    return " ".join(f"-O {key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in options.items())
+
+
+def _plain(value: Any) -> Any:
+    """A window or bounds as JSON: tuples become lists."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _describe(s: Any) -> dict[str, Any]:
-    """A slice as JSON: its number, records, byte range and the plain fields it carries."""
+    """A slice as JSON: its number, records, byte range, window and bounds (where it has them) and the plain
+    fields it carries."""
     out: dict[str, Any] = {"slice": s.number, "records": s.num_records, "byte_range": list(s.byte_range() or ()) or None}
+    for key in ("window", "bounds"):
+        value = getattr(s, key, None)
+        if value is not None:
+            out[key] = _plain(value)
     for key, value in vars(s).items():
-        if key not in ("obj", "object_info", "number") and isinstance(value, (int, float, str, bool, type(None))):
-            out[key] = value
-        elif key == "window" and isinstance(value, tuple):
-            out[key] = list(value)
+        if key not in ("obj", "object_info", "number", "window", "bounds") and _is_plain(value):
+            out[key] = _plain(value)
     return out
+
+
+def _is_plain(value: Any) -> bool:
+    """A number, string, bool or None, or a tuple of them (a VCF slice's region)."""
+    if isinstance(value, tuple):
+        return all(_is_plain(v) for v in value)
+    return isinstance(value, (int, float, str, bool, type(None)))
 
 
 def _table(rows: list[list[str]], numbers_right: bool = True) -> None:
@@ -109,14 +205,31 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _number(x: Any) -> str:
+    return f"{x:,}" if isinstance(x, int) else format(x, ".10g")
+
+
 def _cmd_index(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     co = _object(args).preprocess(force=args.force, progress=args.progress, **_pairs(args.option, "option"))
-    facts = {"url": co.url, "format": co.format.name, "seconds": round(time.perf_counter() - t0, 3), "index": co.index_location.url, "index_bytes": co.index().nbytes()}
+    built = _built(co)
+    facts = {
+        "url": co.url,
+        "format": co.format.name,
+        "built": built,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "index": co.index_location.url,
+        "index_bytes": co.index().nbytes(),
+    }
     if args.json:
         print(json.dumps(facts))
-    else:
+    elif built:
         print(f"indexed {co.url} as {co.format.name} in {facts['seconds']:.2f} s: {facts['index_bytes']:,} bytes of tables at {co.index_location.url}")
+    else:
+        print(
+            f"reused the fresh {co.format.name} index of {co.url} (built with the same options; nothing rebuilt, --force rebuilds it): "
+            f"{facts['index_bytes']:,} bytes of tables at {co.index_location.url}"
+        )
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -140,10 +253,13 @@ def _cmd_partition(args: argparse.Namespace) -> None:
             print(json.dumps(d))
         return
     unit = "decoded bytes" if getattr(co.attributes, "compression", "none") not in ("none", None) else "bytes"
-    rows = [["slice", "records", unit]]
+    extra = [key for key in ("window", "bounds") if any(key in d for d in described)]
+    rows = [["slice", "records", unit, *extra]]
     for d in described:
         span = d["byte_range"]
-        rows.append([str(d["slice"]), "?" if d["records"] is None else f"{d['records']:,}", f"[{span[0]:,}, {span[1]:,})" if span else "-"])
+        row = [str(d["slice"]), "?" if d["records"] is None else f"{d['records']:,}", f"[{span[0]:,}, {span[1]:,})" if span else "-"]
+        row += ["(" + ", ".join(_number(x) for x in d[key]) + ")" if d.get(key) is not None else "-" for key in extra]
+        rows.append(row)
     _table(rows)
     known = [d["records"] for d in described if d["records"] is not None]
     print(f"{len(slices)} slices of {co.url}" + (f", {sum(known):,} records" if len(known) == len(described) else ""), file=sys.stderr)
@@ -155,23 +271,47 @@ def _dumped(s: Any) -> bytes:
     return buf.getvalue()
 
 
+def _header(s: Any) -> bytes:
+    """The header a slice's ``dump`` writes before its records (CSV, VCF), b"" for formats without one."""
+    header = getattr(s, "header", None)
+    if not isinstance(header, str):
+        return b""
+    return header.encode(getattr(getattr(s, "dialect", None), "encoding", None) or "utf-8")
+
+
+def _records_only(s: Any) -> bytes:
+    """A slice's dump without the header it starts with: what follows the first slice in one output."""
+    data, header = _dumped(s), _header(s)
+    if not data.startswith(header):
+        raise DataplugError(s.url, f"slice {s.number}'s dump does not start with the object's header, so slices cannot be joined into one file; write one file per slice with -o 'part-{{}}'")
+    return data[len(header) :]
+
+
+def _separate_files(s: Any) -> bool:
+    """Slices that are files of their own and never join into one stream (binary formats, imzML's pairs)."""
+    return bool(s.binary_output) or hasattr(s, "dump_to")
+
+
 def _cmd_read(args: argparse.Namespace) -> None:
     co, slices = _slices(args)
     if args.slice is not None:
         if not 0 <= args.slice < len(slices):
             raise StrategyArgumentError(co.url, f"--slice {args.slice} is not one of the {len(slices)} slices (0..{len(slices) - 1})")
         slices = [slices[args.slice]]
-    binary = any(s.binary_output for s in slices)
+    separate = any(_separate_files(s) for s in slices)
+    paired = any(hasattr(s, "dump_to") for s in slices)
     if args.output and "{}" in args.output:
         for s in slices:
             _write_one(s, args.output.replace("{}", str(s.number)))
         return
-    if args.output and binary:
+    if paired and not args.output:
+        raise StrategyArgumentError(co.url, f"a {co.format.name} slice is two files (.imzML and .ibd): write it with --slice N -o FILE.imzML, or every slice with -o 'part-{{}}.imzML'")
+    if args.output and separate:
         if len(slices) > 1:
             raise StrategyArgumentError(co.url, f"{co.format.name} slices are separate files: pick one with --slice N, or write each with -o 'cell-{{}}{os.path.splitext(args.output)[1]}'")
         _write_one(slices[0], args.output)
         return
-    if binary and not args.output and sys.stdout.isatty():
+    if separate and not args.output and sys.stdout.isatty():
         raise StrategyArgumentError(co.url, f"{co.format.name} slices are binary: write one to a file with -o FILE (or pipe the output)")
     if args.output:
         with open(args.output, "wb") as fp:
@@ -181,6 +321,11 @@ def _cmd_read(args: argparse.Namespace) -> None:
 
 
 def _write_one(s: Any, path: str) -> None:
+    """One slice as one file (imzML: ``path`` names the ``.imzML``, its ``.ibd`` is written beside it)."""
+    dump_to = getattr(s, "dump_to", None)
+    if dump_to is not None:
+        dump_to(path[: -len(".imzML")] if path.lower().endswith(".imzml") else path)
+        return
     to_file = getattr(s, "to_file", None)
     if s.binary_output and to_file is not None:
         to_file(path)  # e.g. laspy picks LAS or LAZ from the extension
@@ -190,13 +335,20 @@ def _write_one(s: Any, path: str) -> None:
 
 
 def _stream(slices: list[Any], fp: BinaryIO, args: argparse.Namespace) -> None:
-    """Dump the slices in order, reading a few ahead on threads; memory holds about 2 x workers slices."""
+    """Dump the slices in order as one file: the first slice whole, the others without the header it
+    already wrote (CSV, VCF), reading a few ahead on threads; memory holds about 2 x workers slices."""
     workers = args.workers or default_workers()
+    parts = [(s, k == 0) for k, s in enumerate(slices)]
     with ThreadPoolExecutor(workers) as pool, progress_bar(len(slices), "slices", args.progress if len(slices) > 1 else False, unit="slice") as bar:
-        for data in ordered_ahead(_dumped, slices, pool, 2 * workers):
+        for data in ordered_ahead(_part, parts, pool, 2 * workers):
             fp.write(data)
             bar.update(1)
         fp.flush()
+
+
+def _part(part: tuple[Any, bool]) -> bytes:
+    s, first = part
+    return _dumped(s) if first else _records_only(s)
 
 
 def _cmd_publish(args: argparse.Namespace) -> None:
@@ -222,10 +374,18 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     print(f"wrote {path} ({len(slices)} slices of {co.url})")
 
 
-def _catalog(with_options: bool) -> str:
-    """The formats dataplug finds, with their strategies (and preprocessing options)."""
+def _cmd_formats(args: argparse.Namespace) -> None:
+    names = available_formats()
+    if args.name is not None:
+        fmt = get_format(args.name)
+        names = [fmt.name]
+    print(_catalog(names), end="")
+
+
+def _catalog(names: list[str]) -> str:
+    """The formats dataplug finds, with their strategies and preprocessing options."""
     lines = ["formats (--format NAME, any case; the default 'auto' detects it from the first bytes):"]
-    for name in available_formats():
+    for name in names:
         try:
             fmt = get_format(name)
         except ImportError as exc:
@@ -234,63 +394,58 @@ def _catalog(with_options: bool) -> str:
         summary = " ".join((fmt.__doc__ or "").split()).split(". ")[0].rstrip(".")
         lines.append(f"  {name}: {summary}")
         lines.append(f"    strategies: {', '.join(sorted(fmt.all_strategies()))}")
-        if with_options:
-            for option, help_text in sorted(fmt.all_options().items()):
-                lines.append(f"    -o {option}=...  {help_text}")
+        for option, help_text in sorted(fmt.all_options().items()):
+            lines.append(f"    -O {option}=...  {help_text}")
     return "\n".join(lines) + "\n"
 
 
-class _Parser(argparse.ArgumentParser):
-    """Appends the format catalog to ``--help`` when asked for it (importing every format is not free)."""
-
-    catalog: bool | None = None
-
-    def format_help(self) -> str:
-        text = super().format_help()
-        return text if self.catalog is None else text + "\n" + _catalog(self.catalog)
+COMMANDS = [
+    ("index", "build the sidecar index (once; --force or other -O options rebuild it)"),
+    ("info", "print the object's format, index and attributes"),
+    ("partition", "list the slices a strategy makes: records, byte range, window and bounds"),
+    ("read", "write slices in their format's own serialisation (stdout or -o)"),
+    ("plot", "draw a partition to a PNG (needs dataplug[plot])"),
+    ("publish", "index URL into DEST/<name>.dataplug/ with a README.txt, to serve beside a public dataset"),
+    ("formats", "list the formats, their strategies and preprocessing options"),
+]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
         prog="dataplug",
         description="Index big objects in place (S3, any fsspec URL, local files) and read them in slices.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples([name for name, _ in COMMANDS], first_only=True),
+        formatter_class=raw,
     )
-    parser.catalog = False
     parser.add_argument("--version", action="version", version=f"dataplug {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, help_text in [
-        ("index", "build the sidecar index (once; --force rebuilds it)"),
-        ("info", "print the object's format, index and attributes"),
-        ("partition", "list the slices a strategy makes: records and byte range of each"),
-        ("read", "write slices in their format's own serialisation (stdout or -o)"),
-        ("plot", "draw a partition to a PNG (needs dataplug[plot])"),
-        ("publish", "index URL into DEST/<name>.dataplug/ with a README.txt, to serve beside a public dataset"),
-    ]:
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.catalog = name in ("index", "info", "publish")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=_examples([name]), formatter_class=raw)
+        if name == "formats":
+            p.add_argument("name", nargs="?", default=None, help="one format (any case; default: every format)")
+            continue
         p.add_argument("url", help="object URL: s3://bucket/key, gs://..., https://..., file://... or a local path")
-        p.add_argument("--format", default="auto", help="format name, e.g. CSV, fastq (default: auto, detected from the object's first bytes)")
-        p.add_argument("--index-location", default=None, help="folder or bucket for the index (default: <url>.dataplug/ beside the object)")
+        p.add_argument("--format", default="auto", metavar="NAME", help="format, e.g. CSV (default: detected; see `dataplug formats`)")
+        p.add_argument("--index-location", default=None, metavar="URL", help="index folder (default: <url>.dataplug/ beside the object)")
         p.add_argument("-s", "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option, e.g. -s anon=true")
-        if name in ("index", "publish"):
-            p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="preprocessing option of the format (listed below)")
+        if name != "info":
+            p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE", help="preprocessing option (see `dataplug formats`); options unlike the index's rebuild it")
         if name == "index":
             p.add_argument("--force", action="store_true", help="rebuild the index even when a fresh one exists")
         if name == "publish":
-            p.add_argument("dest", help="folder for the index (written to DEST/<name>.dataplug/ unless DEST ends in .dataplug)")
-            p.add_argument("--public-dest", default=None, help="the URL DEST is served at, for the README's usage lines (default: DEST)")
+            p.add_argument("dest", help="folder for the index (DEST/<name>.dataplug/ unless DEST ends in .dataplug)")
+            p.add_argument("--public-dest", default=None, metavar="URL", help="the URL DEST is served at, for the README (default: DEST)")
             p.add_argument("--dest-storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option for DEST")
         if name in ("partition", "read", "plot"):
             p.add_argument("strategy", help="strategy name, e.g. partition_num_chunks (see `dataplug info URL`)")
-            p.add_argument("args", nargs="*", help="strategy arguments: values (8) or KEY=VALUE (balance=true)")
+            p.add_argument("args", nargs="*", help="strategy arguments: values (8) or KEY=VALUE (balance=true); regions: chr1:1-2,chrX:1-5 or a JSON list")
         if name == "read":
-            p.add_argument("--slice", type=int, default=None, help="the slice to read (0-based; default: all, in order)")
-            p.add_argument("-o", "--output", default=None, help="write to this file; a '{}' in it makes one file per slice")
-            p.add_argument("--workers", type=int, default=None, help="slices read at once (default: one per core)")
+            p.add_argument("--slice", type=int, default=None, metavar="N", help="the slice to read (0-based; default: all, as one file)")
+            p.add_argument("-o", "--output", default=None, metavar="FILE", help="output file; a '{}' in it makes one file per slice")
+            p.add_argument("--workers", type=int, default=None, metavar="N", help="slices read at once (default: one per core)")
         if name == "plot":
-            p.add_argument("-o", "--output", default="slices.png", help="PNG path (default: slices.png)")
+            p.add_argument("-o", "--output", default="slices.png", metavar="FILE", help="output PNG (default: slices.png)")
         if name in ("index", "info", "partition"):
             p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if name in ("index", "read"):
@@ -298,7 +453,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"index": _cmd_index, "info": _cmd_info, "partition": _cmd_partition, "read": _cmd_read, "plot": _cmd_plot, "publish": _cmd_publish}
+_COMMANDS = {"index": _cmd_index, "info": _cmd_info, "partition": _cmd_partition, "read": _cmd_read, "plot": _cmd_plot, "publish": _cmd_publish, "formats": _cmd_formats}
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:

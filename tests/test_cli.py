@@ -11,7 +11,7 @@ DATA = b'a,b\n1,"x\ny"\n2,z\n3,w\n'
 
 def test_cli_round_trip(local_store, capsys):
     url = local_store.put("d.csv", DATA)
-    assert main(["index", url, "--format", "CSV", "-o", "sample_bytes=4"]) == 0
+    assert main(["index", url, "--format", "CSV", "-O", "sample_bytes=4"]) == 0
     assert main(["info", url, "--format", "CSV", "--json"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{") :])["attributes"]["rows"] == 3
@@ -78,7 +78,7 @@ def test_cli_mistakes_are_one_line_errors(local_store, capsys):
         (["partition", url, "partition_num_chunks", "2", "3", "--format", "CSV"], "too many positional arguments"),
         (["read", url, "partition_rows", "2", "--slice", "9", "--format", "CSV"], "--slice 9 is not one of the 2 slices"),
         (["info", url, "--format", "NoSuchFormat"], "unknown format"),
-        (["index", url, "--format", "CSV", "-o", "delimter=;"], "has no preprocessing option 'delimter'"),
+        (["index", url, "--format", "CSV", "-O", "delimter=;"], "has no preprocessing option 'delimter'"),
         (["index", local_store.put("x.csv.gz", __import__("gzip").compress(b"\x00\x01LASF" * 100)), "--format", "CSV"], "NUL byte"),
     ]:
         assert main(argv) == 2, argv
@@ -110,13 +110,92 @@ def test_read_into_a_closed_pipe_exits_quietly(local_store):
     assert done.stderr == ""
 
 
-def test_help_lists_formats_strategies_and_options(capsys):
+COMMANDS = ["index", "info", "partition", "read", "plot", "publish", "formats"]
+
+
+def test_each_help_is_short_and_formats_lists_formats(capsys, monkeypatch):
     import pytest
 
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in [[]] + [[c] for c in COMMANDS]:
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        out = capsys.readouterr().out
+        assert len(out.splitlines()) < 40 and "examples:" in out, (command, len(out.splitlines()))
+        assert "partition_reads_batches" not in out or command in ([], ["partition"], ["publish"]), command  # no format table
     with pytest.raises(SystemExit):
         main(["index", "--help"])
+    assert "dataplug formats" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["partition", "--help"])
     out = capsys.readouterr().out
-    assert "examples:" in out and "partition_reads_batches" in out and "-o encoding=" in out and "FASTQ" in out
+    assert "chr1:1-2,chrX:1-5" in out and "JSON list" in out and "-O KEY=VALUE" in out
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    assert "FASTQ" in out and "partition_reads_batches" in out and "-O encoding=" in out and "VCF" in out
+    assert main(["formats", "vcf"]) == 0
+    out = capsys.readouterr().out
+    assert "VCF:" in out and "partition_regions" in out and "FASTQ" not in out
+    assert main(["formats", "nosuchformat"]) == 2
+
+
+def test_o_is_the_output_file_and_capital_o_the_options(local_store, capsys):
+    import pytest
+
+    url = local_store.put("d.csv", DATA)
+    for command in (["index", url], ["publish", url, str(local_store.root)]):
+        with pytest.raises(SystemExit):
+            main([*command, "-o", "header=false"])  # not an option any more
+    capsys.readouterr()
+    for command in (["partition", url, "partition_num_chunks", "1"], ["read", url, "partition_num_chunks", "1"]):
+        assert main([*command, "-O", "delimter=;"]) == 2, command
+        assert "has no preprocessing option 'delimter'" in capsys.readouterr().err
+
+
+def test_other_options_rebuild_the_index_and_say_so(local_store, capsys):
+    url = local_store.put("d.csv", DATA)
+    assert main(["index", url]) == 0
+    assert capsys.readouterr().out.startswith("indexed ")
+    assert main(["index", url, "-O", "header=false"]) == 0
+    assert capsys.readouterr().out.startswith(f"indexed {url} as CSV")
+    assert main(["info", url, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{") :])["attributes"]["rows"] == 4  # the header line is a row now
+    assert main(["index", url, "-O", "header=false"]) == 0  # the same options: nothing to do
+    out = capsys.readouterr().out
+    assert out.startswith("reused the fresh CSV index") and "indexed" not in out
+    assert main(["index", url, "-O", "header=false", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["built"] is False
+    assert main(["read", url, "partition_num_chunks", "1", "-O", "header=true"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == DATA.decode() and "dataplug: indexed" in captured.err and "-O header=true" in captured.err
+
+
+VCF_REGIONS = (
+    "##fileformat=VCFv4.2\n##contig=<ID=chr1>\n##contig=<ID=chrX>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    + "".join(f"chr1\t{p}\t.\tA\tC\t.\t.\t.\n" for p in (1, 2, 3, 1500, 2500))
+    + "".join(f"chrX\t{p}\t.\tG\tT\t.\t.\t.\n" for p in (1, 4, 9))
+)
+
+
+def test_partition_regions_takes_a_comma_list_or_json(local_store, capsys):
+    url = local_store.put("r.vcf", VCF_REGIONS.encode())
+    for regions in (["chr1:1-2,chrX:1-5"], ['["chr1:1-2", "chrX:1-5"]'], ["chr1:1-2", "chrX:1-5"], ["regions=chr1:1-2,chrX:1-5"]):
+        assert main(["partition", url, "partition_regions", *regions, "--json"]) == 0, regions
+        lines = capsys.readouterr().out.splitlines()
+        assert [(json.loads(line)["region"], json.loads(line)["records"]) for line in lines] == [(["chr1", 1, 2], 2), (["chrX", 1, 5], 2)], regions
+        assert main(["read", url, "partition_regions", *regions]) == 0
+        body = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+        assert [line.split("\t")[:2] for line in body] == [["chr1", "1"], ["chr1", "2"], ["chrX", "1"], ["chrX", "4"]], regions
+    assert main(["read", url, "partition_regions", "chr1:1,000-2,000,chrX"]) == 0  # thousands separators
+    body = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert [line.split("\t")[:2] for line in body] == [["chr1", "1500"], ["chrX", "1"], ["chrX", "4"], ["chrX", "9"]]
+    for bad in ['["chr1:1-2", chrX]', "chr1:1-2,,chrX", "chr1:1-2,", "[]", '["chr1", 5]']:
+        assert main(["partition", url, "partition_regions", bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("dataplug: ") and "chr1:1-2,chrX:1-5" in err and err.count("\n") == 1, err
+    assert main(["partition", url, "partition_regions"]) == 2
+    assert "needs regions" in capsys.readouterr().err
 
 
 def test_read_las_slices_to_files_never_to_a_terminal(local_store, tmp_path, capfd, monkeypatch):
@@ -138,4 +217,47 @@ def test_read_las_slices_to_files_never_to_a_terminal(local_store, tmp_path, cap
     assert "binary" in capfd.readouterr().err
     assert main(["partition", url, "partition_spatial_chunks", "4"]) == 0
     rows = capfd.readouterr().out.splitlines()
-    assert rows[0].split() == ["slice", "records", "bytes"] and sum(int(r.split()[1].replace(",", "")) for r in rows[1:]) == 20_000
+    assert rows[0].split() == ["slice", "records", "bytes", "bounds"] and sum(int(r.split()[1].replace(",", "")) for r in rows[1:]) == 20_000
+
+
+def _vcf_text(records: int) -> str:
+    import random
+
+    rng = random.Random(19)
+    header = "##fileformat=VCFv4.2\n##contig=<ID=chr1,length=100000000>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    pos = 0
+    lines = []
+    for _ in range(records):
+        pos += rng.randint(1, 500)
+        ref, alt = rng.sample("ACGT", 2)
+        lines.append(f"chr1\t{pos}\t.\t{ref}\t{alt}\t{rng.randint(1, 99)}\tPASS\tDP={rng.randint(1, 60)}\n")
+    return header + "".join(lines)
+
+
+def test_read_all_slices_is_one_vcf_htslib_reads(local_store, tmp_path):
+    pysam = __import__("pytest").importorskip("pysam")
+    url = local_store.put("many.vcf", _vcf_text(3000).encode())
+    out = tmp_path / "all.vcf"
+    assert main(["read", url, "partition_num_chunks", "16", "-o", str(out)]) == 0
+    assert out.read_text().count("#CHROM") == 1
+    with pysam.VariantFile(str(out)) as vcf:
+        assert sum(1 for _ in vcf) == 3000
+    assert main(["read", url, "partition_num_chunks", "16", "-o", str(tmp_path / "part-{}.vcf")]) == 0
+    counts = []
+    for k in range(16):
+        with pysam.VariantFile(str(tmp_path / f"part-{k}.vcf")) as vcf:  # each file keeps its header
+            counts.append(sum(1 for _ in vcf))
+    assert sum(counts) == 3000 and min(counts) > 0
+
+
+def test_read_all_slices_is_one_csv(local_store, tmp_path, capfd):
+    import pandas as pd
+
+    rows = "".join(f"{i},{i * 7 % 13},name {i}\n" for i in range(5000))
+    url = local_store.put("t.csv", ("id,score,name\n" + rows).encode())
+    out = tmp_path / "all.csv"
+    assert main(["read", url, "partition_num_chunks", "8", "-o", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["id", "score", "name"] and frame["id"].tolist() == list(range(5000))
+    assert main(["read", url, "partition_num_chunks", "8"]) == 0  # the same on stdout
+    assert capfd.readouterr().out == out.read_text()

@@ -40,7 +40,7 @@ def test_publish_then_read_over_plain_http(public_bucket, capsys, monkeypatch):
     data = make_fastq(4000, 11)
     fs.pipe_file(f"{bucket}/data/x.fastq.gz", gzip.compress(data))
     url = f"{http}/data/x.fastq.gz"
-    assert main(["publish", url, f"s3://{bucket}/index/", "--public-dest", f"{http}/index/", "-o", "spacing=65536"]) == 0
+    assert main(["publish", url, f"s3://{bucket}/index/", "--public-dest", f"{http}/index/", "-O", "spacing=65536"]) == 0
     assert "index_location=" in capsys.readouterr().out
     readme = fs.cat_file(f"{bucket}/index/x.fastq.gz.dataplug/README.txt").decode()
     assert url in readme and dataplug.__version__ in readme and "partition_reads_batches" in readme
