@@ -129,10 +129,11 @@ class VcfScanner:
         tabs = np.flatnonzero(full[starts[0] : ends[-1]] == TAB) + starts[0]
         k = np.searchsorted(tabs, starts)
         hashed = full[np.minimum(starts, full.size - 1)] == HASH
-        wrong = np.searchsorted(tabs, ends) - k != self.columns - 1
+        fields = np.searchsorted(tabs, ends) - k + 1
+        wrong, fewer = _wrong_columns(full, fields, ends, self.columns)
         good = _first(hashed | wrong)
-        k = k[:good]
-        t = [tabs[k + j] for j in range(min(self.columns - 1, 8))]
+        k, fields = k[:good], fields[:good]
+        t = [tabs[k + j] for j in range(7)]
         pos, pos_bad = _integers(full, t[0] + 1, t[1])
         at = _first(pos_bad)
         if at < starts.size:
@@ -141,13 +142,28 @@ class VcfScanner:
             elif hashed[at]:
                 cause = "a header line ('#') after the first record"
             else:
-                cause = f"a record needs {self.columns} tab-separated columns, as the #CHROM line says"
+                cause = "a record needs at least 8 tab-separated columns, CHROM to INFO"
+                if not fewer[at]:
+                    cause = f"a record with FORMAT needs a column for each of the {self.columns - 9} samples the #CHROM line names"
             bad.append((skip + at + 1, lo + int(starts[at]), cause))
         if bad:
             return VcfRangeScan(lines, min(bad))
-        info_end = t[7] if self.columns > 8 else ends
+        info_end = np.where(fields > 8, tabs[np.minimum(k + 7, tabs.size - 1)], ends[:good])
         covered = _covered(full, pos, t[2] + 1, t[3], t[6] + 1, info_end, starts)
         return _summarise(lines, full, starts, t[0], pos, covered, skip, lo)
+
+
+def _wrong_columns(full: np.ndarray, fields: np.ndarray, ends: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which records htslib refuses for their columns, and which of those have fewer than 8. htslib reads
+    CHROM to INFO (an empty INFO included) and ignores every column after the samples, and a record with
+    no FORMAT; with FORMAT it needs a column per sample, and does not count an empty last column (a
+    trailing tab). Without samples, every column after INFO is ignored."""
+    fewer = fields < 8
+    samples = columns - 9
+    if samples <= 0:
+        return fewer, fewer
+    trailing = (full[np.maximum(ends - 1, 0)] == TAB) & (fields >= 10)
+    return fewer | ((fields > 8) & (fields - 9 - trailing < samples)), fewer
 
 
 def _first(mask: np.ndarray) -> int:
@@ -498,8 +514,29 @@ class VCFSlice(LineRangeSlice):
         )
         try:
             return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
-        except pa.ArrowInvalid as exc:
-            raise InvalidFormatError(self.url, f"records do not parse as VCF columns ({exc})", offset=self.span.start) from None
+        except pa.ArrowInvalid:
+            return self._irregular_table(data.decode("utf-8"), schema)
+
+    def _irregular_table(self, text: str, schema: pa.Schema) -> pa.Table:
+        """The table of records whose column counts differ from the #CHROM line's, as htslib reads them
+        (checked in the index pass): columns after the samples dropped, FORMAT and samples null when a
+        record has none."""
+        position = {name: i for i, name in enumerate(self.columns)}
+        rows = [line.split("\t") for line in split_lines(text)]
+        data = {}
+        for name in schema.names:
+            i = position[name]
+            values = [row[i] if i < len(row) else None for row in rows]
+            try:
+                if name == "POS":
+                    data[name] = [int(v) for v in values]  # type: ignore[arg-type]
+                elif name == "QUAL":
+                    data[name] = [None if v in (None, ".") else float(v) for v in values]
+                else:
+                    data[name] = values
+            except (TypeError, ValueError) as exc:
+                raise InvalidFormatError(self.url, f"records do not parse as VCF columns ({name}: {exc})", offset=self.span.start) from None
+        return pa.table(data, schema=schema)
 
 
 def _index(co: Any) -> LineIndex:
