@@ -44,6 +44,7 @@ from dataplug.formats.metabolomics.imzml import (  # noqa: E402
 )
 from dataplug.formats.metabolomics.imzml_slice import ImzMLSlice, merge_ranges  # noqa: E402
 from dataplug.storage import read_stats  # noqa: E402
+from dataplug.testing import FormatTests  # noqa: E402
 from tests.read_spy import read_ranges_calls  # noqa: E402
 
 #: (m/z type, intensity type): 32-bit, 64-bit, and integer intensities.
@@ -473,6 +474,20 @@ def test_changed_ibd_is_stale(store, tmp_path):
     assert_matches_pyimzml(co.partition(partition_spectra, 2), parser_of(pair, tmp_path))
 
 
+def test_replaced_imzml_makes_old_slices_stale(store, tmp_path):
+    """The slices read only the .ibd, yet carry the .imzML's pixels: a replaced .imzML must fail them too."""
+    pair = write(tmp_path, "q", spectra(30, 6, 6, seed=2), "processed")
+    url = put(store, "q", pair)
+    co = indexed(store, url)
+    old = co.partition(partition_spectra, 2)
+    store.put("q.imzML", pair[0].replace(b'name="position x" value="1"', b'name="position x" value="7"'))
+    for piece in old:
+        with pytest.raises(StaleIndexError, match=r"q\.imzML"):
+            piece.to_arrow()
+    with pytest.raises(StaleIndexError):
+        co.partition(partition_spectra, 2)
+
+
 def test_corrupt_index_is_refused(local_store, tmp_path):
     co = indexed(local_store, put(local_store, "k", write(tmp_path, "k", spectra(6, 3, 3), "processed")))
     a, tables = co.attributes, dict(co.index().tables)
@@ -484,6 +499,67 @@ def test_corrupt_index_is_refused(local_store, tmp_path):
         ImzML.validate_index("u", a, {"position": tables["position"][:-1], "arrays": tables["arrays"]}, {}, a.size)
     with pytest.raises(CorruptIndexError, match="missing"):
         ImzML.validate_index("u", a, {"position": tables["position"]}, {}, a.size)
+
+
+# -- the conformance kit --------------------------------------------------------------------------------
+
+
+def written_pair(folder: Path, data: list, mode: str, dtypes: tuple) -> dict[str, bytes]:
+    """``{"x.imzML": ..., "x.ibd": ...}`` as pyimzml's writer makes them (``mode`` may be "auto": processed,
+    with identical m/z arrays written once and shared)."""
+    with ImzMLWriter(str(folder / "x"), mode=mode, mz_dtype=dtypes[0], intensity_dtype=dtypes[1]) as writer:
+        for mz, intensity, coords in data:
+            writer.addSpectrum(mz, intensity.astype(dtypes[1]), coords)
+    return {name: (folder / name).read_bytes() for name in ("x.imzML", "x.ibd")}
+
+
+class TestImzMLConformance(FormatTests):
+    format = ImzML
+    dump_suffix = ".imzML"
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        """Continuous and processed, 32- and 64-bit, pixels in random order; one case on three z planes with
+        one-peak spectra, one processed whose identical m/z arrays are stored once and shared (pyimzml's "auto")."""
+        rng = np.random.default_rng(19)
+        shared = np.sort(rng.uniform(100, 200, 50))
+        continuous = [(shared, rng.uniform(0, 1000, 50), coords) for _, _, coords in spectra(120, 12, 12, seed=1)]
+        planes = [(mz[:1] if i % 4 == 0 else mz, intensity[:1] if i % 4 == 0 else intensity, (x, y, 1 + i % 3)) for i, (mz, intensity, (x, y)) in enumerate(spectra(90, 10, 10, seed=2))]
+        three = [np.sort(rng.uniform(100, 200, k)) for k in (30, 50, 70)]  # few, so that pyimzml's cache keeps them all
+        reused = [(three[i % 3], rng.uniform(0, 1000, three[i % 3].size), coords) for i, (_, _, coords) in enumerate(spectra(80, 9, 9, seed=3))]
+        cases = {
+            "continuous-32bit": (continuous, "continuous", DTYPES["32bit"]),
+            "continuous-64bit": (continuous, "continuous", DTYPES["64bit"]),
+            "processed-32bit": (spectra(150, 15, 12, seed=4), "processed", DTYPES["32bit"]),
+            "processed-64bit-z": (planes, "processed", DTYPES["64bit"]),
+            "processed-shared-mz": (reused, "auto", (np.float64, np.float32)),
+        }
+        out = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for case, (data, mode, dtypes) in cases.items():
+                (Path(tmp) / case).mkdir()
+                out[case] = written_pair(Path(tmp) / case, data, mode, dtypes)
+        return out
+
+    def oracle(self, path: Path) -> list:
+        with ImzMLParser(str(path)) as parser:
+            return [(x, y, *(a.tolist() for a in parser.getspectrum(i))) for i, (x, y, _) in enumerate(parser.coordinates)]
+
+    def rows(self, table: pa.Table) -> list:
+        return list(zip(*(table[c].to_pylist() for c in ("x", "y", "mz", "intensity"))))
+
+    def dump_slice(self, piece: ImzMLSlice, path: Path) -> Path:
+        return piece.dump_to(path)
+
+    def large(self, folder: Path) -> tuple[str, int]:
+        """31 000 spectra of 200 peaks (64-bit m/z, 32-bit intensities): an .imzML of about 72 MB and an .ibd
+        of about 74 MB, both over 64 MiB."""
+        rng = np.random.default_rng(64)
+        count = 31_000
+        with ImzMLWriter(str(folder / "big"), mode="processed", mz_dtype=np.float64, intensity_dtype=np.float32) as writer:
+            for i in range(count):
+                writer.addSpectrum(np.sort(rng.uniform(100, 1000, 200)), rng.uniform(0, 1, 200).astype(np.float32), (i % 200 + 1, i // 200 + 1))
+        assert (folder / "big.ibd").stat().st_size >= 64 * 2**20
+        return "big.imzML", count
 
 
 # -- at default settings, larger than every buffer --------------------------------------------------------
@@ -502,6 +578,7 @@ def large_imzml(tmp_path_factory):
     return folder / "big.imzML"
 
 
+@pytest.mark.slow
 def test_large_at_default_settings(large_imzml):
     co = CloudObject.from_url(ImzML, str(large_imzml)).preprocess()
     parser = ImzMLParser(str(large_imzml))

@@ -3,7 +3,8 @@
 A slice carries one row per spectrum (its index in the file, pixel x, y and z, and the offset and element
 count of its m/z and intensity arrays), so its worker needs no index and no XML. It fetches the byte ranges
 of its arrays in one ``read_ranges`` call, ranges that touch or overlap merged first (a continuous dataset's
-shared m/z array is fetched once; a run of spectra in file order is one range). A slice written out is an
+shared m/z array is fetched once; a run of spectra in file order is one range), after one metadata request
+that checks the ``.imzML`` is the indexed one. A slice written out is an
 ``.imzML`` and its ``.ibd`` (:meth:`ImzMLSlice.dump_to`), written by pyimzml's ``ImzMLWriter``.
 """
 
@@ -126,10 +127,13 @@ class ImzMLSlice(CloudObjectSlice):
 
     def _arrays(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Each spectrum's (m/z, intensity) arrays: read-only views of the bytes fetched in one call (one view
-        for every spectrum that shares an m/z array, as in continuous mode)."""
+        for every spectrum that shares an m/z array, as in continuous mode). The ``.ibd`` reads are pinned to
+        the indexed ``.ibd``; one metadata request checks the ``.imzML``, whose pixels and offsets the slice
+        carries, so a slice made before either file was replaced raises :class:`StaleIndexError`."""
         mz_type, int_type = np.dtype(self.mz_dtype), np.dtype(self.intensity_dtype)
         n = self.num_spectra
         first, last, offsets, counts = self._ranges()
+        self.obj.check_unchanged(self.object_info)
         parts = self.ibd.read_ranges(list(zip(first.tolist(), last.tolist())), expect=self.ibd_info)
         part = np.maximum(np.searchsorted(first, offsets, side="right") - 1, 0)
         within = offsets - first[part] if first.size else np.zeros_like(offsets)
