@@ -8,6 +8,7 @@ preprocessing options are ``-O KEY=VALUE`` (``--option``) in every subcommand th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 
 from dataplug import __version__
 from dataplug.cloudobject import CloudObject
+from dataplug.codecs import get_codec
 from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError, StrategyArgumentError
 from dataplug.executors import default_workers, ordered_ahead, progress_bar
 from dataplug.format import available_formats, get_format
@@ -134,11 +136,6 @@ def _strategy_arguments(args: argparse.Namespace) -> tuple[list[Any], dict[str, 
     return [[r for text in texts for r in _regions(args.url, text)]], {}
 
 
-def _built(co: CloudObject) -> bool:
-    """Whether the last ``preprocess()`` built (or rebuilt) the index rather than reused a fresh one."""
-    return bool(getattr(co, "built_index", True))
-
-
 def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
     """The object and the strategy's slices. With ``-O`` options the index is checked against them first
     (rebuilt when it was built with others); without, the partition is tried first and the object indexed
@@ -148,7 +145,7 @@ def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
     options = _pairs(args.option, "option")
     if options:
         co.preprocess(progress=getattr(args, "progress", None), **options)
-        if _built(co):
+        if co.built_index:
             print(f"dataplug: indexed {co.url} as {co.format.name} with {_options_text(options)}", file=sys.stderr)
         return co, co.partition(args.strategy, *positional, **keywords)
     try:
@@ -212,7 +209,7 @@ def _number(x: Any) -> str:
 def _cmd_index(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     co = _object(args).preprocess(force=args.force, progress=args.progress, **_pairs(args.option, "option"))
-    built = _built(co)
+    built = co.built_index
     facts = {
         "url": co.url,
         "format": co.format.name,
@@ -252,7 +249,7 @@ def _cmd_partition(args: argparse.Namespace) -> None:
         for d in described:
             print(json.dumps(d))
         return
-    unit = "decoded bytes" if getattr(co.attributes, "compression", "none") not in ("none", None) else "bytes"
+    unit = "decoded bytes" if _stream_compressed(co) else "bytes"
     extra = [key for key in ("window", "bounds") if any(key in d for d in described)]
     rows = [["slice", "records", unit, *extra]]
     for d in described:
@@ -263,6 +260,19 @@ def _cmd_partition(args: argparse.Namespace) -> None:
     _table(rows)
     known = [d["records"] for d in described if d["records"] is not None]
     print(f"{len(slices)} slices of {co.url}" + (f", {sum(known):,} records" if len(known) == len(described) else ""), file=sys.stderr)
+
+
+def _stream_compressed(co: CloudObject) -> bool:
+    """Whether byte ranges are of a codec's decoded stream (gzip, BGZF, zstd, bzip2), not of the object's
+    bytes (a GeoTIFF's or LAZ's own compression is inside the format)."""
+    compression = getattr(co.attributes, "compression", None)
+    if compression in (None, "none"):
+        return False
+    try:
+        get_codec(compression)
+    except ValueError:
+        return False
+    return True
 
 
 def _dumped(s: Any) -> bytes:
@@ -302,7 +312,12 @@ def _cmd_read(args: argparse.Namespace) -> None:
     paired = any(hasattr(s, "dump_to") for s in slices)
     if args.output and "{}" in args.output:
         for s in slices:
-            _write_one(s, args.output.replace("{}", str(s.number)))
+            try:
+                _write_one(s, args.output.replace("{}", str(s.number)))
+            except DataplugError as exc:
+                if s.num_records != 0:
+                    raise
+                print(f"dataplug: slice {s.number} is empty and has no file: {exc.cause}", file=sys.stderr)  # a GeoTIFF or imzML needs a record
         return
     if paired and not args.output:
         raise StrategyArgumentError(co.url, f"a {co.format.name} slice is two files (.imzML and .ibd): write it with --slice N -o FILE.imzML, or every slice with -o 'part-{{}}.imzML'")
@@ -324,14 +339,19 @@ def _write_one(s: Any, path: str) -> None:
     """One slice as one file (imzML: ``path`` names the ``.imzML``, its ``.ibd`` is written beside it)."""
     dump_to = getattr(s, "dump_to", None)
     if dump_to is not None:
-        dump_to(path[: -len(".imzML")] if path.lower().endswith(".imzml") else path)
+        dump_to(path)
         return
     to_file = getattr(s, "to_file", None)
     if s.binary_output and to_file is not None:
         to_file(path)  # e.g. laspy picks LAS or LAZ from the extension
         return
-    with open(path, "wb") as fp:
-        s.dump(fp)
+    try:
+        with open(path, "wb") as fp:
+            s.dump(fp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # no partial file left behind
+        raise
 
 
 def _stream(slices: list[Any], fp: BinaryIO, args: argparse.Namespace) -> None:
@@ -399,6 +419,13 @@ def _catalog(names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _NotAnOutput(argparse.Action):
+    """``-o`` where a subcommand writes no file: say that options are ``-O`` now (``-o`` once meant both)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        parser.error(f"-o is the output file (of read and plot); preprocessing options are -O KEY=VALUE: -O {values}")
+
+
 COMMANDS = [
     ("index", "build the sidecar index (once; --force or other -O options rebuild it)"),
     ("info", "print the object's format, index and attributes"),
@@ -431,6 +458,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-s", "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option, e.g. -s anon=true")
         if name != "info":
             p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE", help="preprocessing option (see `dataplug formats`); options unlike the index's rebuild it")
+        if name in ("index", "partition", "publish"):
+            p.add_argument("-o", action=_NotAnOutput, help=argparse.SUPPRESS)
         if name == "index":
             p.add_argument("--force", action="store_true", help="rebuild the index even when a fresh one exists")
         if name == "publish":

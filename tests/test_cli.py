@@ -143,10 +143,10 @@ def test_o_is_the_output_file_and_capital_o_the_options(local_store, capsys):
     import pytest
 
     url = local_store.put("d.csv", DATA)
-    for command in (["index", url], ["publish", url, str(local_store.root)]):
+    for command in (["index", url], ["publish", url, str(local_store.root)], ["partition", url, "partition_num_chunks", "1"]):
         with pytest.raises(SystemExit):
             main([*command, "-o", "header=false"])  # not an option any more
-    capsys.readouterr()
+        assert "preprocessing options are -O KEY=VALUE: -O header=false" in capsys.readouterr().err
     for command in (["partition", url, "partition_num_chunks", "1"], ["read", url, "partition_num_chunks", "1"]):
         assert main([*command, "-O", "delimter=;"]) == 2, command
         assert "has no preprocessing option 'delimter'" in capsys.readouterr().err
@@ -261,3 +261,51 @@ def test_read_all_slices_is_one_csv(local_store, tmp_path, capfd):
     assert list(frame.columns) == ["id", "score", "name"] and frame["id"].tolist() == list(range(5000))
     assert main(["read", url, "partition_num_chunks", "8"]) == 0  # the same on stdout
     assert capfd.readouterr().out == out.read_text()
+
+
+def test_cog_in_partition_and_read(local_store, tmp_path, capsys):
+    import numpy as np
+    import pytest
+
+    rasterio = pytest.importorskip("rasterio")
+    from .test_cog import raster, write_tiff
+
+    data = raster("uint16", 2, 300, 200, seed=5)
+    url = local_store.put("scene.tif", write_tiff(tmp_path / "src.tif", data, blocksize=128).read_bytes())
+    assert main(["partition", url, "partition_num_chunks", "4", "--json"]) == 0
+    described = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(d["records"] for d in described) == 300 * 200
+    for d in described:
+        col_off, row_off, width, height = d["window"]
+        assert d["records"] == width * height and len(d["bounds"]) == 4 and d["byte_range"][0] < d["byte_range"][1]
+    assert main(["partition", url, "partition_num_chunks", "4"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["slice", "records", "bytes", "window", "bounds"] and len(rows) == 5
+    with rasterio.open(tmp_path / "src.tif") as src:
+        crs = src.crs
+    for k, d in enumerate(described):
+        assert main(["read", url, "partition_num_chunks", "4", "--slice", str(k), "-o", str(tmp_path / "t.tif")]) == 0
+        col_off, row_off, width, height = d["window"]
+        with rasterio.open(tmp_path / "t.tif") as tif:
+            assert tif.crs == crs and tuple(tif.bounds) == pytest.approx(d["bounds"])
+            assert np.array_equal(tif.read(), data[:, row_off : row_off + height, col_off : col_off + width])
+    assert main(["read", url, "partition_num_chunks", "4", "-o", str(tmp_path / "all.tif")]) == 2
+    assert "pick one with --slice N" in capsys.readouterr().err
+    assert main(["read", url, "partition_num_chunks", "8", "-o", str(tmp_path / "part-{}.tif")]) == 0  # 6 tiles
+    assert "slice 7 is empty and has no file" in capsys.readouterr().err
+    written = [k for k in range(8) if (tmp_path / f"part-{k}.tif").exists()]
+    assert sum(rasterio.open(tmp_path / f"part-{k}.tif").width * rasterio.open(tmp_path / f"part-{k}.tif").height for k in written) == 300 * 200
+
+
+def test_imzml_slices_are_written_as_pairs(local_store, tmp_path, capsys):
+    import pytest
+
+    pyimzml = pytest.importorskip("pyimzml.ImzMLParser")
+    from .test_imzml import put, spectra, write
+
+    url = put(local_store, "run", write(tmp_path, "run", spectra(30, 6, 6, seed=2), "processed"))
+    assert main(["read", url, "partition_num_chunks", "3", "-o", str(tmp_path / "part-{}.imzML")]) == 0
+    counts = [len(pyimzml.ImzMLParser(str(tmp_path / f"part-{k}.imzML")).coordinates) for k in range(3)]
+    assert sum(counts) == 30 and (tmp_path / "part-0.ibd").exists()
+    assert main(["read", url, "partition_num_chunks", "3", "--slice", "1"]) == 2
+    assert "two files" in capsys.readouterr().err
