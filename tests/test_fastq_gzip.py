@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataplug import CloudObject, InvalidFormatError, StaleIndexError
+from dataplug import CloudObject, InvalidFormatError, StaleIndexError, StrategyArgumentError
 from dataplug.formats.compressed.gzipped import GZipText, partition_chunk_lines, partition_num_chunks
+from dataplug.formats.genomics import fastq
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
 from dataplug.storage import read_stats
 
@@ -208,3 +209,17 @@ def test_plain_fastq_every_read_exactly_once(local_store, reads, seed, chunk_siz
         assert len(batches) == n
         check_reads(co, data, batches)
         check_reads(co, data, co.partition(partition_sequences_per_chunk, n))
+
+
+def test_partition_num_chunks_is_partition_reads_batches(local_store):
+    """The contract's name gives the original's slices, and names its own argument when refused."""
+    data = make_fastq(500, seed=3)
+    co = CloudObject.from_url(FASTQ, local_store.put("n.fastq.gz", compress(data, 6, 3)))
+    co.preprocess(spacing=4096)
+    for n in (1, 2, 7, 64, 502):
+        slices = co.partition("partition_num_chunks", n)
+        assert slices == co.partition(partition_reads_batches, n) == fastq.partition_num_chunks(co, n)
+        check_reads(co, data, slices)
+        assert [s.num_records for s in slices] == [s.to_arrow().num_rows for s in slices]
+    with pytest.raises(StrategyArgumentError, match="num_chunks"):
+        co.partition("partition_num_chunks", 0)

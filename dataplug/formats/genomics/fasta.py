@@ -269,10 +269,21 @@ def _pieces_by_bases(layout: Layout, bounds: np.ndarray) -> list[list[tuple[int,
 
 
 @strategy(FASTA)
+def partition_num_chunks(co: Any, num_chunks: int) -> list[FASTASlice]:
+    """``num_chunks`` slices of about equal numbers of bases; a long sequence is split across slices (a
+    slice's records are its pieces of sequences). For gzip, a cut moves to the first base after the nearest
+    checkpoint when that keeps slices within a quarter of their size, so workers decode almost nothing
+    twice. The contract's name of :func:`partition_chunks_strategy`."""
+    return _chunks(co, num_chunks)
+
+
+@strategy(FASTA)
 def partition_chunks_strategy(co: Any, num_chunks: int) -> list[FASTASlice]:
-    """``num_chunks`` slices of about equal numbers of bases; a long sequence is split across slices. For
-    gzip, a cut moves to the first base after the nearest checkpoint when that keeps slices within a
-    quarter of their size, so workers decode almost nothing twice."""
+    """The original Dataplug's name of :func:`partition_num_chunks`."""
+    return _chunks(co, num_chunks)
+
+
+def _chunks(co: Any, num_chunks: int) -> list[FASTASlice]:
     n = positive_int(co.url, "num_chunks", num_chunks)
     layout = _layout(co)
     total = int(layout.cum[-1])

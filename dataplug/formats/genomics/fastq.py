@@ -224,7 +224,17 @@ def _line_index(co: Any) -> LineIndex:
 def partition_reads_batches(co: Any, num_batches: int) -> list[FASTQSlice]:
     """``num_batches`` slices of about equal size, cut at read starts (for FASTQ.gz, at the first read after
     a checkpoint where there are enough checkpoints, so that workers decode almost nothing twice)."""
-    n = positive_int(co.url, "num_batches", num_batches)
+    return _batches(co, "num_batches", num_batches)
+
+
+@strategy(FASTQ)
+def partition_num_chunks(co: Any, num_chunks: int) -> list[FASTQSlice]:
+    """The contract's name of :func:`partition_reads_batches`: ``num_chunks`` slices of whole reads."""
+    return _batches(co, "num_chunks", num_chunks)
+
+
+def _batches(co: Any, name: str, value: int) -> list[FASTQSlice]:
+    n = positive_int(co.url, name, value)
     index = _line_index(co)
     return line_slices(co, FASTQSlice, index, index.bounds_by_bytes(n, cuts=cut_offsets(co), align=4), Dialect())
 
