@@ -317,7 +317,7 @@ def _cmd_read(args: argparse.Namespace) -> None:
             except DataplugError as exc:
                 if s.num_records != 0:
                     raise
-                print(f"dataplug: slice {s.number} is empty and has no file: {exc.cause}", file=sys.stderr)  # a GeoTIFF or imzML needs a record
+                print(f"dataplug: no file for slice {s.number}: {exc.cause}", file=sys.stderr)  # an empty GeoTIFF or imzML cannot be written
         return
     if paired and not args.output:
         raise StrategyArgumentError(co.url, f"a {co.format.name} slice is two files (.imzML and .ibd): write it with --slice N -o FILE.imzML, or every slice with -o 'part-{{}}.imzML'")

@@ -59,9 +59,10 @@ def _title(co: CloudObject) -> str:
 
 
 def _example_strategy(co: CloudObject) -> str:
-    """A strategy taking a slice count, for the README's example."""
+    """A strategy taking a slice count, for the README's example: ``partition_num_chunks``, which every
+    built-in format has (a plugin format's first strategy otherwise)."""
     names = sorted(co.format.all_strategies())
-    return next((n for n in names if "num" in n or "batches" in n or "square" in n), names[0] if names else "")
+    return "partition_num_chunks" if "partition_num_chunks" in names else names[0] if names else ""
 
 
 def _readme(co: CloudObject, public_folder: str) -> str:

@@ -43,7 +43,7 @@ def test_publish_then_read_over_plain_http(public_bucket, capsys, monkeypatch):
     assert main(["publish", url, f"s3://{bucket}/index/", "--public-dest", f"{http}/index/", "-O", "spacing=65536"]) == 0
     assert "index_location=" in capsys.readouterr().out
     readme = fs.cat_file(f"{bucket}/index/x.fastq.gz.dataplug/README.txt").decode()
-    assert url in readme and dataplug.__version__ in readme and "partition_reads_batches" in readme
+    assert url in readme and dataplug.__version__ in readme and "partition_num_chunks 64" in readme
 
     _no_listing(monkeypatch)
     co = dataplug.open(url, index_location=f"{http}/index/x.fastq.gz.dataplug/")
