@@ -414,7 +414,10 @@ def _tile_window(a: COGAttributes, i: int, rect: tuple[int, int, int, int]) -> t
     return left, top, min(c1 * tw, width) - left, min(r1 * th, height) - top
 
 
-def _tiles(co: Any, num_chunks: int, level: int) -> list[COGSlice]:
+@strategy(COG)
+def partition_tiles(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
+    """``num_chunks`` rectangles of whole tiles of ``level`` that cover it, every pixel in exactly one;
+    with more slices than tiles, one tile each and the rest empty (zero-size windows)."""
     n = positive_int(co.url, "num_chunks", num_chunks)
     i, a = _level_index(co, level), co.attributes
     (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
@@ -424,16 +427,30 @@ def _tiles(co: Any, num_chunks: int, level: int) -> list[COGSlice]:
 
 
 @strategy(COG)
-def partition_tiles(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
-    """``num_chunks`` rectangles of whole tiles of ``level`` that cover it, every pixel in exactly one;
-    with more slices than tiles, one tile each and the rest empty (zero-size windows)."""
-    return _tiles(co, num_chunks, level)
-
-
-@strategy(COG)
 def partition_num_chunks(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
-    """Every format's name for an even partition: :func:`partition_tiles`."""
-    return _tiles(co, num_chunks, level)
+    """``num_chunks`` bands of whole rows of ``level``, top to bottom, so the slices' ``to_arrow()`` rows
+    follow one another in the raster's row-major order (rasterio's ``read()`` order) whatever the count.
+
+    Up to the number of tile rows, bands are runs of whole tile rows (each tile read once). Beyond it, each
+    tile row is cut into bands of pixel rows (every band of a tile row reads that row's tiles), down to one
+    pixel row per slice; slices past the level's rows are empty. :func:`partition_tiles` cuts compact
+    rectangles of tiles instead, for spatial work.
+    """
+    n = positive_int(co.url, "num_chunks", num_chunks)
+    i, a = _level_index(co, level), co.attributes
+    (height, width), th = a.level_shapes[i], a.tile_shapes[i][0]
+    tile_rows = -(-height // th)
+    if n <= tile_rows:
+        cuts = [min(k * th, height) for k in even_bounds(tile_rows, n).tolist()]
+    else:
+        cuts = [0]
+        shares = np.diff(even_bounds(n, tile_rows)).tolist()
+        for r, share in enumerate(shares):
+            top, rows = r * th, min(th, height - r * th)
+            cuts += [top + k for k in even_bounds(rows, min(share, rows)).tolist()[1:]]
+    windows = [(0, top, width, bottom - top) for top, bottom in itertools.pairwise(cuts)]
+    windows += [(0, height, width, 0)] * (n - len(windows))
+    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
 
 
 @strategy(COG)

@@ -427,13 +427,13 @@ def write_geotiff(fp: Any, pixels: np.ndarray, level: Level, extratags: list[tup
     bands, height, width = pixels.shape
     rgb = level.photometric in (2, 6) and bands >= 3 and pixels.dtype == np.uint8
     separate = level.planar == 2 and bands > 1
-    data = pixels if separate else np.moveaxis(pixels, 0, -1)
+    data = pixels[0] if bands == 1 else pixels if separate else np.moveaxis(pixels, 0, -1)
     tile = (256, 256) if min(height, width) >= 256 else None
     with tifffile.TiffWriter(fp, bigtiff=pixels.nbytes > 2**32 - 2**25) as tif:
         tif.write(
             data,
             photometric="rgb" if rgb else "minisblack",
-            planarconfig="separate" if separate else "contig",
+            planarconfig=None if bands == 1 else "separate" if separate else "contig",
             tile=tile,
             compression="zlib",
             compressionargs={"level": 1},
