@@ -112,7 +112,7 @@ def _regions(url: str, text: str) -> list[str]:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StrategyArgumentError(url, f"regions {text!r} are not a JSON list ({exc.msg} at character {exc.pos}); {REGIONS_HELP}") from None
-        if not value or not all(isinstance(r, str) and r.strip() for r in value):
+        if not isinstance(value, list) or not value or not all(isinstance(r, str) and r.strip() for r in value):
             raise StrategyArgumentError(url, f"regions {text!r} are not a non-empty list of region strings; {REGIONS_HELP}")
         return [r.strip() for r in value]
     regions: list[str] = []

@@ -190,7 +190,7 @@ def test_partition_regions_takes_a_comma_list_or_json(local_store, capsys):
     assert main(["read", url, "partition_regions", "chr1:1,000-2,000,chrX"]) == 0  # thousands separators
     body = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert [line.split("\t")[:2] for line in body] == [["chr1", "1500"], ["chrX", "1"], ["chrX", "4"], ["chrX", "9"]]
-    for bad in ['["chr1:1-2", chrX]', "chr1:1-2,,chrX", "chr1:1-2,", "[]", '["chr1", 5]']:
+    for bad in ['["chr1:1-2", chrX]', "chr1:1-2,,chrX", "chr1:1-2,", "[]", '["chr1", 5]', '[{"chr1": 1}]']:
         assert main(["partition", url, "partition_regions", bad]) == 2, bad
         err = capsys.readouterr().err
         assert err.startswith("dataplug: ") and "chr1:1-2,chrX:1-5" in err and err.count("\n") == 1, err
