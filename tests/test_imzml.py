@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import re
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -343,6 +344,34 @@ def test_dump_to_writes_an_imzml_pyimzml_reads(local_store, tmp_path, mode, kind
     assert ImzMLSlice.binary_output
 
 
+def without_peaks(imzml: bytes, spectrum: int) -> bytes:
+    """The .imzML with spectrum ``spectrum``'s two arrays made empty (real processed data has such pixels;
+    pyimzml's writer cannot make them)."""
+    text = imzml.decode("latin-1")
+    start = -1
+    for _ in range(spectrum + 1):
+        start = text.index("<spectrum ", start + 1)
+    end = text.index("</spectrum>", start)
+    block = re.sub(r'(name="external (?:array|encoded) length" value=")\d+"', r'\g<1>0"', text[start:end])
+    return (text[:start] + block + text[end:]).encode("latin-1")
+
+
+def test_dump_to_writes_spectra_without_peaks(local_store, tmp_path):
+    imzml, ibd = write(tmp_path, "e", spectra(12, 4, 4, seed=14), "processed")
+    co = indexed(local_store, put(local_store, "e", (without_peaks(without_peaks(imzml, 0), 5), ibd)))
+    (piece,) = co.partition(partition_num_chunks, 1)
+    expected = [(x, y, mz.tolist(), intensity.tolist()) for x, y, mz, intensity in piece.get()]
+    assert expected[0][2:] == expected[5][2:] == ([], []) and all(row[2] for i, row in enumerate(expected) if i not in (0, 5))
+    with ImzMLParser(str(piece.dump_to(tmp_path / "out"))) as parser:
+        got = [(x, y, *(a.tolist() for a in parser.getspectrum(i))) for i, (x, y, _) in enumerate(parser.coordinates)]
+    assert got == expected
+    again = CloudObject.from_url(ImzML, str(tmp_path / "out.imzML")).preprocess()  # NaN stated as their lowest m/z
+    assert again.attributes.mz_range is None and again.partition(partition_num_chunks, 1)[0].to_arrow().equals(piece.to_arrow())
+    (empty,) = co.partition(partition_region, 50, 50, 51, 51)
+    with pytest.raises(DataplugError, match="no spectra"):
+        empty.dump_to(tmp_path / "empty")
+
+
 def test_slices_pickle_small_and_read_in_spawned_processes(store, tmp_path):
     pair = write(tmp_path, "p", spectra(200, 20, 20, seed=10), "processed")
     co = indexed(store, put(store, "p", pair))
@@ -518,12 +547,14 @@ class TestImzMLConformance(FormatTests):
     dump_suffix = ".imzML"
 
     def samples(self) -> dict[str, dict[str, bytes]]:
-        """Continuous and processed, 32- and 64-bit, pixels in random order; one case on three z planes with
-        one-peak spectra, one processed whose identical m/z arrays are stored once and shared (pyimzml's "auto")."""
+        """Continuous and processed, 32- and 64-bit, pixels in random order; spectra without peaks (the first
+        and the 78th of processed-32bit); one case on three z planes with one-peak spectra; one processed
+        whose identical m/z arrays are stored once and shared (pyimzml's "auto")."""
         rng = np.random.default_rng(19)
         shared = np.sort(rng.uniform(100, 200, 50))
         continuous = [(shared, rng.uniform(0, 1000, 50), coords) for _, _, coords in spectra(120, 12, 12, seed=1)]
-        planes = [(mz[:1] if i % 4 == 0 else mz, intensity[:1] if i % 4 == 0 else intensity, (x, y, 1 + i % 3)) for i, (mz, intensity, (x, y)) in enumerate(spectra(90, 10, 10, seed=2))]
+        planes = [(mz, intensity, (x, y, 1 + i % 3)) for i, (mz, intensity, (x, y)) in enumerate(spectra(90, 10, 10, seed=2))]
+        planes = [(mz[:1], intensity[:1], coords) if i % 4 == 0 else (mz, intensity, coords) for i, (mz, intensity, coords) in enumerate(planes)]
         three = [np.sort(rng.uniform(100, 200, k)) for k in (30, 50, 70)]  # few, so that pyimzml's cache keeps them all
         reused = [(three[i % 3], rng.uniform(0, 1000, three[i % 3].size), coords) for i, (_, _, coords) in enumerate(spectra(80, 9, 9, seed=3))]
         cases = {
@@ -538,6 +569,7 @@ class TestImzMLConformance(FormatTests):
             for case, (data, mode, dtypes) in cases.items():
                 (Path(tmp) / case).mkdir()
                 out[case] = written_pair(Path(tmp) / case, data, mode, dtypes)
+        out["processed-32bit"]["x.imzML"] = without_peaks(without_peaks(out["processed-32bit"]["x.imzML"], 0), 77)
         return out
 
     def oracle(self, path: Path) -> list:

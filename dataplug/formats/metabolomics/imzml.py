@@ -371,9 +371,8 @@ def square_split_strategy(co: Any, num_chunks: int) -> list[ImzMLSlice]:
     cell = (np.searchsorted(x_edges, rows[:, X], side="right") - 1) * rows_ + np.searchsorted(y_edges, rows[:, Y], side="right") - 1
     order = np.argsort(cell, kind="stable")
     bounds = np.searchsorted(cell[order], np.arange(columns * rows_ + 1)).tolist()
-    windows = [
-        (int(x_edges[i]), int(y_edges[j]), int(x_edges[i + 1] - x_edges[i]), int(y_edges[j + 1] - y_edges[j])) for i in range(columns) for j in range(rows_)
-    ]
+    widths, heights = np.diff(x_edges), np.diff(y_edges)
+    windows = [(int(x_edges[i]), int(y_edges[j]), int(widths[i]), int(heights[j])) for i in range(columns) for j in range(rows_)]
     return _slices(co, (rows[order[a:b]] for a, b in itertools.pairwise(bounds)), windows)
 
 

@@ -11,6 +11,7 @@ that checks the ``.imzML`` is the indexed one. A slice written out is an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,17 +166,11 @@ class ImzMLSlice(CloudObjectSlice):
         with pyimzml's ``ImzMLWriter``: each spectrum's pixel (x, y, z), m/z and intensity arrays in the
         source's data types, continuous or processed as the source is, in the slice's order. Returns the
         path of the ``.imzML``."""
-        from pyimzml.ImzMLWriter import ImzMLWriter
-
         path = Path(path)
         target = path.with_suffix(".imzML") if path.suffix.lower() == ".imzml" else path.with_name(path.name + ".imzML")
         if not self.num_spectra:
             raise DataplugError(self.url, f"slice {self.number} has no spectra, and an imzML file (pyimzml's writer) needs at least one")
-        empty = np.flatnonzero(self.rows[:, INTENSITY_COUNT] == 0)
-        if empty.size:
-            x, y = self.rows[empty[0], [X, Y]].tolist()
-            raise DataplugError(self.url, f"spectrum {self.rows[empty[0], INDEX]} (pixel {x}, {y}) has no peaks, which pyimzml's ImzMLWriter cannot write")
-        writer = ImzMLWriter(
+        writer = _writer_class()(
             str(target),
             mz_dtype=np.dtype(self.mz_dtype).type,
             intensity_dtype=np.dtype(self.intensity_dtype).type,
@@ -218,6 +213,31 @@ class ImzMLSlice(CloudObjectSlice):
                 mz_seen, mask = mz, (mz >= lo) & (mz <= hi)
             out[i] = intensity[mask].sum(dtype=np.float64)
         return out
+
+
+@functools.cache
+def _writer_class() -> type:
+    """pyimzml's ``ImzMLWriter``, taking spectra without peaks too (its own ``addSpectrum`` computes their
+    lowest m/z and base peak, and fails on empty arrays). Such a spectrum states its lowest, highest and
+    base peak m/z as ``NaN`` (xsd:double's not-a-number), its base peak intensity and TIC as 0."""
+    from pyimzml.ImzMLWriter import ImzMLWriter, _Spectrum
+
+    class Writer(ImzMLWriter):  # type: ignore[misc]
+        def addSpectrum(self, mzs: np.ndarray, intensities: np.ndarray, coords: tuple[int, ...]) -> None:  # noqa: N802 - pyimzml's name
+            if len(intensities):
+                return super().addSpectrum(mzs, intensities, coords)
+            if self.mode != "continuous":
+                mz_data = self._encode_and_write(mzs, self.mz_dtype, self.mz_compression)
+            else:
+                self.first_mz = self.first_mz or self._encode_and_write(mzs, self.mz_dtype, self.mz_compression)
+                mz_data = self.first_mz
+            mz_offset, mz_len, mz_enc_len = mz_data
+            int_offset, int_len, int_enc_len = self._encode_and_write(intensities, self.intensity_dtype, self.intensity_compression)
+            spectrum = _Spectrum(coords, mz_len, mz_offset, mz_enc_len, int_len, int_offset, int_enc_len, "NaN", "NaN", "NaN", 0, 0, [])
+            self.spectra.append(spectrum)
+            return None
+
+    return Writer
 
 
 def _list_array(url: str, pieces: list[np.ndarray], dtype: type, kind: pa.DataType) -> pa.Array:
