@@ -88,7 +88,7 @@ class ImzML(DataFormat):
     """An imzML dataset: the ``.imzML`` (the object's URL) and the ``.ibd`` with the same stem beside it."""
 
     Attributes = ImzMLAttributes
-    options = {"ibd_url": "URL of the .ibd (default: the .imzML's URL with the extension .ibd, then .IBD, beside it)"}
+    options = {"ibd_url": "URL of the .ibd (default: the .imzML's URL with the extension .ibd, then .IBD)"}
 
     @classmethod
     def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
