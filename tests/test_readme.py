@@ -1,7 +1,9 @@
 """The README's Python blocks run as written: each is saved as a script and run in a fresh interpreter
 against the moto server (the objects they name are put there first). A block whose first line starts with
 ``# needs:`` needs something a test machine lacks (a cloud account, a configured engine) and is skipped, as is
-a block importing an engine that is not installed (``pip install -e ".[test]"`` leaves out Dask, Lithops, Ray)."""
+a block importing an engine that is not installed (``pip install -e ".[test]"`` leaves out Dask, Lithops, Ray).
+The command lines of its "Command line" section run too, each as a shell line, on the same server and on
+local files with the names they use."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import gzip
 import importlib.util
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +79,44 @@ def test_the_options_table_lists_every_option_of_every_format():
     roots = {name for name, cls in classes.items() if not any(other is not cls and issubclass(cls, other) for other in classes.values())}
     declared = {(option, name) for name in roots for option in classes[name].all_options()}
     assert listed == declared
+
+
+COMMANDS = README.read_text().split("## Command line", 1)[1].split("```", 2)[1].strip().splitlines()
+
+
+def _semicolon_csv(rows: int) -> bytes:
+    return ("id;station;temp\n" + "".join(f"{i};station {i % 7};{i * 0.5}\n" for i in range(rows))).encode()
+
+
+def test_readme_command_lines_run(bucket, tmp_path, moto_endpoint):
+    """Each line of the README's command-line block, as written, in a folder holding ``data.csv`` and
+    ``tile.laz``, with ``s3://bucket`` on the moto server; then what each line promises is checked."""
+    laspy = pytest.importorskip("laspy", reason="the LiDAR lines need the lidar extra")
+    pytest.importorskip("matplotlib", reason="the plot line needs the plot extra")
+    from dataplug import CloudObject
+    from dataplug.synthetic import scan_ordered_cloud, write_cloud
+
+    assert len(COMMANDS) >= 8 and all(line.startswith("dataplug ") for line in COMMANDS)
+    data = _semicolon_csv(3000)
+    (tmp_path / "data.csv").write_bytes(data)
+    write_cloud(scan_ordered_cloud(20_000, seed=3), tmp_path / "tile.laz")
+    env = {**os.environ, "AWS_ENDPOINT_URL_S3": moto_endpoint}
+    outputs = {}
+    for line in COMMANDS:
+        command = re.sub(r"\s{2,}#.*$", "", line)
+        command = f"{shlex.quote(sys.executable)} -m dataplug.cli " + command[len("dataplug ") :]
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+        outputs[line] = done.stdout
+    info = next(out for line, out in outputs.items() if line.startswith("dataplug info"))
+    assert "FASTQ" in info and "gzip" in info
+    fastq = next(out for line, out in outputs.items() if "--slice 3 | head" in line)
+    assert fastq.startswith("@") and len(fastq.splitlines()) == 10
+    parts = [(tmp_path / f"part-{k}.csv").read_bytes() for k in range(4)]
+    assert all(part.startswith(b"id;station;temp\n") for part in parts)
+    assert b"".join(part[len(b"id;station;temp\n") :] for part in parts) == data[len(b"id;station;temp\n") :]
+    assert (tmp_path / "all.csv").read_bytes() == data
+    assert 0 < len(laspy.read(tmp_path / "cell5.las").points) < 20_000
+    assert (tmp_path / "cells.png").read_bytes().startswith(b"\x89PNG")
+    co = CloudObject.from_url("CSV", str(tmp_path / "data.csv"))
+    assert co.attributes.delimiter == ";" and co.attributes.encoding in ("latin-1", "iso8859-1") and co.attributes.rows == 3000

@@ -1,0 +1,311 @@
+"""README promises that no other test checks, and the README's ties to its tests: every test the README cites
+exists, the codec table and the Guarantees table claim only what the conformance classes run, and the formats
+table names each format's strategies."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import io
+import json
+import multiprocessing
+import re
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import dataplug
+from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
+from dataplug.testing import FormatTests
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+KIT_CODECS = ("plain", "gzip", "bgzf", "zstd", "bzip2")
+
+
+# -- the README's citations and tables --------------------------------------------------------------------
+
+
+def _defined(path: Path) -> set[str]:
+    """``name`` and ``Class::method`` for every test function and class a test module defines."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            names.add(node.name)
+            names |= {f"{node.name}::{item.name}" for item in node.body if isinstance(item, ast.FunctionDef)}
+    return names
+
+
+def test_every_test_the_readme_cites_exists():
+    cited = re.findall(r"`?(tests/\w+\.py)::([\w:]+)`?", README)
+    assert len(cited) > 50, "the README cites its tests"
+    missing = sorted(f"{file}::{name}" for file, name in cited if not (ROOT / file).exists() or name not in _defined(ROOT / file))
+    assert not missing, f"the README cites tests that do not exist: {missing}"
+    kit = re.findall(r"FormatTests\.(\w+)", README)
+    assert kit and not [name for name in kit if not callable(getattr(FormatTests, name, None))], f"unknown kit checks: {kit}"
+
+
+def _table(heading: str) -> list[list[str]]:
+    """The cells of the first Markdown table after ``heading``."""
+    after = README.split(heading, 1)[1]
+    rows = [line for line in after.splitlines() if line.startswith("|")]
+    first = after.index(rows[0])
+    block = after[first:].split("\n\n", 1)[0].splitlines()
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in block if not set(line) <= set("|-: ")]
+
+
+def conformance_classes() -> dict[str, type]:
+    """Every ``Test*Conformance`` class of the test modules, by the name of the format it tests."""
+    from dataplug.format import get_format
+
+    found: dict[str, type] = {}
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        if path.name == Path(__file__).name or "FormatTests" not in path.read_text():
+            continue
+        try:
+            module = importlib.import_module(f"tests.{path.stem}")
+        except pytest.skip.Exception:
+            continue
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, FormatTests) and value is not FormatTests and value.__module__ == module.__name__:
+                fmt = value.format if isinstance(value.format, type) else get_format(value.format)
+                found[fmt.name] = value
+    return found
+
+
+def _format_name(cell: str) -> str:
+    return re.findall(r"`(\w+)`", cell)[0]
+
+
+def test_the_codec_table_ticks_only_codecs_the_conformance_classes_run():
+    rows = _table("**Record formats × byte sources.**")
+    header = rows[0]
+    columns = {}
+    for k, cell in enumerate(header):
+        word = cell.split()[0] if cell else ""
+        if word in ("plain", "gzip", "zstd", "bzip2") or (word == "BGZF" and cell == "BGZF"):
+            columns[k] = word.lower()
+    assert sorted(columns.values()) == sorted(KIT_CODECS)
+    classes = conformance_classes()
+    unchecked = []
+    for row in rows[1:]:
+        if not row[0].startswith("`"):
+            continue
+        name = _format_name(row[0])
+        runs = classes[name].codecs if name in classes else ()
+        unchecked += [f"{name} over {codec}" for k, codec in columns.items() if row[k] == "✓" and codec not in runs]
+    assert not unchecked, f"ticked in the codec table, but no conformance class runs them: {unchecked}"
+
+
+def test_the_guarantees_table_claims_only_what_the_kit_runs():
+    """Each format the Guarantees table ticks runs the kit; a tick under "64 MiB" needs the class's ``large()``."""
+    rows = _table("## Guarantees")
+    header = [cell.lower() for cell in rows[0]]
+    classes = conformance_classes()
+    lacking = []
+    for row in rows[1:]:
+        name = _format_name(row[0])
+        ticked = [header[k] for k, cell in enumerate(row) if cell.startswith("✓")]
+        if not ticked:
+            continue
+        cls = classes.get(name)
+        if cls is None:
+            lacking.append(f"{name}: no conformance class")
+        elif any("64 mib" in column for column in ticked) and cls.large is FormatTests.large:
+            lacking.append(f"{name}: no large() sample")
+    assert len(rows) >= 10 and not lacking, lacking
+
+
+def test_the_formats_table_names_each_formats_strategies():
+    """Both ways: every strategy the table names exists for its format, and every strategy is named."""
+    from dataplug.format import get_format
+
+    wrong = []
+    for row in _table("### Formats")[1:]:
+        names = re.findall(r"`(\w+)`", row[0])
+        strategies = set(re.findall(r"`(\w+)\(co\b", row[2]))
+        strategies = {s for s in strategies if s.startswith("partition_") or s.endswith("_strategy")}
+        for name in names:
+            has = set(get_format(name).all_strategies())
+            wrong += [f"{name} has no {s}" for s in sorted(strategies - has)]
+            wrong += [f"the table leaves out {name}'s {s}" for s in sorted(has - strategies)]
+    assert not wrong, wrong
+
+
+# -- format detection ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", [";", "|", "\t", ","])
+def test_detection_finds_the_delimiter_and_passes_it_on(local_store, delimiter):
+    rows = [["id", "name", "value"]] + [[str(i), f"name {i}", f"{i * 0.5}"] for i in range(50)]
+    url = local_store.put("d.data", "".join(delimiter.join(r) + "\n" for r in rows).encode())
+    co = CloudObject.from_url(url)
+    assert co.format.name == "CSV" and dict(co.detection.options) == ({} if delimiter == "," else {"delimiter": delimiter})
+    co.preprocess(progress=False)
+    table = pa.concat_tables([s.to_arrow() for s in co.partition("partition_num_chunks", 3)])
+    assert table.column_names == ["id", "name", "value"] and table.num_rows == 50
+
+
+def test_hdf5_is_named():
+    from dataplug.detect import sniff
+
+    with pytest.raises(InvalidFormatError, match="HDF5"):
+        sniff("x.h5", b"\x89HDF\r\n\x1a\n" + bytes(200))
+
+
+# -- preprocess ---------------------------------------------------------------------------------------------
+
+
+def _csv(rows: int = 20_000) -> bytes:
+    return ("id,station,temp\n" + "".join(f"{i},s{i % 13},{i * 0.25}\n" for i in range(rows))).encode()
+
+
+def test_the_progress_bar_counts_bytes_and_is_switched(local_store, capsys):
+    url = local_store.put("d.csv", _csv())
+    CloudObject.from_url("CSV", url).preprocess(progress=True, chunk_size=64 * 1024)
+    err = capsys.readouterr().err
+    assert "B/s" in err, err[-500:]
+    CloudObject.from_url("CSV", url).preprocess(force=True, progress=False, chunk_size=64 * 1024)
+    CloudObject.from_url("CSV", url).preprocess(force=True, chunk_size=64 * 1024)  # not a terminal: no bar
+    assert capsys.readouterr().err == ""
+
+
+def test_preprocess_on_a_multiprocessing_pool_matches_the_default(local_store):
+    import numpy as np
+
+    url = local_store.put("d.csv", _csv())
+    default = CloudObject.from_url("CSV", url).preprocess(progress=False, chunk_size=32 * 1024)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pooled = CloudObject.from_url("CSV", url, index_location=local_store.url("pooled"))
+        pooled.preprocess(progress=False, chunk_size=32 * 1024, executor=pool)
+    assert pooled.attributes == default.attributes
+    for name, table in default.index().tables.items():
+        assert np.array_equal(pooled.index().tables[name], table)
+
+
+# -- to_reader ----------------------------------------------------------------------------------------------
+
+
+class _CountedSlice:
+    """A slice stand-in that records when its table is made."""
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.url = f"counted-{number}"
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("n", pa.int64())])
+
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        with self.lock:
+            self.started.append(self.number)
+        return pa.table({"n": pa.array([self.number], pa.int64())})
+
+
+@pytest.mark.parametrize("prefetch", [1, 2, 4])
+def test_to_reader_reads_at_most_prefetch_slices_ahead(prefetch):
+    from dataplug.arrow import to_reader
+
+    _CountedSlice.started = []
+    reader = to_reader([_CountedSlice(k) for k in range(20)], prefetch=prefetch)
+    seen = []
+    for k in range(20):
+        seen.append(reader.read_next_batch().column("n")[0].as_py())
+        time.sleep(0.01)  # let the threads run ahead as far as they may
+        assert len(_CountedSlice.started) <= k + 1 + prefetch, (k, _CountedSlice.started)
+    assert seen == list(range(20))
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+
+def test_every_error_is_a_dataplug_error():
+    import pkgutil
+
+    skip = ("dataplug.integrations.", "dataplug.demo", "dataplug.testing.")
+    modules = [importlib.import_module(m.name) for m in pkgutil.walk_packages(dataplug.__path__, "dataplug.") if not m.name.startswith(skip)]
+    raised = {
+        f"{value.__module__}.{value.__name__}"
+        for module in modules
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Exception) and not issubclass(value, Warning) and value.__module__.startswith("dataplug")
+    }
+    internal = {"dataplug.storage.ShortBodyError"}  # caught inside the storage layer: retried, then a StaleIndexError or StorageError
+    outside = sorted(name for name in raised - internal if not issubclass(_resolve(name), dataplug.DataplugError))
+    assert raised and not outside, f"errors outside DataplugError: {outside}"
+
+
+def _resolve(name: str) -> type:
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def test_ignored_s3_config_keys_warn():
+    from dataplug.cloudobject import s3_config_to_storage_options
+
+    for key in ("role_arn", "token_duration_seconds"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert key not in str(s3_config_to_storage_options({"region_name": "r", key: "x"}))
+        assert any(key in str(w.message) for w in caught), key
+
+
+def test_parallel_config_is_ignored_with_a_warning(local_store):
+    co = CloudObject.from_url("CSV", local_store.put("d.csv", _csv(100)))
+    with pytest.warns(UserWarning, match="parallel_config"):
+        co.preprocess(progress=False, parallel_config={"workers": 8})
+    assert co.attributes.rows == 100
+
+
+# -- a crafted index ----------------------------------------------------------------------------------------
+
+
+def test_a_moved_anchor_at_a_slice_end_is_a_corrupt_index(local_store):
+    """An index with recomputed checksums whose anchors no longer sit on record starts: slices raise
+    ``CorruptIndexError`` rather than return records cut in the middle of a line."""
+    import numpy as np
+
+    text = "".join(f"line {i} with some words\n" for i in range(3000)).encode()
+    url = local_store.put("t.txt", text)
+    co = CloudObject.from_url("UTF8Text", url).preprocess(progress=False, sample_bytes=1024)
+    loc = co.index_location
+    manifest = json.loads(loc.child("manifest.json").read_all())
+    entry = manifest["tables"]["offsets"]
+    offsets = np.load(io.BytesIO(loc.child(entry["file"]).read_all()), allow_pickle=False)
+    offsets[1:-1] += 3  # still monotonic and inside the object, but inside lines
+    buf = io.BytesIO()
+    np.save(buf, offsets, allow_pickle=False)
+    loc.child(entry["file"]).write_bytes(buf.getvalue())
+    entry.update(bytes=len(buf.getvalue()), sha256=hashlib.sha256(buf.getvalue()).hexdigest())
+    loc.child("manifest.json").write_bytes(json.dumps(manifest).encode())
+    slices = CloudObject.from_url("UTF8Text", url).partition("partition_num_chunks", 4)
+    with pytest.raises(CorruptIndexError, match="records where the index expects"):
+        for piece in slices:
+            piece.get()
+
+
+# -- the demo -----------------------------------------------------------------------------------------------
+
+
+def test_the_demo_checks_its_results_against_plain_reads_and_draws_each_partition(tmp_path):
+    """``python -m dataplug.demo``, small: it exits 1 when a slice result differs from the plain read."""
+    pytest.importorskip("matplotlib", reason="the plot extra draws the pictures")
+    plots = tmp_path / "plots"
+    argv = ["--size-mb", "2", "--fastq-mb", "2", "--lidar-points", "30000", "--slices", "4", "--workers", "2", "--plots", str(plots), "--dir", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-m", "dataplug.demo", *argv], capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    pictures = sorted(p.name for p in plots.glob("*.png"))
+    assert len(pictures) == (3 if importlib.util.find_spec("laspy") else 2), pictures
