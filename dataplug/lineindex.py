@@ -15,15 +15,16 @@ exact record starts in that range with the same scanner, and checks them against
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, LogicalReader
-from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
+from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError, StrategyArgumentError
 from dataplug.format import PreprocessContext
-from dataplug.framing import StreamFormat, readers
+from dataplug.framing import StreamFormat, cut_offsets, readers
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import monotonic_bounds
 
@@ -35,6 +36,19 @@ ENCODING_OPTION = {"encoding": "text encoding: 'utf-8' (default) or a single-byt
 NEWLINE = 10
 CARRIAGE_RETURN = 13
 UTF8_BOM = b"\xef\xbb\xbf"
+#: How far (a fraction of a mean run) ``LineIndex.bounds_by_bytes`` moves a boundary to reach a codec cut:
+#: a run then holds at most 1 + 2 x this of the mean run's bytes.
+SNAP_TOLERANCE = 0.1
+#: Decoding before the slices' starts, as a share of the bytes they hold, beyond which a gzip/BGZF
+#: partition warns (:class:`CheckpointSpacingWarning`): reading every slice then costs 1.5 passes or more.
+WASTE_SHARE = 0.5
+#: ... and beyond which per slice on average (below it, a worker's extra decoding takes milliseconds).
+WASTE_WARNING = 2**18
+
+
+class CheckpointSpacingWarning(DataplugWarning):
+    """Slices are short against the gzip/BGZF checkpoint spacing: their workers decode much more than they
+    hold. The message names the ``spacing`` to index with."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +132,8 @@ class StateScan:
     anchor_ordinals: np.ndarray  # their 0-based ordinal among this range's record starts
     bad_quote: int  # offset of the first quote that opens a quoted field inside an unquoted one, or -1
     last_start: int = -1  # absolute offset of the range's last record start, or -1
-    blank: int = 0  # records starting in the range that are empty lines (CSV parsers skip them)
+    #: 0-based ordinals, among the range's record starts, of the records that are empty lines (CSV parsers skip them).
+    blanks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass
@@ -193,25 +208,26 @@ def scan_buffer(
                 anchor_ordinals=idx.astype(np.int64),
                 bad_quote=_first_bad_quote(q, may_open, bool(st), start) if may_open is not None else -1,
                 last_start=start + int(rec_starts[-1]) if rec_starts.size else -1,
-                blank=_blank_records(full, first, arr, term, dialect),
+                blanks=_blank_records(full, first, arr, term, dialect),
             )
         )
     return RangeScan(start, end, bool(q.size & 1), start + int(q[-1]) if q.size else -1, (states[0], states[1]))
 
 
-def _blank_records(full: np.ndarray, first: int, arr: np.ndarray, term: np.ndarray, dialect: Dialect) -> int:
-    """How many of the records starting after the terminators ``term`` are empty lines (LF, CRLF or a bare
-    CR right at their start); the last one is judged on the look-ahead in ``full``."""
+def _blank_records(full: np.ndarray, first: int, arr: np.ndarray, term: np.ndarray, dialect: Dialect) -> np.ndarray:
+    """Which of the records starting after the terminators ``term`` are empty lines (LF, CRLF or a bare CR
+    right at their start), as indices into ``term``; the last one is judged on the look-ahead in ``full``."""
     if not term.size:
-        return 0
+        return np.zeros(0, np.int64)
     length = term[1:] - term[:-1] - 1
-    count = int(np.count_nonzero(length == 0)) + int(np.count_nonzero((length == 1) & (arr[np.minimum(term[:-1] + 1, arr.size - 1)] == CARRIAGE_RETURN)))
+    blank = (length == 0) | ((length == 1) & (arr[np.minimum(term[:-1] + 1, arr.size - 1)] == CARRIAGE_RETURN))
     pos = first + int(term[-1]) + 1
+    last = False
     if pos < full.size:
         b0 = int(full[pos])
         crlf = pos + 1 < full.size and full[pos + 1] == NEWLINE
-        count += b0 == NEWLINE or (b0 == CARRIAGE_RETURN and (dialect.bare_cr or crlf))
-    return count
+        last = b0 == NEWLINE or (b0 == CARRIAGE_RETURN and (dialect.bare_cr or crlf))
+    return np.flatnonzero(np.append(blank, last)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -301,18 +317,27 @@ class LineIndex:
 
     offsets: np.ndarray
     records: np.ndarray
+    #: Record numbers of the records that are empty lines, for formats whose rows skip them (CSV), else None.
+    blanks: np.ndarray | None = None
 
     @classmethod
-    def from_tables(cls, url: str, tables: dict[str, np.ndarray], size: int) -> LineIndex:
-        """The validated index stored in a sidecar's ``offsets`` and ``records`` tables."""
-        if "offsets" not in tables or "records" not in tables:
+    def from_tables(cls, url: str, tables: dict[str, np.ndarray], size: int, blanks: bool = False) -> LineIndex:
+        """The validated index stored in a sidecar's ``offsets`` and ``records`` tables (and ``blanks``, when
+        the format keeps it)."""
+        if "offsets" not in tables or "records" not in tables or (blanks and "blanks" not in tables):
             raise CorruptIndexError(url, "line index tables missing")
-        index = cls(tables["offsets"].astype(np.int64), tables["records"].astype(np.int64))
+        index = cls(tables["offsets"].astype(np.int64), tables["records"].astype(np.int64), tables["blanks"].astype(np.int64) if blanks else None)
         index.validate(url, size)
         return index
 
     def tables(self) -> dict[str, np.ndarray]:
-        return {"offsets": self.offsets, "records": self.records}
+        return {"offsets": self.offsets, "records": self.records, **({"blanks": self.blanks} if self.blanks is not None else {})}
+
+    def blank_count(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """How many of the records ``[a[k], b[k])`` are empty lines (zeros when the index keeps none)."""
+        if self.blanks is None:
+            return np.zeros(np.shape(a), np.int64)
+        return np.searchsorted(self.blanks, b) - np.searchsorted(self.blanks, a)
 
     @property
     def total(self) -> int:
@@ -327,6 +352,9 @@ class LineIndex:
             raise CorruptIndexError(url, "line index offsets or record numbers are not monotonic within the object")
         if np.any(np.diff(r) > np.diff(o)):
             raise CorruptIndexError(url, "line index places more records between two anchors than there are bytes")
+        b = self.blanks
+        if b is not None and (b.ndim != 1 or np.any(np.diff(b) <= 0) or (b.size and (b[0] < 0 or b[-1] >= r[-1]))):
+            raise CorruptIndexError(url, "line index blank-line numbers are not increasing record numbers of the object")
 
     def spans(self, a: np.ndarray, b: np.ndarray) -> list[Span]:
         """The :class:`Span` of each run of records ``[a[k], b[k])``."""
@@ -351,19 +379,25 @@ class LineIndex:
         """Record boundaries of ``parts`` runs of about equal bytes, from ``first_record`` to the end, at
         multiples of ``align`` records past ``first_record``.
 
-        With ``cuts`` (logical offsets where the codec decodes without waste), each boundary moves to the
-        first record start after the cut nearest to it, so a slice starts decoding where it begins; when
-        there are too few cuts for every boundary to have its own, boundaries are interpolated instead.
+        With ``cuts`` (logical offsets where the codec decodes without waste), a boundary moves to the first
+        sampled record start after the cut nearest to it when that start is within :data:`SNAP_TOLERANCE` of
+        a mean run, so its slice starts decoding where it begins. A boundary with no cut that near stays where equal
+        bytes put it (its worker decodes from the cut before it): where cuts are few for the runs asked
+        (gzip checkpoints 1.5 MiB apart, 900 kB bzip2 blocks, zstd frames), snapping every boundary made runs
+        up to twice the mean.
         """
         start = self.offsets[np.searchsorted(self.records, first_record, side="right") - 1]
         targets = np.linspace(start, self.offsets[-1], parts + 1)
         bounds = self._align(self.offset_to_record(targets), first_record, align)
         if cuts is not None and cuts.size > 1 and parts > 1:
-            k = np.clip(np.searchsorted(cuts, targets[1:-1]), 0, cuts.size - 1)
-            nearer_previous = (k > 0) & (np.abs(cuts[np.maximum(k - 1, 0)] - targets[1:-1]) <= np.abs(cuts[k] - targets[1:-1]))
+            inner = targets[1:-1]
+            k = np.clip(np.searchsorted(cuts, inner), 0, cuts.size - 1)
+            nearer_previous = (k > 0) & (np.abs(cuts[np.maximum(k - 1, 0)] - inner) <= np.abs(cuts[k] - inner))
             k = np.where(nearer_previous, k - 1, k)
             after = np.minimum(np.searchsorted(self.offsets, cuts[k], side="left"), self.offsets.size - 1)
+            near = np.abs(self.offsets[after] - inner) <= SNAP_TOLERANCE * (targets[1] - targets[0])
             snapped = self._align(np.concatenate(([first_record], self.records[after], [self.total])), first_record, align)
+            snapped[1:-1] = np.where(near, snapped[1:-1], bounds[1:-1])
             if np.all(np.diff(snapped) > 0):
                 bounds = snapped
         return monotonic_bounds(bounds, self.total, first_record)
@@ -377,10 +411,12 @@ class LineIndex:
         return np.minimum(out, self.total)
 
 
-def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -> LineIndex:
-    """The reduce step: chain the ranges' states from the object start and assemble the anchor table."""
+def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int, keep_blanks: bool = False) -> LineIndex:
+    """The reduce step: chain the ranges' states from the object start and assemble the anchor table (and,
+    with ``keep_blanks``, the record numbers of the empty lines)."""
     offsets = [np.array([data_start], np.int64)]
     records = [np.array([0], np.int64)]
+    blanks = [np.zeros(0, np.int64)]
     before = 1 if size > data_start else 0  # record 0 starts at data_start
     state = 0
     last_quote = -1
@@ -390,6 +426,7 @@ def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -
             raise InvalidFormatError(url, "quote character inside an unquoted field: CSV parsers take it as text, so record boundaries would be ambiguous (not RFC 4180)", offset=s.bad_quote)
         offsets.append(s.anchor_offsets)
         records.append(s.anchor_ordinals + before)
+        blanks.append(s.blanks + before)
         before += s.count
         state ^= int(scan.flips)
         last_quote = max(last_quote, scan.last_quote)
@@ -397,7 +434,7 @@ def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int) -
         raise InvalidFormatError(url, "a quoted field opened here is never closed (unbalanced quote)", offset=last_quote)
     offsets.append(np.array([size], np.int64))
     records.append(np.array([before], np.int64))
-    return LineIndex(np.concatenate(offsets), np.concatenate(records))
+    return LineIndex(np.concatenate(offsets), np.concatenate(records), np.concatenate(blanks) if keep_blanks else None)
 
 
 def build_line_index(
@@ -504,7 +541,31 @@ def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bo
     info = co.index().object_info
     spans = index.spans(bounds[:-1], bounds[1:])
     read = readers(co)
+    _warn_if_checkpoints_are_sparse(co, spans)
     return [
         slice_class(obj=co.obj, object_info=info, number=n, first=a, stop=b, span=span, dialect=dialect, source=read(span.start, span.end), **extra)
         for n, (a, b, span) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), spans))
     ]
+
+
+def _warn_if_checkpoints_are_sparse(co: Any, spans: list[Span]) -> None:
+    """:class:`CheckpointSpacingWarning` when the workers of a gzip/BGZF partition decode more than
+    :data:`WASTE_SHARE` of what the slices hold before their starts, saying which ``spacing`` fits them."""
+    codec, spacing = co.attributes.compression, co.attributes.spacing
+    cuts = cut_offsets(co)
+    if codec not in ("gzip", "bgzf") or len(spans) < 2 or not cuts.size:
+        return
+    starts = np.array([s.start for s in spans], np.int64)
+    held = int(sum(s.end - s.start for s in spans))
+    waste = int((starts - cuts[np.maximum(np.searchsorted(cuts, starts, side="right") - 1, 0)]).sum())
+    fit = max(2**16, held // len(spans) // 2 // 2**16 * 2**16)
+    if waste <= WASTE_SHARE * held or waste <= WASTE_WARNING * len(spans) or fit >= spacing:
+        return
+    warnings.warn(
+        f"{co.url}: {len(spans)} slices of {held / len(spans) / 2**20:.2f} MiB on average start {waste / len(spans) / 2**20:.2f} MiB after a "
+        f"{codec} checkpoint on average ({spacing / 2**20:.2f} MiB apart), so their workers decode {100 * waste / held:.0f} % more than the "
+        f"slices hold. For slices this small, index with closer checkpoints: preprocess(force=True, spacing={fit}) "
+        f"(about {spacing / fit:.0f} x the checkpoints, and of the sidecar's windows), or ask for fewer slices",
+        CheckpointSpacingWarning,
+        stacklevel=3,
+    )

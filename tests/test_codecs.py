@@ -3,8 +3,11 @@ the bytes; every record exactly once for every slice count, against an oracle th
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import re
+import warnings
 import zlib
 
 import numpy as np
@@ -14,18 +17,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
+from dataplug import CloudObject, DataplugWarning, InvalidFormatError, StrategyArgumentError
 from dataplug.codecs import detect_codec
 from dataplug.formats.compressed.gzipped import GZipText
 from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks
 from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches
+from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunks
+from dataplug.lineindex import CheckpointSpacingWarning
 from dataplug.storage import read_stats
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
 from tests.test_fastq_gzip import make_fastq
 from tests.test_gzip_codec import bgzf, gzip_member
 from tests.test_text import TEXT, expected_lines
+from tests.test_zstd import seekable
 
 CODECS = ["none", "gzip", "gzip-members", "bgzf"]
 
@@ -157,7 +163,8 @@ def test_truncated_member_names_its_offset(local_store):
 
 def test_strategies_resolve_through_the_format_hierarchy(local_store):
     assert {"partition_num_chunks", "partition_chunk_lines", "whole_words_strategy"} <= set(GZipText.all_strategies())
-    assert set(FASTQGZip.all_strategies()) == {"partition_reads_batches", "partition_sequences_per_chunk"}
+    assert {"partition_num_chunks", "partition_reads_batches", "partition_sequences_per_chunk"} <= set(FASTQGZip.all_strategies())
+    assert "partition_chunk_lines" not in FASTQGZip.all_strategies()
     fq = CloudObject.from_url(FASTQ, local_store.put("r.fastq", make_fastq(50, 1)))
     fq.preprocess()
     with pytest.raises(StrategyArgumentError, match="is for UTF8Text"):
@@ -241,3 +248,116 @@ def test_gzi_pass_edge_cases(local_store, tmp_path):
     local_store.put("wrong.txt.bgz.gzi", bytes(pairs))
     with pytest.raises(InvalidFormatError, match="gzi index does not match"):
         CloudObject.from_url(UTF8Text, url).preprocess(spacing=block, chunk_size=10**9, sample_bytes=4096)
+
+
+# --- balanced slices where the codec's cuts are few (issue 19) ------------------------------------------
+
+
+def make_vcf(size: int, samples: int = 20, seed: int = 0) -> bytes:
+    """About ``size`` bytes of a sorted single-chromosome VCF with ``samples`` genotype columns (GT:GQ:DP),
+    records of varied length; seeded, a few seconds for 40 MB."""
+    rng = np.random.default_rng(seed)
+    names = "\t".join(f"S{i}" for i in range(samples))
+    header = (
+        "##fileformat=VCFv4.2\n##contig=<ID=chr1,length=248956422>\n"
+        '##INFO=<ID=DP,Number=1,Type=Integer,Description="Total depth">\n'
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        '##FORMAT=<ID=GQ,Number=1,Type=Integer,Description="Genotype quality">\n'
+        '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth">\n'
+        f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{names}\n"
+    )
+    genotypes = ("0/0", "0/1", "1/1", "./.")
+    cells = np.array([f"{g}:{q}:{d}" for g in genotypes for q in range(99) for d in range(60)], dtype=object)
+    parts, total, pos = [header], len(header), 0
+    while total < size:
+        k = 10_000
+        drawn = cells[rng.choice(4, (k, samples), p=[0.6, 0.25, 0.1, 0.05]) * 5940 + rng.integers(0, 5940, (k, samples))]
+        positions = (pos + np.cumsum(rng.integers(1, 400, k))).tolist()
+        pos = positions[-1]
+        ref, alt = rng.integers(0, 4, k).tolist(), rng.integers(1, 4, k).tolist()
+        qual, depth = rng.integers(10, 999, k).tolist(), rng.integers(1, 900, k).tolist()
+        chunk = "".join(
+            f"chr1\t{p}\trs{p}\t{'ACGT'[r]}\t{'ACGT'[(r + a) % 4]}\t{q}\tPASS\tDP={d}\tGT:GQ:DP\t{chr(9).join(c)}\n"
+            for p, r, a, q, d, c in zip(positions, ref, alt, qual, depth, drawn.tolist())
+        )
+        parts.append(chunk)
+        total += len(chunk)
+    return "".join(parts).encode()
+
+
+def make_csv(size: int, seed: int = 0) -> bytes:
+    """About ``size`` bytes of CSV with a header, quoted fields (some holding newlines) and varied row lengths."""
+    rng = np.random.default_rng(seed)
+    words = np.array(["alpha", "beta", '"x, y"', '"two\nlines"', "", "gamma delta"], dtype=object)
+    parts, total, i = ["id,station,temp,note\n"], 0, 0
+    while total < size:
+        k = 20_000
+        temps, stations, notes = rng.normal(15, 8, k).round(2).tolist(), rng.integers(0, 5000, k).tolist(), words[rng.integers(0, words.size, k)].tolist()
+        chunk = "".join(f"{i + j},st{s},{t},{n}\n" for j, (s, t, n) in enumerate(zip(stations, temps, notes)))
+        parts.append(chunk)
+        total, i = total + len(chunk), i + k
+    return "".join(parts).encode()
+
+
+def records_per_slice(co, strategy, n: int) -> np.ndarray:
+    counts = np.array([s.num_records for s in co.partition(strategy, n)])
+    assert counts.size == n
+    return counts
+
+
+@pytest.fixture(scope="module")
+def vcf_40mb() -> bytes:
+    return make_vcf(37_000_000)
+
+
+def test_gzip_vcf_of_10_mb_gives_balanced_slices_and_says_when_checkpoints_are_too_sparse(local_store, vcf_40mb):
+    """A 10 MB VCF.gz (gzip, not BGZF) at default settings: checkpoints every 1.5 MiB, about 25 of them.
+    Slices that all snapped to the nearest checkpoint held 6.4k to 12.8k records at 16 slices (mean 9.4k).
+    At 64 slices each worker decodes more before its slice than the slice holds: a warning names the
+    spacing that fits, and an index built with it silences it."""
+    gz = zlib.compressobj(1, zlib.DEFLATED, 31)
+    url = local_store.put("balanced.vcf.gz", gz.compress(vcf_40mb) + gz.flush())
+    co = CloudObject.from_url(VCF, url).preprocess()
+    assert co.attributes.compression == "gzip" and 20 <= co.attributes.checkpoints <= 40
+    for n in (7, 16, 32, 64):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            counts = records_per_slice(co, vcf_chunks, n)
+        assert counts.sum() == co.attributes.records
+        assert counts.max() <= 1.3 * counts.mean(), (n, counts)
+        sparse = [w for w in caught if issubclass(w.category, CheckpointSpacingWarning)]
+        assert len(sparse) == (n >= 32), (n, [str(w.message) for w in caught])
+    assert issubclass(CheckpointSpacingWarning, DataplugWarning)
+    spacing = int(re.search(r"spacing=(\d+)", str(sparse[0].message)).group(1))
+    co.preprocess(force=True, spacing=spacing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointSpacingWarning)
+        counts = records_per_slice(co, vcf_chunks, 64)
+    assert counts.max() <= 1.3 * counts.mean()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "bzip2"])
+def test_line_formats_give_balanced_slices_over_every_codec(local_store, vcf_40mb, codec):
+    """CSV, text, FASTQ and VCF over codecs whose cuts lie a few MiB apart (gzip checkpoints, zstd frames of
+    4 MiB, bzip2 blocks of 900 kB): records per slice within 1.3 x the mean for N up to 64."""
+    rng_fastq = make_fastq(40_000 if codec == "bzip2" else 120_000, 5)
+    objects = {
+        VCF: (vcf_40mb[: 12_000_000 if codec == "bzip2" else None], vcf_chunks),
+        CSV: (make_csv(8_000_000 if codec == "bzip2" else 30_000_000), csv_chunks),
+        UTF8Text: (make_csv(6_000_000, seed=1), text_chunks),
+        FASTQ: (rng_fastq, partition_reads_batches),
+    }
+    for fmt, (data, strategy) in objects.items():
+        data = data[: data.rfind(b"\n") + 1]
+        if codec == "gzip":
+            gz = zlib.compressobj(1, zlib.DEFLATED, 31)
+            stored_bytes = gz.compress(data) + gz.flush()
+        elif codec == "zstd":
+            stored_bytes = seekable(data, 4 * 2**20)
+        else:
+            stored_bytes = bz2.compress(data, 9)
+        co = CloudObject.from_url(fmt, local_store.put(f"balanced-{fmt.name}.{codec}", stored_bytes)).preprocess()
+        assert co.attributes.compression == codec
+        for n in (7, 16, 32, 64):
+            counts = records_per_slice(co, strategy, n)
+            assert counts.max() <= 1.3 * counts.mean(), (fmt.name, codec, n, counts)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import io
+import math
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
@@ -12,6 +17,7 @@ from hypothesis import strategies as st
 
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.formats.generic.csv import CSV, partition_chunk_size, partition_num_chunks, partition_rows
+from dataplug.testing import FormatTests
 
 FIELD_CHARS = st.sampled_from(list('ab ,"\n\r;xyzé∑😀0123456789'))
 
@@ -228,7 +234,9 @@ def test_blank_lines_are_skipped_as_pyarrow_skips_them(local_store):
     assert co.attributes.rows == whole.num_rows == 3 and co.attributes.blank_lines == 4
     for n in range(1, 9):
         for strategy in (partition_num_chunks, partition_rows):
-            assert pa.concat_tables([s.to_arrow() for s in co.partition(strategy, n)]).equals(whole)
+            slices = co.partition(strategy, n)
+            assert pa.concat_tables([s.to_arrow() for s in slices]).equals(whole)
+            assert [s.num_records for s in slices] == [s.to_arrow().num_rows for s in slices]
 
 
 def test_a_record_longer_than_pyarrows_block_parses(local_store):
@@ -260,3 +268,68 @@ def test_a_zero_one_column_with_booleans_later_is_bool_as_pyarrow_reads_it(local
     whole = _whole(data)
     assert co.attributes.column_types == tuple(str(t) for t in whole.schema.types) == ("int64", "bool", "int64")
     assert pa.concat_tables([s.to_arrow() for s in co.partition(partition_num_chunks, 5)]).equals(whole)
+
+
+# --- the conformance kit ---------------------------------------------------------------------------------
+
+
+def csv_sample(rows: int, seed: int, newline: str = "\n", blank_lines: bool = False, trailing_newline: bool = True) -> bytes:
+    """Seeded CSV with a header: ints, floats, booleans and timestamps with empty fields, strings with quoted
+    delimiters, doubled quotes and newlines, non-ASCII text; optionally blank lines between rows."""
+    rng = np.random.default_rng(seed)
+    notes = ["plain", '"a, b"', '"say ""hi"""', '"two\nlines"', '"crlf\r\ninside"', "café 東京 😀", "", '""']
+    lines = ["id,name,score,ok,when,note"]
+    for i in range(rows):
+        score = "" if rng.random() < 0.1 else f"{rng.normal(50, 20):.2f}"
+        ok = "" if rng.random() < 0.1 else ("true" if rng.random() < 0.5 else "false")
+        when = "" if rng.random() < 0.1 else f"2024-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d} {rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}:00"
+        name = "" if rng.random() < 0.1 else f"n{rng.integers(0, 10**6)}"
+        lines.append(f"{i},{name},{score},{ok},{when},{notes[rng.integers(0, len(notes))]}")
+        if blank_lines and rng.random() < 0.2:
+            lines.append("")
+    text = newline.join(lines) + (newline if trailing_newline else "")
+    return text.encode()
+
+
+def _cell(value: Any) -> Any:
+    """One value in a form both pandas and pyarrow give: numbers as float, times as ISO text, and empty
+    strings as missing (pandas reads them as NaN, pyarrow as "")."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, (datetime.date, pd.Timestamp)):
+        return pd.Timestamp(value).isoformat()
+    return value
+
+
+class TestCSVConformance(FormatTests):
+    format = CSV
+    codecs = ("plain", "gzip", "bgzf", "zstd", "bzip2")
+    dump_suffix = ".csv"
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        return {
+            "mixed": {"mixed.csv": csv_sample(2500, 1)},
+            "crlf_no_trailing_newline": {"crlf.csv": csv_sample(300, 2, newline="\r\n", trailing_newline=False)},
+            "blank_lines": {"blank.csv": csv_sample(300, 3, blank_lines=True) + b"\n\n"},
+            "bom": {"bom.csv": b"\xef\xbb\xbf" + csv_sample(40, 4)},
+            "header_only": {"header.csv": b"id,name,score,ok,when,note\n"},
+        }
+
+    def oracle(self, path) -> list[tuple]:
+        """pandas' reading (its C parser; quoted newlines, the BOM and blank lines as pandas takes them)."""
+        frame = pd.read_csv(path, parse_dates=["when"], encoding="utf-8")
+        return [tuple(_cell(v) for v in row) for row in frame.itertuples(index=False)]
+
+    def rows(self, table: pa.Table) -> list[tuple]:
+        return [tuple(_cell(v) for v in row.values()) for row in table.to_pylist()]
+
+    def large(self, folder) -> tuple[str, int]:
+        block = csv_sample(20_000, 5)
+        body = block[block.index(b"\n") + 1 :]
+        repeats = 64 * 2**20 // len(body) + 1
+        (folder / "large.csv").write_bytes(block[: block.index(b"\n") + 1] + body * repeats)
+        return "large.csv", 20_000 * repeats

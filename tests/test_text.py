@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, partition_num_chunks, whole_words_strategy
+from dataplug.testing import FormatTests
 
 TEXT = st.text(st.sampled_from(list("ab \n\r\té€😀ß")), max_size=300)
 
@@ -104,3 +105,49 @@ def test_anchor_density_does_not_depend_on_chunk_size(local_store, chunk_size):
     co.preprocess(chunk_size=chunk_size, sample_bytes=4096)
     offsets = co.index().tables["offsets"]
     assert np.diff(offsets).max() <= 4096 + 97  # a sample point, then at most one line to the next start
+
+
+# --- the conformance kit ---------------------------------------------------------------------------------
+
+
+def text_sample(lines: int, seed: int, crlf: bool = False, trailing_newline: bool = True) -> bytes:
+    """Seeded UTF-8 text: lines of varied length (blank ones included) with accents, CJK and emoji."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "café", "naïve", "Straße", "東京", "😀", "x" * 40, "λόγος", "tab\there", ""]
+    out = [" ".join(words[w] for w in rng.integers(0, len(words), rng.integers(0, 12))) for _ in range(lines)]
+    newline = "\r\n" if crlf else "\n"
+    text = newline.join(out) + (newline if trailing_newline else "")
+    return text.encode()
+
+
+class TestUTF8TextConformance(FormatTests):
+    format = UTF8Text
+    codecs = ("plain", "gzip", "bgzf", "zstd", "bzip2")
+    dump_suffix = ".txt"
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        return {
+            "lines": {"lines.txt": text_sample(3000, 1)},
+            "crlf_no_trailing_newline": {"crlf.txt": text_sample(400, 2, crlf=True, trailing_newline=False)},
+            "bom_and_blank_lines": {"bom.txt": b"\xef\xbb\xbf" + b"\n\n" + text_sample(50, 3) + b"\n\n\n"},
+            "one_line_no_newline": {"one.txt": "ünïcødé, no newline".encode()},
+            "empty": {"empty.txt": b""},
+        }
+
+    def oracle(self, path) -> list[str]:
+        """Python's own line reading (``str.splitlines`` for text whose only line breaks are LF and CRLF):
+        lines end at ``\\n``, a ``\\r`` before it is dropped, a byte order mark is not text."""
+        with open(path, encoding="utf-8-sig", newline="\n") as fh:
+            lines = [line.removesuffix("\n").removesuffix("\r") for line in fh]
+        text = path.read_bytes().decode("utf-8-sig")
+        assert lines == text.splitlines()
+        return lines
+
+    def rows(self, table) -> list[str]:
+        return table.column("line").to_pylist()
+
+    def large(self, folder) -> tuple[str, int]:
+        line = "".join(f"{i:07d} café 東京 😀 {'x' * (i % 61)}\n" for i in range(4096)).encode()
+        repeats = 64 * 2**20 // len(line) + 1
+        (folder / "large.txt").write_bytes(line * repeats)
+        return "large.txt", 4096 * repeats

@@ -92,6 +92,8 @@ class CSV(StreamFormat):
     """
 
     Attributes = CSVAttributes
+    #: 3: the line index keeps the record numbers of blank lines (``blanks``), so slices count rows exactly.
+    index_version = 3
     options = {
         "delimiter": "field separator, one character (default ',')",
         "separator": "the original Dataplug's name for delimiter",
@@ -148,7 +150,7 @@ class CSV(StreamFormat):
         check = tuple(name for name in names if sample_types.get(name) != "string") if infer == "file" else ()
         lines = LineScanner(url, dialect, sample_bytes, data_start)
         scans, codec_index = cls.scan_stream(ctx, CSVScanner(lines, names, check, delimiter, quotechar, has_header))
-        index = reduce_scans(url, [s.lines for s in scans], data_start, codec_index.logical_size)
+        index = reduce_scans(url, [s.lines for s in scans], data_start, codec_index.logical_size, keep_blanks=True)
         read = preprocess_reader(ctx, codec_index)
         first = 1 if has_header and index.total else 0
         types = merge_types(names, sample_types, _range_types(url, scans, read, index, dialect, first, names, check, delimiter, quotechar))
@@ -159,8 +161,8 @@ class CSV(StreamFormat):
             raise InvalidFormatError(url, f"header is not valid {encoding}; pass encoding= to preprocess, e.g. encoding='latin-1'", offset=data_start + exc.start) from None
         attributes = CSVAttributes(
             **codec_attributes(size, codec_index),
-            rows=index.total - first - _blank_rows(scans),
-            blank_lines=_blank_rows(scans),
+            rows=index.total - first - index.blanks.size,
+            blank_lines=index.blanks.size,
             columns=names,
             column_types=types,
             has_header=has_header,
@@ -175,9 +177,10 @@ class CSV(StreamFormat):
 
     @classmethod
     def validate_records(cls, url: str, attributes: Any, tables: dict, logical_size: int) -> None:
-        index = LineIndex.from_tables(url, tables, logical_size)
+        index = LineIndex.from_tables(url, tables, logical_size, blanks=True)
         first = 1 if attributes.has_header and index.total else 0
-        if attributes.rows + attributes.blank_lines != index.total - first or len(attributes.columns) != len(attributes.column_types):
+        blank_rows = index.blanks.size != attributes.blank_lines or (index.blanks.size and index.blanks[0] < first)
+        if attributes.rows + attributes.blank_lines != index.total - first or blank_rows or len(attributes.columns) != len(attributes.column_types):
             raise CorruptIndexError(url, "CSV attributes disagree with the line index")
 
 
@@ -195,10 +198,6 @@ def _states(scans: list[Any]) -> list[int]:
         states.append(state)
         state ^= int(scan.lines.flips)
     return states
-
-
-def _blank_rows(scans: list[Any]) -> int:
-    return sum(scan.lines.states[state].blank for scan, state in zip(scans, _states(scans)))
 
 
 def _range_types(
@@ -230,6 +229,13 @@ class CSVSlice(LineRangeSlice):
     column_types: tuple[str, ...]
     delimiter: str
     quotechar: str | None
+    #: Blank lines among the slice's records: CSV parsers skip them, so they are no rows.
+    blank_lines: int = 0
+
+    @property
+    def num_records(self) -> int:
+        """Rows: the slice's records less its blank lines, as many as :meth:`to_arrow` returns."""
+        return self.stop - self.first - self.blank_lines
 
     def get(self) -> str:
         """The slice's text with the header line first (as the original Dataplug returned it)."""
@@ -297,13 +303,13 @@ class CSVSlice(LineRangeSlice):
 
 def _index(co: Any) -> tuple[LineIndex, int]:
     """The line index, and the number of the first data record (1 after a header line)."""
-    index = LineIndex.from_tables(co.url, co.index().tables, co.attributes.uncompressed_size)
+    index = LineIndex.from_tables(co.url, co.index().tables, co.attributes.uncompressed_size, blanks=True)
     return index, 1 if co.attributes.has_header and index.total else 0
 
 
 def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
     a = co.attributes
-    return line_slices(
+    slices = line_slices(
         co,
         CSVSlice,
         index,
@@ -315,6 +321,9 @@ def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
         delimiter=a.delimiter,
         quotechar=a.quotechar,
     )
+    for piece, blank in zip(slices, index.blank_count(bounds[:-1], bounds[1:]).tolist()):
+        piece.blank_lines = blank
+    return slices
 
 
 @strategy(CSV)
