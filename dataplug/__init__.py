@@ -8,6 +8,7 @@ from dataplug.cloudobject import CloudObject
 from dataplug.cloudobject import open_url as open  # noqa: A001 - dataplug.open(url), like gzip.open
 from dataplug.detect import Detection, detect_format
 from dataplug.errors import (
+    AccessDeniedError,
     CorruptIndexError,
     DataplugError,
     DataplugWarning,
@@ -28,6 +29,7 @@ from dataplug.strategies import PartitioningStrategy, strategy
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
     "CloudObject",
     "CloudObjectSlice",
     "CorruptIndexError",

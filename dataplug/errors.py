@@ -24,6 +24,10 @@ class ObjectNotFoundError(DataplugError, FileNotFoundError):
     """The data object does not exist (or cannot be seen with the given credentials)."""
 
 
+class AccessDeniedError(DataplugError, PermissionError):
+    """The store refused the request (HTTP 401/403): the object may well exist, but these credentials may not read it."""
+
+
 class IndexMissingError(DataplugError):
     """The object has no index for this format yet: call ``co.preprocess()`` first."""
 

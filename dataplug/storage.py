@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 import fsspec
 
 from dataplug.errors import (
+    AccessDeniedError,
     DataplugError,
     IndexLocationNotWritableError,
     ObjectNotFoundError,
@@ -105,10 +106,6 @@ _REFUSED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTD
 #: Error codes and statuses that mean the credentials in use may not read (rather than that nothing is there).
 _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"})
 _DENIED_STATUS = frozenset({401, 403})
-
-
-class AccessDeniedError(DataplugError, PermissionError):
-    """The store refused the request (HTTP 401/403): the object may well exist, but these credentials may not read it."""
 
 
 class ReadStats:

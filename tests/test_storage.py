@@ -311,7 +311,7 @@ def strict_s3():
 
 def test_a_refusal_is_access_denied_not_not_found(strict_s3):
     from dataplug.errors import ObjectNotFoundError
-    from dataplug.storage import AccessDeniedError
+    from dataplug import AccessDeniedError
 
     obj = StorageObject("s3://strict-bucket/x.csv", {"endpoint_url": strict_s3, "key": "testing", "secret": "testing"})
     for request in (obj.info, obj.read_all, lambda: obj.read_range(0, 3)):
