@@ -513,6 +513,8 @@ def test_replaced_imzml_makes_old_slices_stale(store, tmp_path):
     for piece in old:
         with pytest.raises(StaleIndexError, match=r"q\.imzML"):
             piece.to_arrow()
+        with pytest.raises(StaleIndexError, match=r"q\.imzML"):
+            piece.to_arrow(["x", "y"])  # pixels only: no .ibd read, the .imzML still checked
     with pytest.raises(StaleIndexError):
         co.partition(partition_spectra, 2)
 

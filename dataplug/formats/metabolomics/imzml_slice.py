@@ -4,8 +4,8 @@ A slice carries one row per spectrum (its index in the file, pixel x, y and z, a
 count of its m/z and intensity arrays), so its worker needs no index and no XML. It fetches the byte ranges
 of its arrays in one ``read_ranges`` call, ranges that touch or overlap merged first (a continuous dataset's
 shared m/z array is fetched once; a run of spectra in file order is one range), after one metadata request
-that checks the ``.imzML`` is the indexed one. A slice written out is an
-``.imzML`` and its ``.ibd`` (:meth:`ImzMLSlice.dump_to`), written by pyimzml's ``ImzMLWriter``.
+that checks the ``.imzML`` is the indexed one. A slice written out is an ``.imzML`` and its ``.ibd``
+(:meth:`ImzMLSlice.dump_to`), written by pyimzml's ``ImzMLWriter``.
 """
 
 from __future__ import annotations
@@ -196,7 +196,11 @@ class ImzMLSlice(CloudObjectSlice):
         unknown = [c for c in wanted if c not in schema.names]
         if unknown:
             raise KeyError(f"{self.url}: no column {unknown} in an imzML slice; columns: {schema.names}")
-        arrays = list(self._arrays()) if {"mz", "intensity"} & set(wanted) else []
+        if {"mz", "intensity"} & set(wanted):
+            arrays = list(self._arrays())
+        else:  # pixels only: nothing to read from the .ibd, but they come from the .imzML's index
+            self.obj.check_unchanged(self.object_info)
+            arrays = []
         data = {"x": pa.array(self.rows[:, X]), "y": pa.array(self.rows[:, Y])}
         for name, k in (("mz", 0), ("intensity", 1)):
             if name in wanted:
