@@ -258,9 +258,9 @@ def check_text(url: str, arr: np.ndarray, base: int, encoding: str = "utf-8", fi
     at the first byte that does not decode in ``encoding``, so a wrong encoding fails in the index pass and
     not later in a worker.
 
-    numpy's ``min`` and ``max`` tell "no NUL" and "pure ASCII" in two reductions that release the GIL (on
-    131 MB of FASTQ, 8 ms and 5 ms against 56-75 ms for a NUL search with ``re``, which holds the GIL and
-    so stalled the decoding thread of a pass); only then is the NUL found, or the part from the first
+    numpy's ``min`` and ``max`` tell "no NUL" and "pure ASCII" in two reductions that release the GIL (a
+    NUL search with ``re`` is several times slower and holds the GIL, which stalled the decoding thread of
+    a pass); only then is the NUL found, or the part from the first
     non-ASCII byte on copied and decoded. ``arr`` is one range of a pass, so up to 3 UTF-8 continuation
     bytes at its start finish a character the previous range began, and a character cut at its end
     (unless ``final``) is left to the next range.
@@ -383,8 +383,8 @@ class LineIndex:
         sampled record start after the cut nearest to it when that start is within :data:`SNAP_TOLERANCE` of
         a mean run, so its slice starts decoding where it begins. A boundary with no cut that near stays where equal
         bytes put it (its worker decodes from the cut before it): where cuts are few for the runs asked
-        (gzip checkpoints 1.5 MiB apart, 900 kB bzip2 blocks, zstd frames), snapping every boundary made runs
-        up to twice the mean.
+        (gzip checkpoints 1.5 MiB apart, 900 kB bzip2 blocks, zstd frames), snapping every boundary made some
+        runs far longer than others.
         """
         start = self.offsets[np.searchsorted(self.records, first_record, side="right") - 1]
         targets = np.linspace(start, self.offsets[-1], parts + 1)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_SPACING = 4 * 2**20  # uncompressed bytes between checkpoints, the most ``default_spacing`` picks
-#: The least spacing ``default_spacing`` picks: one sparse window (~2.7 KB on FASTQ) per 1.5 MiB keeps
-#: the sidecar near 0.4 % of a gzip -6 FASTQ (measured 0.36 % on 131 MB, 0.5 % at 1 MiB).
+#: The least spacing ``default_spacing`` picks: one sparse window per 1.5 MiB keeps the sidecar under
+#: 0.5 % of a gzip -6 FASTQ (``python benchmarks/gzip_fastq.py --size-mb 130 --no-s3`` prints it, ratio 2).
 MIN_DEFAULT_SPACING = 6 * 2**18
 WINDOW_SIZE = 32768  # deflate's maximum back-reference distance
 
@@ -28,8 +28,9 @@ def default_spacing(compressed_size: int) -> int:
     the object (so N slices up to a few hundred each start near one and decode little they then drop),
     but no closer than ``MIN_DEFAULT_SPACING`` (the sidecar budget) nor further than ``DEFAULT_SPACING``.
 
-    At 64 slices of a 131 MB FASTQ.gz, 4 MiB spacing (33 checkpoints) made reading every slice cost 1.63 x
-    one whole decompression split into lines; with a checkpoint near every slice start it is ~1.1 x."""
+    With a checkpoint near every slice start, reading every slice costs little more than one whole
+    decompression split into lines (``python benchmarks/gzip_fastq.py --size-mb 130 --slices 64 --no-s3``
+    prints it as ratio 1, against a goal of 1.15)."""
     guess = 2 * compressed_size // 512  # decoded bytes per 1/512 of the object, at a typical ratio of 2
     return int(min(max(guess, MIN_DEFAULT_SPACING), DEFAULT_SPACING))
 

@@ -145,7 +145,7 @@ class _Builder:
             self.progress(self.read_total)
 
     def count_lines(self) -> None:
-        """Count newlines in the output not yet counted (numpy is ~3x faster than bytearray.count) and
+        """Count newlines in the output not yet counted (with numpy, faster than bytearray.count) and
         hand it to ``on_data``."""
         n = self.out_pos - self.counted
         if n:
@@ -364,7 +364,7 @@ def build_index(
     order, in chunks that are only valid during the call (so a format can check its records in this pass);
     ``on_checkpoint`` is called with each checkpoint's uncompressed offset, after ``on_data`` has seen
     everything before it. ``lines=False`` leaves the line numbers (``line``, ``line_count``) at 0, for a
-    caller that scans the data itself: counting cost 3 % of the FASTQ pass on 131 MB (0.367 -> 0.356 s).
+    caller that scans the data itself, which saves counting them twice.
 
     Raises InvalidFormatError (with the compressed offset where it failed) for empty, non-gzip, truncated or
     corrupt objects (CRC and length of every member are checked) and for data after the last member other

@@ -126,8 +126,8 @@ def decode_chunks(
 
     Chunks decode one by one on the calling thread, never on lazrs's parallel functions: those start rayon's
     global thread pool, which a ``fork``-started child inherits without its threads, so its next parallel
-    call waits forever. lazrs holds the GIL, so threads do not overlap decoding: the default index pass of
-    6 M points took 1.3 s instead of 0.7 s with rayon on 2 cores, and 0.72 s on a process pool of 2.
+    call waits forever. lazrs holds the GIL, so threads do not overlap decoding: the index pass is slower
+    than with rayon, and a process pool (``preprocess(executor=...)``) gives the speed back.
     A chunk that does not decode is an :class:`InvalidFormatError` with its byte offset.
     """
     out = bytearray(int(sum(point_counts)) * point_size)

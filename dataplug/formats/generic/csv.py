@@ -86,9 +86,9 @@ class CSV(StreamFormat):
     (default ``'"'``, ``None`` for no quoting), ``header`` (default ``True``), ``sample_bytes`` (index
     density), ``compression`` and ``spacing`` (see :class:`~dataplug.framing.StreamFormat`), ``infer_types``:
     ``"file"`` (default) infers column types over every row in the index pass, which costs about one
-    pyarrow parse of the file spread over the pass's workers (measured: the pass of a 212 MB CSV went from
-    0.39 s to 0.73 s on 2 cores); ``"head"`` infers them from the first MiB only, as pyarrow does, for
-    files known to be uniform.
+    pyarrow parse of the file spread over the pass's workers (``python benchmarks/csv_index.py`` prints the
+    pass both ways); ``"head"`` infers them from the first MiB only, as pyarrow does, for files known to be
+    uniform.
     """
 
     Attributes = CSVAttributes
@@ -278,8 +278,8 @@ class CSVSlice(LineRangeSlice):
         # holds the reader and its Python input, whose release takes the GIL; if the interpreter is
         # finalizing by then, that thread is unwound through a noexcept destructor and the process aborts
         # with "terminate called without an active exception" (apache/arrow#34314): 15 of 80 fresh index
-        # builds four at a time, 0 of 80 single-threaded. Slices run in parallel workers anyway; a 46 MB
-        # slice alone parses in 0.15 s, 0.11 s threaded (2 cores).
+        # builds four at a time, 0 of 80 single-threaded. Slices run in parallel workers anyway, so threads
+        # inside one slice's parse gain little.
         for block in (None, len(data) + 1):
             read = pacsv.ReadOptions(column_names=list(self.columns), use_threads=False, **({"block_size": block} if block else {}))
             try:
