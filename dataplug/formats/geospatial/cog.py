@@ -8,11 +8,17 @@ data type, the band count, the planar configuration, the compression and predict
 the CRS (``"EPSG:<code>"``). Transparency masks are left out; other full-resolution images of a multi-page
 TIFF are ignored, as GDAL's main dataset ignores them.
 
-A slice is a pixel window of one level. Its worker fetches the tiles that meet the window in one
-``read_ranges`` call (adjacent tiles merged into one range), decodes them with imagecodecs (deflate, LZW,
-ZSTD, JPEG, WebP, PackBits, LZMA; horizontal and floating-point predictors) and returns the window as a
-``(bands, rows, cols)`` array, as ``rasterio``'s ``read(window=...)`` does. Tiles a writer left out (offset
-and byte count 0) read as the nodata value, else 0, as in GDAL.
+A slice is a pixel window of one level, ``window = (col_off, row_off, width, height)`` as rasterio's
+``Window``; one record is one pixel (``num_records``, a row of ``to_arrow()``). Its worker fetches the tiles
+that meet the window in one ``read_ranges`` call (adjacent tiles merged into one range), decodes them with
+imagecodecs (deflate, LZW, ZSTD, JPEG, WebP, PackBits, LZMA; horizontal and floating-point predictors) and
+returns the window as a ``(bands, rows, cols)`` array, as ``rasterio``'s ``read(window=...)`` does. Tiles a
+writer left out (offset and byte count 0) read as the nodata value, else 0, as in GDAL. ``dump`` writes the
+window as a GeoTIFF (tifffile) with the source's GeoKeys, the window's transform and the nodata value.
+
+Strategies: ``partition_num_chunks`` (full-width bands of rows, in the raster's row-major order),
+``partition_tiles`` (compact rectangles of whole tiles), ``grid_partition_strategy`` and ``partition_bbox``
+(the pixels whose centre lies in a half-open box).
 
 A striped (non-tiled) TIFF is read too: each strip counts as a tile as wide as the image, so
 ``partition_tiles`` cuts it into bands of whole strips.

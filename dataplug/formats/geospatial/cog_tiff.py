@@ -34,7 +34,7 @@ READ_BLOCK = 64 * 1024
 COMPRESSIONS = {1: "none", 5: "lzw", 8: "deflate", 32946: "deflate", 7: "jpeg", 50000: "zstd", 50001: "webp", 32773: "packbits", 34925: "lzma"}
 _BYTE_CODECS: dict[str, Callable[..., Any]] = {
     "lzw": imagecodecs.lzw_decode,
-    "deflate": imagecodecs.deflate_decode,  # libdeflate: 2.4 x zlib on 512 x 512 x 3 uint16 tiles
+    "deflate": imagecodecs.deflate_decode,  # libdeflate, not zlib
     "zstd": imagecodecs.zstd_decode,
     "packbits": imagecodecs.packbits_decode,
     "lzma": imagecodecs.lzma_decode,
