@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -309,3 +310,118 @@ def test_the_demo_checks_its_results_against_plain_reads_and_draws_each_partitio
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     pictures = sorted(p.name for p in plots.glob("*.png"))
     assert len(pictures) == (3 if importlib.util.find_spec("laspy") else 2), pictures
+
+
+# -- the slice surface, for every format the kit runs ---------------------------------------------------------
+
+
+def _kit_classes() -> list[type]:
+    from tests.test_contract import TestPluginConformance
+
+    return [TestPluginConformance, *conformance_classes().values()]
+
+
+@pytest.mark.parametrize("kit", _kit_classes(), ids=lambda cls: cls.__name__)
+def test_every_slice_offers_the_arrow_surface(kit, local_store):
+    """``schema()`` is the schema of ``to_arrow()``, ``to_pandas()`` has the slice's records, and
+    ``to_arrow(columns=[...])`` gives those columns, for each slice of each format's first sample."""
+    tests = kit()
+    sample = tests._store(local_store, kit.codecs[0])[0]
+    slices = tests._open(sample).partition("partition_num_chunks", 3)
+    assert len(slices) == 3
+    for piece in slices:
+        table = piece.to_arrow()
+        assert piece.schema() == table.schema, f"{kit.__name__}: slice {piece.number}: schema() differs from to_arrow()'s"
+        assert len(piece.to_pandas()) == piece.num_records == table.num_rows
+        first = table.schema.names[:1]
+        assert piece.to_arrow(columns=first).column_names == first
+
+
+# -- smaller promises ---------------------------------------------------------------------------------------
+
+
+def test_bare_cr_line_breaks_are_records(local_store):
+    data = b"a,b\r1,x\r2,\"y\rz\"\r3,w\r"
+    co = CloudObject.from_url("CSV", local_store.put("cr.csv", data)).preprocess(progress=False, chunk_size=3)
+    for n in (1, 2, 5):
+        table = pa.concat_tables([s.to_arrow() for s in co.partition("partition_num_chunks", n)])
+        assert table.column("a").to_pylist() == [1, 2, 3] and table.column("b").to_pylist() == ["x", "y\rz", "w"]
+
+
+def test_an_index_in_the_old_shared_layout_is_not_read(local_store):
+    """An index written straight into ``L/<Format>/`` (the layout before per-object folders) is no index."""
+    url = local_store.put("d.csv", _csv(100))
+    co = CloudObject.from_url("CSV", url, index_location=local_store.url("idx")).preprocess(progress=False)
+    folder = co.index_location
+    old = dataplug.storage.StorageObject(local_store.url("idx") + "/CSV")
+    for name in folder.list_names():
+        old.child(name).write_bytes(folder.child(name).read_all())
+    co.clean()
+    again = CloudObject.from_url("CSV", url, index_location=local_store.url("idx"))
+    assert not again.is_preprocessed()
+
+
+def test_pictures_read_no_object_byte(local_store, tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot extra draws the pictures")
+    from dataplug.storage import read_stats
+
+    objects = {"d.csv": (_csv(), "partition_num_chunks", 6)}
+    if importlib.util.find_spec("laspy") and importlib.util.find_spec("lazrs"):
+        from dataplug.synthetic import scan_ordered_cloud, write_cloud
+
+        write_cloud(scan_ordered_cloud(20_000, seed=3), tmp_path / "tile.laz")
+        objects["tile.laz"] = ((tmp_path / "tile.laz").read_bytes(), "square_split_strategy", 9)
+    for name, (data, strategy, n) in objects.items():
+        co = dataplug.open(local_store.put(name, data))
+        slices = co.partition(strategy, n)
+        read_stats.reset()
+        out = co.plot_partition(slices, str(tmp_path / f"{name}.png"))
+        assert Path(out).read_bytes().startswith(b"\x89PNG")
+        assert read_stats.bytes.get(co.url, 0) == 0, f"{name}: the picture read {read_stats.bytes[co.url]} bytes of the object"
+
+
+def test_the_original_names_partitioningstrategy_and_cloudobjectslice_work(local_store):
+    from dataclasses import dataclass
+
+    from dataplug import CloudObjectSlice, PartitioningStrategy
+    from dataplug.formats.generic.text import UTF8Text
+
+    @dataclass
+    class Whole(CloudObjectSlice):
+        def get(self) -> bytes:
+            return self.obj.read_range(0, self.object_info.size, expect=self.object_info)
+
+    @PartitioningStrategy(UTF8Text)
+    def whole(co: Any) -> list[Whole]:
+        return [Whole(co.obj, co.index().object_info, 0)]
+
+    co = CloudObject.from_url(UTF8Text, local_store.put("t.txt", b"a\nb\n")).preprocess(progress=False)
+    (only,) = co.partition(whole)
+    assert only.get() == b"a\nb\n"
+
+
+CI_ONLY = ("dask", "distributed", "lithops", "ray", "copclib", "pysam", "rasterio", "indexed_gzip", "rapidgzip", "duckdb", "polars")
+
+_COLLECT_WITHOUT = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocked())
+import pytest
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-rs", "tests"]))
+"""
+
+
+@pytest.mark.slow
+def test_the_light_test_set_collects_without_the_ci_tools():
+    """With the modules only the ci extra installs made unimportable, every test module still collects: the
+    ones that need them skip, naming the module."""
+    done = subprocess.run([sys.executable, "-c", _COLLECT_WITHOUT, ",".join(CI_ONLY)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "error" not in done.stdout.splitlines()[-1].lower(), done.stdout[-4000:]
