@@ -425,3 +425,12 @@ def test_the_light_test_set_collects_without_the_ci_tools():
     done = subprocess.run([sys.executable, "-c", _COLLECT_WITHOUT, ",".join(CI_ONLY)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "error" not in done.stdout.splitlines()[-1].lower(), done.stdout[-4000:]
+
+
+def test_fasta_and_vcf_slices_get_str(local_store):
+    fasta = CloudObject.from_url("FASTA", local_store.put("g.fa", b">a one\nACGT\nAC\n>b\nGG\n")).preprocess(progress=False)
+    vcf_text = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "".join(f"chr1\t{i}\t.\tA\tC\t.\t.\t.\n" for i in range(1, 9))
+    vcf = CloudObject.from_url("VCF", local_store.put("v.vcf", vcf_text.encode())).preprocess(progress=False)
+    for co, strategy in ((fasta, "partition_num_sequences"), (vcf, "partition_num_chunks")):
+        got = [piece.get() for piece in co.partition(strategy, 2)]
+        assert all(isinstance(text, str) for text in got), [type(text) for text in got]
