@@ -20,12 +20,15 @@ from hypothesis import strategies as st
 from dataplug import CloudObject, DataplugWarning, InvalidFormatError, StrategyArgumentError
 from dataplug.codecs import detect_codec
 from dataplug.formats.compressed.gzipped import GZipText
-from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks
-from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
+from dataplug.formats.generic.csv import CSV, partition_chunk_size, partition_rows
+from dataplug.formats.generic.csv import partition_num_chunks as csv_chunks
+from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, whole_words_strategy
+from dataplug.formats.generic.text import partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunks
 from dataplug.lineindex import CheckpointSpacingWarning
 from dataplug.storage import read_stats
+from dataplug.testing.codecs import encode as encode_for_kit
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
 from tests.test_fastq_gzip import make_fastq
@@ -361,3 +364,31 @@ def test_line_formats_give_balanced_slices_over_every_codec(local_store, vcf_40m
         for n in (7, 16, 32, 64):
             counts = records_per_slice(co, strategy, n)
             assert counts.max() <= 1.3 * counts.mean(), (fmt.name, codec, n, counts)
+
+
+TINY = {
+    CSV: [b"", b"a,b\n", b"a,b", b"a,b\n\n\n", b"a,b\n1,2", b"\xef\xbb\xbfa,b\r\n1,2\r\n"],
+    UTF8Text: [b"", b"\n", b"x", b"\n\n\n", b"\xef\xbb\xbf", b"\xef\xbb\xbfa\r\nb"],
+}
+
+
+@pytest.mark.parametrize("codec", ["plain", "gzip", "bgzf", "zstd", "bzip2"])
+def test_every_strategy_takes_one_slice_and_more_slices_than_records_over_every_codec(local_store, codec):
+    """Empty, header-only, blank-line and one-record objects: every CSV and text strategy at N = 1 and N past
+    the records gives exact slices (empty ones at the end), whose counts are their Arrow rows."""
+    strategies = {CSV: (csv_chunks, partition_rows, partition_chunk_size), UTF8Text: (text_chunks, partition_chunk_lines, whole_words_strategy)}
+    for fmt, datas in TINY.items():
+        for i, data in enumerate(datas):
+            co = CloudObject.from_url(fmt, local_store.put(f"tiny{i}.{fmt.name}.{codec}", encode_for_kit(data, codec))).preprocess(progress=False)
+            for strategy in strategies[fmt]:
+                for n in (1, 2, 5):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DataplugWarning)
+                        slices = co.partition(strategy, n)
+                    if strategy in (csv_chunks, text_chunks, whole_words_strategy):
+                        assert len(slices) == n
+                    assert [s.num_records for s in slices] == [s.to_arrow().num_rows for s in slices], (data, strategy.__name__, n)
+                    if fmt is UTF8Text:
+                        assert "".join(s.get() for s in slices).encode() == data.removeprefix(b"\xef\xbb\xbf")
+                    else:
+                        assert data.endswith(b"".join(s.raw() for s in slices))
