@@ -86,6 +86,13 @@ def indexed(store, name: str, data: bytes) -> CloudObject:
     return co.preprocess(progress=False)
 
 
+def in_box(points, box, maxs) -> np.ndarray:
+    """Which ``points`` ``partition_bbox`` keeps: half-open, closed on an axis where ``box`` reaches ``maxs``."""
+    x, y = np.asarray(points.x), np.asarray(points.y)
+    x0, y0, x1, y1 = box
+    return (x >= x0) & ((x <= x1) if x1 >= maxs[0] else (x < x1)) & (y >= y0) & ((y <= y1) if y1 >= maxs[1] else (y < y1))
+
+
 def union(slices: list[COPCSlice]) -> np.ndarray:
     return np.concatenate([ids(s.get().points) for s in slices])
 
@@ -129,7 +136,8 @@ def test_real_files_match_copc_reader_queries(local_store, name):
         bounds = Bounds(mins=np.array([xs[0], ys[0]]), maxs=np.array([xs[1], ys[1]]))
         for depth in (None, 0, 1, 2):
             (piece,) = co.partition(partition_bbox, xs[0], ys[0], xs[1], ys[1], max_depth=depth)
-            expected = reader.query(bounds, level=None if depth is None else range(depth + 1))
+            expected = reader.query(bounds, level=None if depth is None else range(depth + 1))  # closed on every edge
+            expected = expected[in_box(expected, (xs[0], ys[0], xs[1], ys[1]), co.attributes.maxs)]
             assert np.array_equal(records(piece.get().points), records(expected))
     for depth in (0, 1, 2, 3):
         expected = records(reader.query(level=range(depth + 1)))
@@ -220,8 +228,7 @@ def test_random_octrees_every_point_once(local_store, n, fmt, span, cap, max_dep
     y0, y1 = sorted(data.draw(st.integers(0, span), label="y") * 0.25 - 500 for _ in range(2))
     (window,) = co.partition(partition_bbox, x0, y0, x1, y1, max_depth=lod)
     all_points = reader.query(level=None if lod is None else range(lod + 1))
-    x, y = np.asarray(all_points.x), np.asarray(all_points.y)
-    assert_once(ids(window.get().points), ids(all_points)[(x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)])
+    assert_once(ids(window.get().points), ids(all_points)[in_box(all_points, (x0, y0, x1, y1), las.header.maxs)])
 
 
 def test_cells_are_half_open_and_reach_past_the_header(local_store):
@@ -234,11 +241,11 @@ def test_cells_are_half_open_and_reach_past_the_header(local_store):
     slices = co.partition(square_split_strategy, 4)
     assert_once(union(slices), np.arange(3000))
     first, last = slices[0], slices[-1]
-    assert first.bounds[:2] == (-np.inf, -np.inf) and last.bounds[2:] == (np.inf, np.inf)
-    assert first.window[:2] == (header.mins[0] + 100, header.mins[1] + 100)
+    assert first.selection[:2] == (-np.inf, -np.inf) and last.selection[2:] == (np.inf, np.inf)
+    assert first.bounds[:2] == (header.mins[0] + 100, header.mins[1] + 100)
     for piece in slices:
         xyz = piece.xyz()
-        bx0, by0, bx1, by1 = piece.bounds
+        bx0, by0, bx1, by1 = piece.selection
         assert np.all((xyz[:, 0] >= bx0) & (xyz[:, 0] < bx1) & (xyz[:, 1] >= by0) & (xyz[:, 1] < by1))
 
 
@@ -257,10 +264,30 @@ def test_cells_fetch_only_nodes_their_cell_overlaps(local_store):
         offsets = co.index().tables["node_offset"]
         for piece in slices:
             fetched[np.searchsorted(offsets, [node[0] for node in piece.nodes])] += 1
-            bx0, by0, bx1, by1 = piece.bounds
+            bx0, by0, bx1, by1 = piece.selection
             overlapped += (x0 < bx1) & (bx0 < x0 + side) & (y0 < by1) & (by0 < y0 + side)
         assert np.array_equal(fetched, overlapped)
         assert_once(union(slices), np.arange(20000))
+
+
+def test_adjacent_bbox_boxes_hold_every_point_once(local_store):
+    """Boxes are half-open, closed only on the header's maximum edge: split at an x that points have exactly,
+    two adjacent boxes hold every point once, and a box ending at the maximum keeps the maximum."""
+    las = cloud(3000, seed=21)
+    co = indexed(local_store, "b.copc.laz", write_copc(las, cap=100, max_depth=4))
+    x, y = np.asarray(las.x), np.asarray(las.y)
+    x0, y0, x1, y1 = x.min(), y.min(), x.max(), y.max()
+    assert (x == 3520).sum() > 10 and (x1, y1) == (6040, 4540)
+    (left,) = co.partition(partition_bbox, x0, y0, 3520, y1)
+    (right,) = co.partition(partition_bbox, 3520, y0, x1, y1)
+    assert_once(union([left, right]), np.arange(3000))
+    assert left.xyz()[:, 0].max() < 3520 and right.xyz()[:, 0].min() == 3520
+    assert left.bounds == (x0, y0, 3520, y1) and right.bounds == (3520, y0, x1, y1)
+    (corner,) = co.partition(partition_bbox, x1 - 10, y1 - 10, x1, y1)
+    assert 2999 in ids(corner.get().points)  # the point on the maximum corner
+    (inner,) = co.partition(partition_bbox, x0, y0, 3520, 2020)
+    xyz = inner.xyz()
+    assert not np.any(xyz[:, 0] == 3520) and not np.any(xyz[:, 1] == 2020) and np.any(y == 2020)
 
 
 # -- reads -----------------------------------------------------------------------------------------------
@@ -284,19 +311,25 @@ def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
     las = cloud(20000, seed=4)
     co = indexed(store, "c.copc.laz", write_copc(las, cap=300, max_depth=4, shuffle_chunks=True))
     read_stats.reset()
-    slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5) + co.partition(partition_bbox, 1100, 0, 2000, 900)
-    slices += co.partition(partition_spatial_chunks, 7)
+    slices = square_split_strategy(co, 9) + partition_num_points(co, 5) + partition_bbox(co, 1100, 0, 2000, 900)
+    slices += partition_spatial_chunks(co, 7)
     assert read_stats.bytes.get(co.url, 0) == 0
     calls = read_ranges_calls(monkeypatch)
+    counts = [s.num_records for s in slices[9:14] + slices[15:]]  # runs and whole nodes: counted by the index
+    assert not calls and sum(counts[:5]) == sum(counts[5:]) == 20000
+    cell = square_split_strategy(co, 9)[4]
+    assert cell.num_records == cell.num_records == len(cell.get().points) and len(calls) == 2  # one read to count, kept
     for piece in slices:
         if piece.number == 0:
             assert np.array_equal(pickle.loads(pickle.dumps(piece)).get().points.array, piece.get().points.array)
         calls.clear()
-        piece.get()
+        points = piece.get().points
+        assert piece.num_records == len(points)
         ((url, ranges),) = calls
         assert url == co.url and ranges[0] == (0, co.attributes.offset_to_point_data)
         fetched = sum(b - a for a, b in ranges[1:])
         assert fetched == sum(node[1] for node in piece.nodes)
+        assert piece.byte_range() == ((ranges[1][0], ranges[-1][1]) if piece.nodes else None)
         assert len(pickle.dumps(piece)) < 600 + 60 * len(piece.nodes)
 
 
@@ -315,7 +348,7 @@ def test_slice_get_to_file_xyz_arrow_schema(local_store, tmp_path):
     dumped = io.BytesIO()
     piece.dump(dumped)
     assert np.array_equal(records(laspy.read(io.BytesIO(dumped.getvalue())).points), records(out.points))
-    assert piece.num_records is None and co.partition(partition_num_points, 3)[1].num_records == 2667
+    assert piece.num_records == len(out.points) and co.partition(partition_num_points, 3)[1].num_records == 2667
     assert np.array_equal(piece.xyz(), np.column_stack([out.x, out.y, out.z]))
     table = piece.to_arrow()
     assert table.schema == piece.schema() and table.num_rows == len(out.points)
@@ -522,3 +555,18 @@ def test_large_copc_at_default_settings(large_copc):
     for piece in slices:
         np.add.at(seen, np.asarray(piece.to_arrow(columns=["gps_time"])["gps_time"]).astype(np.int64), 1)
     assert np.all(seen == 1)
+
+
+def test_readme_name_and_default_strategy(local_store, small_copc):
+    """``COPC`` imports under its README name; ``partition_num_chunks`` is ``partition_num_points``."""
+    from dataplug.formats.geospatial.copc import COPC
+
+    assert COPC is CloudOptimizedPointCloud and COPC.name == "COPC"
+    co = indexed(local_store, "n.copc.laz", small_copc)
+    total = co.attributes.point_count
+    for n in (1, 7, total + 2):
+        slices = co.partition("partition_num_chunks", n)
+        assert len(slices) == n and [s.num_records for s in slices] == [s.num_records for s in co.partition(partition_num_points, n)]
+        assert all(s.bounds is None and (s.byte_range() is None) == (s.num_records == 0) for s in slices)
+    with pytest.raises(StrategyArgumentError, match="blockz"):
+        CloudObject.from_url(COPC, co.url).preprocess(progress=False, force=True, blockz=5)

@@ -146,20 +146,20 @@ def test_square_split_every_point_once_las_equals_laz(local_store, fmt, extra):
         assert_exactly_once(las_parts, full)
         for s, p, q in zip(las_slices, las_parts, [s.get() for s in laz_slices]):
             assert np.array_equal(p.points.array, q.points.array)
-            assert np.all(in_window(p, s.window, s.closed))
+            assert np.all(in_window(p, s.bounds, s.closed))
 
 
 def test_square_split_edges_are_half_open(local_store):
     full = cloud(4000, 6, seed=3)
     co = indexed(local_store, "e.las", las_bytes(full), block_points=20)
     slices = co.partition(square_split_strategy, 4)
-    assert [s.window for s in slices] == [(0, 0, 2520, 2520), (0, 2520, 2520, 5040), (2520, 0, 5040, 2520), (2520, 2520, 5040, 5040)]
+    assert [s.bounds for s in slices] == [(0, 0, 2520, 2520), (0, 2520, 2520, 5040), (2520, 0, 5040, 2520), (2520, 2520, 5040, 5040)]
     assert [s.closed for s in slices] == [(False, False), (False, True), (True, False), (True, True)]
     x, y = np.asarray(full.x), np.asarray(full.y)
     assert ((x == 2520) | (y == 2520)).sum() > 30  # points on the shared edges
     for s in slices:  # a row marked whole skips the window test: all its points must be in the window
         for _, _, first, count, whole in s.blocks:
-            assert not whole or np.all(in_window(full[first : first + count], s.window, s.closed))
+            assert not whole or np.all(in_window(full[first : first + count], s.bounds, s.closed))
     parts = [s.get() for s in slices]
     assert_exactly_once(parts, full)
     assert np.all(np.asarray(parts[3].x) >= 2520) and np.asarray(parts[0].x).max() < 2520
@@ -229,7 +229,8 @@ def test_random_clouds_every_point_once(local_store, n, fmt, span, seed, num_chu
         assert np.array_equal(np.concatenate([ids(s.get()) for s in co.partition(partition_num_points, num_chunks)]), ids(full))
     x0, x1 = sorted(data.draw(st.floats(-10, span / 4 + 10)) for _ in range(2))
     y0, y1 = sorted(data.draw(st.floats(-10, span / 4 + 10)) for _ in range(2))
-    want = np.sort(ids(full)[in_window(full, (x0, y0, x1, y1), (True, True))])
+    closed = (x1 >= full.header.maxs[0], y1 >= full.header.maxs[1])  # half-open, closed on the cloud's maximum
+    want = np.sort(ids(full)[in_window(full, (x0, y0, x1, y1), closed)])
     for co in (las, laz):
         (window,) = co.partition(partition_bbox, x0, y0, x1, y1)
         assert np.array_equal(np.sort(ids(window.get())), want)
@@ -289,7 +290,7 @@ def test_point_orders_every_point_once_every_strategy(local_store, order, n, str
         cells = co.partition(square_split_strategy, num_chunks)
         parts = [s.get() for s in cells]
         assert_each_point_once(parts, full)
-        assert all(np.all(in_window(p, s.window, s.closed)) for s, p in zip(cells, parts))
+        assert all(np.all(in_window(p, s.bounds, s.closed)) for s, p in zip(cells, parts))
         chunks = co.partition(partition_spatial_chunks, num_chunks)
         assert len(chunks) == num_chunks
         parts = [s.get() for s in chunks]
@@ -301,7 +302,8 @@ def test_point_orders_every_point_once_every_strategy(local_store, order, n, str
                 assert s.min_x <= np.asarray(p.x).min() and np.asarray(p.x).max() <= s.max_x
                 assert s.min_y <= np.asarray(p.y).min() and np.asarray(p.y).max() <= s.max_y
             else:
-                assert s.bounds is None
+                assert s.chunk_bounds is None
+            assert s.bounds is None
         runs = co.partition(partition_num_points, num_chunks)
         assert np.array_equal(np.concatenate([time_ids(s.get()) for s in runs]), time_ids(full))
 
@@ -335,7 +337,7 @@ def test_spatial_chunks_balance_points_and_cover_space(local_store):
     assert sorted(chunks) == sorted(set(chunks)) and len(chunks) == 60
     many = laz.partition(partition_spatial_chunks, 100)
     assert len(many) == 100 and sum(1 for s in many if s.blocks) == 60 and all(len(s.blocks) <= 1 for s in many)
-    assert all(s.bounds is None and len(s.get().points) == 0 for s in many if not s.blocks)
+    assert all(s.chunk_bounds is None and len(s.get().points) == 0 for s in many if not s.blocks)
     las = indexed(local_store, "k.las", las_bytes(full), block_points=5000)
     blocks = las.partition(partition_spatial_chunks, 4)
     assert sum(s.num_points for s in blocks) == 60_000 and all(len(s.blocks) >= 1 for s in blocks)
@@ -416,18 +418,24 @@ def test_strategies_read_nothing_and_get_is_one_call(store, monkeypatch):
     for name, data in (("q.las", las_bytes(full)), ("q.laz", laz_bytes(full, cuts=[1000, 2000, 3000, 4000, 5000]))):
         co = indexed(store, name, data, block_points=500)
         read_stats.reset()
-        slices = co.partition(square_split_strategy, 9) + co.partition(partition_num_points, 5) + co.partition(partition_spatial_chunks, 3)
+        slices = square_split_strategy(co, 9) + partition_num_points(co, 5) + partition_spatial_chunks(co, 3)
         assert read_stats.bytes.get(co.url, 0) == 0 and read_stats.requests.get(co.url, 0) == 0
         assert all(len(pickle.dumps(s)) < 2000 for s in slices)
+        calls.clear()
+        counts = [s.num_records for s in slices[9:]]  # runs and whole chunks: counted by the index
+        assert not calls and sum(counts[:5]) == sum(counts[5:]) == 6000
+        cell = square_split_strategy(co, 9)[4]
+        assert cell.num_records == cell.num_records == len(cell.get().points) and len(calls) == 2  # one read to count, kept
         for s in slices:
             calls.clear()
             read_stats.reset()
-            s.get()
+            points = s.get().points
             ((url, fetched),) = calls
             assert url == co.url and fetched[0] == (0, co.attributes.offset_to_point_data)
             ranges = fetched[1:]
             assert all(b < c for (_, b), (c, _) in zip(ranges, ranges[1:]))  # adjacent blocks merged
             assert read_stats.requests[co.url] == len(fetched) <= 1 + co.attributes.blocks
+            assert s.num_records == len(points) and len(calls) == 1  # get() keeps the count
 
 
 def test_preprocess_on_a_spawned_process_pool(local_store):
@@ -550,3 +558,43 @@ def test_preprocess_options_are_checked(local_store):
     for option in ({"block_points": 0}, {"histogram_grid": -1}, {"block_points": 2.5}):
         with pytest.raises(StrategyArgumentError):
             indexed(local_store, "o.las", data, force=True, **option)
+
+
+@pytest.mark.parametrize("suffix", ["las", "laz"])
+def test_adjacent_bbox_boxes_hold_every_point_once(local_store, suffix):
+    """Boxes are half-open, closed only on the cloud's own maximum edge: split at an x that points have
+    exactly, two adjacent boxes hold every point once, and a box ending at the maximum keeps the maximum."""
+    full = cloud(3000, 6, seed=21)
+    data = las_bytes(full) if suffix == "las" else laz_bytes(full, cuts=[500, 1700])
+    co = indexed(local_store, f"b.{suffix}", data, **({"block_points": 200} if suffix == "las" else {}))
+    x, y = np.asarray(full.x), np.asarray(full.y)
+    assert (x == 2520).sum() > 10 and x.max() == y.max() == 5040
+    (left,) = co.partition(partition_bbox, 0, 0, 2520, 5040)
+    (right,) = co.partition(partition_bbox, 2520, 0, 5040, 5040)
+    parts = [left.get(), right.get()]
+    assert_exactly_once(parts, full)
+    assert np.asarray(parts[0].x).max() < 2520 and np.asarray(parts[1].x).min() == 2520
+    assert left.bounds == (0, 0, 2520, 5040) and right.bounds == (2520, 0, 5040, 5040)
+    (corner,) = co.partition(partition_bbox, 5000, 5000, 5040, 5040)
+    assert (5040.0, 5040.0) in set(zip(np.asarray(corner.get().x).tolist(), np.asarray(corner.get().y).tolist()))
+    (inner,) = co.partition(partition_bbox, 0, 0, 2520, 2520)
+    assert not np.any(np.asarray(inner.get().x) == 2520) and not np.any(np.asarray(inner.get().y) == 2520)
+
+
+@pytest.mark.parametrize("suffix", ["las", "laz"])
+def test_dump_writes_the_object_format_and_counts_are_exact(local_store, suffix):
+    """``dump`` writes LAZ for a LAZ and LAS for a LAS, which laspy reads back to the same points; every
+    slice's ``num_records`` is the points it returns; ``partition_num_chunks`` is ``partition_num_points``."""
+    full = cloud(2000, 7, seed=31)
+    data = las_bytes(full) if suffix == "las" else laz_bytes(full, cuts=[600, 1300])
+    co = indexed(local_store, f"d.{suffix}", data, **({"block_points": 300} if suffix == "las" else {}))
+    slices = square_split_strategy(co, 4) + partition_bbox(co, 100, 100, 3000, 3000) + partition_spatial_chunks(co, 3)
+    slices += co.partition("partition_num_chunks", 5)
+    assert [s.num_records for s in slices[-5:]] == [400] * 5 and all(s.bounds is None for s in slices[-8:])
+    for s in slices:
+        assert s.num_records == s.to_arrow().num_rows == len(s.get().points)
+        out = io.BytesIO()
+        s.dump(out)
+        assert laspy.LasHeader.read_from(io.BytesIO(out.getvalue())).are_points_compressed == (suffix == "laz")
+        back = laspy.read(io.BytesIO(out.getvalue()))
+        assert np.array_equal(back.points.array, s.get().points.array)

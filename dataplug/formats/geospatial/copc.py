@@ -1,5 +1,5 @@
 """Cloud Optimized Point Clouds (COPC 1.0, copc.io): LAZ 1.4 files whose points are clustered in an octree,
-one LAZ chunk per node. Slices by space (grid cells, a window), by runs of points or by whole nodes,
+one LAZ chunk per node. Slices by space (grid cells, a box), by runs of points or by whole nodes,
 optionally only down to a level of detail, every point in exactly one slice.
 
 Preprocessing reads the header, the VLRs and the hierarchy pages (``copc_index``), a few range reads
@@ -8,8 +8,9 @@ whatever the object's size, and decodes no point. The index keeps, for every nod
 
 A spatial slice names the nodes whose cube meets its cell; its worker fetches the header and those chunks in
 one ``read_ranges`` call, decodes them with lazrs and keeps the points inside the cell (``copc_slice``).
-Cells are half-open (``min <= x < max``) and the cells on the grid's border reach past the header's extent
-to infinity, so every point lands in exactly one cell even if the header's bounds are off. Node selection
+Cells and boxes (a slice's ``bounds``) are half-open (``min <= x < max``), closed on the header's maximum
+edge, and the cells on the grid's border reach past the header's extent to infinity, so every point lands
+in exactly one cell even if the header's bounds are off. Node selection
 trusts that a node's points lie in its cube (give or take a scale step); a slice checks this for every node
 it decodes and raises :class:`InvalidFormatError` rather than lose points.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -63,10 +64,12 @@ class COPCAttributes:
 
 
 class CloudOptimizedPointCloud(DataFormat):
-    """A COPC point cloud (the original Dataplug's class name; registered as ``COPC``)."""
+    """A COPC point cloud (the original Dataplug's class name; registered and importable as ``COPC``). It
+    takes no preprocessing option."""
 
     name = "COPC"
     Attributes = COPCAttributes
+    options: ClassVar[dict[str, str]] = {}
 
     sniff_priority = 40
 
@@ -142,6 +145,10 @@ class CloudOptimizedPointCloud(DataFormat):
             raise CorruptIndexError(url, "COPC node index does not fit the object (keys, chunk offsets or point counts)")
 
 
+#: The README's name of the format.
+COPC = CloudOptimizedPointCloud
+
+
 # -- strategies ------------------------------------------------------------------------------------------
 
 
@@ -193,12 +200,12 @@ def _slice(co: Any, number: int, rows: np.ndarray, **keep: Any) -> COPCSlice:
     )
 
 
-def _spatial(co: Any, number: int, nodes: _Nodes, window: tuple[float, ...], bounds: tuple[float, ...], closed: tuple[bool, bool]) -> COPCSlice:
-    """The slice of the points in ``bounds``: the nodes whose footprint meets it, flagged whole when
-    ``bounds`` holds their footprint."""
-    meets, whole = window_overlap(nodes.rects, bounds, closed)
+def _spatial(co: Any, number: int, nodes: _Nodes, bounds: tuple[float, ...], selection: tuple[float, ...], closed: tuple[bool, bool]) -> COPCSlice:
+    """The slice of the points in ``selection`` (``bounds``, or wider on a grid's border): the nodes whose
+    footprint meets it, flagged whole when ``selection`` holds their footprint."""
+    meets, whole = window_overlap(nodes.rects, selection, closed)
     rows = np.column_stack((nodes.rows[meets], whole[meets]))
-    return _slice(co, number, rows, window=tuple(map(float, window)), bounds=tuple(map(float, bounds)), closed=closed)
+    return _slice(co, number, rows, bounds=tuple(map(float, bounds)), selection=tuple(map(float, selection)), closed=closed)
 
 
 def _off_boundaries(co: Any, edges: np.ndarray, axis: int, depth: int) -> np.ndarray:
@@ -221,8 +228,10 @@ def square_split_strategy(co: Any, num_chunks: int, max_depth: int | None = None
     """About ``num_chunks`` cells over the header's extent (a near-square grid of ``grid_shape(num_chunks)``
     columns by rows, as in the original), each slice fetching only the nodes whose cube meets its cell.
 
-    Cells are half-open (``min <= x < max``); the border cells reach to infinity, so every point (of the
-    nodes down to ``max_depth``, the level of detail; all nodes when ``None``) lands in exactly one slice.
+    Cells (each slice's ``bounds``) are half-open (``min <= x < max``), the last column and row closed on
+    the header's maximum edge; the border cells reach on to infinity, so every point (of the nodes down to
+    ``max_depth``, the level of detail; all nodes when ``None``) lands in exactly one slice even where the
+    header's bounds are off.
     """
     columns, rows = grid_shape(positive_int(co.url, "num_chunks", num_chunks))
     a, nodes = co.attributes, _nodes(co, max_depth)
@@ -231,29 +240,44 @@ def square_split_strategy(co: Any, num_chunks: int, max_depth: int | None = None
     out = []
     for i in range(columns):
         for j in range(rows):
-            window = (x_edges[i], y_edges[j], x_edges[i + 1], y_edges[j + 1])
-            bounds = (
-                -math.inf if i == 0 else window[0],
-                -math.inf if j == 0 else window[1],
-                math.inf if i == columns - 1 else window[2],
-                math.inf if j == rows - 1 else window[3],
+            bounds = (x_edges[i], y_edges[j], x_edges[i + 1], y_edges[j + 1])
+            selection = (
+                -math.inf if i == 0 else bounds[0],
+                -math.inf if j == 0 else bounds[1],
+                math.inf if i == columns - 1 else bounds[2],
+                math.inf if j == rows - 1 else bounds[3],
             )
-            out.append(_spatial(co, len(out), nodes, window, bounds, (False, False)))
+            out.append(_spatial(co, len(out), nodes, bounds, selection, (False, False)))
     return out
 
 
 @strategy(CloudOptimizedPointCloud)
 def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, max_depth: int | None = None) -> list[COPCSlice]:
-    """One slice with the points in the closed window ``minx <= x <= maxx``, ``miny <= y <= maxy`` (of the
-    nodes down to ``max_depth``; all when ``None``)."""
+    """One slice with the points in the half-open box ``minx <= x < maxx``, ``miny <= y < maxy``, closed
+    (``<= max``) on an axis where the box reaches the header's maximum (of the nodes down to ``max_depth``;
+    all when ``None``): boxes that share an edge never share a point, like the cells of
+    ``square_split_strategy``, and a box up to the maximum keeps the points on it."""
     window = bbox_window(co.url, minx, miny, maxx, maxy)
-    return [_spatial(co, 0, _nodes(co, max_depth), window, window, (True, True))]
+    a = co.attributes
+    return [_spatial(co, 0, _nodes(co, max_depth), window, window, (window[2] >= a.maxs[0], window[3] >= a.maxs[1]))]
 
 
 @strategy(CloudOptimizedPointCloud)
 def partition_num_points(co: Any, num_chunks: int, max_depth: int | None = None) -> list[COPCSlice]:
     """``num_chunks`` runs of consecutive points in file order whose sizes differ by at most one (of the
     nodes down to ``max_depth``; all when ``None``)."""
+    return _runs(co, num_chunks, max_depth)
+
+
+@strategy(CloudOptimizedPointCloud)
+def partition_num_chunks(co: Any, num_chunks: int, max_depth: int | None = None) -> list[COPCSlice]:
+    """Every format's default split, here ``partition_num_points``: exactly ``num_chunks`` runs of points in
+    file order (node by node), sizes within one point, counts known without reading (spatial splits:
+    ``square_split_strategy``, ``partition_spatial_chunks``)."""
+    return _runs(co, num_chunks, max_depth)
+
+
+def _runs(co: Any, num_chunks: int, max_depth: int | None) -> list[COPCSlice]:
     nodes = _nodes(co, max_depth)
     bounds = even_bounds(nodes.total, positive_int(co.url, "num_chunks", num_chunks))
     starts = nodes.rows[:, 3]
@@ -272,7 +296,8 @@ def partition_spatial_chunks(co: Any, num_chunks: int, max_depth: int | None = N
     point (of the nodes down to ``max_depth``; all when ``None``) is decoded once.
 
     Nodes are taken in Z order of their centres and cut into runs of similar point counts, so a slice's deep
-    nodes are neighbours; its ``window`` is the bounding box of its nodes' cubes, which the shallow nodes
+    nodes are neighbours; its ``chunk_bounds`` is the bounding box of its nodes' cubes (its ``bounds`` is
+    None: it selects nodes, not a rectangle), which the shallow nodes
     (the levels of detail, spread over the whole tile) make wide. Prefer it to ``square_split_strategy``
     when slices need not be exact rectangles: with 16 cells that decoded 1.8 points per point kept.
     """
@@ -287,8 +312,8 @@ def partition_spatial_chunks(co: Any, num_chunks: int, max_depth: int | None = N
     for number, (a, b) in enumerate(zip(cuts[:-1].tolist(), cuts[1:].tolist())):
         chosen = np.sort(order[a:b])
         r = nodes.rects[chosen]
-        window = None if not chosen.size else (float(r[:, 0].min()), float(r[:, 1].min()), float(r[:, 2].max()), float(r[:, 3].max()))
-        out.append(_slice(co, number, np.column_stack((nodes.rows[chosen], np.ones(chosen.size, dtype=np.int64))), window=window))
+        extent = None if not chosen.size else (float(r[:, 0].min()), float(r[:, 1].min()), float(r[:, 2].max()), float(r[:, 3].max()))
+        out.append(_slice(co, number, np.column_stack((nodes.rows[chosen], np.ones(chosen.size, dtype=np.int64))), chunk_bounds=extent))
     return out
 
 

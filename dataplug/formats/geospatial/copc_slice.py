@@ -4,7 +4,7 @@ call and decoded with lazrs; they come back as a plain LAS 1.4 (``laspy.LasData`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -32,12 +32,13 @@ def _inside(values: np.ndarray, lo: float, hi: float, closed: bool) -> np.ndarra
 @dataclass
 class COPCSlice(PointSlice):
     """Points of a COPC object: those of some octree nodes, kept by run (``first``/``stop``), by space
-    (``bounds``) or all of them (whole nodes; ``window`` is then their cubes' bounding box).
+    (``bounds``) or all of them (whole nodes; ``chunk_bounds`` is then their cubes' bounding box).
 
-    A spatial slice keeps a point when ``bounds[0] <= x < bounds[2]`` and ``bounds[1] <= y < bounds[3]``
-    (``<=`` on an axis whose ``closed`` flag is set); ``bounds`` is ``window`` with the grid's outer edges
-    moved to infinity. ``root`` is the octree's centre x, centre y, half size and the tolerance of the
-    check that a node's points lie in its cube.
+    ``bounds`` is the rectangle a spatial slice selects: half-open (``min <= x < max``), or ``<= max`` on an
+    axis whose ``closed`` flag is set (a box that reaches the header's maximum). The worker tests points
+    against ``selection``: ``bounds``, with the outer edges of a grid's border cells moved to infinity, so
+    a point outside the header's bounds still lands in one cell. ``root`` is the octree's centre x, centre
+    y, half size and the tolerance of the check that a node's points lie in its cube.
     """
 
     header_size: int
@@ -46,28 +47,41 @@ class COPCSlice(PointSlice):
     nodes: tuple[Node, ...]
     first: int | None = None
     stop: int | None = None
-    window: tuple[float, float, float, float] | None = None
     bounds: tuple[float, float, float, float] | None = None
+    selection: tuple[float, float, float, float] | None = None
     closed: tuple[bool, bool] = (False, False)
-
-    dump_compressed: ClassVar[bool] = True
+    chunk_bounds: tuple[float, float, float, float] | None = None
 
     @property
-    def num_points(self) -> int | None:
-        """Points in a run slice; ``None`` for a spatial slice (known only once read)."""
-        return None if self.first is None or self.stop is None else self.stop - self.first
+    def dump_compressed(self) -> bool:
+        """COPC slices dump as plain LAZ."""
+        return True
+
+    def _indexed_count(self) -> int | None:
+        if self.first is not None and self.stop is not None:
+            return self.stop - self.first
+        if self.selection is None or all(node[7] for node in self.nodes):
+            return sum(node[2] for node in self.nodes)
+        return None
 
     @property
     def extent(self) -> tuple[float, float, float, float] | None:
-        """The slice's ``window``."""
-        return self.window
+        """The rectangle ``bounds``, or the ``chunk_bounds`` of a slice of whole nodes; ``None`` for a run."""
+        return self.bounds if self.bounds is not None else self.chunk_bounds
+
+    def byte_range(self) -> tuple[int, int] | None:
+        """``[start, end)`` of the object's bytes the slice's node chunks span (it may skip chunks between;
+        every slice also reads the header and VLRs, ``[0, header_size)``). ``None`` when it reads no node."""
+        if not self.nodes:
+            return None
+        return min(node[0] for node in self.nodes), max(node[0] + node[1] for node in self.nodes)
 
     def _records(self, selection: Any = None) -> tuple[laspy.LasHeader, np.ndarray]:
         header, parts = self._fetch((offset, offset + nbytes) for offset, nbytes, *_ in self.nodes)
         laszip = laszip_record(self.url, header, drop=COPC_VLRS)
         dtype = header.point_format.dtype()
         if not self.nodes:
-            return header, np.zeros(0, dtype)
+            return self._counted(header, np.zeros(0, dtype))
         rows = np.array(self.nodes, dtype=np.int64).reshape(-1, 8)
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
         decoded = decode_chunks(self.url, laszip, payload, rows[:, 2], rows[:, 1], rows[:, 0], self.point_size, selection)
@@ -75,17 +89,17 @@ class COPCSlice(PointSlice):
         if self.first is not None and self.stop is not None:
             start = self.first - int(rows[0, 3])
             points = points[start : start + self.stop - self.first]
-        elif self.bounds is not None:
+        elif self.selection is not None:
             # Filtered as rows of bytes: numpy copies those at memory speed, a structured dtype field by field.
             keep = self._kept(points, header, rows)
             if not keep.all():
                 points = points.view(np.uint8).reshape(-1, dtype.itemsize)[keep].view(dtype)[:, 0]
-        return header, points
+        return self._counted(header, points)
 
     def _kept(self, points: np.ndarray, header: laspy.LasHeader, rows: np.ndarray) -> np.ndarray:
-        """Which of the decoded ``points`` (those of the nodes ``rows``, end to end) lie inside ``bounds``,
+        """Which of the decoded ``points`` (those of the nodes ``rows``, end to end) lie inside ``selection``,
         after checking that every node's points lie in its cube."""
-        assert self.bounds is not None
+        assert self.selection is not None
         x = points["X"] * header.scales[0] + header.offsets[0]
         y = points["Y"] * header.scales[1] + header.offsets[1]
         starts = np.concatenate(([0], np.cumsum(rows[:-1, 2])))
@@ -99,7 +113,7 @@ class COPCSlice(PointSlice):
                 "spatial slices rely on the octree; read this file by runs (partition_num_points) or as LiDARPointCloud"
             )
             raise InvalidFormatError(self.url, cause, offset=int(rows[k, 0]))
-        bx0, by0, bx1, by1 = self.bounds
+        bx0, by0, bx1, by1 = self.selection
         return np.repeat(rows[:, 7].astype(bool), rows[:, 2]) | (_inside(x, bx0, bx1, self.closed[0]) & _inside(y, by0, by1, self.closed[1]))
 
 

@@ -11,16 +11,21 @@ its first point and its bounds in real coordinates; for LAS also the x/y bounds 
 
 Which spatial strategy:
 
-- ``square_split_strategy`` and ``partition_bbox`` give exact rectangles: half-open cells (``min <= x <
-  max``, the last column and row closed on the cloud's maximum edge). On LAS a cell reads only the runs
-  that meet it. On LAZ a cell must decode every chunk that meets it, and on a scan-ordered tile (GPS-time
-  order, as airborne data is delivered) a chunk spans a flight strip's width, so on a 20 M-point tile
-  16 cells decode 1.75 points per point kept and 64 cells 2.9.
+- ``square_split_strategy`` and ``partition_bbox`` give exact rectangles, each slice's ``bounds``:
+  half-open (``min <= x < max``), closed on the cloud's maximum edge (the last column and row of a grid,
+  a box that reaches the maximum), so adjacent rectangles never share a point. On LAS a cell reads only
+  the runs that meet it. On LAZ a cell must decode every chunk that meets it, and on a scan-ordered tile
+  (GPS-time order, as airborne data is delivered) a chunk spans a flight strip's width, so on a 20 M-point
+  tile 16 cells decode 1.75 points per point kept and 64 cells 2.9 (the "decode factor" lines of
+  ``python benchmarks/lidar.py --points 20000000``).
 - ``partition_spatial_chunks`` gives each block (LAZ chunk) to exactly one slice, by a k-d split of block
   centres weighted by point counts: every point is decoded once and slices hold similar point counts, but
-  their edges follow the chunks, so they overlap a little and are not rectangles (each reports its
-  ``bounds``). Use it when the work is per point or per neighbourhood of a few metres (histograms, ground
-  filtering, tiling on output) and an exact grid is not needed: on LAZ it is the fast way to read a tile.
+  their edges follow the chunks, so they overlap a little and are not rectangles (each reports the extent
+  of its chunks, ``chunk_bounds``; its ``bounds`` is None). Use it when the work is per point or per
+  neighbourhood of a few metres (histograms, ground filtering, tiling on output) and an exact grid is not
+  needed: on LAZ it is the fast way to read a tile.
+- ``partition_num_chunks`` (every format's default, here ``partition_num_points``) splits the points in
+  file order into runs whose sizes differ by at most one.
 
 A slice names the byte ranges it needs and what to keep of them; its worker fetches the header and VLRs
 and those ranges in one ``read_ranges`` call, decodes LAZ chunks with lazrs, and keeps its points.
@@ -65,6 +70,7 @@ __all__ = [
     "laszip_record",
     "parse_header",
     "partition_bbox",
+    "partition_num_chunks",
     "partition_num_points",
     "partition_points_per_chunk",
     "partition_spatial_chunks",
@@ -255,7 +261,8 @@ def _slice(co: Any, number: int, rows: list[Row], **keep: Any) -> LiDARSlice:
 
 
 def _window_slice(co: Any, blocks: Blocks, number: int, window: tuple[float, float, float, float], closed: tuple[bool, bool]) -> LiDARSlice:
-    """A slice of the points in ``window``: LAS runs that meet it, or LAZ chunks that meet it."""
+    """A slice of the points in ``window`` (its ``bounds``; half-open, ``closed`` on the axes where it ends
+    on the cloud's maximum edge): LAS runs that meet it, or LAZ chunks that meet it."""
     a = co.attributes
     if a.compressed:
         rows = block_rows(blocks, *meeting(blocks, window, closed), merge=False)
@@ -266,7 +273,7 @@ def _window_slice(co: Any, blocks: Blocks, number: int, window: tuple[float, flo
         )
         gap = FETCH_GAP_BYTES.get(co.obj.protocol, REMOTE_FETCH_GAP_BYTES) // a.point_format_size
         rows = las_window_rows(blocks, window, closed, raw, (a.offset_to_point_data, a.point_format_size), gap)
-    return _slice(co, number, rows, window=window, closed=closed)
+    return _slice(co, number, rows, bounds=window, closed=closed)
 
 
 def _run_slices(co: Any, bounds: np.ndarray) -> list[LiDARSlice]:
@@ -317,9 +324,12 @@ def square_split_strategy(co: Any, num_chunks: int, balance: bool = False) -> li
 
 @strategy(LiDARPointCloud)
 def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float) -> list[LiDARSlice]:
-    """One slice with the points in the closed window ``minx <= x <= maxx``, ``miny <= y <= maxy``."""
+    """One slice with the points in the half-open box ``minx <= x < maxx``, ``miny <= y < maxy``, closed
+    (``<= max``) on an axis where the box reaches the cloud's maximum: boxes that share an edge never share
+    a point, like the cells of ``square_split_strategy``, and a box up to the maximum keeps the points on it."""
     window = bbox_window(co.url, minx, miny, maxx, maxy)
-    return [_window_slice(co, _blocks(co), 0, window, (True, True))]
+    a = co.attributes
+    return [_window_slice(co, _blocks(co), 0, window, (window[2] >= a.maxs[0], window[3] >= a.maxs[1]))]
 
 
 @strategy(LiDARPointCloud)
@@ -329,8 +339,9 @@ def partition_spatial_chunks(co: Any, num_chunks: int) -> list[LiDARSlice]:
 
     Blocks are split by a k-d tree over their centres, weighted by their point counts: slices hold similar
     point counts and neighbouring slices come one after the other. A slice keeps all its blocks' points and
-    reports their ``bounds`` (min x, min y, max x, max y); bounds of neighbouring slices overlap where
-    chunks do. Slices beyond the number of blocks are empty (``bounds`` None). Prefer it to
+    reports their extent as ``chunk_bounds`` (min x, min y, max x, max y, closed; its ``bounds`` is None, as
+    it selects chunks, not a rectangle); those of neighbouring slices overlap where chunks do. Slices
+    beyond the number of blocks are empty (``chunk_bounds`` None). Prefer it to
     ``square_split_strategy`` on LAZ whenever slices need not be exact rectangles.
     """
     parts = positive_int(co.url, "num_chunks", num_chunks)
@@ -340,13 +351,21 @@ def partition_spatial_chunks(co: Any, num_chunks: int) -> list[LiDARSlice]:
     for number, chosen in enumerate(kd_split(centres, blocks.counts, parts)):
         b = blocks.bounds[chosen]
         bounds = None if not chosen.size else (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 3].max()), float(b[:, 4].max()))
-        out.append(_slice(co, number, block_rows(blocks, chosen, None, merge=not co.attributes.compressed), bounds=bounds))
+        out.append(_slice(co, number, block_rows(blocks, chosen, None, merge=not co.attributes.compressed), chunk_bounds=bounds))
     return out
 
 
 @strategy(LiDARPointCloud)
 def partition_num_points(co: Any, num_chunks: int) -> list[LiDARSlice]:
     """``num_chunks`` runs of consecutive points whose sizes differ by at most one."""
+    return _run_slices(co, even_bounds(co.attributes.point_count, positive_int(co.url, "num_chunks", num_chunks)))
+
+
+@strategy(LiDARPointCloud)
+def partition_num_chunks(co: Any, num_chunks: int) -> list[LiDARSlice]:
+    """Every format's default split, here ``partition_num_points``: exactly ``num_chunks`` runs of points in
+    file order, sizes within one point, counts known without reading (spatial splits give a grid of about
+    ``num_chunks`` cells, ``square_split_strategy``, or chunk groups, ``partition_spatial_chunks``)."""
     return _run_slices(co, even_bounds(co.attributes.point_count, positive_int(co.url, "num_chunks", num_chunks)))
 
 

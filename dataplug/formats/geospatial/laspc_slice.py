@@ -2,14 +2,14 @@
 
 A worker fetches the object's header and VLRs and the slice's byte ranges in one ``read_ranges`` call,
 decodes LAZ chunks with lazrs, and keeps: all points (a k-d slice of whole chunks), a run of point numbers
-``[first, stop)``, or the points in a window (a cell). Window tests compare raw integer coordinates with
+``[first, stop)``, or the points in a rectangle (a cell or box, its ``bounds``). Window tests compare raw integer coordinates with
 thresholds computed once per slice, which keeps exactly what comparing laspy's scaled coordinates would.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -32,38 +32,43 @@ Row = tuple[int, int, int, int, int]
 
 @dataclass
 class LiDARSlice(PointSlice):
-    """Points of a LAS/LAZ object: the points of some rows, all of them, a run (``first``/``stop``) or those
-    in a window.
+    """Points of a LAS/LAZ object: the points of some rows, all of them (whole chunks), a run
+    (``first``/``stop``) or those in a rectangle (``bounds``).
 
     ``blocks`` rows are (byte start, byte end, first point, point count, whole) in file order: LAS ranges of
-    records, or single LAZ chunks (their chunk-table entries); ``whole`` is 1 when the window holds every
-    point of the row, so its points need no test. ``window`` is (min x, min y, max x, max y); a point is
-    kept when ``min <= coordinate < max``, or ``<= max`` on an axis whose ``closed`` flag is set. ``bounds``
-    is the extent (min x, min y, max x, max y) of a slice that keeps whole chunks, from the index.
+    records, or single LAZ chunks (their chunk-table entries); ``whole`` is 1 when ``bounds`` holds every
+    point of the row, so its points need no test. A point is kept when ``min <= coordinate < max`` on each
+    axis of ``bounds``, or ``<= max`` on an axis whose ``closed`` flag is set (the cloud's maximum edge).
+    ``chunk_bounds`` is the closed extent (min x, min y, max x, max y) of the whole chunks a
+    ``partition_spatial_chunks`` slice keeps, from the index; those of neighbouring slices may overlap.
     """
 
     header_size: int
     compressed: bool
     point_size: int
-    dump_compressed: ClassVar[bool] = False
     blocks: tuple[Row, ...]
     first: int | None = None
     stop: int | None = None
-    window: tuple[float, float, float, float] | None = None
-    closed: tuple[bool, bool] = (False, False)
     bounds: tuple[float, float, float, float] | None = None
+    closed: tuple[bool, bool] = (False, False)
+    chunk_bounds: tuple[float, float, float, float] | None = None
 
     @property
-    def num_points(self) -> int | None:
-        """Points in a run slice or a slice of whole chunks; ``None`` for a cell (known only once read)."""
+    def dump_compressed(self) -> bool:
+        """LAZ objects dump as LAZ, LAS objects as LAS."""
+        return self.compressed
+
+    def _indexed_count(self) -> int | None:
         if self.first is not None and self.stop is not None:
             return self.stop - self.first
-        return sum(row[3] for row in self.blocks) if self.window is None else None
+        if self.bounds is None or all(row[4] for row in self.blocks):
+            return sum(row[3] for row in self.blocks)
+        return None
 
     @property
     def extent(self) -> tuple[float, float, float, float] | None:
-        """The cell's window, or the bounds of a slice of whole chunks; ``None`` for a run slice."""
-        return self.window if self.window is not None else self.bounds
+        """The rectangle ``bounds``, or the ``chunk_bounds`` of a slice of whole chunks; ``None`` for a run."""
+        return self.bounds if self.bounds is not None else self.chunk_bounds
 
     def _records(self, selection: Any = None) -> tuple[laspy.LasHeader, np.ndarray]:
         header, parts = self._fetch((row[0], row[1]) for row in self.blocks)
@@ -84,18 +89,20 @@ class LiDARSlice(PointSlice):
             pieces = [p[max(self.first - s, 0) : max(self.stop - s, 0)] for p, s in zip(pieces, starts)]
         if len(pieces) > MAX_PIECES:
             pieces = [np.concatenate(pieces)]
-        if self.window is not None and not all(row[4] for row in self.blocks):
-            x = _raw_range(self.window[0], self.window[2], self.closed[0], header.scales[0], header.offsets[0])
-            y = _raw_range(self.window[1], self.window[3], self.closed[1], header.scales[1], header.offsets[1])
+        if self.bounds is not None and not all(row[4] for row in self.blocks):
+            x = _raw_range(self.bounds[0], self.bounds[2], self.closed[0], header.scales[0], header.offsets[0])
+            y = _raw_range(self.bounds[1], self.bounds[3], self.closed[1], header.scales[1], header.offsets[1])
             pieces = [p[_in_window(p, x, y)] for p in pieces]
         if len(pieces) == 1:
             points = pieces[0] if pieces[0].flags.writeable else pieces[0].copy()
         else:
             points = np.concatenate(pieces) if pieces else np.zeros(0, record)
-        return header, points.view(dtype)
+        return self._counted(header, points.view(dtype))
 
     def byte_range(self) -> tuple[int, int] | None:
-        """From the first block's start to the last block's end (the blocks between may be skipped)."""
+        """``[start, end)`` of the object's point data the slice reads: from its first block's start to its
+        last block's end (it may skip blocks between; every slice also reads the header and VLRs,
+        ``[0, header_size)``). ``None`` when it reads no block."""
         return (min(row[0] for row in self.blocks), max(row[1] for row in self.blocks)) if self.blocks else None
 
 

@@ -26,21 +26,32 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 class PointSlice(CloudObjectSlice):
     """A slice of LAS point records. A subclass (a dataclass) has the fields ``header_size`` (the object's
-    bytes before its first point) and ``point_size``, and gives :meth:`_records`, ``num_points`` and
-    :attr:`extent`."""
+    bytes before its first point), ``point_size`` and ``bounds``, and gives :meth:`_records`,
+    :meth:`_indexed_count` and :attr:`extent`.
+
+    ``bounds`` is (min x, min y, max x, max y) of the area a spatial slice selects, in the object's
+    coordinate units: half-open (``min <= x < max``) except closed on the cloud's own maximum edge, so
+    adjacent slices never share a point; ``None`` for a slice that is not a spatial selection (a run of
+    points in file order, a group of whole chunks). Point clouds have no ``window``.
+    """
 
     header_size: int
-    #: :meth:`dump` writes LAZ when True, an uncompressed LAS when False.
-    dump_compressed: ClassVar[bool]
+    bounds: tuple[float, float, float, float] | None
     binary_output: ClassVar[bool] = True
+
+    @property
+    def dump_compressed(self) -> bool:
+        """:meth:`dump` writes LAZ when True, an uncompressed LAS when False (as the object is)."""
+        raise NotImplementedError
 
     def _records(self, selection: Any = None) -> tuple[laspy.LasHeader, np.ndarray]:
         """The object's header (describing a plain LAS of uncompressed points) and the slice's point records;
         LAZ chunks decoded with ``selection`` (``XYZ_ONLY``: only what coordinates need)."""
         raise NotImplementedError
 
-    @property
-    def num_points(self) -> int | None:
+    def _indexed_count(self) -> int | None:
+        """The slice's point count when the index gives it (runs, whole chunks); ``None`` when only reading
+        the slice tells (a cell keeps the points of its chunks that lie inside it)."""
         raise NotImplementedError
 
     @property
@@ -49,9 +60,27 @@ class PointSlice(CloudObjectSlice):
         raise NotImplementedError
 
     @property
-    def num_records(self) -> int | None:
-        """Points, when known without reading (see ``num_points``)."""
-        return self.num_points
+    def num_records(self) -> int:
+        """The exact number of points the slice returns. Runs and whole chunks know it from the index; a
+        cell or box reads its points the first time (LAZ: decoding only X, Y, Z where it can) and keeps
+        the count, as it does after any read of the slice."""
+        count = self._indexed_count()
+        if count is None:
+            count = self.__dict__.get("_count")
+        if count is None:
+            self._records(XYZ_ONLY)
+            count = self.__dict__["_count"]
+        return count
+
+    @property
+    def num_points(self) -> int:
+        """:attr:`num_records`: the points the slice returns."""
+        return self.num_records
+
+    def _counted(self, header: laspy.LasHeader, points: np.ndarray) -> tuple[laspy.LasHeader, np.ndarray]:
+        """``(header, points)``, remembering how many points the slice holds (for :attr:`num_records`)."""
+        self.__dict__["_count"] = len(points)
+        return header, points
 
     @property
     def min_x(self) -> float | None:
@@ -88,8 +117,8 @@ class PointSlice(CloudObjectSlice):
         self.get().write(os.fspath(name))
 
     def dump(self, fp: BinaryIO) -> None:
-        """Write the slice to ``fp``: as a LAZ file (a plain LAZ, not COPC) or an uncompressed LAS, as
-        ``dump_compressed`` says (``to_file`` chooses by name)."""
+        """Write the slice to ``fp`` as the object is stored: a LAZ file (a plain LAZ, not COPC) for a LAZ
+        or COPC object, an uncompressed LAS for a LAS (``to_file`` chooses by name)."""
         self.get().write(fp, do_compress=self.dump_compressed)
 
     def schema(self) -> pa.Schema:
