@@ -423,6 +423,8 @@ def test_bad_input_is_named(tmp_path, local_store):
 def test_strategy_arguments_and_stale_objects(tmp_path, local_store):
     path = write_tiff(tmp_path / "a.tif", raster("uint8", 1, 100, 100), compress="deflate", blocksize=128)
     co = indexed(local_store, path)
+    with pytest.raises(StrategyArgumentError, match="no preprocessing option 'blockz'"):
+        CloudObject.from_url(COG, co.url).preprocess(blockz=5)  # COG reads no option: a typo is refused
     for bad in ({"num_chunks": 0}, {"num_chunks": 2, "level": 9}, {"num_chunks": 2, "level": True}):
         with pytest.raises(StrategyArgumentError):
             co.partition(partition_tiles, **bad)
