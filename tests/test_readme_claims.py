@@ -171,7 +171,7 @@ def _csv(rows: int = 20_000) -> bytes:
     return ("id,station,temp\n" + "".join(f"{i},s{i % 13},{i * 0.25}\n" for i in range(rows))).encode()
 
 
-def test_the_progress_bar_counts_bytes_and_is_switched(local_store, capsys):
+def test_the_progress_bar_counts_bytes_and_is_switched(local_store, capsys, monkeypatch):
     url = local_store.put("d.csv", _csv())
     CloudObject.from_url("CSV", url).preprocess(progress=True, chunk_size=64 * 1024)
     err = capsys.readouterr().err
@@ -179,6 +179,9 @@ def test_the_progress_bar_counts_bytes_and_is_switched(local_store, capsys):
     CloudObject.from_url("CSV", url).preprocess(force=True, progress=False, chunk_size=64 * 1024)
     CloudObject.from_url("CSV", url).preprocess(force=True, chunk_size=64 * 1024)  # not a terminal: no bar
     assert capsys.readouterr().err == ""
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)  # in a notebook (or on a terminal) a bar by default
+    CloudObject.from_url("CSV", url).preprocess(force=True, chunk_size=64 * 1024)
+    assert "B/s" in capsys.readouterr().err
 
 
 def test_preprocess_on_a_multiprocessing_pool_matches_the_default(local_store):
