@@ -17,12 +17,46 @@ import lazrs
 import numpy as np
 from laspy.vlrs.known import LasZipVlr
 
+#: Scales and offsets of tests/data/simple.copc.laz (a real COPC), which the conformance samples share, so
+#: that their raw integer coordinates follow from the scaled ones that ``to_arrow()`` gives.
+SCALES = (0.01, 0.01, 0.01)
+OFFSETS = (637301.2, 851217.56, 496.48)
+
 #: LAS 1.4 header size, where its EVLR fields sit, and the size of a VLR's and an EVLR's header.
 HEADER_14 = 375
 START_OF_FIRST_EVLR = 235
 VLR_HEADER, EVLR_HEADER = 54, 60
 INFO = struct.Struct("<5d2Q2d88x")
 ENTRY = struct.Struct("<4iQii")
+
+
+def scan_tile(points: int, point_format: int, seed: int) -> laspy.LasData:
+    """A scan-ordered tile (``dataplug.synthetic.scan_ordered_cloud``: zig-zag lines along flight strips, in
+    GPS-time order) of 200 m x 200 m, moved to :data:`OFFSETS` and quantized with :data:`SCALES`."""
+    from dataplug.synthetic import scan_ordered_cloud
+
+    las = scan_ordered_cloud(points, size=200.0, strips=4, line_points=120, point_format=point_format, seed=seed)
+    x, y, z = (np.asarray(las.x) + OFFSETS[0], np.asarray(las.y) + OFFSETS[1], np.asarray(las.z) + OFFSETS[2])
+    las.change_scaling(scales=np.array(SCALES), offsets=np.array(OFFSETS))
+    las.x, las.y, las.z = x, y, z
+    las.update_header()
+    return las
+
+
+def point_tuples(las: laspy.LasData) -> list[tuple]:
+    """The conformance kit's records: per point, raw X, Y, Z, then the attributes every point format has
+    and GPS time where it has one."""
+    names = ["X", "Y", "Z", "intensity", "return_number", "number_of_returns", "classification", "point_source_id"]
+    names += ["gps_time"] if "gps_time" in las.point_format.dimension_names else []
+    return list(zip(*(np.asarray(las.points[name]).tolist() for name in names)))
+
+
+def arrow_tuples(table) -> list[tuple]:
+    """:func:`point_tuples` of a slice's ``to_arrow()`` table (scaled X, Y, Z back to raw integers)."""
+    xyz = [np.round((table[name].to_numpy() - offset) / scale).astype(np.int64) for name, scale, offset in zip("XYZ", SCALES, OFFSETS)]
+    names = ["intensity", "return_number", "number_of_returns", "classification", "point_source_id"]
+    names += ["gps_time"] if "gps_time" in table.column_names else []
+    return list(zip(*(column.tolist() for column in xyz), *(table[name].to_pylist() for name in names)))
 
 
 def octree(las: laspy.LasData, cap: int, max_depth: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:

@@ -7,8 +7,10 @@ import multiprocessing
 import pickle
 import struct
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from laspy.vlrs.vlrlist import VLRList
 from dataplug import CloudObject, IndexMissingError, InvalidFormatError, StaleIndexError, StrategyArgumentError
 from dataplug.formats.geospatial.laspc import (
     LiDARPointCloud,
+    LiDARSlice,
     grid_shape,
     partition_bbox,
     partition_num_points,
@@ -31,7 +34,9 @@ from dataplug.formats.geospatial.laspc import (
 )
 from dataplug.formats.geospatial.laspc_index import decode_runs, encode_runs
 from dataplug.storage import read_stats
-from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud
+from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud, write_cloud
+from dataplug.testing import FormatTests
+from tests.copc_files import arrow_tuples, point_tuples, scan_tile
 from tests.read_spy import read_ranges_calls
 
 GRID_COUNTS = (1, 2, 4, 7, 9, 16, 100)
@@ -598,3 +603,42 @@ def test_dump_writes_the_object_format_and_counts_are_exact(local_store, suffix)
         assert laspy.LasHeader.read_from(io.BytesIO(out.getvalue())).are_points_compressed == (suffix == "laz")
         back = laspy.read(io.BytesIO(out.getvalue()))
         assert np.array_equal(back.points.array, s.get().points.array)
+
+
+class TestLiDARConformance(FormatTests):
+    """The conformance kit on scan-ordered tiles (zig-zag lines along flight strips, as airborne data is
+    delivered): LAS 1.2 and LAZ 1.4 as laspy writes them, a LAZ of uneven chunks (one of a single point) with
+    extra bytes, and small ones for more slices than points. A record is a point as laspy reads it: raw X,
+    Y, Z and its attributes, in file order, which ``partition_num_chunks`` (``partition_num_points``) keeps."""
+
+    format = LiDARPointCloud
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        small = scan_tile(900, 7, seed=43)
+        small.add_extra_dim(laspy.ExtraBytesParams("height", np.float32))
+        small.height = np.linspace(0, 30, 900, dtype=np.float32)
+        return {
+            "scan_las": {"scan.las": las_bytes(scan_tile(36_000, 1, seed=41))},
+            "scan_laz": {"scan.laz": laz_bytes(scan_tile(120_000, 6, seed=42))},
+            "uneven_laz": {"uneven.laz": laz_bytes(small, cuts=[300, 301, 650])},
+            "small_las": {"small.las": las_bytes(scan_tile(700, 3, seed=44))},
+        }
+
+    def oracle(self, path: Path) -> list[tuple]:
+        return point_tuples(laspy.read(path))
+
+    def rows(self, table: pa.Table) -> list[tuple]:
+        return arrow_tuples(table)
+
+    def dump_slice(self, piece: LiDARSlice, path: Path) -> Path:
+        """``dump`` writes the object's own form: LAZ from a LAZ, LAS from a LAS (checked by its header)."""
+        path = path.with_suffix(".laz" if piece.compressed else ".las")
+        with open(path, "wb") as fp:
+            piece.dump(fp)
+        assert laspy.LasHeader.read_from(io.BytesIO(path.read_bytes())).are_points_compressed == piece.compressed
+        return path
+
+    def large(self, folder: Path) -> tuple[str, int]:
+        """A scan-ordered LAS of 2.4 M points of format 6 (72 MB)."""
+        write_cloud(scan_ordered_cloud(2_400_000, seed=45), folder / "large.las")
+        return "large.las", 2_400_000
