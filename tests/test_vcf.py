@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_regions
 from dataplug.storage import read_stats
+from dataplug.testing import FormatTests
 from tests.test_codecs import encode
 
 
@@ -388,3 +390,121 @@ def test_large_file_at_default_settings(big_vcf, codec):
     (piece,) = co.partition(partition_regions, ["chr2:50000000-50100000"])
     in_region = [line for line in lines if line.startswith("chr2\t") and int(line.split("\t")[1]) <= 50_100_000 and _last(line) >= 50_000_000]
     assert piece.records() == in_region
+
+
+# -- the conformance kit ------------------------------------------------------------------------------------
+
+CONTIGS = {"chr1": 248_956_422, "chr2": 242_193_529, "chr10": 133_797_422, "chrX": 156_040_895, "chrUn_KI270742v1": 186_739}
+META = (
+    "##fileformat=VCFv4.2\n##source=dataplug-tests\n"
+    + "".join(f"##contig=<ID={c},length={n}>\n" for c, n in CONTIGS.items())
+    + '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">\n##INFO=<ID=AF,Number=A,Type=Float,Description="Allele frequency">\n'
+    + '##INFO=<ID=SVTYPE,Number=1,Type=String,Description="SV type">\n##INFO=<ID=END,Number=1,Type=Integer,Description="End">\n'
+    + '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+    + '##FORMAT=<ID=GQ,Number=1,Type=Integer,Description="Genotype quality">\n'
+)
+
+
+def realistic_vcf(records: int, seed: int, samples: tuple[str, ...] = ("HG002", "HG003", "HG004"), odd: bool = True) -> bytes:
+    """A sorted VCF shaped like a joint call set: five contigs, SNVs, indels, multi-allelic sites, symbolic
+    deletions with ``END=``, missing QUAL and genotypes, unique IDs; with ``odd``, records htslib reads
+    although their columns differ from the #CHROM line's (a trailing tab, a column after the samples, no
+    FORMAT)."""
+    rng = np.random.default_rng(seed)
+    fixed = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"
+    lines = [META + fixed + ("\tFORMAT\t" + "\t".join(samples) if samples else "")]
+    per = rng.multinomial(records, [0.4, 0.3, 0.15, 0.1, 0.05])
+    bases = np.array(list("ACGT"))
+    n = 0
+    for (chrom, length), count in zip(CONTIGS.items(), per):
+        for pos in np.sort(rng.integers(1, min(length, 5_000_000), count)).tolist():
+            kind = rng.random()
+            ref = "".join(rng.choice(bases, int(rng.integers(2, 40)))) if kind < 0.1 else str(rng.choice(bases))
+            alt = ",".join(sorted({str(b) for b in rng.choice(bases, 2)} - {ref})) or "N"
+            info = f"DP={int(rng.integers(5, 300))};AF={rng.random():.3f}"
+            if kind > 0.97:
+                alt, info = "<DEL>", f"SVTYPE=DEL;END={pos + int(rng.integers(50, 20_000))};DP={int(rng.integers(5, 300))}"
+            qual = "." if kind < 0.05 else f"{rng.random() * 1000:.2f}"
+            calls = [
+                "./." if rng.random() < 0.05 else f"{rng.integers(0, 2)}/{rng.integers(0, 2)}:{rng.integers(0, 99)}:{rng.integers(0, 99)}"
+                for _ in samples
+            ]
+            row = [chrom, str(pos), f"rs{seed}_{n}", ref, alt, qual, "PASS" if kind > 0.1 else "LowQual", info]
+            if samples:
+                row += ["GT:DP:GQ", *calls]
+            line = "\t".join(row)
+            if odd and n % 97 == 5:
+                line += "\t"
+            elif odd and n % 97 == 50:
+                line += "\textra"
+            elif odd and samples and n % 97 == 80:
+                line = "\t".join(row[:8])
+            lines.append(line)
+            n += 1
+    return ("\n".join(lines) + "\n").encode()
+
+
+def vcf_rows(path: Path) -> list[tuple]:
+    """(CHROM, POS, ID, REF, ALT) of every record: pysam (htslib) when installed, else a plain parse."""
+    try:
+        import pysam
+    except ImportError:
+        records = [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+        return [(r[0], int(r[1]), r[2], r[3], r[4]) for r in records]
+    with pysam.VariantFile(str(path)) as vcf:
+        return [(r.chrom, r.pos, r.id or ".", r.ref, ",".join(r.alts) if r.alts else ".") for r in vcf]
+
+
+class TestVCFConformance(FormatTests):
+    format = "VCF"
+    codecs = ("plain", "gzip", "bgzf", "zstd", "bzip2")
+    dump_suffix = ".vcf"
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        return {
+            "calls": {"calls.vcf": realistic_vcf(4000, seed=1)},
+            "sites": {"sites.vcf": realistic_vcf(60, seed=2, samples=())},
+            "one_sample": {"one.vcf": realistic_vcf(5, seed=3, samples=("NA12878",))},
+            "header_only": {"empty.vcf": realistic_vcf(0, seed=4)},
+        }
+
+    def oracle(self, path: Path) -> list[tuple]:
+        return vcf_rows(path)
+
+    def rows(self, table: pa.Table) -> list[tuple]:
+        return list(zip(*(table[c].to_pylist() for c in ("CHROM", "POS", "ID", "REF", "ALT"))))
+
+    def read_dump(self, path: Path) -> list[tuple]:
+        reference()  # a dump is checked by htslib only
+        return vcf_rows(path)
+
+    def large(self, folder: Path) -> tuple[str, int]:
+        records = 560_000
+        (folder / "large.vcf").write_bytes(large_vcf(records, seed=5, samples=6))
+        return "large.vcf", records
+
+
+def large_vcf(records: int, seed: int, samples: int) -> bytes:
+    """:func:`realistic_vcf`'s shape drawn with numpy, for tens of MiB in seconds: SNVs, multi-allelic
+    sites, indels, deletions with ``END=``, missing QUAL and genotypes, a trailing tab now and then."""
+    rng = np.random.default_rng(seed)
+    names = [f"S{i + 1}" for i in range(samples)]
+    chrom = np.repeat(list(CONTIGS), rng.multinomial(records, [0.4, 0.3, 0.15, 0.1, 0.05]))
+    pos = np.concatenate([np.sort(rng.integers(1, min(n, 50_000_000), int((chrom == c).sum()))) for c, n in CONTIGS.items()])
+    kind = rng.random(records)
+    ref = np.where(kind < 0.1, "ACGTTGCA", np.array(list("ACGT"))[rng.integers(0, 4, records)])
+    alt = np.where(kind < 0.1, "A", np.where(kind > 0.9, "C,T", "G"))
+    alt = np.where(kind > 0.97, "<DEL>", alt)
+    end = pos + rng.integers(50, 20_000, records)
+    dp, af = rng.integers(5, 300, records), rng.random(records)
+    qual = rng.random(records) * 1000
+    gt = np.array(["0/0", "0/1", "1/1", "./."])[rng.integers(0, 4, (records, samples))]
+    gq = rng.integers(0, 99, (records, samples))
+    fixed = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(names)
+    lines = [META + fixed]
+    for i, (c, p, r, a, k, e, d, f, q) in enumerate(zip(chrom.tolist(), pos.tolist(), ref.tolist(), alt.tolist(), kind.tolist(), end.tolist(), dp.tolist(), af.tolist(), qual.tolist())):
+        info = f"SVTYPE=DEL;END={e};DP={d}" if k > 0.97 else f"DP={d};AF={f:.3f}"
+        calls = "\t".join(f"{g}:{d}:{s}" for g, s in zip(gt[i].tolist(), gq[i].tolist()))
+        line = f"{c}\t{p}\trs{i}\t{r}\t{a}\t{'.' if k < 0.05 else f'{q:.2f}'}\tPASS\t{info}\tGT:DP:GQ\t{calls}"
+        lines.append(line + "\t" if i % 997 == 5 else line)
+    return ("\n".join(lines) + "\n").encode()
