@@ -187,6 +187,10 @@ def test_gtiff_with_overviews_planar_and_sparse(tmp_path, local_store):
     assert (co.index().tables["bytecounts_0"] == 0).any()
     for level, full in enumerate(levels_of(path)):
         check_exactly_once(co.partition(partition_tiles, 7, level=level), full)
+    # a slice of tiles that were never written reads no byte, yet has pixels (nodata): an empty span, not None
+    sparse = [s for s in co.partition(partition_tiles, 200) if s.num_records and all(t[4] == 0 for t in s.tiles)]
+    assert sparse and all(s.byte_range() == (0, 0) for s in sparse)
+    assert all((s.get() == -9999).all() and s.to_arrow().num_rows == s.num_records for s in sparse[:3])
 
 
 @pytest.mark.parametrize("interleave", ["pixel", "band"])

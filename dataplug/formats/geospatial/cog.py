@@ -221,11 +221,14 @@ class COGSlice(CloudObjectSlice):
         return self.window[2] * self.window[3]
 
     def byte_range(self) -> tuple[int, int] | None:
-        """``[start, end)`` of the object's bytes that covers every tile the slice reads; ``None`` when it
-        reads none (an empty window, or only tiles the writer left out)."""
+        """``[start, end)``: the smallest span of the object's bytes that covers every tile the slice reads;
+        ``(0, 0)`` when its pixels are all in tiles the writer left out (nodata, no byte read), ``None`` for an
+        empty window."""
+        if not self.num_records:
+            return None
         present = [(t[3], t[3] + t[4]) for t in self.tiles if t[4] > 0]
         if not present:
-            return None
+            return 0, 0
         return min(a for a, _ in present), max(b for _, b in present)
 
     @property
