@@ -594,6 +594,7 @@ GEO = {
     "planarf32": ("EPSG:32631", (2.5, 0.0, 431000.0, 0.0, -2.5, 4_410_000.0)),
     "small": ("EPSG:32631", (30.0, 0.0, ORIGIN[0], 0.0, -30.0, ORIGIN[1])),
     "rasteriocog": ("EPSG:32631", (PIXEL, 0.0, ORIGIN[0], 0.0, -PIXEL, ORIGIN[1])),
+    "sparse": ("EPSG:32631", (PIXEL, 0.0, ORIGIN[0], 0.0, -PIXEL, ORIGIN[1])),
 }
 
 
@@ -642,7 +643,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, str | None, tuple[float, ...] 
 class TestCOGConformance(FormatTests):
     """The conformance kit on tiled GeoTIFFs that tifffile writes (deflate with predictors, 1 to 3 bands,
     uint8, uint16 and float32 with nodata, pixel- and band-interleaved, sizes not a multiple of the tile) and,
-    with rasterio, a COG that GDAL writes. A record is a pixel, ``(row, col, band_1, ...)``, in rasterio's
+    with rasterio, a COG that GDAL writes and a GTiff whose nodata tiles GDAL left out (``sparse_ok``). A record is a pixel, ``(row, col, band_1, ...)``, in rasterio's
     read order (row-major), which ``partition_num_chunks``' bands keep."""
 
     format = COG
@@ -662,6 +663,11 @@ class TestCOGConformance(FormatTests):
             with tempfile.TemporaryDirectory() as folder:
                 path = write_tiff(Path(folder) / "r.tif", raster("uint16", 2, 260, 300, seed=34), compress="deflate", predictor=2, blocksize=64, nodata=7)
                 out["rasteriocog"] = {"rasteriocog.tif": path.read_bytes()}
+                sparse = raster("int16", 2, 150, 170, seed=36)
+                sparse[:, 60:, 90:] = -9999
+                options = dict(tiled=True, blockxsize=32, blockysize=48, interleave="band", nodata=-9999, sparse_ok=True, compress="deflate")
+                path = write_tiff(Path(folder) / "s.tif", sparse, driver="GTiff", **options)
+                out["sparse"] = {"sparse.tif": path.read_bytes()}
         return out
 
     def oracle(self, path: Path) -> list[tuple]:
