@@ -86,3 +86,8 @@ class EmptyResultWarning(DataplugWarning):
 
 class FormatDetectionWarning(DataplugWarning):
     """Format detection had little to go on (a sample of a line or two) and may have picked the wrong format."""
+
+
+class UnverifiableObjectWarning(DataplugWarning):
+    """The store gives the object no identity (no ETag, version or Last-Modified): a same-size replacement
+    cannot be told from the indexed object."""

@@ -206,14 +206,14 @@ def _json_depth(value: Any) -> int:
 def _read_manifest(location: StorageObject) -> Any:
     """The parsed manifest under ``location``; :class:`ObjectNotFoundError` when there is none.
 
-    Its size is asked first, so an oversized manifest is refused before a byte of it is read; integers,
-    numbers and nesting are capped while parsing.
+    It is read in one request of at most :data:`MAX_MANIFEST_BYTES` plus one, so it is never read half old,
+    half new while another process replaces it, and an oversized one is refused without reading the rest;
+    integers, numbers and nesting are capped while parsing.
     """
     manifest_loc = location.child(MANIFEST)
-    size = manifest_loc.info().size
-    if size > MAX_MANIFEST_BYTES:
-        raise CorruptIndexError(manifest_loc.url, f"manifest of {size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")
-    raw = _read_range(manifest_loc, 0, size)
+    raw = manifest_loc.read_prefix(MAX_MANIFEST_BYTES)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise CorruptIndexError(manifest_loc.url, f"manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit")
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
     except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:

@@ -56,6 +56,12 @@ BACKOFF_BASE = 0.2
 BACKOFF_CAP = 5.0
 #: botocore's retry policy for S3 requests when the storage options set none.
 DEFAULT_S3_RETRIES = {"mode": "standard", "max_attempts": 3}
+#: Seconds a response may go without a byte before the request counts as stalled and is retried, on every
+#: store (botocore's ``read_timeout``, aiohttp's ``sock_read``), unless the storage options set another.
+READ_TIMEOUT = 20.0
+CONNECT_TIMEOUT = 10.0
+#: Seconds one read (all its attempts) may take before dataplug gives up, however many attempts are left.
+RETRY_DEADLINE = 120.0
 #: Concurrent range requests of one :meth:`StorageObject.read_ranges` call.
 MAX_CONCURRENT_RANGES = 32
 #: :data:`read_stats` keeps totals for at most this many URLs (the most recently read).
@@ -150,9 +156,13 @@ class ObjectInfo:
         return {"size": self.size, "identity": self.identity}
 
 
-def _identity(info: dict[str, Any]) -> str:
+def _identity(info: dict[str, Any], protocol: str = "") -> str:
     """A string that changes when the object's content changes: ETag/version on object stores and web
-    servers, mtime locally (``Last-Modified`` over HTTP without an ETag; the size is compared beside it)."""
+    servers (``Last-Modified`` over HTTP without an ETag; the size is compared beside it). Locally the
+    mtime, the inode-change time and the inode: a file restored with its old size and mtime (``cp -p``,
+    ``touch -r``) still gets a new ctime, and a file replaced by a rename a new inode."""
+    if protocol == "file" and info.get("mtime") is not None:
+        return f"mtime:{info['mtime']};ctime:{info.get('created')};ino:{info.get('ino')}"
     for key in ("VersionId", "version_id", "generation"):
         if info.get(key):
             return f"version:{info[key]}"
@@ -182,6 +192,25 @@ def _pread_ranges(path: str, ranges: list[tuple[int, int]]) -> list[bytes | Base
         return out
     finally:
         os.close(fd)
+
+
+_UNVERIFIABLE: set[str] = set()
+
+
+def _warn_unverifiable(url: str) -> None:
+    """Warn once per URL and process that the store gives no identity (no ETag, version or Last-Modified)."""
+    if url not in _UNVERIFIABLE:
+        _UNVERIFIABLE.add(url)
+        import warnings
+
+        from dataplug.errors import UnverifiableObjectWarning
+
+        warnings.warn(
+            f"{url}: the server sends no ETag, version or Last-Modified, so a replacement of the same size cannot be detected; "
+            "an index of it stays valid only while you know the object is unchanged",
+            UnverifiableObjectWarning,
+            stacklevel=4,
+        )
 
 
 class ShortBodyError(Exception):
@@ -314,12 +343,43 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def _filesystem_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The storage options with botocore's retry policy defaulted for S3 (the user's choice wins)."""
-    if protocol not in _S3:
-        return options
-    config = dict(options.get("config_kwargs") or {})
-    config.setdefault("retries", dict(DEFAULT_S3_RETRIES))
-    return {**options, "config_kwargs": config}
+    """The storage options with dataplug's defaults where the user chose nothing: botocore's retry policy and
+    the read and connect timeouts on S3, aiohttp's on HTTP(S)."""
+    if protocol in _S3:
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("retries", dict(DEFAULT_S3_RETRIES))
+        config.setdefault("read_timeout", READ_TIMEOUT)
+        config.setdefault("connect_timeout", CONNECT_TIMEOUT)
+        return {**options, "config_kwargs": config}
+    if protocol in ("http", "https"):
+        import aiohttp
+
+        client = dict(options.get("client_kwargs") or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT))
+        return {**options, "client_kwargs": client}
+    return options
+
+
+#: Storage option names whose values are secrets: :func:`redact` hides them in every ``repr``.
+_SECRET_WORDS = ("secret", "token", "password", "passwd", "credential", "key", "auth", "signature", "sas")
+
+
+def redact(options: Any) -> Any:
+    """``options`` with the values of secret-looking keys (``key``, ``secret``, ``token``, ``password``,
+    ``aws_secret_access_key``, ...) replaced by ``'***'``, nested dictionaries included."""
+    if isinstance(options, dict):
+        return {k: "***" if isinstance(k, str) and any(w in k.lower() for w in _SECRET_WORDS) and v else redact(v) for k, v in options.items()}
+    if isinstance(options, (list, tuple)):
+        return type(options)(redact(v) for v in options)
+    return options
+
+
+class RangeIgnoredError(StorageError):
+    """The server answered a ranged GET with more bytes than the range: it ignores ``Range`` requests."""
+
+
+class _HTTPStatusError(ConnectionError):
+    """A transient HTTP status (429, 5xx) on a ranged GET: retried like a dropped connection."""
 
 
 @dataclass
@@ -340,6 +400,9 @@ class StorageObject:
     def __post_init__(self) -> None:
         if "://" not in self.url and not self.url.startswith("/"):
             self.url = os.path.abspath(self.url)
+
+    def __repr__(self) -> str:
+        return f"StorageObject(url={self.url!r}, storage_options={redact(self.storage_options)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "storage_options": self.storage_options}
@@ -380,7 +443,10 @@ class StorageObject:
         raw = self._call(self.fs.info, self.path, what="metadata request")
         if raw.get("type") == "directory":
             raise ObjectNotFoundError(self.url, "is a directory, not an object")
-        return ObjectInfo(size=int(raw["size"]), identity=_identity(raw))
+        identity = _identity(raw, self.protocol)
+        if identity == "unknown":
+            _warn_unverifiable(self.url)
+        return ObjectInfo(size=int(raw["size"]), identity=identity)
 
     def exists(self) -> bool:
         try:
@@ -436,7 +502,7 @@ class StorageObject:
         self, ranges: list[tuple[int, int]], todo: list[int], out: list[bytes], pins: dict[str, str], expect: ObjectInfo | None
     ) -> int:
         """Fill ``out[i]`` for every ``i`` in ``todo``; re-issue only the ranges that failed. Returns the request count."""
-        requests = 0
+        requests, started = 0, time.monotonic()
         for attempt in range(1, RETRIES + 1):
             results = self._fetch_ranges([ranges[i] for i in todo], pins)
             requests += len(todo)
@@ -460,11 +526,12 @@ class StorageObject:
             if not failed:
                 return requests
             todo = sorted(failed)
-            if attempt == RETRIES:
+            took = time.monotonic() - started
+            if attempt == RETRIES or took > RETRY_DEADLINE:
                 a, b = ranges[todo[0]]
                 error = failed[todo[0]]
                 others = f" ({len(todo)} of {len(ranges)} ranges failed)" if len(todo) > 1 else ""
-                raise StorageError(self.url, f"reading bytes [{a}, {b}) failed after {attempt} attempts{others}: {_describe(error)}") from error
+                raise StorageError(self.url, f"reading bytes [{a}, {b}) failed after {attempt} attempts in {took:.0f} s{others}: {_describe(error)}") from error
             _backoff(attempt)
         raise AssertionError("unreachable")
 
@@ -485,6 +552,10 @@ class StorageObject:
                 return sync(self.fs.loop, self._get_s3_ranges, ranges, pins)
             if self.protocol == "file":
                 return _pread_ranges(self.path, ranges)
+            if self.protocol in ("http", "https"):
+                from fsspec.asyn import sync
+
+                return sync(self.fs.loop, self._get_http_ranges, ranges)
             paths = [self.path] * len(ranges)
             return self.fs.cat_ranges(paths, [a for a, _ in ranges], [b for _, b in ranges], on_error="return")
         except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
@@ -496,11 +567,13 @@ class StorageObject:
 
         async def one(start: int, end: int) -> bytes:
             async with gate:
-                return await self._get_s3(Range=f"bytes={start}-{end - 1}", **pins)
+                return await self._get_s3(end - start, Range=f"bytes={start}-{end - 1}", **pins)
 
         return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
 
-    async def _get_s3(self, **kwargs: str) -> bytes:
+    async def _get_s3(self, limit: int | None = None, **kwargs: str) -> bytes:
+        """One ``GetObject``; with ``limit``, a body longer than that is refused after reading at most one byte
+        past the limit (a server that ignored ``Range``)."""
         fs = self.fs
         bucket, key, version = fs.split_path(self.path)
         if version and "VersionId" not in kwargs:
@@ -508,10 +581,105 @@ class StorageObject:
         resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, **kwargs)
         body = resp["Body"]
         try:
-            # aiobotocore checks the body against Content-Length (IncompleteReadError when it falls short).
-            return await body.read()
+            if limit is None:
+                # aiobotocore checks the body against Content-Length (IncompleteReadError when it falls short).
+                return await body.read()
+            if int(resp.get("ContentLength") or 0) > limit:
+                raise self._range_ignored(limit, int(resp["ContentLength"]))
+            data = bytearray()
+            while len(data) <= limit:  # read(amt) returns what one chunk holds: read on, to one byte past the limit
+                chunk = await body.read(limit + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            if len(data) > limit:
+                raise self._range_ignored(limit, len(data))
+            return bytes(data)
         finally:
             body.close()
+
+    async def _get_http_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes | BaseException]:
+        """One GET per range over HTTP(S), each body read as a stream and cut off past its range: fsspec's
+        ``cat_ranges`` buffers whatever the server sends, so a server that ignores ``Range`` made every
+        attempt download (and hold) the whole object."""
+        gate = asyncio.Semaphore(MAX_CONCURRENT_RANGES)
+
+        async def one(start: int, end: int) -> bytes:
+            async with gate:
+                return await self._get_http(start, end)
+
+        return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
+
+    async def _get_http(self, start: int, end: int) -> bytes:
+        fs = self.fs
+        session = await fs.set_session()
+        kw = dict(fs.kwargs)
+        headers = {**(kw.pop("headers", None) or {}), "Range": f"bytes={start}-{end - 1}"}
+        wanted = end - start
+        async with session.get(fs.encode_url(self.path), headers=headers, **kw) as r:
+            if r.status in (404, 410):
+                raise FileNotFoundError(errno.ENOENT, f"HTTP {r.status}", self.url)
+            if r.status in _TRANSIENT_STATUS:
+                raise _HTTPStatusError(f"HTTP {r.status} {r.reason}")
+            r.raise_for_status()
+            if r.status != 206 and start > 0:
+                raise RangeIgnoredError(
+                    self.url, f"the server ignored the Range request for bytes [{start}, {end}) (HTTP {r.status}, the whole object): dataplug reads slices only from servers that honour Range"
+                )
+            length = r.content_length
+            if r.status == 206 and length is not None and length > wanted:
+                raise self._range_ignored(wanted, length)
+            data = bytearray()
+            while len(data) < wanted:  # a 200 for a range from 0 is the object's start: read what was asked, then hang up
+                chunk = await r.content.read(wanted - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            if r.status == 206 and await r.content.read(1):
+                raise self._range_ignored(wanted, wanted + 1)
+            return bytes(data)
+
+    def _range_ignored(self, asked: int, sent: int) -> RangeIgnoredError:
+        return RangeIgnoredError(self.url, f"the server ignored the Range request: it sends {sent} bytes where {asked} were asked")
+
+    def read_prefix(self, limit: int) -> bytes:
+        """The object's first ``limit`` bytes and at most one more, in one request, with no metadata request
+        before it: a small file (a manifest) read whole and consistent, its size checked by the caller
+        (``len(result) > limit``: it is larger)."""
+        if self.protocol == "file":
+            def read() -> bytes:
+                with open(self.path, "rb") as fh:
+                    return fh.read(limit + 1)
+
+            data = self._call(read, what="reading the file")
+        elif self.protocol in _S3:
+            from fsspec.asyn import sync
+
+            data = self._call(sync, self.fs.loop, self._get_s3_prefix, limit, what="reading the object")
+        elif self.protocol in ("http", "https"):
+            from fsspec.asyn import sync
+
+            data = self._call(sync, self.fs.loop, self._get_http_prefix, limit, what="reading the object")
+        else:
+            data = self._call(self.fs.cat_file, self.path, 0, limit + 1, what="reading the object")
+        read_stats.add(self.url, 1, len(data))
+        return data[: limit + 1]
+
+    async def _get_http_prefix(self, limit: int) -> bytes:
+        try:
+            return await self._get_http(0, limit + 1)
+        except Exception as exc:  # noqa: BLE001 - only "nothing at byte 0" is an answer here
+            if getattr(exc, "status", None) == 416:
+                return b""
+            raise
+
+    async def _get_s3_prefix(self, limit: int) -> bytes:
+        try:
+            return await self._get_s3(limit + 1, Range=f"bytes=0-{limit}")
+        except OSError as exc:
+            if _is_range_past_end(exc):  # an empty object has no byte 0
+                return b""
+            raise
 
     def read_all(self) -> bytes:
         """The whole object (used for small sidecar files, never for data objects), retried like ranges."""
@@ -545,9 +713,12 @@ class StorageObject:
     def _write_local(self, data: bytes) -> None:
         """Write beside the target and rename, so readers never see a partial file; never leave the temporary behind."""
         self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
-        tmp = f"{self.path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        # A random name, created exclusively and never through a link: a file or link planted at a guessable
+        # name can neither be overwritten nor redirect the write.
+        tmp = f"{self.path}.tmp-{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as fh:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, self.path)
         except BaseException:
@@ -614,14 +785,16 @@ class StorageObject:
     def _retry(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, retried on transient errors; raises :class:`StorageError` after the last attempt
         and a non-transient error as it is."""
+        started = time.monotonic()
         for attempt in range(1, RETRIES + 1):
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not _is_transient(exc):
                     raise
-                if attempt == RETRIES:
-                    raise StorageError(self.url, f"{what} failed after {attempt} attempts: {_describe(exc)}") from exc
+                took = time.monotonic() - started
+                if attempt == RETRIES or took > RETRY_DEADLINE:
+                    raise StorageError(self.url, f"{what} failed after {attempt} attempts in {took:.0f} s: {_describe(exc)}") from exc
                 _backoff(attempt)
         raise AssertionError("unreachable")
 

@@ -294,7 +294,7 @@ def test_crafted_sidecar_is_corrupt_and_rebuilt(local_store, craft):
     read_stats.reset()
     with pytest.raises(CorruptIndexError):
         CloudObject.from_url(CSV, url).attributes
-    assert read_stats.bytes.get(manifest_loc.url, 0) <= dataplug.index.MAX_MANIFEST_BYTES
+    assert read_stats.bytes.get(manifest_loc.url, 0) <= dataplug.index.MAX_MANIFEST_BYTES + 1  # one request: the cap and one byte to see it is over
     assert sum(n for u, n in read_stats.bytes.items() if u.endswith(".npy")) < 10**6
     fresh = CloudObject.from_url(CSV, url)
     assert not fresh.is_preprocessed()
@@ -315,7 +315,9 @@ def test_npy_header_is_checked_against_its_bytes_before_allocation(local_store, 
         CloudObject.from_url(CSV, url).attributes
 
 
-def test_oversized_sidecar_files_are_refused_before_reading(local_store):
+def test_an_oversized_manifest_is_refused_after_at_most_its_cap(local_store):
+    """One request reads the manifest (so a concurrent re-index is never seen half-written): at most the cap
+    and one byte of an oversized one."""
     url = local_store.put("d.csv", CSV_DATA)
     co = CloudObject.from_url(CSV, url).preprocess()
     manifest_loc = co.index_location.child(MANIFEST)
@@ -323,7 +325,8 @@ def test_oversized_sidecar_files_are_refused_before_reading(local_store):
     read_stats.reset()
     with pytest.raises(CorruptIndexError, match="limit"):
         CloudObject.from_url(CSV, url).attributes
-    assert read_stats.bytes.get(manifest_loc.url, 0) == 0
+    assert read_stats.bytes.get(manifest_loc.url, 0) == dataplug.index.MAX_MANIFEST_BYTES + 1
+    assert read_stats.requests.get(manifest_loc.url, 0) == 1
 
 
 def test_stale_object_is_refused_before_tables_are_read(local_store):

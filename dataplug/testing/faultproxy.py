@@ -27,7 +27,9 @@ import socketserver
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 MODES = ("503", "reset", "truncate", "stall")
@@ -226,3 +228,132 @@ def _send_response(sock: socket.socket, status: int, reason: str, headers: list[
     _send_head(sock, status, reason, headers, None if bodiless else len(body))
     if not bodiless and body:
         sock.sendall(body)
+
+
+#: Behaviours of :class:`HostileHTTPServer`.
+HTTP_MODES = ("ok", "no-range", "ignore-range", "stall", "no-identity")
+
+
+@dataclass
+class HostileHTTPServer:
+    """A web server on 127.0.0.1 serving ``files`` (path -> bytes) the way unhelpful servers do.
+
+    - ``"ok"``: honours ``Range`` (206), sends an ``ETag``;
+    - ``"no-range"``: like ``python -m http.server``: every GET is ``200`` with the whole file;
+    - ``"ignore-range"``: every GET is ``200`` claiming ``claimed_size`` bytes and streams zeros until the
+      client hangs up (a server that ignores ``Range`` in front of a huge object);
+    - ``"stall"``: honours ``Range`` but, after the headers and half the body, sends nothing more for
+      ``stall_seconds``;
+    - ``"no-identity"``: honours ``Range`` with neither ``ETag`` nor ``Last-Modified``.
+
+    ``sent`` counts the body bytes written and ``gets`` lists the GET requests' ``Range`` headers, so a test can bound what a client
+    downloaded. Stops by itself after ``lifetime`` seconds.
+    """
+
+    files: dict[str, bytes]
+    mode: str = "ok"
+    claimed_size: int = 3 * 2**30
+    stall_seconds: float = 30.0
+    lifetime: float = 600.0
+    sent: int = 0
+    gets: list[str | None] = field(default_factory=list)
+    _server: socketserver.ThreadingTCPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/{path.lstrip('/')}"
+
+    def start(self) -> HostileHTTPServer:
+        import http.server
+
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                owner._answer(self, body=False)
+
+            def do_GET(self) -> None:
+                owner._answer(self, body=True)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="hostile-http").start()
+        timer = threading.Timer(self.lifetime, self.stop)
+        timer.daemon = True
+        timer.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> HostileHTTPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _write(self, handler: Any, data: bytes) -> None:
+        handler.wfile.write(data)
+        with self._lock:
+            self.sent += len(data)
+
+    def _answer(self, handler: Any, body: bool) -> None:
+        data = self.files.get(handler.path.lstrip("/"))
+        if data is None:
+            handler.send_response(404)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        if body:
+            with self._lock:
+                self.gets.append(handler.headers.get("Range"))
+        identity = [] if self.mode == "no-identity" else [("ETag", f'"{zlib.crc32(data):08x}-{len(data)}"')]
+        wanted = handler.headers.get("Range")
+        if not body or wanted is None or self.mode == "no-range":
+            handler.send_response(200)
+            for name, value in identity:
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            if body:
+                self._write(handler, data)
+            return
+        if self.mode == "ignore-range":
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(self.claimed_size))
+            handler.end_headers()
+            zeros = bytes(2**20)
+            try:
+                for _ in range(0, self.claimed_size, len(zeros)):
+                    self._write(handler, zeros)
+            except OSError:
+                pass  # the client hung up, as it should
+            handler.close_connection = True
+            return
+        start, _, end = wanted.removeprefix("bytes=").partition("-")
+        a, b = int(start), min(int(end) + 1 if end else len(data), len(data))
+        part = data[a:b]
+        handler.send_response(206)
+        for name, value in identity:
+            handler.send_header(name, value)
+        handler.send_header("Content-Range", f"bytes {a}-{b - 1}/{len(data)}")
+        handler.send_header("Content-Length", str(len(part)))
+        handler.end_headers()
+        if self.mode == "stall":
+            self._write(handler, part[: len(part) // 2])
+            handler.wfile.flush()
+            time.sleep(self.stall_seconds)
+            handler.close_connection = True
+            return
+        self._write(handler, part)

@@ -1,0 +1,154 @@
+"""Hostile servers, races and planted files (issue 26): every case ends in a clear dataplug error or a correct
+result, within bounded time and bytes."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+import dataplug.storage
+from dataplug import CloudObject, StaleIndexError, StorageError
+from dataplug.errors import CorruptIndexError, IndexLocationNotWritableError, UnverifiableObjectWarning
+from dataplug.storage import RangeIgnoredError, StorageObject
+from dataplug.testing.faultproxy import HostileHTTPServer
+
+CSV_DATA = ("id,name,value\n" + "".join(f"{i},name {i},{i * 0.25}\n" for i in range(20000))).encode()
+
+
+def _csv(server: HostileHTTPServer, tmp_path: Path, **options) -> CloudObject:
+    return CloudObject.from_url("CSV", server.url("d.csv"), storage_options=options, index_location=str(tmp_path / "idx"))
+
+
+def test_a_server_that_ignores_range_is_cut_off_and_named(tmp_path):
+    """It claims 3 GiB for every GET and streams them: the client stops where its range ends, and the first
+    range that does not start at 0 is a RangeIgnoredError, not a download of the whole object per attempt."""
+    with HostileHTTPServer({"d.csv": CSV_DATA}, mode="ignore-range") as server:
+        started = time.monotonic()
+        with pytest.raises(RangeIgnoredError, match="ignored the Range request"):
+            _csv(server, tmp_path).preprocess(progress=False, chunk_size=64 * 1024)
+        took = time.monotonic() - started
+        sent = server.sent
+    assert took < 20, f"{took:.1f} s"
+    assert sent < 64 * 2**20, f"the server sent {sent} bytes before the client hung up"
+
+
+def test_a_server_without_range_support_fails_at_once(tmp_path):
+    """``python -m http.server`` answers every range with the whole file: one clear error, not five
+    downloads of the object per slice ending in a ShortBodyError."""
+    with HostileHTTPServer({"d.csv": CSV_DATA}, mode="no-range") as server:
+        with pytest.raises(RangeIgnoredError, match="honour Range"):
+            _csv(server, tmp_path).preprocess(progress=False, chunk_size=64 * 1024)
+        assert len(server.gets) == len(set(server.gets)), f"a range was fetched again: {server.gets}"
+        assert server.sent <= len(server.gets) * len(CSV_DATA)
+
+
+def test_a_well_behaved_server_gives_every_row(tmp_path):
+    with HostileHTTPServer({"d.csv": CSV_DATA}) as server:
+        co = _csv(server, tmp_path).preprocess(progress=False, chunk_size=64 * 1024)
+        slices = co.partition("partition_num_chunks", 5)
+        assert sum(s.to_arrow().num_rows for s in slices) == 20000
+
+
+def test_a_stalled_body_fails_within_the_default_bounds(tmp_path, monkeypatch):
+    """The store's read timeout and the retry deadline bound a stall (shrunk here from 20 s and 120 s; the
+    defaults apply to every store, HTTP included, where aiohttp's own default is 300 s per attempt)."""
+    monkeypatch.setattr(dataplug.storage, "READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(dataplug.storage, "RETRY_DEADLINE", 2.0)
+    with HostileHTTPServer({"d.csv": CSV_DATA}, mode="stall", stall_seconds=5) as server:
+        obj = StorageObject(server.url("d.csv"))
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="failed after"):
+            obj.read_range(1000, 60000)
+        took = time.monotonic() - started
+    assert took < 6, f"{took:.1f} s"
+
+
+def test_a_server_without_identity_is_warned_about_once(tmp_path):
+    with HostileHTTPServer({"d.csv": CSV_DATA}, mode="no-identity") as server:
+        obj = StorageObject(server.url("d.csv"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert obj.info().identity == "unknown"
+            obj.info()
+        assert [type(w.message) for w in caught] == [UnverifiableObjectWarning]
+
+
+def test_secrets_are_redacted_from_reprs(tmp_path):
+    options = {"key": "AKIAEXAMPLE", "secret": "s3cr3t-value", "token": "tok-value", "client_kwargs": {"region_name": "eu-west-1"}}
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_DATA)
+    co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
+    piece = co.partition("partition_num_chunks", 1)[0]
+    piece.obj = StorageObject(piece.obj.url, options)
+    for text in (repr(piece), repr(piece.obj), repr(StorageObject("s3://b/k", options))):
+        assert "s3cr3t" not in text and "AKIAEXAMPLE" not in text and "tok-value" not in text
+        assert "eu-west-1" in text
+
+
+def test_a_local_file_restored_with_its_old_size_and_mtime_is_stale(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_DATA)
+    co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
+    before = co.partition("partition_num_chunks", 2)
+    stat = path.stat()
+    path.write_bytes(CSV_DATA.replace(b"name 1,", b"NAME 1,"))  # same size, other content
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(StaleIndexError):
+        CloudObject.from_url("CSV", str(path)).partition("partition_num_chunks", 2)
+    with pytest.raises(StaleIndexError):
+        before[0].get()
+
+
+def test_a_planted_link_at_the_temporary_name_is_never_followed(tmp_path, monkeypatch):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    target = tmp_path / "idx" / "manifest.json"
+    target.parent.mkdir()
+    fixed = uuid.UUID(int=7)
+    monkeypatch.setattr(dataplug.storage.uuid, "uuid4", lambda: fixed)
+    os.symlink(victim, f"{target}.tmp-{fixed.hex}")
+    with pytest.raises(IndexLocationNotWritableError):
+        StorageObject(str(target)).write_bytes(b"{}")
+    assert victim.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_loads_during_reindexes_never_see_half_a_manifest(kind, tmp_path, request):
+    """Loads racing re-indexes read the manifest in one request: each sees the old or the new one whole."""
+    if kind == "local":
+        url, options = str(tmp_path / "d.csv"), {}
+        Path(url).write_bytes(CSV_DATA)
+    else:
+        options = request.getfixturevalue("s3_options")
+        store = request.getfixturevalue("s3_store")
+        url = store.put("d.csv", CSV_DATA)
+    CloudObject.from_url("CSV", url, storage_options=options).preprocess(progress=False)
+    stop, errors, loads = threading.Event(), [], [0]
+
+    def reindex() -> None:
+        while not stop.is_set():
+            CloudObject.from_url("CSV", url, storage_options=options).preprocess(progress=False, force=True)
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                assert CloudObject.from_url("CSV", url, storage_options=options).attributes.rows == 20000
+                loads[0] += 1
+            except CorruptIndexError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=reindex)] + [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(6)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert loads[0] > 20
+    assert not errors, f"{len(errors)} of {loads[0] + len(errors)} loads failed: {errors[0]}"
