@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from laspy.copc import Bounds, CopcInfoVlr, CopcReader
 
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError, StaleIndexError, StrategyArgumentError
 from dataplug.formats.geospatial.copc import (
+    COPC,
     CloudOptimizedPointCloud,
     COPCSlice,
     partition_bbox,
@@ -34,7 +36,8 @@ from dataplug.formats.geospatial.copc import (
 from dataplug.formats.geospatial.laspc import LiDARPointCloud
 from dataplug.formats.geospatial.laspc import square_split_strategy as lidar_square_split
 from dataplug.storage import read_stats
-from tests.copc_files import ENTRY, EVLR_HEADER, HEADER_14, VLR_HEADER, write_copc
+from dataplug.testing import FormatTests
+from tests.copc_files import ENTRY, EVLR_HEADER, HEADER_14, VLR_HEADER, arrow_tuples, point_tuples, scan_tile, write_copc
 from tests.read_spy import read_ranges_calls
 
 DATA = Path(__file__).parent / "data"
@@ -529,9 +532,8 @@ def test_strategy_arguments(local_store, small_copc):
 # -- at scale --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def large_copc(tmp_path_factory) -> tuple[str, int]:
-    """A COPC of 3.2 M points of format 8 with random attributes (about 70 MiB), written once."""
+def write_large_copc(path: Path) -> int:
+    """A COPC of 3.2 M points of format 8 with random attributes (about 70 MiB) at ``path``; its point count."""
     n = 3_200_000
     rng = np.random.default_rng(11)
     header = laspy.LasHeader(point_format=8, version="1.4")
@@ -541,11 +543,17 @@ def large_copc(tmp_path_factory) -> tuple[str, int]:
     las.intensity, las.red, las.green, las.blue, las.nir = (rng.integers(0, 2**16, n) for _ in range(5))
     las.gps_time = np.arange(n, dtype=np.float64)
     las.update_header()
-    path = tmp_path_factory.mktemp("copc") / "large.copc.laz"
     path.write_bytes(write_copc(las, cap=20000, max_depth=4))
-    return str(path), n
+    return n
 
 
+@pytest.fixture(scope="session")
+def large_copc(tmp_path_factory) -> tuple[str, int]:
+    path = tmp_path_factory.mktemp("copc") / "large.copc.laz"
+    return str(path), write_large_copc(path)
+
+
+@pytest.mark.slow
 def test_large_copc_at_default_settings(large_copc):
     path, n = large_copc
     assert Path(path).stat().st_size > 64 * 2**20
@@ -559,8 +567,6 @@ def test_large_copc_at_default_settings(large_copc):
 
 def test_readme_name_and_default_strategy(local_store, small_copc):
     """``COPC`` imports under its README name; ``partition_num_chunks`` is ``partition_num_points``."""
-    from dataplug.formats.geospatial.copc import COPC
-
     assert COPC is CloudOptimizedPointCloud and COPC.name == "COPC"
     co = indexed(local_store, "n.copc.laz", small_copc)
     total = co.attributes.point_count
@@ -570,3 +576,30 @@ def test_readme_name_and_default_strategy(local_store, small_copc):
         assert all(s.bounds is None and (s.byte_range() is None) == (s.num_records == 0) for s in slices)
     with pytest.raises(StrategyArgumentError, match="blockz"):
         CloudObject.from_url(COPC, co.url).preprocess(progress=False, force=True, blockz=5)
+
+
+class TestCOPCConformance(FormatTests):
+    """The conformance kit on COPC files: a real one (``simple.copc.laz``, written by PDAL), scan-ordered
+    tiles written by :func:`tests.copc_files.write_copc` with child hierarchy pages, chunks in shuffled
+    order and entries without points, and a small one for more slices than points. A record is a point as
+    laspy reads the file (raw X, Y, Z and its attributes), in file order (node chunk by node chunk), which
+    ``partition_num_chunks`` (``partition_num_points``) keeps."""
+
+    format = COPC
+    dump_suffix = ".laz"
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        return {
+            "real": {"simple.copc.laz": (DATA / "simple.copc.laz").read_bytes()},
+            "scan_paged": {"scan.copc.laz": write_copc(scan_tile(60_000, 6, seed=51), cap=1500, max_depth=5, page_depth=2, shuffle_chunks=True)},
+            "small_empty_entries": {"small.copc.laz": write_copc(scan_tile(800, 8, seed=52), cap=40, max_depth=3, empty_entries=True, seed=3)},
+        }
+
+    def oracle(self, path: Path) -> list[tuple]:
+        return point_tuples(laspy.read(path))
+
+    def rows(self, table: pa.Table) -> list[tuple]:
+        return arrow_tuples(table)
+
+    def large(self, folder: Path) -> tuple[str, int]:
+        return "large.copc.laz", write_large_copc(folder / "large.copc.laz")
