@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from dataplug.formats.compressed.gzipped import GZipText, partition_chunk_lines,
 from dataplug.formats.genomics import fastq
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
 from dataplug.storage import read_stats
+from dataplug.testing import FormatTests
 
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -223,3 +226,71 @@ def test_partition_num_chunks_is_partition_reads_batches(local_store):
         assert [s.num_records for s in slices] == [s.to_arrow().num_rows for s in slices]
     with pytest.raises(StrategyArgumentError, match="num_chunks"):
         co.partition("partition_num_chunks", 0)
+
+
+# -- the conformance kit ------------------------------------------------------------------------------------
+
+
+def illumina_fastq(reads: int, seed: int, length: int = 151) -> bytes:
+    """Paired-end-style Illumina reads: ``@instrument:run:flowcell:lane:tile:x:y 1:N:0:index`` names, 151
+    bases with a few N and some reads adapter-trimmed shorter, binned NovaSeq qualities (``F``, ``:``,
+    ``,``, ``#``); built with numpy, so tens of MiB take seconds."""
+    rng = np.random.default_rng(seed)
+    lengths = np.where(rng.random(reads) < 0.08, rng.integers(35, length, reads), length)
+    seq = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, (reads, length), dtype=np.uint8)]
+    draw = rng.integers(0, 1000, (reads, length), dtype=np.uint16)
+    seq[draw < 2] = ord("N")
+    qual = np.frombuffer(b"F" * 850 + b":" * 100 + b"," * 40 + b"#" * 10, np.uint8)[draw[:, ::-1]]
+    qual[seq == ord("N")] = ord("#")
+    lane, tile = rng.integers(1, 5, reads), rng.integers(1101, 2679, reads)
+    x, y = rng.integers(1000, 32000, reads), rng.integers(1000, 37000, reads)
+    index = np.array([b"ACGTACGT+TTGACCAA", b"GGATCCAA+CATGCATG", b"NCGTACGT+TTGACCAA"])[rng.choice(3, reads, p=[0.6, 0.39, 0.01])]
+    out = []
+    for i, n in enumerate(lengths.tolist()):
+        out.append(b"@A00123:8:H5KJ3DSXX:%d:%d:%d:%d 1:N:0:%s\n%s\n+\n%s\n" % (lane[i], tile[i], x[i], y[i], index[i], seq[i, :n].tobytes(), qual[i, :n].tobytes()))
+    return b"".join(out)
+
+
+#: Reads that trip naive parsers: qualities starting with '@' or '+', a separator repeating the name, a
+#: one-base read, an empty read, a header with spaces in its comment, no newline at the very end.
+AWKWARD_FASTQ = (
+    b"@r1 1:N:0:ACGT\nACGT\n+\n@@II\n@r2\nA\n+r2\n+\n@r3 x y z\n\n+\n\n@r4\nNNACGT\n+r4\n!!+@II\n"
+    + b"".join(b"@m%d\n%s\n+\n%s\n" % (i, b"ACGT" * (i % 9 + 1), b"I" * (4 * (i % 9 + 1))) for i in range(30))
+    + b"@last\nGATTACA\n+\nIIIIIII"
+)
+
+
+def fastq_rows(path: Path) -> list[tuple[str, str, str]]:
+    """(header without '@', sequence, quality) of every read: pysam.FastxFile when installed, else a plain
+    four-line parse."""
+    try:
+        import pysam
+    except ImportError:
+        lines = path.read_bytes().decode().split("\n")
+        return [(lines[i][1:], lines[i + 1], lines[i + 3]) for i in range(0, len(lines) - 3, 4)]
+    with pysam.FastxFile(str(path)) as reads:
+        return [(r.name + (f" {r.comment}" if r.comment else ""), r.sequence, r.quality or "") for r in reads]
+
+
+class TestFASTQConformance(FormatTests):
+    format = "FASTQ"
+    codecs = ("plain", "gzip", "bgzf", "zstd", "bzip2")
+    dump_suffix = ".fastq"
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        return {"illumina": {"run.fastq": illumina_fastq(4000, seed=1)}, "awkward": {"odd.fastq": AWKWARD_FASTQ}}
+
+    def oracle(self, path: Path) -> list[tuple[str, str, str]]:
+        return fastq_rows(path)
+
+    def rows(self, table: pa.Table) -> list[tuple[str, str, str]]:
+        return list(zip(*(table[c].to_pylist() for c in ("name", "sequence", "quality"))))
+
+    def read_dump(self, path: Path) -> list[tuple[str, str, str]]:
+        pytest.importorskip("pysam", reason="a dump is checked by pysam's FASTQ reader")
+        return fastq_rows(path)
+
+    def large(self, folder: Path) -> tuple[str, int]:
+        reads = 200_000
+        (folder / "large.fastq").write_bytes(illumina_fastq(reads, seed=5))
+        return "large.fastq", reads
