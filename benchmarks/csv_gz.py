@@ -8,7 +8,8 @@ Generates a CSV (1 % of rows hold a quoted newline), compresses it with ``gzip -
   ``.csv.gz`` (which decompresses and parses on one core);
 - every time is the best of two runs;
 - records per slice (max ÷ mean) for 7 to 64 slices, with every boundary snapped to the nearest checkpoint
-  (as before issue 19) and as ``partition_num_chunks`` cuts now (snapped only within 10 % of a mean slice),
+  (as before issue 19) and as ``partition_num_chunks`` cuts now (snapped while no slice grows past 1.2 x
+  the mean),
   and the decoded bytes the workers drop before their slices' starts, as a share of the object. On small
   objects checkpoints lie 1.5 MiB apart, so try ``--size-mb 40``.
 
@@ -37,8 +38,8 @@ def balance(co: CloudObject) -> list[str]:
     """Records per slice and decoding dropped before slice starts, snapping always (before) and now."""
     cuts, logical, lines = cut_offsets(co), co.attributes.uncompressed_size, []
     warnings.simplefilter("ignore", dataplug.lineindex.CheckpointSpacingWarning)  # its advice is what the shares show
-    for name, tolerance in (("snapped", math.inf), ("now", dataplug.lineindex.SNAP_TOLERANCE)):
-        dataplug.lineindex.SNAP_TOLERANCE = tolerance
+    for name, balance in (("snapped", math.inf), ("now", dataplug.lineindex.BALANCE)):
+        dataplug.lineindex.BALANCE = balance
         for n in (7, 16, 32, 64):
             slices = co.partition(partition_num_chunks, n)
             counts = np.array([s.num_records for s in slices])

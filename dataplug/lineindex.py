@@ -36,9 +36,9 @@ ENCODING_OPTION = {"encoding": "text encoding: 'utf-8' (default) or a single-byt
 NEWLINE = 10
 CARRIAGE_RETURN = 13
 UTF8_BOM = b"\xef\xbb\xbf"
-#: How far (a fraction of a mean run) ``LineIndex.bounds_by_bytes`` moves a boundary to reach a codec cut:
-#: a run then holds at most 1 + 2 x this of the mean run's bytes.
-SNAP_TOLERANCE = 0.1
+#: ``LineIndex.bounds_by_bytes`` moves boundaries to codec cuts only as long as no run then holds more
+#: than 1 + this of the mean run's bytes.
+BALANCE = 0.2
 #: Decoding before the slices' starts, as a share of the bytes they hold, beyond which a gzip/BGZF
 #: partition warns (:class:`CheckpointSpacingWarning`): reading every slice then costs 1.5 passes or more.
 WASTE_SHARE = 0.5
@@ -379,12 +379,11 @@ class LineIndex:
         """Record boundaries of ``parts`` runs of about equal bytes, from ``first_record`` to the end, at
         multiples of ``align`` records past ``first_record``.
 
-        With ``cuts`` (logical offsets where the codec decodes without waste), a boundary moves to the first
-        sampled record start after the cut nearest to it when that start is within :data:`SNAP_TOLERANCE` of
-        a mean run, so its slice starts decoding where it begins. A boundary with no cut that near stays where equal
-        bytes put it (its worker decodes from the cut before it): where cuts are few for the runs asked
-        (gzip checkpoints 1.5 MiB apart, 900 kB bzip2 blocks, zstd frames), snapping every boundary made some
-        runs far longer than others.
+        With ``cuts`` (logical offsets where the codec decodes without waste), each boundary moves to the
+        first sampled record start after the cut nearest to it, so its slice starts decoding where it begins,
+        as long as no run grows past 1 + :data:`BALANCE` of the mean run's bytes: where cuts are few for the
+        runs asked (gzip checkpoints 1.5 MiB apart, 900 kB bzip2 blocks, zstd frames), the boundaries that
+        moved furthest stay where equal bytes put them (their workers decode from the cut before them).
         """
         start = self.offsets[np.searchsorted(self.records, first_record, side="right") - 1]
         targets = np.linspace(start, self.offsets[-1], parts + 1)
@@ -395,9 +394,9 @@ class LineIndex:
             nearer_previous = (k > 0) & (np.abs(cuts[np.maximum(k - 1, 0)] - inner) <= np.abs(cuts[k] - inner))
             k = np.where(nearer_previous, k - 1, k)
             after = np.minimum(np.searchsorted(self.offsets, cuts[k], side="left"), self.offsets.size - 1)
-            near = np.abs(self.offsets[after] - inner) <= SNAP_TOLERANCE * (targets[1] - targets[0])
+            snap = _balanced_snaps(targets, self.offsets[after].astype(np.float64), (1 + BALANCE) * (targets[1] - targets[0]))
             snapped = self._align(np.concatenate(([first_record], self.records[after], [self.total])), first_record, align)
-            snapped[1:-1] = np.where(near, snapped[1:-1], bounds[1:-1])
+            snapped[1:-1] = np.where(snap, snapped[1:-1], bounds[1:-1])
             if np.all(np.diff(snapped) > 0):
                 bounds = snapped
         return monotonic_bounds(bounds, self.total, first_record)
@@ -409,6 +408,24 @@ class LineIndex:
         out = first_record + -(-(bounds - first_record) // align) * align
         out[0], out[-1] = bounds[0], bounds[-1]
         return np.minimum(out, self.total)
+
+
+def _balanced_snaps(targets: np.ndarray, snapped: np.ndarray, limit: float) -> np.ndarray:
+    """Which inner boundaries move from ``targets[1:-1]`` to ``snapped`` so that no run is longer than
+    ``limit`` bytes: all of them, less, for each run still too long, the boundary that widened it most."""
+    inner = targets[1:-1]
+    snap = np.ones(inner.size, dtype=bool)
+    for _ in range(inner.size + 1):
+        pos = np.concatenate(([targets[0]], np.where(snap, snapped, inner), [targets[-1]]))
+        over = np.flatnonzero(np.diff(pos) > limit)
+        if not over.size:
+            break
+        left, right = over - 1, over  # the run's boundaries among the inner ones (-1 and inner.size: the ends)
+        widened_left = np.where(left >= 0, inner[np.maximum(left, 0)] - pos[over], -np.inf)
+        widened_right = np.where(right < inner.size, pos[over + 1] - inner[np.minimum(right, inner.size - 1)], -np.inf)
+        drop = np.where(widened_left >= widened_right, left, right)
+        snap[drop[(drop >= 0) & (drop < inner.size)]] = False
+    return snap
 
 
 def reduce_scans(url: str, scans: list[RangeScan], data_start: int, size: int, keep_blanks: bool = False) -> LineIndex:
