@@ -20,6 +20,7 @@ loading a crafted sidecar can fail with :class:`CorruptIndexError`, but it canno
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -50,6 +51,9 @@ LAYOUT_VERSION = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
 #: The only file names dataplug writes for tables and blobs, and the only ones it ever deletes.
 _GENERATION_FILE = re.compile(r"^(?P<generation>[0-9]{10,11}-[0-9a-f]{12})\.[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.(?P<ext>npy|bin)$")
+#: A generation's list of files, written before them: what a later write may delete if no manifest names them.
+_RECORD_FILE = re.compile(r"^(?P<generation>[0-9]{10,11}-[0-9a-f]{12})\.files\.json$")
+_MAX_RECORD_BYTES = 2**20
 _NUMERIC_KINDS = "biuf"
 _PROTOCOL_ALIASES = {"s3a": "s3", "local": "file"}
 #: Seconds a superseded generation of tables is kept, counted from when a newer manifest replaced it.
@@ -273,8 +277,13 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
     generation = f"{int(now)}-{uuid.uuid4().hex[:12]}"
     entries: dict[str, dict[str, Any]] = {"tables": {}, "blobs": {}}
     refs: dict[str, bytes | BlobRef] = {}
-    for name, table in sidecar.tables.items():
+    for name in [*sidecar.tables, *sidecar.blobs]:
         _check_name(location.url, name)
+    files = [f"{generation}.{name}.npy" for name in sidecar.tables] + [f"{generation}.{name}.bin" for name in sidecar.blobs]
+    # Recorded before the files exist, so that if this write dies or loses a race with another, a later
+    # write can delete exactly these files, and nothing else, once no manifest names them.
+    location.child(f"{generation}.files.json").write_bytes(json.dumps({"files": files}).encode())
+    for name, table in sidecar.tables.items():
         table = np.ascontiguousarray(table)
         if table.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(f"table {name!r} must be numeric, not {table.dtype}")
@@ -285,7 +294,6 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
         location.child(file).write_bytes(data)
         entries["tables"][name] = {"file": file, "bytes": len(data), "sha256": _sha256(data)}
     for name, blob in sidecar.blobs.items():
-        _check_name(location.url, name)
         data = blob.read() if isinstance(blob, BlobRef) else bytes(blob)
         file = f"{generation}.{name}.bin"
         target = location.child(file)
@@ -295,7 +303,9 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
     kept = []
     for entry in superseded:
         expired = now - entry["superseded"] > GENERATION_GRACE
-        if not (expired and _delete_files(location, entry["files"])):
+        if expired and _delete_files(location, entry["files"]):
+            _delete_records(location, entry["files"])
+        else:
             kept.append(entry)
     manifest = {
         "dataplug_index": LAYOUT_VERSION,
@@ -310,6 +320,8 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
         "superseded": kept,
     }
     location.child(MANIFEST).write_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode())
+    named = {generation} | {m["generation"] for entry in kept for f in entry["files"] if (m := _GENERATION_FILE.match(f))}
+    _delete_orphans(location, named, now)
     sidecar.blobs = refs
     sidecar.dataplug_version = manifest["dataplug_version"]
     sidecar.created = manifest["created"]
@@ -338,6 +350,33 @@ def _delete_files(location: StorageObject, files: list[str]) -> bool:
             except (OSError, DataplugError):
                 done = False
     return done
+
+
+def _delete_records(location: StorageObject, files: list[str]) -> None:
+    """Delete the file records of the generations ``files`` belong to."""
+    for generation in {m["generation"] for f in files if (m := _GENERATION_FILE.match(f))}:
+        with contextlib.suppress(OSError, DataplugError):
+            location.child(f"{generation}.files.json").delete()
+
+
+def _delete_orphans(location: StorageObject, named: set[str], now: float) -> None:
+    """Delete the files of generations no manifest names (a write that died, or lost a race with another)
+    once they are :data:`GENERATION_GRACE` seconds old: exactly the files their records list, under their
+    generation's names, then the records."""
+    for record in location.list_names():
+        match = _RECORD_FILE.match(record)
+        if match is None or match["generation"] in named or now - int(match["generation"].split("-")[0]) <= GENERATION_GRACE:
+            continue
+        try:
+            listed = json.loads(location.child(record).read_prefix(_MAX_RECORD_BYTES)[:_MAX_RECORD_BYTES].decode())["files"]
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError, DataplugError):
+            continue  # not a record dataplug wrote whole: leave it and its files alone
+        if not isinstance(listed, list):
+            continue
+        own = [f for f in listed if isinstance(f, str) and f.startswith(match["generation"] + ".") and _GENERATION_FILE.match(f)]
+        if _delete_files(location, own):
+            with contextlib.suppress(OSError, DataplugError):
+                location.child(record).delete()
 
 
 def _check_name(url: str, name: str) -> None:
@@ -453,6 +492,7 @@ def delete_sidecar(location: StorageObject) -> None:
         current = [entry["file"] for kind in ("tables", "blobs") for entry in manifest[kind].values()]
         for files in [current] + [entry["files"] for entry in manifest.get("superseded", [])]:
             _delete_files(location, files)
+            _delete_records(location, files)
     if location.protocol == "file":
         try:
             location.fs.rmdir(location.path)  # only when empty: a local folder left with nothing of the index

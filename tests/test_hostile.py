@@ -152,3 +152,76 @@ def test_loads_during_reindexes_never_see_half_a_manifest(kind, tmp_path, reques
         t.join(60)
     assert loads[0] > 20
     assert not errors, f"{len(errors)} of {loads[0] + len(errors)} loads failed: {errors[0]}"
+
+
+def _generation_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.name != "manifest.json"}
+
+
+def _named_generation(folder: Path) -> str:
+    """The generation the manifest in ``folder`` names."""
+    import json
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return next(iter(manifest["tables"].values()))["file"].split(".")[0]
+
+
+def _generations(folder: Path) -> set[str]:
+    return {name.split(".")[0] for name in _generation_files(folder) if name[0].isdigit()}
+
+
+def _reindex_after_the_grace(path: Path, folder: Path, monkeypatch) -> tuple[str, str]:
+    """Re-index with every grace period over; the generations named before and after."""
+    import dataplug.index
+
+    before = _named_generation(folder)
+    monkeypatch.setattr(dataplug.index, "GENERATION_GRACE", 0)
+    monkeypatch.setattr(dataplug.index.time, "time", lambda: time.monotonic() + 10**10)
+    CloudObject.from_url("CSV", str(path)).preprocess(progress=False, force=True)
+    return before, _named_generation(folder)
+
+
+def test_a_write_that_died_leaves_nothing_once_its_grace_is_over(tmp_path, monkeypatch):
+    """A generation whose write died before its manifest (kill -9) is deleted by a later write once its grace
+    period is over: exactly its recorded files; a user's file in the folder stays."""
+    import dataplug.index
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_DATA)
+    co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
+    folder = Path(co.index_location.path)
+    (folder / "notes.txt").write_text("mine")
+    dumps = dataplug.index.json.dumps
+
+    def die_at_the_manifest(obj, **kwargs):
+        if isinstance(obj, dict) and "dataplug_index" in obj:
+            raise KeyboardInterrupt("killed between the tables and the manifest")
+        return dumps(obj, **kwargs)
+
+    monkeypatch.setattr(dataplug.index.json, "dumps", die_at_the_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        CloudObject.from_url("CSV", str(path)).preprocess(progress=False, force=True)
+    monkeypatch.setattr(dataplug.index.json, "dumps", dumps)
+    assert len(_generations(folder)) == 2
+    before, after = _reindex_after_the_grace(path, folder, monkeypatch)
+    assert _generations(folder) == {before, after}  # the one just superseded stays for slices in flight
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_concurrent_reindexes_leave_no_orphans(tmp_path, monkeypatch):
+    """Four processes re-index one object at once: the losers' generations, which no manifest names, are
+    collected by a later write."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_DATA)
+    co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
+    code = f"from dataplug import CloudObject; CloudObject.from_url('CSV', {str(path)!r}).preprocess(progress=False, force=True)"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(4)]
+    assert [p.wait(120) for p in procs] == [0] * 4
+    folder = Path(co.index_location.path)
+    assert len(_generations(folder)) >= 4
+    before, after = _reindex_after_the_grace(path, folder, monkeypatch)
+    assert _generations(folder) == {before, after}
+    assert CloudObject.from_url("CSV", str(path)).attributes.rows == 20000
