@@ -91,3 +91,7 @@ class FormatDetectionWarning(DataplugWarning):
 class UnverifiableObjectWarning(DataplugWarning):
     """The store gives the object no identity (no ETag, version or Last-Modified): a same-size replacement
     cannot be told from the indexed object."""
+
+
+class DataplugDeprecationWarning(DataplugWarning, DeprecationWarning):
+    """A name kept from the original Dataplug (or an older dataplug) that another name replaces."""

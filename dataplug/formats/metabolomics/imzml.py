@@ -33,6 +33,7 @@ import numpy as np
 from dataplug.cloudobject import CloudObject
 from dataplug.errors import (
     CorruptIndexError,
+    DataplugDeprecationWarning,
     DataplugError,
     InvalidFormatError,
     ObjectNotFoundError,
@@ -415,7 +416,7 @@ def partition_chunks_strategy(co: Any, chunk_size: int) -> list[ImzMLSlice]:
     warnings.warn(
         "imzML's partition_chunks_strategy(co, chunk_size) is deprecated: use partition_chunk_size(co, chunk_size), "
         "which takes the same bytes per slice (or partition_num_chunks(co, n) for n slices)",
-        DeprecationWarning,
+        DataplugDeprecationWarning,
         stacklevel=3,
     )
     return partition_chunk_size.__wrapped__(co, chunk_size)  # type: ignore[attr-defined]
