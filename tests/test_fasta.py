@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
+from dataplug.testing import FormatTests
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy, partition_num_chunks, partition_num_sequences, region, write_fai
 from tests.test_codecs import encode as encode_small
 from tests.test_gzip_codec import bgzf
@@ -48,7 +49,7 @@ def encode(data: bytes, codec: str, seed: int = 0) -> bytes:
 def random_bases(rng: np.random.Generator, n: int) -> bytes:
     """Bases with runs of N and of lowercase (soft-masked) bases."""
     seq = ALPHABET[rng.integers(0, 4, n)]
-    for _ in range(max(1, n // 5000)):
+    for _ in range(max(1, n // 5000) if n else 0):
         a = int(rng.integers(0, n))
         seq[a : a + int(rng.integers(1, 300))] = ord("N")
         b = int(rng.integers(0, n))
@@ -393,3 +394,68 @@ def test_big_fasta_default_settings(big_fasta):
     with pysam.FastaFile(path) as fasta:
         for name, at in [("big0", 39_999_990), ("big1", 0), ("big2", 13_500_000), ("big2", 26_999_995)]:
             assert region(zipped, name, at, at + 5000) == fasta.fetch(name, at, at + 5000)
+
+
+# -- the conformance kit ------------------------------------------------------------------------------------
+#
+# A FASTA slice's records are pieces of sequences, and where a sequence is cut depends on the slice count, so
+# the kit's rows are in units no cut changes: one row ``(name, -1, "")`` where a sequence starts (a piece at
+# offset 0), then ``(name, position, base)`` per base. "Every record exactly once" then says every sequence is
+# started once and every base is read once, in order.
+
+
+def base_rows(name: str, offset: int, sequence: str) -> list[tuple[str, int, str]]:
+    """A piece of sequence ``name`` starting at ``offset``, in the kit's units."""
+    start = [(name, -1, "")] if offset == 0 else []
+    return start + [(name, offset + i, b) for i, b in enumerate(sequence)]
+
+
+def fasta_rows(path: Path, pieces: bool = False) -> list[tuple[str, int, str]]:
+    """Every sequence of the file in the kit's units: pysam.FastxFile when installed, else a plain parse.
+    With ``pieces``, a header ``>name offset=K`` (a dumped piece) starts at base K."""
+    if pysam is None:
+        records = [(n, d, s) for n, d, s in parse_fasta(path.read_bytes().replace(b"\r", b""))]
+    else:
+        with pysam.FastxFile(str(path)) as fasta:
+            records = [(r.name, r.comment or "", r.sequence) for r in fasta]
+    out = []
+    for name, description, sequence in records:
+        offset = int(description[len("offset=") :]) if pieces and description.startswith("offset=") else 0
+        out += base_rows(name, offset, sequence)
+    return out
+
+
+class TestFASTAConformance(FormatTests):
+    format = "FASTA"
+    codecs = ("plain", "gzip", "bgzf", "zstd", "bzip2")
+    dump_suffix = ".fa"
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        assembly, _ = make_fasta([180_000, 61, 0, 12_345, 999, 60, 1, 40_000], [60, 70, 80], seed=1)
+        windows, _ = make_fasta([500, 3, 777], [60], seed=2, newline=b"\r\n")
+        tiny, _ = make_fasta([5, 0, 12], [4], seed=3)
+        return {"assembly": {"contigs.fa": assembly}, "windows": {"crlf.fa": windows}, "tiny": {"tiny.fa": tiny}}
+
+    def oracle(self, path: Path) -> list[tuple[str, int, str]]:
+        return fasta_rows(path)
+
+    def rows(self, table: pa.Table) -> list[tuple[str, int, str]]:
+        out = []
+        for name, offset, sequence in zip(*(table[c].to_pylist() for c in ("name", "offset", "sequence"))):
+            out += base_rows(name, offset, sequence)
+        return out
+
+    def read_dump(self, path: Path) -> list[tuple[str, int, str]]:
+        needs_pysam()
+        return fasta_rows(path, pieces=True)
+
+    def large(self, folder: Path) -> tuple[str, int]:
+        """48 contigs of 1.45 Mbp (70 MiB): the kit's 16 slices then hold 3 whole contigs each, so the pieces,
+        the records a FASTA slice counts, are 48 whatever the codec."""
+        rng = np.random.default_rng(5)
+        with open(folder / "large.fa", "wb") as fh:
+            for i in range(48):
+                fh.write(b">contig_%d length=1450000 assembly=test\n" % (i + 1))
+                lines = random_bases(rng, 1_450_000)
+                fh.write(b"".join(lines[j : j + 60] + b"\n" for j in range(0, len(lines), 60)))
+        return "large.fa", 48
