@@ -108,6 +108,8 @@ class CloudObject:
         self._attributes: Any = None
         #: Whether the last :meth:`preprocess` call built the index (False when it found a fresh one).
         self.built_index = False
+        #: The options given to the last :meth:`preprocess` call (companion URLs are trusted from here only).
+        self._given_options: dict[str, Any] = {}
 
     def _use_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
         """Keep this object's index under ``folder`` (one format per sub-folder)."""
@@ -258,6 +260,7 @@ class CloudObject:
             raise type(exc)(self.url, f"{exc.cause} (published index at {url}); {_INDEX_IT_YOURSELF}") from None
         try:
             attributes = self.format.attributes_from_json(url, sidecar.attributes)
+            self.format.check_companions(self.obj, attributes, self._given_options)
             self.format.validate_index(url, attributes, sidecar.tables, sidecar.blob_sizes(), sidecar.object_info.size)
         except DataplugError:
             raise
@@ -320,6 +323,7 @@ class CloudObject:
         found = dict(self.detection.options) if self.detection and self.detection.format == self.format.name else {}
         explicit = {**(extra_args or {}), **options}
         given = {**found, **explicit}
+        self._given_options = dict(explicit)
         known = self.format.all_options()
         unknown = sorted(set(given) - set(known))
         if unknown:

@@ -179,6 +179,12 @@ class DataFormat:
         return []
 
     @classmethod
+    def check_companions(cls, obj: StorageObject, attributes: Any, given: dict[str, Any]) -> None:
+        """Raise :class:`CorruptIndexError` when the index names a companion object that neither the options
+        ``given`` to this ``preprocess`` call nor the object's own URL name: whoever can write a sidecar must
+        not be able to point reads at another object the reader may read."""
+
+    @classmethod
     def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
         """Raise :class:`CorruptIndexError` if an index (its tables and the sizes of its blobs) does not fit
         an object of ``size`` bytes."""

@@ -225,3 +225,50 @@ def test_concurrent_reindexes_leave_no_orphans(tmp_path, monkeypatch):
     before, after = _reindex_after_the_grace(path, folder, monkeypatch)
     assert _generations(folder) == {before, after}
     assert CloudObject.from_url("CSV", str(path)).attributes.rows == 20000
+
+
+# -- imzML: what a sidecar or a file may claim --------------------------------------------------------------
+
+
+def _imzml(folder: Path, name: str, coords: list[tuple[int, int]]) -> Path:
+    """An imzML pair written by pyimzml, one small spectrum per pixel."""
+    pytest.importorskip("pyimzml")
+    import numpy as np
+    from pyimzml.ImzMLWriter import ImzMLWriter
+
+    with ImzMLWriter(str(folder / name), mode="processed") as writer:
+        for i, xy in enumerate(coords):
+            writer.addSpectrum(np.array([100.0 + i, 150.0]), np.array([1.0, 2.0 + i]), xy)
+    return folder / f"{name}.imzML"
+
+
+def test_a_sidecar_cannot_point_slices_at_another_ibd(tmp_path):
+    """A crafted index naming another object as the .ibd is refused; the user can still choose it."""
+    import json
+
+    path = _imzml(tmp_path, "x", [(1, 1), (2, 1), (1, 2)])
+    other = tmp_path / "private.ibd"
+    other.write_bytes((tmp_path / "x.ibd").read_bytes())
+    co = CloudObject.from_url("ImzML", str(path)).preprocess(progress=False)
+    manifest = Path(co.index_location.path) / "manifest.json"
+    crafted = json.loads(manifest.read_text())
+    crafted["attributes"]["ibd_url"] = str(other)
+    manifest.write_text(json.dumps(crafted))
+    with pytest.raises(CorruptIndexError, match="not beside"):
+        CloudObject.from_url("ImzML", str(path)).partition("partition_num_chunks", 2)
+    chosen = CloudObject.from_url("ImzML", str(path)).preprocess(progress=False, ibd_url=str(other))
+    assert chosen.attributes.ibd_url == str(other)
+    assert sum(s.num_records for s in chosen.partition("partition_num_chunks", 2)) == 3
+
+
+def test_an_ion_image_too_large_to_allocate_is_refused(tmp_path):
+    """A pixel at x = 10^9 made ion_image allocate 30 GiB and die with a bare MemoryError."""
+    from dataplug.errors import InvalidFormatError
+    from dataplug.formats.metabolomics.imzml import ion_image
+
+    path = _imzml(tmp_path, "far", [(1, 1), (10**9, 2)])
+    co = CloudObject.from_url("ImzML", str(path)).preprocess(progress=False)
+    with pytest.raises(InvalidFormatError, match="GiB limit"):
+        ion_image(co, 100.0, 0.5)
+    near = CloudObject.from_url("ImzML", str(_imzml(tmp_path, "near", [(1, 1), (3, 2)]))).preprocess(progress=False)
+    assert ion_image(near, 100.0, 0.5).shape == (2, 3)

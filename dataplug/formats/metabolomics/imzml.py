@@ -60,6 +60,8 @@ _ZLIB = "MS:1000574"
 #: Bytes of ``.ibd`` arrays per slice when :func:`ion_image` partitions an object itself.
 ION_IMAGE_SLICE_BYTES = 64 * 2**20
 TABLES = ("position", "arrays")
+#: Pixels an ion image may have (float64: 1 GiB); a file stating a larger grid is refused, not allocated.
+MAX_ION_IMAGE_PIXELS = 2**27
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,17 @@ class ImzML(DataFormat):
 
     Attributes = ImzMLAttributes
     options = {"ibd_url": "URL of the .ibd (default: the .imzML's URL with the extension .ibd, then .IBD)"}
+
+    @classmethod
+    def check_companions(cls, obj: StorageObject, attributes: Any, given: dict[str, Any]) -> None:
+        """The index's ``.ibd`` must be the one beside the ``.imzML`` or the one given as ``ibd_url=`` now."""
+        named = companion(obj, attributes.ibd_url).url
+        if named not in [companion(obj, url).url for url in _beside(obj.url)] and named != given.get("ibd_url"):
+            raise CorruptIndexError(
+                obj.url,
+                f"the index names {attributes.ibd_url!r} as the .ibd, which is not beside the .imzML; "
+                "pass ibd_url= to preprocess() to read that one (a sidecar alone never chooses another object to read)",
+            )
 
     @classmethod
     def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
@@ -190,6 +203,12 @@ def companion(obj: StorageObject, url: str) -> StorageObject:
     return StorageObject(url, dict(obj.storage_options) if split_url(url)[0] == obj.protocol else {})
 
 
+def _beside(url: str) -> list[str]:
+    """Where an ``.imzML``'s ``.ibd`` is looked for: the same stem with ``.ibd``, then ``.IBD``."""
+    stem = url[: -len(".imzml")] if url.lower().endswith(".imzml") else url
+    return [stem + ".ibd", stem + ".IBD"]
+
+
 def _find_ibd(ctx: PreprocessContext) -> tuple[StorageObject, ObjectInfo]:
     """The ``.ibd`` named by ``ibd_url=``, else the one beside the ``.imzML`` (``.ibd``, then ``.IBD``)."""
     url, given = ctx.obj.url, ctx.options.get("ibd_url")
@@ -206,10 +225,9 @@ def _find_ibd(ctx: PreprocessContext) -> tuple[StorageObject, ObjectInfo]:
             return ibd, ibd.info()
         except ObjectNotFoundError:
             raise ObjectNotFoundError(ibd.url, f"the .ibd given as ibd_url= for {url} does not exist") from None
-    stem = url[: -len(".imzml")] if url.lower().endswith(".imzml") else url
     tried = []
-    for suffix in (".ibd", ".IBD"):
-        ibd = companion(ctx.obj, stem + suffix)
+    for beside in _beside(url):
+        ibd = companion(ctx.obj, beside)
         try:
             return ibd, ibd.info()
         except ObjectNotFoundError:
@@ -459,6 +477,13 @@ def ion_image(co_or_slices: CloudObject | ImzMLSlice | Iterable[ImzMLSlice], mz:
     if not (math.isfinite(mz) and math.isfinite(tol) and tol >= 0):
         raise StrategyArgumentError(url, f"ion_image needs a finite mz and tol >= 0, got mz={mz}, tol={tol}")
     x0, y0, width, height = slices[0].image
+    if width * height > MAX_ION_IMAGE_PIXELS:
+        raise InvalidFormatError(
+            url,
+            f"the image grid is {width} x {height} pixels (as the file states it, or as far as its spectra reach): "
+            f"an ion image of it would take {width * height * 8 / 2**30:.1f} GiB, over the {MAX_ION_IMAGE_PIXELS * 8 / 2**30:.0f} GiB limit "
+            "(dataplug.formats.metabolomics.imzml.MAX_ION_IMAGE_PIXELS)",
+        )
     image = np.zeros((height, width))
     for x, y, sums in map_ordered(functools.partial(_ion_sums, lo=mz - tol, hi=mz + tol), slices, executor, desc=f"ion image of {url}"):
         np.add.at(image, (y - y0, x - x0), sums)
