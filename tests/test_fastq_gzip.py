@@ -106,8 +106,8 @@ def test_worker_fetches_its_range_plus_one_checkpoint_in_two_requests(s3_store):
     blob = compress(data, 6, 1)
     url = s3_store.put("big.fastq.gz", blob)
     co = CloudObject.from_url(FASTQGZip, url, storage_options=s3_store.options)
-    co.preprocess(spacing=256 * 1024)
-    assert co.attributes.checkpoints > 8
+    co.preprocess(spacing=64 * 1024)  # several checkpoints a slice: every cut can snap to one and stay balanced
+    assert co.attributes.checkpoints > 4 * 8
     windows = co.index().blob("windows")
     slices = co.partition(partition_reads_batches, 8)
     fetched = 0
