@@ -85,8 +85,8 @@ def _check_phases(full: np.ndarray, base: int, starts: np.ndarray, ends: np.ndar
     ``starts``/``ends`` are logical positions of consecutive lines (``ends`` at their ``\\n`` or the stream
     end), enough of them to complete every such read unless the stream ends first; ``full[i]`` is logical
     byte ``base + i``. The three checks run once over every line as a would-be header, on contiguous
-    arrays, and each phase looks at every fourth result: on 131 MB of FASTQ the checks took 14 ms, against
-    54 ms when each phase gathered its own lines by fancy indexing (cProfile).
+    arrays, and each phase looks at every fourth result, rather than each phase gathering its own lines by
+    fancy indexing (four gathers of scattered lines instead of one pass).
     """
     lengths = ends - starts
     lengths -= (lengths > 0) & (full[np.maximum(ends - 1 - base, 0)] == CR)
