@@ -14,7 +14,12 @@ LAZ chunk per node). Prints:
 Each time is the better of ``--repeat`` runs (default 2); the load average is printed before and after, as
 other work on the machine slows every figure.
 
+``--factors`` prints only the points the partitions decode per point they keep, which needs the index and
+no slice read: ``square_split_strategy`` at ``--slices`` and 4 x as many cells, with its inner edges moved
+off node boundaries (as it does) and left on them, and ``partition_spatial_chunks``.
+
     python benchmarks/geospatial_copc.py --points 6000000 --slices 16 --workers 2
+    python benchmarks/geospatial_copc.py --points 1000000 --slices 16 --factors
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 from _common import best_of, warm_page_cache
 
 from dataplug import CloudObject
+from dataplug.formats.geospatial import copc
 from dataplug.formats.geospatial.copc import COPCSlice, partition_num_points, partition_spatial_chunks, square_split_strategy
 from dataplug.storage import read_stats
 
@@ -68,6 +74,26 @@ def decoded_points(slices: list[COPCSlice]) -> int:
     return sum(node[2] for s in slices for node in s.nodes)
 
 
+def factors(path: str, slices: int) -> None:
+    """``--factors``: points decoded per point kept, from the partitions alone (strategies called directly:
+    ``co.partition`` may count the cells' points by reading them)."""
+    co = CloudObject.from_url("COPC", path).preprocess(progress=False)
+    a = co.attributes
+    print(f"COPC decode factors: {a.point_count:,} points, {a.nodes} nodes to depth {a.depth}; points decoded per point kept")
+    moved = copc._off_boundaries
+    for n in (slices, 4 * slices):
+        factor = decoded_points(square_split_strategy(co, n)) / a.point_count
+        print(f"  square_split_strategy, {n:3d} cells, edges moved off node boundaries  {factor:6.3f}")
+        copc._off_boundaries = lambda co, edges, axis, depth: edges  # the grid's own edges
+        try:
+            factor = decoded_points(square_split_strategy(co, n)) / a.point_count
+        finally:
+            copc._off_boundaries = moved
+        print(f"  square_split_strategy, {n:3d} cells, edges where the grid puts them  {factor:6.3f}")
+    factor = decoded_points(partition_spatial_chunks(co, slices)) / a.point_count
+    print(f"  partition_spatial_chunks, {slices:3d} slices                            {factor:6.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=6_000_000)
@@ -76,7 +102,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--factors", action="store_true", help="print only the points the partitions decode per point kept (no slice is read)")
     args = parser.parse_args()
+    if args.factors:
+        with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+            path = os.path.join(folder, "city.copc.laz")
+            Path(path).write_bytes(write_copc(generate(args.points), cap=args.cap, max_depth=8))
+            factors(path, args.slices)
+        return
 
     load_before = os.getloadavg()
     spawn = multiprocessing.get_context("spawn")  # lazrs's threads make forked workers hang

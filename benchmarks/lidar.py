@@ -15,7 +15,13 @@ ratios, so drifting load hits both alike. Beside the wall-time ratio, the CPU ra
 worker ÷ CPU seconds of the read) says what the slices cost whatever else the machine runs; the wall ratio
 on ``--workers`` cores is at best the CPU ratio ÷ workers. The load average is printed before and after.
 
+``--factors`` prints only what the partitions read, which needs the index pass and no slice read: for LAS,
+the decode factor and ranges per cell of ``square_split_strategy`` for each ``--run-points`` (the index's
+run size; 0: block bounds only) and each ``--gaps`` (``laspc.FETCH_GAP_BYTES``: runs closer than this are
+read as one range); for LAZ, the decode factors of the cells and of ``partition_spatial_chunks``.
+
     python benchmarks/lidar.py --points 20000000 --workers 2
+    python benchmarks/lidar.py --points 6000000 --factors --run-points 4096,64,32 --gaps 0,4096,16384
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import best_of, timed, warm_page_cache
 
 from dataplug import CloudObject
+from dataplug.formats.geospatial import laspc
 from dataplug.formats.geospatial.laspc import LiDARPointCloud, LiDARSlice, partition_spatial_chunks, square_split_strategy
 from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud, write_cloud
 
@@ -110,6 +117,35 @@ def measure(path: str, pool: ProcessPoolExecutor, args: argparse.Namespace) -> l
     return lines
 
 
+def factors(path: str, args: argparse.Namespace) -> list[str]:
+    """The report lines of ``--factors``: decode factors (and LAS ranges per cell) from partitions alone."""
+    co = CloudObject.from_url(LiDARPointCloud, path)
+    lines = []
+    if path.endswith(".las"):
+        default_gap = laspc.FETCH_GAP_BYTES["file"]
+        try:
+            for run_points in args.run_points:
+                co.preprocess(force=True, progress=False, run_points=run_points)
+                total = co.attributes.point_count
+                for gap in args.gaps:
+                    laspc.FETCH_GAP_BYTES["file"] = gap  # what local slices join runs across
+                    for n in args.cells:
+                        slices = square_split_strategy(co, n)  # the strategy alone: co.partition may count the cells' points
+                        ranges = sum(len(s.blocks) for s in slices) / len(slices)
+                        factor = decode_factor(slices, total)
+                        lines.append(f"  run_points {run_points:5d}, gap {gap:6d} B, {n:3d} cells: decode factor {factor:5.3f}, {ranges:7,.0f} ranges per cell")
+        finally:
+            laspc.FETCH_GAP_BYTES["file"] = default_gap
+    else:
+        co.preprocess(force=True, progress=False)
+        total = co.attributes.point_count
+        for n in args.cells:
+            lines.append(f"  square_split_strategy, {n:3d} cells: decode factor {decode_factor(square_split_strategy(co, n), total):5.3f}")
+        kd = decode_factor(partition_spatial_chunks(co, args.kd), total)
+        lines.append(f"  partition_spatial_chunks, {args.kd:3d} slices: decode factor {kd:5.3f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=20_000_000)
@@ -120,8 +156,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--factors", action="store_true", help="print only the decode factors of the partitions (no slice is read)")
+    parser.add_argument("--run-points", default="32", help="with --factors: LAS run_points options, comma-separated")
+    parser.add_argument("--gaps", default="4096", help="with --factors: LAS gaps in bytes (FETCH_GAP_BYTES), comma-separated")
     args = parser.parse_args()
     args.cells = [int(n) for n in args.cells.split(",")]
+    args.run_points = [int(n) for n in args.run_points.split(",")]
+    args.gaps = [int(n) for n in args.gaps.split(",")]
+    if args.factors:
+        print(f"LiDAR decode factors: {args.points:,} points (format 6), points the slices read ÷ points they keep")
+        with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+            for order in args.orders.split(","):
+                cloud = GENERATORS[order](args.points)
+                print(f"\n{order}-ordered tile")
+                for suffix in args.formats.split(","):
+                    path = os.path.join(folder, f"{order}.{suffix}")
+                    write_cloud(cloud, path)
+                    print(f"{suffix.upper()}:")
+                    print("\n".join(factors(path, args)), flush=True)
+                    os.remove(path)
+                del cloud
+        return
 
     print(f"LiDAR benchmark: {args.points:,} points (format 6), {args.workers} spawned processes, medians of {args.repeat} pairs")
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

@@ -3,7 +3,7 @@ call and decoded with lazrs; they come back as a plain LAS 1.4 (``laspy.LasData`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ class COPCSlice(PointSlice):
     selection: tuple[float, float, float, float] | None = None
     closed: tuple[bool, bool] = (False, False)
     chunk_bounds: tuple[float, float, float, float] | None = None
+    _count: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dump_compressed(self) -> bool:

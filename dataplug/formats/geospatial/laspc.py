@@ -16,8 +16,8 @@ Which spatial strategy:
   a box that reaches the maximum), so adjacent rectangles never share a point. On LAS a cell reads only
   the runs that meet it. On LAZ a cell must decode every chunk that meets it, and on a scan-ordered tile
   (GPS-time order, as airborne data is delivered) a chunk spans a flight strip's width, so on a 20 M-point
-  tile 16 cells decode 1.75 points per point kept and 64 cells 2.9 (the "decode factor" lines of
-  ``python benchmarks/lidar.py --points 20000000``).
+  tile 16 cells decode 1.75 points per point kept and 64 cells 2.9 (``python benchmarks/lidar.py
+  --points 20000000 --orders scan --formats laz --factors``).
 - ``partition_spatial_chunks`` gives each block (LAZ chunk) to exactly one slice, by a k-d split of block
   centres weighted by point counts: every point is decoded once and slices hold similar point counts, but
   their edges follow the chunks, so they overlap a little and are not rectangles (each reports the extent
@@ -86,11 +86,12 @@ DEFAULT_RUN_POINTS = 32
 LAS_GROUP_BYTES = 32 * 2**20
 LAZ_GROUP_BYTES = 8 * 2**20
 #: A LAS window slice reads the records between two of its runs, rather than a range for each, when they
-#: are at most this many bytes apart. On a 20 M-point scan-ordered tile, 4 KiB keeps the decode factor at
-#: 1.09 (16 cells) and 1.16 (64 cells) with ~1 500 and ~1 000 ranges per cell; 16 KiB reads 1.40 and 2.07
-#: points per point kept. Local reads cost about 19 us per range (fsspec opens the file for each), so the
-#: larger gaps were up to 1.7 x faster on local files; an S3 GET costs tens of milliseconds before its first
-#: byte, so remote slices read whole stretches of the file.
+#: are at most this many bytes apart. On a 20 M-point scan-ordered tile, 4 KiB keeps the decode factor
+#: (points read per point kept) at 1.09 (16 cells) and 1.16 (64 cells) with about 1 560 and 1 030 ranges per
+#: cell; 16 KiB reads 1.40 and 2.07 points per point kept (``python benchmarks/lidar.py --points 20000000
+#: --orders scan --formats las --factors --gaps 4096,16384``). Each range costs a local read an open and a
+#: seek, so joining saves time on local files; an S3 GET waits far longer for its first byte than it takes
+#: to send a megabyte, so remote slices read whole stretches of the file.
 FETCH_GAP_BYTES = {"file": 4 * 1024}
 REMOTE_FETCH_GAP_BYTES = 2**20
 

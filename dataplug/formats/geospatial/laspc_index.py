@@ -6,7 +6,9 @@ an uncompressed LAS, or one chunk of a LAZ's chunk table (the smallest unit lazr
 Airborne LiDAR comes in GPS-time order: zig-zag scan lines across flight strips. Any run of points longer
 than one scan line spans the strip's whole width, so block bounds (about 70 000 points) tell a spatial slice
 little: on a 6 M-point scan-ordered tile, 16 square cells read 1.69 points per point kept through 4 096-point
-bounds, 1.10 through 64-point ones and 1.05 through 32-point ones (2.69, 1.24 and 1.12 at 64 cells). An uncompressed LAS can be read at any
+bounds, 1.11 through 64-point ones and 1.06 through 32-point ones (2.73, 1.25 and 1.13 at 64 cells), each run
+read on its own (``python benchmarks/lidar.py --points 6000000 --orders scan --formats las --factors
+--run-points 4096,64,32 --gaps 0``). An uncompressed LAS can be read at any
 granularity, so its index also keeps the x/y bounds of every *run* of ``run_points`` points (32 by default)
 inside each block, as four bytes: each bound quantized to 1/255 of its block's extent, rounded outwards,
 so a run's decoded bounds always contain its points. That costs 1/8 byte per point (0.4 % of a point

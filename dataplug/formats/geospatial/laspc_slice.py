@@ -8,7 +8,7 @@ thresholds computed once per slice, which keeps exactly what comparing laspy's s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,7 @@ class LiDARSlice(PointSlice):
     bounds: tuple[float, float, float, float] | None = None
     closed: tuple[bool, bool] = (False, False)
     chunk_bounds: tuple[float, float, float, float] | None = None
+    _count: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dump_compressed(self) -> bool:
@@ -73,8 +74,8 @@ class LiDARSlice(PointSlice):
     def _records(self, selection: Any = None) -> tuple[laspy.LasHeader, np.ndarray]:
         header, parts = self._fetch((row[0], row[1]) for row in self.blocks)
         dtype = header.point_format.dtype()
-        # Records travel as one-item void values: numpy copies and filters those at memory speed (a 2-D
-        # byte array filtered by rows took 340 ms per 10 M points, void items 58 ms).
+        # Records travel as one-item void values: numpy copies and filters those whole, where a 2-D byte
+        # array filtered by rows goes byte by byte.
         record = np.dtype((np.void, dtype.itemsize))
         if self.compressed:
             laszip = laszip_record(self.url, header)
