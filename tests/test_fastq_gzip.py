@@ -247,7 +247,8 @@ def illumina_fastq(reads: int, seed: int, length: int = 151) -> bytes:
     index = np.array([b"ACGTACGT+TTGACCAA", b"GGATCCAA+CATGCATG", b"NCGTACGT+TTGACCAA"])[rng.choice(3, reads, p=[0.6, 0.39, 0.01])]
     out = []
     for i, n in enumerate(lengths.tolist()):
-        out.append(b"@A00123:8:H5KJ3DSXX:%d:%d:%d:%d 1:N:0:%s\n%s\n+\n%s\n" % (lane[i], tile[i], x[i], y[i], index[i], seq[i, :n].tobytes(), qual[i, :n].tobytes()))
+        name = b"A00123:8:H5KJ3DSXX:%d:%d:%d:%d 1:N:0:%s" % (lane[i], tile[i], x[i], y[i], index[i])
+        out.append(b"@%s\n%s\n+\n%s\n" % (name, seq[i, :n].tobytes(), qual[i, :n].tobytes()))
     return b"".join(out)
 
 

@@ -502,7 +502,8 @@ def large_vcf(records: int, seed: int, samples: int) -> bytes:
     gq = rng.integers(0, 99, (records, samples))
     fixed = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(names)
     lines = [META + fixed]
-    for i, (c, p, r, a, k, e, d, f, q) in enumerate(zip(chrom.tolist(), pos.tolist(), ref.tolist(), alt.tolist(), kind.tolist(), end.tolist(), dp.tolist(), af.tolist(), qual.tolist())):
+    columns = (chrom, pos, ref, alt, kind, end, dp, af, qual)
+    for i, (c, p, r, a, k, e, d, f, q) in enumerate(zip(*(column.tolist() for column in columns))):
         info = f"SVTYPE=DEL;END={e};DP={d}" if k > 0.97 else f"DP={d};AF={f:.3f}"
         calls = "\t".join(f"{g}:{d}:{s}" for g, s in zip(gt[i].tolist(), gq[i].tolist()))
         line = f"{c}\t{p}\trs{i}\t{r}\t{a}\t{'.' if k < 0.05 else f'{q:.2f}'}\tPASS\t{info}\tGT:DP:GQ\t{calls}"

@@ -1,4 +1,4 @@
-"""FASTA over any codec (plain, gzip, BGZF): a ``samtools faidx``-style index built in one map-reduce pass,
+"""FASTA over any codec (plain, gzip, BGZF, zstd, bzip2): a ``samtools faidx``-style index built in one map-reduce pass,
 slices of bases cut anywhere (a long sequence split across slices), random ``region()`` reads and a
 ``.fai`` (and, for BGZF, ``.gzi``) byte-identical to the one ``samtools faidx`` writes.
 
@@ -64,7 +64,7 @@ class FASTAAttributes(StreamAttributes):
 
 
 class FASTA(StreamFormat):
-    """FASTA, plain or compressed (gzip, BGZF). Options: ``compression``, ``spacing`` (gzip checkpoints)."""
+    """FASTA, plain or compressed (gzip, BGZF, zstd, bzip2). Options: ``compression``, ``spacing`` (gzip checkpoints)."""
 
     Attributes = FASTAAttributes
 

@@ -1,4 +1,4 @@
-"""FASTQ reads over any codec (plain, gzip, BGZF), sliced only at read starts (line numbers that are
+"""FASTQ reads over any codec (plain, gzip, BGZF, zstd, bzip2), sliced only at read starts (line numbers that are
 multiples of 4). ``FASTQGZip`` is the original Dataplug's name for the same format.
 
 Preprocessing checks the four-line structure of every read (``@`` header, sequence, ``+`` separator,
@@ -121,7 +121,7 @@ class FASTQAttributes(StreamAttributes):
 
 
 class FASTQ(StreamFormat):
-    """FASTQ, plain or compressed (gzip, BGZF). Options: ``sample_bytes`` (line index density),
+    """FASTQ, plain or compressed (gzip, BGZF, zstd, bzip2). Options: ``sample_bytes`` (line index density),
     ``compression``, ``spacing`` (gzip checkpoint spacing)."""
 
     Attributes = FASTQAttributes

@@ -1,5 +1,5 @@
-"""VCF over any codec (plain, gzip, BGZF): slices of whole records, and region slices that hold exactly the
-records ``tabix`` returns, found from the index without reading records.
+"""VCF over any codec (plain, gzip, BGZF, zstd, bzip2): slices of whole records, and region slices that hold
+exactly the records ``tabix`` returns, found from the index without reading records.
 
 Preprocessing reads the header (the ``##`` lines and the ``#CHROM`` line) from the head of the decoded
 stream, then maps :class:`VcfScanner` over the stream: the line index (:mod:`dataplug.lineindex`; header
@@ -8,10 +8,17 @@ character checked, and a table of **blocks**: runs of records cut at every line-
 ``sample_bytes``) and at every change of ``CHROM``, each with its chromosome, its first start and the last
 position any of its records covers. A region slice reads only the blocks that can overlap its region.
 
+Records are accepted as htslib reads them: CHROM to INFO (8 columns, INFO may be empty), then, when the
+#CHROM line names samples, either nothing more or FORMAT and a column per sample; columns after those are
+ignored (a trailing tab, as in drop-seq's ``hek_cells_2snps.vcf.gz``, included), and a record with fewer is
+an :class:`InvalidFormatError` naming its line. Values inside the columns are not checked.
+
 Coordinates follow tabix's VCF preset (htslib ``tbx_parse1``): a record covers ``POS`` to
-``POS + len(REF) - 1``, or to the ``END=`` of its INFO when it has one, and overlaps the 1-based inclusive
-region ``[beg, end]`` when it starts at or before ``end`` and covers ``beg``. Region queries need a sorted
-file (each ``CHROM`` in one run, ``POS`` non-decreasing within it), as tabix does.
+``POS + len(REF) - 1``, or to the ``END=`` of its INFO when it has one after ``POS - 1``, and overlaps the
+1-based inclusive region ``[beg, end]`` when it starts at or before ``end`` and covers ``beg``. Region queries
+need a sorted file (each ``CHROM`` in one run, ``POS`` non-decreasing within it), as tabix does. A region
+slice counts its records exactly: the blocks wholly inside the region from the index, the few at its
+edges by reading them once (see :class:`VCFSlice`).
 """
 
 from __future__ import annotations
@@ -94,8 +101,9 @@ class VcfRangeScan:
 
 @dataclass(frozen=True)
 class VcfScanner:
-    """Line starts of one range, and its records checked (no ``#`` after the header, ``columns`` tab-separated
-    fields, an integer POS) and summarised into blocks. Look-ahead: the rest of the range's last line."""
+    """Line starts of one range, and its records checked (no ``#`` after the header, the columns htslib
+    needs for ``columns`` in the #CHROM line, an integer POS) and summarised into blocks. Look-ahead: the
+    rest of the range's last line."""
 
     url: str
     sample_bytes: int
@@ -297,7 +305,7 @@ def _header(url: str, head: bytes, complete: bool) -> tuple[bytes, int, tuple[st
 
 
 class VCF(StreamFormat):
-    """Variant Call Format, plain or compressed (gzip, BGZF). Options: ``sample_bytes`` (line index and
+    """Variant Call Format, plain or compressed (gzip, BGZF, zstd, bzip2). Options: ``sample_bytes`` (line index and
     block density), ``compression``, ``spacing`` (gzip checkpoint spacing)."""
 
     Attributes = VCFAttributes
@@ -574,7 +582,11 @@ def parse_region(url: str, region: str, chromosomes: Sequence[str]) -> tuple[str
 def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     """One slice per region (``"chr2"``, ``"chr1:1000-2000"``), holding exactly the records tabix returns for
     it; each reads only the blocks whose chromosome and positions can overlap its region. A sorted file
-    is needed, as for tabix (:class:`StrategyArgumentError` otherwise)."""
+    is needed, as for tabix (:class:`StrategyArgumentError` otherwise).
+
+    No data is read here. A slice's ``num_records`` counts the blocks the region holds whole from the index
+    (a whole chromosome reads nothing) and reads the blocks at the region's edges the first time it is
+    asked (``CloudObject.partition`` asks, for its empty-slice warning)."""
     a = co.attributes
     if not a.sorted:
         raise StrategyArgumentError(
