@@ -29,6 +29,7 @@ import re
 import time
 import uuid
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,29 @@ class BlobRef:
         return data
 
 
+class LazyTables(Mapping[str, np.ndarray]):
+    """A loaded sidecar's tables, each read and checked against its SHA-256 when first used: a table that no
+    format asks for (one a crafted manifest adds, however large) is never read."""
+
+    def __init__(self, location: StorageObject, entries: dict[str, dict[str, Any]]) -> None:
+        self._location = location
+        self._entries = entries
+        self._loaded: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._loaded:
+            entry = self._entries[name]
+            file = self._location.child(entry["file"])
+            self._loaded[name] = _load_table(file.url, name, _read_checked(file, entry["bytes"], entry["sha256"]))
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 @dataclass
 class Sidecar:
     """An object's index for one format: what preprocessing found, and what partitioning needs."""
@@ -109,7 +133,7 @@ class Sidecar:
     object_url: str
     object_info: ObjectInfo
     attributes: dict[str, Any]
-    tables: dict[str, np.ndarray] = field(default_factory=dict)
+    tables: Mapping[str, np.ndarray] = field(default_factory=dict)
     blobs: dict[str, bytes | BlobRef] = field(default_factory=dict)
     #: The preprocessing options the index was built with (JSON values), so a call with others rebuilds it.
     options: dict[str, Any] = field(default_factory=dict)
@@ -415,10 +439,7 @@ def load_sidecar(
     indexed = ObjectInfo(size=obj["size"], identity=obj["identity"])
     if expect is not None and expect != indexed:
         raise stale_error(object_url, indexed, expect)
-    tables = {}
-    for name, entry in manifest["tables"].items():
-        file = location.child(entry["file"])
-        tables[name] = _load_table(file.url, name, _read_checked(file, entry["bytes"], entry["sha256"]))
+    tables = LazyTables(location, manifest["tables"])
     blobs: dict[str, bytes | BlobRef] = {
         name: BlobRef(location.child(entry["file"]), entry["bytes"], entry["sha256"]) for name, entry in manifest["blobs"].items()
     }

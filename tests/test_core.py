@@ -52,6 +52,8 @@ def test_sidecar_is_json_and_plain_npy_no_pickle(store):
     assert co.index_location.url == co.url + ".dataplug/CSV"
     manifest = json.loads(files.pop("manifest.json"))
     assert manifest["object"]["url"] == co.url and manifest["format"] == "CSV"
+    (record,) = [name for name in files if name.endswith(".files.json")]  # the generation's files, listed before they were written
+    assert sorted(json.loads(files.pop(record))["files"]) == sorted(files)
     assert files and all(name.endswith(".npy") for name in files)
     for data in files.values():
         assert b"\x80\x04" not in data[:2] and b"\x80\x05" not in data[:2]

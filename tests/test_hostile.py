@@ -272,3 +272,30 @@ def test_an_ion_image_too_large_to_allocate_is_refused(tmp_path):
         ion_image(co, 100.0, 0.5)
     near = CloudObject.from_url("ImzML", str(_imzml(tmp_path, "near", [(1, 1), (3, 2)]))).preprocess(progress=False)
     assert ion_image(near, 100.0, 0.5).shape == (2, 3)
+
+
+def test_a_table_no_format_asks_for_is_never_read(tmp_path):
+    """A crafted manifest adding a large table (910 MB in the attack) costs nothing: tables load when used."""
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+
+    from dataplug.storage import read_stats
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_DATA)
+    co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
+    folder = Path(co.index_location.path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    generation = next(iter(manifest["tables"].values()))["file"].split(".")[0]
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(4 * 2**20, np.float64), allow_pickle=False)
+    (folder / f"{generation}.extra.npy").write_bytes(buf.getvalue())
+    manifest["tables"]["extra"] = {"file": f"{generation}.extra.npy", "bytes": len(buf.getvalue()), "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    read_stats.reset()
+    fresh = CloudObject.from_url("CSV", str(path))
+    assert sum(s.num_records for s in fresh.partition("partition_num_chunks", 4)) == 20000
+    assert not [url for url in read_stats.bytes if url.endswith(".extra.npy")]
