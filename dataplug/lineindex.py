@@ -39,16 +39,19 @@ UTF8_BOM = b"\xef\xbb\xbf"
 #: ``LineIndex.bounds_by_bytes`` moves boundaries to codec cuts only as long as no run then holds more
 #: than 1 + this of the mean run's bytes.
 BALANCE = 0.2
-#: Decoding before the slices' starts, as a share of the bytes they hold, beyond which a gzip/BGZF
-#: partition warns (:class:`CheckpointSpacingWarning`): reading every slice then costs 1.5 passes or more.
+#: Decoding before the slices' starts, as a share of the bytes they hold, beyond which a partition of a
+#: compressed object warns (:class:`CheckpointSpacingWarning`): reading every slice then costs 1.5 passes or more.
 WASTE_SHARE = 0.5
 #: ... and beyond which per slice on average (below it, a worker's extra decoding takes milliseconds).
 WASTE_WARNING = 2**18
+#: What a codec's cuts are, as the warning names them.
+CUT_NAMES = {"zstd": "zstd frame start", "bzip2": "bzip2 block start"}
 
 
 class CheckpointSpacingWarning(DataplugWarning):
-    """Slices are short against the gzip/BGZF checkpoint spacing: their workers decode much more than they
-    hold. The message names the ``spacing`` to index with."""
+    """Slices are short against the spacing of the codec's checkpoints (gzip/BGZF checkpoints, zstd frames,
+    bzip2 blocks): their workers decode much more than they hold. The message says how to fit them: the
+    ``spacing`` to index a gzip object with, or how to recompress."""
 
 
 @dataclass(frozen=True)
@@ -566,23 +569,33 @@ def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bo
 
 
 def _warn_if_checkpoints_are_sparse(co: Any, spans: list[Span]) -> None:
-    """:class:`CheckpointSpacingWarning` when the workers of a gzip/BGZF partition decode more than
-    :data:`WASTE_SHARE` of what the slices hold before their starts, saying which ``spacing`` fits them."""
-    codec, spacing = co.attributes.compression, co.attributes.spacing
-    cuts = cut_offsets(co)
-    if codec not in ("gzip", "bgzf") or len(spans) < 2 or not cuts.size:
+    """:class:`CheckpointSpacingWarning` when the workers of a compressed object's partition decode more than
+    :data:`WASTE_SHARE` of what the slices hold before their starts, saying how to fit the index or the
+    object to slices of this size (a zstd slice deep inside one frame has its own warning)."""
+    codec, cuts = co.attributes.compression, cut_offsets(co)
+    if codec == "none" or len(spans) < 2 or not cuts.size:
         return
     starts = np.array([s.start for s in spans], np.int64)
-    held = int(sum(s.end - s.start for s in spans))
-    waste = int((starts - cuts[np.maximum(np.searchsorted(cuts, starts, side="right") - 1, 0)]).sum())
+    dropped = starts - cuts[np.maximum(np.searchsorted(cuts, starts, side="right") - 1, 0)]
+    held, waste = int(sum(s.end - s.start for s in spans)), int(dropped.sum())
+    apart = co.attributes.uncompressed_size / cuts.size
     fit = max(2**16, held // len(spans) // 2 // 2**16 * 2**16)
-    if waste <= WASTE_SHARE * held or waste <= WASTE_WARNING * len(spans) or fit >= spacing:
+    if waste <= WASTE_SHARE * held or waste <= WASTE_WARNING * len(spans) or fit >= apart:
         return
+    if codec == "zstd":
+        from dataplug.codecs.zstd import WASTE_WARNING as FRAME_WARNING
+
+        if dropped.max() > FRAME_WARNING:
+            return
+    how = {
+        "gzip": f"index with closer checkpoints: preprocess(force=True, spacing={fit}) (about {co.attributes.spacing / fit:.0f} x the checkpoints, and of the sidecar's windows)",
+        "zstd": f"recompress in frames of about {fit} bytes (the seekable format, or split -C {fit} --filter 'zstd -c')",
+        "bzip2": "recompress with smaller blocks (bzip2 -1 writes blocks of 100 kB)" if fit >= 100_000 else "",
+    }.get(codec, f"index with closer checkpoints: preprocess(force=True, spacing={fit})")
     warnings.warn(
         f"{co.url}: {len(spans)} slices of {held / len(spans) / 2**20:.2f} MiB on average start {waste / len(spans) / 2**20:.2f} MiB after a "
-        f"{codec} checkpoint on average ({spacing / 2**20:.2f} MiB apart), so their workers decode {100 * waste / held:.0f} % more than the "
-        f"slices hold. For slices this small, index with closer checkpoints: preprocess(force=True, spacing={fit}) "
-        f"(about {spacing / fit:.0f} x the checkpoints, and of the sidecar's windows), or ask for fewer slices",
+        f"{CUT_NAMES.get(codec, codec + ' checkpoint')} on average ({apart / 2**20:.2f} MiB apart), so their workers decode {100 * waste / held:.0f} % more than the "
+        f"slices hold. For slices this small, {how + ', or ' if how else ''}ask for fewer slices",
         CheckpointSpacingWarning,
         stacklevel=3,
     )
