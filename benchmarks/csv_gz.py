@@ -45,7 +45,10 @@ def balance(co: CloudObject) -> list[str]:
             counts = np.array([s.num_records for s in slices])
             starts = np.array([s.span.start for s in slices])
             dropped = int((starts - cuts[np.searchsorted(cuts, starts, side="right") - 1]).sum())
-            lines.append(f"  {name:>8} N={n:<3} records per slice max/mean {counts.max() / counts.mean():.3f}, decoded before slice starts {100 * dropped / logical:5.1f} % of the object")
+            lines.append(
+                f"  {name:>8} N={n:<3} records per slice max/mean {counts.max() / counts.mean():.3f}, "
+                f"decoded before slice starts {100 * dropped / logical:5.1f} % of the object"
+            )
     return lines
 
 

@@ -588,13 +588,15 @@ def _warn_if_checkpoints_are_sparse(co: Any, spans: list[Span]) -> None:
         if dropped.max() > FRAME_WARNING:
             return
     how = {
-        "gzip": f"index with closer checkpoints: preprocess(force=True, spacing={fit}) (about {co.attributes.spacing / fit:.0f} x the checkpoints, and of the sidecar's windows)",
+        "gzip": f"index with closer checkpoints: preprocess(force=True, spacing={fit}) "
+        f"(about {co.attributes.spacing / fit:.0f} x the checkpoints, and of the sidecar's windows)",
         "zstd": f"recompress in frames of about {fit} bytes (the seekable format, or split -C {fit} --filter 'zstd -c')",
         "bzip2": "recompress with smaller blocks (bzip2 -1 writes blocks of 100 kB)" if fit >= 100_000 else "",
     }.get(codec, f"index with closer checkpoints: preprocess(force=True, spacing={fit})")
     warnings.warn(
         f"{co.url}: {len(spans)} slices of {held / len(spans) / 2**20:.2f} MiB on average start {waste / len(spans) / 2**20:.2f} MiB after a "
-        f"{CUT_NAMES.get(codec, codec + ' checkpoint')} on average ({apart / 2**20:.2f} MiB apart), so their workers decode {100 * waste / held:.0f} % more than the "
+        f"{CUT_NAMES.get(codec, codec + ' checkpoint')} on average ({apart / 2**20:.2f} MiB apart), "
+        f"so their workers decode {100 * waste / held:.0f} % more than the "
         f"slices hold. For slices this small, {how + ', or ' if how else ''}ask for fewer slices",
         CheckpointSpacingWarning,
         stacklevel=3,

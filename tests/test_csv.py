@@ -282,7 +282,8 @@ def csv_sample(rows: int, seed: int, newline: str = "\n", blank_lines: bool = Fa
     for i in range(rows):
         score = "" if rng.random() < 0.1 else f"{rng.normal(50, 20):.2f}"
         ok = "" if rng.random() < 0.1 else ("true" if rng.random() < 0.5 else "false")
-        when = "" if rng.random() < 0.1 else f"2024-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d} {rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}:00"
+        day, hour = f"2024-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}", f"{rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}:00"
+        when = "" if rng.random() < 0.1 else f"{day} {hour}"
         name = "" if rng.random() < 0.1 else f"n{rng.integers(0, 10**6)}"
         lines.append(f"{i},{name},{score},{ok},{when},{notes[rng.integers(0, len(notes))]}")
         if blank_lines and rng.random() < 0.2:
