@@ -320,9 +320,8 @@ def test_the_demo_checks_its_results_against_plain_reads_and_draws_each_partitio
 
 
 def _kit_classes() -> list[type]:
-    from tests.test_contract import TestPluginConformance
-
-    return [TestPluginConformance, *conformance_classes().values()]
+    """Every conformance class: the built-in formats' and the plugin format's of ``tests/test_contract.py``."""
+    return sorted(conformance_classes().values(), key=lambda cls: cls.__name__)
 
 
 @pytest.mark.parametrize("kit", _kit_classes(), ids=lambda cls: cls.__name__)
