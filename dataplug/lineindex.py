@@ -580,7 +580,7 @@ def _warn_if_checkpoints_are_sparse(co: Any, spans: list[Span]) -> None:
     held, waste = int(sum(s.end - s.start for s in spans)), int(dropped.sum())
     apart = co.attributes.uncompressed_size / cuts.size
     fit = max(2**16, held // len(spans) // 2 // 2**16 * 2**16)
-    if waste <= WASTE_SHARE * held or waste <= WASTE_WARNING * len(spans) or fit >= apart:
+    if held <= 0 or waste <= WASTE_SHARE * held or waste <= WASTE_WARNING * len(spans) or fit >= apart:
         return
     if codec == "zstd":
         from dataplug.codecs.zstd import WASTE_WARNING as FRAME_WARNING
