@@ -170,13 +170,13 @@ def _plain(value: Any) -> Any:
 def _describe(s: Any) -> dict[str, Any]:
     """A slice as JSON: its number, records, byte range, window and bounds (where it has them) and the plain
     fields it carries."""
-    out: dict[str, Any] = {"slice": s.number, "records": s.num_records, "byte_range": list(s.byte_range() or ()) or None}
+    out: dict[str, Any] = {"slice": s.number, "records": s.known_num_records, "byte_range": list(s.byte_range() or ()) or None}
     for key in ("window", "bounds"):
         value = getattr(s, key, None)
         if value is not None:
             out[key] = _plain(value)
     for key, value in vars(s).items():
-        if key not in ("obj", "object_info", "number", "window", "bounds") and _is_plain(value):
+        if not key.startswith("_") and key not in ("obj", "object_info", "number", "window", "bounds") and _is_plain(value):
             out[key] = _plain(value)
     return out
 

@@ -426,7 +426,7 @@ def _differing_options(explicit: dict[str, Any], stored: dict[str, Any]) -> str:
 
 def _warn_empty(co: CloudObject, slices: list[Any]) -> None:
     """Warn when a partition holds empty slices because the object has fewer records than slices."""
-    counts = [getattr(s, "num_records", None) for s in slices]
+    counts = [getattr(s, "known_num_records", None) for s in slices]  # never read data to warn
     empty = sum(1 for c in counts if c == 0)
     if empty and len(slices) > 1 and all(c is not None for c in counts):
         records = sum(counts)

@@ -61,7 +61,7 @@ def _spatial(fig: Any, co: Any, slices: list[Any], windows: list[tuple[float, fl
         fig.colorbar(image, ax=ax, shrink=0.8, label=f"points per pixel (from the index's {source})")
     for s, (x0, y0, x1, y1) in zip(slices, windows):
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1.2))
-        label = f"{s.number}" + (f"\n{s.num_records:,}" if s.num_records is not None else "")
+        label = f"{s.number}" + (f"\n{s.known_num_records:,}" if s.known_num_records is not None else "")
         ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, color="white", ha="center", va="center", fontsize=7)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
@@ -165,7 +165,7 @@ def _preview(pixels: np.ndarray, nodata: str | None) -> tuple[np.ndarray, str]:
 
 def _records(fig: Any, co: Any, slices: list[Any]) -> None:
     numbers = np.array([s.number for s in slices])
-    records = [s.num_records for s in slices]
+    records = [s.known_num_records for s in slices]
     ranges = [s.byte_range() for s in slices]
     compressed = getattr(co.attributes, "compression", "none") not in ("none", None)
     axes = fig.subplots(3 if compressed else 2, 1, squeeze=False)[:, 0]

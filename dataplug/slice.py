@@ -39,6 +39,12 @@ class CloudObjectSlice:
         ``None`` otherwise."""
         return None
 
+    @property
+    def known_num_records(self) -> int | None:
+        """:attr:`num_records` when it is known without reading the object (from the index, or from an
+        earlier read of this slice), else ``None``: what a driver may show or check without touching data."""
+        return self.num_records
+
     def byte_range(self) -> tuple[int, int] | None:
         """``[start, end)`` of the bytes this slice reads (of the decoded stream for a compressed object),
         when it reads one range; ``None`` otherwise."""

@@ -231,3 +231,22 @@ def test_detection_asks_every_format_plugins_included():
     assert sniff("x", b"a,b\n1,2\n", complete=True).format == "CSV"
     names = [f.name for f in sniffers()]
     assert names.index("COPC") < names.index("LiDARPointCloud") and names[-1] == "UTF8Text"
+
+
+def test_partition_reads_no_data_even_where_counts_need_a_read(tmp_path):
+    """A LAS cell counts its points by reading them; partitioning (and its empty-slice check) must not."""
+    laspy = pytest.importorskip("laspy")
+    from dataplug.storage import read_stats
+
+    las = laspy.LasData(laspy.LasHeader(point_format=6, version="1.4"))
+    rng = np.random.default_rng(2)
+    las.x, las.y, las.z = rng.uniform(0, 100, 5000), rng.uniform(0, 100, 5000), rng.uniform(0, 10, 5000)
+    path = tmp_path / "c.las"
+    las.write(str(path))
+    co = CloudObject.from_url("LiDARPointCloud", str(path)).preprocess(progress=False)
+    read_stats.reset()
+    cells = co.partition("square_split_strategy", 9)
+    assert not read_stats.bytes.get(co.url), "partition read the object's points"
+    assert [c.known_num_records for c in cells] == [None] * 9
+    assert sum(c.num_records for c in cells) == 5000  # counting reads, once
+    assert [c.known_num_records for c in cells] == [c.num_records for c in cells]

@@ -74,6 +74,12 @@ class PointSlice(CloudObjectSlice):
         return count
 
     @property
+    def known_num_records(self) -> int | None:
+        """The count from the index (runs, whole chunks) or from an earlier read; ``None`` for an unread cell."""
+        count = self._indexed_count()
+        return count if count is not None else self._count
+
+    @property
     def num_points(self) -> int:
         """:attr:`num_records`: the points the slice returns."""
         return self.num_records
