@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The most slices one strategy call may make. Asking for more (``partition_num_chunks(co, 10**7)`` on a small
+#: object held 10^7 slices, 3-10 GB) is refused before any slice is built.
+MAX_SLICES = 100_000
+#: Strategy parameters that count slices, and the power that gives the slices (a grid of ``n_splits`` per side).
+_SLICE_COUNTS = {"num_chunks": 1, "n_chunks": 1, "num_batches": 1, "n_splits": 2}
+
 
 def strategy(*data_formats: type[DataFormat]) -> Callable[[F], F]:
     """Decorator: ``fn(co, *args, **kwargs) -> list of slices`` becomes a strategy of the given formats."""
@@ -36,9 +42,10 @@ def strategy(*data_formats: type[DataFormat]) -> Callable[[F], F]:
                 names = " or ".join(f.name for f in data_formats)
                 raise StrategyArgumentError(co.url, f"strategy {fn.__name__} is for {names} objects, not {co.format.name}")
             try:
-                signature.bind(co, *args, **kwargs)
+                bound = signature.bind(co, *args, **kwargs)
             except TypeError as exc:
                 raise StrategyArgumentError(co.url, f"{fn.__name__}{_parameters(signature)}: {exc}") from None
+            _check_slice_count(co.url, fn.__name__, bound.arguments)
             co.ensure_fresh_index()
             return list(fn(co, *args, **kwargs))
 
@@ -48,6 +55,17 @@ def strategy(*data_formats: type[DataFormat]) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def _check_slice_count(url: str, name: str, arguments: dict[str, Any]) -> None:
+    """Refuse a slice count above :data:`MAX_SLICES` before the strategy builds anything."""
+    for parameter, power in _SLICE_COUNTS.items():
+        value = arguments.get(parameter)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) ** power > MAX_SLICES:
+            asked = f"{value}" if power == 1 else f"{value} x {value}"
+            raise StrategyArgumentError(
+                url, f"{name}: {parameter}={value} asks for {asked} slices, over the {MAX_SLICES:,} one call may make (dataplug.strategies.MAX_SLICES)"
+            )
 
 
 def _parameters(signature: inspect.Signature) -> str:

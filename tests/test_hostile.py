@@ -299,3 +299,32 @@ def test_a_table_no_format_asks_for_is_never_read(tmp_path):
     fresh = CloudObject.from_url("CSV", str(path))
     assert sum(s.num_records for s in fresh.partition("partition_num_chunks", 4)) == 20000
     assert not [url for url in read_stats.bytes if url.endswith(".extra.npy")]
+
+
+@pytest.mark.parametrize("strategy, count", [("partition_num_chunks", 10**7), ("partition_num_chunks", 100_001)])
+def test_a_typed_slice_count_over_the_limit_is_refused_at_once(tmp_path, strategy, count):
+    """partition_num_chunks(co, 10**7) on a small object built 10^7 slices (3-10 GB) for every format."""
+    from dataplug import StrategyArgumentError
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_DATA)
+    co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
+    started = time.monotonic()
+    with pytest.raises(StrategyArgumentError, match="MAX_SLICES"):
+        co.partition(strategy, count)
+    assert time.monotonic() - started < 1
+    assert len(co.partition(strategy, 100_000)) == 100_000  # the limit itself is allowed
+
+
+def test_a_cog_grid_over_the_limit_is_refused(tmp_path):
+    """grid_partition_strategy(co, 10**4) made 10^8 slices (stopped at 22.5 GB)."""
+    tifffile = pytest.importorskip("tifffile")
+    import numpy as np
+
+    from dataplug import StrategyArgumentError
+
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, np.zeros((64, 64), np.uint8), tile=(32, 32))
+    co = CloudObject.from_url("COG", str(path)).preprocess(progress=False)
+    with pytest.raises(StrategyArgumentError, match="10000 x 10000 slices"):
+        co.partition("grid_partition_strategy", 10**4)
