@@ -515,14 +515,17 @@ class VCFSlice(LineRangeSlice):
         data = self.raw() if self.region is None else "".join(line + "\n" for line in self.records()).encode()
         if not data:
             return schema.empty_table()
-        read = pacsv.ReadOptions(column_names=list(self.columns), use_threads=False, block_size=max(2**20, min(len(data) + 1, 2**30)))
+        names = list(self.columns)
+        extra = data[: data.find(b"\n")].count(b"\t") + 1 - len(names)  # every record with a trailing tab, say
+        names += [f"\0{i}" for i in range(max(extra, 0))]
+        read = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=max(2**20, min(len(data) + 1, 2**30)))
         parse = pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, ignore_empty_lines=False)
         convert = pacsv.ConvertOptions(
             column_types=dict(zip(schema.names, schema.types)), include_columns=schema.names, null_values=["."], strings_can_be_null=False
         )
         try:
             return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
-        except pa.ArrowInvalid:
+        except pa.ArrowInvalid:  # records with different column counts, all of which htslib reads
             return self._irregular_table(data.decode("utf-8"), schema)
 
     def _irregular_table(self, text: str, schema: pa.Schema) -> pa.Table:
