@@ -8,7 +8,11 @@ then prints:
 - all slices parsed with ``to_arrow`` on a ``--workers`` process pool ÷ one pass over the ``.vcf.gz`` in
   plain Python (split every record, int POS, float QUAL) and ÷ cyvcf2 (when installed) reading
   CHROM, POS, REF, ALT, QUAL of every record;
-- every time is the best of two runs.
+- ``partition_regions`` over 100 random 100 kb regions, and over 20 random 10 Mb ones: the time and the
+  compressed bytes read to count their records exactly (the blocks at each region's edges; ``partition``
+  asks every count), against the bytes reading the slices reads, checking every count against the records
+  the slices return;
+- every time is the best of two runs (the regions: one run).
 
     python benchmarks/genomics_vcf.py --size-mb 300
 """
@@ -21,10 +25,11 @@ import subprocess
 import tempfile
 
 import numpy as np
-from _common import best_of, rows_on_pool, slice_bench_args, warm_page_cache
+from _common import best_of, rows_on_pool, slice_bench_args, timed, warm_page_cache
 
 from dataplug import CloudObject
-from dataplug.formats.genomics.vcf import VCF, partition_num_chunks
+from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_regions
+from dataplug.storage import read_stats
 
 SAMPLES = ("S1", "S2", "S3", "S4")
 
@@ -117,6 +122,7 @@ def main() -> None:
         t_read, counts = rows_on_pool(slices, args.workers)
         assert sum(counts) == records, (sum(counts), records)
         index_bytes = co.index().nbytes()
+        regions = [(number, length, *regions_bench(co, path, number, length)) for number, length in ((100, 100_000), (20, 10_000_000))]
 
     print(f"VCF.gz {size / 1e6:.0f} MB ({plain_size / 1e6:.0f} MB decoded, {records:,} records, {len(SAMPLES)} samples)")
     print(f"  {args.slices} slices on {args.workers} processes")
@@ -128,6 +134,26 @@ def main() -> None:
     line = f"  all slices to_arrow ({args.workers} workers)     {t_read:7.3f} s   / plain Python = {t_read / t_python:.2f}"
     print(line + (f", / cyvcf2 = {t_read / t_cyvcf2:.2f}" if t_cyvcf2 is not None else ""))
     print(f"  index size: {index_bytes:,} bytes = {100 * index_bytes / size:.3f} % of the object ({co.attributes.checkpoints} checkpoints)")
+    for number, length, t_regions, counted, region_bytes, region_records in regions:
+        print(
+            f"  partition_regions, {number} regions of {length / 1e6:g} Mb ({region_records:,} records): {t_regions:.3f} s, "
+            f"{counted / 1e6:.1f} MB read to count them exactly, {region_bytes / 1e6:.1f} MB to read the slices"
+        )
+
+
+def regions_bench(co: CloudObject, path: str, number: int, length: int) -> tuple[float, int, int, int]:
+    """Partition ``number`` random regions of ``length`` bases (counting included: ``partition`` asks every
+    slice's count), then read them: (seconds, bytes read to count, bytes read to read the slices, records)."""
+    rng = np.random.default_rng(length)
+    starts = rng.integers(1, 2 * 10**8 - length, number).tolist()
+    regions = [f"chr{c}:{b}-{b + length}" for c, b in zip(rng.integers(1, 4, number).tolist(), starts)]
+    read_stats.reset()
+    t_regions, slices = timed(lambda: co.partition(partition_regions, regions))
+    counted = read_stats.bytes.get(path, 0)
+    read_stats.reset()
+    records = [len(piece.records()) for piece in slices]
+    assert records == [piece.num_records for piece in slices]
+    return t_regions, counted, read_stats.bytes.get(path, 0), sum(records)
 
 
 if __name__ == "__main__":

@@ -623,15 +623,30 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
         edges.append(_edge_runs(record, stop, hit & ~held))
     runs = [run for region_runs in edges for run in region_runs]
     edge_spans = iter(index.spans(np.array([r[0] for r in runs], np.int64), np.array([r[1] for r in runs], np.int64)) if runs else [])
-    edge_blocks = [tuple(EdgeBlock(f, s, span, read(span.start, span.end)) for (f, s), span in zip(region_runs, edge_spans)) for region_runs in edges]
     spans = index.spans(np.array(first, np.int64), np.array(last, np.int64))
-    return [
-        VCFSlice(
-            obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(),
-            source=read(span.start, span.end), header_ref=ref, region=region, inside=held, edges=edge,
+    cuts = cut_offsets(co)
+    out = []
+    for n, (f, s, span, region, held, region_runs) in enumerate(zip(first, last, spans, parsed, inside, edges)):
+        source = read(span.start, span.end)
+        edge = tuple(EdgeBlock(a, b, edge_span, read(edge_span.start, edge_span.end)) for (a, b), edge_span in zip(region_runs, edge_spans))
+        if edge and sum(_decoded(cuts, e.span) for e in edge) >= _decoded(cuts, span):
+            held, edge = 0, (EdgeBlock(f, s, span, source),)  # counting the whole slice decodes less
+        out.append(
+            VCFSlice(
+                obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(),
+                source=source, header_ref=ref, region=region, inside=held, edges=edge,
+            )
         )
-        for n, (f, s, span, region, held, edge) in enumerate(zip(first, last, spans, parsed, inside, edge_blocks))
-    ]
+    return out
+
+
+def _decoded(cuts: np.ndarray, span: Span) -> int:
+    """Decoded bytes a reader of ``span`` goes through: from the codec cut before it (gzip checkpoints
+    are far apart, so reading two edge blocks can cost more than reading their whole slice)."""
+    if not cuts.size:
+        return span.end - span.start
+    at = int(np.searchsorted(cuts, span.start, side="right")) - 1
+    return span.end - (int(cuts[at]) if at >= 0 else 0)
 
 
 def _edge_runs(record: np.ndarray, stop: np.ndarray, edge: np.ndarray) -> list[tuple[int, int]]:
