@@ -32,9 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from dataplug.codecs.base import LogicalReader
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
-from dataplug.codecs.base import LogicalReader
 from dataplug.framing import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
 from dataplug.index import BlobRef
 from dataplug.lineindex import (
@@ -422,8 +422,9 @@ def _record_span(line: str) -> tuple[str, int, int]:
 
 @dataclass(frozen=True)
 class EdgeBlock:
-    """Records ``[first, stop)`` of the blocks at a region's edges, that hold records both inside and
-    outside it, and the reader of their decoded bytes."""
+    """Records ``[first, stop)`` read to count a region slice, and the reader of their decoded bytes: blocks
+    at the region's edges, holding records both inside and outside it (or the whole slice, when reading
+    it decodes less)."""
 
     first: int
     stop: int
@@ -438,8 +439,9 @@ class VCFSlice(LineRangeSlice):
 
     A region slice's :attr:`num_records` is ``inside`` (the records of the blocks the region holds whole,
     counted from the index) plus the region's records in its ``edges``: those blocks are read (a few
-    ``sample_bytes`` of decoded bytes each) the first time the count is asked, unless the slice has read its
-    records already; the count is then kept, and travels with the slice when it is pickled."""
+    ``sample_bytes`` of decoded bytes each, or the whole slice when gzip checkpoints are far apart) the first
+    time the count is asked, unless the slice has read its records already; the count is then kept, and
+    travels with the slice when it is pickled."""
 
     header_ref: BlobRef
     region: tuple[str, int, int] | None = None
