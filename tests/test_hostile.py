@@ -328,3 +328,62 @@ def test_a_cog_grid_over_the_limit_is_refused(tmp_path):
     co = CloudObject.from_url("COG", str(path)).preprocess(progress=False)
     with pytest.raises(StrategyArgumentError, match="10000 x 10000 slices"):
         co.partition("grid_partition_strategy", 10**4)
+
+
+# -- native code fed headers: checked before laspy and lazrs see them ------------------------------------------
+
+_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+from dataplug import CloudObject, InvalidFormatError
+try:
+    CloudObject.from_url("LiDARPointCloud", sys.argv[1]).preprocess(progress=False)
+except InvalidFormatError as exc:
+    print("refused:", exc.cause)
+"""
+
+
+def _in_a_bounded_child(path: Path) -> str:
+    """Index ``path`` in a child process limited to 3 GiB of address space; its output (it must exit 0)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the child died ({done.returncode}): {done.stderr[-800:]}"
+    return done.stdout
+
+
+def _laz(tmp_path: Path) -> tuple[Path, bytearray]:
+    laspy = pytest.importorskip("laspy")
+    import numpy as np
+
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    rng = np.random.default_rng(4)
+    las.x, las.y, las.z = rng.uniform(0, 100, 3000), rng.uniform(0, 100, 3000), rng.uniform(0, 10, 3000)
+    path = tmp_path / "c.laz"
+    las.write(str(path), do_compress=True)
+    return path, bytearray(path.read_bytes())
+
+
+def test_a_laz_chunk_table_claiming_two_billion_chunks_is_refused(tmp_path):
+    """lazrs allocated 34 GB for it and the process aborted (SIGABRT), with no Python exception."""
+    import struct
+
+    path, data = _laz(tmp_path)
+    data_start = struct.unpack("<I", data[96:100])[0]
+    table = struct.unpack("<q", data[data_start : data_start + 8])[0]
+    data[table + 4 : table + 8] = struct.pack("<I", 2**31 - 1)
+    path.write_bytes(data)
+    assert "claims 2147483647 chunks" in _in_a_bounded_child(path)
+
+
+def test_a_las_header_claiming_two_billion_vlrs_is_refused(tmp_path):
+    """laspy built VLRs for 260 s, up to 7.6 GB."""
+    import struct
+
+    path, data = _laz(tmp_path)
+    data[100:104] = struct.pack("<I", 2**31)
+    path.write_bytes(data)
+    started = time.monotonic()
+    assert "VLRs cannot fit" in _in_a_bounded_child(path)
+    assert time.monotonic() - started < 30

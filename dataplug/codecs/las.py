@@ -28,6 +28,10 @@ HEADER_PREFETCH = 64 * 1024
 MIN_HEADER_SIZE = 227
 HEADER_14 = 375
 OFFSET_TO_POINTS_FIELD = 96
+HEADER_SIZE_FIELD = 94
+VLR_COUNT_FIELD = 100
+#: Bytes of a VLR's own header: a VLR takes at least this much of the bytes between the header and the points.
+VLR_HEADER_SIZE = 54
 #: The headers a reader may require at least, by the name its errors give them.
 HEADER_SIZES = {"LAS": MIN_HEADER_SIZE, "LAS 1.4": HEADER_14}
 
@@ -54,7 +58,16 @@ def read_header_bytes(obj: StorageObject, info: ObjectInfo, expected: str = "LAS
 
 
 def parse_header(url: str, data: bytes) -> laspy.LasHeader:
-    """The header and VLRs in ``data`` (the object's bytes before its points), parsed by laspy."""
+    """The header and VLRs in ``data`` (the object's bytes before its points), parsed by laspy.
+
+    The VLR count is checked against the bytes that must hold the VLRs first: laspy believes it, and a
+    header claiming 2^31 VLRs had it build VLRs for minutes, up to 7.6 GB."""
+    header_size = int.from_bytes(data[HEADER_SIZE_FIELD : HEADER_SIZE_FIELD + 2], "little")
+    vlrs = int.from_bytes(data[VLR_COUNT_FIELD : VLR_COUNT_FIELD + 4], "little")
+    if vlrs * VLR_HEADER_SIZE > len(data) - min(header_size, len(data)):
+        raise InvalidFormatError(
+            url, f"invalid LAS header: {vlrs} VLRs cannot fit in the {len(data) - min(header_size, len(data))} bytes before the points", offset=VLR_COUNT_FIELD
+        )
     try:
         return laspy.LasHeader.read_from(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - laspy raises LaspyException, ValueError, struct errors ...

@@ -75,12 +75,19 @@ def read_table(url: str, laszip_vlr: bytes, table: bytes, offset: int, data_star
     """The chunk table in ``table`` (the object's bytes from ``offset`` on), checked against the point section
     (the chunks end exactly where the table starts) and the header's point count. Empty chunks are dropped."""
     vlr = lazrs.LazVlr(laszip_vlr)
+    chunks_start = data_start + OFFSET_SIZE
+    # lazrs allocates what the table's count says (2^31 - 1 chunks in an 18 KB file: 34 GB, then SIGABRT, no
+    # exception), so the count is checked first: LASzip stores each chunk's first point raw, so a chunk takes
+    # at least one point record of the section (a few empty chunks aside).
+    claimed = struct.unpack("<I", table[4:8])[0] if len(table) >= 8 else 0
+    most = (offset - chunks_start) // max(vlr.item_size(), 1) + 16
+    if claimed > most:
+        raise InvalidFormatError(url, f"the LAZ chunk table claims {claimed} chunks; its {offset - chunks_start}-byte point section holds at most {most}", offset=offset)
     try:
         entries = lazrs.read_chunk_table_only(io.BytesIO(table), vlr)
     except Exception as exc:  # noqa: BLE001 - lazrs raises plain RuntimeErrors and IO errors
         raise InvalidFormatError(url, f"unreadable LAZ chunk table: {exc}", offset=offset) from None
     byte_counts = np.array([b for _, b in entries], dtype=np.int64)
-    chunks_start = data_start + OFFSET_SIZE
     if int(byte_counts.sum()) != offset - chunks_start:
         raise InvalidFormatError(
             url,
