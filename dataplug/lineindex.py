@@ -197,6 +197,8 @@ def scan_buffer(
             states.append(StateScan(0, np.zeros(0, np.int64), np.zeros(0, np.int64), -1))
             continue
         term = nl[parity == st]
+        if data_start > start:
+            term = term[term >= data_start - start]  # before the first record: a BOM, or blank lines CSV skips
         if term.size and at_end and int(term[-1]) == arr.size - 1:
             term = term[:-1]  # the object's final newline starts no record
         rec_starts = term + 1

@@ -239,6 +239,22 @@ def test_blank_lines_are_skipped_as_pyarrow_skips_them(local_store):
             assert [s.num_records for s in slices] == [s.to_arrow().num_rows for s in slices]
 
 
+@pytest.mark.parametrize("data", [b"\na,b\n1,2\n", b"\r\n\r\na,b\n1,2\n\n3,4\n", b"\r\ra,b\r1,2\r\n\n3,4\n", b"\xef\xbb\xbf\n\na,b\n1,2\n"])
+@pytest.mark.parametrize("header", [True, False])
+def test_blank_lines_before_the_first_record_are_skipped_as_pyarrow_skips_them(local_store, data, header):
+    """pyarrow (and pandas) skip blank lines before the header too: the header is the first non-blank line.
+    They used to be the header, and the real header a row of data."""
+    whole = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(autogenerate_column_names=not header))
+    co = CloudObject.from_url(CSV, local_store.put("lead.csv", data))
+    for chunk_size in (1, 2, 5, 100):
+        co.preprocess(force=True, header=header, chunk_size=chunk_size)
+        assert co.attributes.columns == tuple(whole.column_names) and co.attributes.rows == whole.num_rows
+        for n in (1, 2, 5):
+            slices = co.partition(partition_num_chunks, n)
+            assert pa.concat_tables([s.to_arrow() for s in slices]).equals(whole)
+            assert [s.num_records for s in slices] == [s.to_arrow().num_rows for s in slices]
+
+
 def test_a_record_longer_than_pyarrows_block_parses(local_store):
     long = "y" * (3 * 2**20)
     data = f'id,text\n1,short\n2,"{long}"\n3,short\n'.encode()

@@ -143,6 +143,7 @@ class CSV(StreamFormat):
         dialect = _dialect(url, delimiter, quotechar, encoding)
         head = cls.logical_head(ctx, SCHEMA_SAMPLE_BYTES)
         data_start = len(UTF8_BOM) if encoding == "utf-8" and head.startswith(UTF8_BOM) else 0
+        data_start = len(head) - len(head[data_start:].lstrip(b"\r\n"))  # blank lines before the first record, as pyarrow skips them
         names, sample_types = sample_schema(url, _whole_records(head, data_start, dialect), has_header, delimiter, quotechar, encoding)
         infer = opts.get("infer_types", "file")
         if infer not in ("file", "head"):

@@ -117,7 +117,7 @@ class CSVScanner:
         state, data_start = scan.states[st], self.lines.data_start
         first_row = int(state.anchor_offsets[0]) if state.count else None
         last_row = state.last_start if state.count else None
-        if st == 0 and start == 0 and not self.has_header and end > data_start:
+        if st == 0 and start <= data_start < end and not self.has_header:
             first_row = data_start
             last_row = data_start if last_row is None else last_row
         if first_row is None or last_row is None:
