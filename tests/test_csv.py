@@ -331,7 +331,7 @@ class TestCSVConformance(FormatTests):
         return {
             "mixed": {"mixed.csv": csv_sample(2500, 1)},
             "crlf_no_trailing_newline": {"crlf.csv": csv_sample(300, 2, newline="\r\n", trailing_newline=False)},
-            "blank_lines": {"blank.csv": csv_sample(300, 3, blank_lines=True) + b"\n\n"},
+            "blank_lines": {"blank.csv": b"\n\r\n" + csv_sample(300, 3, blank_lines=True) + b"\n\n"},
             "bom": {"bom.csv": b"\xef\xbb\xbf" + csv_sample(40, 4)},
             "header_only": {"header.csv": b"id,name,score,ok,when,note\n"},
         }
