@@ -416,19 +416,22 @@ class LineIndex:
 
 
 def _balanced_snaps(targets: np.ndarray, snapped: np.ndarray, limit: float) -> np.ndarray:
-    """Which inner boundaries move from ``targets[1:-1]`` to ``snapped`` so that no run is longer than
-    ``limit`` bytes: all of them, less, for each run still too long, the boundary that widened it most."""
+    """Which inner boundaries move from ``targets[1:-1]`` to ``snapped`` so that every run is longer than 0
+    and at most ``limit`` bytes: all of them, less, for each run too long (or empty), the boundary that
+    widened (or narrowed) it most."""
     inner = targets[1:-1]
     snap = np.ones(inner.size, dtype=bool)
     for _ in range(inner.size + 1):
         pos = np.concatenate(([targets[0]], np.where(snap, snapped, inner), [targets[-1]]))
-        over = np.flatnonzero(np.diff(pos) > limit)
-        if not over.size:
+        sizes = np.diff(pos)
+        bad = np.flatnonzero((sizes > limit) | (sizes <= 0))
+        if not bad.size:
             break
-        left, right = over - 1, over  # the run's boundaries among the inner ones (-1 and inner.size: the ends)
-        widened_left = np.where(left >= 0, inner[np.maximum(left, 0)] - pos[over], -np.inf)
-        widened_right = np.where(right < inner.size, pos[over + 1] - inner[np.minimum(right, inner.size - 1)], -np.inf)
-        drop = np.where(widened_left >= widened_right, left, right)
+        sign = np.where(sizes[bad] > limit, 1.0, -1.0)  # too long: a boundary moved out of the run; empty: into it
+        left, right = bad - 1, bad  # the run's boundaries among the inner ones (-1 and inner.size: the ends)
+        moved_left = np.where(left >= 0, sign * (inner[np.maximum(left, 0)] - pos[bad]), -np.inf)
+        moved_right = np.where(right < inner.size, sign * (pos[bad + 1] - inner[np.minimum(right, inner.size - 1)]), -np.inf)
+        drop = np.where(moved_left >= moved_right, left, right)
         snap[drop[(drop >= 0) & (drop < inner.size)]] = False
     return snap
 
