@@ -159,6 +159,8 @@ def test_index_pass_reads_only_the_header(tmp_path, local_store):
     assert read_stats.requests[co.url] == 1 and read_stats.bytes[co.url] <= 64 * 1024
     read_stats.reset()
     piece = co.partition(partition_tiles, 16)[5]
+    assert read_stats.requests[co.url] == 1  # the level's tile tables in the IFD, to check the index's
+    read_stats.reset()
     piece.get()
     assert read_stats.requests[co.url] == len({t[1] for t in piece.tiles})  # a range per row of tiles (merged)
     assert read_stats.bytes[co.url] <= sum(t[4] for t in piece.tiles) + 8 * len(piece.tiles)

@@ -45,7 +45,9 @@ from dataplug.formats.geospatial.cog_tiff import (
     Level,
     decode_tile,
     geotiff_tags,
+    TABLE_TYPES,
     read_ifds,
+    tile_tables,
     write_geotiff,
 )
 from dataplug.slice import CloudObjectSlice
@@ -85,6 +87,10 @@ class COGAttributes:
     predictor: tuple[int, ...]
     photometric: tuple[int, ...]
     extra_samples: int
+    #: Per level, where its IFD keeps the tile (strip) offsets and byte counts: (position of the offsets in
+    #: the object, their TIFF type, position of the byte counts, their type). Partitioning reads them there
+    #: and checks the index's tables against them, so a sidecar that lies about tiles is refused.
+    tile_tables: tuple[tuple[int, int, int, int], ...]
 
 
 class COG(DataFormat):
@@ -92,7 +98,8 @@ class COG(DataFormat):
 
     Attributes = COGAttributes
     #: 2: the GeoTIFF keys (``geokeys``, ``geodoubles``, ``geoascii`` tables) that dumped slices carry.
-    index_version = 2
+    #: 3: where each level's IFD keeps its tile tables (``tile_tables``), to check the index against them.
+    index_version = 3
     options: ClassVar[dict[str, str]] = {}
 
     sniff_priority = 30
@@ -135,6 +142,7 @@ class COG(DataFormat):
             predictor=tuple(lv.predictor for lv in parsed.levels),
             photometric=tuple(lv.photometric for lv in parsed.levels),
             extra_samples=base.extra_samples,
+            tile_tables=tuple(parsed.tables_at),
         )
         return IndexData(attributes, tables=tables)
 
@@ -142,7 +150,7 @@ class COG(DataFormat):
     def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
         a = attributes
         n = a.levels
-        per_level = (a.level_shapes, a.tile_shapes, a.tiled, a.compression, a.predictor, a.photometric)
+        per_level = (a.level_shapes, a.tile_shapes, a.tiled, a.compression, a.predictor, a.photometric, a.tile_tables)
         ok = (
             a.size == size
             and n >= 1
@@ -162,6 +170,9 @@ class COG(DataFormat):
             ok = ok and lv.tile_bytes <= MAX_TILE_BYTES and offsets is not None and counts is not None
             ok = ok and offsets.shape == counts.shape == (lv.planes * lv.tiles_down * lv.tiles_across,)
             ok = ok and bool(np.all(offsets >= 0) and np.all(counts >= 0) and np.all(offsets + counts <= size))
+            at = a.tile_tables[i]
+            for start, kind in (at[:2], at[2:]):
+                ok = ok and kind in TABLE_TYPES and 0 <= start <= size - offsets.size * np.dtype(TABLE_TYPES[kind]).itemsize
         if not ok:
             raise CorruptIndexError(url, "COG index does not fit the object (levels, tile tables or attributes)")
 
@@ -356,6 +367,27 @@ def _window_transform(t: Transform | None, col_off: int, row_off: int) -> Transf
     return a, b, c + a * col_off + b * row_off, d, e, f + d * col_off + e * row_off
 
 
+def _checked_level(co: Any, level: Any) -> int:
+    """Level ``level``'s index, after checking the index's tile offsets and byte counts of that level against
+    the TIFF's own arrays (one range read): a sidecar rewritten to point at other tiles, or to leave tiles out,
+    is a :class:`CorruptIndexError` rather than wrong pixels. Tiles the writer left out are 0 in both."""
+    i = _level_index(co, level)
+    a, sidecar = co.attributes, co.index()
+    expected = (sidecar.tables[f"offsets_{i}"], sidecar.tables[f"bytecounts_{i}"])
+    found = tile_tables(co.obj, sidecar.object_info, a.byteorder, expected[0].size, a.tile_tables[i])
+    for what, tag, index_values, file_values in zip(("tile offsets", "tile byte counts"), ("Offsets", "ByteCounts"), expected, found):
+        differ = np.flatnonzero(index_values != file_values)
+        if differ.size:
+            k = int(differ[0])
+            tag = ("Tile" if a.tiled[i] else "Strip") + tag
+            raise CorruptIndexError(
+                co.url,
+                f"the index's {what} of level {i} disagree with the TIFF's {tag} for {differ.size} of {index_values.size} tiles (first: tile {k}, "
+                f"index {int(index_values[k])}, TIFF {int(file_values[k])}): the sidecar does not describe this object",
+            )
+    return i
+
+
 def _slice(co: Any, number: int, i: int, window: tuple[int, int, int, int]) -> COGSlice:
     """The slice of level ``i``'s pixels ``window``, naming the tiles (of every plane) that meet it."""
     a, tables = co.attributes, co.index().tables
@@ -428,7 +460,7 @@ def partition_tiles(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
     """``num_chunks`` rectangles of whole tiles of ``level`` that cover it, every pixel in exactly one;
     with more slices than tiles, one tile each and the rest empty (zero-size windows)."""
     n = positive_int(co.url, "num_chunks", num_chunks)
-    i, a = _level_index(co, level), co.attributes
+    i, a = _checked_level(co, level), co.attributes
     (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
     rects = sorted(_rectangles(-(-height // th), -(-width // tw), n, (th, tw)))
     windows = [_tile_window(a, i, rect) for rect in rects] + [(width, height, 0, 0)] * (n - len(rects))
@@ -446,7 +478,7 @@ def partition_num_chunks(co: Any, num_chunks: int, level: int = 0) -> list[COGSl
     rectangles of tiles instead, for spatial work.
     """
     n = positive_int(co.url, "num_chunks", num_chunks)
-    i, a = _level_index(co, level), co.attributes
+    i, a = _checked_level(co, level), co.attributes
     (height, width), th = a.level_shapes[i], a.tile_shapes[i][0]
     tile_rows = -(-height // th)
     if n <= tile_rows:
@@ -467,7 +499,7 @@ def grid_partition_strategy(co: Any, n_splits: int, level: int = 0) -> list[COGS
     """The original Dataplug's grid: ``n_splits`` x ``n_splits`` cells, here cut at tile edges so every
     pixel is in exactly one (cells past the tile count are empty)."""
     n = positive_int(co.url, "n_splits", n_splits)
-    i, a = _level_index(co, level), co.attributes
+    i, a = _checked_level(co, level), co.attributes
     (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
     row_cuts, col_cuts = even_bounds(-(-height // th), n).tolist(), even_bounds(-(-width // tw), n).tolist()
     windows = []
@@ -484,7 +516,7 @@ def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, 
     (``minx <= x < maxx``, ``miny <= y < maxy`` in the CRS), so boxes that share an edge share no pixel;
     empty when no pixel centre is in the box. Needs a north-up raster (no rotation terms)."""
     box = bbox_window(co.url, minx, miny, maxx, maxy)
-    i, a = _level_index(co, level), co.attributes
+    i, a = _checked_level(co, level), co.attributes
     t = _level_transform(a, i)
     if t is None:
         raise StrategyArgumentError(co.url, "partition_bbox needs a georeferenced raster; this TIFF has no geotransform")

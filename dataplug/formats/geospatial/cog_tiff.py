@@ -50,6 +50,9 @@ MAX_TILE_BYTES = 2**30
 #: GeoTIFF tags and keys.
 _PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEOKEYS, _GEO_DOUBLES, _GEO_ASCII = 33550, 33922, 34264, 34735, 34736, 34737
 _GDAL_NODATA = 42113
+_TILE_OFFSETS, _TILE_BYTE_COUNTS, _STRIP_OFFSETS, _STRIP_BYTE_COUNTS = 324, 325, 273, 279
+#: TIFF field types a tile (strip) offset or byte count array may have, as numpy types: SHORT, LONG, LONG8.
+TABLE_TYPES = {3: "u2", 4: "u4", 16: "u8"}
 _RASTER_TYPE, _GEOGRAPHIC_TYPE, _PROJECTED_TYPE, _CITATION, _PCS_CITATION = 1025, 2048, 3072, 1026, 3073
 _USER_DEFINED = 32767
 
@@ -163,6 +166,9 @@ class Parsed:
     levels: list[Level]
     offsets: list[np.ndarray]
     bytecounts: list[np.ndarray]
+    #: Per level, where the IFD keeps its tile (strip) offsets and byte counts: (position of the offsets'
+    #: values in the object, their TIFF type, position of the byte counts, their type); see :func:`tile_tables`.
+    tables_at: list[tuple[int, int, int, int]]
     transform: tuple[float, float, float, float, float, float] | None
     crs: str | None
     nodata: str | None
@@ -192,6 +198,7 @@ def read_ifds(obj: StorageObject, info: ObjectInfo) -> Parsed:
                     chosen.append(page)
             offsets = [np.asarray(p.dataoffsets, dtype=np.int64) for p in chosen]
             bytecounts = [np.asarray(p.databytecounts, dtype=np.int64) for p in chosen]
+            tables_at = [_tables_at(url, p) for p in chosen]
     except InvalidFormatError:
         raise
     except (tifffile.TiffFileError, ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error) as exc:
@@ -210,6 +217,7 @@ def read_ifds(obj: StorageObject, info: ObjectInfo) -> Parsed:
         levels=[levels[i] for i in keep],
         offsets=[offsets[i] for i in keep],
         bytecounts=[bytecounts[i] for i in keep],
+        tables_at=[tables_at[i] for i in keep],
         transform=geotransform(tags, _geokeys(tags)),
         crs=crs_name(_geokeys(tags), tags[_GEO_ASCII]),
         nodata=str(nodata).strip("\x00 ") if nodata is not None else None,
@@ -268,6 +276,37 @@ def _level(url: str, page: Any) -> Level:
     if end.size and int(end.max()) > page.parent.filehandle.size:
         raise InvalidFormatError(url, f"IFD {page.index}: tile data ends at byte {int(end.max())}, past the object's end (truncated?)")
     return level
+
+
+def _tables_at(url: str, page: Any) -> tuple[int, int, int, int]:
+    """Where ``page``'s IFD keeps the values of its TileOffsets and TileByteCounts (StripOffsets and
+    StripByteCounts), and their TIFF types, so a reader can later check an index's tables against them with
+    one range read. A TIFF without them (tifffile would guess the byte counts) is refused."""
+    codes = (_TILE_OFFSETS, _TILE_BYTE_COUNTS) if page.is_tiled else (_STRIP_OFFSETS, _STRIP_BYTE_COUNTS)
+    out: list[int] = []
+    for code, values in zip(codes, (page.dataoffsets, page.databytecounts)):
+        tag = page.tags.get(code)
+        kind = int(tag.dtype) if tag is not None else 0
+        if kind not in TABLE_TYPES or tag.count < len(values):
+            raise InvalidFormatError(url, f"IFD {page.index}: no usable {'TileOffsets/TileByteCounts' if page.is_tiled else 'StripOffsets/StripByteCounts'} tag {code}")
+        out += [int(tag.valueoffset), kind]
+    return out[0], out[1], out[2], out[3]
+
+
+def tile_tables(obj: StorageObject, info: ObjectInfo, byteorder: str, count: int, at: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` tile offsets and byte counts of a level, read from its IFD's arrays at ``at``
+    (:attr:`Parsed.tables_at`) in one range (two when the arrays lie far apart)."""
+    spans = [(start, start + count * np.dtype(TABLE_TYPES[kind]).itemsize) for start, kind in (at[:2], at[2:])]
+    low, high = min(a for a, _ in spans), max(b for _, b in spans)
+    if high - low <= sum(b - a for a, b in spans) + READ_BLOCK:
+        whole = obj.read_ranges([(low, high)], expect=info)[0]
+        parts = [whole[a - low : b - low] for a, b in spans]
+    else:
+        parts = obj.read_ranges(spans, expect=info)
+    return tuple(  # type: ignore[return-value]
+        np.frombuffer(data, dtype=np.dtype(TABLE_TYPES[kind]).newbyteorder(byteorder), count=count).astype(np.int64)
+        for data, kind in zip(parts, (at[1], at[3]))
+    )
 
 
 def _geokeys(tags: dict[int, Any]) -> dict[int, Any]:
