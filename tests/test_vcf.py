@@ -117,6 +117,20 @@ def test_every_record_once_over_every_codec(local_store, records, codec, chunk_s
     assert slices[0].to_arrow(columns=["POS", "NA2"]).column_names == ["POS", "NA2"]
 
 
+@pytest.mark.parametrize("contigs, records", [(0, 60), (3000, 4000)])
+def test_slices_balanced_past_a_long_header(local_store, contigs, records):
+    """The header's bytes belong to no slice: the first slice holds as many records as the others, even
+    when the header is longer than a line-index step (GRCh38 call sets name thousands of contigs)."""
+    text = realistic_vcf(records, seed=6).decode()
+    extra = "".join(f"##contig=<ID=chrUn_{i:05d}v1_decoy,length={1000 + i}>\n" for i in range(contigs))
+    text = text.replace("#CHROM", extra + "#CHROM", 1)
+    co = CloudObject.from_url(VCF, local_store.put(f"long-header-{contigs}.vcf", text.encode()))
+    co.preprocess()
+    for n in (2, 7):
+        counts = [s.num_records for s in co.partition(partition_num_chunks, n)]
+        assert sum(counts) == records and max(counts) <= 1.3 * records / n and min(counts) >= 0.7 * records / n, counts
+
+
 def region_strings(draw_chrom, beg, length) -> str:
     return draw_chrom if beg is None else f"{draw_chrom}:{beg}-{beg + length}"
 

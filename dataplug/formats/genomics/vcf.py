@@ -333,7 +333,7 @@ class VCF(StreamFormat):
             n *= 4
         header, header_lines, columns = found
         scans, codec_index = cls.scan_stream(ctx, VcfScanner(url, sample_bytes, len(header), len(columns)))
-        index = reduce_scans(url, [s.lines for s in scans], 0, codec_index.logical_size)
+        index = _anchor_records(reduce_scans(url, [s.lines for s in scans], 0, codec_index.logical_size), len(header), header_lines)
         names, blocks = _reduce_blocks(url, scans)
         attributes = cls.Attributes(
             **codec_attributes(ctx.info.size, codec_index),
@@ -373,6 +373,15 @@ class VCF(StreamFormat):
         super().validate_index(url, attributes, tables, blob_sizes, size)
         if blob_sizes.get(HEADER_BLOB) != attributes.data_start or CHROMOSOMES_BLOB not in blob_sizes:
             raise CorruptIndexError(url, "VCF header or chromosome blob missing or of the wrong size")
+
+
+def _anchor_records(index: LineIndex, data_start: int, header_lines: int) -> LineIndex:
+    """``index`` with an anchor where the records start, so that slices of equal bytes split the records'
+    bytes, not the header's with them (a small file's index has no anchor between its two ends)."""
+    at = int(np.searchsorted(index.offsets, data_start))
+    if index.offsets[at] == data_start:
+        return index
+    return LineIndex(np.insert(index.offsets, at, data_start), np.insert(index.records, at, header_lines))
 
 
 def _reduce_blocks(url: str, scans: list[VcfRangeScan]) -> tuple[list[str], tuple[np.ndarray, ...] | None]:
