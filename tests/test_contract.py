@@ -250,3 +250,19 @@ def test_partition_reads_no_data_even_where_counts_need_a_read(tmp_path):
     assert [c.known_num_records for c in cells] == [None] * 9
     assert sum(c.num_records for c in cells) == 5000  # counting reads, once
     assert [c.known_num_records for c in cells] == [c.num_records for c in cells]
+
+
+def test_vcf_regions_partition_without_reading_records(tmp_path):
+    """Region slices count their edge blocks by reading them; partitioning must not read them."""
+    from dataplug.storage import read_stats
+
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=chr1>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    lines += [f"chr1\t{p}\t.\tA\tC\t50\tPASS\t." for p in range(1, 60001, 3)]
+    path = tmp_path / "v.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    co = CloudObject.from_url("VCF", str(path)).preprocess(progress=False, sample_bytes=4096)
+    read_stats.reset()
+    slices = co.partition("partition_regions", ["chr1:1000-2000", "chr1:30001-40000"])
+    assert not read_stats.bytes.get(co.url), "partition read records"
+    expected = [sum(1 for p in range(1, 60001, 3) if a <= p <= b) for a, b in ((1000, 2000), (30001, 40000))]
+    assert [s.num_records for s in slices] == expected == [s.to_arrow().num_rows for s in slices]

@@ -468,6 +468,13 @@ class VCFSlice(LineRangeSlice):
             self._count = self.inside + sum(len(self._in_region(self._edge_lines(edge))) for edge in self.edges)
         return self._count
 
+    @property
+    def known_num_records(self) -> int | None:
+        """The count when the index gives it (a run of records, a region without edge blocks) or a read did."""
+        if self.region is None:
+            return self.stop - self.first
+        return self.inside if not self.edges else self._count
+
     def _edge_lines(self, edge: EdgeBlock) -> list[str]:
         data = cut_records(self.url, edge.source.read(), edge.span, edge.first, edge.stop, self.dialect)[1]
         return split_lines(data.decode("utf-8"))
