@@ -167,10 +167,10 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _describe(s: Any) -> dict[str, Any]:
-    """A slice as JSON: its number, records, byte range, window and bounds (where it has them) and the plain
-    fields it carries."""
-    out: dict[str, Any] = {"slice": s.number, "records": s.known_num_records, "byte_range": list(s.byte_range() or ()) or None}
+def _describe(s: Any, count: bool = False) -> dict[str, Any]:
+    """A slice as JSON: its number, records (``None`` where only a read tells, unless ``count``), byte range,
+    window and bounds (where it has them) and the plain fields it carries."""
+    out: dict[str, Any] = {"slice": s.number, "records": s.num_records if count else s.known_num_records, "byte_range": list(s.byte_range() or ()) or None}
     for key in ("window", "bounds"):
         value = getattr(s, key, None)
         if value is not None:
@@ -244,7 +244,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 def _cmd_partition(args: argparse.Namespace) -> None:
     co, slices = _slices(args)
-    described = [_describe(s) for s in slices]
+    described = [_describe(s, args.count) for s in slices]
     if args.json:
         for d in described:
             print(json.dumps(d))
@@ -259,7 +259,8 @@ def _cmd_partition(args: argparse.Namespace) -> None:
         rows.append(row)
     _table(rows)
     known = [d["records"] for d in described if d["records"] is not None]
-    print(f"{len(slices)} slices of {co.url}" + (f", {sum(known):,} records" if len(known) == len(described) else ""), file=sys.stderr)
+    total = f", {sum(known):,} records" if len(known) == len(described) else "; '?': known once read (--count counts them)"
+    print(f"{len(slices)} slices of {co.url}{total}", file=sys.stderr)
 
 
 def _stream_compressed(co: CloudObject) -> bool:
@@ -475,6 +476,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--workers", type=int, default=None, metavar="N", help="slices read at once (default: one per core)")
         if name == "plot":
             p.add_argument("-o", "--output", default="slices.png", metavar="FILE", help="output PNG (default: slices.png)")
+        if name == "partition":
+            p.add_argument("--count", action="store_true", help="count records a slice knows only by reading (LiDAR cells, VCF region edges)")
         if name in ("index", "info", "partition"):
             p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if name in ("index", "read"):

@@ -266,3 +266,15 @@ def test_vcf_regions_partition_without_reading_records(tmp_path):
     assert not read_stats.bytes.get(co.url), "partition read records"
     expected = [sum(1 for p in range(1, 60001, 3) if a <= p <= b) for a, b in ((1000, 2000), (30001, 40000))]
     assert [s.num_records for s in slices] == expected == [s.to_arrow().num_rows for s in slices]
+
+
+def test_a_region_on_an_unknown_chromosome_is_refused(tmp_path):
+    """``chr1:1-2;chrX:1-5`` silently gave 0 records; htslib refuses a sequence it does not know."""
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=chr1>", "##contig=<ID=chr2>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    lines += [f"chr1\t{p}\t.\tA\tC\t50\tPASS\t." for p in range(1, 300)]
+    path = tmp_path / "v.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    co = CloudObject.from_url("VCF", str(path)).preprocess(progress=False)
+    with pytest.raises(StrategyArgumentError, match=r"no chromosome 'chr1:1-2;chrX' .*it has chr1"):
+        co.partition("partition_regions", ["chr1:1-2;chrX:1-5"])
+    assert [s.num_records for s in co.partition("partition_regions", ["chr2:1-5", "chr1:1-2"])] == [0, 2]  # declared, no records

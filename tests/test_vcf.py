@@ -149,9 +149,13 @@ def test_region_slices_equal_tabix(local_store, tabixed, queries, codec):
     co = CloudObject.from_url(VCF, url)
     co.preprocess(chunk_size=20_000, sample_bytes=4096, spacing=16_384)
     regions = [region_strings(*q) for q in queries]
+    if any(region.split(":")[0] not in tabix.contigs for region in regions):  # htslib refuses an unknown sequence, and so does dataplug
+        with pytest.raises(StrategyArgumentError, match="no chromosome 'chrX'"):
+            co.partition(partition_regions, regions)
+        return
     slices = co.partition(partition_regions, regions)
     for region, piece in zip(regions, slices):
-        expected = list(tabix.fetch(region=region)) if region.split(":")[0] in tabix.contigs else []
+        expected = list(tabix.fetch(region=region))
         assert piece.records() == expected, region
         assert piece.to_arrow().num_rows == len(expected)
         assert piece.num_records == len(expected), region
@@ -167,8 +171,8 @@ def test_region_num_records_equal_tabix_before_and_after_reading(local_store, ta
     data = {"plain": text.encode(), "gzip": gzip.compress(text.encode())}.get(codec) or open(bgzf_path, "rb").read()
     co = CloudObject.from_url(VCF, local_store.put(f"count-{codec}.vcf", data))
     co.preprocess(sample_bytes=2048, spacing=16_384)
-    regions = ["chr2:5000-6000", "chr1", "chr10:1-", "chr1:1-100", "chr2:39000-41000", "chrX", "chr1:30000-30000", "chr10:100-29999"]
-    expected = [list(tabix.fetch(region=r)) if r.split(":")[0] in tabix.contigs else [] for r in regions]
+    regions = ["chr2:5000-6000", "chr1", "chr10:1-", "chr1:1-100", "chr2:39000-41000", "chr1:30000-30000", "chr10:100-29999"]
+    expected = [list(tabix.fetch(region=r)) for r in regions]
     assert len(expected[0]) < 40 and len(expected[1]) > 500
     slices = co.partition(partition_regions, regions)
     assert [s.num_records for s in pickle.loads(pickle.dumps(slices))] == [len(e) for e in expected]
@@ -184,8 +188,8 @@ def test_whole_chromosome_regions_are_counted_without_reading(local_store, tabix
     co = CloudObject.from_url(VCF, url)
     co.preprocess(sample_bytes=1024)
     read_stats.reset()
-    slices = co.partition(partition_regions, ["chr1", "chr2", "chrUn_gl1", "chrX"])
-    assert [s.num_records for s in slices] == [len(list(tabix.fetch(c))) if c in tabix.contigs else 0 for c in ("chr1", "chr2", "chrUn_gl1", "chrX")]
+    slices = co.partition(partition_regions, ["chr1", "chr2", "chrUn_gl1"])
+    assert [s.num_records for s in slices] == [len(list(tabix.fetch(c))) for c in ("chr1", "chr2", "chrUn_gl1")]
     assert read_stats.bytes.get(url, 0) == 0
 
 

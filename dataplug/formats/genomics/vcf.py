@@ -621,6 +621,14 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
         raise CorruptIndexError(co.url, "the chromosome blob does not hold as many names as the attributes say")
     ids = {name: i for i, name in enumerate(names)}
     parsed = [parse_region(co.url, r, names) for r in ([regions] if isinstance(regions, str) else list(regions))]
+    unknown = sorted({name for name, _, _ in parsed if name not in ids})
+    if unknown:  # htslib refuses a region on a sequence it does not know; a ##contig without records holds none
+        declared = set(re.findall(r"^##contig=<ID=([^,>]+)", sidecar.blob(HEADER_BLOB).read().decode("utf-8", "replace"), flags=re.M))
+        if [name for name in unknown if name not in declared]:
+            shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+            raise StrategyArgumentError(
+                co.url, f"no chromosome {', '.join(repr(n) for n in unknown if n not in declared)} in the file (records or ##contig lines); it has {shown}"
+            )
     record, chrom, start, covered = (sidecar.tables[name].astype(np.int64) for name in BLOCK_TABLES)
     index = _index(co)
     stop = np.append(record[1:], index.total)
