@@ -7,9 +7,11 @@ into small, picklable slices that any worker fetches with range reads.
 from dataplug.cloudobject import CloudObject
 from dataplug.cloudobject import open_url as open  # noqa: A001 - dataplug.open(url), like gzip.open
 from dataplug.detect import Detection, detect_format
+from dataplug.codecs.zstd import SliceInsideFrameWarning
 from dataplug.errors import (
     AccessDeniedError,
     CorruptIndexError,
+    DataplugDeprecationWarning,
     DataplugError,
     DataplugWarning,
     EmptyResultWarning,
@@ -21,8 +23,10 @@ from dataplug.errors import (
     StaleIndexError,
     StorageError,
     StrategyArgumentError,
+    UnverifiableObjectWarning,
 )
 from dataplug.format import DataFormat, available_formats, get_format, register_format
+from dataplug.lineindex import CheckpointSpacingWarning
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import PartitioningStrategy, strategy
 
@@ -30,10 +34,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",
+    "CheckpointSpacingWarning",
     "CloudObject",
     "CloudObjectSlice",
     "CorruptIndexError",
     "DataFormat",
+    "DataplugDeprecationWarning",
     "DataplugError",
     "DataplugWarning",
     "Detection",
@@ -44,9 +50,11 @@ __all__ = [
     "InvalidFormatError",
     "ObjectNotFoundError",
     "PartitioningStrategy",
+    "SliceInsideFrameWarning",
     "StaleIndexError",
     "StorageError",
     "StrategyArgumentError",
+    "UnverifiableObjectWarning",
     "__version__",
     "available_formats",
     "detect_format",
