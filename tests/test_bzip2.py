@@ -23,7 +23,7 @@ from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
 from tests.codec_cases import SLOW, every_line_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
-from tests.test_fastq_gzip import make_fastq
+from dataplug.testing.data import make_fastq
 from tests.test_large import LARGE, _text
 from tests.test_text import TEXT, expected_lines
 

@@ -31,10 +31,10 @@ from dataplug.storage import read_stats
 from dataplug.testing.codecs import encode as encode_for_kit
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
-from tests.test_fastq_gzip import make_fastq
-from tests.test_gzip_codec import bgzf, gzip_member
+from dataplug.testing.data import make_fastq
+from dataplug.testing.codecs import bgzf, gzip_member
 from tests.test_text import TEXT, expected_lines
-from tests.test_zstd import seekable
+from dataplug.testing.codecs import seekable
 
 CODECS = ["none", "gzip", "gzip-members", "bgzf"]
 

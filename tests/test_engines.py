@@ -19,21 +19,13 @@ from dataplug import CloudObject
 from dataplug.executors import map_ordered
 from dataplug.formats.generic.csv import CSV, CSVSlice, partition_num_chunks
 from dataplug.formats.generic.text import partition_num_chunks as text_num_chunks
+from dataplug.testing.data import make_csv
 
 ROWS = 20_000
 #: Byte ranges of the parallel preprocessing maps: ~1 MB of CSV makes ~16 of them.
 CHUNK = 64 * 1024
 #: A slice's pickle must stay far below this (it travels once per task).
 MAX_PICKLED_SLICE = 2048
-
-
-def make_csv(rows: int = ROWS) -> bytes:
-    """A CSV whose every 37th row has a quoted field holding a newline, a comma and a doubled quote."""
-    out = ["id,station,temp,note\n"]
-    for i in range(rows):
-        note = '"checked twice,\nsensor said ""ok"""' if i % 37 == 0 else "ok"
-        out.append(f"{i},station-{i % 200:03d},{(i * 7919) % 4000 / 100 - 10:.2f},{note}\n")
-    return "".join(out).encode()
 
 
 def whole_table(data: bytes) -> pa.Table:
@@ -226,8 +218,8 @@ def test_dask_dataframe_of_fastq_and_lidar_slices(dask_client, local_store):
     from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches
     from dataplug.formats.geospatial.laspc import LiDARPointCloud, square_split_strategy
     from dataplug.integrations.dask import to_dataframe
-    from tests.test_fastq_gzip import make_fastq
-    from tests.test_lidar import cloud, laz_bytes
+    from dataplug.testing.data import make_fastq
+    from dataplug.testing.data import cloud, laz_bytes
 
     data = make_fastq(3000, 11)
     fq = CloudObject.from_url(FASTQGZip, local_store.put("r.fastq.gz", gzip.compress(data))).preprocess(spacing=50_000)

@@ -21,7 +21,7 @@ from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
 from dataplug.testing import FormatTests
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy, partition_num_chunks, partition_num_sequences, region, write_fai
 from tests.test_codecs import encode as encode_small
-from tests.test_gzip_codec import bgzf
+from dataplug.testing.codecs import bgzf
 
 try:
     import pysam

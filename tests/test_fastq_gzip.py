@@ -18,20 +18,9 @@ from dataplug.formats.genomics import fastq
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
 from dataplug.storage import read_stats
 from dataplug.testing import FormatTests
+from dataplug.testing.data import make_fastq
 
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
-def make_fastq(reads: int, seed: int, max_len: int = 150) -> bytes:
-    """Random reads of varied length (seeded numpy, so large inputs stay fast to build)."""
-    rng = np.random.default_rng(seed)
-    bases = np.frombuffer(b"ACGTN", np.uint8)
-    out = []
-    for i, n in enumerate(rng.integers(1, max_len + 1, reads)):
-        seq = bases[rng.integers(0, 5, n)].tobytes()
-        qual = rng.integers(33, 74, n).astype(np.uint8).tobytes()
-        out.append(b"@read%d/%d\n%s\n+\n%s\n" % (i, seed, seq, qual))
-    return b"".join(out)
 
 
 def compress(data: bytes, level: int, members: int) -> bytes:

@@ -24,14 +24,16 @@ from dataplug.formats.genomics import fastq
 
 from .conftest import make_bucket
 from dataplug.testing.faultproxy import MODES, FaultProxy
-from .test_fastq_gzip import make_fastq
+from dataplug.testing.data import make_fastq
 
 laspy = pytest.importorskip("laspy")
 pytest.importorskip("lazrs")
 
 from dataplug.formats.geospatial import laspc  # noqa: E402
 
-from .test_lidar import cloud, ids, las_bytes, laz_bytes  # noqa: E402
+from dataplug.testing.data import cloud, las_bytes, laz_bytes  # noqa: E402
+
+from .test_lidar import ids  # noqa: E402
 
 #: The client's read timeout: a stalled body is abandoned after this many idle seconds.
 READ_TIMEOUT = 0.5

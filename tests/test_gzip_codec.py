@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import io
-import struct
 import zlib
 
 import numpy as np
@@ -23,8 +21,8 @@ from dataplug.codecs.gzip import (
     inflate_from,
 )
 from dataplug.errors import InvalidFormatError
+from dataplug.testing.codecs import bgzf, gzip_member
 
-BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 FLUSHES = {"none": None, "block": zlib.Z_BLOCK, "sync": zlib.Z_SYNC_FLUSH, "full": zlib.Z_FULL_FLUSH}
 
 
@@ -48,22 +46,6 @@ def make_lines(seed: int, size: int, max_line: int, kind: str) -> bytes:
     return data.tobytes()
 
 
-def gzip_member(data: bytes, level: int, flush: int | None = None, every: int = 4096, name: bytes = b"") -> bytes:
-    """One gzip member; `flush` ends a deflate block every `every` bytes (Z_BLOCK leaves it unaligned)."""
-    if name:
-        out = io.BytesIO()
-        with gzip.GzipFile(filename=name.decode(), mode="wb", fileobj=out, compresslevel=level, mtime=0) as f:
-            f.write(data)
-        return out.getvalue()
-    c = zlib.compressobj(level, zlib.DEFLATED, 31)
-    if flush is None:
-        return c.compress(data) + c.flush()
-    parts = []
-    for i in range(0, len(data), every):
-        parts += [c.compress(data[i : i + every]), c.flush(flush)]
-    return b"".join(parts) + c.flush()
-
-
 def gzip_members(data: bytes, level: int, members: int, rng: np.random.Generator, **kwargs) -> tuple[bytes, list[int]]:
     """Compress `data` as `members` concatenated members (some may be empty); returns the member starts too."""
     cuts = sorted(int(x) for x in rng.integers(0, len(data) + 1, members - 1))
@@ -71,21 +53,6 @@ def gzip_members(data: bytes, level: int, members: int, rng: np.random.Generator
     blobs = [gzip_member(data[a:b], level, **kwargs) for a, b in zip(bounds, bounds[1:])]
     starts = list(np.cumsum([0, *map(len, blobs)])[:-1])
     return b"".join(blobs), starts
-
-
-def bgzf(data: bytes, level: int = 6, block: int = 65280) -> tuple[bytes, list[int]]:
-    """BGZF (bgzip) encoding: members of at most 64 KiB with the 'BC' extra field, then the EOF block."""
-    out, starts, pos = [], [], 0
-    for i in range(0, len(data), block):
-        chunk = data[i : i + block]
-        c = zlib.compressobj(level, zlib.DEFLATED, -15)
-        cdata = c.compress(chunk) + c.flush()
-        header = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x06\0BC\x02\0" + struct.pack("<H", 18 + len(cdata) + 8 - 1)
-        member = header + cdata + struct.pack("<II", zlib.crc32(chunk), len(chunk))
-        out.append(member)
-        starts.append(pos)
-        pos += len(member)
-    return b"".join(out) + BGZF_EOF, starts
 
 
 def decode(fetched, checkpoint: Checkpoint, **kwargs) -> bytes:

@@ -16,20 +16,12 @@ from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks
 from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches
-from tests.test_gzip_codec import bgzf
+from dataplug.testing.codecs import bgzf
+from dataplug.testing.data import random_lines as _text
 
 pytestmark = pytest.mark.slow
 
 LARGE = 64 * 2**20 + 12345
-
-
-def _text(rng: np.random.Generator, size: int) -> bytes:
-    """Lines of 0..200 random letters, to ``size`` bytes."""
-    data = rng.integers(97, 123, size, dtype=np.uint8)
-    ends = np.cumsum(rng.integers(1, 202, size // 50)) - 1
-    data[ends[ends < size]] = 10
-    data[-1] = 10
-    return data.tobytes()
 
 
 def _csv(rng: np.random.Generator, rows: int) -> bytes:
@@ -120,7 +112,7 @@ def test_large_fastq(large, name):
 def large_cloud(tmp_path_factory):
     """A point format 6 cloud of 2.3 M points: a 69 MB LAS, more than two LAS map groups and many 2 MiB
     blocks, and its LAZ, several LAZ map groups of laspy's default chunks."""
-    from tests.test_lidar import cloud, las_bytes, laz_bytes
+    from dataplug.testing.data import cloud, las_bytes, laz_bytes
 
     las = cloud(2_300_000, 6, seed=11)
     root = tmp_path_factory.mktemp("large-lidar")

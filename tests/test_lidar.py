@@ -14,11 +14,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from dataplug.testing.data import cloud, las_bytes, laz_bytes
 
 laspy = pytest.importorskip("laspy")
 lazrs = pytest.importorskip("lazrs")
 
-from laspy.vlrs.known import LasZipVlr
 from laspy.vlrs.vlrlist import VLRList
 
 from dataplug import CloudObject, IndexMissingError, InvalidFormatError, StaleIndexError, StrategyArgumentError
@@ -45,76 +45,11 @@ GRID_COUNTS = (1, 2, 4, 7, 9, 16, 100)
 SPAN = 20160
 
 
-def cloud(n: int, fmt: int, seed: int = 0, extra_bytes: bool = False, span: int = SPAN, version: str | None = None) -> laspy.LasData:
-    """``n`` points with a unique id each, half sorted by the tiles of an 8 x 8 grid (so blocks are local) and
-    half scattered; points sit on every grid edge, on the extent's corners, and some share coordinates."""
-    rng = np.random.default_rng(seed)
-    header = laspy.LasHeader(point_format=fmt, version=version or ("1.4" if fmt >= 6 else "1.2"))
-    header.scales = np.array([0.25, 0.25, 0.01])
-    header.offsets = np.array([0.0, 0.0, 0.0])
-    if extra_bytes:
-        header.add_extra_dims([laspy.ExtraBytesParams("height_above", np.float32), laspy.ExtraBytesParams("tags", "3u1")])
-    las = laspy.LasData(header)
-    raw = rng.integers(0, span + 1, size=(n, 2))
-    edges = np.unique(np.concatenate([np.arange(k + 1) * span // k for k in range(1, 11)]))
-    on_edge = rng.random(n) < 0.3
-    raw[on_edge, 0] = rng.choice(edges, on_edge.sum())
-    on_edge = rng.random(n) < 0.3
-    raw[on_edge, 1] = rng.choice(edges, on_edge.sum())
-    if n >= 2:
-        raw[: n // 10] = raw[n // 10 : 2 * (n // 10)]  # duplicated coordinates
-        raw[0], raw[-1] = (0, 0), (span, span)
-    tile = (raw[: n // 2] * 8 // (span + 1)) @ np.array([8, 1])
-    raw[: n // 2] = raw[: n // 2][np.argsort(tile, kind="stable")]
-    las.X, las.Y = raw[:, 0], raw[:, 1]
-    las.Z = rng.integers(-500, 5000, n)
-    las.intensity = rng.integers(0, 2**16, n)
-    las.point_source_id = np.arange(n) % 2**16
-    las.number_of_returns = np.full(n, 3)
-    las.return_number = rng.integers(1, 4, n)
-    if "gps_time" in las.point_format.dimension_names:
-        las.gps_time = np.arange(n, dtype=np.float64)
-    else:
-        las.intensity = np.arange(n) // 2**16
-    if extra_bytes:
-        las.height_above = rng.random(n).astype(np.float32)
-        las.tags = rng.integers(0, 255, (n, 3))
-    las.update_header()
-    return las
-
-
 def ids(las: laspy.LasData) -> np.ndarray:
     """The unique id :func:`cloud` gave each point."""
     if "gps_time" in las.point_format.dimension_names:
         return np.asarray(las.gps_time).astype(np.int64)
     return np.asarray(las.intensity).astype(np.int64) * 2**16 + np.asarray(las.point_source_id)
-
-
-def las_bytes(las: laspy.LasData) -> bytes:
-    buf = io.BytesIO()
-    las.write(buf, do_compress=False)
-    return buf.getvalue()
-
-
-def laz_bytes(las: laspy.LasData, cuts: list[int] | None = None) -> bytes:
-    """LAZ with laspy's fixed-size chunks (``cuts`` None), or variable-size chunks ending at ``cuts``."""
-    if cuts is None:
-        buf = io.BytesIO()
-        las.write(buf, do_compress=True)
-        return buf.getvalue()
-    raw = las_bytes(las)
-    header = laspy.LasHeader.read_from(io.BytesIO(raw))
-    size, start = header.point_format.size, header.offset_to_point_data
-    vlr = lazrs.LazVlr.new_for_compression(header.point_format.id, header.point_format.num_extra_bytes, True)
-    header.vlrs.append(LasZipVlr(vlr.record_data()))
-    header.are_points_compressed = True
-    out = io.BytesIO()
-    header.write_to(out)
-    compressor = lazrs.LasZipCompressor(out, vlr)
-    bounds = [0, *cuts, len(las.points)]
-    compressor.compress_chunks([raw[start + a * size : start + b * size] for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
-    compressor.done()
-    return out.getvalue()
 
 
 def indexed(store, name: str, data: bytes, **options) -> CloudObject:

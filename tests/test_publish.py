@@ -14,7 +14,7 @@ from dataplug import CloudObject, IndexLocationNotWritableError, StaleIndexError
 from dataplug.cli import main
 from dataplug.publish import publish
 
-from .test_fastq_gzip import make_fastq
+from dataplug.testing.data import make_fastq
 
 
 @pytest.fixture()

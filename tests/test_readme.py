@@ -20,8 +20,8 @@ import fsspec
 import pytest
 
 from tests.test_csv import _whole
-from tests.test_engines import make_csv
-from tests.test_fastq_gzip import make_fastq
+from dataplug.testing.data import make_csv
+from dataplug.testing.data import make_fastq
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)

@@ -20,7 +20,7 @@ from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_r
 from dataplug.storage import read_stats
 from dataplug.testing import FormatTests
 from tests.test_codecs import encode
-
+from dataplug.testing.data import make_vcf
 
 
 def reference():
@@ -33,30 +33,6 @@ CODECS = ["none", "gzip", "gzip-members", "bgzf"]
 SLOW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 SAMPLES = ("NA1", "NA2", "NA3")
 CHROMS = {"chr1": 60_000, "chr2": 40_000, "chr10": 30_000, "chrUn_gl1": 2_000}
-
-
-def make_vcf(records: int, seed: int = 0, samples: tuple[str, ...] = SAMPLES) -> str:
-    """A sorted VCF: several chromosomes, repeated positions, some long REFs and some INFO ``END=``."""
-    rng = np.random.default_rng(seed)
-    head = ["##fileformat=VCFv4.2", *(f"##contig=<ID={c},length={n}>" for c, n in CHROMS.items())]
-    head.append('##INFO=<ID=END,Number=1,Type=Integer,Description="End">')
-    head.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", *(["FORMAT", *samples] if samples else [])]))
-    names = list(CHROMS)
-    per = rng.multinomial(records, [0.4, 0.3, 0.25, 0.05])
-    lines = []
-    for chrom, count in zip(names, per):
-        for pos in np.sort(rng.integers(1, CHROMS[chrom], count)).tolist():
-            kind = rng.random()
-            ref = "".join(rng.choice(list("ACGT"), int(rng.integers(20, 400)) if kind < 0.1 else 1))
-            info = f"DP={int(rng.integers(1, 99))}"
-            if kind > 0.95:
-                info = f"END={pos + int(rng.integers(0, 3000))};SVTYPE=DEL" if kind > 0.975 else f"SVTYPE=DEL;END={pos + int(rng.integers(0, 3000))}"
-            qual = "." if kind < 0.2 else f"{rng.random() * 100:.1f}"
-            genotypes = [f"{rng.integers(0, 2)}/{rng.integers(0, 2)}:{rng.integers(0, 60)}" for _ in samples]
-            alt = "T" if ref[0] != "T" else "G"
-            fields = [chrom, str(pos), f"rs{len(lines)}", ref, alt, qual, "PASS", info, *(["GT:DP", *genotypes] if samples else [])]
-            lines.append("\t".join(fields))
-    return "\n".join(head + lines) + "\n"
 
 
 def split(text: str) -> tuple[str, list[str]]:

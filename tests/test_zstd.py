@@ -25,27 +25,13 @@ from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunk
 from dataplug.storage import StorageObject, read_stats
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
-from tests.test_fastq_gzip import make_fastq
+from dataplug.testing.data import make_fastq
 from tests.test_large import LARGE, _fastq, _text
 from tests.test_text import TEXT, expected_lines
+from dataplug.testing.codecs import frame, seekable
 
 KINDS = ["seekable", "frames", "single"]
 SKIPPABLE = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello"
-
-
-def frame(data: bytes, known: bool = True, checksum: bool = False) -> bytes:
-    """One zstd frame; ``known=False`` leaves the content size out of its header (streamed compression)."""
-    if known:
-        return zstandard.ZstdCompressor(write_checksum=checksum).compress(data)
-    obj = zstandard.ZstdCompressor(write_checksum=checksum).compressobj()
-    return obj.compress(data) + obj.flush()
-
-
-def seekable(data: bytes, size: int, checksum: bool = False) -> bytes:
-    """The seekable format with frames of ``size`` decoded bytes."""
-    parts = [data[i : i + size] for i in range(0, len(data), size)]
-    frames = [frame(p, checksum=checksum) for p in parts]
-    return b"".join(frames) + seek_table([len(f) for f in frames], [len(p) for p in parts])
 
 
 def encode(data: bytes, kind: str, seed: int = 0) -> bytes:
