@@ -23,7 +23,7 @@ import functools
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 import zstandard
@@ -38,9 +38,11 @@ FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
 #: Skippable frames have magic numbers 0x184D2A50 to 0x184D2A5F; the seek table uses 0x184D2A5E.
 SKIPPABLE_MAGIC, SEEK_TABLE_MAGIC, SEEKABLE_FOOTER_MAGIC = 0x184D2A50, 0x184D2A5E, 0x8F92EAB1
 _TAIL = 64 * 1024
-#: Compressed bytes handed to the decoder per call (bounds one call's output), fetched per request, and
-#: fetched first for a range's look-ahead.
-_FEED, _PIECE, _AHEAD = 64 * 1024, 16 * 2**20, 256 * 1024
+#: Compressed bytes fetched per request, and fetched first for a range's look-ahead.
+_PIECE, _AHEAD = 16 * 2**20, 256 * 1024
+#: Blocks handed to the decoder per call, and a block's largest decoded size: one call's output is at most
+#: 4 MiB whatever the compression ratio (an RLE block of 4 bytes decodes to 128 KiB).
+_BATCH_BLOCKS, _MAX_BLOCK = 32, 128 * 1024
 #: Decoded bytes a slice may discard inside its first frame before a warning (gzip's checkpoint spacing).
 WASTE_WARNING = 4 * 2**20
 #: One block of at most 128 KiB decodes from as little as 4 bytes (an RLE block): a crafted index beyond that is refused.
@@ -111,94 +113,144 @@ def seek_table(compressed_sizes: Iterable[int], decoded_sizes: Iterable[int]) ->
     return SEEK_TABLE_MAGIC.to_bytes(4, "little") + len(body).to_bytes(4, "little") + body
 
 
-def walk_frames(url: str, fh: BinaryIO, size: int, progress: Any = None) -> Frames:
-    """The frames of a plain (multi-)frame object, from its frame and block headers read front to back;
-    only a frame whose header lacks its decoded size is decoded. ``progress(done)`` gets the bytes walked."""
-    dctx = zstandard.ZstdDecompressor()
-    pos, starts, sizes = 0, [], []
+class _Source:
+    """``read(n)`` over an iterator of byte pieces, pulling pieces only as they are needed."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces, self._piece, self._at = iter(pieces), memoryview(b""), 0
+
+    def read(self, n: int) -> bytes:
+        out = []
+        while n > 0:
+            if self._at == len(self._piece):
+                piece = next(self._pieces, None)
+                if piece is None:
+                    break
+                self._piece, self._at = memoryview(piece), 0
+                continue
+            part = self._piece[self._at : self._at + n]
+            out.append(part)
+            self._at += len(part)
+            n -= len(part)
+        return b"".join(out)
+
+
+def _taker(url: str, read: Callable[[int], bytes]) -> Callable[[int, int], bytes]:
+    """``take(n, at)``: exactly ``n`` bytes from ``read``, else an error naming the frame at ``at``."""
 
     def take(n: int, at: int) -> bytes:
-        data = fh.read(n)
+        data = read(n)
         if len(data) < n:
             raise InvalidFormatError(url, "truncated zstd frame: the object ends inside it", offset=at)
         return data
 
+    return take
+
+
+def _skip(take: Callable[[int, int], bytes], pos: int) -> int:
+    """Skip the skippable frame at ``pos`` (its magic number taken), in bounded reads; returns its end."""
+    length = _u32(take(4, pos))
+    for done in range(0, length, _PIECE):
+        take(min(_PIECE, length - done), pos)
+    return pos + 8 + length
+
+
+def _frame_batches(url: str, take: Callable[[int, int], bytes], pos: int, magic: bytes) -> Iterator[tuple[bytes, Any, int | None]]:
+    """The bytes of the zstd frame at ``pos`` (its magic number ``magic`` taken), cut at block boundaries
+    into batches of at most :data:`_BATCH_BLOCKS` blocks, so that decoding one batch yields at most
+    ``_BATCH_BLOCKS`` x 128 KiB whatever the ratio (a 4-byte RLE block decodes to 128 KiB). Yields each
+    batch with the frame's parameters, and with the frame's end offset on its last batch (else None)."""
+    header = magic + take(1, pos)
+    try:
+        header += take(zstandard.frame_header_size(header) - 5, pos)
+        params = zstandard.get_frame_parameters(header)
+    except zstandard.ZstdError as exc:
+        raise InvalidFormatError(url, f"corrupt zstd frame header: {exc}", offset=pos) from None
+    batch, blocks, end = [header], 0, pos + len(header)
+    while True:
+        block = take(3, end)
+        kind, length = (block[0] >> 1) & 3, int.from_bytes(block, "little") >> 3
+        if kind == 3:
+            raise InvalidFormatError(url, "corrupt zstd block: reserved block type", offset=end)
+        if length > _MAX_BLOCK:
+            raise InvalidFormatError(url, f"corrupt zstd block: it claims {length} bytes, more than a block holds", offset=end)
+        body = take(1 if kind == 1 else length, end)
+        batch += (block, body)
+        end, blocks = end + 3 + len(body), blocks + 1
+        if block[0] & 1:
+            break
+        if blocks == _BATCH_BLOCKS:
+            yield b"".join(batch), params, None
+            batch, blocks = [], 0
+    if params.has_checksum:
+        batch.append(take(4, end))
+        end += 4
+    yield b"".join(batch), params, end
+
+
+def _decode(url: str, decoder: Any, batch: bytes, frame: int) -> bytes:
+    """``batch`` (one of :func:`_frame_batches`) decoded by its frame's decoder."""
+    try:
+        return decoder.decompress(batch)
+    except zstandard.ZstdError as exc:
+        raise InvalidFormatError(url, f"corrupt zstd frame: {exc}", offset=frame) from None
+
+
+def walk_frames(url: str, fh: BinaryIO, size: int, progress: Any = None) -> Frames:
+    """The frames of a plain (multi-)frame object, from its frame and block headers read front to back;
+    only a frame whose header lacks its decoded size is decoded (in bounded steps, counted, not kept).
+    ``progress(done)`` gets the bytes walked."""
+    dctx, take = zstandard.ZstdDecompressor(), _taker(url, fh.read)
+    pos, starts, sizes = 0, [], []
     while pos < size:
         magic = take(4, pos)
         if _u32(magic) & 0xFFFFFFF0 == SKIPPABLE_MAGIC:
-            length = _u32(take(4, pos))
-            for done in range(0, length, _PIECE):
-                take(min(_PIECE, length - done), pos)
-            pos += 8 + length
+            pos = _skip(take, pos)
             continue
         if magic != FRAME_MAGIC:
             raise InvalidFormatError(url, "not a zstd frame: unknown magic number", offset=pos)
-        header = magic + take(1, pos)
-        try:
-            header += take(zstandard.frame_header_size(header) - 5, pos)
-            params = zstandard.get_frame_parameters(header)
-        except zstandard.ZstdError as exc:
-            raise InvalidFormatError(url, f"corrupt zstd frame header: {exc}", offset=pos) from None
-        known = params.content_size != zstandard.CONTENTSIZE_UNKNOWN
-        decoder = None if known else dctx.decompressobj()
-        decoded, end = _feed(url, decoder, header, pos), pos + len(header)
-        while True:
-            block = take(3, end)
-            kind, length = (block[0] >> 1) & 3, int.from_bytes(block, "little") >> 3
-            if kind == 3:
-                raise InvalidFormatError(url, "corrupt zstd block: reserved block type", offset=end)
-            body = take(1 if kind == 1 else length, end)
-            decoded += _feed(url, decoder, block + body, pos)
-            end += 3 + len(body)
-            if block[0] & 1:
-                break
-        if params.has_checksum:
-            decoded += _feed(url, decoder, take(4, end), pos)
-            end += 4
+        decoder, decoded, end = None, 0, None
+        for batch, params, end in _frame_batches(url, take, pos, magic):
+            if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
+                decoder = decoder or dctx.decompressobj()
+                decoded += len(_decode(url, decoder, batch, pos))
         if decoder is not None and not decoder.eof:
             raise InvalidFormatError(url, "corrupt zstd frame: it does not end where its last block says", offset=pos)
         starts.append(pos)
-        sizes.append(params.content_size if known else decoded)
+        sizes.append(params.content_size if decoder is None else decoded)
         if progress is not None:
             progress(end)
         pos = end
     return Frames.from_sizes(starts, sizes, size)
 
 
-def _feed(url: str, decoder: Any, data: bytes, frame: int) -> int:
-    """Decoded bytes of ``data`` fed to a frame's decoder (counted, not kept); 0 without a decoder."""
-    if decoder is None:
-        return 0
-    try:
-        return sum(len(decoder.decompress(data[i : i + _FEED])) for i in range(0, len(data), _FEED))
-    except zstandard.ZstdError as exc:
-        raise InvalidFormatError(url, f"corrupt zstd frame: {exc}", offset=frame) from None
-
-
 def inflate_frames(url: str, pieces: Iterable[bytes], at: int) -> Iterator[tuple[bytes, int | None]]:
     """Decode the concatenated frames in ``pieces`` (the object's bytes from offset ``at``, skippable frames
-    skipped); yields each decoded chunk with the compressed offset where a frame ends after it (else None).
-    Raises :class:`InvalidFormatError` on corrupt data, and when the pieces end inside a frame."""
-    dctx, decoder, start, pos = zstandard.ZstdDecompressor(), None, at, at
-    for piece in pieces:
-        view = memoryview(piece)
-        while len(view):
-            if decoder is None:
-                decoder, start = dctx.decompressobj(), pos
-            fed = view[:_FEED]
-            try:
-                out = decoder.decompress(fed)
-            except zstandard.ZstdError as exc:
-                raise InvalidFormatError(url, f"corrupt zstd frame: {exc}", offset=start) from None
-            used = len(fed) - len(decoder.unused_data) if decoder.eof else len(fed)
-            pos, view = pos + used, view[used:]
-            if decoder.eof:
-                decoder = None
-                yield out, pos
-            elif out:
-                yield out, None
-    if decoder is not None:
-        raise InvalidFormatError(url, "truncated zstd frame: the object ends inside it", offset=start)
+    skipped); yields each decoded chunk (at most :data:`_BATCH_BLOCKS` blocks, 4 MiB, whatever the ratio)
+    with the compressed offset where a frame ends after it (else None). Raises :class:`InvalidFormatError`
+    on corrupt data, and when the pieces end inside a frame."""
+    dctx, source = zstandard.ZstdDecompressor(), _Source(pieces)
+    take, pos = _taker(url, source.read), at
+    while magic := source.read(4):
+        if len(magic) < 4:
+            raise InvalidFormatError(url, "truncated zstd frame: the object ends inside it", offset=pos)
+        if _u32(magic) & 0xFFFFFFF0 == SKIPPABLE_MAGIC:
+            pos = _skip(take, pos)
+            yield b"", pos
+            continue
+        if magic != FRAME_MAGIC:
+            raise InvalidFormatError(url, "corrupt zstd frame: unknown magic number", offset=pos)
+        decoder = dctx.decompressobj()
+        for batch, _, end in _frame_batches(url, take, pos, magic):
+            out = _decode(url, decoder, batch, pos)
+            if end is None:
+                if out:
+                    yield out, None
+                continue
+            if not decoder.eof:
+                raise InvalidFormatError(url, "corrupt zstd frame: it does not end where its last block says", offset=pos)
+            yield out, end
+            pos = end
 
 
 def compressed_pieces(obj: StorageObject, info: ObjectInfo, start: int, end: int, limit: int) -> Iterator[bytes]:
