@@ -11,8 +11,11 @@ one ``read_ranges`` call, decodes them with lazrs and keeps the points inside th
 Cells and boxes (a slice's ``bounds``) are half-open (``min <= x < max``), closed on the header's maximum
 edge, and the cells on the grid's border reach past the header's extent to infinity, so every point lands
 in exactly one cell even if the header's bounds are off. Node selection
-trusts that a node's points lie in its cube (give or take a scale step); a slice checks this for every node
-it decodes and raises :class:`InvalidFormatError` rather than lose points.
+trusts that a node's points lie in its cube (give or take a scale step); every slice checks this for every
+node it decodes (a min/max per node), and the index's octree root against the object's COPC info VLR. A
+point outside its cube is a :class:`CorruptIndexError` when the object's hierarchy disagrees with the index
+about that node (a sidecar rewritten to move nodes), else, for a spatial slice, an
+:class:`InvalidFormatError` (the file's own octree misplaces points) rather than lost points.
 """
 
 from __future__ import annotations

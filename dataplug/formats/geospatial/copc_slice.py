@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.las import laszip_record
-from dataplug.errors import InvalidFormatError
-from dataplug.formats.geospatial.copc_index import COPC_VLRS
-from dataplug.formats.geospatial.points import PointSlice
+from dataplug.errors import CorruptIndexError, InvalidFormatError
+from dataplug.formats.geospatial.copc_index import COPC_VLRS, copc_info, read_hierarchy
+from dataplug.formats.geospatial.points import PointSlice, raw_xy
 
 try:
     import laspy
@@ -79,6 +79,7 @@ class COPCSlice(PointSlice):
 
     def _records(self, selection: Any = None) -> tuple[laspy.LasHeader, np.ndarray]:
         header, parts = self._fetch((offset, offset + nbytes) for offset, nbytes, *_ in self.nodes)
+        info = copc_info(self.url, header)
         laszip = laszip_record(self.url, header, drop=COPC_VLRS)
         dtype = header.point_format.dtype()
         if not self.nodes:
@@ -87,33 +88,67 @@ class COPCSlice(PointSlice):
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
         decoded = decode_chunks(self.url, laszip, payload, rows[:, 2], rows[:, 1], rows[:, 0], self.point_size, selection)
         points = np.frombuffer(decoded, dtype=dtype)
+        xy = raw_xy([points])
+        self._check_nodes(header, info, rows, xy)
         if self.first is not None and self.stop is not None:
             start = self.first - int(rows[0, 3])
             points = points[start : start + self.stop - self.first]
         elif self.selection is not None:
             # Filtered as rows of bytes: numpy copies those at memory speed, a structured dtype field by field.
-            keep = self._kept(points, header, rows)
+            keep = self._kept(xy, header, rows)
             if not keep.all():
                 points = points.view(np.uint8).reshape(-1, dtype.itemsize)[keep].view(dtype)[:, 0]
         return self._counted(header, points)
 
-    def _kept(self, points: np.ndarray, header: laspy.LasHeader, rows: np.ndarray) -> np.ndarray:
-        """Which of the decoded ``points`` (those of the nodes ``rows``, end to end) lie inside ``selection``,
-        after checking that every node's points lie in its cube."""
-        assert self.selection is not None
-        x = points["X"] * header.scales[0] + header.offsets[0]
-        y = points["Y"] * header.scales[1] + header.offsets[1]
+    def _check_nodes(self, header: laspy.LasHeader, info: Any, rows: np.ndarray, xy: np.ndarray) -> None:
+        """Check that the decoded points (raw X and Y ``xy``) of the nodes ``rows`` lie in the cubes the index
+        gives them, from their keys and the octree root: a min/max per node.
+
+        A point outside its cube means the index or the object lies. The object's COPC info VLR (in the header
+        every slice reads) must give the index's root, and on a failure the object's hierarchy is read to
+        tell which lies: an index whose node disagrees with it is a :class:`CorruptIndexError`; a file whose
+        own octree misplaces points is an :class:`InvalidFormatError` for a spatial slice, and harmless to a
+        slice of runs or whole nodes (their points do not depend on where the nodes are)."""
+        found = (float(info.center[0]), float(info.center[1]), float(info.halfsize))
+        if found != tuple(self.root[:3]):
+            raise CorruptIndexError(
+                self.url,
+                f"the index's octree root (centre x, centre y, half size {tuple(self.root[:3])}) disagrees with the object's COPC info VLR "
+                f"({found}): the sidecar does not describe this object",
+            )
         starts = np.concatenate(([0], np.cumsum(rows[:-1, 2])))
         x0, y0, x1, y1 = node_rect(self.root, rows[:, 4], rows[:, 5], rows[:, 6])
-        outside = (np.minimum.reduceat(x, starts) < x0) | (np.maximum.reduceat(x, starts) > x1)
-        outside |= (np.minimum.reduceat(y, starts) < y0) | (np.maximum.reduceat(y, starts) > y1)
-        if outside.any():
-            k = int(np.flatnonzero(outside)[0])
+        outside = np.zeros(len(rows), dtype=bool)
+        for j, lo, hi in ((0, x0, x1), (1, y0, y1)):
+            column = xy[:, j]
+            outside |= np.minimum.reduceat(column, starts) * header.scales[j] + header.offsets[j] < lo
+            outside |= np.maximum.reduceat(column, starts) * header.scales[j] + header.offsets[j] > hi
+        if not outside.any():
+            return
+        k = int(np.flatnonzero(outside)[0])
+        offset, nbytes, count, _, depth, x, y, _ = (int(v) for v in rows[k])
+        hierarchy = read_hierarchy(self.obj, self.object_info, header, info)
+        at = np.flatnonzero(hierarchy.offsets == offset)
+        if not at.size or hierarchy.keys[at[0], :3].tolist() != [depth, x, y] or (hierarchy.byte_sizes[at[0]], hierarchy.point_counts[at[0]]) != (nbytes, count):
+            held = f"node {hierarchy.keys[at[0]].tolist()} (depth, x, y, z)" if at.size else "no node"
+            raise CorruptIndexError(
+                self.url,
+                f"the index's octree node [{depth}, {x}, {y}] (depth, x, y) with the chunk at byte {offset} disagrees with the object's hierarchy, "
+                f"which has {held} there: the sidecar does not describe this object",
+            )
+        if self.selection is not None:
             cause = (
-                f"a point of octree node {rows[k, 4:7].tolist()} (depth, x, y) lies outside the node's cube [{x0[k]}, {x1[k]}] x [{y0[k]}, {y1[k]}]: "
+                f"a point of octree node {[depth, x, y]} (depth, x, y) lies outside the node's cube [{x0[k]}, {x1[k]}] x [{y0[k]}, {y1[k]}]: "
                 "spatial slices rely on the octree; read this file by runs (partition_num_points) or as LiDARPointCloud"
             )
-            raise InvalidFormatError(self.url, cause, offset=int(rows[k, 0]))
+            raise InvalidFormatError(self.url, cause, offset=offset)
+
+    def _kept(self, xy: np.ndarray, header: laspy.LasHeader, rows: np.ndarray) -> np.ndarray:
+        """Which of the decoded points (raw X and Y ``xy``, those of the nodes ``rows`` end to end) lie inside
+        ``selection``."""
+        assert self.selection is not None
+        x = xy[:, 0] * header.scales[0] + header.offsets[0]
+        y = xy[:, 1] * header.scales[1] + header.offsets[1]
         bx0, by0, bx1, by1 = self.selection
         return np.repeat(rows[:, 7].astype(bool), rows[:, 2]) | (_inside(x, bx0, bx1, self.closed[0]) & _inside(y, by0, by1, self.closed[1]))
 

@@ -28,7 +28,11 @@ Which spatial strategy:
   file order into runs whose sizes differ by at most one.
 
 A slice names the byte ranges it needs and what to keep of them; its worker fetches the header and VLRs
-and those ranges in one ``read_ranges`` call, decodes LAZ chunks with lazrs, and keeps its points.
+and those ranges in one ``read_ranges`` call, decodes LAZ chunks with lazrs, and keeps its points. The slice
+also carries the index's bounds of the blocks it reads, and the worker checks every point it decodes
+against its block's (a min/max per block): a sidecar rewritten to move blocks is a :class:`CorruptIndexError`
+in any slice that reads a moved block, not silently lost points. (A box whose blocks the index moved away
+reads none of them, so it cannot notice; a partition that covers the cloud reads every block.)
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from dataplug.formats.geospatial.laspc_index import (
     load_blocks,
     tables_fit,
 )
-from dataplug.formats.geospatial.laspc_slice import INT32_MAX, INT32_MIN, LiDARSlice, Row, _raw_range
+from dataplug.formats.geospatial.laspc_slice import INT32_MAX, INT32_MIN, Extent, LiDARSlice, Row, _raw_range
 from dataplug.strategies import bbox_window, even_bounds, grid_shape, positive_int, step_bounds, strategy
 
 __all__ = [
@@ -225,11 +229,17 @@ class LiDARPointCloud(DataFormat):
             and first[-1] == a.point_count
             and np.all(np.isfinite(bounds))
             and np.all(bounds[:, :3] <= bounds[:, 3:])
+            and np.array_equal(bounds[:, :3].min(axis=0), a.mins)
+            and np.array_equal(bounds[:, 3:].max(axis=0), a.maxs)
             and (a.compressed or np.array_equal(end - start, np.diff(first) * a.point_format_size))
             and tables_fit(tables, n, a.compressed, a.run_points, a.histogram_grid)
         )
         if not ok:
             raise CorruptIndexError(url, "LiDAR block index does not fit the object (offsets, point counts, bounds or runs)")
+        if a.run_points:
+            scale, offset = np.tile(a.scales[:2], 2), np.tile(a.offsets[:2], 2)
+            if not np.array_equal(tables["block_frame"].astype(np.float64) * scale + offset, bounds[:, [0, 1, 3, 4]]):
+                raise CorruptIndexError(url, "LiDAR index tables disagree: block_bounds and block_frame give blocks different x/y bounds")
 
 
 def _option(ctx: PreprocessContext, name: str, default: int, minimum: int) -> int:
@@ -247,6 +257,22 @@ def _blocks(co: Any) -> Blocks:
     return load_blocks(co.index().tables, co.attributes.run_points)
 
 
+def _extents(co: Any, rows: list[Row]) -> tuple[Extent, ...]:
+    """The index's number, point range and x/y bounds of every block that ``rows`` meet, for the worker to
+    check the points it decodes against (:func:`check_extents`)."""
+    spans = np.array([(row[2], row[3]) for row in rows if row[3] > 0], dtype=np.int64).reshape(-1, 2)
+    if not spans.size:
+        return ()
+    tables = co.index().tables
+    first, bounds = tables["block_first"], tables["block_bounds"]
+    k0 = np.searchsorted(first, spans[:, 0], side="right") - 1
+    k1 = np.searchsorted(first, spans[:, 0] + spans[:, 1] - 1, side="right") - 1
+    parts = k1 - k0 + 1
+    blocks = np.unique(np.repeat(k0 - (np.cumsum(parts) - parts), parts) + np.arange(int(parts.sum())))
+    xy = bounds[blocks][:, [0, 1, 3, 4]].tolist()
+    return tuple((k, int(first[k]), int(first[k + 1]), *b) for k, b in zip(blocks.tolist(), xy))
+
+
 def _slice(co: Any, number: int, rows: list[Row], **keep: Any) -> LiDARSlice:
     a = co.attributes
     return LiDARSlice(
@@ -257,6 +283,7 @@ def _slice(co: Any, number: int, rows: list[Row], **keep: Any) -> LiDARSlice:
         compressed=a.compressed,
         point_size=a.point_format_size,
         blocks=tuple(rows),
+        extents=_extents(co, rows),
         **keep,
     )
 

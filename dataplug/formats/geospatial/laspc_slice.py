@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.las import laszip_record
-from dataplug.formats.geospatial.points import PointSlice
+from dataplug.errors import CorruptIndexError
+from dataplug.formats.geospatial.points import PointSlice, raw_xy
 
 try:
     import laspy
@@ -28,6 +29,9 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_PIECES = 64
 #: A slice's row: byte start, byte end, first point, point count, and 1 when all its points are kept.
 Row = tuple[int, int, int, int, int]
+#: A block a slice reads, as its index describes it: block number, first point, end point (exclusive), and
+#: the bounds (min x, min y, max x, max y) that hold every one of its points.
+Extent = tuple[int, int, int, float, float, float, float]
 
 
 @dataclass
@@ -41,6 +45,8 @@ class LiDARSlice(PointSlice):
     axis of ``bounds``, or ``<= max`` on an axis whose ``closed`` flag is set (the cloud's maximum edge).
     ``chunk_bounds`` is the closed extent (min x, min y, max x, max y) of the whole chunks a
     ``partition_spatial_chunks`` slice keeps, from the index; those of neighbouring slices may overlap.
+    ``extents`` are the index's bounds of the blocks the rows meet: the worker checks the points it decodes
+    against them, so an index that lies about where blocks are is a :class:`CorruptIndexError`, not lost points.
     """
 
     header_size: int
@@ -52,6 +58,7 @@ class LiDARSlice(PointSlice):
     bounds: tuple[float, float, float, float] | None = None
     closed: tuple[bool, bool] = (False, False)
     chunk_bounds: tuple[float, float, float, float] | None = None
+    extents: tuple[Extent, ...] = ()
     _count: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -77,6 +84,7 @@ class LiDARSlice(PointSlice):
         # Records travel as one-item void values: numpy copies and filters those whole, where a 2-D byte
         # array filtered by rows goes byte by byte.
         record = np.dtype((np.void, dtype.itemsize))
+        xy: np.ndarray | None = None
         if self.compressed:
             laszip = laszip_record(self.url, header)
             rows = np.array([row[:4] for row in self.blocks], dtype=np.int64).reshape(-1, 4)
@@ -84,16 +92,25 @@ class LiDARSlice(PointSlice):
             decoded = decode_chunks(self.url, laszip, payload, rows[:, 3], rows[:, 1] - rows[:, 0], rows[:, 0], self.point_size, selection)
             pieces = [np.frombuffer(decoded, dtype=record)]
             starts = [int(rows[0, 2])] if len(rows) else []
+            at = np.concatenate(([0], np.cumsum(rows[:-1, 3])))
+            xy = check_extents(self.url, self.extents, header, pieces, at, rows[:, 2], rows[:, 3])
         else:
             pieces, starts = _las_pieces(parts, self.blocks, record)
+            if pieces:
+                sizes = np.array([p.size for p in pieces], dtype=np.int64)
+                xy = check_extents(self.url, self.extents, header, pieces, np.cumsum(sizes) - sizes, np.array(starts, dtype=np.int64), sizes)
         if self.first is not None and self.stop is not None:
             pieces = [p[max(self.first - s, 0) : max(self.stop - s, 0)] for p, s in zip(pieces, starts)]
+            xy = None
         if len(pieces) > MAX_PIECES:
             pieces = [np.concatenate(pieces)]
-        if self.bounds is not None and not all(row[4] for row in self.blocks):
+        if self.bounds is not None and pieces and not all(row[4] for row in self.blocks):
             x = _raw_range(self.bounds[0], self.bounds[2], self.closed[0], header.scales[0], header.offsets[0])
             y = _raw_range(self.bounds[1], self.bounds[3], self.closed[1], header.scales[1], header.offsets[1])
-            pieces = [p[_in_window(p, x, y)] for p in pieces]
+            xy = raw_xy(pieces) if xy is None else xy
+            keep = _within(xy[:, 0], *x) & _within(xy[:, 1], *y)
+            ends = np.cumsum([p.size for p in pieces])[:-1]
+            pieces = [p[k] for p, k in zip(pieces, np.split(keep, ends))]
         if len(pieces) == 1:
             points = pieces[0] if pieces[0].flags.writeable else pieces[0].copy()
         else:
@@ -107,10 +124,46 @@ class LiDARSlice(PointSlice):
         return (min(row[0] for row in self.blocks), max(row[1] for row in self.blocks)) if self.blocks else None
 
 
-def _in_window(points: np.ndarray, x: tuple[int, int], y: tuple[int, int]) -> np.ndarray:
-    """Which ``points`` (void records) have ``x[0] <= X < x[1]`` and ``y[0] <= Y < y[1]``."""
-    xy = points.view(np.dtype({"names": ["X", "Y"], "formats": ["<i4", "<i4"], "offsets": [0, 4], "itemsize": points.dtype.itemsize}))
-    return _within(xy["X"], *x) & _within(xy["Y"], *y)
+def check_extents(
+    url: str, extents: tuple[Extent, ...], header: laspy.LasHeader, pieces: list[np.ndarray], at: np.ndarray, first: np.ndarray, count: np.ndarray
+) -> np.ndarray | None:
+    """:class:`CorruptIndexError` unless every decoded point lies inside the bounds the index gives its block.
+
+    ``pieces`` hold the decoded points (void records) end to end; run ``i`` of them starts at ``at[i]`` and
+    holds the ``count[i]`` points numbered from ``first[i]``. Each piece is cut where a block of ``extents`` starts, and
+    each part's minimum and maximum, scaled as the index pass scaled them, must lie within its block's bounds:
+    a min/max over points already decoded. Returns the raw X and Y it read (:func:`~dataplug.formats.geospatial.points.raw_xy`), which the
+    window filter reuses, or None when there was nothing to check.
+    """
+    keep = count > 0
+    if not extents or not keep.any():
+        return None
+    at, first, count = at[keep], first[keep], count[keep]
+    block_first = np.array([e[1] for e in extents], dtype=np.int64)
+    b0 = np.maximum(np.searchsorted(block_first, first, side="right") - 1, 0)
+    b1 = np.maximum(np.searchsorted(block_first, first + count - 1, side="right") - 1, b0)
+    parts = b1 - b0 + 1
+    piece = np.repeat(np.arange(parts.size), parts)
+    block = np.repeat(b0 - (np.cumsum(parts) - parts), parts) + np.arange(piece.size)
+    cuts = at[piece] + np.maximum(block_first[block] - first[piece], 0)
+    xy = raw_xy(pieces)
+    lows, highs = [], []
+    for j in (0, 1):
+        column = xy[:, j]
+        lows.append(np.minimum.reduceat(column, cuts).astype(np.float64) * header.scales[j] + header.offsets[j])
+        highs.append(np.maximum.reduceat(column, cuts).astype(np.float64) * header.scales[j] + header.offsets[j])
+    bounds = np.array([e[3:] for e in extents], dtype=np.float64)[block]
+    outside = (lows[0] < bounds[:, 0]) | (lows[1] < bounds[:, 1]) | (highs[0] > bounds[:, 2]) | (highs[1] > bounds[:, 3])
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        number = extents[int(block[k])][0]
+        raise CorruptIndexError(
+            url,
+            f"the index's bounds for block {number} do not contain its points: the sidecar does not describe this object "
+            f"(its bounds x [{bounds[k, 0]}, {bounds[k, 2]}], y [{bounds[k, 1]}, {bounds[k, 3]}]; a point at x {lows[0][k]}..{highs[0][k]}, "
+            f"y {lows[1][k]}..{highs[1][k]})",
+        )
+    return xy
 
 
 def _las_pieces(ranges: list[bytes], rows: tuple[Row, ...], record: np.dtype) -> tuple[list[np.ndarray], list[int]]:

@@ -150,6 +150,16 @@ class PointSlice(CloudObjectSlice):
         return out
 
 
+def raw_xy(pieces: list[np.ndarray]) -> np.ndarray:
+    """The raw X and Y of the points of ``pieces`` (void records) end to end, as a contiguous (n, 2) int32
+    array: one strided copy of 8 bytes a point, after which min/max (the checks of an index's bounds) and window
+    filters run at memory speed (reducing the strided fields directly takes about twice as long)."""
+    pair = np.dtype({"names": ["XY"], "formats": ["<i8"], "offsets": [0], "itemsize": pieces[0].dtype.itemsize})
+    columns = [p.view(pair)["XY"] for p in pieces]
+    joined = columns[0].copy() if len(columns) == 1 else np.concatenate(columns)
+    return joined.view("<i4").reshape(-1, 2)
+
+
 def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Byte ranges ``[a, b)`` in file order, adjacent ones merged into one range."""
     out: list[list[int]] = []
