@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dataplug.errors import InvalidFormatError
-from dataplug.lineindex import LineScanner, RangeScan, read_records, terminators
+from dataplug.lineindex import Dialect, LineScanner, RangeScan, read_records, terminators
 
 _LINE_END = re.compile(b"[\r\n]")
 _NUMBERS = ("int64", "double")
@@ -28,6 +28,12 @@ _NUMBERS = ("int64", "double")
 #: ``false`` elsewhere in the file the column is ``bool``, not ``string``.
 _BOOLISH = "int64[0/1]"
 _TIMES = ("date32[day]", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
+#: Bytes of rows pyarrow parses at once for type inference (its memory is a few times that), and the
+#: longest field whose type is inferred from its text: a longer one is a string (see :func:`_shorten`).
+INFER_BLOCK, LONG_FIELD = 8 * 2**20, 2**16
+#: Look-ahead the pass keeps for a range's last row: one running further is typed after the pass, through
+#: the finished index, a block at a time; and the bytes searched for record ends at once.
+_AHEAD, _PIECE = 2**20, 2**20
 
 
 def widen(a: str, b: str) -> str:
@@ -57,12 +63,37 @@ def as_utf8(data: bytes | np.ndarray, encoding: str) -> bytes | np.ndarray:
 
 
 def infer_types(
-    url: str, data: bytes | np.ndarray, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None, offset: int, encoding: str = "utf-8"
+    url: str,
+    data: bytes | np.ndarray,
+    names: tuple[str, ...],
+    check: tuple[str, ...],
+    delimiter: str,
+    quotechar: str | None,
+    offset: int,
+    encoding: str = "utf-8",
+    dialect: Dialect | None = None,
 ) -> dict[str, str]:
     """Types pyarrow infers for the columns ``check`` of ``data`` (header-less rows, bytes or a uint8 array
-    read in place, in ``encoding``) parsed as one block."""
+    read in place, in ``encoding``). Given the ``dialect``, rows of more than :data:`INFER_BLOCK` bytes are
+    parsed a block of whole records at a time and the blocks' types widened, so pyarrow's memory (a few
+    times what it parses) stays bounded; a record longer than a block is parsed with its long fields
+    replaced (see :func:`_shorten`)."""
     if not check or not bytes(data[:1 << 16]).strip() and not bytes(data).strip():
         return {}
+    if dialect is None or len(data) <= INFER_BLOCK:
+        return _parse_types(url, data, names, check, delimiter, quotechar, offset, encoding)
+    arr = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+    found: dict[str, str] = {}
+    for at, block in _blocks(url, arr, dialect, len(names), offset):
+        for name, t in _parse_types(url, block, names, check, delimiter, quotechar, offset + at, encoding).items():
+            found[name] = widen(found.get(name, "null"), t)
+    return found
+
+
+def _parse_types(
+    url: str, data: bytes | np.ndarray, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None, offset: int, encoding: str
+) -> dict[str, str]:
+    """Types of the columns ``check`` of ``data`` parsed by pyarrow as one block."""
     data = as_utf8(data, encoding)
     # One block for the whole range (block_size is an int32 in pyarrow), and no threads: the pass maps
     # ranges on the caller's pool already.
@@ -73,6 +104,71 @@ def infer_types(
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise InvalidFormatError(url, f"rows do not parse as CSV with {len(names)} columns: {exc}", offset=offset) from None
     return table_types(table)
+
+
+def _record_ends(arr: np.ndarray, dialect: Dialect, in_quotes: bool = False) -> Iterator[np.ndarray]:
+    """The ends (one past each terminator) of the records in ``arr``, found :data:`_PIECE` bytes at a time
+    with the quote parity carried over, so the work arrays stay small whatever the record sizes."""
+    for at in range(0, arr.size, _PIECE):
+        piece = arr[at : at + _PIECE]
+        yield terminators(piece, dialect, in_quotes) + (at + 1)
+        if dialect.quote is not None:
+            in_quotes ^= bool(np.count_nonzero(piece == dialect.quote) & 1)
+
+
+def _blocks(url: str, arr: np.ndarray, dialect: Dialect, columns: int, offset: int) -> Iterator[tuple[int, bytes | np.ndarray]]:
+    """``arr`` (whole records) as blocks of whole records of at most :data:`INFER_BLOCK` bytes, each with its
+    offset in ``arr``; a record longer than that is one block of its own, shortened by :func:`_shorten`."""
+    start, last = 0, 0  # the block being built, and the end of its last whole record so far
+    for ends in _record_ends(arr, dialect):
+        while ends.size:
+            k = int(np.searchsorted(ends, start + INFER_BLOCK, side="right"))
+            if k == ends.size:
+                last = int(ends[-1])
+                break
+            if k:
+                last = int(ends[k - 1])
+            if last > start:
+                yield start, arr[start:last]
+            else:
+                last = int(ends[k])
+                yield start, _shorten(url, arr[start:last], dialect, columns, offset + start)
+            start = last
+            ends = ends[np.searchsorted(ends, start, side="right") :]
+    if start < arr.size:
+        if arr.size - start > INFER_BLOCK and last > start:
+            yield start, arr[start:last]
+            start = last
+        rest = arr[start:]
+        yield start, rest if rest.size <= INFER_BLOCK else _shorten(url, rest, dialect, columns, offset + start)
+
+
+def _shorten(url: str, record: np.ndarray, dialect: Dialect, columns: int, offset: int) -> bytes:
+    """One record with each field longer than :data:`LONG_FIELD` bytes replaced by ``x``: no number, date,
+    boolean or null is that long, so the field is text either way, and pyarrow parses the record in a few
+    times ``columns`` x ``LONG_FIELD`` bytes. A record with more fields than ``columns`` is an error, found
+    without parsing it."""
+    seps: list[np.ndarray] = []
+    quotes, count = 0, 0
+    for at in range(0, record.size, _PIECE):
+        piece = record[at : at + _PIECE]
+        found = np.flatnonzero(piece == dialect.delimiter) if dialect.delimiter is not None else np.zeros(0, np.int64)
+        if dialect.quote is not None:
+            q = np.flatnonzero(piece == dialect.quote)
+            found = found[(np.searchsorted(q, found) + quotes) & 1 == 0]
+            quotes += q.size
+        count += found.size
+        if count >= columns:
+            raise InvalidFormatError(url, f"rows do not parse as CSV with {columns} columns: a record of {record.size} bytes has more fields", offset=offset)
+        seps.append(found + at)
+    body = record.size
+    for terminator in (0x0A, 0x0D):  # the record's own LF, CRLF or CR
+        body -= 1 if body and record[body - 1] == terminator else 0
+    bounds = np.concatenate(([-1], *seps, [body]))
+    out = []
+    for lo, hi in zip(bounds[:-1] + 1, bounds[1:]):
+        out.append(b"x" if hi - lo > LONG_FIELD else record[lo:hi].tobytes())
+    return (bytes([dialect.delimiter]) if dialect.delimiter is not None else b"").join(out) + b"\n"
 
 
 @dataclass
@@ -100,7 +196,7 @@ class CSVScanner:
 
     def enough(self, after: np.ndarray) -> bool:
         # A search stops at the first line break; a sequential pass asks again as its buffer grows.
-        return self.lines.enough(after) and (not self.check or _LINE_END.search(after) is not None)
+        return self.lines.enough(after) and (not self.check or after.size >= _AHEAD or _LINE_END.search(after) is not None)
 
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> CSVRangeScan:
         scan = self.lines(full, first, start, end, eof)
@@ -127,7 +223,7 @@ class CSVScanner:
             return None, None
         data = full[first + first_row - start : first + stop - start]
         try:
-            return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row, self.lines.dialect.encoding), None
+            return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row, self.lines.dialect.encoding, self.lines.dialect), None
         except InvalidFormatError as exc:
             exc.__context__ = None
             return None, exc.with_traceback(None)
@@ -137,11 +233,9 @@ class CSVScanner:
         the look-ahead ends first."""
         quote = self.lines.dialect.quote
         in_quotes = quote is not None and bool(np.count_nonzero(full[first + row - start : first + end - start] == quote) & 1)
-        after = full[first + end - start :]
-        for look in (after[: 1 << 16], after):
-            ends = terminators(look.tobytes(), self.lines.dialect, in_quotes)
+        for ends in _record_ends(full[first + end - start :], self.lines.dialect, in_quotes):
             if ends.size:
-                return end + int(ends[0]) + 1
+                return end + int(ends[0])
         return start + full.size - first if eof else None
 
 
@@ -194,4 +288,4 @@ def arrow_type(name: str) -> pa.DataType:
 
 def fix_up(url: str, read: Any, index: Any, dialect: Any, lo: int, hi: int, names: tuple[str, ...], check: tuple[str, ...], delimiter: str, quotechar: str | None) -> dict[str, str]:
     """Types of records ``[lo, hi)`` read through the finished index (for ranges the map could not infer)."""
-    return infer_types(url, read_records(url, read, index, lo, hi, dialect), names, check, delimiter, quotechar, 0, dialect.encoding)
+    return infer_types(url, read_records(url, read, index, lo, hi, dialect), names, check, delimiter, quotechar, 0, dialect.encoding, dialect)
