@@ -397,6 +397,7 @@ def test_pictures_read_no_object_byte(local_store, tmp_path):
 
         write_cloud(scan_ordered_cloud(20_000, seed=3), tmp_path / "tile.laz")
         objects["tile.laz"] = ((tmp_path / "tile.laz").read_bytes(), "square_split_strategy", 9)
+        objects["simple.copc.laz"] = ((ROOT / "tests" / "data" / "simple.copc.laz").read_bytes(), "square_split_strategy", 4)
     for name, (data, strategy, n) in objects.items():
         co = dataplug.open(local_store.put(name, data))
         slices = co.partition(strategy, n)
