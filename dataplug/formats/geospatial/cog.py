@@ -20,6 +20,12 @@ Strategies: ``partition_num_chunks`` (full-width bands of rows, in the raster's 
 ``partition_tiles`` (compact rectangles of whole tiles), ``grid_partition_strategy`` and ``partition_bbox``
 (the pixels whose centre lies in a half-open box).
 
+Partitioning checks the index's tile offsets and byte counts of the level it cuts against the TIFF's own
+TileOffsets and TileByteCounts (StripOffsets, StripByteCounts), whose place in the object the index pass
+records: one range read per ``partition`` call (the two arrays of a level lie together in GDAL's COGs and
+GTiffs), none in workers. A sidecar rewritten to swap, move or leave out tiles is a
+:class:`~dataplug.errors.CorruptIndexError`, not wrong pixels.
+
 A striped (non-tiled) TIFF is read too: each strip counts as a tile as wide as the image, so
 ``partition_tiles`` cuts it into bands of whole strips.
 """
@@ -42,10 +48,10 @@ from dataplug.formats.geospatial.cog_tiff import (
     DTYPES,
     MAX_TILE_BYTES,
     PREDICTORS,
+    TABLE_TYPES,
     Level,
     decode_tile,
     geotiff_tags,
-    TABLE_TYPES,
     read_ifds,
     tile_tables,
     write_geotiff,

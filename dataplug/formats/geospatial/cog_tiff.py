@@ -288,7 +288,8 @@ def _tables_at(url: str, page: Any) -> tuple[int, int, int, int]:
         tag = page.tags.get(code)
         kind = int(tag.dtype) if tag is not None else 0
         if kind not in TABLE_TYPES or tag.count < len(values):
-            raise InvalidFormatError(url, f"IFD {page.index}: no usable {'TileOffsets/TileByteCounts' if page.is_tiled else 'StripOffsets/StripByteCounts'} tag {code}")
+            names = "TileOffsets/TileByteCounts" if page.is_tiled else "StripOffsets/StripByteCounts"
+            raise InvalidFormatError(url, f"IFD {page.index}: no usable {names} tag {code} (dataplug checks its index against them)")
         out += [int(tag.valueoffset), kind]
     return out[0], out[1], out[2], out[3]
 

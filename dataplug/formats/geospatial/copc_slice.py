@@ -125,23 +125,27 @@ class COPCSlice(PointSlice):
             outside |= np.maximum.reduceat(column, starts) * header.scales[j] + header.offsets[j] > hi
         if not outside.any():
             return
-        k = int(np.flatnonzero(outside)[0])
-        offset, nbytes, count, _, depth, x, y, _ = (int(v) for v in rows[k])
         hierarchy = read_hierarchy(self.obj, self.object_info, header, info)
-        at = np.flatnonzero(hierarchy.offsets == offset)
-        if not at.size or hierarchy.keys[at[0], :3].tolist() != [depth, x, y] or (hierarchy.byte_sizes[at[0]], hierarchy.point_counts[at[0]]) != (nbytes, count):
-            held = f"node {hierarchy.keys[at[0]].tolist()} (depth, x, y, z)" if at.size else "no node"
-            raise CorruptIndexError(
-                self.url,
-                f"the index's octree node [{depth}, {x}, {y}] (depth, x, y) with the chunk at byte {offset} disagrees with the object's hierarchy, "
-                f"which has {held} there: the sidecar does not describe this object",
-            )
+        entries = zip(hierarchy.offsets.tolist(), hierarchy.keys.tolist(), hierarchy.byte_sizes.tolist(), hierarchy.point_counts.tolist())
+        files = {offset: (*key[:3], nbytes, count) for offset, key, nbytes, count in entries}
+        for k in np.flatnonzero(outside).tolist():
+            offset, nbytes, count, _, depth, x, y, _ = (int(v) for v in rows[k])
+            held = files.get(offset)
+            if held != (depth, x, y, nbytes, count):
+                there = "no node" if held is None else f"node {list(held[:3])} (depth, x, y) of {held[4]} points in {held[3]} bytes"
+                raise CorruptIndexError(
+                    self.url,
+                    f"the index's octree node [{depth}, {x}, {y}] (depth, x, y) of {count} points in {nbytes} bytes at byte {offset} "
+                    f"disagrees with the object's hierarchy, which has {there} there: the sidecar does not describe this object",
+                )
         if self.selection is not None:
+            k = int(np.flatnonzero(outside)[0])
+            depth, x, y = (int(v) for v in rows[k, 4:7])
             cause = (
                 f"a point of octree node {[depth, x, y]} (depth, x, y) lies outside the node's cube [{x0[k]}, {x1[k]}] x [{y0[k]}, {y1[k]}]: "
                 "spatial slices rely on the octree; read this file by runs (partition_num_points) or as LiDARPointCloud"
             )
-            raise InvalidFormatError(self.url, cause, offset=offset)
+            raise InvalidFormatError(self.url, cause, offset=int(rows[k, 0]))
 
     def _kept(self, xy: np.ndarray, header: laspy.LasHeader, rows: np.ndarray) -> np.ndarray:
         """Which of the decoded points (raw X and Y ``xy``, those of the nodes ``rows`` end to end) lie inside

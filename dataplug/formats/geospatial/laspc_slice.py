@@ -96,8 +96,10 @@ class LiDARSlice(PointSlice):
             xy = check_extents(self.url, self.extents, header, pieces, at, rows[:, 2], rows[:, 3])
         else:
             pieces, starts = _las_pieces(parts, self.blocks, record)
+            sizes = np.array([p.size for p in pieces], dtype=np.int64)
+            if len(pieces) > MAX_PIECES and self.first is None:
+                pieces = [np.concatenate(pieces)]  # joined before the check, which then reads one array
             if pieces:
-                sizes = np.array([p.size for p in pieces], dtype=np.int64)
                 xy = check_extents(self.url, self.extents, header, pieces, np.cumsum(sizes) - sizes, np.array(starts, dtype=np.int64), sizes)
         if self.first is not None and self.stop is not None:
             pieces = [p[max(self.first - s, 0) : max(self.stop - s, 0)] for p, s in zip(pieces, starts)]
