@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec
-from dataplug.errors import CorruptIndexError, InvalidFormatError
+from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import DataFormat, PreprocessContext
 
 #: Bytes read from the object's start to detect its codec.
@@ -104,6 +104,14 @@ class StreamFormat(DataFormat):
             raise CorruptIndexError(url, str(exc)) from None
         if attributes.size != size:
             raise CorruptIndexError(url, f"index is for an object of {attributes.size} bytes, not {size}")
+        encoding = getattr(attributes, "encoding", None)
+        if encoding is not None:
+            from dataplug.lineindex import text_encoding  # lineindex builds on this module
+
+            try:
+                text_encoding(url, encoding)
+            except StrategyArgumentError as exc:
+                raise CorruptIndexError(url, f"the index names a text encoding dataplug does not read: {exc.cause}") from None
         logical = codec.validate(url, tables, blob_sizes, size, {"uncompressed_size": attributes.uncompressed_size})
         cls.validate_records(url, attributes, tables, logical)
 

@@ -138,3 +138,83 @@ def test_block_wise_inference_gives_the_whole_file_types(monkeypatch):
     assert found == {**expected, "b": "string", "c": "string"}
     with pytest.raises(InvalidFormatError, match="more fields"):
         csvtypes.infer_types("u", whole + b"1," * 400 + b"2\n", names, names, ",", '"', 0, dialect=dialect)
+
+
+# -- sidecars written by someone else --------------------------------------------------------------------------
+
+
+def _manifest(co) -> tuple[Path, dict]:
+    import json
+
+    path = Path(co.index_location.path) / "manifest.json"
+    return path, json.loads(path.read_text())
+
+
+def _edit_attributes(co, **changes) -> None:
+    """Change attributes in ``co``'s manifest, as anyone who can write the index folder can."""
+    import json
+
+    path, manifest = _manifest(co)
+    manifest["attributes"].update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def _resign_table(co, name: str, array) -> None:
+    """Replace table ``name`` of ``co``'s sidecar and recompute its size and SHA-256 in the manifest."""
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+
+    path, manifest = _manifest(co)
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    entry = manifest["tables"][name]
+    (path.parent / entry["file"]).write_bytes(buf.getvalue())
+    entry.update(bytes=len(buf.getvalue()), sha256=hashlib.sha256(buf.getvalue()).hexdigest())
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("fmt, data", [("UTF8Text", b"one\ntwo\n"), ("CSV", b"a,b\n1,x\n2,y\n")])
+@pytest.mark.parametrize("encoding", ["rot13", "utf-16", 7])
+def test_an_encoding_dataplug_cannot_read_is_a_corrupt_index(tmp_path, fmt, data, encoding):
+    """attributes.encoding='rot13' written into a sidecar raised a bare LookupError when a slice was read."""
+    from dataplug import CloudObject, CorruptIndexError
+
+    path = tmp_path / "d.txt"
+    path.write_bytes(data)
+    _edit_attributes(CloudObject.from_url(fmt, str(path)).preprocess(progress=False), encoding=encoding)
+    with pytest.raises(CorruptIndexError, match="encoding") as err:
+        [s.get() for s in CloudObject.from_url(fmt, str(path)).partition("partition_num_chunks", 2)]
+    assert str(path) in str(err.value)
+
+
+# -- 4. an adopted gzip index that does not fit -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["UTF8Text", "CSV"])
+def test_a_corrupted_adopted_window_is_blamed_on_the_index(tmp_path, fmt):
+    """A GZIDX index whose second window was corrupted gave "not valid utf-8 ... pass encoding='latin-1'",
+    blaming the object: garbage decoded through the window reached the framing's text check first."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    from dataplug import CloudObject, InvalidFormatError
+    from dataplug.codecs.gzip import export_index
+
+    rng = np.random.default_rng(26)
+    text = b"".join(b"%d,%s \xc3\xa9,%d\n" % (i, rng.choice(list(b"abcdefghij "), 30).astype(np.uint8).tobytes(), i) for i in range(60_000))
+    path = tmp_path / "d.csv.gz"
+    path.write_bytes(gzip.compress(b"id,name,v\n" + text, compresslevel=6))
+    own = CloudObject.from_url(fmt, str(path), index_location=str(tmp_path / "own")).preprocess(force=True, spacing=65536, progress=False)
+    export_index(own, str(tmp_path / "x.gzidx"))
+    index = bytearray((tmp_path / "x.gzidx").read_bytes())
+    second_window = 35 + 18 * struct.unpack_from("<I", index, 31)[0] + 32768
+    for i in range(second_window + 100, second_window + 32768, 97):
+        index[i] ^= 0x5A
+    (tmp_path / "bad.gzidx").write_bytes(index)
+    with pytest.raises(InvalidFormatError, match="adopted index .*bad.gzidx does not fit the object"):
+        CloudObject.from_url(fmt, str(path), index_location=str(tmp_path / "adopted")).preprocess(adopt_index=str(tmp_path / "bad.gzidx"), progress=False)
