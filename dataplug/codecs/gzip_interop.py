@@ -5,7 +5,9 @@ themselves are :mod:`dataplug.codecs.gzip_gzidx` and :mod:`dataplug.codecs.gzip_
 Adopting reads no data sequentially: every checkpoint's range is decoded on its own, in parallel on the
 context's executor, and scanned by the framing. Each range also decodes the 32 KiB after its end, which
 must equal the first 32 KiB the next checkpoint decodes; after 32 KiB of output no back-reference reaches
-a window, so a wrong offset, bit count or window byte anywhere is an error, never wrong data.
+a window, so a wrong offset, bit count or window byte anywhere is an error, never wrong data, and an error
+that names the index: the framing's complaints about the decoded bytes (not valid UTF-8...) are raised
+only once every range is known to fit.
 """
 
 from __future__ import annotations
@@ -113,7 +115,12 @@ def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: s
     end = u + len(out) if next_u is None else next_u + 1
     if end > u + len(out) or start > end:
         raise InvalidFormatError(obj.url, f"the gzip stream ends at decoded byte {u + len(out)}, before the adopted index's next point at {next_u}")
-    scan = scanner(np.frombuffer(out, np.uint8), start - u, start, end, eof)
+    try:
+        scan = scanner(np.frombuffer(out, np.uint8), start - u, start, end, eof)
+    except DataplugError as exc:
+        # Bytes decoded through a wrong window look like bad records (invalid UTF-8...): the error is
+        # raised by adopt_scan only once the ranges' overlaps show that the index fits the object.
+        scan = exc.with_traceback(None)
     window = pack_window(checkpoint.window, bytes(fetched), checkpoint.bits) if checkpoint.window else b""
     head = bytes(out[:WINDOW_SIZE])
     tail = bytes(out[next_u - u : next_u - u + WINDOW_SIZE]) if next_u is not None else b""
@@ -135,6 +142,9 @@ def adopt_scan(ctx: Any, scanner: Scanner, url: str) -> tuple[list[Any], CodecIn
         if results[k - 1][3] != results[k][2]:
             at = points[k]
             raise InvalidFormatError(ctx.obj.url, f"the adopted index {url} does not fit the object: decoding from its point at byte {at.compressed_offset} ({at.bits} bits) does not give the bytes found at decoded offset {at.uncompressed_offset}", offset=at.compressed_offset)
+    failed = next((scan for scan, *_ in results if isinstance(scan, DataplugError)), None)
+    if failed is not None:
+        raise failed
     total = results[-1][4]
     windows = [window for _, window, _, _, _ in results]
     lengths = np.array([len(w) for w in windows], np.uint32)
