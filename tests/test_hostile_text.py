@@ -218,3 +218,31 @@ def test_a_corrupted_adopted_window_is_blamed_on_the_index(tmp_path, fmt):
     (tmp_path / "bad.gzidx").write_bytes(index)
     with pytest.raises(InvalidFormatError, match="adopted index .*bad.gzidx does not fit the object"):
         CloudObject.from_url(fmt, str(path), index_location=str(tmp_path / "adopted")).preprocess(adopt_index=str(tmp_path / "bad.gzidx"), progress=False)
+
+
+# -- 5. re-signed tables: checked where the data is read --------------------------------------------------------
+
+
+def _vcf(tmp_path: Path):
+    from dataplug import CloudObject
+    from dataplug.testing.data import make_vcf
+
+    path = tmp_path / "v.vcf"
+    path.write_text(make_vcf(401, seed=26))
+    return CloudObject.from_url("VCF", str(path)).preprocess(progress=False, sample_bytes=2048), path
+
+
+@pytest.mark.parametrize("table, change", [("vcf_block_start", lambda t: t + 1000), ("vcf_block_record", lambda t: t + (t > t[0]))])
+def test_re_signed_vcf_block_summaries_are_refused_where_read(tmp_path, table, change):
+    """Shifted block summaries, re-signed, gave 0 of 401 records silently; the first record a region slice
+    reads must be the one its block's summary names."""
+    from dataplug import CloudObject, CorruptIndexError
+
+    co, path = _vcf(tmp_path)
+    good = co.partition("partition_regions", ["chr1", "chr2:1000-50000000"])
+    expected = [len(s.records()) for s in good]
+    assert sum(expected) > 100
+    _resign_table(co, table, change(co.index().tables[table]))
+    with pytest.raises(CorruptIndexError, match="block") as err:
+        [s.records() for s in CloudObject.from_url("VCF", str(path)).partition("partition_regions", ["chr1", "chr2:1000-50000000"])]
+    assert str(path) in str(err.value)

@@ -439,6 +439,8 @@ class EdgeBlock:
     stop: int
     span: Span
     source: LogicalReader
+    #: (CHROM, POS) the index's block summary gives record ``first``: checked when the block is read.
+    summary: tuple[str, int] | None = None
 
 
 @dataclass
@@ -456,6 +458,9 @@ class VCFSlice(LineRangeSlice):
     region: tuple[str, int, int] | None = None
     inside: int = 0
     edges: tuple[EdgeBlock, ...] = ()
+    #: (CHROM, POS) the index's block summary gives the slice's first record: checked when it is read, so a
+    #: sidecar whose blocks were shifted (and re-signed) is refused rather than giving the wrong records.
+    summary: tuple[str, int] | None = None
     _header: str | None = field(default=None, init=False, repr=False, compare=False)
     _count: int | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -477,7 +482,19 @@ class VCFSlice(LineRangeSlice):
 
     def _edge_lines(self, edge: EdgeBlock) -> list[str]:
         data = cut_records(self.url, edge.source.read(), edge.span, edge.first, edge.stop, self.dialect)[1]
-        return split_lines(data.decode("utf-8"))
+        return self._checked(split_lines(data.decode("utf-8")), edge.summary, edge.first)
+
+    def _checked(self, lines: list[str], summary: tuple[str, int] | None, record: int) -> list[str]:
+        """``lines`` (records from ``record`` on), once the first is the one the index's summary names."""
+        if summary is not None and lines:
+            chrom, pos, _ = _record_span(lines[0])
+            if (chrom, pos) != tuple(summary):
+                raise CorruptIndexError(
+                    self.url,
+                    f"the index's block summary puts record {record} at {summary[0]}:{summary[1]}, but the object has {chrom}:{pos} there: "
+                    "the index does not describe this object; run preprocess(force=True)",
+                )
+        return lines
 
     def _in_region(self, lines: list[str]) -> list[str]:
         assert self.region is not None
@@ -506,7 +523,7 @@ class VCFSlice(LineRangeSlice):
         lines = split_lines(self.text())
         if self.region is None:
             return lines
-        out = self._in_region(lines)
+        out = self._in_region(self._checked(lines, self.summary, self.first))
         self._count = len(out)
         return out
 
@@ -635,7 +652,11 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     same_next = np.append(chrom[1:] == chrom[:-1], False)  # the next block is on the same chromosome
     next_start = np.append(start[1:], REGION_MAX)
     info, read, ref = sidecar.object_info, readers(co), sidecar.blob(HEADER_BLOB)
-    first, last, inside, edges = [], [], [], []
+    first, last, inside, edges, summaries = [], [], [], [], []
+
+    def summary(block: int) -> tuple[str, int]:
+        return names[int(chrom[block])], int(start[block])
+
     for name, beg, end in parsed:
         on = chrom == ids.get(name, -1)
         hit = on & (start <= end) & (covered >= beg)
@@ -644,6 +665,7 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
         held = hit & (start >= beg) & ((same_next & (next_start <= end)) | (end == REGION_MAX))
         where = np.flatnonzero(hit)
         first.append(int(record[where[0]]) if where.size else a.header_lines)
+        summaries.append(summary(int(where[0])) if where.size else None)
         last.append(int(stop[where[-1]]) if where.size else a.header_lines)
         inside.append(int((stop - record)[held].sum()))
         edges.append(_edge_runs(record, stop, hit & ~held))
@@ -652,15 +674,18 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     spans = index.spans(np.array(first, np.int64), np.array(last, np.int64))
     cuts = cut_offsets(co)
     out = []
-    for n, (f, s, span, region, held, region_runs) in enumerate(zip(first, last, spans, parsed, inside, edges)):
+    for n, (f, s, span, region, held, region_runs, first_summary) in enumerate(zip(first, last, spans, parsed, inside, edges, summaries)):
         source = read(span.start, span.end)
-        edge = tuple(EdgeBlock(a, b, edge_span, read(edge_span.start, edge_span.end)) for (a, b), edge_span in zip(region_runs, edge_spans))
+        edge = tuple(
+            EdgeBlock(a, b, edge_span, read(edge_span.start, edge_span.end), summary(int(np.searchsorted(record, a))))
+            for (a, b), edge_span in zip(region_runs, edge_spans)
+        )
         if edge and sum(_decoded(cuts, e.span) for e in edge) >= _decoded(cuts, span):
-            held, edge = 0, (EdgeBlock(f, s, span, source),)  # counting the whole slice decodes less
+            held, edge = 0, (EdgeBlock(f, s, span, source, first_summary),)  # counting the whole slice decodes less
         out.append(
             VCFSlice(
                 obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(),
-                source=source, header_ref=ref, region=region, inside=held, edges=edge,
+                source=source, header_ref=ref, region=region, inside=held, edges=edge, summary=first_summary,
             )
         )
     return out
