@@ -176,6 +176,18 @@ def _resign_table(co, name: str, array) -> None:
     path.write_text(json.dumps(manifest))
 
 
+def _resign_blob(co, name: str, data: bytes) -> None:
+    """Replace blob ``name`` of ``co``'s sidecar and recompute its size and SHA-256 in the manifest."""
+    import hashlib
+    import json
+
+    path, manifest = _manifest(co)
+    entry = manifest["blobs"][name]
+    (path.parent / entry["file"]).write_bytes(data)
+    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    path.write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize("fmt, data", [("UTF8Text", b"one\ntwo\n"), ("CSV", b"a,b\n1,x\n2,y\n")])
 @pytest.mark.parametrize("encoding", ["rot13", "utf-16", 7])
 def test_an_encoding_dataplug_cannot_read_is_a_corrupt_index(tmp_path, fmt, data, encoding):
@@ -246,3 +258,28 @@ def test_re_signed_vcf_block_summaries_are_refused_where_read(tmp_path, table, c
     with pytest.raises(CorruptIndexError, match="block") as err:
         [s.records() for s in CloudObject.from_url("VCF", str(path)).partition("partition_regions", ["chr1", "chr2:1000-50000000"])]
     assert str(path) in str(err.value)
+
+
+_FASTA = b"".join(b">seq%d sample %d\n" % (i, i) + b"ACGTTGCA" * (10 + 7 * i) + b"\n" for i in range(3))
+
+
+@pytest.mark.parametrize("renamed", [b"seqX sample 1", b"seq1", b"seq1 sample 1 and more"])
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_re_signed_fasta_header_is_refused_where_read(tmp_path, renamed, n):
+    """A renamed FASTA header, re-signed, gave pieces of a sequence under the wrong name; the header line a
+    slice or region() reads before a sequence's first base must be the one the index names."""
+    from dataplug import CloudObject, CorruptIndexError
+    from dataplug.formats.genomics.fasta import region
+
+    path = tmp_path / "s.fa"
+    path.write_bytes(_FASTA)
+    co = CloudObject.from_url("FASTA", str(path)).preprocess(progress=False)
+    names = [name for s in co.partition("partition_num_sequences", n) for name in s.to_arrow()["name"].to_pylist()]
+    assert names == ["seq0", "seq1", "seq2"]
+    _resign_blob(co, "headers", b"seq0 sample 0\n" + renamed + b"\nseq2 sample 2")
+    fresh = CloudObject.from_url("FASTA", str(path))
+    with pytest.raises(CorruptIndexError, match="header") as err:
+        [s.to_arrow() for s in fresh.partition("partition_num_sequences", n)]
+    assert str(path) in str(err.value)
+    with pytest.raises(CorruptIndexError, match="header"):
+        region(fresh, renamed.split()[0].decode(), 0, 5)

@@ -17,7 +17,7 @@ lengths still slice exactly. Sidecar:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -125,28 +125,61 @@ def _layout(co: Any) -> Layout:
     return layout
 
 
-def _parse_headers(data: bytes) -> tuple[list[str], list[str], dict[str, int]]:
-    parts = [split_header(t) for t in data.decode("utf-8").split("\n")] if data else []
+Headers = tuple[list[str], list[str], dict[str, int], list[str]]
+
+
+def _parse_headers(data: bytes) -> Headers:
+    lines = data.decode("utf-8").split("\n") if data else []
+    parts = [split_header(t) for t in lines]
     names = [name for name, _ in parts]
-    return names, [desc for _, desc in parts], {n: i for i, n in enumerate(names)}
+    return names, [desc for _, desc in parts], {n: i for i, n in enumerate(names)}, lines
 
 
 #: Parsed headers blobs by (blob URL, SHA-256): repeated ``region()`` calls read and parse the blob once.
-_HEADER_CACHE: dict[tuple[str, str], tuple[list[str], list[str], dict[str, int]]] = {}
+_HEADER_CACHE: dict[tuple[str, str], Headers] = {}
+#: Bytes before a sequence's first base that a read may add to check its header line (see :func:`_check_header`).
+_HEADER_REACH = 64 * 1024
 
 
-def _headers(co: Any) -> tuple[list[str], list[str], dict[str, int]]:
-    """Names, descriptions and the name lookup of ``co``'s sequences (the headers blob, read once)."""
+def _headers(co: Any) -> Headers:
+    """Names, descriptions, the name lookup and the whole header lines (without ``>``) of ``co``'s
+    sequences (the headers blob, read once)."""
     ref = co.index().blob(HEADERS_BLOB)
     key = (ref.location.url, ref.sha256)
     if key not in _HEADER_CACHE:
         if len(_HEADER_CACHE) >= 16:
             _HEADER_CACHE.pop(next(iter(_HEADER_CACHE)))
         _HEADER_CACHE[key] = _parse_headers(ref.read())
-    names, descriptions, lookup = _HEADER_CACHE[key]
+    names, descriptions, lookup, lines = _HEADER_CACHE[key]
     if len(names) != co.attributes.sequences:
         raise CorruptIndexError(co.url, "the FASTA headers blob does not match the sequence table")
-    return names, descriptions, lookup
+    return names, descriptions, lookup, lines
+
+
+def _header_start(offset: int, header: str) -> int:
+    """Where a read must start to hold the header line ``>header`` before a first base at ``offset``, its
+    line break (LF or CRLF) and the byte before it."""
+    return max(0, offset - len(header.encode("utf-8")) - 4)
+
+
+def _check_header(url: str, buf: bytes, base: int, offset: int, header: str) -> None:
+    """The bytes of ``buf`` (logical bytes from ``base``) before the first base at ``offset`` must be the
+    line ``>header`` the index gives (after a line break or at the object start), when ``buf`` holds them:
+    an index whose headers blob was edited and re-signed would otherwise name the sequence wrongly."""
+    expected = b">" + header.encode("utf-8")
+    end = offset - base
+    for terminator in (b"\n", b"\r"):
+        end -= 1 if end > 0 and buf[end - 1 : end] == terminator else 0
+    begin = buf.rfind(b"\n", 0, end) + 1
+    if begin == 0 and base > 0 and end <= len(expected):
+        return  # the read does not reach before the line: nothing to compare
+    actual = buf[begin:end]
+    if actual != expected:
+        shown = actual[:100].decode("utf-8", "replace")
+        raise CorruptIndexError(
+            url, f"the index gives the header line {'>' + header!r} to the sequence whose bases start at byte {offset}, but the object has {shown!r} there: "
+            "the index does not describe this object; run preprocess(force=True)",
+        )
 
 
 # -- slices -----------------------------------------------------------------------------------------------
@@ -164,8 +197,11 @@ class FASTASlice(CloudObjectSlice):
     linebases: list[int]
     byte_starts: list[int]
     byte_ends: list[int]
-    #: Reads the decoded bytes from the first piece's start to the last piece's end.
+    #: Reads the decoded bytes from the first piece's start (or its header line's) to the last piece's end.
     source: LogicalReader
+    #: The header line (without ``>``) the index gives each piece's sequence: checked against the bytes
+    #: read before a piece that starts at base 0 (empty: not checked).
+    headers: list[str] = field(default_factory=list)
 
     @property
     def num_bases(self) -> int:
@@ -183,7 +219,9 @@ class FASTASlice(CloudObjectSlice):
         """Each piece's bases, without line breaks, case kept: one read of the slice's bytes."""
         buf = self.source.read() if self.names else b""
         out = []
-        for s, e, n in zip(self.byte_starts, self.byte_ends, self.lengths):
+        for k, (s, e, n) in enumerate(zip(self.byte_starts, self.byte_ends, self.lengths)):
+            if self.headers and self.offsets[k] == 0 and n:
+                _check_header(self.url, buf, self.source.start, s, self.headers[k])
             raw = buf[s - self.source.start : e - self.source.start].translate(None, b"\r\n")
             if len(raw) != n:
                 raise CorruptIndexError(
@@ -221,7 +259,7 @@ class FASTASlice(CloudObjectSlice):
 
 def _slices(co: Any, layout: Layout, pieces: list[list[tuple[int, int, int]]]) -> list[FASTASlice]:
     """One slice per list of ``(sequence, first base, end base)`` pieces."""
-    names, descriptions, _ = _headers(co)
+    names, descriptions, _, headers = _headers(co)
     info = co.index().object_info
     read = readers(co)
     out = []
@@ -229,6 +267,8 @@ def _slices(co: Any, layout: Layout, pieces: list[list[tuple[int, int, int]]]) -
         ranges = [layout.byte_range(i, a, b) for i, a, b in group]
         lo = ranges[0][0] if ranges else 0
         hi = ranges[-1][1] if ranges else 0
+        if group and group[0][1] == 0 and hi > lo:  # a few bytes more: the first sequence's header line
+            lo = _header_start(lo, headers[group[0][0]])
         out.append(
             FASTASlice(
                 obj=co.obj,
@@ -242,6 +282,7 @@ def _slices(co: Any, layout: Layout, pieces: list[list[tuple[int, int, int]]]) -
                 byte_starts=[r[0] for r in ranges],
                 byte_ends=[r[1] for r in ranges],
                 source=read(lo, hi),
+                headers=[headers[i] for i, _, _ in group],
             )
         )
     return out
@@ -323,7 +364,7 @@ def partition_num_sequences(co: Any, num_chunks: int) -> list[FASTASlice]:
 def region(co: Any, name: str, start: int, end: int) -> str:
     """Bases ``[start, end)`` (0-based, clipped to the sequence like ``pysam.FastaFile.fetch``) of sequence
     ``name``, reading only the decoded bytes that hold them (one range read)."""
-    _, _, lookup = _headers(co)
+    _, _, lookup, headers = _headers(co)
     if name not in lookup:
         raise KeyError(f"{co.url} has no sequence named {name!r}")
     i = lookup[name]
@@ -333,7 +374,12 @@ def region(co: Any, name: str, start: int, end: int) -> str:
     if b <= a:
         return ""
     lo, hi = layout.byte_range(i, a, b)
-    raw = readers(co)(lo, hi).read().translate(None, b"\r\n")
+    first = int(layout.offset[i])
+    read_from = _header_start(first, headers[i]) if lo - first <= _HEADER_REACH else lo
+    buf = readers(co)(read_from, hi).read()
+    if read_from < lo:
+        _check_header(co.url, buf, read_from, first, headers[i])
+    raw = buf[lo - read_from :].translate(None, b"\r\n")
     if len(raw) != b - a:
         raise CorruptIndexError(
             co.url, f"decoded bytes [{lo}, {hi}) hold {len(raw)} bases where the index expects {b - a}: run preprocess(force=True)"
@@ -355,7 +401,7 @@ def write_fai(co: Any, url: str, gzi_url: str | None = None) -> None:
         raise InvalidFormatError(co.url, "samtools cannot index files compressed with gzip, only BGZF (recompress with bgzip)")
     if attrs.irregular_sequences:
         raise InvalidFormatError(co.url, f"different line lengths in sequence {attrs.irregular_names[0]!r}: samtools faidx refuses it")
-    names, _, _ = _headers(co)
+    names, _, _, _ = _headers(co)
     t = co.index().tables
     lines = []
     for name, length, offset, bases, width in zip(names, *(t[k].tolist() for k in SEQ_TABLES)):
