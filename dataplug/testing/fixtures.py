@@ -127,7 +127,7 @@ FAULT_READ_TIMEOUT = 0.5
 @pytest.fixture(scope="session")
 def fault_proxy(moto_endpoint):
     """A :class:`FaultProxy` in front of the moto server, forwarding everything until a test sets a mode."""
-    with FaultProxy(moto_endpoint, stall_seconds=FAULT_READ_TIMEOUT + 1) as running:
+    with FaultProxy(moto_endpoint, stall_seconds=FAULT_READ_TIMEOUT + 1, lifetime=6 * 3600) as running:  # the whole session
         yield running
 
 
