@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,12 +17,11 @@ lazrs = pytest.importorskip("lazrs")
 tifffile = pytest.importorskip("tifffile")
 pytest.importorskip("imagecodecs")
 
-from laspy.vlrs.known import LasZipVlr
-
 from dataplug import CloudObject, CorruptIndexError
 from dataplug.formats.geospatial import cog, copc, laspc
 from dataplug.index import MANIFEST
 from dataplug.storage import read_stats
+from dataplug.testing.data import las_bytes, laz_bytes
 from tests.copc_files import write_copc
 
 # -- re-signing a sidecar ----------------------------------------------------------------------------------
@@ -149,21 +147,7 @@ def stripes(n: int = 4000, seed: int = 3) -> laspy.LasData:
 
 def lidar(store, name: str, las: laspy.LasData, **options) -> CloudObject:
     """``las`` stored as LAS, or as LAZ in variable-size chunks of 500 points (one per LAS block of 500)."""
-    buf = io.BytesIO()
-    las.write(buf)
-    data = buf.getvalue()
-    if name.endswith(".laz"):
-        header = laspy.LasHeader.read_from(io.BytesIO(data))
-        size, start = header.point_format.size, header.offset_to_point_data
-        vlr = lazrs.LazVlr.new_for_compression(header.point_format.id, header.point_format.num_extra_bytes, True)
-        header.vlrs.append(LasZipVlr(vlr.record_data()))
-        header.are_points_compressed = True
-        out = io.BytesIO()
-        header.write_to(out)
-        compressor = lazrs.LasZipCompressor(out, vlr)
-        compressor.compress_chunks([data[start + a * size : start + (a + 500) * size] for a in range(0, len(las.points), 500)])
-        compressor.done()
-        data = out.getvalue()
+    data = laz_bytes(las, cuts=list(range(500, len(las.points), 500))) if name.endswith(".laz") else las_bytes(las)
     url = store.put(name, data)
     return CloudObject.from_url("LiDARPointCloud", url, storage_options=store.options).preprocess(progress=False, **options)
 

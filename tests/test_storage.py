@@ -279,27 +279,12 @@ def test_storage_objects_pickle_without_their_filesystem(s3_options):
 def strict_s3():
     """A second moto server that checks credentials: its first two requests (create a bucket, put
     ``x.csv``) pass unchecked, every later one needs an IAM key it knows, so ours are refused with 403."""
-    import socket
-    import subprocess
-    import sys
-
     import boto3
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from dataplug.testing.fixtures import start_moto
+
+    proc, endpoint = start_moto({**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "2"})
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline, "moto server did not start"
-                time.sleep(0.1)
-        endpoint = f"http://127.0.0.1:{port}"
         client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1")
         client.create_bucket(Bucket="strict-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         client.put_object(Bucket="strict-bucket", Key="x.csv", Body=b"a,b\n1,2\n")

@@ -50,8 +50,38 @@ class Request:
     fault: str | None = None
 
 
+class _Served:
+    """What both test servers share: serving on a daemon thread, stopping by themselves after ``lifetime``
+    seconds, and the context manager."""
+
+    _server: socketserver.BaseServer | None
+    lifetime: float
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def _serve(self, server: socketserver.BaseServer, name: str) -> None:
+        self._server = server
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name=name).start()
+        timer = threading.Timer(self.lifetime, self.stop)
+        timer.daemon = True
+        timer.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class FaultProxy:
+class FaultProxy(_Served):
     """The proxy's settings, counters and log; :meth:`start` serves it, :meth:`stop` ends it."""
 
     upstream: str
@@ -97,24 +127,8 @@ class FaultProxy:
         server.allow_reuse_address = True
         server.server_bind()
         server.server_activate()
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="faultproxy").start()
-        timer = threading.Timer(self.lifetime, self.stop)
-        timer.daemon = True
-        timer.start()
+        self._serve(server, "faultproxy")
         return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- one connection: requests until the client closes or a fault closes it ---------------------------
 
@@ -235,7 +249,7 @@ HTTP_MODES = ("ok", "no-range", "ignore-range", "stall", "no-identity")
 
 
 @dataclass
-class HostileHTTPServer:
+class HostileHTTPServer(_Served):
     """A web server on 127.0.0.1 serving ``files`` (path -> bytes) the way unhelpful servers do.
 
     - ``"ok"``: honours ``Range`` (206), sends an ``ETag``;
@@ -284,24 +298,8 @@ class HostileHTTPServer:
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="hostile-http").start()
-        timer = threading.Timer(self.lifetime, self.stop)
-        timer.daemon = True
-        timer.start()
+        self._serve(server, "hostile-http")
         return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> HostileHTTPServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _write(self, handler: Any, data: bytes) -> None:
         handler.wfile.write(data)

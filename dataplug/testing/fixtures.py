@@ -33,12 +33,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    """Start ``moto.server`` in its own process on a free loopback port; stop it at the end."""
+def start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``moto.server`` in its own process on a free loopback port (``env``: its environment), once it
+    answers; the process and its endpoint URL. The caller terminates it."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -46,13 +47,18 @@ def moto_endpoint():
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return proc, f"http://127.0.0.1:{port}"
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise RuntimeError("moto server did not start")
+                raise RuntimeError("moto server did not start") from None
             time.sleep(0.1)
-    endpoint = f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """Start ``moto.server`` in its own process on a free loopback port; stop it at the end."""
+    proc, endpoint = start_moto()
     # Workers in other processes (pools, Dask, Lithops) find the endpoint and credentials here too.
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing",
