@@ -283,3 +283,39 @@ def test_a_re_signed_fasta_header_is_refused_where_read(tmp_path, renamed, n):
     assert str(path) in str(err.value)
     with pytest.raises(CorruptIndexError, match="header"):
         region(fresh, renamed.split()[0].decode(), 0, 5)
+
+
+def _typed_csv(tmp_path: Path):
+    from dataplug import CloudObject
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"id,score,name\n" + b"".join(b"%d,%d.25,n%d\n" % (2**60 + 7 * i, i, i) for i in range(300)))
+    return CloudObject.from_url("CSV", str(path)).preprocess(progress=False), path
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_a_re_signed_csv_type_the_rows_do_not_parse_as_is_refused(tmp_path, n):
+    """column_types edited in the manifest: a type the rows do not parse as names the column."""
+    from dataplug import CloudObject, CorruptIndexError
+
+    co, path = _typed_csv(tmp_path)
+    assert co.attributes.column_types == ("int64", "double", "string")
+    _edit_attributes(co, column_types=["int64", "int64", "string"])
+    with pytest.raises(CorruptIndexError, match="'score'") as err:
+        [s.to_arrow() for s in CloudObject.from_url("CSV", str(path)).partition("partition_num_chunks", n)]
+    assert str(path) in str(err.value)
+    user = CloudObject.from_url("CSV", str(path)).partition("partition_num_chunks", n)[0]
+    assert user.to_arrow(column_types={"score": "double"}).num_rows == user.num_records  # a user's override wins
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_a_re_signed_csv_int_column_widened_to_double_is_refused(tmp_path, n):
+    """`id` typed as double in an edited index changed the ids silently (2**60 + 7 is not a double)."""
+    from dataplug import CloudObject, CorruptIndexError
+
+    co, path = _typed_csv(tmp_path)
+    _edit_attributes(co, column_types=["double", "double", "string"])
+    with pytest.raises(CorruptIndexError, match="'id'") as err:
+        [s.to_arrow() for s in CloudObject.from_url("CSV", str(path)).partition("partition_num_chunks", n)]
+    assert str(path) in str(err.value)
+    assert CloudObject.from_url("CSV", str(path)).partition("partition_num_chunks", n)[0].to_arrow(columns=["name"]).num_rows > 0

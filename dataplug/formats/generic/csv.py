@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv as pycsv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
@@ -40,6 +42,8 @@ from dataplug.strategies import positive_int, step_bounds, strategy
 
 #: Bytes of the file's head parsed to infer column types (pyarrow's own default block size).
 SCHEMA_SAMPLE_BYTES = 2**20
+#: Integers up to this magnitude are exactly doubles: an int64 column read as double changes none of them.
+_EXACT_DOUBLE = 2**53
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,9 @@ class CSVSlice(LineRangeSlice):
     quotechar: str | None
     #: Blank lines among the slice's records: CSV parsers skip them, so they are no rows.
     blank_lines: int = 0
+    #: True when the index inferred ``column_types`` over every row (``infer_types='file'``): rows that do
+    #: not parse as those types, or integers they would change, mean the index does not fit the object.
+    types_from_file: bool = False
 
     @property
     def num_records(self) -> int:
@@ -284,12 +291,48 @@ class CSVSlice(LineRangeSlice):
         for block in (None, len(data) + 1):
             read = pacsv.ReadOptions(column_names=list(self.columns), use_threads=False, **({"block_size": block} if block else {}))
             try:
-                return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+                table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
             except pa.ArrowInvalid as exc:
                 error = exc
                 if len(data) < 2**20:
                     break
+            else:
+                self._check_widened(table, data, read, parse, set(column_types or ()))
+                return table
+        column = re.match(r"In CSV column #(\d+)", str(error))
+        name = self.columns[int(column.group(1))] if column and int(column.group(1)) < len(self.columns) else None
+        if self.types_from_file and name is not None and name not in (column_types or {}):
+            raise CorruptIndexError(
+                self.url,
+                f"the index types column {name!r} as {self.column_types[self.columns.index(name)]}, which it inferred from every row, but rows [{self.first}, {self.stop}) "
+                f"do not parse as that ({error}): the index does not describe this object; run preprocess(force=True)",
+            )
         raise InvalidFormatError(self.url, f"rows do not parse with the file's schema ({error}); pass column_types= to override", offset=offset)
+
+    def _check_widened(self, table: pa.Table, data: bytes, read: pacsv.ReadOptions, parse: pacsv.ParseOptions, overridden: set[str]) -> None:
+        """Refuse a ``double`` the index gives a column whose values here are all integers and not all
+        exactly doubles (beyond 2**53): an int64 column widened by an edited index would change them
+        silently. Cheap: the column is parsed again only when a value is that large."""
+        if not self.types_from_file:
+            return
+        for name, t in zip(self.columns, self.column_types):
+            if t != "double" or name in overridden or name not in table.column_names:
+                continue
+            largest = pc.max(pc.abs(table[name])).as_py()
+            if largest is None or not _EXACT_DOUBLE < largest < 2**63:
+                continue
+            try:
+                ints = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=pacsv.ConvertOptions(column_types={name: pa.int64()}, include_columns=[name]))
+            except pa.ArrowInvalid:
+                continue  # not all integers: a double column
+            changed = pc.not_equal(pc.cast(table[name], pa.int64(), safe=False), ints[name])
+            if pc.any(changed).as_py():
+                example = ints[name].filter(changed)[0].as_py()
+                raise CorruptIndexError(
+                    self.url,
+                    f"the index types column {name!r} as double, but in rows [{self.first}, {self.stop}) it holds only integers, some of which a double "
+                    f"changes (e.g. {example}): an int64 column widened by an edited index; run preprocess(force=True)",
+                )
 
     def to_pandas(self, columns: list[str] | None = None, column_types: dict[str, Any] | None = None):
         """The slice's rows as a pandas DataFrame."""
@@ -321,6 +364,7 @@ def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
         column_types=a.column_types,
         delimiter=a.delimiter,
         quotechar=a.quotechar,
+        types_from_file=co.index().options.get("infer_types", "file") == "file",
     )
     for piece, blank in zip(slices, index.blank_count(bounds[:-1], bounds[1:]).tolist()):
         piece.blank_lines = blank
