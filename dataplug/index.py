@@ -387,7 +387,11 @@ def _delete_orphans(location: StorageObject, named: set[str], now: float) -> Non
     """Delete the files of generations no manifest names (a write that died, or lost a race with another)
     once they are :data:`GENERATION_GRACE` seconds old: exactly the files their records list, under their
     generation's names, then the records."""
-    for record in location.list_names():
+    try:
+        names = location.list_names()
+    except (OSError, DataplugError):
+        return  # a location that may be written but not listed keeps its orphans: never fail a written index
+    for record in names:
         match = _RECORD_FILE.match(record)
         if match is None or match["generation"] in named or now - int(match["generation"].split("-")[0]) <= GENERATION_GRACE:
             continue

@@ -387,3 +387,17 @@ def test_a_las_header_claiming_two_billion_vlrs_is_refused(tmp_path):
     started = time.monotonic()
     assert "VLRs cannot fit" in _in_a_bounded_child(path)
     assert time.monotonic() - started < 30
+
+
+def test_a_location_that_cannot_be_listed_still_takes_an_index(tmp_path, monkeypatch):
+    """Collecting orphans lists the location; where listing is refused, the index is written all the same."""
+    from dataplug.errors import AccessDeniedError
+
+    def refuse(self):
+        raise AccessDeniedError(self.url, "access denied (listing)")
+
+    monkeypatch.setattr(StorageObject, "list_names", refuse)
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_DATA)
+    co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
+    assert co.built_index and CloudObject.from_url("CSV", str(path)).attributes.rows == 20000
