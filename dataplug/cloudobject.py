@@ -311,8 +311,8 @@ class CloudObject:
 
         Skipped when a fresh index built with the same options already exists, unless ``force=True``; a
         missing, stale or corrupt index, one of another object, or one built with other options than those
-        given now is rebuilt (a published index refuses instead), and :attr:`built_index` says which it was. The index location is checked to be writable before
-        the pass (:class:`IndexLocationNotWritableError`). Format options come as keyword arguments or, as
+        given now is rebuilt (a published index refuses instead), and :attr:`built_index` says which it was.
+        The index location is checked to be writable before the pass (:class:`IndexLocationNotWritableError`). Format options come as keyword arguments or, as
         in the original, in ``extra_args``. ``executor`` is any engine :func:`dataplug.executors.map_ordered` accepts: a
         ``concurrent.futures.Executor`` (default: a local thread pool), a ``multiprocessing`` Pool, a
         ``dask.distributed.Client``, a ``lithops.FunctionExecutor`` or the ``ray`` module.
