@@ -332,7 +332,10 @@ class CloudObject:
         self.built_index = False
         info = self.obj.info()
         if not force and self._has_fresh_index(info):
-            differing = _differing_options(explicit, self.index().options)
+            recorded = self.index().options
+            # A published index cannot be rebuilt: only an option it records with another value refuses it
+            # (indexes published before options were recorded are taken as built with the ones given).
+            differing = _differing_options({k: v for k, v in explicit.items() if k in recorded} if self.published else explicit, recorded)
             if not differing:
                 return self
             if self.published:

@@ -63,7 +63,11 @@ def sniff(url: str, raw: bytes, complete: bool = False) -> Detection:
     body = decoded[3:] if decoded.startswith(b"\xef\xbb\xbf") else decoded
     sample = Sample(raw, codec, body, complete and len(decoded) < SAMPLE_BYTES)
     for data_format in sniffers():
-        found = data_format.sniff(sample)
+        try:
+            found = data_format.sniff(sample)
+        except Exception as exc:  # noqa: BLE001 - a plugin's broken hook must not stop detection of every object
+            warnings.warn(f"{url}: format {data_format.name}'s sniff() failed ({type(exc).__name__}: {exc}); skipped", FormatDetectionWarning, stacklevel=3)
+            continue
         if found is not None:
             return found
     kind = binary_kind(decoded)
@@ -84,6 +88,9 @@ def sniffers() -> list[type[DataFormat]]:
         try:
             data_format = get_format(name)
         except ImportError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - an entry point that fails to load leaves the others usable
+            warnings.warn(f"format {name!r} could not be loaded for detection ({type(exc).__name__}: {exc})", FormatDetectionWarning, stacklevel=3)
             continue
         if "sniff" in vars(data_format) and data_format not in found:
             found.append(data_format)

@@ -71,14 +71,16 @@ class Sample:
     raw: bytes
     #: The codec found under them (``"none"`` when uncompressed).
     codec: str
-    #: The first bytes after the codec decoded them, without a UTF-8 byte-order mark (``raw`` when
-    #: uncompressed).
+    #: The first bytes after the codec decoded them (at most 32 KiB), without a UTF-8 byte-order mark.
     decoded: bytes
     #: True when ``decoded`` is the whole object.
     complete: bool = False
 
     def lines(self) -> list[str]:
-        """The sample's whole lines as text (the last one dropped when the sample cut it short)."""
+        """The sample's whole lines as text (the last one dropped when the sample cut it short); none for
+        binary data (a NUL byte), so no text format claims it."""
+        if b"\x00" in self.decoded:
+            return []
         text = self.decoded.decode("utf-8", errors="replace")
         lines = text.splitlines()
         if not self.complete and lines and not text.endswith(("\n", "\r")):

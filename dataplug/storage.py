@@ -60,7 +60,8 @@ DEFAULT_S3_RETRIES = {"mode": "standard", "max_attempts": 3}
 #: store (botocore's ``read_timeout``, aiohttp's ``sock_read``), unless the storage options set another.
 READ_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 10.0
-#: Seconds one read (all its attempts) may take before dataplug gives up, however many attempts are left.
+#: Seconds after which a failed attempt is not retried, however many attempts are left (checked between
+#: attempts: an attempt itself ends when a response goes :data:`READ_TIMEOUT` seconds without a byte).
 RETRY_DEADLINE = 120.0
 #: Concurrent range requests of one :meth:`StorageObject.read_ranges` call.
 MAX_CONCURRENT_RANGES = 32
@@ -374,6 +375,20 @@ def redact(options: Any) -> Any:
     return options
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the values of secret-looking query parameters (a pre-signed URL's ``X-Amz-Signature``,
+    ``X-Amz-Security-Token``, a SAS ``sig``) replaced by ``'***'``."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    parts = []
+    for item in query.split("&"):
+        name, eq, value = item.partition("=")
+        secret = any(w in name.lower() for w in (*_SECRET_WORDS, "sig", "credential"))
+        parts.append(f"{name}={'***' if secret and value else value}" if eq else item)
+    return f"{base}?{'&'.join(parts)}"
+
+
 class RangeIgnoredError(StorageError):
     """The server answered a ranged GET with more bytes than the range: it ignores ``Range`` requests."""
 
@@ -402,7 +417,7 @@ class StorageObject:
             self.url = os.path.abspath(self.url)
 
     def __repr__(self) -> str:
-        return f"StorageObject(url={self.url!r}, storage_options={redact(self.storage_options)!r})"
+        return f"StorageObject(url={redact_url(self.url)!r}, storage_options={redact(self.storage_options)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "storage_options": self.storage_options}

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The most slices one strategy call may make. Asking for more (``partition_num_chunks(co, 10**7)`` on a small
-#: object held 10^7 slices, 3-10 GB) is refused before any slice is built.
+#: The most slices a strategy call may be asked for by count (``num_chunks``, ``n_chunks``, ``num_batches``, a
+#: grid's ``n_splits``). Asking for more (``partition_num_chunks(co, 10**7)`` on a small object held 10^7
+#: slices, 3-10 GB) is refused before any slice is built. Strategies that take a size per slice are not capped.
 MAX_SLICES = 100_000
 #: Strategy parameters that count slices, and the power that gives the slices (a grid of ``n_splits`` per side).
 _SLICE_COUNTS = {"num_chunks": 1, "n_chunks": 1, "num_batches": 1, "n_splits": 2}

@@ -278,3 +278,25 @@ def test_a_region_on_an_unknown_chromosome_is_refused(tmp_path):
     with pytest.raises(StrategyArgumentError, match=r"no chromosome 'chr1:1-2;chrX' .*it has chr1"):
         co.partition("partition_regions", ["chr1:1-2;chrX:1-5"])
     assert [s.num_records for s in co.partition("partition_regions", ["chr2:1-5", "chr1:1-2"])] == [0, 2]  # declared, no records
+
+
+def test_a_plugin_whose_sniff_fails_does_not_stop_detection():
+    from dataplug.detect import sniff
+    from dataplug.errors import FormatDetectionWarning
+    from dataplug.format import _REGISTRY, Sample
+
+    @register_format
+    class Broken(DataFormat):
+        """A plugin whose detection hook raises."""
+
+        sniff_priority = 60
+
+        @classmethod
+        def sniff(cls, sample: Sample):
+            raise IndexError("broken hook")
+
+    try:
+        with pytest.warns(FormatDetectionWarning, match="Broken"):
+            assert sniff("x", b"a,b\n1,2\n", complete=True).format == "CSV"
+    finally:
+        _REGISTRY.pop("Broken", None)

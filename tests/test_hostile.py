@@ -401,3 +401,19 @@ def test_a_location_that_cannot_be_listed_still_takes_an_index(tmp_path, monkeyp
     path.write_bytes(CSV_DATA)
     co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
     assert co.built_index and CloudObject.from_url("CSV", str(path)).attributes.rows == 20000
+
+
+def test_a_presigned_urls_signature_is_redacted():
+    url = "https://b.s3.amazonaws.com/k.csv?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIA/x&X-Amz-Signature=abc123&X-Amz-Security-Token=tok9"
+    text = repr(StorageObject(url))
+    assert "abc123" not in text and "tok9" not in text and "AKIA" not in text and "X-Amz-Algorithm=AWS4" in text
+
+
+def test_binary_data_is_claimed_by_no_text_format():
+    """A NUL byte after a text format's signature is binary data, not FASTA or VCF."""
+    from dataplug.detect import sniff
+    from dataplug.errors import InvalidFormatError
+
+    for head in (b">seq\n\x00\x01\x02\n", b"##fileformat=VCFv4.2\n\x00\x00\n"):
+        with pytest.raises(InvalidFormatError, match="NUL"):
+            sniff("x", head, complete=True)

@@ -20,11 +20,11 @@ oracle (its records in order, read by the reference reader), and inherits every 
         def rows(self, table):
             return list(zip(table["CHROM"].to_pylist(), table["POS"].to_pylist()))
 
-The checks, on local files and on S3 (a moto server, see :mod:`dataplug.testing.fixtures`, which a plugin
-loads with ``pytest_plugins = ["dataplug.testing.fixtures"]``):
+The checks (a plugin loads the moto S3 server and the other fixtures with
+``pytest_plugins = ["dataplug.testing.fixtures"]``):
 
 - every record exactly once, in order, with ``partition_num_chunks`` for N in 1, 2, 7, 64 and the records
-  plus two (on the samples small enough), and N slices returned;
+  plus two (on the samples small enough) on local files, and 1 and 7 on S3, and N slices returned;
 - each slice's ``num_records`` equal to its ``to_arrow()`` rows, and ``byte_range()`` inside the object;
 - ``dump`` read back by the reference reader (:meth:`FormatTests.read_dump`);
 - an unknown preprocessing option refused;

@@ -97,7 +97,8 @@ class ImzML(DataFormat):
     def check_companions(cls, obj: StorageObject, attributes: Any, given: dict[str, Any]) -> None:
         """The index's ``.ibd`` must be the one beside the ``.imzML`` or the one given as ``ibd_url=`` now."""
         named = companion(obj, attributes.ibd_url).url
-        if named not in [companion(obj, url).url for url in _beside(obj.url)] and named != given.get("ibd_url"):
+        chosen = companion(obj, str(given["ibd_url"])).url if given.get("ibd_url") else None
+        if named not in [companion(obj, url).url for url in _beside(obj.url)] and named != chosen:
             raise CorruptIndexError(
                 obj.url,
                 f"the index names {attributes.ibd_url!r} as the .ibd, which is not beside the .imzML; "
