@@ -214,7 +214,7 @@ def test_every_format_has_partition_num_chunks():
 def test_detection_asks_every_format_plugins_included():
     """Detection is a loop over the formats' ``sniff`` hooks; a plugin's hook is asked like a built-in's."""
     from dataplug.detect import sniff, sniffers
-    from dataplug.format import Sample
+    from dataplug.format import _REGISTRY, Sample
 
     @register_format
     class Tagged(DataFormat):
@@ -226,11 +226,14 @@ def test_detection_asks_every_format_plugins_included():
         def sniff(cls, sample: Sample):
             return cls.detected(sample, "starts with 'TAGGED1'") if sample.raw.startswith(b"TAGGED1") else None
 
-    assert Tagged in sniffers()
-    assert sniff("x", b"TAGGED1 and more\n").format == "Tagged"
-    assert sniff("x", b"a,b\n1,2\n", complete=True).format == "CSV"
-    names = [f.name for f in sniffers()]
-    assert names.index("COPC") < names.index("LiDARPointCloud") and names[-1] == "UTF8Text"
+    try:
+        assert Tagged in sniffers()
+        assert sniff("x", b"TAGGED1 and more\n").format == "Tagged"
+        assert sniff("x", b"a,b\n1,2\n", complete=True).format == "CSV"
+        names = [f.name for f in sniffers()]
+        assert names.index("COPC") < names.index("LiDARPointCloud") and names[-1] == "UTF8Text"
+    finally:
+        _REGISTRY.pop("Tagged", None)  # the registry is process-wide: other tests detect without it
 
 
 def test_partition_reads_no_data_even_where_counts_need_a_read(tmp_path):
