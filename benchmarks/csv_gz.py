@@ -28,18 +28,18 @@ import numpy as np
 
 from _common import best_of, gzipped_csv, rows_on_pool, slice_bench_args
 
-import dataplug.lineindex
+import dataplug.framings.lines
 from dataplug import CloudObject
 from dataplug.formats.generic.csv import CSV, partition_num_chunks
-from dataplug.framing import cut_offsets
+from dataplug.framings.base import cut_offsets
 
 
 def balance(co: CloudObject) -> list[str]:
     """Records per slice and decoding dropped before slice starts, snapping always (before) and now."""
     cuts, logical, lines = cut_offsets(co), co.attributes.uncompressed_size, []
-    warnings.simplefilter("ignore", dataplug.lineindex.CheckpointSpacingWarning)  # its advice is what the shares show
-    for name, balance in (("snapped", math.inf), ("now", dataplug.lineindex.BALANCE)):
-        dataplug.lineindex.BALANCE = balance
+    warnings.simplefilter("ignore", dataplug.framings.lines.CheckpointSpacingWarning)  # its advice is what the shares show
+    for name, balance in (("snapped", math.inf), ("now", dataplug.framings.lines.BALANCE)):
+        dataplug.framings.lines.BALANCE = balance
         for n in (7, 16, 32, 64):
             slices = co.partition(partition_num_chunks, n)
             counts = np.array([s.num_records for s in slices])

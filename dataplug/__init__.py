@@ -26,7 +26,7 @@ from dataplug.errors import (
     UnverifiableObjectWarning,
 )
 from dataplug.format import DataFormat, available_formats, get_format, register_format
-from dataplug.lineindex import CheckpointSpacingWarning
+from dataplug.framings.lines import CheckpointSpacingWarning
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import PartitioningStrategy, strategy
 

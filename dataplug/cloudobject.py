@@ -19,7 +19,7 @@ from dataplug.errors import (
     StrategyArgumentError,
 )
 from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
-from dataplug.index import (
+from dataplug.sidecar import (
     INDEX_SUFFIX,
     Sidecar,
     delete_sidecar,

@@ -187,7 +187,7 @@ def _records(fig: Any, co: Any, slices: list[Any]) -> None:
 
 def _checkpoints(ax: Any, co: Any, ranges: list[tuple[int, int] | None]) -> None:
     """The slices' spans along the decoded stream, with the codec's checkpoints as ticks below them."""
-    from dataplug.framing import cut_offsets
+    from dataplug.framings.base import cut_offsets
 
     total = co.attributes.uncompressed_size
     for k, r in enumerate(ranges):

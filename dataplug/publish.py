@@ -15,7 +15,7 @@ from dataplug import __version__
 from dataplug.cloudobject import CloudObject
 from dataplug.errors import IndexLocationNotWritableError
 from dataplug.format import DataFormat
-from dataplug.index import INDEX_SUFFIX
+from dataplug.sidecar import INDEX_SUFFIX
 from dataplug.storage import StorageObject
 
 README_NAME = "README.txt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataplug.storage import StorageObject
+from dataplug.storage.object import StorageObject
 
 
 def read_ranges_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[tuple[int, int]]]]:

@@ -26,8 +26,8 @@ from dataplug.formats.generic.text import UTF8Text, partition_chunk_lines, whole
 from dataplug.formats.generic.text import partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunks
-from dataplug.lineindex import CheckpointSpacingWarning
-from dataplug.storage import read_stats
+from dataplug.framings.lines import CheckpointSpacingWarning
+from dataplug.storage.object import read_stats
 from dataplug.testing.codecs import encode as encode_for_kit
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files

@@ -37,7 +37,7 @@ from dataplug.formats.geospatial.cog import (
     partition_bbox,
     partition_tiles,
 )
-from dataplug.storage import read_stats
+from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests
 
 ORIGIN = (500000.0, 4600000.0)

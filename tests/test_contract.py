@@ -239,7 +239,7 @@ def test_detection_asks_every_format_plugins_included():
 def test_partition_reads_no_data_even_where_counts_need_a_read(tmp_path):
     """A LAS cell counts its points by reading them; partitioning (and its empty-slice check) must not."""
     laspy = pytest.importorskip("laspy")
-    from dataplug.storage import read_stats
+    from dataplug.storage.object import read_stats
 
     las = laspy.LasData(laspy.LasHeader(point_format=6, version="1.4"))
     rng = np.random.default_rng(2)
@@ -257,7 +257,7 @@ def test_partition_reads_no_data_even_where_counts_need_a_read(tmp_path):
 
 def test_vcf_regions_partition_without_reading_records(tmp_path):
     """Region slices count their edge blocks by reading them; partitioning must not read them."""
-    from dataplug.storage import read_stats
+    from dataplug.storage.object import read_stats
 
     lines = ["##fileformat=VCFv4.2", "##contig=<ID=chr1>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
     lines += [f"chr1\t{p}\t.\tA\tC\t50\tPASS\t." for p in range(1, 60001, 3)]

@@ -35,7 +35,7 @@ from dataplug.formats.geospatial.copc import (
 )
 from dataplug.formats.geospatial.laspc import LiDARPointCloud
 from dataplug.formats.geospatial.laspc import square_split_strategy as lidar_square_split
-from dataplug.storage import read_stats
+from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests
 from tests.copc_files import ENTRY, EVLR_HEADER, HEADER_14, VLR_HEADER, arrow_tuples, point_tuples, scan_tile, write_copc
 from tests.read_spy import read_ranges_calls

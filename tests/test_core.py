@@ -32,7 +32,7 @@ from dataplug.formats.generic.csv import CSV, partition_num_chunks, partition_ro
 from dataplug.formats.generic.text import UTF8Text
 from dataplug.formats.generic.text import partition_num_chunks as text_chunks
 from dataplug.slice import CloudObjectSlice
-from dataplug.storage import read_stats
+from dataplug.storage.object import read_stats
 
 from .conftest import make_bucket
 

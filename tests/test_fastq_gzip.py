@@ -16,7 +16,7 @@ from dataplug import CloudObject, InvalidFormatError, StaleIndexError, StrategyA
 from dataplug.formats.compressed.gzipped import GZipText, partition_chunk_lines, partition_num_chunks
 from dataplug.formats.genomics import fastq
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
-from dataplug.storage import read_stats
+from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests
 from dataplug.testing.data import make_fastq
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import dataplug.storage
+import dataplug.storage.object
 from dataplug import CloudObject, StaleIndexError, StorageError
 from dataplug.errors import CorruptIndexError, IndexLocationNotWritableError, UnverifiableObjectWarning
-from dataplug.storage import RangeIgnoredError, StorageObject
+from dataplug.storage.object import RangeIgnoredError, StorageObject
 from dataplug.testing.faultproxy import HostileHTTPServer
 
 CSV_DATA = ("id,name,value\n" + "".join(f"{i},name {i},{i * 0.25}\n" for i in range(20000))).encode()
@@ -58,8 +58,8 @@ def test_a_well_behaved_server_gives_every_row(tmp_path):
 def test_a_stalled_body_fails_within_the_default_bounds(tmp_path, monkeypatch):
     """The store's read timeout and the retry deadline bound a stall (shrunk here from 20 s and 120 s; the
     defaults apply to every store, HTTP included, where aiohttp's own default is 300 s per attempt)."""
-    monkeypatch.setattr(dataplug.storage, "READ_TIMEOUT", 0.5)
-    monkeypatch.setattr(dataplug.storage, "RETRY_DEADLINE", 2.0)
+    monkeypatch.setattr(dataplug.storage.object, "READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(dataplug.storage.object, "RETRY_DEADLINE", 2.0)
     with HostileHTTPServer({"d.csv": CSV_DATA}, mode="stall", stall_seconds=5) as server:
         obj = StorageObject(server.url("d.csv"))
         started = time.monotonic()
@@ -111,7 +111,7 @@ def test_a_planted_link_at_the_temporary_name_is_never_followed(tmp_path, monkey
     target = tmp_path / "idx" / "manifest.json"
     target.parent.mkdir()
     fixed = uuid.UUID(int=7)
-    monkeypatch.setattr(dataplug.storage.uuid, "uuid4", lambda: fixed)
+    monkeypatch.setattr(dataplug.storage.object.uuid, "uuid4", lambda: fixed)
     os.symlink(victim, f"{target}.tmp-{fixed.hex}")
     with pytest.raises(IndexLocationNotWritableError):
         StorageObject(str(target)).write_bytes(b"{}")
@@ -172,11 +172,11 @@ def _generations(folder: Path) -> set[str]:
 
 def _reindex_after_the_grace(path: Path, folder: Path, monkeypatch) -> tuple[str, str]:
     """Re-index with every grace period over; the generations named before and after."""
-    import dataplug.index
+    import dataplug.sidecar
 
     before = _named_generation(folder)
-    monkeypatch.setattr(dataplug.index, "GENERATION_GRACE", 0)
-    monkeypatch.setattr(dataplug.index.time, "time", lambda: time.monotonic() + 10**10)
+    monkeypatch.setattr(dataplug.sidecar, "GENERATION_GRACE", 0)
+    monkeypatch.setattr(dataplug.sidecar.time, "time", lambda: time.monotonic() + 10**10)
     CloudObject.from_url("CSV", str(path)).preprocess(progress=False, force=True)
     return before, _named_generation(folder)
 
@@ -184,24 +184,24 @@ def _reindex_after_the_grace(path: Path, folder: Path, monkeypatch) -> tuple[str
 def test_a_write_that_died_leaves_nothing_once_its_grace_is_over(tmp_path, monkeypatch):
     """A generation whose write died before its manifest (kill -9) is deleted by a later write once its grace
     period is over: exactly its recorded files; a user's file in the folder stays."""
-    import dataplug.index
+    import dataplug.sidecar
 
     path = tmp_path / "d.csv"
     path.write_bytes(CSV_DATA)
     co = CloudObject.from_url("CSV", str(path)).preprocess(progress=False)
     folder = Path(co.index_location.path)
     (folder / "notes.txt").write_text("mine")
-    dumps = dataplug.index.json.dumps
+    dumps = dataplug.sidecar.json.dumps
 
     def die_at_the_manifest(obj, **kwargs):
         if isinstance(obj, dict) and "dataplug_index" in obj:
             raise KeyboardInterrupt("killed between the tables and the manifest")
         return dumps(obj, **kwargs)
 
-    monkeypatch.setattr(dataplug.index.json, "dumps", die_at_the_manifest)
+    monkeypatch.setattr(dataplug.sidecar.json, "dumps", die_at_the_manifest)
     with pytest.raises(KeyboardInterrupt):
         CloudObject.from_url("CSV", str(path)).preprocess(progress=False, force=True)
-    monkeypatch.setattr(dataplug.index.json, "dumps", dumps)
+    monkeypatch.setattr(dataplug.sidecar.json, "dumps", dumps)
     assert len(_generations(folder)) == 2
     before, after = _reindex_after_the_grace(path, folder, monkeypatch)
     assert _generations(folder) == {before, after}  # the one just superseded stays for slices in flight
@@ -282,7 +282,7 @@ def test_a_table_no_format_asks_for_is_never_read(tmp_path):
 
     import numpy as np
 
-    from dataplug.storage import read_stats
+    from dataplug.storage.object import read_stats
 
     path = tmp_path / "d.csv"
     path.write_bytes(CSV_DATA)

@@ -19,8 +19,8 @@ pytest.importorskip("imagecodecs")
 
 from dataplug import CloudObject, CorruptIndexError
 from dataplug.formats.geospatial import cog, copc, laspc
-from dataplug.index import MANIFEST
-from dataplug.storage import read_stats
+from dataplug.sidecar import MANIFEST
+from dataplug.storage.object import read_stats
 from dataplug.testing.data import las_bytes, laz_bytes
 from tests.copc_files import write_copc
 

@@ -123,7 +123,7 @@ def test_block_wise_inference_gives_the_whole_file_types(monkeypatch):
 
     from dataplug import InvalidFormatError
     from dataplug.formats.generic import csvtypes
-    from dataplug.lineindex import Dialect
+    from dataplug.framings.lines import Dialect
 
     monkeypatch.setattr(csvtypes, "INFER_BLOCK", 300)
     monkeypatch.setattr(csvtypes, "LONG_FIELD", 40)

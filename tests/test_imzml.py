@@ -44,7 +44,7 @@ from dataplug.formats.metabolomics.imzml import (  # noqa: E402
     square_split_strategy,
 )
 from dataplug.formats.metabolomics.imzml_slice import ImzMLSlice, merge_ranges  # noqa: E402
-from dataplug.storage import read_stats  # noqa: E402
+from dataplug.storage.object import read_stats  # noqa: E402
 from dataplug.testing import FormatTests  # noqa: E402
 from tests.read_spy import read_ranges_calls  # noqa: E402
 

@@ -32,8 +32,8 @@ from dataplug.formats.geospatial.laspc import (
     partition_spatial_chunks,
     square_split_strategy,
 )
-from dataplug.formats.geospatial.laspc_index import decode_runs, encode_runs
-from dataplug.storage import read_stats
+from dataplug.formats.geospatial.las.blocks import decode_runs, encode_runs
+from dataplug.storage.object import read_stats
 from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud, write_cloud
 from dataplug.testing import FormatTests
 from tests.copc_files import arrow_tuples, point_tuples, scan_tile
@@ -485,7 +485,7 @@ def test_slice_header_is_what_laspy_computes(local_store, fmt, extra):
 @given(scale=st.floats(1e-5, 1e3), offset=st.floats(-1e7, 1e7), value=st.floats(-1e10, 1e10), strict=st.booleans())
 def test_raw_thresholds_keep_what_coordinates_keep(scale, offset, value, strict):
     """Slices filter raw integers against thresholds; that must keep exactly what laspy's coordinates would."""
-    from dataplug.formats.geospatial.laspc_slice import INT32_MAX, INT32_MIN, _first_reaching
+    from dataplug.formats.geospatial.las.slices import INT32_MAX, INT32_MIN, _first_reaching
 
     first = _first_reaching(value, scale, offset, strict)
     raw = np.arange(max(first - 3, INT32_MIN), min(first + 3, INT32_MAX) + 1, dtype=np.int32)

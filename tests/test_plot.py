@@ -75,7 +75,7 @@ def test_plot_cog_without_a_small_level_shows_bytes_per_tile(local_store, tmp_pa
     """No overview small enough to read: the tiles' compressed sizes from the index, no pixel read."""
     pytest.importorskip("imagecodecs")
     from dataplug import plot
-    from dataplug.storage import read_stats
+    from dataplug.storage.object import read_stats
 
     monkeypatch.setattr(plot, "PREVIEW_PIXELS", 0)
     co = dataplug.open(local_store.put("flat.tif", _terrain_tiff(overview=False)))

@@ -271,7 +271,7 @@ def test_every_error_is_a_dataplug_error():
         if isinstance(value, type) and issubclass(value, Exception) and not issubclass(value, Warning) and value.__module__.startswith("dataplug")
     }
     # Raised and caught inside the storage layer (retried, then a StaleIndexError or StorageError); private names too.
-    internal = {"dataplug.storage.ShortBodyError"} | {name for name in raised if name.rsplit(".", 1)[1].startswith("_")}
+    internal = {"dataplug.storage.object.ShortBodyError"} | {name for name in raised if name.rsplit(".", 1)[1].startswith("_")}
     outside = sorted(name for name in raised - internal if not issubclass(_resolve(name), dataplug.DataplugError))
     assert raised and not outside, f"errors outside DataplugError: {outside}"
 
@@ -379,7 +379,7 @@ def test_an_index_in_the_old_shared_layout_is_not_read(local_store):
     url = local_store.put("d.csv", _csv(100))
     co = CloudObject.from_url("CSV", url, index_location=local_store.url("idx")).preprocess(progress=False)
     folder = co.index_location
-    old = dataplug.storage.StorageObject(local_store.url("idx") + "/CSV")
+    old = dataplug.storage.object.StorageObject(local_store.url("idx") + "/CSV")
     for name in folder.list_names():
         old.child(name).write_bytes(folder.child(name).read_all())
     co.clean()
@@ -389,7 +389,7 @@ def test_an_index_in_the_old_shared_layout_is_not_read(local_store):
 
 def test_pictures_read_no_object_byte(local_store, tmp_path):
     pytest.importorskip("matplotlib", reason="the plot extra draws the pictures")
-    from dataplug.storage import read_stats
+    from dataplug.storage.object import read_stats
 
     objects = {"d.csv": (_csv(), "partition_num_chunks", 6)}
     if importlib.util.find_spec("laspy") and importlib.util.find_spec("lazrs"):

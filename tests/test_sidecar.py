@@ -16,13 +16,13 @@ import fsspec
 import numpy as np
 import pytest
 
-import dataplug.index
+import dataplug.sidecar
 from dataplug import CloudObject, CorruptIndexError, DataplugError, IndexLocationNotWritableError, IndexMissingError, StaleIndexError
 from dataplug.formats.compressed.gzipped import GZipText
 from dataplug.formats.compressed.gzipped import partition_num_chunks as gzip_chunks
 from dataplug.formats.generic.csv import CSV, partition_num_chunks, partition_rows
-from dataplug.index import GENERATION_GRACE, MANIFEST, BlobRef, Sidecar, load_sidecar, object_index_folder, write_sidecar
-from dataplug.storage import ObjectInfo, StorageObject, read_stats
+from dataplug.sidecar import GENERATION_GRACE, MANIFEST, BlobRef, Sidecar, load_sidecar, object_index_folder, write_sidecar
+from dataplug.storage.object import ObjectInfo, StorageObject, read_stats
 from dataplug.strategies import even_bounds
 
 CSV_DATA = b"id,text\n" + b"".join(b'%d,"row %d, with\nnewline"\n' % (i, i) for i in range(2000))
@@ -31,9 +31,9 @@ GENERATION_SHAPED = "1700000000-abcdef123456.offsets.npy"
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The clock of dataplug.index, moved by hand: ``clock.now += seconds``."""
+    """The clock of dataplug.sidecar, moved by hand: ``clock.now += seconds``."""
     fake = types.SimpleNamespace(now=time.time())
-    monkeypatch.setattr(dataplug.index, "time", types.SimpleNamespace(time=lambda: fake.now))
+    monkeypatch.setattr(dataplug.sidecar, "time", types.SimpleNamespace(time=lambda: fake.now))
     return fake
 
 
@@ -294,7 +294,7 @@ def test_crafted_sidecar_is_corrupt_and_rebuilt(local_store, craft):
     read_stats.reset()
     with pytest.raises(CorruptIndexError):
         CloudObject.from_url(CSV, url).attributes
-    assert read_stats.bytes.get(manifest_loc.url, 0) <= dataplug.index.MAX_MANIFEST_BYTES + 1  # one request: the cap and one byte to see it is over
+    assert read_stats.bytes.get(manifest_loc.url, 0) <= dataplug.sidecar.MAX_MANIFEST_BYTES + 1  # one request: the cap and one byte to see it is over
     assert sum(n for u, n in read_stats.bytes.items() if u.endswith(".npy")) < 10**6
     fresh = CloudObject.from_url(CSV, url)
     assert not fresh.is_preprocessed()
@@ -325,7 +325,7 @@ def test_an_oversized_manifest_is_refused_after_at_most_its_cap(local_store):
     read_stats.reset()
     with pytest.raises(CorruptIndexError, match="limit"):
         CloudObject.from_url(CSV, url).attributes
-    assert read_stats.bytes.get(manifest_loc.url, 0) == dataplug.index.MAX_MANIFEST_BYTES + 1
+    assert read_stats.bytes.get(manifest_loc.url, 0) == dataplug.sidecar.MAX_MANIFEST_BYTES + 1
     assert read_stats.requests.get(manifest_loc.url, 0) == 1
 
 
@@ -341,8 +341,8 @@ def test_stale_object_is_refused_before_tables_are_read(local_store):
 
 
 def test_writing_an_index_over_its_cap_is_refused(local_store, monkeypatch):
-    monkeypatch.setattr(dataplug.index, "_INDEX_BYTES_BASE", 1000)
-    monkeypatch.setattr(dataplug.index, "_INDEX_BYTES_PER_OBJECT_BYTE", 0)
+    monkeypatch.setattr(dataplug.sidecar, "_INDEX_BYTES_BASE", 1000)
+    monkeypatch.setattr(dataplug.sidecar, "_INDEX_BYTES_PER_OBJECT_BYTE", 0)
     co = CloudObject.from_url(CSV, local_store.put("d.csv", CSV_DATA))
     with pytest.raises(DataplugError, match="limit"):
         co.preprocess(sample_bytes=4)

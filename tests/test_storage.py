@@ -15,9 +15,9 @@ from fsspec.asyn import sync
 from s3fs.errors import translate_boto_error
 
 from dataplug import CloudObject, IndexLocationNotWritableError, StaleIndexError, StorageError
-from dataplug import storage
+from dataplug.storage import object as storage
 from dataplug.formats.generic.csv import CSV, partition_num_chunks
-from dataplug.storage import PROBE_PREFIX, ReadStats, StorageObject, _is_transient, read_stats
+from dataplug.storage.object import PROBE_PREFIX, ReadStats, StorageObject, _is_transient, read_stats
 
 from .conftest import make_bucket
 from dataplug.testing.faultproxy import FaultProxy

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_regions
-from dataplug.storage import read_stats
+from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests
 from tests.test_codecs import encode
 from dataplug.testing.data import make_vcf

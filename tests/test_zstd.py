@@ -22,7 +22,7 @@ from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunks
-from dataplug.storage import StorageObject, read_stats
+from dataplug.storage.object import StorageObject, read_stats
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
 from dataplug.testing.data import make_fastq

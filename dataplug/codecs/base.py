@@ -25,7 +25,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from dataplug.format import PreprocessContext
-    from dataplug.index import Sidecar
+    from dataplug.sidecar import Sidecar
 
 
 class Scanner(Protocol):

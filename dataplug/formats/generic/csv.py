@@ -21,9 +21,9 @@ import pyarrow.csv as pacsv
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
-from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader
+from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader
 from dataplug.formats.generic.csvtypes import CSVScanner, arrow_type, as_utf8, fix_up, merge_types, parse_options, sample_schema
-from dataplug.lineindex import (
+from dataplug.framings.lines import (
     DEFAULT_SAMPLE_BYTES,
     ENCODING_OPTION,
     SAMPLE_BYTES_OPTION,
@@ -88,7 +88,7 @@ class CSV(StreamFormat):
 
     Preprocessing options: ``delimiter`` (or the original's ``separator``, default ``","``), ``quotechar``
     (default ``'"'``, ``None`` for no quoting), ``header`` (default ``True``), ``sample_bytes`` (index
-    density), ``compression`` and ``spacing`` (see :class:`~dataplug.framing.StreamFormat`), ``infer_types``:
+    density), ``compression`` and ``spacing`` (see :class:`~dataplug.framings.base.StreamFormat`), ``infer_types``:
     ``"file"`` (default) infers column types over every row in the index pass, which costs about one
     pyarrow parse of the file spread over the pass's workers (``python benchmarks/csv_index.py`` prints the
     pass both ways); ``"head"`` infers them from the first MiB only, as pyarrow does, for files known to be

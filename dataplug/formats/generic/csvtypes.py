@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dataplug.errors import InvalidFormatError
-from dataplug.lineindex import Dialect, LineScanner, RangeScan, read_records, terminators
+from dataplug.framings.lines import Dialect, LineScanner, RangeScan, read_records, terminators
 
 _LINE_END = re.compile(b"[\r\n]")
 _NUMBERS = ("int64", "double")

@@ -12,8 +12,8 @@ import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
-from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
-from dataplug.lineindex import (
+from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
+from dataplug.framings.lines import (
     DEFAULT_SAMPLE_BYTES,
     ENCODING_OPTION,
     SAMPLE_BYTES_OPTION,

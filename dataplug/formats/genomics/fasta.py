@@ -37,7 +37,7 @@ from dataplug.formats.genomics.fasta_index import (
     stitch,
     validate_tables,
 )
-from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
+from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
 from dataplug.slice import CloudObjectSlice
 from dataplug.storage import StorageObject
 from dataplug.strategies import even_bounds, monotonic_bounds, positive_int, strategy

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.lineindex import check_text
+from dataplug.framings.lines import check_text
 
 NEWLINE, CR, GT = 10, 13, ord(">")
 HEADERS_BLOB = "headers"

@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
-from dataplug.framing import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
-from dataplug.lineindex import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
+from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, cut_offsets
+from dataplug.framings.lines import DEFAULT_SAMPLE_BYTES, SAMPLE_BYTES_OPTION, Dialect, LineIndex, LineRangeSlice, RangeScan, check_text, line_slices, reduce_scans, scan_buffer, split_lines
 from dataplug.strategies import positive_int, step_bounds, strategy
 
 AT, PLUS, NEWLINE, CR = ord("@"), ord("+"), 10, 13

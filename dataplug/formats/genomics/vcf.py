@@ -2,7 +2,7 @@
 exactly the records ``tabix`` returns, found from the index without reading records.
 
 Preprocessing reads the header (the ``##`` lines and the ``#CHROM`` line) from the head of the decoded
-stream, then maps :class:`VcfScanner` over the stream: the line index (:mod:`dataplug.lineindex`; header
+stream, then maps :class:`VcfScanner` over the stream: the line index (:mod:`dataplug.framings.lines`; header
 lines are its first records, as a CSV header is), every record's column count, ``POS`` and first
 character checked, and a table of **blocks**: runs of records cut at every line-index anchor (about one per
 ``sample_bytes``) and at every change of ``CHROM``, each with its chromosome, its first start and the last
@@ -35,9 +35,9 @@ import pyarrow.csv as pacsv
 from dataplug.codecs.base import LogicalReader
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
-from dataplug.framing import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
-from dataplug.index import BlobRef
-from dataplug.lineindex import (
+from dataplug.framings.base import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
+from dataplug.sidecar import BlobRef
+from dataplug.framings.lines import (
     DEFAULT_SAMPLE_BYTES,
     SAMPLE_BYTES_OPTION,
     Dialect,

@@ -2,12 +2,12 @@
 one LAZ chunk per node. Slices by space (grid cells, a box), by runs of points or by whole nodes,
 optionally only down to a level of detail, every point in exactly one slice.
 
-Preprocessing reads the header, the VLRs and the hierarchy pages (``copc_index``), a few range reads
+Preprocessing reads the header, the VLRs and the hierarchy pages (:mod:`~dataplug.formats.geospatial.las.copc_hierarchy`), a few range reads
 whatever the object's size, and decodes no point. The index keeps, for every node with points, its voxel key
 (depth, x, y, z), the byte offset and size of its chunk and its point count, in file order.
 
 A spatial slice names the nodes whose cube meets its cell; its worker fetches the header and those chunks in
-one ``read_ranges`` call, decodes them with lazrs and keeps the points inside the cell (``copc_slice``).
+one ``read_ranges`` call, decodes them with lazrs and keeps the points inside the cell (:mod:`~dataplug.formats.geospatial.las.copc_slices`).
 Cells and boxes (a slice's ``bounds``) are half-open (``min <= x < max``), closed on the header's maximum
 edge, and the cells on the grid's border reach past the header's extent to infinity, so every point lands
 in exactly one cell even if the header's bounds are off. Node selection
@@ -26,11 +26,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dataplug.codecs.las import parse_header, triple
+from dataplug.formats.geospatial.las.header import parse_header, triple
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import DataFormat, Detection, IndexData, PreprocessContext, Sample
-from dataplug.formats.geospatial.copc_index import MAX_KEY_DEPTH, copc_info, read_header, read_hierarchy
-from dataplug.formats.geospatial.copc_slice import COPCSlice, node_rect
+from dataplug.formats.geospatial.las.copc_hierarchy import MAX_KEY_DEPTH, copc_info, read_header, read_hierarchy
+from dataplug.formats.geospatial.las.copc_slices import COPCSlice, node_rect
 from dataplug.strategies import bbox_window, even_bounds, grid_shape, positive_int, strategy, window_overlap
 
 #: Sidecar tables: voxel keys (n, 4) and each node's chunk offset, byte size and point count, in file order.

@@ -6,7 +6,7 @@ Preprocessing reads the header and VLRs, then maps over groups of *blocks* (on `
 ``block_points`` records in LAS (about 2 MiB each by default), the chunks of the chunk table in LAZ, decoded
 with lazrs (X, Y and Z only where the point format allows). For each block the index keeps its byte range,
 its first point and its bounds in real coordinates; for LAS also the x/y bounds of every run of
-``run_points`` points (see ``laspc_index``), and optionally a coarse 2-D histogram of each block's points
+``run_points`` points (see :mod:`~dataplug.formats.geospatial.las.blocks`), and optionally a coarse 2-D histogram of each block's points
 (``histogram_grid=16``) that ``square_split_strategy(..., balance=True)`` uses to place cell edges.
 
 Which spatial strategy:
@@ -43,12 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from dataplug.codecs.las import check_scales, laszip_record, parse_header, read_header_bytes, triple
+from dataplug.formats.geospatial.las.header import check_scales, laszip_record, parse_header, read_header_bytes, triple
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.executors import map_ordered
 from dataplug.format import DataFormat, Detection, IndexData, PreprocessContext, Sample
-from dataplug.formats.geospatial.laspc_cells import balanced_edges, block_rows, kd_split, las_window_rows, meeting
-from dataplug.formats.geospatial.laspc_index import (
+from dataplug.formats.geospatial.las.cells import balanced_edges, block_rows, kd_split, las_window_rows, meeting
+from dataplug.formats.geospatial.las.blocks import (
     BLOCK_TABLES,
     HISTOGRAM,
     RUN_TABLES,
@@ -60,7 +60,7 @@ from dataplug.formats.geospatial.laspc_index import (
     load_blocks,
     tables_fit,
 )
-from dataplug.formats.geospatial.laspc_slice import INT32_MAX, INT32_MIN, Extent, LiDARSlice, Row, _raw_range
+from dataplug.formats.geospatial.las.slices import INT32_MAX, INT32_MIN, Extent, LiDARSlice, Row, _raw_range
 from dataplug.strategies import bbox_window, even_bounds, grid_shape, positive_int, step_bounds, strategy
 
 __all__ = [

@@ -8,15 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from dataplug.codecs.las import laszip_record
+from dataplug.formats.geospatial.las.header import laszip_record
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.formats.geospatial.copc_index import COPC_VLRS, copc_info, read_hierarchy
-from dataplug.formats.geospatial.points import PointSlice, raw_xy
+from dataplug.formats.geospatial.las.copc_hierarchy import COPC_VLRS, copc_info, read_hierarchy
+from dataplug.formats.geospatial.las.points import PointSlice, raw_xy
 
 try:
     import laspy
 
-    from dataplug.codecs.laz import decode_chunks
+    from dataplug.formats.geospatial.las.laz import decode_chunks
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("COPC support needs laspy and lazrs: pip install 'dataplug[lidar]'") from exc
 

@@ -28,7 +28,7 @@ try:
     import laspy
     import lazrs
 
-    from dataplug.codecs.laz import OFFSET_SIZE, XYZ_ONLY, decode_chunks, read_table, table_offset
+    from dataplug.formats.geospatial.las.laz import OFFSET_SIZE, XYZ_ONLY, decode_chunks, read_table, table_offset
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("LiDAR support needs laspy and lazrs: pip install 'dataplug[lidar]'") from exc
 

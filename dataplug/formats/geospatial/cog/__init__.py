@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from dataplug.errors import CorruptIndexError, DataplugError, StrategyArgumentError
 from dataplug.format import DataFormat, Detection, IndexData, PreprocessContext, Sample
-from dataplug.formats.geospatial.cog_tiff import (
+from dataplug.formats.geospatial.cog.tiff import (
     COMPRESSIONS,
     DTYPES,
     MAX_TILE_BYTES,

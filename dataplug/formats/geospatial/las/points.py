@@ -12,14 +12,14 @@ from typing import Any, BinaryIO, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from dataplug.codecs.las import parse_header
+from dataplug.formats.geospatial.las.header import parse_header
 from dataplug.slice import CloudObjectSlice
 
 try:
     import laspy
     from laspy.vlrs.vlrlist import VLRList
 
-    from dataplug.codecs.laz import XYZ_ONLY
+    from dataplug.formats.geospatial.las.laz import XYZ_ONLY
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("LiDAR support needs laspy and lazrs: pip install 'dataplug[lidar]'") from exc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataplug.formats.geospatial.laspc_index import Blocks
-from dataplug.formats.geospatial.laspc_slice import Row
+from dataplug.formats.geospatial.las.blocks import Blocks
+from dataplug.formats.geospatial.las.slices import Row
 from dataplug.strategies import window_overlap
 
 Window = tuple[float, float, float, float]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint
+from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint
 from dataplug.errors import InvalidFormatError
 
 #: The first 16 bytes of a version 0 index; version 1 ends in ``X`` instead of ``x``.

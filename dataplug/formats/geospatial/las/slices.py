@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from dataplug.codecs.las import laszip_record
+from dataplug.formats.geospatial.las.header import laszip_record
 from dataplug.errors import CorruptIndexError
-from dataplug.formats.geospatial.points import PointSlice, raw_xy
+from dataplug.formats.geospatial.las.points import PointSlice, raw_xy
 
 try:
     import laspy
 
-    from dataplug.codecs.laz import decode_chunks
+    from dataplug.formats.geospatial.las.laz import decode_chunks
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("LiDAR support needs laspy and lazrs: pip install 'dataplug[lidar]'") from exc
 
@@ -137,7 +137,7 @@ def check_extents(
     ``pieces`` hold the decoded points (void records) end to end; run ``i`` of them starts at ``at[i]`` and
     holds the ``count[i]`` points numbered from ``first[i]``. Each piece is cut where a block of ``extents`` starts, and
     each part's minimum and maximum, scaled as the index pass scaled them, must lie within its block's bounds:
-    a min/max over points already decoded. Returns the raw X and Y it read (:func:`~dataplug.formats.geospatial.points.raw_xy`), which the
+    a min/max over points already decoded. Returns the raw X and Y it read (:func:`~dataplug.formats.geospatial.las.points.raw_xy`), which the
     window filter reuses, or None when there was nothing to check.
     """
     keep = count > 0

@@ -11,10 +11,10 @@ import zlib
 
 import numpy as np
 
-from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint
-from dataplug.codecs.gzip_inflate import inflate_from
+from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint
+from dataplug.codecs.gzip.inflate import inflate_from
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.index import BlobRef
+from dataplug.sidecar import BlobRef
 
 #: The sidecar blob that holds every checkpoint's stored window.
 WINDOWS_BLOB = "windows"

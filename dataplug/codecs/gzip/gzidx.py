@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint
+from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint
 from dataplug.errors import InvalidFormatError
 
 MAGIC = b"GZIDX"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataplug.codecs.las import HEADER_14, check_scales, read_header_bytes
+from dataplug.formats.geospatial.las.header import HEADER_14, check_scales, read_header_bytes
 from dataplug.errors import InvalidFormatError
 from dataplug.storage import ObjectInfo, StorageObject
 

@@ -24,7 +24,7 @@ import numpy as np
 from dataplug.codecs.base import CodecIndex, LogicalReader
 from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError, StrategyArgumentError
 from dataplug.format import PreprocessContext
-from dataplug.framing import StreamFormat, cut_offsets, readers
+from dataplug.framings.base import StreamFormat, cut_offsets, readers
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import monotonic_bounds
 

@@ -1,6 +1,6 @@
 """gzip indexes other tools read and write: export dataplug's checkpoints as a GZIDX or gztool index, and
 adopt one published beside an object instead of running the sequential checkpoint pass. The formats
-themselves are :mod:`dataplug.codecs.gzip_gzidx` and :mod:`dataplug.codecs.gzip_gztool`.
+themselves are :mod:`dataplug.codecs.gzip.gzidx` and :mod:`dataplug.codecs.gzip.gztool`.
 
 Adopting reads no data sequentially: every checkpoint's range is decoded on its own, in parallel on the
 context's executor, and scanned by the framing. Each range also decodes the 32 KiB after its end, which
@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner
-from dataplug.codecs.gzip_gzidx import MAGIC as GZIDX_MAGIC
-from dataplug.codecs.gzip_gzidx import read_gzidx, write_gzidx
-from dataplug.codecs.gzip_gztool import is_gztool, read_gztool, write_gztool
-from dataplug.codecs.gzip_headers import gzip_header_length
-from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint
-from dataplug.codecs.gzip_inflate import DEFAULT_CHUNK_SIZE, Inflater, pieces
-from dataplug.codecs.gzip_windows import AHEAD, WINDOWS_BLOB, pack_window, read_window
+from dataplug.codecs.gzip.gzidx import MAGIC as GZIDX_MAGIC
+from dataplug.codecs.gzip.gzidx import read_gzidx, write_gzidx
+from dataplug.codecs.gzip.gztool import is_gztool, read_gztool, write_gztool
+from dataplug.codecs.gzip.headers import gzip_header_length
+from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint
+from dataplug.codecs.gzip.inflate import DEFAULT_CHUNK_SIZE, Inflater, pieces
+from dataplug.codecs.gzip.windows import AHEAD, WINDOWS_BLOB, pack_window, read_window
 from dataplug.errors import DataplugError, InvalidFormatError
 from dataplug.executors import map_ordered
-from dataplug.index import max_index_bytes
+from dataplug.sidecar import max_index_bytes
 from dataplug.storage import StorageObject
 
 #: The index formats ``export_index`` writes and ``preprocess(adopt_index=...)`` reads.

@@ -10,8 +10,8 @@ import functools
 import zlib
 from collections.abc import Generator, Iterable, Iterator
 
-from dataplug.codecs.gzip_headers import MAGIC
-from dataplug.codecs.gzip_index import Checkpoint
+from dataplug.codecs.gzip.headers import MAGIC
+from dataplug.codecs.gzip.index import Checkpoint
 from dataplug.errors import InvalidFormatError
 
 DEFAULT_CHUNK_SIZE = 2**20  # largest decompressed chunk yielded by inflate_from

@@ -1,4 +1,4 @@
-"""zlib's inflate through ctypes, for the checkpoint pass (:mod:`dataplug.codecs.gzip_pass`).
+"""zlib's inflate through ctypes, for the checkpoint pass (:mod:`dataplug.codecs.gzip.index_pass`).
 
 Python's ``zlib`` module cannot stop at deflate block boundaries (``Z_BLOCK``) nor hand out its window
 (``inflateGetDictionary``), which a checkpoint needs; the C library can. zlib-ng is used when the

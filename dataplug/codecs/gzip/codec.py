@@ -1,4 +1,4 @@
-"""The gzip byte source: the checkpoint pass of :mod:`dataplug.codecs.gzip_pass` as a codec, and readers that
+"""The gzip byte source: the checkpoint pass of :mod:`dataplug.codecs.gzip.index_pass` as a codec, and readers that
 decode any logical range from one checkpoint.
 
 The sidecar keeps one row per checkpoint (compressed byte and bit, uncompressed offset, where its window
@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
-from dataplug.codecs.gzip_headers import is_bgzf
-from dataplug.codecs.gzip_index import WINDOW_SIZE, Checkpoint, default_spacing
-from dataplug.codecs.gzip_inflate import inflate_from
-from dataplug.codecs.gzip_interop import adopt_scan
-from dataplug.codecs.gzip_pass import build_index
-from dataplug.codecs.gzip_windows import WINDOWS_BLOB, read_window
+from dataplug.codecs.gzip.headers import is_bgzf
+from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint, default_spacing
+from dataplug.codecs.gzip.inflate import inflate_from
+from dataplug.codecs.gzip.interop import adopt_scan
+from dataplug.codecs.gzip.index_pass import build_index
+from dataplug.codecs.gzip.windows import WINDOWS_BLOB, read_window
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import progress_bar
-from dataplug.index import BlobRef
+from dataplug.sidecar import BlobRef
 from dataplug.storage import ObjectInfo, StorageObject
 
 _TABLES = {
@@ -93,7 +93,7 @@ class GzipCodec(Codec):
     """gzip, one member or many (``cat a.gz b.gz``, pigz). Options: ``spacing``, uncompressed bytes between
     checkpoints (default: from the object's size, see :func:`dataplug.codecs.gzip.default_spacing`);
     ``adopt_index``, the URL of a GZIDX or gztool index of the object to take the checkpoints from instead of the
-    sequential pass (see :mod:`dataplug.codecs.gzip_interop`)."""
+    sequential pass (see :mod:`dataplug.codecs.gzip.interop`)."""
 
     name = "gzip"
 

@@ -1,9 +1,9 @@
 """Where gzip checkpoints are made: ``build_index`` reads a gzip object once, front to back.
 
-It decompresses with zlib's C library (:mod:`dataplug.codecs.gzip_zlib`), counts newlines in the output as
+It decompresses with zlib's C library (:mod:`dataplug.codecs.gzip.zlib_ctypes`), counts newlines in the output as
 it goes, hands every decoded byte to the format's framing (``on_data``), and every ``spacing`` uncompressed
 bytes records a *checkpoint* at a deflate block boundary (or member header) with the 32 KiB of output
-before it, stored sparse (:mod:`dataplug.codecs.gzip_windows`). Nothing is decompressed twice.
+before it, stored sparse (:mod:`dataplug.codecs.gzip.windows`). Nothing is decompressed twice.
 
 Layout rules it checks:
 
@@ -24,10 +24,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from dataplug.codecs.gzip_headers import MAGIC, bgzf_block_size, is_bgzf
-from dataplug.codecs.gzip_index import TABLE_DTYPES, WINDOW_SIZE, GzipIndex, default_spacing
-from dataplug.codecs.gzip_windows import AHEAD, pack_window
-from dataplug.codecs.gzip_zlib import (
+from dataplug.codecs.gzip.headers import MAGIC, bgzf_block_size, is_bgzf
+from dataplug.codecs.gzip.index import TABLE_DTYPES, WINDOW_SIZE, GzipIndex, default_spacing
+from dataplug.codecs.gzip.windows import AHEAD, pack_window
+from dataplug.codecs.gzip.zlib_ctypes import (
     DT_BITS,
     DT_BLOCK_BOUNDARY,
     DT_LAST_BLOCK,

@@ -1,8 +1,8 @@
 """The gzip checkpoint index: where decoding may start in a gzip object (compressed byte and bit,
 uncompressed offset, line number, the 32 KiB window before it), as numpy tables plus a blob of windows.
 
-The pass that makes it is :mod:`dataplug.codecs.gzip_pass`; decoding from one checkpoint is
-:mod:`dataplug.codecs.gzip_inflate`. Layout rules, checked by the pass (they are what lets decoding be
+The pass that makes it is :mod:`dataplug.codecs.gzip.index_pass`; decoding from one checkpoint is
+:mod:`dataplug.codecs.gzip.inflate`. Layout rules, checked by the pass (they are what lets decoding be
 simple): a checkpoint without a window sits on a member header (checkpoint 0 is always the object start);
 one with a window sits on a deflate block boundary inside a member. BGZF objects only get member-header
 checkpoints.

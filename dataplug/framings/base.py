@@ -106,7 +106,7 @@ class StreamFormat(DataFormat):
             raise CorruptIndexError(url, f"index is for an object of {attributes.size} bytes, not {size}")
         encoding = getattr(attributes, "encoding", None)
         if encoding is not None:
-            from dataplug.lineindex import text_encoding  # lineindex builds on this module
+            from dataplug.framings.lines import text_encoding  # lines builds on this module
 
             try:
                 text_encoding(url, encoding)
