@@ -15,6 +15,7 @@ from dataplug.storage.object import (
     split_url,
     stale_error,
 )
+from dataplug.storage.stores import StorePolicy, policy_for
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -25,9 +26,11 @@ __all__ = [
     "ReadStats",
     "SequentialReader",
     "StorageObject",
+    "StorePolicy",
     "read_stats",
     "redact",
     "redact_url",
     "split_url",
+    "policy_for",
     "stale_error",
 ]

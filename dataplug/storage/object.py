@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import fsspec
 
+from dataplug.storage.stores import StorePolicy, policy_for
 from dataplug.errors import (
     AccessDeniedError,
     DataplugError,
@@ -444,6 +445,11 @@ class StorageObject:
     @property
     def protocol(self) -> str:
         return split_url(self.url)[0]
+
+    @property
+    def policy(self) -> StorePolicy:
+        """What this object's store supports (writes, listing, deletes, pinning) and how its ranges are read."""
+        return policy_for(self.protocol)
 
     def child(self, name: str) -> StorageObject:
         """The object ``name`` inside this URL taken as a folder (same storage options)."""
