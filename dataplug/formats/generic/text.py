@@ -77,6 +77,11 @@ class UTF8Text(StreamFormat):
             raise CorruptIndexError(url, "text attributes disagree with the line index")
 
 
+class GZipText(UTF8Text):
+    """The original Dataplug's gzip text format, kept by its name: :class:`UTF8Text` (the codec, gzip, BGZF or
+    none, is detected from the bytes), with the same strategies."""
+
+
 @dataclass
 class TextSlice(LineRangeSlice):
     """Lines ``[first, stop)`` of a text object."""
