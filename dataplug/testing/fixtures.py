@@ -1,6 +1,8 @@
 """pytest fixtures of the conformance kit: a real S3 endpoint (moto's server on 127.0.0.1, reached over HTTP
-by s3fs), a ``store`` fixture that runs a test once on local files and once on that endpoint, and a fault
-proxy in front of the endpoint.
+by s3fs), a ``store`` fixture that runs a test once on local files and once on that endpoint, a fault
+proxy in front of the endpoint, and a latency bed (the proxy at S3's first-byte delay and per-connection
+bandwidth, serving ranged reads from its own copy of each object so that moto's copy of the whole object
+per GET does not hide them).
 
 dataplug's own tests import them in ``tests/conftest.py``; a plugin's tests add
 ``pytest_plugins = ["dataplug.testing.fixtures"]`` to their top-level ``conftest.py``. Needs the ``test``
@@ -22,7 +24,7 @@ from typing import Any
 import fsspec
 import pytest
 
-from dataplug.testing.faultproxy import FaultProxy
+from dataplug.testing.faultproxy import S3_BANDWIDTH, S3_FIRST_BYTE, FaultProxy
 
 REGION = "eu-west-1"
 
@@ -140,3 +142,22 @@ def fault_proxy(moto_endpoint):
 def proxied_options(s3_options: dict[str, Any], proxy: FaultProxy) -> dict[str, Any]:
     """``s3_options`` through ``proxy``, with a short read timeout so a stalled body is retried quickly."""
     return {**s3_options, "endpoint_url": proxy.endpoint, "config_kwargs": {"read_timeout": FAULT_READ_TIMEOUT, "connect_timeout": 2}}
+
+
+#: Bytes of objects the latency bed keeps to answer ranged reads (least recently used first out).
+BED_CACHE_BYTES = 2 * 2**30
+
+
+@pytest.fixture(scope="session")
+def latency_bed(moto_endpoint):
+    """A :class:`FaultProxy` in front of the moto server at S3-like settings (:data:`S3_FIRST_BYTE` to the
+    first byte, :data:`S3_BANDWIDTH` per connection), answering ranged GETs from its object cache; faults
+    can be added with ``set_mode``."""
+    bed = FaultProxy(moto_endpoint, first_byte=S3_FIRST_BYTE, bandwidth=S3_BANDWIDTH, cache_bytes=BED_CACHE_BYTES, lifetime=6 * 3600)
+    with bed as running:
+        yield running
+
+
+def bed_options(s3_options: dict[str, Any], bed: FaultProxy) -> dict[str, Any]:
+    """``s3_options`` through the latency bed ``bed``."""
+    return {**s3_options, "endpoint_url": bed.endpoint}
