@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 import dataplug.storage.object
+import dataplug.storage.retry
+import dataplug.storage.stores
 from dataplug import CloudObject, StaleIndexError, StorageError
 from dataplug.errors import CorruptIndexError, IndexLocationNotWritableError, UnverifiableObjectWarning
-from dataplug.storage.object import RangeIgnoredError, StorageObject
+from dataplug.storage import RangeIgnoredError, StorageObject
 from dataplug.testing.faultproxy import HostileHTTPServer
 
 CSV_DATA = ("id,name,value\n" + "".join(f"{i},name {i},{i * 0.25}\n" for i in range(20000))).encode()
@@ -58,8 +60,8 @@ def test_a_well_behaved_server_gives_every_row(tmp_path):
 def test_a_stalled_body_fails_within_the_default_bounds(tmp_path, monkeypatch):
     """The store's read timeout and the retry deadline bound a stall (shrunk here from 20 s and 120 s; the
     defaults apply to every store, HTTP included, where aiohttp's own default is 300 s per attempt)."""
-    monkeypatch.setattr(dataplug.storage.object, "READ_TIMEOUT", 0.5)
-    monkeypatch.setattr(dataplug.storage.object, "RETRY_DEADLINE", 2.0)
+    monkeypatch.setattr(dataplug.storage.stores, "READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(dataplug.storage.retry, "RETRY_DEADLINE", 2.0)
     with HostileHTTPServer({"d.csv": CSV_DATA}, mode="stall", stall_seconds=5) as server:
         obj = StorageObject(server.url("d.csv"))
         started = time.monotonic()

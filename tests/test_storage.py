@@ -16,8 +16,12 @@ from s3fs.errors import translate_boto_error
 
 from dataplug import CloudObject, IndexLocationNotWritableError, StaleIndexError, StorageError
 from dataplug.storage import object as storage
+from dataplug.storage import retry
 from dataplug.formats.generic.csv import CSV, partition_num_chunks
-from dataplug.storage.object import PROBE_PREFIX, ReadStats, StorageObject, _is_transient, read_stats
+from dataplug.storage.object import PROBE_PREFIX, ReadStats, StorageObject, read_stats
+from dataplug.storage.ranges import plan
+from dataplug.storage.retry import is_transient
+from dataplug.storage.stores import LocalTransport
 
 from .conftest import make_bucket
 from dataplug.testing.faultproxy import FaultProxy
@@ -26,6 +30,8 @@ from dataplug.testing.faultproxy import FaultProxy
 READ_TIMEOUT = 0.5
 DATA = bytes(range(256)) * 2000
 RANGES = [(0, 1), (100, 50_000), (50_000, 200_000), (300_000, len(DATA))]
+#: The retry tests read RANGES with no gap joined, so that they make several requests (two ranges touch: three).
+REQUESTS = plan(RANGES, max_gap=0, max_block=len(DATA)).requests
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ def via_proxy(proxy, s3_options):
 
 @pytest.fixture
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(storage, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
 
 
 def put(options, data: bytes = DATA, name: str = "o.bin") -> str:
@@ -63,11 +69,11 @@ def test_truncated_bodies_are_re_read_whole(proxy, via_proxy, s3_options, pinned
     obj = StorageObject(put(s3_options), via_proxy)
     expect = obj.info() if pinned else None
     proxy.set_mode("truncate", every=1)
-    assert obj.read_ranges(RANGES, expect=expect) == [DATA[a:b] for a, b in RANGES]
-    assert proxy.faults["truncate"] == sum(1 for a, b in RANGES if b - a >= 2)
-    asked = {f"bytes={a}-{b - 1}" for a, b in RANGES}
-    assert set(ranged_gets(proxy)) == asked  # every retry asked for its whole range again
-    assert len(ranged_gets(proxy)) == len(RANGES) + proxy.faults["truncate"]
+    assert obj.read_ranges(RANGES, expect=expect, max_gap=0) == [DATA[a:b] for a, b in RANGES]
+    assert proxy.faults["truncate"] == sum(1 for a, b in REQUESTS if b - a >= 2)
+    asked = {f"bytes={a}-{b - 1}" for a, b in REQUESTS}
+    assert set(ranged_gets(proxy)) == asked  # every retry asked for its whole request again
+    assert len(ranged_gets(proxy)) == len(REQUESTS) + proxy.faults["truncate"]
 
 
 def test_whole_reads_writes_and_metadata_survive_every_fault(proxy, via_proxy, s3_options):
@@ -88,9 +94,9 @@ def test_stalled_body_is_retried(proxy, via_proxy, s3_options):
     expect = obj.info()
     proxy.set_mode("stall", every=1)
     started = time.monotonic()
-    assert obj.read_ranges(RANGES, expect=expect) == [DATA[a:b] for a, b in RANGES]
+    assert obj.read_ranges(RANGES, expect=expect, max_gap=0) == [DATA[a:b] for a, b in RANGES]
     assert obj.read_all() == DATA
-    assert proxy.faults["stall"] == sum(1 for a, b in RANGES if b - a >= 2) + 1
+    assert proxy.faults["stall"] == sum(1 for a, b in REQUESTS if b - a >= 2) + 1
     assert time.monotonic() - started < 10 * READ_TIMEOUT + 5
 
 
@@ -100,9 +106,9 @@ def test_last_error_names_url_range_and_attempts(proxy, via_proxy, s3_options, f
     with pytest.raises(StorageError) as err:
         obj.read_ranges([(10, 70_000)], expect=obj.info())
     message = str(err.value)
-    assert obj.url in message and "bytes [10, 70000)" in message and f"after {storage.RETRIES} attempts" in message
-    assert len(ranged_gets(proxy)) == storage.RETRIES
-    with pytest.raises(StorageError, match=f"reading the whole object failed after {storage.RETRIES} attempts"):
+    assert obj.url in message and "bytes [10, 70000)" in message and f"after {retry.RETRIES} attempts" in message
+    assert len(ranged_gets(proxy)) == retry.RETRIES
+    with pytest.raises(StorageError, match=f"reading the whole object failed after {retry.RETRIES} attempts"):
         obj.read_all()
 
 
@@ -110,17 +116,17 @@ def test_short_body_is_retried_then_a_smaller_object_is_stale(tmp_path, monkeypa
     path = tmp_path / "o.bin"
     path.write_bytes(DATA)
     obj = StorageObject(str(path))
-    real = StorageObject._fetch_ranges
+    real = LocalTransport.fetch
     calls = []
 
-    def short_once(self, ranges, pins):
+    def short_once(self, ranges, expect):
         calls.append(list(ranges))
-        got = real(self, ranges, pins)
+        got = real(self, ranges, expect)
         return [data[:-1] for data in got] if len(calls) == 1 else got
 
-    monkeypatch.setattr(StorageObject, "_fetch_ranges", short_once)
-    assert obj.read_ranges(RANGES) == [DATA[a:b] for a, b in RANGES]
-    assert calls[1] == [r for r in RANGES if r[1] - r[0] > 0]
+    monkeypatch.setattr(LocalTransport, "fetch", short_once)
+    assert obj.read_ranges(RANGES, max_gap=0) == [DATA[a:b] for a, b in RANGES]
+    assert calls[1] == list(REQUESTS)
     monkeypatch.undo()
     path.write_bytes(DATA[:1000])
     with pytest.raises(StaleIndexError, match="1000 bytes, fewer than"):
@@ -140,20 +146,20 @@ def test_transient_is_judged_by_type_code_and_status_never_by_message():
     def client_error(code: str, status: int) -> ClientError:
         return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
 
-    assert not _is_transient(ValueError("got HTTP 500 from a parser"))
-    assert not _is_transient(OSError("upstream said 500"))
-    assert not _is_transient(client_error("AccessDenied", 403))
-    assert not _is_transient(translate_boto_error(client_error("NoSuchKey", 404)))
-    assert not _is_transient(FileNotFoundError("x"))
-    assert _is_transient(client_error("InternalError", 500))
-    assert _is_transient(client_error("503", 503))
-    assert _is_transient(translate_boto_error(client_error("SlowDown", 503)))
-    assert _is_transient(ConnectionResetError(errno.ECONNRESET, "reset"))
-    assert _is_transient(aiohttp.ClientPayloadError("Response payload is not completed"))
-    assert _is_transient(TimeoutError())
+    assert not is_transient(ValueError("got HTTP 500 from a parser"))
+    assert not is_transient(OSError("upstream said 500"))
+    assert not is_transient(client_error("AccessDenied", 403))
+    assert not is_transient(translate_boto_error(client_error("NoSuchKey", 404)))
+    assert not is_transient(FileNotFoundError("x"))
+    assert is_transient(client_error("InternalError", 500))
+    assert is_transient(client_error("503", 503))
+    assert is_transient(translate_boto_error(client_error("SlowDown", 503)))
+    assert is_transient(ConnectionResetError(errno.ECONNRESET, "reset"))
+    assert is_transient(aiohttp.ClientPayloadError("Response payload is not completed"))
+    assert is_transient(TimeoutError())
 
 
-def test_versioned_reads_are_one_pinned_get_per_range(proxy, via_proxy, s3_options):
+def test_versioned_reads_are_one_pinned_get_per_request(proxy, via_proxy, s3_options):
     bucket = make_bucket(s3_options)
     fs = fsspec.filesystem("s3", **s3_options)
     sync(fs.loop, fs._call_s3, "put_bucket_versioning", Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -163,9 +169,9 @@ def test_versioned_reads_are_one_pinned_get_per_range(proxy, via_proxy, s3_optio
     first = obj.info()
     assert first.identity.startswith("version:")
     proxy.set_mode(None)
-    assert obj.read_ranges(RANGES, expect=first) == [DATA[a:b] for a, b in RANGES]
+    assert obj.read_ranges(RANGES, expect=first, max_gap=0) == [DATA[a:b] for a, b in RANGES]
     version = first.identity.split(":", 1)[1]
-    assert [(r.method, f"versionId={version}" in r.target) for r in proxy.requests] == [("GET", True)] * len(RANGES)
+    assert [(r.method, f"versionId={version}" in r.target) for r in proxy.requests] == [("GET", True)] * len(REQUESTS)
     fs.pipe_file(url, DATA[::-1])  # a new version: the indexed one still reads its own bytes
     assert obj.read_range(5, 10, expect=first) == DATA[5:10]
     sync(fs.loop, fs._call_s3, "delete_object", Bucket=bucket, Key="v.bin", VersionId=version)
@@ -222,9 +228,9 @@ def test_transient_write_failures_are_retried_then_storage_errors(s3_options, mo
 
     calls.clear()
     monkeypatch.setattr(obj.fs, "pipe_file", times_out)
-    with pytest.raises(StorageError, match=f"write failed after {storage.RETRIES} attempts") as err:
+    with pytest.raises(StorageError, match=f"write failed after {retry.RETRIES} attempts") as err:
         obj.write_bytes(b"abc")
-    assert not isinstance(err.value, IndexLocationNotWritableError) and len(calls) == storage.RETRIES
+    assert not isinstance(err.value, IndexLocationNotWritableError) and len(calls) == retry.RETRIES
 
 
 def test_refused_writes_are_not_writable(tmp_path, s3_options):

@@ -1,125 +1,51 @@
-"""The storage layer: one object behind an fsspec URL, read by byte ranges.
+"""The storage object: one object behind an fsspec URL, read by byte ranges.
 
 Nothing else in dataplug opens files or clients. A :class:`StorageObject` is a small, picklable value
 (URL + storage options); the fsspec filesystem behind it is created lazily in each process and never
-pickled, so slices can travel to any worker and resolve credentials there.
-
-Retries, in layers:
-
-- On S3, botocore retries each request until its headers arrive: 5xx, throttling (SlowDown), connection
-  resets and timeouts, with capped exponential backoff and jitter (``retries={"mode": "standard"}`` is set
-  unless the storage options choose another policy). s3fs's own wrapper adds a few more tries of the same.
-- Neither sees the response *body*: a truncated body (aiohttp ``ClientPayloadError``, botocore
-  ``IncompleteReadError``), a reset or a stall (``read_timeout``) while it streams, or a body shorter than
-  the range are raised after botocore returned, and ``cat_ranges`` hands them back as values. So dataplug
-  keeps one retry loop of its own over every read (:meth:`StorageObject._read_retrying` for ranges,
-  :meth:`StorageObject._call` for the rest): it re-issues only the failed ranges, each re-read whole and never
-  appended to a partial body, with bounded exponential backoff and jitter, and names the URL, the range and
-  the attempt count when it gives up. It also turns a short read into :class:`StaleIndexError` when a fresh
-  size check shows the object really is smaller than indexed.
+pickled, so slices can travel to any worker and resolve credentials there. Its store's policy and transport
+live in :mod:`dataplug.storage.stores`, the request planning in :mod:`dataplug.storage.ranges`, the retries
+and error classification in :mod:`dataplug.storage.retry`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
-import functools
-import http.client
-import io
 import os
-import random
 import threading
-import time
 import uuid
-from collections import OrderedDict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import fsspec
 
-from dataplug.storage.stores import StorePolicy, policy_for
-from dataplug.errors import (
-    AccessDeniedError,
-    DataplugError,
-    IndexLocationNotWritableError,
-    ObjectNotFoundError,
-    StaleIndexError,
-    StorageError,
+from dataplug.errors import AccessDeniedError, DataplugError, IndexLocationNotWritableError, ObjectNotFoundError, StaleIndexError, StorageError
+from dataplug.storage.ranges import SequentialReader, plan
+from dataplug.storage.retry import (
+    access_denied,
+    denied_advice,
+    describe,
+    is_precondition_failed,
+    read_retrying,
+    refuses_writes,
+    response_error,
+    retry,
+    stale_error,
 )
+from dataplug.storage.stores import StorePolicy, Transport, filesystem_options, identity, policy_for, transport_for
 
-#: Attempts dataplug makes for one read or storage call before it raises :class:`StorageError`.
-RETRIES = 5
-#: Backoff before attempt ``n + 1`` is ``min(BACKOFF_CAP, BACKOFF_BASE * 2**(n - 1))`` seconds, times a random
-#: factor in [0.5, 1) so that workers that failed together do not retry together.
-BACKOFF_BASE = 0.2
-BACKOFF_CAP = 5.0
-#: botocore's retry policy for S3 requests when the storage options set none.
-DEFAULT_S3_RETRIES = {"mode": "standard", "max_attempts": 3}
-#: Seconds a response may go without a byte before the request counts as stalled and is retried, on every
-#: store (botocore's ``read_timeout``, aiohttp's ``sock_read``), unless the storage options set another.
-READ_TIMEOUT = 20.0
-CONNECT_TIMEOUT = 10.0
-#: Seconds after which a failed attempt is not retried, however many attempts are left (checked between
-#: attempts: an attempt itself ends when a response goes :data:`READ_TIMEOUT` seconds without a byte).
-RETRY_DEADLINE = 120.0
-#: Concurrent range requests of one :meth:`StorageObject.read_ranges` call.
-MAX_CONCURRENT_RANGES = 32
 #: :data:`read_stats` keeps totals for at most this many URLs (the most recently read).
 READ_STATS_URLS = 1024
 #: Name prefix of the probe files :meth:`StorageObject.check_writable` writes and deletes.
 PROBE_PREFIX = ".dataplug-probe-"
 
-_S3 = ("s3", "s3a")
-#: Error codes of object stores that mean "try again" (botocore's transient and throttling codes).
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "PriorRequestNotComplete",
-        "OperationAborted",
-    }
-)
-_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-_TRANSIENT_ERRNOS = frozenset({errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
-#: Error codes and statuses that mean a location refuses writes (rather than failed to take one).
-_REFUSED_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "NoSuchBucket",
-        "InvalidBucketName",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "MethodNotAllowed",
-        "InvalidObjectState",
-    }
-)
-_REFUSED_STATUS = frozenset({401, 403, 405})
-_REFUSED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOSPC, errno.EDQUOT})
-#: Error codes and statuses that mean the credentials in use may not read (rather than that nothing is there).
-_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"})
-_DENIED_STATUS = frozenset({401, 403})
-
 
 class ReadStats:
     """Process-wide counters of reads per URL, so tests and benchmarks can prove what a step fetched.
 
-    ``requests[url]`` counts the requests made (retries included), ``bytes[url]`` the bytes returned. Only the
+    ``requests[url]`` counts the requests made (after :func:`~dataplug.storage.ranges.plan` joined near ranges;
+    retries included), ``bytes[url]`` the bytes those requests returned (gaps between joined ranges included). Only the
     ``max_urls`` most recently read URLs are kept, so a long-lived worker does not grow without bound.
     """
 
@@ -158,44 +84,6 @@ class ObjectInfo:
         return {"size": self.size, "identity": self.identity}
 
 
-def _identity(info: dict[str, Any], protocol: str = "") -> str:
-    """A string that changes when the object's content changes: ETag/version on object stores and web
-    servers (``Last-Modified`` over HTTP without an ETag; the size is compared beside it). Locally the
-    mtime, the inode-change time and the inode: a file restored with its old size and mtime (``cp -p``,
-    ``touch -r``) still gets a new ctime, and a file replaced by a rename a new inode."""
-    if protocol == "file" and info.get("mtime") is not None:
-        return f"mtime:{info['mtime']};ctime:{info.get('created')};ino:{info.get('ino')}"
-    for key in ("VersionId", "version_id", "generation"):
-        if info.get(key):
-            return f"version:{info[key]}"
-    for key in ("ETag", "etag", "md5Hash", "md5", "checksum"):
-        if info.get(key):
-            return f"etag:{str(info[key]).strip()}"
-    for key in ("mtime", "LastModified", "last_modified", "Last-Modified", "updated", "created"):
-        value = info.get(key)
-        if value is not None:
-            if hasattr(value, "timestamp"):
-                value = value.timestamp()
-            return f"mtime:{value}"
-    return "unknown"
-
-
-def _pread_ranges(path: str, ranges: list[tuple[int, int]]) -> list[bytes | BaseException]:
-    """Local ranges with one open and a ``pread`` each: fsspec's local ``cat_ranges`` opens the file once per
-    range, which made a LAS cell, read as many short runs of points, cost more to open than to decode."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        out: list[bytes | BaseException] = []
-        for a, b in ranges:
-            try:
-                out.append(os.pread(fd, b - a, a))
-            except OSError as exc:
-                out.append(exc)
-        return out
-    finally:
-        os.close(fd)
-
-
 _UNVERIFIABLE: set[str] = set()
 
 
@@ -215,151 +103,10 @@ def _warn_unverifiable(url: str) -> None:
         )
 
 
-class ShortBodyError(Exception):
-    """A response body shorter than the bytes asked for: retried, unless the object really is smaller."""
-
-
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    """``exc`` and the exceptions it was raised from (s3fs wraps botocore's errors into OSError)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _response_error(exc: BaseException) -> tuple[str | None, int | None]:
-    """The object store's error code and HTTP status behind ``exc``, if a response is behind it."""
-    for e in _chain(exc):
-        response = getattr(e, "response", None)
-        if isinstance(response, dict):
-            return response.get("Error", {}).get("Code"), response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return None, None
-
-
-@functools.cache
-def _transient_types() -> tuple[type[BaseException], ...]:
-    """Exception types of a request or body that failed in transit (imported lazily: local use needs none)."""
-    types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.IncompleteRead, ShortBodyError]
-    with contextlib.suppress(ImportError):
-        import aiohttp
-
-        types += [aiohttp.ClientPayloadError, aiohttp.ClientConnectionError]
-    with contextlib.suppress(ImportError):
-        from botocore import exceptions as boto
-
-        types += [boto.HTTPClientError, boto.ConnectionError, boto.IncompleteReadError, boto.ResponseStreamingError]
-    with contextlib.suppress(ImportError):
-        from urllib3 import exceptions as urllib3
-
-        types += [urllib3.ProtocolError, urllib3.IncompleteRead]
-    return tuple(types)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is worth another attempt, by exception type, error code and HTTP status (never by message)."""
-    if isinstance(exc, DataplugError):
-        return False
-    code, status = _response_error(exc)
-    if code is not None or status is not None:
-        return code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
-        return False
-    if isinstance(exc, _transient_types()):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
-
-
-def _is_precondition_failed(exc: BaseException | None) -> bool:
-    """True for S3's answer to a failed ``If-Match`` (HTTP 412), however s3fs wrapped it."""
-    code, status = _response_error(exc) if exc is not None else (None, None)
-    return code == "PreconditionFailed" or status == 412
-
-
-def _is_range_past_end(exc: BaseException) -> bool:
-    """True for HTTP 416: the range starts at or past the object's end."""
-    code, status = _response_error(exc)
-    return code == "InvalidRange" or status == 416
-
-
-def _refuses_writes(exc: BaseException) -> bool:
-    """A location that refuses writes (permissions, read-only, no such bucket), as opposed to a failed write."""
-    code, status = _response_error(exc)
-    if code is not None or status is not None:
-        return code in _REFUSED_CODES or status in _REFUSED_STATUS
-    if isinstance(exc, (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _REFUSED_ERRNOS
-
-
-def _access_denied(exc: BaseException) -> str | None:
-    """The reason when ``exc`` is a refusal (HTTP 401/403, S3's ``AccessDenied`` and bad-credential codes, a
-    local permission error), however fsspec wrapped it, else None. fsspec's HTTP ``info`` turns a 403 into
-    ``FileNotFoundError`` raised from aiohttp's ``ClientResponseError``, whose ``status`` still says 403."""
-    code, status = _response_error(exc)
-    if code is not None or status is not None:
-        if code in _DENIED_CODES or status in _DENIED_STATUS:
-            return code if code and not code.isdigit() else f"HTTP {status}"
-        return None
-    for e in _chain(exc):
-        if getattr(e, "status", None) in _DENIED_STATUS:
-            return f"HTTP {e.status}"  # type: ignore[attr-defined]
-    return "permission denied" if isinstance(exc, PermissionError) else None
-
-
-def _denied_advice(protocol: str) -> str:
-    """How to read an object after a refusal: credentials, an endpoint, or anonymous access, as its store takes them."""
-    if protocol == "file":
-        return "the file system denies this user reading it"
-    if protocol in _S3:
-        return (
-            "S3 also answers so for a missing key when the credentials may not list the bucket. Give credentials that may read it (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or storage_options "
-            "key/secret, on the command line -s key=... -s secret=...), the endpoint of a store other than AWS "
-            "(AWS_ENDPOINT_URL or storage_options endpoint_url, -s endpoint_url=...), or storage_options anon=true for a public bucket"
-        )
-    return f"the server refuses this request; give the credentials or headers it needs in storage_options (see fsspec's {protocol} filesystem)"
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _backoff(attempt: int) -> None:
-    """Sleep before attempt ``attempt + 1``: exponential, capped, with jitter."""
-    time.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
-
-
-def stale_error(url: str, indexed: ObjectInfo, now: ObjectInfo) -> StaleIndexError:
-    """The error for an object that changed after it was indexed."""
-    return StaleIndexError(
-        url,
-        f"the object changed after it was indexed (indexed size {indexed.size}, {indexed.identity}; "
-        f"now size {now.size}, {now.identity}); run preprocess(force=True)",
-    )
-
-
 def split_url(url: str) -> tuple[str, str]:
     """``("s3", "bucket/key")`` for a URL; plain paths are ``file``."""
     protocol, path = fsspec.core.split_protocol(url)
     return protocol or "file", path
-
-
-def _filesystem_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The storage options with dataplug's defaults where the user chose nothing: botocore's retry policy and
-    the read and connect timeouts on S3, aiohttp's on HTTP(S)."""
-    if protocol in _S3:
-        config = dict(options.get("config_kwargs") or {})
-        config.setdefault("retries", dict(DEFAULT_S3_RETRIES))
-        config.setdefault("read_timeout", READ_TIMEOUT)
-        config.setdefault("connect_timeout", CONNECT_TIMEOUT)
-        return {**options, "config_kwargs": config}
-    if protocol in ("http", "https"):
-        import aiohttp
-
-        client = dict(options.get("client_kwargs") or {})
-        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT))
-        return {**options, "client_kwargs": client}
-    return options
 
 
 #: Storage option names whose values are secrets: :func:`redact` hides them in every ``repr``.
@@ -390,14 +137,6 @@ def redact_url(url: str) -> str:
     return f"{base}?{'&'.join(parts)}"
 
 
-class RangeIgnoredError(StorageError):
-    """The server answered a ranged GET with more bytes than the range: it ignores ``Range`` requests."""
-
-
-class _HTTPStatusError(ConnectionError):
-    """A transient HTTP status (429, 5xx) on a ranged GET: retried like a dropped connection."""
-
-
 @dataclass
 class StorageObject:
     """An object (or any path) behind an fsspec URL plus the options of its filesystem.
@@ -411,6 +150,7 @@ class StorageObject:
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
     _fs: Any = field(default=None, init=False, repr=False, compare=False)
+    _transport: Transport | None = field(default=None, init=False, repr=False, compare=False)
     _path: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -428,11 +168,12 @@ class StorageObject:
         self.storage_options = state["storage_options"]
         self._fs = None
         self._path = None
+        self._transport = None
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         if self._fs is None:
-            self._fs, self._path = fsspec.core.url_to_fs(self.url, **_filesystem_options(self.protocol, self.storage_options))
+            self._fs, self._path = fsspec.core.url_to_fs(self.url, **filesystem_options(self.protocol, self.storage_options))
         return self._fs
 
     @property
@@ -457,6 +198,13 @@ class StorageObject:
 
     # -- metadata ---------------------------------------------------------------------------------------
 
+    @property
+    def transport(self) -> Transport:
+        """How this object's store is read (:mod:`dataplug.storage.stores`), made once per process."""
+        if self._transport is None:
+            self._transport = transport_for(self)
+        return self._transport
+
     def info(self, refresh: bool = True) -> ObjectInfo:
         """Size and identity, fresh from the store. Raises :class:`ObjectNotFoundError`."""
         if refresh:
@@ -464,10 +212,10 @@ class StorageObject:
         raw = self._call(self.fs.info, self.path, what="metadata request")
         if raw.get("type") == "directory":
             raise ObjectNotFoundError(self.url, "is a directory, not an object")
-        identity = _identity(raw, self.protocol)
-        if identity == "unknown":
+        ident = identity(raw, self.protocol)
+        if ident == "unknown":
             _warn_unverifiable(self.url)
-        return ObjectInfo(size=int(raw["size"]), identity=identity)
+        return ObjectInfo(size=int(raw["size"]), identity=ident)
 
     def exists(self) -> bool:
         try:
@@ -478,83 +226,56 @@ class StorageObject:
 
     # -- reads -------------------------------------------------------------------------------------------
 
-    def read_range(self, start: int, end: int, expect: ObjectInfo | None = None) -> bytes:
-        """Bytes ``[start, end)`` of the object."""
-        return self.read_ranges([(start, end)], expect=expect)[0]
+    def read_range(self, start: int, end: int, expect: ObjectInfo | None = None, *, checked: bool = False) -> bytes:
+        """Bytes ``[start, end)`` of the object (see :meth:`read_ranges`)."""
+        return self.read_ranges([(start, end)], expect=expect, checked=checked)[0]
 
-    def read_ranges(self, ranges: Sequence[tuple[int, int]], expect: ObjectInfo | None = None) -> list[bytes]:
-        """Several byte ranges in one call (concurrent requests where the filesystem is async).
+    def read_ranges(
+        self,
+        ranges: Sequence[tuple[int, int]],
+        expect: ObjectInfo | None = None,
+        *,
+        max_gap: int | None = None,
+        max_block: int | None = None,
+        checked: bool = False,
+    ) -> list[bytes]:
+        """The bytes of each range ``[a, b)``, in the caller's order (any order, overlaps allowed).
 
-        With ``expect``, raises :class:`StaleIndexError` if the object is no longer the one described. On S3
-        the check rides on the reads themselves (``If-Match`` on the ETag, or ``VersionId`` on a versioned
-        bucket), so it costs no request; elsewhere it is one metadata call. Failed ranges are retried whole.
+        The requests are planned once (:func:`~dataplug.storage.ranges.plan`): ranges at most ``max_gap`` bytes
+        apart are read in one request of at most ``max_block`` bytes (a single larger range is one request);
+        ``None`` takes the store's :attr:`policy`. The requests run concurrently where the store is remote, and
+        failed requests are retried whole.
+
+        With ``expect``, raises :class:`StaleIndexError` if the object is no longer the one described. Where
+        the store pins (:attr:`StorePolicy.supports_pinning <dataplug.storage.stores.StorePolicy>`: S3
+        ``If-Match``/``VersionId``, HTTP ``If-Match``, a local file's ``fstat``) the check rides on the reads
+        and costs no request. Elsewhere it is one metadata request, made unless ``checked`` says the caller
+        already checked ``expect`` in this operation (a later read of the same slice, after an :meth:`info`
+        it compared with ``expect``).
         """
-        ranges = [(int(a), int(b)) for a, b in ranges]
-        if not ranges:
-            return []
-        pins = self._pins(expect)
-        if expect is not None and pins is None:
+        policy = self.policy
+        jobs = plan(ranges, policy.max_gap if max_gap is None else max_gap, policy.max_block if max_block is None else max_block)
+        if not jobs.requests:
+            return jobs.cut([])
+        transport = self.transport
+        pinned = expect is not None and transport.pins(expect)
+        if expect is not None and not pinned and not checked:
             self.check_unchanged(expect)
-        out = [b""] * len(ranges)
-        todo = [i for i, (a, b) in enumerate(ranges) if b > a]
-        requests = self._read_retrying(ranges, todo, out, pins or {}, expect) if todo else 0
-        read_stats.add(self.url, requests, sum(len(data) for data in out))
-        return out
+        bodies, requests = read_retrying(
+            self.url,
+            lambda todo: transport.fetch(todo, expect if pinned else None),
+            jobs.requests,
+            check_size=lambda end: self._check_size(end, expect),
+            translate=lambda exc: self._translate(exc, versioned=pinned and expect is not None and expect.identity.startswith("version:")),
+        )
+        read_stats.add(self.url, requests, sum(len(body) for body in bodies))
+        return jobs.cut(bodies)
 
     def check_unchanged(self, expect: ObjectInfo) -> None:
         """Raise :class:`StaleIndexError` unless the object still has the indexed size and identity."""
         now = self.info()
         if now != expect:
             raise stale_error(self.url, expect, now)
-
-    def _pins(self, expect: ObjectInfo | None) -> dict[str, str] | None:
-        """``get_object`` arguments that make a read fail unless it returns the indexed bytes (None: cannot pin)."""
-        if expect is None:
-            return {}
-        if self.protocol in _S3:
-            kind, _, value = expect.identity.partition(":")
-            if kind == "etag":
-                return {"IfMatch": value}
-            if kind == "version":
-                return {"VersionId": value}
-        return None
-
-    def _read_retrying(
-        self, ranges: list[tuple[int, int]], todo: list[int], out: list[bytes], pins: dict[str, str], expect: ObjectInfo | None
-    ) -> int:
-        """Fill ``out[i]`` for every ``i`` in ``todo``; re-issue only the ranges that failed. Returns the request count."""
-        requests, started = 0, time.monotonic()
-        for attempt in range(1, RETRIES + 1):
-            results = self._fetch_ranges([ranges[i] for i in todo], pins)
-            requests += len(todo)
-            failed: dict[int, BaseException] = {}
-            for i, result in zip(todo, results):
-                a, b = ranges[i]
-                if isinstance(result, BaseException):
-                    if _is_range_past_end(result):
-                        failed[i] = ShortBodyError(f"the store refused bytes [{a}, {b}) as past the object's end")
-                    elif _is_transient(result):
-                        failed[i] = result
-                    else:
-                        raise self._translate(result, pins) from result
-                elif len(result) != b - a:
-                    failed[i] = ShortBodyError(f"got {len(result)} of the {b - a} bytes [{a}, {b})")
-                else:
-                    out[i] = result
-            shorts = [ranges[i] for i, exc in failed.items() if isinstance(exc, ShortBodyError)]
-            if shorts:
-                self._check_size(max(b for _, b in shorts), expect)
-            if not failed:
-                return requests
-            todo = sorted(failed)
-            took = time.monotonic() - started
-            if attempt == RETRIES or took > RETRY_DEADLINE:
-                a, b = ranges[todo[0]]
-                error = failed[todo[0]]
-                others = f" ({len(todo)} of {len(ranges)} ranges failed)" if len(todo) > 1 else ""
-                raise StorageError(self.url, f"reading bytes [{a}, {b}) failed after {attempt} attempts in {took:.0f} s{others}: {_describe(error)}") from error
-            _backoff(attempt)
-        raise AssertionError("unreachable")
 
     def _check_size(self, end: int, expect: ObjectInfo | None) -> None:
         """After a short read: :class:`StaleIndexError` if a fresh look shows the object changed or ends before ``end``."""
@@ -564,152 +285,17 @@ class StorageObject:
         if size < end:
             raise StaleIndexError(self.url, f"short read: the object has {size} bytes, fewer than the {end} indexed; run preprocess(force=True)")
 
-    def _fetch_ranges(self, ranges: list[tuple[int, int]], pins: dict[str, str]) -> list[bytes | BaseException]:
-        """One attempt at every range: each result is its bytes or the exception that range failed with."""
-        try:
-            if self.protocol in _S3:
-                from fsspec.asyn import sync
-
-                return sync(self.fs.loop, self._get_s3_ranges, ranges, pins)
-            if self.protocol == "file":
-                return _pread_ranges(self.path, ranges)
-            if self.protocol in ("http", "https"):
-                from fsspec.asyn import sync
-
-                return sync(self.fs.loop, self._get_http_ranges, ranges)
-            paths = [self.path] * len(ranges)
-            return self.fs.cat_ranges(paths, [a for a, _ in ranges], [b for _, b in ranges], on_error="return")
-        except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
-            return [exc] * len(ranges)
-
-    async def _get_s3_ranges(self, ranges: list[tuple[int, int]], pins: dict[str, str]) -> list[bytes | BaseException]:
-        """One ``GetObject`` per range through s3fs (with ``If-Match``/``VersionId`` when pinned), body read in full."""
-        gate = asyncio.Semaphore(MAX_CONCURRENT_RANGES)
-
-        async def one(start: int, end: int) -> bytes:
-            async with gate:
-                return await self._get_s3(end - start, Range=f"bytes={start}-{end - 1}", **pins)
-
-        return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
-
-    async def _get_s3(self, limit: int | None = None, **kwargs: str) -> bytes:
-        """One ``GetObject``; with ``limit``, a body longer than that is refused after reading at most one byte
-        past the limit (a server that ignored ``Range``)."""
-        fs = self.fs
-        bucket, key, version = fs.split_path(self.path)
-        if version and "VersionId" not in kwargs:
-            kwargs["VersionId"] = version
-        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, **kwargs)
-        body = resp["Body"]
-        try:
-            if limit is None:
-                # aiobotocore checks the body against Content-Length (IncompleteReadError when it falls short).
-                return await body.read()
-            if int(resp.get("ContentLength") or 0) > limit:
-                raise self._range_ignored(limit, int(resp["ContentLength"]))
-            data = bytearray()
-            while len(data) <= limit:  # read(amt) returns what one chunk holds: read on, to one byte past the limit
-                chunk = await body.read(limit + 1 - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            if len(data) > limit:
-                raise self._range_ignored(limit, len(data))
-            return bytes(data)
-        finally:
-            body.close()
-
-    async def _get_http_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes | BaseException]:
-        """One GET per range over HTTP(S), each body read as a stream and cut off past its range: fsspec's
-        ``cat_ranges`` buffers whatever the server sends, so a server that ignores ``Range`` made every
-        attempt download (and hold) the whole object."""
-        gate = asyncio.Semaphore(MAX_CONCURRENT_RANGES)
-
-        async def one(start: int, end: int) -> bytes:
-            async with gate:
-                return await self._get_http(start, end)
-
-        return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
-
-    async def _get_http(self, start: int, end: int) -> bytes:
-        fs = self.fs
-        session = await fs.set_session()
-        kw = dict(fs.kwargs)
-        headers = {**(kw.pop("headers", None) or {}), "Range": f"bytes={start}-{end - 1}"}
-        wanted = end - start
-        async with session.get(fs.encode_url(self.path), headers=headers, **kw) as r:
-            if r.status in (404, 410):
-                raise FileNotFoundError(errno.ENOENT, f"HTTP {r.status}", self.url)
-            if r.status in _TRANSIENT_STATUS:
-                raise _HTTPStatusError(f"HTTP {r.status} {r.reason}")
-            r.raise_for_status()
-            if r.status != 206 and start > 0:
-                raise RangeIgnoredError(
-                    self.url, f"the server ignored the Range request for bytes [{start}, {end}) (HTTP {r.status}, the whole object): dataplug reads slices only from servers that honour Range"
-                )
-            length = r.content_length
-            if r.status == 206 and length is not None and length > wanted:
-                raise self._range_ignored(wanted, length)
-            data = bytearray()
-            while len(data) < wanted:  # a 200 for a range from 0 is the object's start: read what was asked, then hang up
-                chunk = await r.content.read(wanted - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            if r.status == 206 and await r.content.read(1):
-                raise self._range_ignored(wanted, wanted + 1)
-            return bytes(data)
-
-    def _range_ignored(self, asked: int, sent: int) -> RangeIgnoredError:
-        return RangeIgnoredError(self.url, f"the server ignored the Range request: it sends {sent} bytes where {asked} were asked")
-
     def read_prefix(self, limit: int) -> bytes:
         """The object's first ``limit`` bytes and at most one more, in one request, with no metadata request
         before it: a small file (a manifest) read whole and consistent, its size checked by the caller
         (``len(result) > limit``: it is larger)."""
-        if self.protocol == "file":
-            def read() -> bytes:
-                with open(self.path, "rb") as fh:
-                    return fh.read(limit + 1)
-
-            data = self._call(read, what="reading the file")
-        elif self.protocol in _S3:
-            from fsspec.asyn import sync
-
-            data = self._call(sync, self.fs.loop, self._get_s3_prefix, limit, what="reading the object")
-        elif self.protocol in ("http", "https"):
-            from fsspec.asyn import sync
-
-            data = self._call(sync, self.fs.loop, self._get_http_prefix, limit, what="reading the object")
-        else:
-            data = self._call(self.fs.cat_file, self.path, 0, limit + 1, what="reading the object")
+        data = self._call(self.transport.read_prefix, limit, what="reading the object")
         read_stats.add(self.url, 1, len(data))
         return data[: limit + 1]
 
-    async def _get_http_prefix(self, limit: int) -> bytes:
-        try:
-            return await self._get_http(0, limit + 1)
-        except Exception as exc:  # noqa: BLE001 - only "nothing at byte 0" is an answer here
-            if getattr(exc, "status", None) == 416:
-                return b""
-            raise
-
-    async def _get_s3_prefix(self, limit: int) -> bytes:
-        try:
-            return await self._get_s3(limit + 1, Range=f"bytes=0-{limit}")
-        except OSError as exc:
-            if _is_range_past_end(exc):  # an empty object has no byte 0
-                return b""
-            raise
-
     def read_all(self) -> bytes:
         """The whole object (used for small sidecar files, never for data objects), retried like ranges."""
-        if self.protocol in _S3:
-            from fsspec.asyn import sync
-
-            data = self._call(sync, self.fs.loop, self._get_s3, what="reading the whole object")
-        else:
-            data = self._call(self.fs.cat_file, self.path, what="reading the whole object")
+        data = self._call(self.transport.read_all, what="reading the whole object")
         read_stats.add(self.url, 1, len(data))
         return data
 
@@ -717,7 +303,7 @@ class StorageObject:
         """A read-only file object over the whole object for one front-to-back pass.
 
         It fetches ``block_size`` ranges ``ahead`` blocks in advance on a background thread, so download
-        and decoding overlap; every range carries the staleness check of :meth:`read_ranges`.
+        and decoding overlap; the ranges are checked against ``expect`` as :meth:`read_ranges` checks them.
         """
         return SequentialReader(self, expect, block_size, ahead)
 
@@ -758,7 +344,7 @@ class StorageObject:
         try:
             self.fs.rm(self.path)
         except FileNotFoundError as exc:
-            if _response_error(exc)[0] == "NoSuchBucket":
+            if response_error(exc)[0] == "NoSuchBucket":
                 raise
 
     def check_writable(self) -> None:
@@ -788,93 +374,37 @@ class StorageObject:
 
     # -- errors and retries ------------------------------------------------------------------------------
 
-    def _translate(self, exc: BaseException, pins: dict[str, str] | None = None) -> DataplugError:
+    def _translate(self, exc: BaseException, versioned: bool = False) -> DataplugError:
         if isinstance(exc, DataplugError):
             return exc
-        if _is_precondition_failed(exc):
+        if is_precondition_failed(exc):
             return StaleIndexError(self.url, "the object changed after it was indexed (ETag no longer matches); run preprocess(force=True)")
-        code, _ = _response_error(exc)
-        if code == "NoSuchVersion" or (pins and "VersionId" in pins and code == "InvalidArgument"):
+        code, _ = response_error(exc)
+        if code == "NoSuchVersion" or (versioned and code == "InvalidArgument"):
             return StaleIndexError(self.url, "the indexed version of the object no longer exists; run preprocess(force=True)")
-        why = _access_denied(exc)
+        why = access_denied(exc)
         if why is not None:
-            return AccessDeniedError(self.url, f"access denied ({why}): {_denied_advice(self.protocol)}")
+            return AccessDeniedError(self.url, f"access denied ({why}): {denied_advice(self.protocol)}")
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             return ObjectNotFoundError(self.url, "object not found")
-        return StorageError(self.url, _describe(exc))
-
-    def _retry(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)``, retried on transient errors; raises :class:`StorageError` after the last attempt
-        and a non-transient error as it is."""
-        started = time.monotonic()
-        for attempt in range(1, RETRIES + 1):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - classified below
-                if not _is_transient(exc):
-                    raise
-                took = time.monotonic() - started
-                if attempt == RETRIES or took > RETRY_DEADLINE:
-                    raise StorageError(self.url, f"{what} failed after {attempt} attempts in {took:.0f} s: {_describe(exc)}") from exc
-                _backoff(attempt)
-        raise AssertionError("unreachable")
+        return StorageError(self.url, describe(exc))
 
     def _call(self, fn: Callable[..., Any], *args: Any, what: str = "storage request", **kwargs: Any) -> Any:
-        """:meth:`_retry`, with a non-transient error translated into dataplug's errors."""
+        """:func:`~dataplug.storage.retry.retry`, with a non-transient error translated into dataplug's errors."""
         try:
-            return self._retry(fn, *args, what=what, **kwargs)
+            return retry(fn, *args, url=self.url, what=what, **kwargs)
         except DataplugError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated
             raise self._translate(exc) from exc
 
     def _refusable(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
-        """:meth:`_retry` for writes and deletes: a refusal is :class:`IndexLocationNotWritableError`."""
+        """:func:`~dataplug.storage.retry.retry` for writes and deletes: a refusal is :class:`IndexLocationNotWritableError`."""
         try:
-            return self._retry(fn, *args, what=what, **kwargs)
+            return retry(fn, *args, url=self.url, what=what, **kwargs)
         except DataplugError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified
-            if _refuses_writes(exc):
-                raise IndexLocationNotWritableError(self.url, f"cannot {what}: {_describe(exc)}") from exc
-            raise StorageError(self.url, f"cannot {what}: {_describe(exc)}") from exc
-
-
-class SequentialReader(io.RawIOBase):
-    """Front-to-back reads of one object with ranges prefetched on a background thread."""
-
-    def __init__(self, obj: StorageObject, expect: ObjectInfo, block_size: int, ahead: int) -> None:
-        super().__init__()
-        self.obj, self.expect, self.block_size = obj, expect, block_size
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dataplug-prefetch")
-        self.pending: deque[Future[bytes]] = deque()
-        self.next_start = 0
-        self.buffer = memoryview(b"")
-        for _ in range(max(1, ahead)):
-            self._prefetch()
-
-    def _prefetch(self) -> None:
-        if self.next_start < self.expect.size:
-            end = min(self.next_start + self.block_size, self.expect.size)
-            self.pending.append(self.pool.submit(self.obj.read_range, self.next_start, end, self.expect))
-            self.next_start = end
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:  # type: ignore[override]
-        if not self.buffer:
-            if not self.pending:
-                return 0
-            self.buffer = memoryview(self.pending.popleft().result())
-            self._prefetch()
-        n = min(len(target), len(self.buffer))
-        target[:n] = self.buffer[:n]
-        self.buffer = self.buffer[n:]
-        return n
-
-    def close(self) -> None:
-        for fut in self.pending:
-            fut.cancel()
-        self.pool.shutdown(wait=True)
-        super().close()
+            if refuses_writes(exc):
+                raise IndexLocationNotWritableError(self.url, f"cannot {what}: {describe(exc)}") from exc
+            raise StorageError(self.url, f"cannot {what}: {describe(exc)}") from exc
