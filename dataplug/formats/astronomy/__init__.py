@@ -1,0 +1,1 @@
+"""Astronomy formats: the MeasurementSet of radio interferometry (:mod:`dataplug.formats.astronomy.ms`)."""
