@@ -18,13 +18,17 @@ from dataplug.errors import (
     StaleIndexError,
     StrategyArgumentError,
 )
-from dataplug.format import DataFormat, IndexData, PreprocessContext, get_format
+from dataplug.format import DataFormat, IndexData, OperationObject, PreprocessContext, get_format
 from dataplug.sidecar import (
     INDEX_SUFFIX,
     Sidecar,
+    abandon_write,
+    begin_write,
+    canonical_url,
     delete_sidecar,
     load_sidecar,
     object_index_folder,
+    read_manifest,
     write_sidecar,
 )
 from dataplug.storage import ObjectInfo, StorageObject, split_url, stale_error
@@ -66,21 +70,45 @@ def s3_config_to_storage_options(s3_config: dict[str, Any] | None) -> dict[str, 
     return {k: v for k, v in options.items() if v is not None}
 
 
+class _Operation:
+    """What one operation (an open, a preprocess, a partition) learnt of the object and its index folder, so
+    that it asks storage once for each: the object's size and identity, its first bytes (in ``obj``), and the
+    manifests it read (by URL: the manifest, ``None`` when there is none, or the :class:`CorruptIndexError`
+    reading it raised)."""
+
+    def __init__(self, obj: StorageObject, look: bool = True) -> None:
+        #: The object's size and identity, taken once (``None`` for an operation that only reads the index).
+        self.info: ObjectInfo | None = obj.info() if look else None
+        self.obj = OperationObject.of(obj, self.info)
+        self.manifests: dict[str, Any] = {}
+
+    def manifest(self, folder: StorageObject) -> Any:
+        if folder.url not in self.manifests:
+            try:
+                self.manifests[folder.url] = read_manifest(folder)
+            except CorruptIndexError as exc:
+                self.manifests[folder.url] = exc
+        return self.manifests[folder.url]
+
+
 class CloudObject:
     """A data object in storage, read through its format and its sidecar index.
 
     The object itself is never written. Its index lives in a folder of its own, by default
     ``<url>.dataplug/`` beside it; ``index_location`` names a folder or bucket that may hold the indexes of
-    many objects, each in ``<index_location>/<name>.<hash of the URL>.dataplug/``. Inside that folder
-    each format has a sub-folder, so one object can be indexed as several formats.
+    many objects, each in ``<index_location>/<name>.<hash of the URL>.dataplug/``. That folder holds the
+    index of one format (the first one built, usually the detected one), so that opening the object reads the
+    format from it rather than detecting it again; an index of any other format goes in a sub-folder named
+    after the format, so one object can be indexed as several formats.
 
     An ``index_location`` whose last part ends in ``.dataplug`` is that object's own folder, as
     ``dataplug publish`` writes it; one over ``http(s)://`` is a published index, read-only: it is read
     without listing, never written, and one that does not fit the object is an error that says to index
     the object yourself.
 
-    ``data_format`` ``"auto"`` (or ``None``) detects the format from the object's first bytes
-    (:func:`dataplug.detect.detect_format`); :attr:`detection` then says what was chosen and why.
+    ``data_format`` ``"auto"`` (or ``None``) takes the format of the index in the object's folder when there
+    is one, else detects it from the object's first bytes (:func:`dataplug.detect.detect_format`);
+    :attr:`detection` then says what was chosen and why.
     """
 
     def __init__(
@@ -94,16 +122,26 @@ class CloudObject:
         self.obj = StorageObject(url, dict(storage_options or {}))
         #: How the format was detected (``None`` when it was given).
         self.detection: Detection | None = None
-        if data_format is None or (isinstance(data_format, str) and data_format.lower() == "auto"):
-            self.detection = detect_format(self.obj)
-            data_format = self.detection.format
-        self.format: type[DataFormat] = get_format(data_format)
+        #: The operation the constructor started when it had to look at the object (format detection), which
+        #: :func:`open_url` carries on instead of starting another.
+        self._opening: _Operation | None = None
         if index_location and index_location.rstrip("/").endswith(INDEX_SUFFIX):
-            self._use_index_folder(index_location.rstrip("/"), index_storage_options)
+            folder = index_location.rstrip("/")
         elif index_location:
-            self._use_index_folder(index_location.rstrip("/") + "/" + object_index_folder(self.obj.url), index_storage_options)
+            folder = index_location.rstrip("/") + "/" + object_index_folder(self.obj.url)
         else:
-            self._use_index_folder(self.obj.url + INDEX_SUFFIX, index_storage_options)
+            folder = self.obj.url + INDEX_SUFFIX
+        recorded = None
+        if data_format is None or (isinstance(data_format, str) and data_format.lower() == "auto"):
+            self._opening = _Operation(self.obj)
+            self._set_index_folder(folder, index_storage_options)
+            recorded = self._recorded_detection(self._opening)
+            self.detection = recorded or detect_format(self._opening.obj, self._opening.info)
+            data_format = self.detection.format
+        #: True when the format came from the index in the folder, not from the object's bytes.
+        self._format_from_index = recorded is not None
+        self.format: type[DataFormat] = get_format(data_format)
+        self._use_index_folder(folder, index_storage_options)
         self._sidecar: Sidecar | None = None
         self._attributes: Any = None
         #: Whether the last :meth:`preprocess` call built the index (False when it found a fresh one).
@@ -111,17 +149,51 @@ class CloudObject:
         #: The options given to the last :meth:`preprocess` call (companion URLs are trusted from here only).
         self._given_options: dict[str, Any] = {}
 
-    def _use_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
-        """Keep this object's index under ``folder`` (one format per sub-folder)."""
+    def _set_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
         if index_storage_options is None:
             same_protocol = split_url(folder)[0] == self.obj.protocol
             index_storage_options = dict(self.obj.storage_options) if same_protocol else {}
-        self.index_location = StorageObject(folder, dict(index_storage_options)).child(self.format.name)
+        #: The object's index folder: it holds one format's index, a sub-folder per other format.
+        self.index_folder = StorageObject(folder, dict(index_storage_options))
+        #: Where this format's index is: :attr:`index_folder`, or its sub-folder named after the format when
+        #: the folder holds another format's index (known once the folder's manifest is read).
+        self.index_location = self.index_folder
+
+    def _use_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
+        """Keep this object's index under ``folder``."""
+        self._set_index_folder(folder, index_storage_options)
+        self._located = False
+        if self._opening is not None:
+            self._locate(self._opening)
+
+    def _locate(self, op: _Operation) -> StorageObject:
+        """Set and return :attr:`index_location` from the folder's manifest (read once per operation)."""
+        top = op.manifest(self.index_folder)
+        other = isinstance(top, dict) and self._describes_this_object(top) and top["format"] != self.format.name
+        self.index_location = self.index_folder.child(self.format.name) if other else self.index_folder
+        self._located = True
+        return self.index_location
+
+    def _describes_this_object(self, manifest: dict[str, Any]) -> bool:
+        return canonical_url(manifest["object"]["url"]) == canonical_url(self.url)
+
+    def _recorded_detection(self, op: _Operation) -> Detection | None:
+        """The format the index in the folder was built as, when it is this object's and that format is
+        installed: opening an indexed object reads no object byte to choose its format."""
+        top = op.manifest(self.index_folder)
+        if not isinstance(top, dict) or not self._describes_this_object(top):
+            return None
+        try:
+            found = get_format(top["format"])
+        except Exception:  # noqa: BLE001 - an unknown or broken format leaves detection to the object's bytes
+            return None
+        codec = top["attributes"].get("compression", "none")
+        return Detection(found.name, codec if isinstance(codec, str) else "none", f"recorded by its index at {self.index_folder.url}")
 
     @property
     def published(self) -> bool:
-        """True when the index is a published one, read over http(s) and never written."""
-        return self.index_location.protocol in ("http", "https")
+        """True when the index is a published one: its location takes no writes (served over http(s))."""
+        return not self.index_location.policy.supports_writes
 
     # -- constructors (the original's names) ------------------------------------------------------------
 
@@ -212,22 +284,23 @@ class CloudObject:
 
     def is_preprocessed(self) -> bool:
         """True when a valid, fresh index for this format exists."""
-        return self._has_fresh_index(self.obj.info())
+        return self._has_fresh_index(_Operation(self.obj))
 
-    def _has_fresh_index(self, info: ObjectInfo) -> bool:
+    def _has_fresh_index(self, op: _Operation) -> bool:
         try:
             if self._sidecar is None:
-                self._load_index(info)
-            self._check_fresh(self._sidecar, info)
+                self._load_index(op)
+            assert self._sidecar is not None
+            self._check_fresh(self._sidecar, op.info)
         except (IndexMissingError, StaleIndexError, CorruptIndexError):
             return False
         return True
 
     def fetch(self) -> CloudObject:
         """Check that the object exists and load its index when there is one (the original's ``fetch``)."""
-        info = self.obj.info()
+        op = _Operation(self.obj)
         try:
-            self._load_index(info)
+            self._load_index(op)
         except IndexMissingError:
             pass
         return self
@@ -235,25 +308,29 @@ class CloudObject:
     def index(self) -> Sidecar:
         """The loaded sidecar (loaded on first use). Raises :class:`IndexMissingError` if not preprocessed."""
         if self._sidecar is None:
-            self._load_index(None)
+            self._load_index(_Operation(self.obj, look=False))
         assert self._sidecar is not None
         return self._sidecar
 
     def ensure_fresh_index(self) -> Sidecar:
         """The index, after checking with one metadata request that the object has not changed."""
-        info = self.obj.info()
+        op = _Operation(self.obj)
         if self._sidecar is None:
-            self._load_index(info)
+            self._load_index(op)
         assert self._sidecar is not None
-        self._check_fresh(self._sidecar, info)
+        self._check_fresh(self._sidecar, op.info)
         return self._sidecar
 
-    def _load_index(self, info: ObjectInfo | None) -> None:
-        """Load, validate and keep the index; with ``info``, a changed object is refused before any table
-        is read. Every error decoding what the sidecar holds is a :class:`CorruptIndexError`."""
-        url = self.index_location.url
+    def _load_index(self, op: _Operation) -> None:
+        """Load, validate and keep the index; with the operation's info, a changed object is refused before
+        any table is read. Every error decoding what the sidecar holds is a :class:`CorruptIndexError`."""
+        location = self._locate(op)
+        url = location.url
         try:
-            sidecar = load_sidecar(self.index_location, self.url, self.format.name, self.format.index_version, expect=info)
+            manifest = op.manifest(location)
+            if isinstance(manifest, CorruptIndexError):
+                raise manifest
+            sidecar = load_sidecar(location, self.url, self.format.name, self.format.index_version, expect=op.info, manifest=manifest)
         except (IndexMissingError, StaleIndexError) as exc:
             if not self.published:
                 raise
@@ -268,8 +345,10 @@ class CloudObject:
             raise CorruptIndexError(url, f"{self.format.name} index does not decode: {type(exc).__name__}: {str(exc)[:200]}") from exc
         self._sidecar, self._attributes = sidecar, attributes
 
-    def _check_fresh(self, sidecar: Sidecar, info: ObjectInfo) -> None:
+    def _check_fresh(self, sidecar: Sidecar, info: ObjectInfo | None) -> None:
         """Refuse an index whose object, or one of its companions (:meth:`DataFormat.companions`), changed."""
+        if info is None:
+            info = self.obj.info()
         if info != sidecar.object_info:
             raise stale_error(self.url, sidecar.object_info, info)
         for companion, indexed in self.format.companions(self.obj, self._attributes):
@@ -292,8 +371,11 @@ class CloudObject:
 
     def clean(self) -> None:
         """Delete this object's index for this format (the object is untouched)."""
+        if not self._located:
+            self._locate(_Operation(self.obj, look=False))
         delete_sidecar(self.index_location)
         self._sidecar = self._attributes = None
+        self._located = False
 
     def preprocess(
         self,
@@ -320,6 +402,20 @@ class CloudObject:
         """
         if parallel_config:
             warnings.warn("parallel_config is ignored by dataplug; pass executor= instead", stacklevel=2)
+        return self._preprocess(_Operation(self.obj), extra_args, chunk_size, force, executor, progress, options)
+
+    def _preprocess(
+        self,
+        op: _Operation,
+        extra_args: dict[str, Any] | None,
+        chunk_size: int | None,
+        force: bool,
+        executor: Any,
+        progress: bool | None,
+        options: dict[str, Any],
+    ) -> CloudObject:
+        """:meth:`preprocess` within the operation ``op``: one metadata request and one read of each manifest in all."""
+        self._opening = None
         found = dict(self.detection.options) if self.detection and self.detection.format == self.format.name else {}
         explicit = {**(extra_args or {}), **options}
         given = {**found, **explicit}
@@ -330,8 +426,8 @@ class CloudObject:
             listed = "; ".join(f"{name}: {help_text}" for name, help_text in sorted(known.items())) or "none"
             raise StrategyArgumentError(self.url, f"{self.format.name} has no preprocessing option {', '.join(map(repr, unknown))}. Its options: {listed}")
         self.built_index = False
-        info = self.obj.info()
-        if not force and self._has_fresh_index(info):
+        info = op.info
+        if not force and self._has_fresh_index(op):
             recorded = self.index().options
             # A published index cannot be rebuilt: only an option it records with another value refuses it
             # (indexes published before options were recorded are taken as built with the ones given).
@@ -345,39 +441,64 @@ class CloudObject:
                 )
         if self.published:
             try:
-                self._load_index(info)
+                self._load_index(op)
+                self._check_fresh(self.index(), info)
             except DataplugError as exc:
                 raise IndexLocationNotWritableError(self.index_location.url, f"a published index is read-only, and this one does not fit {self.url}: {exc.cause}") from None
             raise IndexLocationNotWritableError(self.index_location.url, f"a published index is read-only: preprocess(force=True) cannot rebuild it; {_INDEX_IT_YOURSELF}")
-        self.index_location.check_writable()
+        if self._format_from_index:
+            # The object is indexed anew: its format is detected from its bytes again, as they may have changed.
+            self._format_from_index = False
+            self.detection = detect_format(op.obj, info)
+            if self.detection.format != self.format.name:
+                self.format = get_format(self.detection.format)
+                self._sidecar = self._attributes = None
+                self._locate(op)
+                return self._preprocess(op, extra_args, chunk_size, force, executor, progress, options)
+        location = self._locate(op)
+        previous = op.manifest(location)
+        generation = begin_write(location)
         if info.size == 0:
-            warnings.warn(f"{self.url}: the object is empty, so every slice of it will be empty", EmptyResultWarning, stacklevel=2)
-        ctx = PreprocessContext(self.obj, info, executor, chunk_size, progress, given)
+            warnings.warn(f"{self.url}: the object is empty, so every slice of it will be empty", EmptyResultWarning, stacklevel=3)
         try:
-            data: IndexData = self.format.preprocess(ctx)
-        except InvalidFormatError as exc:
-            hint = wrong_format_hint(self.url, self.obj.read_range(0, min(info.size, 64 * 1024)), self.format.name)
-            if hint is None:
-                raise
-            raise type(exc)(self.url, f"{exc.cause}; {hint}", exc.offset, exc.line) from exc
-        after = self.obj.info()
-        if after != info:
-            raise StaleIndexError(self.url, "the object changed while it was being indexed; nothing was written")
-        sidecar = Sidecar(
-            format_name=self.format.name,
-            format_version=self.format.index_version,
-            object_url=self.url,
-            object_info=info,
-            attributes=self.format.attributes_to_json(data.attributes),
-            tables=data.tables,
-            blobs=dict(data.blobs),
-            options=_json_options(given),
-        )
-        self.format.validate_index(self.index_location.url, data.attributes, data.tables, {k: len(v) for k, v in data.blobs.items()}, info.size)
-        self._sidecar = write_sidecar(self.index_location, sidecar)
+            data = self._index_pass(op, executor, chunk_size, progress, given)
+            sidecar = Sidecar(
+                format_name=self.format.name,
+                format_version=self.format.index_version,
+                object_url=self.url,
+                object_info=info,
+                attributes=self.format.attributes_to_json(data.attributes),
+                tables=data.tables,
+                blobs=dict(data.blobs),
+                options=_json_options(given),
+            )
+            self.format.validate_index(location.url, data.attributes, data.tables, {k: len(v) for k, v in data.blobs.items()}, info.size)
+        except BaseException:
+            abandon_write(location, generation)
+            raise
+        self._sidecar = write_sidecar(location, sidecar, generation, previous if isinstance(previous, dict) else None)
         self._attributes = data.attributes
         self.built_index = True
         return self
+
+    def _index_pass(self, op: _Operation, executor: Any, chunk_size: int | None, progress: bool | None, given: dict[str, Any]) -> IndexData:
+        """The format's pass over the object as ``op`` took it: a change of the object during the pass is a
+        :class:`StaleIndexError` (from the pinned reads, or one metadata request after the pass where the
+        store cannot pin)."""
+        info = op.info
+        ctx = PreprocessContext(op.obj, info, executor, chunk_size, progress, given)
+        try:
+            data: IndexData = self.format.preprocess(ctx)
+        except InvalidFormatError as exc:
+            hint = wrong_format_hint(self.url, op.obj.first_bytes(64 * 1024), self.format.name)
+            if hint is None:
+                raise
+            raise type(exc)(self.url, f"{exc.cause}; {hint}", exc.offset, exc.line) from exc
+        except StaleIndexError:
+            raise StaleIndexError(self.url, "the object changed while it was being indexed; nothing was written") from None
+        if not op.obj.pinned and self.obj.info() != info:
+            raise StaleIndexError(self.url, "the object changed while it was being indexed; nothing was written")
+        return data
 
     @property
     def index_options(self) -> dict[str, Any]:
@@ -461,5 +582,7 @@ def open_url(
     """
     co = CloudObject(format, url, storage_options, index_location, index_storage_options)
     if preprocess:
-        co.preprocess(executor=executor, progress=progress, **options)
+        # Detection took the object's info and read its folder's manifest: the same operation goes on.
+        op = co._opening or _Operation(co.obj)
+        co._preprocess(op, None, None, False, executor, progress, options)
     return co

@@ -13,7 +13,7 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -33,8 +33,10 @@ _BUILTIN = {
     "VCF": "dataplug.formats.genomics.vcf:VCF",
     "LiDARPointCloud": "dataplug.formats.geospatial.laspc:LiDARPointCloud",
     "ImzML": "dataplug.formats.metabolomics.imzml:ImzML",
+    "MzML": "dataplug.formats.metabolomics.mzml:MzML",
     "COG": "dataplug.formats.geospatial.cog:COG",
     "COPC": "dataplug.formats.geospatial.copc:CloudOptimizedPointCloud",
+    "MeasurementSet": "dataplug.formats.astronomy.ms:MeasurementSet",
 }
 _REGISTRY: dict[str, type[DataFormat]] = {}
 
@@ -88,9 +90,62 @@ class Sample:
         return lines
 
 
+#: A view keeps the object's first bytes in hand up to this many (sniffing, schemas and headers read them).
+HEAD_CACHE_BYTES = 4 * 2**20
+
+
+@dataclass(repr=False)
+class OperationObject(StorageObject):
+    """The object as one operation reads it: with the size and identity taken once (``expect``), and the
+    object's first bytes, once read, kept in hand (``head``) so that detection, the format's sniffing and its
+    schema sample never ask for them twice.
+
+    Where the store pins reads (:attr:`~dataplug.storage.StorePolicy.supports_pinning`), every read is bound
+    to ``expect``, so a change during the operation fails the read itself. Pickled (to a worker) it keeps
+    ``expect`` but not the bytes in hand.
+    """
+
+    expect: ObjectInfo | None = None
+    head: bytes = b""
+
+    @classmethod
+    def of(cls, obj: StorageObject, info: ObjectInfo | None, head: bytes = b"") -> OperationObject:
+        return cls(obj.url, obj.storage_options, expect=info, head=head)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "expect": self.expect}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.expect, self.head = state["expect"], b""
+
+    @property
+    def pinned(self) -> bool:
+        """Whether reads are bound to :attr:`expect` (else a caller checks the identity once, at the end)."""
+        return self.expect is not None and self.policy.supports_pinning
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]], expect: ObjectInfo | None = None, **kwargs: Any) -> list[bytes]:
+        """:meth:`StorageObject.read_ranges`, served from :attr:`head` when every range lies in it."""
+        ranges = [(int(a), int(b)) for a, b in ranges]
+        if ranges and all(0 <= a <= b <= len(self.head) for a, b in ranges):
+            return [self.head[a:b] for a, b in ranges]
+        out = super().read_ranges(ranges, expect=expect or (self.expect if self.pinned else None), **kwargs)
+        for (a, b), data in zip(ranges, out):
+            if a == 0 and len(self.head) < len(data) <= HEAD_CACHE_BYTES:
+                self.head = data
+        return out
+
+    def first_bytes(self, n: int) -> bytes:
+        """The object's first ``n`` bytes (fewer when it is shorter), from :attr:`head` when it holds them."""
+        size = self.expect.size if self.expect is not None else self.info().size
+        return self.read_range(0, min(n, size)) if size else b""
+
+
 @dataclass
 class PreprocessContext:
-    """Everything a format's preprocessing may use: the object, its identity and how to run in parallel."""
+    """Everything a format's preprocessing may use: the object (an :class:`OperationObject` when
+    :class:`~dataplug.cloudobject.CloudObject` runs it: first bytes in hand, reads pinned where the store
+    can), its identity and how to run in parallel."""
 
     obj: StorageObject
     info: ObjectInfo

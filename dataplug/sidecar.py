@@ -1,18 +1,25 @@
-"""The sidecar index: a small JSON manifest plus numeric tables (``.npy``) and opaque blobs (``.bin``).
+"""The sidecar index: a JSON manifest holding small numeric tables (``.npy`` bytes) and opaque blobs inline,
+and naming the files of larger ones.
 
-Layout under an index location (a folder URL: ``<object url>.dataplug/<format>/`` by default, or
-``<index_location>/<object name>.<hash of its URL>.dataplug/<format>/``, see :func:`object_index_folder`)::
+Layout under an index location (a folder URL: ``<object url>.dataplug/`` by default, or
+``<index_location>/<object name>.<hash of its URL>.dataplug/``, see :func:`object_index_folder`; the
+index of a second format of one object goes in a sub-folder named after the format)::
 
-    manifest.json              written last; names the files below with their sizes and SHA-256
-    <generation>.<table>.npy   numeric tables, loaded with ``allow_pickle=False``
-    <generation>.<blob>.bin    opaque blobs, read whole or by byte range
+    manifest.json              written last; holds the tables and blobs of up to :data:`INLINE_BYTES`
+                               (base64, with their sizes and SHA-256) and names the files below
+    <generation>.files.json    the generation's record: the files it may write, written before them
+    <generation>.<table>.npy   larger numeric tables, loaded with ``allow_pickle=False``
+    <generation>.<blob>.bin    larger opaque blobs, read whole or by byte range
 
-Every preprocessing run writes its files under a fresh generation name (``<unix time>-<12 hex digits>``)
-and the manifest last, so a crash or two concurrent runs never leave a manifest that points at another
-run's tables. The new manifest records the generation it replaced, with the time it was superseded; a later
-run deletes a superseded generation's files once that time is more than :data:`GENERATION_GRACE` seconds
-old. Only files a manifest of this location named, under generation file names, are ever deleted, so
-anything else in the location (a user's files, another object's index) is never touched.
+So a small index is read in one request (the manifest) and written with two (the record, which doubles as
+the check that the location takes writes, and the manifest).
+
+Every preprocessing run writes under a fresh generation name (``<unix time>-<12 hex digits>``) and the
+manifest last, so a crash or two concurrent runs never leave a manifest that points at another run's
+tables. The new manifest records the generation it replaced, with the time it was superseded; a later run
+deletes a superseded generation's files and record once that time is more than :data:`GENERATION_GRACE`
+seconds old. Only files a manifest or a record of this location named, under generation file names, are
+ever deleted, so anything else in the location (a user's files, another object's index) is never touched.
 
 Nothing here is ever a pickle, and everything decoded from a sidecar is bounded before it is allocated:
 loading a crafted sidecar can fail with :class:`CorruptIndexError`, but it cannot run code or exhaust memory.
@@ -20,6 +27,8 @@ loading a crafted sidecar can fail with :class:`CorruptIndexError`, but it canno
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import io
@@ -38,6 +47,7 @@ import numpy as np
 from dataplug.errors import (
     CorruptIndexError,
     DataplugError,
+    IndexLocationNotWritableError,
     IndexMissingError,
     ObjectNotFoundError,
     StaleIndexError,
@@ -47,8 +57,17 @@ from dataplug.storage import ObjectInfo, StorageObject, split_url, stale_error
 MANIFEST = "manifest.json"
 #: Suffix of an object's index folder: ``<url>.dataplug/`` beside the object by default.
 INDEX_SUFFIX = ".dataplug"
-#: Version of the sidecar layout itself (formats version their own tables separately).
-LAYOUT_VERSION = 1
+#: Version of the sidecar layout itself (formats version their own tables separately): 2 holds small tables
+#: and blobs inline in the manifest. Layout 1 (every table and blob a file) is still read.
+LAYOUT_VERSION = 2
+_READABLE_LAYOUTS = (1, 2)
+#: Tables and blobs are kept inline in the manifest while their bytes add up to at most this many (base64
+#: makes them a third larger): one request of a few hundred kB costs less than a second request's first byte.
+INLINE_BYTES = 256 * 2**10
+#: A blob larger than this is a file even under :data:`INLINE_BYTES`: an inline blob travels whole inside
+#: every slice that refers to it.
+INLINE_BLOB_BYTES = 64 * 2**10
+_GENERATION = re.compile(r"^[0-9]{10,11}-[0-9a-f]{12}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
 #: The only file names dataplug writes for tables and blobs, and the only ones it ever deletes.
 _GENERATION_FILE = re.compile(r"^(?P<generation>[0-9]{10,11}-[0-9a-f]{12})\.[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.(?P<ext>npy|bin)$")
@@ -75,35 +94,55 @@ def max_index_bytes(object_size: int) -> int:
 
 @dataclass(frozen=True)
 class BlobRef:
-    """Where one blob of a sidecar lives; small and picklable so a slice can carry it to a worker."""
+    """Where one blob of a sidecar lives; small and picklable so a slice can carry it to a worker.
+
+    A blob kept inline in the manifest has its bytes in ``data`` (checked against its SHA-256 when the
+    manifest was loaded), and ``location`` is the manifest; any other blob is read from ``location``.
+    """
 
     location: StorageObject
     size: int
     sha256: str
+    data: bytes | None = field(default=None, repr=False)
+
+    def loaded(self, start: int = 0, end: int | None = None) -> bytes | None:
+        """The blob's bytes ``[start, end)`` when they are in memory already (an inline blob), else ``None``:
+        a caller that can carry a few bytes instead of a request (a slice, its gzip window) asks here first."""
+        if self.data is None:
+            return None
+        end = self.size if end is None else end
+        self._check_range(start, end)
+        return self.data[start:end]
 
     def read(self, start: int = 0, end: int | None = None, sha256: str | None = None, crc32: int | None = None) -> bytes:
-        """The blob's bytes ``[start, end)``.
+        """The blob's bytes ``[start, end)``, from memory when inline, else in one range read.
 
-        A whole read is checked against the blob's SHA-256. A partial read is checked against ``sha256``
-        (hex) or ``crc32`` when the caller knows them for that range (e.g. from a per-window table);
-        a mismatch is a :class:`CorruptIndexError`.
+        A whole read from storage is checked against the blob's SHA-256. A partial read is checked against
+        ``sha256`` (hex) or ``crc32`` when the caller knows them for that range (e.g. from a per-window
+        table); a mismatch is a :class:`CorruptIndexError`.
         """
         end = self.size if end is None else end
-        if not 0 <= start <= end <= self.size:
-            raise CorruptIndexError(self.location.url, f"blob range [{start}, {end}) outside its {self.size} bytes")
-        if start == 0 and end == self.size:
+        self._check_range(start, end)
+        if self.data is not None:
+            data = self.data[start:end]
+        elif start == 0 and end == self.size:
             return _read_checked(self.location, self.size, self.sha256)
-        data = _read_range(self.location, start, end)
+        else:
+            data = _read_range(self.location, start, end)
         if sha256 is not None and _sha256(data) != sha256:
             raise CorruptIndexError(self.location.url, f"blob range [{start}, {end}) does not match its SHA-256")
         if crc32 is not None and zlib.crc32(data) != crc32:
             raise CorruptIndexError(self.location.url, f"blob range [{start}, {end}) does not match its CRC32")
         return data
 
+    def _check_range(self, start: int, end: int) -> None:
+        if not 0 <= start <= end <= self.size:
+            raise CorruptIndexError(self.location.url, f"blob range [{start}, {end}) outside its {self.size} bytes")
+
 
 class LazyTables(Mapping[str, np.ndarray]):
-    """A loaded sidecar's tables, each read and checked against its SHA-256 when first used: a table that no
-    format asks for (one a crafted manifest adds, however large) is never read."""
+    """A loaded sidecar's tables, each decoded and checked against its SHA-256 when first used (read first when
+    it is a file): a table that no format asks for (one a crafted manifest adds, however large) is never read."""
 
     def __init__(self, location: StorageObject, entries: dict[str, dict[str, Any]]) -> None:
         self._location = location
@@ -113,8 +152,12 @@ class LazyTables(Mapping[str, np.ndarray]):
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._loaded:
             entry = self._entries[name]
-            file = self._location.child(entry["file"])
-            self._loaded[name] = _load_table(file.url, name, _read_checked(file, entry["bytes"], entry["sha256"]))
+            if "data" in entry:
+                url = self._location.child(MANIFEST).url
+                self._loaded[name] = _load_table(url, name, _inline_bytes(url, f"table {name!r}", entry))
+            else:
+                file = self._location.child(entry["file"])
+                self._loaded[name] = _load_table(file.url, name, _read_checked(file, entry["bytes"], entry["sha256"]))
         return self._loaded[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -202,6 +245,17 @@ def _read_checked(location: StorageObject, size: int, sha256: str) -> bytes:
     return data
 
 
+def _inline_bytes(url: str, what: str, entry: dict[str, Any]) -> bytes:
+    """The bytes of an entry kept inline in the manifest, checked against its size and SHA-256."""
+    try:
+        data = base64.b64decode(entry["data"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CorruptIndexError(url, f"{what} is not valid base64: {exc}") from None
+    if len(data) != entry["bytes"] or _sha256(data) != entry["sha256"]:
+        raise CorruptIndexError(url, f"{what} does not match its manifest entry (size or SHA-256)")
+    return data
+
+
 def _json_int(text: str) -> int:
     if len(text.lstrip("-")) > _MAX_INT_DIGITS:
         raise ValueError(f"integer of {len(text)} digits")
@@ -229,6 +283,18 @@ def _json_depth(value: Any) -> int:
                 break
             stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
     return deepest
+
+
+def read_manifest(location: StorageObject) -> dict[str, Any] | None:
+    """The parsed, validated manifest under ``location``, or ``None`` when there is none (one request).
+
+    A caller that reads it before deciding what to do (load the index, or write a new one over it) hands
+    it to :func:`load_sidecar` and :func:`write_sidecar` so neither reads it again.
+    """
+    try:
+        return _read_manifest(location)
+    except ObjectNotFoundError:
+        return None
 
 
 def _read_manifest(location: StorageObject) -> Any:
@@ -281,60 +347,104 @@ def _load_table(url: str, name: str, data: bytes) -> np.ndarray:
 # -- writing --------------------------------------------------------------------------------------------
 
 
-def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
-    """Write ``sidecar`` under the folder ``location``: tables and blobs first, the manifest last.
+def begin_write(location: StorageObject) -> str:
+    """Start a generation of the index under ``location``: write its record, naming no file yet, and return
+    the generation's name for :func:`write_sidecar`.
 
-    Returns the sidecar with its blobs replaced by :class:`BlobRef` pointing at the written files.
-    Generations superseded more than :data:`GENERATION_GRACE` seconds ago are deleted; the one the previous
-    manifest named is recorded as superseded now. Raises
-    :class:`~dataplug.errors.IndexLocationNotWritableError` when the location cannot be written.
+    Called before an indexing pass, the write doubles as the check that the location takes writes: one that
+    refuses them raises :class:`~dataplug.errors.IndexLocationNotWritableError` naming it, before any pass.
+    If the pass fails, :func:`abandon_write` removes the record; if the process dies, a later write does.
+    """
+    generation = f"{int(time.time())}-{uuid.uuid4().hex[:12]}"
+    try:
+        _write_record(location, generation, [])
+    except IndexLocationNotWritableError as exc:
+        raise IndexLocationNotWritableError(location.url, exc.cause) from exc
+    return generation
+
+
+def abandon_write(location: StorageObject, generation: str) -> None:
+    """Remove the record :func:`begin_write` wrote, when no index follows it (best effort)."""
+    with contextlib.suppress(OSError, DataplugError):
+        location.child(f"{generation}.files.json").delete()
+
+
+def _write_record(location: StorageObject, generation: str, files: list[str]) -> None:
+    location.child(f"{generation}.files.json").write_bytes(json.dumps({"files": files}).encode())
+
+
+#: ``previous`` of :func:`write_sidecar` when the caller did not read the manifest in place.
+_UNREAD: Any = object()
+
+
+def write_sidecar(location: StorageObject, sidecar: Sidecar, generation: str | None = None, previous: Any = _UNREAD) -> Sidecar:
+    """Write ``sidecar`` under the folder ``location``: large tables and blobs first, the manifest last.
+
+    ``generation`` is the one :func:`begin_write` started (one is started here when not given);
+    ``previous`` the manifest in place as :func:`read_manifest` returned it (read here when not given).
+    Returns the sidecar with its blobs replaced by :class:`BlobRef`. Tables and blobs are kept inline in the
+    manifest while they fit :data:`INLINE_BYTES` (a blob only up to :data:`INLINE_BLOB_BYTES`); larger ones
+    are files of the generation, listed in its record before they are written. Generations superseded more
+    than :data:`GENERATION_GRACE` seconds ago are deleted; the one the previous manifest named is recorded
+    as superseded now. Raises :class:`~dataplug.errors.IndexLocationNotWritableError` when the location
+    cannot be written.
     """
     from dataplug import __version__
 
-    now = time.time()
     limit = max_index_bytes(sidecar.object_info.size)
     if sidecar.nbytes() > limit:
         raise DataplugError(
             location.url, f"an index of {sidecar.nbytes()} bytes exceeds the {limit}-byte limit for this object; use coarser index options"
         )
-    superseded = _superseded_generations(location, now)
-    generation = f"{int(now)}-{uuid.uuid4().hex[:12]}"
-    entries: dict[str, dict[str, Any]] = {"tables": {}, "blobs": {}}
-    refs: dict[str, bytes | BlobRef] = {}
     for name in [*sidecar.tables, *sidecar.blobs]:
         _check_name(location.url, name)
-    files = [f"{generation}.{name}.npy" for name in sidecar.tables] + [f"{generation}.{name}.bin" for name in sidecar.blobs]
-    # Recorded before the files exist, so that if this write dies or loses a race with another, a later
-    # write can delete exactly these files, and nothing else, once no manifest names them.
-    location.child(f"{generation}.files.json").write_bytes(json.dumps({"files": files}).encode())
-    for name, table in sidecar.tables.items():
-        table = np.ascontiguousarray(table)
-        if table.dtype.kind not in _NUMERIC_KINDS:
-            raise TypeError(f"table {name!r} must be numeric, not {table.dtype}")
-        buf = io.BytesIO()
-        np.save(buf, table, allow_pickle=False)
-        data = buf.getvalue()
-        file = f"{generation}.{name}.npy"
-        location.child(file).write_bytes(data)
-        entries["tables"][name] = {"file": file, "bytes": len(data), "sha256": _sha256(data)}
-    for name, blob in sidecar.blobs.items():
-        data = blob.read() if isinstance(blob, BlobRef) else bytes(blob)
-        file = f"{generation}.{name}.bin"
-        target = location.child(file)
-        target.write_bytes(data)
-        entries["blobs"][name] = {"file": file, "bytes": len(data), "sha256": _sha256(data)}
-        refs[name] = BlobRef(target, len(data), _sha256(data))
+    generation = generation or begin_write(location)
+    if previous is _UNREAD:
+        try:
+            previous = read_manifest(location)
+        except CorruptIndexError:
+            previous = None
+    now = time.time()
+    superseded = _superseded_generations(previous, now)
+    contents: list[tuple[str, str, bytes]] = [("tables", name, _npy_bytes(name, table)) for name, table in sidecar.tables.items()]
+    contents += [("blobs", name, blob.read() if isinstance(blob, BlobRef) else bytes(blob)) for name, blob in sidecar.blobs.items()]
+    inline, budget = set(), INLINE_BYTES
+    for kind, name, data in sorted(contents, key=lambda c: len(c[2])):
+        if len(data) <= budget and (kind == "tables" or len(data) <= INLINE_BLOB_BYTES):
+            inline.add((kind, name))
+            budget -= len(data)
+    files = {(kind, name): f"{generation}.{name}.{'npy' if kind == 'tables' else 'bin'}" for kind, name, _ in contents if (kind, name) not in inline}
+    if files:
+        # Recorded before the files exist, so that if this write dies or loses a race with another, a later
+        # write can delete exactly these files, and nothing else, once no manifest names them.
+        _write_record(location, generation, sorted(files.values()))
+    entries: dict[str, dict[str, Any]] = {"tables": {}, "blobs": {}}
+    refs: dict[str, bytes | BlobRef] = {}
+    manifest_loc = location.child(MANIFEST)
+    for kind, name, data in contents:
+        entry: dict[str, Any] = {"bytes": len(data), "sha256": _sha256(data)}
+        if (kind, name) in files:
+            target = location.child(files[kind, name])
+            target.write_bytes(data)
+            entry["file"] = files[kind, name]
+        else:
+            target = manifest_loc
+            entry["data"] = base64.b64encode(data).decode("ascii")
+        entries[kind][name] = entry
+        if kind == "blobs":
+            refs[name] = BlobRef(target, len(data), entry["sha256"], data if "data" in entry else None)
     kept = []
     for entry in superseded:
         expired = now - entry["superseded"] > GENERATION_GRACE
         if expired and _delete_files(location, entry["files"]):
-            _delete_records(location, entry["files"])
+            _delete_records(location, _entry_generations(entry))
         else:
             kept.append(entry)
     manifest = {
         "dataplug_index": LAYOUT_VERSION,
         "dataplug_version": __version__,
         "created": now,
+        "generation": generation,
         "format": sidecar.format_name,
         "format_version": sidecar.format_version,
         "object": {"url": sidecar.object_url, **sidecar.object_info.to_json()},
@@ -343,25 +453,46 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar) -> Sidecar:
         **entries,
         "superseded": kept,
     }
-    location.child(MANIFEST).write_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode())
-    named = {generation} | {m["generation"] for entry in kept for f in entry["files"] if (m := _GENERATION_FILE.match(f))}
+    manifest_loc.write_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode())
+    named = {generation} | {g for entry in kept for g in _entry_generations(entry)}
     _delete_orphans(location, named, now)
     sidecar.blobs = refs
+    sidecar.tables = LazyTables(location, entries["tables"])
     sidecar.dataplug_version = manifest["dataplug_version"]
     sidecar.created = manifest["created"]
     return sidecar
 
 
-def _superseded_generations(location: StorageObject, now: float) -> list[dict[str, Any]]:
+def _npy_bytes(name: str, table: np.ndarray) -> bytes:
+    table = np.ascontiguousarray(table)
+    if table.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"table {name!r} must be numeric, not {table.dtype}")
+    buf = io.BytesIO()
+    np.save(buf, table, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _manifest_files(manifest: dict[str, Any]) -> list[str]:
+    """The files a manifest names (its tables and blobs that are not inline)."""
+    return [entry["file"] for kind in ("tables", "blobs") for entry in manifest[kind].values() if "file" in entry]
+
+
+def _entry_generations(entry: dict[str, Any]) -> set[str]:
+    """The generations a superseded entry stands for: the one it names (layout 2), or those of its files."""
+    found = {m["generation"] for f in entry["files"] if (m := _GENERATION_FILE.match(f))}
+    return found | ({entry["generation"]} if "generation" in entry else set())
+
+
+def _superseded_generations(manifest: dict[str, Any] | None, now: float) -> list[dict[str, Any]]:
     """The generations the manifest in place names, as they will stand once a new manifest replaces it:
     its own superseded ones, and its current one superseded ``now``. Nothing for a missing or
     malformed manifest (its files are then left alone: dataplug cannot tell they are its own)."""
-    try:
-        manifest = _read_manifest(location)
-    except (ObjectNotFoundError, CorruptIndexError):
+    if manifest is None:
         return []
-    current = [entry["file"] for kind in ("tables", "blobs") for entry in manifest[kind].values()]
-    return manifest.get("superseded", []) + ([{"files": current, "superseded": now}] if current else [])
+    current = {"files": _manifest_files(manifest), "superseded": now}
+    if "generation" in manifest:
+        current["generation"] = manifest["generation"]
+    return manifest.get("superseded", []) + ([current] if _entry_generations(current) else [])
 
 
 def _delete_files(location: StorageObject, files: list[str]) -> bool:
@@ -376,9 +507,9 @@ def _delete_files(location: StorageObject, files: list[str]) -> bool:
     return done
 
 
-def _delete_records(location: StorageObject, files: list[str]) -> None:
-    """Delete the file records of the generations ``files`` belong to."""
-    for generation in {m["generation"] for f in files if (m := _GENERATION_FILE.match(f))}:
+def _delete_records(location: StorageObject, generations: set[str]) -> None:
+    """Delete the records of ``generations``."""
+    for generation in generations:
         with contextlib.suppress(OSError, DataplugError):
             location.child(f"{generation}.files.json").delete()
 
@@ -416,19 +547,26 @@ def _check_name(url: str, name: str) -> None:
 
 
 def load_sidecar(
-    location: StorageObject, object_url: str, format_name: str, format_version: int, expect: ObjectInfo | None = None
+    location: StorageObject,
+    object_url: str,
+    format_name: str,
+    format_version: int,
+    expect: ObjectInfo | None = None,
+    manifest: Any = _UNREAD,
 ) -> Sidecar:
-    """Read and validate the sidecar under ``location``.
+    """Read and validate the sidecar under ``location`` (``manifest``: as :func:`read_manifest` returned it,
+    when the caller read it already).
 
     Raises :class:`IndexMissingError` when there is none for this format and this object (an index of
     another object is no index of this one), :class:`CorruptIndexError` when the manifest or a table is
     malformed or over its caps. With ``expect`` (the object's current size and identity),
-    :class:`StaleIndexError` is raised before any table is read if the object changed.
+    :class:`StaleIndexError` is raised before any table is read if the object changed. Inline blobs are
+    checked against their SHA-256 here; tables when first used.
     """
-    try:
-        manifest = _read_manifest(location)
-    except ObjectNotFoundError:
-        raise IndexMissingError(object_url, f"no {format_name} index at {location.url}; call preprocess() first") from None
+    if manifest is _UNREAD:
+        manifest = read_manifest(location)
+    if manifest is None:
+        raise IndexMissingError(object_url, f"no {format_name} index at {location.url}; call preprocess() first")
     obj = manifest["object"]
     if canonical_url(obj["url"]) != canonical_url(object_url):
         raise IndexMissingError(object_url, f"the index at {location.url} belongs to another object ({obj['url']}); call preprocess()")
@@ -444,9 +582,13 @@ def load_sidecar(
     if expect is not None and expect != indexed:
         raise stale_error(object_url, indexed, expect)
     tables = LazyTables(location, manifest["tables"])
-    blobs: dict[str, bytes | BlobRef] = {
-        name: BlobRef(location.child(entry["file"]), entry["bytes"], entry["sha256"]) for name, entry in manifest["blobs"].items()
-    }
+    manifest_loc = location.child(MANIFEST)
+    blobs: dict[str, bytes | BlobRef] = {}
+    for name, entry in manifest["blobs"].items():
+        if "data" in entry:
+            blobs[name] = BlobRef(manifest_loc, entry["bytes"], entry["sha256"], _inline_bytes(manifest_loc.url, f"blob {name!r}", entry))
+        else:
+            blobs[name] = BlobRef(location.child(entry["file"]), entry["bytes"], entry["sha256"])
     return Sidecar(
         format_name=manifest["format"],
         format_version=manifest["format_version"],
@@ -467,13 +609,15 @@ def _validate_manifest(url: str, m: Any) -> None:
             raise CorruptIndexError(url, f"malformed manifest: {what}")
 
     need(isinstance(m, dict), "not a JSON object")
-    need(m.get("dataplug_index") == LAYOUT_VERSION, f"layout version {m.get('dataplug_index')!r}, expected {LAYOUT_VERSION}")
+    need(m.get("dataplug_index") in _READABLE_LAYOUTS, f"layout version {m.get('dataplug_index')!r}, expected one of {_READABLE_LAYOUTS}")
     need(isinstance(m.get("format"), str), "format")
     need(isinstance(m.get("format_version"), int), "format_version")
     need(isinstance(m.get("dataplug_version"), str), "dataplug_version")
     need(isinstance(m.get("created"), (int, float)), "created")
     need(isinstance(m.get("attributes"), dict), "attributes")
     need(isinstance(m.get("options", {}), dict), "options")
+    if m["dataplug_index"] >= 2:
+        need(isinstance(m.get("generation"), str) and _GENERATION.match(m["generation"]) is not None, "generation")
     obj = m.get("object")
     need(isinstance(obj, dict), "object")
     need(isinstance(obj.get("url"), str), "object.url")
@@ -487,15 +631,20 @@ def _validate_manifest(url: str, m: Any) -> None:
         for name, entry in entries.items():
             _check_name(url, name)
             need(isinstance(entry, dict), f"{kind}.{name}")
-            file = entry.get("file")
-            _check_name(url, file)
-            match = _GENERATION_FILE.match(file)
-            need(match is not None and match["ext"] == ext, f"{kind}.{name}.file {file!r} is not a dataplug file name")
-            generations.add(match["generation"])
+            if "data" in entry:
+                need(m["dataplug_index"] >= 2, f"{kind}.{name}: inline data in a layout 1 manifest")
+                need("file" not in entry and isinstance(entry["data"], str), f"{kind}.{name}: inline data or a file, not both")
+            else:
+                file = entry.get("file")
+                _check_name(url, file)
+                match = _GENERATION_FILE.match(file)
+                need(match is not None and match["ext"] == ext, f"{kind}.{name}.file {file!r} is not a dataplug file name")
+                generations.add(match["generation"])
             need(isinstance(entry.get("bytes"), int) and 0 <= entry["bytes"] <= limit, f"{kind}.{name}.bytes (at most {limit} for this object)")
             need(isinstance(entry.get("sha256"), str) and re.fullmatch("[0-9a-f]{64}", entry["sha256"]) is not None, f"{kind}.{name}.sha256")
             total += entry["bytes"]
     need(len(generations) <= 1, "files of several generations")
+    need("generation" not in m or generations <= {m["generation"]}, "files of another generation than the manifest's")
     need(total <= limit, f"{total} bytes of tables and blobs (at most {limit} for this object)")
     superseded = m.get("superseded", [])
     need(isinstance(superseded, list), "superseded")
@@ -503,21 +652,22 @@ def _validate_manifest(url: str, m: Any) -> None:
         need(isinstance(entry, dict) and isinstance(entry.get("superseded"), (int, float)), "superseded entry")
         files = entry.get("files")
         need(isinstance(files, list) and all(isinstance(f, str) and _GENERATION_FILE.match(f) for f in files), "superseded files")
+        need(entry.get("generation") is None or (isinstance(entry["generation"], str) and _GENERATION.match(entry["generation"]) is not None), "superseded generation")
 
 
 def delete_sidecar(location: StorageObject) -> None:
     """Remove the index under ``location``: its manifest first (so readers never see a manifest without its
-    tables), then the files this and earlier manifests named. Nothing else in the location is touched."""
+    tables), then the files and records of the generations this manifest and earlier ones named. Nothing
+    else in the location is touched."""
     try:
-        manifest = _read_manifest(location)
-    except (ObjectNotFoundError, CorruptIndexError):
+        manifest = read_manifest(location)
+    except CorruptIndexError:
         manifest = None
     location.child(MANIFEST).delete()
     if manifest is not None:
-        current = [entry["file"] for kind in ("tables", "blobs") for entry in manifest[kind].values()]
-        for files in [current] + [entry["files"] for entry in manifest.get("superseded", [])]:
-            _delete_files(location, files)
-            _delete_records(location, files)
+        for entry in _superseded_generations(manifest, time.time()):
+            _delete_files(location, entry["files"])
+            _delete_records(location, _entry_generations(entry))
     if location.protocol == "file":
         try:
             location.fs.rmdir(location.path)  # only when empty: a local folder left with nothing of the index

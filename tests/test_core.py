@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import dataplug
+import dataplug.sidecar
 from dataplug import (
     CloudObject,
     CorruptIndexError,
@@ -45,17 +47,27 @@ def sidecar_files(co: CloudObject) -> dict[str, bytes]:
     return {name: loc.child(name).read_all() for name in loc.list_names()}
 
 
-def test_sidecar_is_json_and_plain_npy_no_pickle(store):
+def _tables(manifest: dict, files: dict[str, bytes]) -> dict[str, bytes]:
+    """The bytes of each table of a manifest, inline or in its file."""
+    return {name: base64.b64decode(e["data"]) if "data" in e else files[e["file"]] for name, e in manifest["tables"].items()}
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "files"])
+def test_sidecar_is_json_and_plain_npy_no_pickle(store, inline, monkeypatch):
+    if not inline:
+        monkeypatch.setattr(dataplug.sidecar, "INLINE_BYTES", 0)
     co = CloudObject.from_url(CSV, store.put("d.csv", CSV_DATA), storage_options=store.options)
     co.preprocess(sample_bytes=4096)
     files = sidecar_files(co)
-    assert co.index_location.url == co.url + ".dataplug/CSV"
+    assert co.index_location.url == co.url + ".dataplug"  # the folder holds the first format's index
     manifest = json.loads(files.pop("manifest.json"))
     assert manifest["object"]["url"] == co.url and manifest["format"] == "CSV"
     (record,) = [name for name in files if name.endswith(".files.json")]  # the generation's files, listed before they were written
     assert sorted(json.loads(files.pop(record))["files"]) == sorted(files)
-    assert files and all(name.endswith(".npy") for name in files)
-    for data in files.values():
+    assert all(name.endswith(".npy") for name in files) and bool(files) != inline
+    tables = _tables(manifest, files)
+    assert tables and sorted(tables) == sorted(co.index().tables)
+    for data in tables.values():
         assert b"\x80\x04" not in data[:2] and b"\x80\x05" not in data[:2]
         assert np.load(io.BytesIO(data), allow_pickle=False).dtype.kind in "iu"
     anchors = len(CSV_DATA) // 4096 + 3  # one per sample, the object's start and end, each range's first record
@@ -71,11 +83,21 @@ def _tamper(co: CloudObject, change) -> None:
 
 
 def _put_table(loc, manifest, name: str, data: bytes) -> None:
+    """Replace table ``name`` (inline or a file) and re-sign it, as anyone who can write the folder can."""
     import hashlib
 
     entry = manifest["tables"][name]
-    loc.child(entry["file"]).write_bytes(data)
+    if "data" in entry:
+        entry["data"] = base64.b64encode(data).decode()
+    else:
+        loc.child(entry["file"]).write_bytes(data)
     entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _file_entry(entry: dict, file: str) -> None:
+    """Make a manifest entry name ``file`` instead of holding its bytes."""
+    entry.pop("data", None)
+    entry["file"] = file
 
 
 def _npy(array, allow_pickle: bool = False) -> bytes:
@@ -93,7 +115,8 @@ class Boom:
     "change",
     [
         pytest.param(lambda m, loc: m.update(dataplug_index=99), id="layout-version"),
-        pytest.param(lambda m, loc: m["tables"]["offsets"].update(file="../../etc/passwd"), id="path-traversal"),
+        pytest.param(lambda m, loc: _file_entry(m["tables"]["offsets"], "../../etc/passwd"), id="path-traversal"),
+        pytest.param(lambda m, loc: m["tables"]["offsets"].update(data="not base64!"), id="inline-not-base64"),
         pytest.param(lambda m, loc: m["tables"]["offsets"].update(sha256="0" * 64), id="checksum"),
         pytest.param(lambda m, loc: m["attributes"].update(rows="many"), id="attribute-type"),
         pytest.param(lambda m, loc: m["attributes"].update(rows=5), id="attribute-value"),
@@ -189,7 +212,7 @@ def test_index_in_another_bucket_data_bucket_never_written(s3_options):
     co.preprocess()
     fs.invalidate_cache()
     assert fs.find(data_bucket, detail=True) == before
-    assert fs.exists(f"{meta_bucket}/public/d.csv.dataplug/CSV/manifest.json")
+    assert fs.exists(f"{meta_bucket}/public/d.csv.dataplug/manifest.json")
     assert sum(s.num_records for s in co.partition(partition_num_chunks, 5)) == 2000
 
 
@@ -219,11 +242,16 @@ def test_not_preprocessed(local_store):
 
 def test_index_for_another_format_is_not_used(local_store):
     url = local_store.put("d.csv", CSV_DATA)
-    CloudObject.from_url(UTF8Text, url).preprocess()
+    text = CloudObject.from_url(UTF8Text, url).preprocess()
     co = CloudObject.from_url(CSV, url)
     assert not co.is_preprocessed()
     with pytest.raises(StrategyArgumentError, match="UTF8Text"):
         co.partition(text_chunks, 2)
+    co.preprocess()  # a second format's index goes in a sub-folder; the first stays in the folder
+    assert co.index_location.url == text.index_location.url + "/CSV"
+    assert CloudObject.from_url(UTF8Text, url).is_preprocessed() and CloudObject.from_url(CSV, url).is_preprocessed()
+    reopened = dataplug.open(url)  # the format of the folder's index, read from it rather than detected
+    assert reopened.format is UTF8Text and not reopened.built_index and "recorded by its index" in reopened.detection.reason
 
 
 def test_unwritable_index_location(local_store, s3_options):
@@ -368,7 +396,7 @@ def test_plugin_from_entry_point(tmp_path, monkeypatch, local_store):
     co = CloudObject.from_url("ShoutText", local_store.put("t.txt", b"a\nb\n"))
     co.preprocess()
     assert co.format.__module__ == "myplug" and co.attributes.lines == 2
-    assert co.index_location.url.endswith(".dataplug/ShoutText")
+    assert co.index_location.url.endswith("t.txt.dataplug")
 
 
 def test_preprocess_rebuilds_a_corrupt_index(local_store):

@@ -3,11 +3,13 @@ period, writability checked before the pass, and caps on everything decoded from
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import json
 import os
+import pickle
 import time
 import types
 import zlib
@@ -44,9 +46,23 @@ def all_files(store, root: str) -> dict[str, bytes]:
 
 
 def generations(co: CloudObject) -> set[str]:
-    """Generations with files in the index folder (the user's generation-shaped files aside)."""
+    """Generations with files or a record in the index folder (the user's generation-shaped files aside)."""
     names = co.index_location.list_names()
-    return {name.split(".", 1)[0] for name in names if name.endswith((".npy", ".bin"))} - {GENERATION_SHAPED.split(".")[0]}
+    return {name.split(".", 1)[0] for name in names if name.endswith((".npy", ".bin", ".files.json"))} - {GENERATION_SHAPED.split(".")[0]}
+
+
+@pytest.fixture(params=["inline", "files"])
+def layout(request, monkeypatch) -> str:
+    """Runs a test with small tables and blobs inline in the manifest (the default) and with every one a file."""
+    if request.param == "files":
+        monkeypatch.setattr(dataplug.sidecar, "INLINE_BYTES", 0)
+    return request.param
+
+
+@pytest.fixture
+def files_layout(monkeypatch) -> None:
+    """Every table and blob a file of its generation (as an index too large to hold inline is written)."""
+    monkeypatch.setattr(dataplug.sidecar, "INLINE_BYTES", 0)
 
 
 def csv_text(slices) -> bytes:
@@ -67,7 +83,7 @@ USER_FILES = {
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["index_location", "default"])
-def test_cleanup_never_deletes_user_files(store, clock, shared):
+def test_cleanup_never_deletes_user_files(store, clock, shared, layout):
     """The issue's case: index_location is the data bucket itself, the object sits in CSV/, and user files of
     every name shape lie in the location, beside the object and inside the index folder."""
     url = store.put("CSV/2024-sales.csv", CSV_DATA)
@@ -94,11 +110,11 @@ def test_cleanup_never_deletes_user_files(store, clock, shared):
 @pytest.mark.parametrize(
     "change",
     [
-        pytest.param(lambda m: m["tables"]["offsets"].update(file="2024-sales.csv"), id="table"),
+        pytest.param(lambda m: _file_entry(m["tables"]["offsets"], "2024-sales.csv"), id="table"),
         pytest.param(lambda m: m.update(superseded=[{"files": ["2024-sales.csv", "1.txt"], "superseded": 0}]), id="superseded"),
     ],
 )
-def test_a_manifest_cannot_name_user_files(local_store, clock, change):
+def test_a_manifest_cannot_name_user_files(local_store, clock, change, layout):
     url = local_store.put("d.csv", CSV_DATA)
     co = CloudObject.from_url(CSV, url, index_location=local_store.url("idx"))
     co.preprocess()
@@ -177,7 +193,7 @@ def test_object_index_folder_is_per_url():
 # -- generations ---------------------------------------------------------------------------------------
 
 
-def test_reindex_keeps_the_superseded_generation_for_slices_in_flight(store, clock):
+def test_reindex_keeps_the_superseded_generation_for_slices_in_flight(store, clock, files_layout):
     text = b"".join(b"line %d %s\n" % (i, b"abcdefgh" * (i % 13)) for i in range(20000))
     url = store.put("t.txt.gz", gzip.compress(text))
     co = CloudObject.from_url(GZipText, url, storage_options=store.options)
@@ -246,9 +262,19 @@ def _huge_header_npy() -> bytes:
 
 
 def _put_table(loc, manifest, name: str, data: bytes) -> None:
+    """Replace table ``name`` (inline or a file) and re-sign it, as anyone who can write the folder can."""
     entry = manifest["tables"][name]
-    loc.child(entry["file"]).write_bytes(data)
+    if "data" in entry:
+        entry["data"] = base64.b64encode(data).decode()
+    else:
+        loc.child(entry["file"]).write_bytes(data)
     entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _file_entry(entry: dict, file: str) -> None:
+    """Make a manifest entry name ``file`` instead of holding its bytes."""
+    entry.pop("data", None)
+    entry["file"] = file
 
 
 def _nested(depth: int):
@@ -352,7 +378,7 @@ def test_writing_an_index_over_its_cap_is_refused(local_store, monkeypatch):
 # -- blobs ------------------------------------------------------------------------------------------------
 
 
-def test_partial_blob_reads_check_the_given_checksum(store):
+def test_partial_blob_reads_check_the_given_checksum(store, files_layout):
     blob = bytes(range(256)) * 64
     location = StorageObject(store.url("idx"), store.options)
     sidecar = Sidecar("Fmt", 1, store.url("obj"), ObjectInfo(len(blob), "x"), {}, blobs={"windows": blob})
@@ -370,7 +396,56 @@ def test_partial_blob_reads_check_the_given_checksum(store):
         ref.read()
     with pytest.raises(CorruptIndexError, match="outside"):
         ref.read(0, len(blob) + 1)
-    assert isinstance(ref, BlobRef)
+    assert isinstance(ref, BlobRef) and ref.loaded() is None
+
+
+def test_small_blobs_and_tables_load_with_the_manifest_in_one_request(store):
+    """An inline blob's bytes are in hand once the manifest is read (:meth:`BlobRef.loaded`), checked
+    against its SHA-256; a blob over :data:`INLINE_BLOB_BYTES` stays a file, read when asked."""
+    small, large = bytes(range(256)) * 16, os.urandom(dataplug.sidecar.INLINE_BLOB_BYTES + 1)
+    location = StorageObject(store.url("idx"), store.options)
+    sidecar = Sidecar("Fmt", 1, store.url("obj"), ObjectInfo(10**6, "x"), {}, tables={"t": np.arange(5)}, blobs={"small": small, "large": large})
+    write_sidecar(location, sidecar)
+    read_stats.reset()
+    loaded = load_sidecar(location, store.url("obj"), "Fmt", 1)
+    assert loaded.blob("small").loaded(10, 20) == small[10:20] and loaded.blob("small").read() == small
+    assert loaded.tables["t"].tolist() == [0, 1, 2, 3, 4]
+    assert sum(read_stats.requests.values()) == 1  # the manifest
+    assert loaded.blob("large").loaded() is None and loaded.blob("large").read() == large
+    assert pickle.loads(pickle.dumps(loaded.blob("small"))).read(0, 3) == small[:3]  # carried to a worker
+    manifest = json.loads(location.child(MANIFEST).read_all())
+    manifest["blobs"]["small"]["data"] = base64.b64encode(small[::-1]).decode()  # same size, not re-signed
+    location.child(MANIFEST).write_bytes(json.dumps(manifest).encode())
+    with pytest.raises(CorruptIndexError, match="SHA-256"):
+        load_sidecar(location, store.url("obj"), "Fmt", 1)
+
+
+def test_a_layout_1_index_still_loads(local_store):
+    """An index written before tables went inline (every table a file, layout 1) is read as it is."""
+    url = local_store.put("d.csv", CSV_DATA)
+    co = CloudObject.from_url(CSV, url).preprocess()
+    loc = co.index_location
+    manifest = json.loads(loc.child(MANIFEST).read_all())
+    generation = manifest.pop("generation")
+    for name, entry in manifest["tables"].items():
+        file = f"{generation}.{name}.npy"
+        loc.child(file).write_bytes(base64.b64decode(entry.pop("data")))
+        entry["file"] = file
+    manifest["dataplug_index"] = 1
+    loc.child(MANIFEST).write_bytes(json.dumps(manifest).encode())
+    again = CloudObject.from_url(CSV, url)
+    assert again.is_preprocessed() and again.attributes.rows == 2000
+    assert sum(s.num_records for s in again.partition(partition_num_chunks, 3)) == 2000
+
+
+def test_a_failed_pass_leaves_no_record(local_store):
+    """The generation's record, written before the pass to check the location takes writes, is removed
+    when the pass fails."""
+    url = local_store.put("d.csv", b"\x00\x01binary")
+    co = CloudObject.from_url(CSV, url)
+    with pytest.raises(DataplugError):
+        co.preprocess()
+    assert not [n for n in co.index_location.list_names() if n.endswith(".files.json")]
 
 
 # -- even_bounds ----------------------------------------------------------------------------------------
