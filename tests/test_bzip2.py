@@ -199,7 +199,7 @@ def test_forced_bzip2_on_other_bytes_is_a_clear_error(local_store):
 
 def test_crafted_block_tables_are_refused():
     good = {"bzip2_start": np.array([32, 5000], np.uint64), "bzip2_end": np.array([5000, 9000], np.uint64), "bzip2_decoded": np.array([0, 800, 1500], np.uint64)}
-    assert Bzip2Codec.validate("u", good, {}, 1200, {"uncompressed_size": 1500}) == 1500
+    assert Bzip2Codec.validate("u", good, {}, 1200, 1500) == 1500
     for tables, size, logical in (
         ({**good, "bzip2_end": np.array([5001, 9000], np.uint64)}, 1200, 1500),
         (good, 1000, 1500),
@@ -207,7 +207,7 @@ def test_crafted_block_tables_are_refused():
         ({**good, "bzip2_decoded": np.array([0, 800], np.uint64)}, 1200, 800),
     ):
         with pytest.raises(CorruptIndexError):
-            Bzip2Codec.validate("u", tables, {}, size, {"uncompressed_size": logical})
+            Bzip2Codec.validate("u", tables, {}, size, logical)
 
 
 def test_index_pass_decodes_on_several_threads(local_store, monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests for dataplug.codecs.gzip: every checkpoint must decode exactly, with exact line numbers."""
+"""Tests for dataplug.codecs.gzip: every checkpoint must decode exactly, and its table must say which bytes a range needs."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from dataplug.codecs.gzip import (
     GzipIndex,
     build_index,
     default_spacing,
-    fetch_range_for,
     inflate_from,
 )
-from dataplug.errors import InvalidFormatError
+from dataplug.codecs.gzip.codec import GzipCodec
+from dataplug.codecs.gzip.windows import WINDOWS_BLOB
+from dataplug.errors import CorruptIndexError, InvalidFormatError
+from dataplug.storage import StorageObject
 from dataplug.testing.codecs import bgzf, gzip_member
 
 FLUSHES = {"none": None, "block": zlib.Z_BLOCK, "sync": zlib.Z_SYNC_FLUSH, "full": zlib.Z_FULL_FLUSH}
@@ -64,18 +66,16 @@ def pieces(data: bytes, size: int) -> list[bytes]:
 
 
 def check_index(index: GzipIndex, data: bytes, compressed: bytes, to_end: bool = True) -> None:
-    """The index's scalars are exact and every checkpoint decodes exactly, to the end and to a range end."""
+    """The index's sizes are exact, its tables pass the codec's validation, and every checkpoint decodes
+    exactly, to the end and to a range end through the bytes its checkpoint table says to fetch."""
     assert index.compressed_size == len(compressed)
     assert index.uncompressed_size == len(data)
-    assert index.line_count == data.count(b"\n")
-    assert index.ends_with_newline == data.endswith(b"\n")
     u = index.uncompressed_offset
     assert u[0] == 0 and index.compressed_offset[0] == 0
     assert np.all(np.diff(u.astype(np.int64)) >= index.spacing)
-    newlines = np.concatenate([[0], np.cumsum(np.frombuffer(data, np.uint8) == 10)])
-    assert np.array_equal(index.line, newlines[u])
-    again = GzipIndex.from_tables(index.tables(), index.windows, **index.scalars())
-    assert all(np.array_equal(a, b) for a, b in zip(again.tables().values(), index.tables().values()))
+    assert GzipCodec.validate("mem://x", index.tables(), {WINDOWS_BLOB: len(index.windows)}, len(compressed), len(data)) == len(data)
+    table = index.checkpoints()
+    assert len(table) == len(index) and table.logical_size == len(data) and table.data_end == len(compressed)
     for k in range(len(index)):
         cp = index.checkpoint(k)
         start = cp.uncompressed_offset
@@ -88,9 +88,9 @@ def check_index(index: GzipIndex, data: bytes, compressed: bytes, to_end: bool =
             assert decode(compressed[cp.fetch_start :], cp) == data[start:], k
         end = int(u[k + 2]) if k + 2 < len(index) else len(data)
         for stop in {end, (start + end) // 2}:
-            a, b = fetch_range_for(index, k, stop)
-            assert a == cp.fetch_start
-            out = decode(pieces(compressed[a:b], 7919), cp)
+            fetch = table.fetch(start, stop)
+            assert fetch.row == k and fetch.start == cp.fetch_start and fetch.start <= fetch.first_end <= fetch.end
+            out = decode(pieces(compressed[fetch.start : fetch.end], 7919), cp)
             assert out[: stop - start] == data[start:stop], (k, stop)
             assert out == data[start : start + len(out)]
 
@@ -142,41 +142,32 @@ def test_large_object_every_checkpoint():
     check_index(index, data, compressed)
 
 
-@pytest.mark.parametrize("last_newline", [True, False])
-def test_lines_and_lookup(last_newline):
+def test_lookup():
     data = make_lines(3, 1_000_000, 5000, "words")
-    data = data.rstrip(b"\n") + (b"\n" if last_newline else b"x")
     compressed = gzip_member(data, 6)
     index = build_index(io.BytesIO(compressed), len(compressed), spacing=40000)
     check_index(index, data, compressed, to_end=False)
-    line_starts = np.concatenate([[0], np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1])
-    for line in range(index.line_count + 1):
-        k = index.checkpoint_for_line(line)
-        assert index.line[k] < line or k == 0
-        assert k + 1 == len(index) or index.line[k + 1] >= line
-        # line[k] counts the newlines before the checkpoint, so skipping line - line[k] newlines from it
-        # lands on the start of `line` exactly when the checkpoint is not past that start.
-        assert index.uncompressed_offset[k] <= line_starts[line]
+    table, u = index.checkpoints(), index.uncompressed_offset.astype(np.int64)
+    assert np.array_equal(table.cuts(), u)
     for offset in [0, 1, 39999, 40000, 500_000, len(data)]:
-        k = index.checkpoint_for_uncompressed(offset)
-        assert index.uncompressed_offset[k] <= offset
-        assert k + 1 == len(index) or index.uncompressed_offset[k + 1] > offset
-    with pytest.raises(ValueError):
-        index.checkpoint_for_line(index.line_count + 1)
-    with pytest.raises(ValueError):
-        index.checkpoint_for_uncompressed(len(data) + 1)
+        k = table.locate(offset)
+        assert u[k] <= offset and (k + 1 == len(index) or u[k + 1] > offset)
+        j = table.stop(k, offset)
+        assert j > k and (j == len(index) or (u[j] >= offset and u[j - 1] < offset) or j == k + 1)
+        fetch = table.fetch(offset, offset + 1)  # to the next checkpoint's data, which may share a byte with this one's
+        following = len(compressed) if k + 1 == len(index) else int(index.compressed_offset[k + 1])
+        assert following <= fetch.end <= following + 1
 
 
-def test_lines_false_gives_the_same_checkpoints_without_line_numbers():
+def test_on_data_sees_every_decoded_byte_and_changes_no_checkpoint():
     data = make_lines(4, 600_000, 300, "dna")
     compressed = gzip_member(data, 6)
-    counted = build_index(io.BytesIO(compressed), len(compressed), spacing=40000)
-    seen = bytearray()
-    skipped = build_index(io.BytesIO(compressed), len(compressed), spacing=40000, lines=False, on_data=seen.extend)
-    assert bytes(seen) == data and counted.line_count == data.count(b"\n") and skipped.line_count == 0
-    assert not skipped.line.any() and skipped.ends_with_newline == counted.ends_with_newline
-    for name in ("compressed_offset", "bits", "uncompressed_offset", "window_length"):
-        assert np.array_equal(getattr(skipped, name), getattr(counted, name))
+    alone = build_index(io.BytesIO(compressed), len(compressed), spacing=40000)
+    seen, cuts = bytearray(), []
+    watched = build_index(io.BytesIO(compressed), len(compressed), spacing=40000, on_data=seen.extend, on_checkpoint=cuts.append)
+    assert bytes(seen) == data and cuts == alone.uncompressed_offset.tolist()
+    for name, table in alone.tables().items():
+        assert np.array_equal(watched.tables()[name], table)
 
 
 def test_empty_stream_and_empty_members():
@@ -187,14 +178,16 @@ def test_empty_stream_and_empty_members():
         index = build_index(io.BytesIO(compressed), len(compressed))
         assert len(index) == 1
         check_index(index, data, compressed)
-    assert not build_index(io.BytesIO(gzip_member(b"", 1)), 20).ends_with_newline
 
 
-def test_callable_source_and_progress():
+def test_storage_stream_source_and_progress(tmp_path):
     data = make_lines(11, 300_000, 100, "dna")
     compressed = gzip_member(data, 6)
+    (tmp_path / "x.gz").write_bytes(compressed)
+    obj = StorageObject(str(tmp_path / "x.gz"))
     calls: list[int] = []
-    index = build_index(lambda a, b: compressed[a:b], len(compressed), 20000, progress=calls.append, read_size=4096)
+    with obj.stream(obj.info(), block_size=5000) as fh:
+        index = build_index(fh, len(compressed), 20000, progress=calls.append, read_size=4096)
     reference = build_index(io.BytesIO(compressed), len(compressed), 20000)
     assert all(np.array_equal(a, b) for a, b in zip(index.tables().values(), reference.tables().values()))
     assert index.windows == reference.windows
@@ -303,11 +296,11 @@ def test_inflate_from_errors_and_partial_input():
     assert decode(compressed + b"\0" * 20, index.checkpoint(0)) == data
 
 
-def test_from_tables_validation():
+def test_crafted_tables_are_refused():
     data = make_lines(10, 300_000, 100, "dna")
     compressed = gzip_member(data, 6)
     index = build_index(io.BytesIO(compressed), len(compressed), spacing=30000)
-    scalars = index.scalars()
+    blobs = {WINDOWS_BLOB: len(index.windows)}
 
     def tampered(name, change):
         tables = {key: value.copy() for key, value in index.tables().items()}
@@ -317,19 +310,22 @@ def test_from_tables_validation():
     bad = [
         tampered("uncompressed_offset", lambda a: a.__setitem__(2, a[1])),
         tampered("compressed_offset", lambda a: a.__setitem__(0, 5)),
+        tampered("compressed_offset", lambda a: a.__setitem__(-1, len(compressed))),
         tampered("bits", lambda a: a.__setitem__(1, 9)),
-        tampered("line", lambda a: a.__setitem__(-1, index.line_count + 1)),
         tampered("window_offset", lambda a: a.__setitem__(-1, len(index.windows))),
-        {key: value for key, value in index.tables().items() if key != "line"},
-        {**index.tables(), "line": index.line[:-1]},
+        {key: value for key, value in index.tables().items() if key != "window_crc32"},
+        {**index.tables(), "bits": index.bits[:-1]},
+        {**index.tables(), "bits": index.bits.astype(np.float64)},
     ]
     for tables in bad:
-        with pytest.raises(ValueError):
-            GzipIndex.from_tables(tables, index.windows, **scalars)
-    with pytest.raises(ValueError):
-        GzipIndex.from_tables(index.tables(), index.windows[:-1], **scalars)
-    with pytest.raises(ValueError):
-        GzipIndex.from_tables(index.tables(), index.windows, **{**scalars, "uncompressed_size": 10})
+        with pytest.raises(CorruptIndexError, match="gzip checkpoint index"):
+            GzipCodec.validate("mem://x", tables, blobs, len(compressed), len(data))
+    with pytest.raises(CorruptIndexError):
+        GzipCodec.validate("mem://x", index.tables(), {WINDOWS_BLOB: len(index.windows) - 1}, len(compressed), len(data))
+    with pytest.raises(CorruptIndexError):  # more decoded bytes than deflate makes of the object
+        GzipCodec.validate("mem://x", index.tables(), blobs, len(compressed), 1033 * len(compressed) + 2**20)
+    with pytest.raises(CorruptIndexError):
+        GzipCodec.validate("mem://x", index.tables(), blobs, len(compressed), int(index.uncompressed_offset[-1]) - 1)
 
 
 # --- sidecar size -----------------------------------------------------------------------------------------
@@ -356,7 +352,6 @@ def test_sidecar_under_half_a_percent_at_default_spacing():
     assert index.spacing == default_spacing(len(compressed)) == MIN_DEFAULT_SPACING and len(index) >= 30
     sidecar = len(index.windows) + sum(table.nbytes for table in index.tables().values())
     assert sidecar < 0.005 * len(compressed)
-    assert index.line_count == data.count(b"\n")
 
 
 def test_default_spacing_follows_the_object_size():

@@ -212,7 +212,7 @@ def test_forced_zstd_on_other_bytes_is_a_clear_error(local_store):
 
 def test_crafted_frame_tables_are_refused():
     good = {"zstd_compressed": np.array([0, 50, 90], np.uint64), "zstd_decoded": np.array([0, 1000, 1500], np.uint64)}
-    assert ZstdCodec.validate("u", good, {}, 100, {"uncompressed_size": 1500}) == 1500
+    assert ZstdCodec.validate("u", good, {}, 100, 1500) == 1500
     for tables, logical in (
         ({**good, "zstd_decoded": np.array([0, 1000, 999], np.uint64)}, 999),
         ({**good, "zstd_compressed": np.array([0, 50, 200], np.uint64)}, 1500),
@@ -220,7 +220,7 @@ def test_crafted_frame_tables_are_refused():
         (good, 1501),
     ):
         with pytest.raises(CorruptIndexError):
-            ZstdCodec.validate("u", tables, {}, 100, {"uncompressed_size": logical})
+            ZstdCodec.validate("u", tables, {}, 100, logical)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,13 @@ codec is behind them:
   cut into consecutive ranges, and returns the scanner's results in order plus the codec's own index (for
   gzip: checkpoints and windows). The plain codec maps the scanner over byte ranges in parallel; a gzip
   object must be inflated front to back, so its ranges come from one sequential pass, cut at checkpoints.
-- **Reading.** :meth:`CodecIndex.reader` gives a small, picklable :class:`LogicalReader` for the decoded
-  bytes ``[a, b)``: one range read of the object, and for gzip one checkpoint window from the sidecar.
+- **Reading.** :meth:`Codec.readers` gives, from a :class:`CodecIndex` (the pass's, in memory, or a loaded
+  sidecar's), a factory of small, picklable :class:`LogicalReader` for the decoded bytes ``[a, b)``: one
+  range read of the object each (a gzip reader carries its checkpoint's window).
+
+Codecs whose data decodes from known places (gzip, BGZF, zstd, bzip2) describe them with one
+:class:`~dataplug.codecs.checkpoints.CheckpointTable` (:meth:`Codec.checkpoints`), which answers where a
+range decodes from, which bytes it needs and where decoding starts without waste.
 
 A scanner sees each range with one byte of context before it and *look-ahead* after it, as much as
 :meth:`Scanner.enough` asks for (a line framing wants one byte, FASTQ the next four lines), so the same
@@ -19,13 +24,19 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Union
 
 import numpy as np
 
+from dataplug.codecs.checkpoints import CheckpointTable
+
 if TYPE_CHECKING:
     from dataplug.format import PreprocessContext
-    from dataplug.sidecar import Sidecar
+    from dataplug.sidecar import BlobRef, Sidecar
+    from dataplug.storage import ObjectInfo, StorageObject
+
+    #: A blob as a codec sees it: bytes while preprocessing, a sidecar reference once written.
+    Blob = Union[bytes, BlobRef]
 
 
 class Scanner(Protocol):
@@ -57,7 +68,9 @@ class LogicalReader(Protocol):
 
 @dataclass
 class CodecIndex:
-    """What a codec's pass learned about an object: how to read any logical range of it later.
+    """A codec's index of one object: how to read any logical range of it. The same for the pass's result
+    (tables and blobs in memory, before the sidecar is written) and for a loaded sidecar
+    (:meth:`of_sidecar`: tables read when used, blobs as references).
 
     ``tables`` and ``blobs`` go into the sidecar beside the framing's own; ``attributes`` into the format's
     attributes (compression, uncompressed size, checkpoint spacing and count).
@@ -65,15 +78,22 @@ class CodecIndex:
 
     codec: str
     logical_size: int
-    tables: dict[str, np.ndarray] = field(default_factory=dict)
-    blobs: dict[str, bytes] = field(default_factory=dict)
+    tables: Mapping[str, np.ndarray] = field(default_factory=dict)
+    blobs: Mapping[str, Blob] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_sidecar(cls, sidecar: Sidecar, codec: str, logical_size: int) -> CodecIndex:
+        """The codec's part of a loaded sidecar (which holds the framing's tables too, read only when used)."""
+        return cls(codec, logical_size, sidecar.tables, sidecar.blobs)
 
 
 class Codec:
     """Base class of a byte source. Subclasses register with :func:`register_codec`."""
 
     name: ClassVar[str]
+    #: Preprocessing options this codec reads, with one line of help each (the framing offers them all).
+    options: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def detect(cls, head: bytes) -> bool:
@@ -97,19 +117,27 @@ class Codec:
         raise NotImplementedError
 
     @classmethod
-    def cuts(cls, tables: dict[str, np.ndarray]) -> np.ndarray:
-        """Logical offsets where a reader starts decoding without waste (empty: anywhere is as good)."""
-        return np.zeros(0, np.int64)
+    def checkpoints(cls, url: str, index: CodecIndex, size: int) -> CheckpointTable | None:
+        """Where decoding may start in the object of ``size`` bytes that ``index`` describes (None: anywhere,
+        for the plain codec). Tables that do not parse are a :class:`CorruptIndexError`."""
+        return None
 
     @classmethod
-    def validate(cls, url: str, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int, attributes: dict[str, Any]) -> int:
-        """Check the codec's part of a loaded index (:class:`CorruptIndexError` otherwise); returns the
-        logical size it describes."""
+    def cuts(cls, url: str, index: CodecIndex, size: int) -> np.ndarray:
+        """Logical offsets where a reader starts decoding without waste (empty: anywhere is as good)."""
+        table = cls.checkpoints(url, index, size)
+        return np.zeros(0, np.int64) if table is None else table.cuts()
+
+    @classmethod
+    def validate(cls, url: str, tables: Mapping[str, np.ndarray], blob_sizes: dict[str, int], size: int, logical_size: Any) -> int:
+        """Check the codec's part of a loaded index (:class:`CorruptIndexError` otherwise) against an object
+        of ``size`` bytes whose attributes claim ``logical_size`` decoded bytes; returns the logical size."""
         raise NotImplementedError
 
     @classmethod
-    def reader(cls, obj: Any, info: Any, sidecar: Sidecar | None, index: CodecIndex | None, start: int, end: int) -> LogicalReader:
-        """A reader of the logical bytes ``[start, end)``, from a loaded sidecar or an in-memory index."""
+    def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Callable[[int, int], LogicalReader]:
+        """``reader(start, end)``: readers of the logical bytes ``[start, end)`` of ``obj`` through ``index``
+        (resolved once, for the many slices of a partition)."""
         raise NotImplementedError
 
 
@@ -120,6 +148,13 @@ def register_codec(cls: type[Codec]) -> type[Codec]:
     """Class decorator: make a codec findable by name and by detection (most recently registered first)."""
     _CODECS[cls.name] = cls
     return cls
+
+
+def registered_codecs() -> list[type[Codec]]:
+    """Every registered codec, built-in ones first."""
+    from dataplug import codecs  # noqa: F401 - registers the built-in codecs
+
+    return list(_CODECS.values())
 
 
 def get_codec(name: str) -> type[Codec]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
 from dataplug.codecs.gzip.headers import bgzf_block_size, is_bgzf
-from dataplug.codecs.gzip.index import default_spacing
+from dataplug.codecs.gzip.index import TABLE_DTYPES, default_spacing
 from dataplug.codecs.gzip.codec import GzipCodec
 from dataplug.codecs.gzip.windows import WINDOWS_BLOB
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
@@ -100,6 +100,10 @@ class BgzfCodec(GzipCodec):
     by default ``<url>.gzi`` is used when it exists)."""
 
     name = "bgzf"
+    options = {
+        "spacing": GzipCodec.options["spacing"],
+        "gzi": "URL of a BGZF .gzi index (default: <url>.gzi when it exists)",
+    }
 
     @classmethod
     def detect(cls, head: bytes) -> bool:
@@ -130,15 +134,8 @@ class BgzfCodec(GzipCodec):
             c, u = wrong[0] if wrong else (int(groups[0, 0]), int(groups[0, 1]))
             raise InvalidFormatError(ctx.obj.url, f"the .gzi index does not match the object: no member decodes to offset {u} at byte {c}", offset=c)
         logical = ends[-1]
-        zeros = np.zeros(len(chosen), np.uint32)
-        tables = {
-            "compressed_offset": chosen[:, 0].astype(np.uint64),
-            "bits": np.zeros(len(chosen), np.uint8),
-            "uncompressed_offset": chosen[:, 1].astype(np.uint64),
-            "window_offset": zeros.astype(np.uint64),
-            "window_length": zeros,
-            "window_crc32": zeros,
-        }
+        tables = {name: np.zeros(len(chosen), dtype) for name, dtype in TABLE_DTYPES.items()}
+        tables["compressed_offset"], tables["uncompressed_offset"] = chosen[:, 0].astype(np.uint64), chosen[:, 1].astype(np.uint64)
         attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": spacing, "checkpoints": len(chosen)}
         return [scan for scan, _, _ in results], CodecIndex(cls.name, logical, tables, {WINDOWS_BLOB: b""}, attributes)
 

@@ -16,11 +16,12 @@ import bisect
 import bz2
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import default_workers, progress_bar
 from dataplug.storage import ObjectInfo, StorageObject
@@ -234,12 +235,14 @@ class Bzip2Reader:
     blocks: tuple[tuple[int, int], ...]
     first_decoded: int
     decoded_size: int
+    #: The object bytes that hold the blocks.
+    fetch: Fetch
 
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
-        at = self.blocks[0][0] // 8
-        data = self.obj.read_range(at, -(-self.blocks[-1][1] // 8), expect=self.info)
+        at = self.fetch.start
+        data = self.obj.read_range(at, self.fetch.end, expect=self.info)
         try:
             out = bz2.decompress(rebuild(data, at, self.blocks))
         except (OSError, EOFError, ValueError) as exc:
@@ -248,6 +251,23 @@ class Bzip2Reader:
             raise CorruptIndexError(self.obj.url, f"bzip2 blocks from byte {at} decode to {len(out)} bytes, not {self.decoded_size}: the index does not match the object")
         skip = self.start - self.first_decoded
         return out[skip : skip + self.end - self.start]
+
+
+class Bzip2Readers:
+    """``reader(start, end)`` for one bzip2 object's blocks (see :meth:`Bzip2Codec.readers`)."""
+
+    def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable) -> None:
+        self.obj, self.info, self.table = obj, info, table
+
+    def __call__(self, start: int, end: int) -> Bzip2Reader:
+        fetch = self.table.fetch(start, end)
+        k, u = fetch.row, self.table.logical
+        if end <= start or not len(self.table):
+            return Bzip2Reader(self.obj, self.info, start, end, (), 0, 0, fetch)
+        j = self.table.stop(k, end)
+        starts, ends = self.table.columns["bzip2_start"], self.table.columns["bzip2_end"]
+        blocks = tuple(zip(starts[k:j].tolist(), ends[k:j].tolist()))
+        return Bzip2Reader(self.obj, self.info, start, end, blocks, int(u[k]), int(u[j] - u[k]), fetch)
 
 
 @register_codec
@@ -304,34 +324,30 @@ class Bzip2Codec(Codec):
         return results, CodecIndex(cls.name, logical, tables, {}, attributes)
 
     @classmethod
-    def cuts(cls, tables: dict[str, np.ndarray]) -> np.ndarray:
-        return tables["bzip2_decoded"][:-1].astype(np.int64)
+    def checkpoints(cls, url: str, index: CodecIndex, size: int) -> CheckpointTable:
+        """Blocks as checkpoints: a block's data starts in the byte holding its first bit, and the end row is
+        the byte after the last block's last bit."""
+        what = "bzip2 block index"
+        start, end, decoded = (column(url, what, index.tables, name) for name in _TABLES)
+        if start.size != end.size or decoded.size != start.size + 1:
+            raise CorruptIndexError(url, f"bad {what}: tables of mismatched lengths")
+        compressed = np.append(start // 8, -(-end[-1:] // 8) if end.size else [0])
+        return CheckpointTable.of(url, what, compressed, decoded, margin=1, columns={"bzip2_start": start, "bzip2_end": end})
 
     @classmethod
-    def validate(cls, url: str, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int, attributes: dict[str, Any]) -> int:
+    def validate(cls, url: str, tables: Mapping[str, np.ndarray], blob_sizes: dict[str, int], size: int, logical_size: Any) -> int:
         def need(ok: Any, what: str) -> None:
             if not ok:
                 raise CorruptIndexError(url, f"bad bzip2 block index: {what}")
 
-        need(all(name in tables for name in _TABLES), "tables missing")
-        start, end, decoded = (tables[name] for name in _TABLES)
-        need(all(a.ndim == 1 and a.dtype.kind in "ui" for a in (start, end, decoded)), "tables must be 1-d integers")
-        need(start.size == end.size == decoded.size - 1, "tables of mismatched lengths")
-        start, end, decoded = start.astype(np.int64), end.astype(np.int64), decoded.astype(np.int64)
-        logical = attributes.get("uncompressed_size")
-        need(isinstance(logical, int) and decoded[0] == 0 and decoded[-1] == logical, "decoded offsets must run from 0 to the uncompressed size")
+        table = cls.checkpoints(url, CodecIndex(cls.name, 0, tables), size)
+        start, end = table.columns["bzip2_start"], table.columns["bzip2_end"]
+        need(isinstance(logical_size, int) and table.logical_size == logical_size, "decoded offsets must run from 0 to the uncompressed size")
         need(np.all(start >= 32) and np.all(end - start > 80) and np.all(start[1:] >= end[:-1]) and np.all(end <= 8 * size), "block bits must lie in order inside the object")
-        need(np.all((np.diff(decoded) >= 0) & (np.diff(decoded) <= _MAX_BLOCK_DECODED)), "more decoded bytes than a bzip2 block holds")
-        return int(logical)
+        # A block decodes to at most _MAX_BLOCK_DECODED bytes whatever its length: the ratio bound is per block.
+        table.validate(url, size, "bzip2 block index", max_ratio=0, slack=_MAX_BLOCK_DECODED, strict=False)
+        return logical_size
 
     @classmethod
-    def reader(cls, obj: Any, info: Any, sidecar: Any, index: CodecIndex | None, start: int, end: int) -> Bzip2Reader:
-        tables = sidecar.tables if sidecar is not None else index.tables  # type: ignore[union-attr]
-        starts, ends = tables["bzip2_start"].astype(np.int64), tables["bzip2_end"].astype(np.int64)
-        u = tables["bzip2_decoded"].astype(np.int64)
-        if end <= start:
-            return Bzip2Reader(obj, info, start, end, (), 0, 0)
-        k = int(np.searchsorted(u, start, side="right")) - 1
-        j = max(int(np.searchsorted(u, end, side="left")), k + 1)
-        blocks = tuple(zip(starts[k:j].tolist(), ends[k:j].tolist()))
-        return Bzip2Reader(obj, info, start, end, blocks, int(u[k]), int(u[j] - u[k]))
+    def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Bzip2Readers:
+        return Bzip2Readers(obj, info, cls.checkpoints(obj.url, index, info.size))

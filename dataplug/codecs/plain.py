@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -59,11 +59,11 @@ class PlainCodec(Codec):
         return results, CodecIndex(cls.name, size)
 
     @classmethod
-    def validate(cls, url: str, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int, attributes: dict[str, Any]) -> int:
-        if attributes.get("uncompressed_size", size) != size:
+    def validate(cls, url: str, tables: Mapping[str, np.ndarray], blob_sizes: dict[str, int], size: int, logical_size: Any) -> int:
+        if logical_size != size:
             raise CorruptIndexError(url, "a plain object's logical size must be its size")
         return size
 
     @classmethod
-    def reader(cls, obj: Any, info: Any, sidecar: Any, index: Any, start: int, end: int) -> PlainReader:
-        return PlainReader(obj, info, start, end)
+    def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Callable[[int, int], PlainReader]:
+        return functools.partial(PlainReader, obj, info)

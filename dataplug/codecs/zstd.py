@@ -23,12 +23,13 @@ import functools
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import zstandard
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError
 from dataplug.executors import map_ordered, progress_bar
@@ -298,18 +299,17 @@ class ZstdReader:
     info: ObjectInfo
     start: int
     end: int
-    frame_offset: int
     frame_decoded: int
-    #: Compressed bytes fetched first (an estimate of where ``end`` lies), and the end of the last frame needed.
-    fetch_end: int
-    fetch_limit: int
+    #: The frames' compressed bytes: first to where ``end`` probably lies, then on as decoding needs them.
+    fetch: Fetch
 
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
         skip, want, out = self.start - self.frame_decoded, self.end - self.start, bytearray()
-        pieces = compressed_pieces(self.obj, self.info, self.frame_offset, self.fetch_end, self.fetch_limit)
-        for chunk, _ in inflate_frames(self.obj.url, pieces, self.frame_offset):
+        fetch = self.fetch
+        pieces = compressed_pieces(self.obj, self.info, fetch.start, fetch.first_end, fetch.end)
+        for chunk, _ in inflate_frames(self.obj.url, pieces, fetch.start):
             if skip >= len(chunk):
                 skip -= len(chunk)
                 continue
@@ -318,6 +318,27 @@ class ZstdReader:
             if len(out) == want:
                 return bytes(out)
         raise CorruptIndexError(self.obj.url, f"decoded bytes [{self.start}, {self.end}) end early (got {len(out)}): the zstd index does not match the object")
+
+
+class ZstdReaders:
+    """``reader(start, end)`` for one zstd object's frames (see :meth:`ZstdCodec.readers`)."""
+
+    def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable) -> None:
+        self.obj, self.info, self.table = obj, info, table
+
+    def __call__(self, start: int, end: int) -> ZstdReader:
+        fetch = self.table.fetch(start, end)
+        first = int(self.table.logical[fetch.row])
+        if end > start and start - first > WASTE_WARNING:
+            u = self.table.logical
+            warnings.warn(
+                f"{self.obj.url}: slices start inside zstd frames of up to {int(np.diff(u).max()) / 2**20:.0f} MiB ({len(self.table)} frames); the worker of "
+                "each such slice decodes its frame from the start. For more slices than frames, recompress in frames of a few MiB: the seekable "
+                "format (zstd's contrib/seekable_format, t2sz), or concatenated frames, e.g. split -C 4M --filter 'zstd -c' data.csv > data.csv.zst",
+                SliceInsideFrameWarning,
+                stacklevel=2,
+            )
+        return ZstdReader(self.obj, self.info, start, end, first, fetch)
 
 
 @register_codec
@@ -389,42 +410,21 @@ class ZstdCodec(Codec):
         return [scan for group in results for scan in group], CodecIndex(cls.name, logical, tables, {}, attributes)
 
     @classmethod
-    def cuts(cls, tables: dict[str, np.ndarray]) -> np.ndarray:
-        return tables["zstd_decoded"][:-1].astype(np.int64)
+    def checkpoints(cls, url: str, index: CodecIndex, size: int) -> CheckpointTable:
+        what = "zstd frame index"
+        c, u = (column(url, what, index.tables, name) for name in _TABLES)
+        return CheckpointTable.of(url, what, c, u, ahead=_AHEAD)
 
     @classmethod
-    def validate(cls, url: str, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int, attributes: dict[str, Any]) -> int:
-        def need(ok: Any, what: str) -> None:
-            if not ok:
-                raise CorruptIndexError(url, f"bad zstd frame index: {what}")
-
-        need(all(name in tables for name in _TABLES), "tables missing")
-        c, u = (tables[name] for name in _TABLES)
-        need(c.ndim == u.ndim == 1 and c.size == u.size >= 1 and c.dtype.kind in "ui" and u.dtype.kind in "ui", "tables must be 1-d integers of equal length")
-        c, u = c.astype(np.int64), u.astype(np.int64)
-        logical = attributes.get("uncompressed_size")
-        need(isinstance(logical, int) and u[-1] == logical and u[0] == 0, "decoded offsets must run from 0 to the uncompressed size")
-        need(np.all(np.diff(u) > 0) and np.all(np.diff(c) > 0) and c[0] >= 0 and c[-1] <= size, "offsets must increase inside the object")
-        need(np.all(np.diff(u) <= _MAX_RATIO * np.diff(c)), "more decoded bytes than zstd can produce")
-        return int(logical)
+    def validate(cls, url: str, tables: Mapping[str, np.ndarray], blob_sizes: dict[str, int], size: int, logical_size: Any) -> int:
+        table = cls.checkpoints(url, CodecIndex(cls.name, 0, tables), size)
+        if not isinstance(logical_size, int) or table.logical_size != logical_size:
+            raise CorruptIndexError(url, "bad zstd frame index: decoded offsets must run from 0 to the uncompressed size")
+        table.validate(url, size, "zstd frame index", max_ratio=_MAX_RATIO, strict=True)
+        return logical_size
 
     @classmethod
-    def reader(cls, obj: Any, info: Any, sidecar: Any, index: CodecIndex | None, start: int, end: int) -> ZstdReader:
-        tables = sidecar.tables if sidecar is not None else index.tables  # type: ignore[union-attr]
-        c, u = tables["zstd_compressed"].astype(np.int64), tables["zstd_decoded"].astype(np.int64)
-        if end <= start:
-            return ZstdReader(obj, info, start, end, int(c[0]), 0, int(c[0]), int(c[0]))
-        k = max(int(np.searchsorted(u, start, side="right")) - 1, 0)
-        j = min(max(int(np.searchsorted(u, end, side="left")), k + 1), u.size - 1)  # the row where ``end`` lies at or before
-        last = j - 1
-        ratio = (c[j] - c[last]) / max(u[j] - u[last], 1)
-        fetch_end = min(int(c[j]), int(c[last]) + int((end - u[last]) * ratio * 1.25) + _AHEAD)
-        if start - u[k] > WASTE_WARNING:
-            warnings.warn(
-                f"{obj.url}: slices start inside zstd frames of up to {int(np.diff(u).max()) / 2**20:.0f} MiB ({u.size - 1} frames); the worker of "
-                "each such slice decodes its frame from the start. For more slices than frames, recompress in frames of a few MiB: the seekable "
-                "format (zstd's contrib/seekable_format, t2sz), or concatenated frames, e.g. split -C 4M --filter 'zstd -c' data.csv > data.csv.zst",
-                SliceInsideFrameWarning,
-                stacklevel=2,
-            )
-        return ZstdReader(obj, info, start, end, int(c[k]), int(u[k]), fetch_end, int(c[j]))
+    def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> ZstdReaders:
+        """Readers from the start of the frame that holds each range's start; a :class:`SliceInsideFrameWarning`
+        when that is deep inside a frame."""
+        return ZstdReaders(obj, info, cls.checkpoints(obj.url, index, info.size))

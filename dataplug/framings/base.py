@@ -10,12 +10,12 @@ its records start in the logical stream.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from dataplug.codecs import registered_codecs
 from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import DataFormat, PreprocessContext
@@ -33,7 +33,8 @@ class StreamAttributes:
     compression: str
     #: Bytes of the logical (decoded) stream; ``size`` for a plain object.
     uncompressed_size: int
-    #: Uncompressed bytes between gzip checkpoints (0 for a plain object) and their number.
+    #: Decoded bytes between checkpoints (gzip, BGZF; the largest frame or block for zstd and bzip2; 0 for a
+    #: plain object) and their number.
     spacing: int
     checkpoints: int
 
@@ -47,16 +48,18 @@ def codec_attributes(size: int, index: CodecIndex) -> dict[str, Any]:
 
 class StreamFormat(DataFormat):
     """Base of formats framed over a codec's logical stream. Option ``compression``: ``"gzip"``,
-    ``"bgzf"``, ``"zstd"``, ``"bzip2"`` or ``"none"`` to override detection."""
+    ``"bgzf"``, ``"zstd"``, ``"bzip2"`` or ``"none"`` to override detection; the codecs' own options
+    (:attr:`Codec.options <dataplug.codecs.base.Codec.options>`) are the format's too."""
 
     #: 2: codec tables beside the framing's (indexes of dataplug before codecs x framings are rebuilt).
     index_version = 2
-    options = {
-        "compression": "'gzip', 'bgzf', 'zstd', 'bzip2' or 'none': overrides detection from the first bytes",
-        "spacing": "decoded bytes between gzip/BGZF checkpoints (default: 1.5 to 4 MiB, from the object size)",
-        "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
-        "gzi": "URL of a BGZF .gzi index (default: <url>.gzi when it exists)",
-    }
+    options = {"compression": "'gzip', 'bgzf', 'zstd', 'bzip2' or 'none': overrides detection from the first bytes"}
+
+    @classmethod
+    def all_options(cls) -> dict[str, str]:
+        """The format's options and those of every registered codec (whichever codec the object turns out to have)."""
+        out = {name: text for codec in registered_codecs() for name, text in codec.options.items()}
+        return {**out, **super().all_options()}
 
     @classmethod
     def codec_for(cls, ctx: PreprocessContext, head: bytes | None = None) -> type[Codec]:
@@ -112,7 +115,7 @@ class StreamFormat(DataFormat):
                 text_encoding(url, encoding)
             except StrategyArgumentError as exc:
                 raise CorruptIndexError(url, f"the index names a text encoding dataplug does not read: {exc.cause}") from None
-        logical = codec.validate(url, tables, blob_sizes, size, {"uncompressed_size": attributes.uncompressed_size})
+        logical = codec.validate(url, tables, blob_sizes, size, attributes.uncompressed_size)
         cls.validate_records(url, attributes, tables, logical)
 
     @classmethod
@@ -122,18 +125,21 @@ class StreamFormat(DataFormat):
 
 def preprocess_reader(ctx: PreprocessContext, index: CodecIndex) -> Callable[[int, int], bytes]:
     """``read(start, end)`` of decoded bytes while preprocessing, before the index is written."""
-    codec = get_codec(index.codec)
-    return lambda start, end: codec.reader(ctx.obj, ctx.info, None, index, start, end).read()
+    reader = get_codec(index.codec).readers(ctx.obj, ctx.info, index)
+    return lambda start, end: reader(start, end).read()
+
+
+def codec_index(co: Any) -> CodecIndex:
+    """The codec's part of ``co``'s loaded index."""
+    return CodecIndex.of_sidecar(co.index(), co.attributes.compression, co.attributes.uncompressed_size)
 
 
 def readers(co: Any) -> Callable[[int, int], LogicalReader]:
     """``reader(start, end)``: a picklable reader of the decoded bytes ``[start, end)`` of ``co``'s object,
     from its loaded index (resolved once, for the many slices of a partition)."""
-    sidecar = co.index()
-    codec = get_codec(co.attributes.compression)
-    return functools.partial(codec.reader, co.obj, sidecar.object_info, sidecar, None)
+    return get_codec(co.attributes.compression).readers(co.obj, co.index().object_info, codec_index(co))
 
 
 def cut_offsets(co: Any) -> np.ndarray:
     """Logical offsets where ``co``'s codec starts decoding without waste (none for plain objects)."""
-    return get_codec(co.attributes.compression).cuts(co.index().tables)
+    return get_codec(co.attributes.compression).cuts(co.url, codec_index(co), co.index().object_info.size)

@@ -2,7 +2,8 @@
 
 This module is the public face; the work lives in one module per concept:
 
-* :mod:`dataplug.codecs.gzip.index` - what a checkpoint is, and the index of them (``GzipIndex``);
+* :mod:`dataplug.codecs.gzip.index` - what a checkpoint is, and the index of them (``GzipIndex``, and its
+  sidecar tables as a :class:`~dataplug.codecs.checkpoints.CheckpointTable`);
 * :mod:`dataplug.codecs.gzip.index_pass` - where checkpoints are made: ``build_index``, the sequential pass;
 * :mod:`dataplug.codecs.gzip.zlib_ctypes` - zlib / zlib-ng inflate through ctypes, which that pass drives;
 * :mod:`dataplug.codecs.gzip.windows` - the 32 KiB windows, kept sparse and compressed;
@@ -22,7 +23,6 @@ from dataplug.codecs.gzip.index import (
     Checkpoint,
     GzipIndex,
     default_spacing,
-    fetch_range_for,
 )
 from dataplug.codecs.gzip.inflate import DEFAULT_CHUNK_SIZE, inflate_from
 from dataplug.codecs.gzip.interop import export_index
@@ -40,7 +40,6 @@ __all__ = [
     "build_index",
     "default_spacing",
     "export_index",
-    "fetch_range_for",
     "inflate_from",
     "sparse_window",
 ]

@@ -2,43 +2,70 @@
 decode any logical range from one checkpoint.
 
 The sidecar keeps one row per checkpoint (compressed byte and bit, uncompressed offset, where its window
-lies in the ``windows`` blob and the window's CRC-32) and the windows themselves, zlib-compressed. A reader
-carries one checkpoint and fetches its window (one small, CRC-checked range of the sidecar) and the
-compressed bytes from that checkpoint on.
+lies in the ``windows`` blob and the window's CRC-32) and the windows themselves, zlib-compressed and sparse.
+A reader carries one checkpoint with its stored window (a few KiB), so reading a slice is one range read of
+the object: the partition loads the windows blob once, or not at all when the sidecar came with it. Only a
+blob larger than :data:`WINDOWS_LOAD_MAX` stays in the sidecar, each reader fetching its own window.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch
 from dataplug.codecs.gzip.headers import is_bgzf
-from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint, default_spacing
+from dataplug.codecs.gzip.index import MAX_RATIO, WINDOW_SIZE, Checkpoint, checkpoint_table, default_spacing
 from dataplug.codecs.gzip.inflate import inflate_from
 from dataplug.codecs.gzip.interop import adopt_scan
 from dataplug.codecs.gzip.index_pass import build_index
-from dataplug.codecs.gzip.windows import WINDOWS_BLOB, read_window
+from dataplug.codecs.gzip.windows import WINDOWS_BLOB, unpack_window
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import progress_bar
 from dataplug.sidecar import BlobRef
 from dataplug.storage import ObjectInfo, StorageObject
 
-_TABLES = {
-    "compressed_offset": np.uint64,
-    "bits": np.uint8,
-    "uncompressed_offset": np.uint64,
-    "window_offset": np.uint64,
-    "window_length": np.uint32,
-    "window_crc32": np.uint32,
-}
-_MAX_RATIO = 1032
-#: Compressed bytes fetched past the estimated end of a range before a second request is needed.
-END_MARGIN = 64 * 1024
+#: The largest windows blob a partition loads whole (one request, SHA-256 checked) so that its slices carry
+#: their windows; from a larger one, each slice reads its own window (a second request). The blob grows
+#: with the object, about one stored window per checkpoint: ``python benchmarks/slice_requests.py`` prints
+#: its size and a slice's pickled size.
+WINDOWS_LOAD_MAX = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class WindowRef:
+    """Where a checkpoint's stored window lies in the sidecar's windows blob (read by the worker)."""
+
+    blob: BlobRef
+    start: int
+    end: int
+
+    def read(self, crc32: int) -> bytes:
+        return self.blob.read(self.start, self.end, crc32=crc32)
+
+
+class StoredWindows:
+    """The stored windows for one partition's readers: from memory while preprocessing, else from the
+    sidecar's blob, read whole on first use when it is at most :data:`WINDOWS_LOAD_MAX` bytes."""
+
+    def __init__(self, blob: bytes | BlobRef) -> None:
+        self.blob = blob
+        self.data: bytes | None = None if isinstance(blob, BlobRef) else blob
+
+    def window(self, start: int, end: int) -> bytes | WindowRef:
+        """The stored window at ``[start, end)`` of the blob, or a reference to it (b"" for none)."""
+        if end <= start:
+            return b""
+        if self.data is None and isinstance(self.blob, BlobRef):
+            if self.blob.size > WINDOWS_LOAD_MAX:
+                return WindowRef(self.blob, start, end)
+            self.data = self.blob.read()
+        return self.data[start:end]
 
 
 @dataclass(frozen=True)
@@ -52,25 +79,25 @@ class GzipReader:
     checkpoint_offset: int
     checkpoint_bits: int
     checkpoint_uncompressed: int
-    #: The windows blob (a sidecar reference on workers, bytes while preprocessing) and this window's place.
-    windows: BlobRef | bytes | None
-    window_range: tuple[int, int]
+    #: The checkpoint's stored window (zlib-compressed, sparse; b"" on a member header), or where it lies.
+    window: bytes | WindowRef
     window_crc32: int
-    #: Compressed bytes fetched first, and how far a second fetch may go when decoding needs more.
-    fetch_end: int
-    fetch_limit: int
+    #: The compressed bytes to fetch: first to where ``end`` probably lies, then, if decoding needs more, on.
+    fetch: Fetch
 
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
-        window = b""
-        if self.windows is not None:
-            window = read_window(self.obj.url, self.windows, *self.window_range, self.window_crc32)
-        checkpoint = Checkpoint(self.checkpoint_offset, self.checkpoint_bits, self.checkpoint_uncompressed, 0, window)
+        url = self.obj.url
+        if isinstance(self.window, WindowRef):
+            window = unpack_window(url, self.window.read(self.window_crc32))
+        else:
+            window = unpack_window(url, self.window, self.window_crc32) if self.window else b""
+        checkpoint = Checkpoint(self.checkpoint_offset, self.checkpoint_bits, self.checkpoint_uncompressed, window)
         skip = self.start - self.checkpoint_uncompressed
         want = self.end - self.start
         out = bytearray()
-        for chunk in inflate_from(self._compressed(checkpoint.fetch_start), checkpoint, url=self.obj.url):
+        for chunk in inflate_from(self._compressed(), checkpoint, url=url):
             if skip >= len(chunk):
                 skip -= len(chunk)
                 continue
@@ -78,14 +105,37 @@ class GzipReader:
             skip = 0
             if len(out) == want:
                 return bytes(out)
-        raise CorruptIndexError(
-            self.obj.url, f"decoded bytes [{self.start}, {self.end}) end early (got {len(out)}): the gzip index does not match the object"
-        )
+        raise CorruptIndexError(url, f"decoded bytes [{self.start}, {self.end}) end early (got {len(out)}): the gzip index does not match the object")
 
-    def _compressed(self, start: int) -> Iterator[bytes]:
-        yield self.obj.read_range(start, self.fetch_end, expect=self.info)
-        if self.fetch_limit > self.fetch_end:
-            yield self.obj.read_range(self.fetch_end, self.fetch_limit, expect=self.info)
+    def _compressed(self) -> Iterator[bytes]:
+        fetch = self.fetch
+        yield self.obj.read_range(fetch.start, fetch.first_end, expect=self.info)
+        if fetch.end > fetch.first_end:
+            yield self.obj.read_range(fetch.first_end, fetch.end, expect=self.info)
+
+
+class GzipReaders:
+    """``reader(start, end)`` for one gzip object's index (see :meth:`GzipCodec.readers`)."""
+
+    def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable, windows: StoredWindows) -> None:
+        self.obj, self.info, self.table, self.windows = obj, info, table, windows
+
+    def __call__(self, start: int, end: int) -> GzipReader:
+        fetch = self.table.fetch(start, end)
+        k, columns = fetch.row, self.table.columns
+        w_off, w_len = int(columns["window_offset"][k]), int(columns["window_length"][k])
+        return GzipReader(
+            obj=self.obj,
+            info=self.info,
+            start=start,
+            end=end,
+            checkpoint_offset=int(columns["compressed_offset"][k]),
+            checkpoint_bits=int(columns["bits"][k]),
+            checkpoint_uncompressed=int(self.table.logical[k]),
+            window=self.windows.window(w_off, w_off + w_len) if end > start else b"",
+            window_crc32=int(columns["window_crc32"][k]),
+            fetch=fetch,
+        )
 
 
 @register_codec
@@ -96,6 +146,10 @@ class GzipCodec(Codec):
     sequential pass (see :mod:`dataplug.codecs.gzip.interop`)."""
 
     name = "gzip"
+    options = {
+        "spacing": "decoded bytes between gzip/BGZF checkpoints (default: 1.5 to 4 MiB, from the object size)",
+        "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
+    }
 
     @classmethod
     def detect(cls, head: bytes) -> bool:
@@ -132,79 +186,35 @@ class GzipCodec(Codec):
                     bar.update(done - seen[0])
                     seen[0] = done
 
-                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut, lines=False)
+                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut)
             results = ranges.finish()
-        windows = index.windows
-        crcs = [zlib.crc32(windows[o : o + n]) for o, n in zip(index.window_offset.tolist(), index.window_length.tolist())]
-        tables = {
-            "compressed_offset": index.compressed_offset,
-            "bits": index.bits,
-            "uncompressed_offset": index.uncompressed_offset,
-            "window_offset": index.window_offset,
-            "window_length": index.window_length,
-            "window_crc32": np.array(crcs, np.uint32),
-        }
         codec = "bgzf" if index.bgzf else "gzip"
         attributes = {"compression": codec, "uncompressed_size": index.uncompressed_size, "spacing": spacing, "checkpoints": len(index)}
-        return results, CodecIndex(codec, index.uncompressed_size, tables, {WINDOWS_BLOB: windows}, attributes)
+        return results, CodecIndex(codec, index.uncompressed_size, index.tables(), {WINDOWS_BLOB: index.windows}, attributes)
 
     @classmethod
-    def cuts(cls, tables: dict[str, np.ndarray]) -> np.ndarray:
-        return tables["uncompressed_offset"].astype(np.int64)
+    def checkpoints(cls, url: str, index: CodecIndex, size: int) -> CheckpointTable:
+        return checkpoint_table(url, index.tables, size, index.logical_size)
 
     @classmethod
-    def validate(cls, url: str, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int, attributes: dict[str, Any]) -> int:
+    def validate(cls, url: str, tables: Mapping[str, np.ndarray], blob_sizes: dict[str, int], size: int, logical_size: Any) -> int:
         def need(ok: Any, what: str) -> None:
             if not ok:
                 raise CorruptIndexError(url, f"bad gzip checkpoint index: {what}")
 
-        need(all(name in tables for name in _TABLES) and WINDOWS_BLOB in blob_sizes, "tables or windows blob missing")
-        t = {name: tables[name] for name in _TABLES}
-        n = t["uncompressed_offset"].size
-        need(n >= 1 and all(a.ndim == 1 and a.size == n and a.dtype.kind in "ui" for a in t.values()), "tables must be 1-d integers of equal length")
-        logical = attributes.get("uncompressed_size")
-        need(isinstance(logical, int) and logical >= 0, "uncompressed size")
-        c, u = t["compressed_offset"].astype(np.int64), t["uncompressed_offset"].astype(np.int64)
-        bits, w_off, w_len = t["bits"].astype(np.int64), t["window_offset"].astype(np.int64), t["window_length"].astype(np.int64)
-        need(c[0] == 0 and u[0] == 0 and bits[0] == 0 and w_len[0] == 0, "checkpoint 0 must be the object start")
-        # deflate expands at most 1032:1, so sizes beyond that are crafted (and would drive allocations)
-        need(logical <= _MAX_RATIO * size + 2**20 and np.all(np.diff(u) <= _MAX_RATIO * np.diff(c) + 2**16), "more decoded bytes than deflate can produce")
-        need(np.all(np.diff(u) > 0) and np.all(np.diff(c) >= 0) and u[-1] <= logical and c[-1] < max(size, 1), "offsets must increase inside the object")
+        need(WINDOWS_BLOB in blob_sizes, "windows blob missing")
+        need(isinstance(logical_size, int) and 0 <= logical_size <= MAX_RATIO * size + 2**20, "uncompressed size")
+        table = checkpoint_table(url, tables, size, logical_size)
+        table.validate(url, size, "gzip checkpoint index", max_ratio=MAX_RATIO, slack=2**16, strict=False)
+        t = table.columns
+        c, bits, w_off, w_len = t["compressed_offset"], t["bits"], t["window_offset"], t["window_length"]
+        need(len(table) >= 1 and c[0] == 0 and bits[0] == 0 and w_len[0] == 0, "checkpoint 0 must be the object start")
+        need(np.all(np.diff(table.cuts()) > 0) and c[-1] < max(size, 1), "offsets must increase inside the object")
         need(np.all((bits >= 0) & (bits <= 7)) and not np.any((bits > 0) & (w_len == 0)) and np.all(c >= (bits > 0)), "bit offsets")
         need(np.all(w_off >= 0) and np.all(w_len <= WINDOW_SIZE + 64) and np.all(w_off + w_len <= blob_sizes[WINDOWS_BLOB]), "windows beyond the blob")
-        return int(logical)
+        return int(logical_size)
 
     @classmethod
-    def reader(cls, obj: Any, info: Any, sidecar: Any, index: CodecIndex | None, start: int, end: int) -> GzipReader:
-        """The reader of ``[start, end)``, from a loaded sidecar or (while preprocessing) an in-memory index."""
-        tables = sidecar.tables if sidecar is not None else index.tables  # type: ignore[union-attr]
-        windows: BlobRef | bytes = sidecar.blob(WINDOWS_BLOB) if sidecar is not None else index.blobs[WINDOWS_BLOB]  # type: ignore[union-attr]
-        size = info.size
-        u = tables["uncompressed_offset"].astype(np.int64)
-        c = tables["compressed_offset"].astype(np.int64)
-        k = int(np.searchsorted(u, start, side="right")) - 1
-        j = int(np.searchsorted(u, end, side="left"))  # first checkpoint at or after the end
-        j = max(j, k + 1)
-        limit = int(c[j]) if j < u.size else size
-        fetch_end = limit
-        last = j - 1  # the last checkpoint before the end
-        if last > k and j < u.size:
-            ratio = (c[j] - c[last]) / max(u[j] - u[last], 1)
-            guess = int(c[last]) + int((end - u[last]) * ratio * 1.25) + END_MARGIN
-            fetch_end = min(limit, guess)
-        w_len = int(tables["window_length"][k])
-        w_off = int(tables["window_offset"][k])
-        return GzipReader(
-            obj=obj,
-            info=info,
-            start=start,
-            end=end,
-            checkpoint_offset=int(c[k]),
-            checkpoint_bits=int(tables["bits"][k]),
-            checkpoint_uncompressed=int(u[k]),
-            windows=windows if w_len else None,
-            window_range=(w_off, w_off + w_len),
-            window_crc32=int(tables["window_crc32"][k]),
-            fetch_end=fetch_end,
-            fetch_limit=limit,
-        )
+    def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> GzipReaders:
+        """Readers that each carry their checkpoint's stored window (see the module docstring)."""
+        return GzipReaders(obj, info, cls.checkpoints(obj.url, index, info.size), StoredWindows(index.blobs[WINDOWS_BLOB]))

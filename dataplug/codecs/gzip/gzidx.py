@@ -46,7 +46,7 @@ def read_gzidx(url: str, data: bytes, size: int) -> list[Checkpoint]:
     table_end = _HEADER.size + count * point_size
     if table_end > len(data):
         raise InvalidFormatError(url, f"the GZIDX index {url} ends inside its table of {count} points", offset=len(data))
-    pos, out = table_end, [Checkpoint(0, 0, 0, 0)]
+    pos, out = table_end, [Checkpoint(0, 0, 0)]
     for i in range(count):
         at = _HEADER.size + i * point_size
         c, u, bits = struct.unpack_from("<QQB", data, at)
@@ -62,5 +62,5 @@ def read_gzidx(url: str, data: bytes, size: int) -> list[Checkpoint]:
             continue
         if bits > 7 or c < (1 if bits else 0) or u <= out[-1].uncompressed_offset or c < out[-1].compressed_offset:
             raise InvalidFormatError(url, f"point {i} of the GZIDX index {url} ({c} B {bits} b -> {u}) does not fit the object or the points before it", offset=at)
-        out.append(Checkpoint(c, bits, u, 0, window[-u:] if u < WINDOW_SIZE else window))
+        out.append(Checkpoint(c, bits, u, window[-u:] if u < WINDOW_SIZE else window))
     return out

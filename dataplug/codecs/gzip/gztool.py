@@ -55,7 +55,7 @@ def read_gztool(url: str, data: bytes, size: int) -> list[Checkpoint]:
     if have != count:
         raise InvalidFormatError(url, f"the gztool index {url} is incomplete (gztool was still writing it)", offset=pos)
     pos += 16
-    out = [Checkpoint(0, 0, 0, 0)]
+    out = [Checkpoint(0, 0, 0)]
     for i in range(count):
         if len(data) < pos + _POINT.size:
             raise InvalidFormatError(url, f"the gztool index {url} ends inside point {i} of {count}", offset=len(data))
@@ -68,7 +68,7 @@ def read_gztool(url: str, data: bytes, size: int) -> list[Checkpoint]:
             continue
         if bits > 7 or c < (1 if bits else 0) or u <= out[-1].uncompressed_offset or c < out[-1].compressed_offset:
             raise InvalidFormatError(url, f"point {i} of the gztool index {url} ({c} B {bits} b -> {u}) does not fit the object or the points before it", offset=at)
-        out.append(Checkpoint(c, bits, u, 0, _window(url, stored, at)))
+        out.append(Checkpoint(c, bits, u, _window(url, stored, at)))
     return out
 
 

@@ -1,5 +1,5 @@
 """The gzip checkpoint index: where decoding may start in a gzip object (compressed byte and bit,
-uncompressed offset, line number, the 32 KiB window before it), as numpy tables plus a blob of windows.
+uncompressed offset, the 32 KiB window before it), as numpy tables plus a blob of windows.
 
 The pass that makes it is :mod:`dataplug.codecs.gzip.index_pass`; decoding from one checkpoint is
 :mod:`dataplug.codecs.gzip.inflate`. Layout rules, checked by the pass (they are what lets decoding be
@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from dataplug.codecs.checkpoints import CheckpointTable, column
+from dataplug.errors import CorruptIndexError
 
 DEFAULT_SPACING = 4 * 2**20  # uncompressed bytes between checkpoints, the most ``default_spacing`` picks
 #: The least spacing ``default_spacing`` picks: one sparse window per 1.5 MiB keeps the sidecar under
@@ -35,14 +38,19 @@ def default_spacing(compressed_size: int) -> int:
     return int(min(max(guess, MIN_DEFAULT_SPACING), DEFAULT_SPACING))
 
 
+#: The gzip codec's sidecar tables, one row per checkpoint.
 TABLE_DTYPES: dict[str, type] = {
     "compressed_offset": np.uint64,
     "bits": np.uint8,
     "uncompressed_offset": np.uint64,
-    "line": np.uint64,
     "window_offset": np.uint64,
     "window_length": np.uint32,
+    "window_crc32": np.uint32,
 }
+#: Compressed bytes fetched past the estimated end of a range before a second request is needed.
+END_MARGIN = 64 * 1024
+#: deflate expands at most 1032:1 (258-byte matches of 2 bits), so a stretch decoding to more is crafted.
+MAX_RATIO = 1032
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,6 @@ class Checkpoint:
     compressed_offset: int
     bits: int
     uncompressed_offset: int
-    line: int
     window: bytes = b""
 
     def __post_init__(self) -> None:
@@ -74,113 +81,49 @@ class Checkpoint:
         return self.compressed_offset - (1 if self.bits else 0)
 
 
+def checkpoint_table(url: str, tables: Mapping[str, np.ndarray], size: int, logical_size: int) -> CheckpointTable:
+    """The :class:`CheckpointTable` of the gzip tables of an object of ``size`` bytes decoding to
+    ``logical_size``: a checkpoint's data starts in the byte before ``compressed_offset`` when it has
+    ``bits``, and the end row is the object's end. Tables that do not parse are a :class:`CorruptIndexError`."""
+    what = "gzip checkpoint index"
+    cols = {name: column(url, what, tables, name) for name in TABLE_DTYPES}
+    if len({a.size for a in cols.values()}) != 1:
+        raise CorruptIndexError(url, f"bad {what}: tables of mismatched lengths")
+    offset, bits = cols["compressed_offset"], cols["bits"]
+    compressed = np.append(offset - (bits > 0), size)
+    logical = np.append(cols["uncompressed_offset"], logical_size)
+    extra = {name: cols[name] for name in TABLE_DTYPES if name != "uncompressed_offset"}
+    return CheckpointTable.of(url, what, compressed, logical, margin=1, ahead=END_MARGIN, columns=extra)
+
+
 @dataclass(eq=False)
 class GzipIndex:
-    """Checkpoints of one gzip object, as numpy tables plus one blob of separately zlib-compressed windows."""
+    """What :func:`~dataplug.codecs.gzip.build_index` found: the checkpoints of one gzip object, as numpy
+    columns plus one blob of separately zlib-compressed windows."""
 
     compressed_size: int
     uncompressed_size: int
-    line_count: int  # number of b"\n" in the whole decompressed stream
-    ends_with_newline: bool  # last uncompressed byte is b"\n" (False when empty)
     spacing: int
     bgzf: bool
     compressed_offset: np.ndarray  # uint64, first whole byte of the deflate data at the checkpoint
     bits: np.ndarray  # uint8, 0..7: the data starts that many bits earlier, in byte compressed_offset-1
     uncompressed_offset: np.ndarray  # uint64, strictly increasing, checkpoint 0 at 0
-    line: np.ndarray  # uint64, number of b"\n" strictly before uncompressed_offset
     window_offset: np.ndarray  # uint64, offset of the checkpoint's compressed window inside `windows`
     window_length: np.ndarray  # uint32, its length (0: no window, the checkpoint is on a member header)
-    #: The windows blob: bytes, or anything with ``len`` and slicing (e.g. a lazily read sidecar blob).
     windows: bytes = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.uncompressed_offset)
 
     def tables(self) -> dict[str, np.ndarray]:
-        """The per-checkpoint arrays by name (e.g. to save as .npy files)."""
-        return {name: getattr(self, name) for name in TABLE_DTYPES}
+        """The sidecar tables (:data:`TABLE_DTYPES`), with each stored window's CRC-32."""
+        crcs = [zlib.crc32(self.windows[o : o + n]) for o, n in zip(self.window_offset.tolist(), self.window_length.tolist())]
+        columns = {name: getattr(self, name) for name in TABLE_DTYPES if name != "window_crc32"}
+        return {**columns, "window_crc32": np.array(crcs, np.uint32)}
 
-    def scalars(self) -> dict[str, int | bool]:
-        """The per-object values, as keyword arguments for ``from_tables``."""
-        return {
-            "compressed_size": self.compressed_size,
-            "uncompressed_size": self.uncompressed_size,
-            "line_count": self.line_count,
-            "ends_with_newline": self.ends_with_newline,
-            "spacing": self.spacing,
-            "bgzf": self.bgzf,
-        }
-
-    @classmethod
-    def from_tables(
-        cls,
-        tables: Mapping[str, np.ndarray],
-        windows: bytes,
-        *,
-        compressed_size: int,
-        uncompressed_size: int,
-        line_count: int,
-        ends_with_newline: bool,
-        spacing: int,
-        bgzf: bool,
-    ) -> GzipIndex:
-        """Rebuild an index from ``tables()``, ``windows`` and ``scalars()``; ValueError if inconsistent."""
-        if set(tables) != set(TABLE_DTYPES):
-            raise ValueError(f"index tables must be exactly {sorted(TABLE_DTYPES)}, got {sorted(tables)}")
-        arrays = {name: _checked_table(name, tables[name]) for name in TABLE_DTYPES}
-        index = cls(
-            compressed_size=int(compressed_size),
-            uncompressed_size=int(uncompressed_size),
-            line_count=int(line_count),
-            ends_with_newline=bool(ends_with_newline),
-            spacing=int(spacing),
-            bgzf=bool(bgzf),
-            windows=windows,
-            **arrays,
-        )
-        index._validate()
-        return index
-
-    def _validate(self) -> None:
-        n = len(self.uncompressed_offset)
-        if n == 0 or any(len(a) != n for a in self.tables().values()):
-            raise ValueError("index tables must be non-empty and of equal length")
-        if min(self.compressed_size, self.uncompressed_size, self.line_count) < 0 or self.spacing < 1:
-            raise ValueError("sizes and line count must be non-negative and spacing positive")
-        if self.line_count > self.uncompressed_size or (self.ends_with_newline and self.line_count == 0):
-            raise ValueError("line count inconsistent with the uncompressed size")
-        c, u, line = (a.astype(np.int64) for a in (self.compressed_offset, self.uncompressed_offset, self.line))
-        if c[0] or u[0] or line[0] or self.bits[0] or self.window_length[0]:
-            raise ValueError("checkpoint 0 must be the start of the object")
-        if np.any(np.diff(u) <= 0) or np.any(np.diff(c) < 0) or np.any(np.diff(line) < 0):
-            raise ValueError("checkpoint offsets and lines must increase")
-        if c[-1] >= max(self.compressed_size, 1) or u[-1] > self.uncompressed_size:
-            raise ValueError("checkpoint offsets beyond the object's sizes")
-        if line[-1] > self.line_count or np.any(line > u):
-            raise ValueError("checkpoint line numbers inconsistent with their offsets")
-        if np.any(self.bits > 7) or np.any((self.bits > 0) & (self.window_length == 0)):
-            raise ValueError("bad bit offsets (0..7, and only on checkpoints with a window)")
-        start = self.window_offset.astype(np.int64)
-        end = start + self.window_length.astype(np.int64)
-        if np.any(end > len(self.windows)) or np.any(start[1:] < end[:-1]):
-            raise ValueError("windows overlap or lie beyond the windows blob")
-
-    def checkpoint_for_uncompressed(self, offset: int) -> int:
-        """Index of the last checkpoint with ``uncompressed_offset <= offset``."""
-        if not 0 <= offset <= self.uncompressed_size:
-            raise ValueError(f"uncompressed offset {offset} outside 0..{self.uncompressed_size}")
-        return int(np.searchsorted(self.uncompressed_offset, offset, side="right")) - 1
-
-    def checkpoint_for_line(self, line: int) -> int:
-        """Index of the last checkpoint from which a reader reaches the start of line ``line`` (0-based).
-
-        That is the last checkpoint k with ``self.line[k] < line`` (checkpoint 0 for line 0): decoding from
-        k, the first byte of line ``line`` is just after the ``line - self.line[k]``-th newline. A checkpoint
-        with ``self.line[k] == line`` may sit inside that line, after its first byte, so it is not chosen.
-        """
-        if not 0 <= line <= self.line_count:
-            raise ValueError(f"line {line} outside 0..{self.line_count}")
-        return max(int(np.searchsorted(self.line, line, side="left")) - 1, 0)
+    def checkpoints(self, url: str = "") -> CheckpointTable:
+        """The index as a :class:`CheckpointTable` (where a logical range decodes from, which bytes it needs)."""
+        return checkpoint_table(url, self.tables(), self.compressed_size, self.uncompressed_size)
 
     def window(self, k: int) -> bytes:
         """Checkpoint k's decompressed window (b"" when it has none)."""
@@ -196,29 +139,5 @@ class GzipIndex:
             compressed_offset=int(self.compressed_offset[k]),
             bits=int(self.bits[k]),
             uncompressed_offset=int(self.uncompressed_offset[k]),
-            line=int(self.line[k]),
             window=self.window(k),
         )
-
-
-def _checked_table(name: str, values: np.ndarray) -> np.ndarray:
-    array = np.asarray(values)
-    if array.ndim != 1 or (array.size and array.dtype.kind not in "ui") or np.any(array < 0):
-        raise ValueError(f"index table {name!r} must be a 1-d array of non-negative integers")
-    return array.astype(TABLE_DTYPES[name])
-
-
-def fetch_range_for(index: GzipIndex, k: int, uncompressed_end: int) -> tuple[int, int]:
-    """Compressed byte range ``[start, end)`` to fetch to decode from checkpoint k to ``uncompressed_end``.
-
-    The range ends at the first later checkpoint at or beyond ``uncompressed_end``, or at the end of the
-    object: checkpoints are the only places where the compressed position of an uncompressed offset is
-    known. All the data before a checkpoint lies in the bytes before its ``compressed_offset``.
-    """
-    if not 0 <= k < len(index):
-        raise IndexError(f"checkpoint {k} out of range")
-    if not index.uncompressed_offset[k] <= uncompressed_end <= index.uncompressed_size:
-        raise ValueError(f"uncompressed end {uncompressed_end} outside checkpoint {k}'s range")
-    start = int(index.compressed_offset[k]) - (1 if index.bits[k] else 0)
-    j = k + 1 + int(np.searchsorted(index.uncompressed_offset[k + 1 :], uncompressed_end, side="left"))
-    return start, int(index.compressed_offset[j]) if j < len(index) else index.compressed_size

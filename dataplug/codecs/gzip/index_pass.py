@@ -1,7 +1,7 @@
 """Where gzip checkpoints are made: ``build_index`` reads a gzip object once, front to back.
 
-It decompresses with zlib's C library (:mod:`dataplug.codecs.gzip.zlib_ctypes`), counts newlines in the output as
-it goes, hands every decoded byte to the format's framing (``on_data``), and every ``spacing`` uncompressed
+It decompresses with zlib's C library (:mod:`dataplug.codecs.gzip.zlib_ctypes`), hands every decoded byte to
+the format's framing (``on_data``: records are the framing's business), and every ``spacing`` uncompressed
 bytes records a *checkpoint* at a deflate block boundary (or member header) with the 32 KiB of output
 before it, stored sparse (:mod:`dataplug.codecs.gzip.windows`). Nothing is decompressed twice.
 
@@ -17,7 +17,6 @@ Layout rules it checks:
 from __future__ import annotations
 
 import ctypes
-import io
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
@@ -25,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 
 from dataplug.codecs.gzip.headers import MAGIC, bgzf_block_size, is_bgzf
-from dataplug.codecs.gzip.index import TABLE_DTYPES, WINDOW_SIZE, GzipIndex, default_spacing
+from dataplug.codecs.gzip.index import WINDOW_SIZE, GzipIndex, default_spacing
 from dataplug.codecs.gzip.windows import AHEAD, pack_window
 from dataplug.codecs.gzip.zlib_ctypes import (
     DT_BITS,
@@ -45,24 +44,6 @@ from dataplug.errors import InvalidFormatError
 DEFAULT_READ_SIZE = 4 * 2**20  # compressed bytes per read during build_index
 
 
-class _RangeReader(io.RawIOBase):
-    """Sequential file object over a ``read(start, end) -> bytes`` callable."""
-
-    def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:
-        self._read, self._size, self._pos = read, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        end = min(self._pos + len(buffer), self._size)
-        data = self._read(self._pos, end) if end > self._pos else b""
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-
 class _Builder:
     """State of one ``build_index`` pass (see there)."""
 
@@ -76,11 +57,10 @@ class _Builder:
         read_size: int,
         on_data: Callable[[memoryview], None] | None = None,
         on_checkpoint: Callable[[int], None] | None = None,
-        lines: bool = True,
     ) -> None:
         self.zlib = libz()
         self.source, self.size, self.spacing, self.url, self.progress = source, size, spacing, url, progress
-        self.on_data, self.on_checkpoint, self.count = on_data, on_checkpoint, lines
+        self.on_data, self.on_checkpoint = on_data, on_checkpoint
         self.member_start, self.member_size = 0, None  # BGZF: where the current member starts, its BSIZE + 1
         self.stream = ZStream()
         self.pins: list[ctypes.Array] = []  # ctypes views of the buffers zlib writes to, so they never move
@@ -91,13 +71,11 @@ class _Builder:
         self.out = bytearray(4 * read_size)
         self.out_addr = self.address(self.out)
         self.out_pos = 0  # end of the decompressed data in `out`
-        self.counted = 0  # newlines of out[:counted] are in `lines`
+        self.handed = 0  # out[:handed] has gone to on_data
         self.total_out = 0  # uncompressed offset of out[out_pos]
-        self.lines = 0
-        self.last_byte = -1
         self.dict_buf = bytearray(WINDOW_SIZE)
         self.dict_addr = self.address(self.dict_buf)
-        self.checkpoints: list[tuple[int, int, int, int]] = []  # compressed, bits, uncompressed, line
+        self.checkpoints: list[tuple[int, int, int]] = []  # compressed, bits, uncompressed
         self.windows: list[Future[bytes] | None] = []  # zlib-compressed windows, made on a helper thread
         self.pending: list[tuple[int, bytes, int, bytearray]] = []  # windows waiting for their look-ahead
         self.compressor = ThreadPoolExecutor(1, thread_name_prefix="dataplug-gzip-windows")
@@ -144,22 +122,15 @@ class _Builder:
         if self.progress is not None:
             self.progress(self.read_total)
 
-    def count_lines(self) -> None:
-        """Count newlines in the output not yet counted (with numpy, faster than bytearray.count) and
-        hand it to ``on_data``."""
-        n = self.out_pos - self.counted
-        if n:
-            if self.count:
-                view = np.frombuffer(self.out, np.uint8, count=n, offset=self.counted)
-                self.lines += int(np.count_nonzero(view == 10))
-            if self.on_data is not None:
-                self.on_data(memoryview(self.out)[self.counted : self.out_pos])
-            self.last_byte = self.out[self.out_pos - 1]
-            self.counted = self.out_pos
+    def hand_on(self) -> None:
+        """Hand the output not yet handed on to ``on_data``."""
+        if self.out_pos > self.handed and self.on_data is not None:
+            self.on_data(memoryview(self.out)[self.handed : self.out_pos])
+        self.handed = self.out_pos
 
     def add_checkpoint(self, compressed: int, bits: int, window: bytes) -> None:
-        self.count_lines()
-        self.checkpoints.append((compressed, bits, self.total_out, self.lines))
+        self.hand_on()
+        self.checkpoints.append((compressed, bits, self.total_out))
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.total_out)
         self.windows.append(None)
@@ -212,7 +183,7 @@ class _Builder:
             self.compressor.shutdown(cancel_futures=True)
 
     def inflate_all(self, bgzf: bool) -> None:
-        """Decompress the whole object, adding checkpoints and counting lines."""
+        """Decompress the whole object, adding checkpoints."""
         s, z = self.stream, self.zlib
         self.add_checkpoint(0, 0, b"")
         member_start = 0  # uncompressed offset where the current member starts
@@ -220,8 +191,8 @@ class _Builder:
             if not s.avail_in and self.read_total < self.size:
                 self.fill()
             if self.out_pos == len(self.out):
-                self.count_lines()
-                self.out_pos = self.counted = 0
+                self.hand_on()
+                self.out_pos = self.handed = 0
             room = len(self.out) - self.out_pos
             # Stop at block boundaries (Z_BLOCK) only once a checkpoint may be due: every return costs a GIL
             # hand-over to the scan thread, and Z_BLOCK throughout made 2,105 calls on a 131 MB FASTQ.gz
@@ -253,7 +224,7 @@ class _Builder:
                 and self.due()
             ):
                 self.add_checkpoint(self.position(), s.data_type & DT_BITS, self.current_window())
-        self.count_lines()
+        self.hand_on()
 
     def next_member(self) -> bool:
         """After a member's trailer (checked by zlib): reset for the next member, or check the end."""
@@ -328,22 +299,23 @@ class _Builder:
         windows = [b"" if window is None else window.result() for window in self.windows]
         lengths = [len(window) for window in windows]
         offsets = np.cumsum([0, *lengths[:-1]])
-        columns = [*zip(*self.checkpoints), offsets, lengths]
-        tables = {name: np.array(col, dtype=TABLE_DTYPES[name]) for name, col in zip(TABLE_DTYPES, columns)}
+        compressed, bits, uncompressed = zip(*self.checkpoints)
         return GzipIndex(
             compressed_size=self.size,
             uncompressed_size=self.total_out,
-            line_count=self.lines,
-            ends_with_newline=self.last_byte == 10,
             spacing=self.spacing,
             bgzf=bgzf,
+            compressed_offset=np.array(compressed, np.uint64),
+            bits=np.array(bits, np.uint8),
+            uncompressed_offset=np.array(uncompressed, np.uint64),
+            window_offset=np.array(offsets, np.uint64),
+            window_length=np.array(lengths, np.uint32),
             windows=b"".join(windows),
-            **tables,
         )
 
 
 def build_index(
-    source: BinaryIO | Callable[[int, int], bytes],
+    source: BinaryIO,
     compressed_size: int,
     spacing: int | None = None,
     url: str | None = None,
@@ -352,19 +324,17 @@ def build_index(
     read_size: int = DEFAULT_READ_SIZE,
     on_data: Callable[[memoryview], None] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
-    lines: bool = True,
 ) -> GzipIndex:
     """Index a gzip object in one sequential, read-only pass.
 
-    ``source`` is a binary file object (read from byte 0; fsspec files qualify) or a ``read(start, end)``
-    callable; exactly ``compressed_size`` bytes are read. A checkpoint is recorded at the first deflate
-    block boundary (or member header) at least ``spacing`` uncompressed bytes after the previous one
-    (default: ``default_spacing(compressed_size)``); for BGZF (bgzip) objects only member headers are used, so no windows are stored. ``progress`` is called
-    with the number of compressed bytes read so far. ``on_data`` sees every decompressed byte once, in
-    order, in chunks that are only valid during the call (so a format can check its records in this pass);
-    ``on_checkpoint`` is called with each checkpoint's uncompressed offset, after ``on_data`` has seen
-    everything before it. ``lines=False`` leaves the line numbers (``line``, ``line_count``) at 0, for a
-    caller that scans the data itself, which saves counting them twice.
+    ``source`` is a binary file object read from byte 0 (:meth:`dataplug.storage.StorageObject.stream`,
+    an fsspec file, ``io.BytesIO``); exactly ``compressed_size`` bytes are read. A checkpoint is recorded
+    at the first deflate block boundary (or member header) at least ``spacing`` uncompressed bytes after the
+    previous one (default: ``default_spacing(compressed_size)``); for BGZF (bgzip) objects only member
+    headers are used, so no windows are stored. ``progress`` is called with the number of compressed bytes
+    read so far. ``on_data`` sees every decompressed byte once, in order, in chunks that are only valid
+    during the call (so a format can scan its records in this pass); ``on_checkpoint`` is called with each
+    checkpoint's uncompressed offset, after ``on_data`` has seen everything before it.
 
     Raises InvalidFormatError (with the compressed offset where it failed) for empty, non-gzip, truncated or
     corrupt objects (CRC and length of every member are checked) and for data after the last member other
@@ -375,8 +345,6 @@ def build_index(
         raise ValueError(f"spacing must be positive, got {spacing}")
     if read_size < 1024:
         raise ValueError(f"read_size must be at least 1024, got {read_size}")
-    if callable(source) and not hasattr(source, "read"):
-        source = _RangeReader(source, compressed_size)
-    elif getattr(source, "seekable", lambda: False)():
+    if getattr(source, "seekable", lambda: False)():
         source.seek(0)
-    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint, lines).run()
+    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint).run()

@@ -27,7 +27,7 @@ from dataplug.codecs.gzip.gztool import is_gztool, read_gztool, write_gztool
 from dataplug.codecs.gzip.headers import gzip_header_length
 from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint
 from dataplug.codecs.gzip.inflate import DEFAULT_CHUNK_SIZE, Inflater, pieces
-from dataplug.codecs.gzip.windows import AHEAD, WINDOWS_BLOB, pack_window, read_window
+from dataplug.codecs.gzip.windows import AHEAD, WINDOWS_BLOB, checked_window, pack_window, unpack_window
 from dataplug.errors import DataplugError, InvalidFormatError
 from dataplug.executors import map_ordered
 from dataplug.sidecar import max_index_bytes
@@ -50,14 +50,14 @@ def export_index(co: Any, url: str, format: str = "gzidx") -> None:
     attributes = co.attributes
     if attributes.compression != "gzip":
         raise DataplugError(co.url, f"only gzip objects have checkpoints to export; this one is {attributes.compression!r}")
-    info, tables, blob = sidecar.object_info, sidecar.tables, sidecar.blob(WINDOWS_BLOB)
+    info, tables, blob = sidecar.object_info, sidecar.tables, sidecar.blob(WINDOWS_BLOB).read()
     header_length = gzip_header_length(co.url, co.obj.read_range(0, min(info.size, 64 * 1024), expect=info))
     columns = (tables[name].tolist() for name in ("compressed_offset", "bits", "uncompressed_offset", "window_offset", "window_length", "window_crc32"))
-    stored = [(c, bits, u, blob.read(w_off, w_off + w_len, crc32=crc)) for c, bits, u, w_off, w_len, crc in zip(*columns) if w_len]
+    stored = [(c, bits, u, checked_window(co.url, blob[w_off : w_off + w_len], crc)) for c, bits, u, w_off, w_len, crc in zip(*columns) if w_len]
     if format == "gztool":
         data = write_gztool(stored, header_length, attributes.uncompressed_size)
     else:
-        points = [Checkpoint(c, bits, u, 0, read_window(co.url, window, 0, len(window), 0)) for c, bits, u, window in stored]
+        points = [Checkpoint(c, bits, u, unpack_window(co.url, window)) for c, bits, u, window in stored]
         data = write_gzidx(points, header_length, info.size, attributes.uncompressed_size, int(attributes.spacing))
     StorageObject(url, dict(co.storage_options)).write_bytes(data)
 

@@ -2,7 +2,7 @@
 
 A window only needs the bytes that later back-references reach (as in rapidgzip): ``sparse_window`` zeroes
 the others, which makes a window compress several times smaller. The sidecar keeps all windows
-in one blob (``WINDOWS_BLOB``); ``read_window`` reads one back, CRC-checked and bounded.
+in one blob (``WINDOWS_BLOB``); ``unpack_window`` turns a stored one back into a window, CRC-checked and bounded.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 from dataplug.codecs.gzip.index import WINDOW_SIZE, Checkpoint
 from dataplug.codecs.gzip.inflate import inflate_from
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.sidecar import BlobRef
 
 #: The sidecar blob that holds every checkpoint's stored window.
 WINDOWS_BLOB = "windows"
@@ -37,7 +36,7 @@ def sparse_window(window: bytes, ahead: bytes, bits: int) -> bytes:
     position = np.arange(n)
     outputs = []
     for marker in (position & 255, ~position & 255, position >> 8):
-        checkpoint = Checkpoint(1 if bits else 0, bits, 0, 0, marker.astype(np.uint8).tobytes())
+        checkpoint = Checkpoint(1 if bits else 0, bits, 0, marker.astype(np.uint8).tobytes())
         out = bytearray()
         try:
             for chunk in inflate_from(ahead, checkpoint, chunk_size=WINDOW_SIZE):
@@ -61,15 +60,23 @@ def pack_window(window: bytes, ahead: bytes, bits: int) -> bytes:
     return zlib.compress(sparse_window(window, ahead, bits), _WINDOW_LEVEL)
 
 
-def read_window(url: str, blob: BlobRef | bytes, start: int, end: int, crc: int) -> bytes:
-    """A checkpoint's window: CRC-checked, and decompressed into at most 32 KiB (a crafted blob is a
-    :class:`CorruptIndexError`, never a zlib bomb)."""
-    data = blob.read(start, end, crc32=crc) if isinstance(blob, BlobRef) else bytes(blob[start:end])
+def checked_window(url: str, stored: bytes, crc32: int) -> bytes:
+    """``stored`` (a stored window cut from the windows blob), once it matches its CRC-32 in the index."""
+    if zlib.crc32(stored) != crc32:
+        raise CorruptIndexError(url, "a gzip checkpoint window does not match its CRC-32 in the index")
+    return stored
+
+
+def unpack_window(url: str, stored: bytes, crc32: int | None = None) -> bytes:
+    """A checkpoint's window from its stored form: checked against ``crc32`` (the index's, when given) and
+    decompressed into at most 32 KiB (a crafted blob is a :class:`CorruptIndexError`, never a zlib bomb)."""
+    if crc32 is not None:
+        checked_window(url, stored, crc32)
     d = zlib.decompressobj()
     try:
-        window = d.decompress(data, WINDOW_SIZE)
+        window = d.decompress(stored, WINDOW_SIZE)
     except zlib.error as exc:
-        raise CorruptIndexError(url, f"gzip window at [{start}, {end}) does not decompress: {exc}") from None
+        raise CorruptIndexError(url, f"a gzip checkpoint window does not decompress: {exc}") from None
     if not d.eof or d.unconsumed_tail or d.unused_data:
-        raise CorruptIndexError(url, f"gzip window at [{start}, {end}) is not one zlib stream of at most {WINDOW_SIZE} bytes")
+        raise CorruptIndexError(url, f"a gzip checkpoint window is not one zlib stream of at most {WINDOW_SIZE} bytes")
     return window
