@@ -72,8 +72,9 @@ def _readme(co: CloudObject, public_folder: str) -> str:
 This folder is a dataplug sidecar index (https://pypi.org/project/dataplug/): a {co.format.name} index of
 the object above, written by dataplug {__version__} on {time.strftime("%Y-%m-%d", time.gmtime())} for the
 object of {info.size} bytes with identity {info.identity}. It lets any number of workers read the object in
-parallel slices with range requests, without downloading or indexing it first. It holds numeric tables
-(.npy, no pickles), blobs (.bin) and a manifest.json naming every file with its SHA-256.
+parallel slices with range requests, without downloading or indexing it first. Its manifest.json holds
+the small numeric tables (.npy bytes, no pickles) and blobs inline and names any larger ones (.npy, .bin),
+each with its SHA-256.
 
 Use it (read-only; nothing is written here):
 
