@@ -186,6 +186,8 @@ class FaultProxy(_Served):
 
     def _serve_connection(self, sock: socket.socket) -> None:
         sock.settimeout(self.socket_timeout)
+        # a paced body leaves in chunks: without NODELAY each chunk's last segment waits for the client's delayed ACK
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rfile = sock.makefile("rb")
         try:
             while self._serve_one(sock, rfile):
