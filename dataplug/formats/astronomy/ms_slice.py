@@ -190,13 +190,15 @@ class MSSlice(CloudObjectSlice):
         return min(p[1] for p in plan), max(p[2] for p in plan)
 
     def _fetch(self, names: list[str]) -> dict[str, list[tuple[bytes, Any]]]:
-        """Each column's pieces as (bytes, decoder info), read with one ``read_ranges`` per file."""
+        """Each column's pieces as (bytes, decoder info), read with one ``read_ranges`` per file, each pinned
+        to the file's indexed size and identity, after one metadata request that checks ``table.dat``."""
         plans = {name: self._plan(name) for name in names}
         by_file: dict[str, list[tuple[int, int]]] = {}
         for plan in plans.values():
             for file, s, e, _ in plan:
                 by_file.setdefault(file, []).append((s, e))
         fetched = {}
+        self.obj.check_unchanged(self.object_info)  # the layout came from this table.dat: one metadata request
         for file, ranges in by_file.items():
             size, identity = self.files[file]
             starts, ends = merge_ranges(ranges)

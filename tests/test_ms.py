@@ -1,0 +1,234 @@
+"""MeasurementSet: slices read only their rows' byte ranges and match python-casacore's ``getcol``, on local
+files and on the moto S3 server (the folder uploaded file by file)."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("casacore.tables", reason="the MeasurementSet tests need python-casacore (the ms extra)")
+
+from casacore import tables  # noqa: E402
+
+from dataplug import CloudObject  # noqa: E402
+from dataplug.detect import sniff  # noqa: E402
+from dataplug.errors import InvalidFormatError, StaleIndexError, StrategyArgumentError  # noqa: E402
+from dataplug.formats.astronomy.ms import MeasurementSet  # noqa: E402
+from dataplug.storage import read_stats  # noqa: E402
+from dataplug.testing import FormatTests  # noqa: E402
+from tests.ms_files import folder_files, make_ms  # noqa: E402
+
+#: The issue's MeasurementSet: 66 baselines (12 antennas) x 120 times, DATA 64 channels x 4 correlations.
+ANTENNAS, TIMES = 12, 120
+
+
+@pytest.fixture(scope="module")
+def ms_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_ms(tmp_path_factory.mktemp("ms") / "obs.ms", ANTENNAS, TIMES)
+
+
+@pytest.fixture(scope="module")
+def shaped_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_ms(tmp_path_factory.mktemp("shaped") / "obs.ms", 5, 9, channels=8, tile_rows=7, shaped=True)
+
+
+def upload(store: Any, path: Path, prefix: str = "") -> str:
+    """The MeasurementSet folder at ``path`` in ``store``; the URL of its ``table.dat``."""
+    urls = [store.put(f"{prefix}{name}", data) for name, data in folder_files(path).items()]
+    return urls[0]
+
+
+def check_against_casacore(path: Path, slices: list[Any], columns: list[str]) -> None:
+    reference = tables.table(str(path), ack=False)
+    try:
+        for piece in slices:
+            got = piece.get(columns)
+            assert list(got) == columns
+            for name in columns:
+                want = reference.getcol(name, piece.start, piece.num_records) if piece.num_records else None
+                if want is None:
+                    assert len(got[name]) == 0
+                    continue
+                assert got[name].shape == want.shape and got[name].dtype == want.dtype, name
+                assert np.array_equal(got[name], want), f"column {name}, rows {piece.start}..{piece.stop}"
+    finally:
+        reference.close()
+
+
+def test_slices_match_casacore_getcol(store: Any, ms_path: Path) -> None:
+    url = upload(store, ms_path)
+    co = CloudObject.from_url(MeasurementSet, url, storage_options=store.options).preprocess(progress=False)
+    a = co.attributes
+    assert a.rows == ANTENNAS * (ANTENNAS - 1) // 2 * TIMES and a.timestamps == TIMES
+    assert {"TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "FLAG", "WEIGHT", "FLAG_ROW"} <= set(a.columns)
+    slices = co.partition("partition_num_chunks", 7)
+    assert [p.start for p in slices][1:] == [p.stop for p in slices][:-1] and slices[-1].stop == a.rows
+    check_against_casacore(ms_path, slices, list(a.columns))
+    defaults = slices[2].get()
+    assert list(defaults) == ["TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "FLAG"]
+
+
+def test_one_slice_of_seven_reads_under_a_third_of_the_folder(s3_store: Any, ms_path: Path) -> None:
+    url = upload(s3_store, ms_path)
+    co = CloudObject.from_url(MeasurementSet, url, storage_options=s3_store.options).preprocess(progress=False)
+    piece = co.partition("partition_num_chunks", 7)[3]
+    folder = url.rsplit("/", 1)[0]
+    read_stats.reset()
+    piece.get()
+    read = sum(n for u, n in read_stats.bytes.items() if u.startswith(folder + "/"))
+    total = sum(len(data) for data in folder_files(ms_path).values())
+    assert 0 < read < total / 3, f"one slice of 7 read {read} of the folder's {total} bytes"
+    # DATA and FLAG are a seventh of their tiles each, give or take a tile of rows at each end.
+    tiles = sum((ms_path / name).stat().st_size for name in ("table.f0_TSM0", "table.f1_TSM0"))
+    assert read < tiles / 7 + 2 * 32 * 64 * 4 * 9 + (ms_path / "table.f2").stat().st_size / 7 + 2 * 4096
+
+
+def test_partition_time_gives_whole_timestamps(ms_path: Path) -> None:
+    co = CloudObject.from_url(MeasurementSet, str(ms_path / "table.dat")).preprocess(progress=False)
+    time = tables.table(str(ms_path), ack=False).getcol("TIME")
+    for n in (1, 7, 11, TIMES, TIMES + 5):
+        slices = co.partition("partition_time", n)
+        assert len(slices) == n and sum(p.num_records for p in slices) == len(time)
+        for piece in slices:
+            if piece.num_records:
+                assert piece.start == 0 or time[piece.start - 1] != time[piece.start]
+                assert piece.stop == len(time) or time[piece.stop - 1] != time[piece.stop]
+        sizes = [p.num_records for p in slices if p.num_records]
+        assert max(sizes) - min(sizes) <= 66 or n > TIMES
+    check_against_casacore(ms_path, co.partition("partition_time", 5), ["TIME", "DATA"])
+
+
+def test_tiled_shape_stman_and_columns_argument(shaped_path: Path) -> None:
+    co = CloudObject.from_url(MeasurementSet, str(shaped_path / "table.dat")).preprocess(progress=False)
+    slices = co.partition("partition_num_chunks", 4, columns=["DATA", "SIGMA", "SCAN_NUMBER"])
+    check_against_casacore(shaped_path, slices, ["DATA", "SIGMA", "SCAN_NUMBER"])
+    assert list(slices[0].get()) == ["DATA", "SIGMA", "SCAN_NUMBER"]
+    for piece in co.partition("partition_num_chunks", 90):  # more slices than rows: empty ones too
+        assert set(piece.get()) == {"TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "FLAG"}
+
+
+def test_to_arrow_matches_get(ms_path: Path) -> None:
+    co = CloudObject.from_url(MeasurementSet, str(ms_path / "table.dat")).preprocess(progress=False)
+    piece = co.partition("partition_num_chunks", 7)[1]
+    table, got = piece.to_arrow(), piece.get()
+    assert table.num_rows == piece.num_records and table.schema == piece.schema()
+    data = np.array(table["DATA"].to_pylist(), dtype=np.float32)
+    assert np.array_equal(data[..., 0] + 1j * data[..., 1], got["DATA"])
+    assert np.array_equal(np.array(table["FLAG"].to_pylist()), got["FLAG"])
+    assert np.array_equal(table["TIME"].to_numpy(), got["TIME"])
+
+
+def test_dump_to_writes_a_measurement_set_casacore_opens(ms_path: Path, tmp_path: Path) -> None:
+    co = CloudObject.from_url(MeasurementSet, str(ms_path / "table.dat")).preprocess(progress=False)
+    piece = co.partition("partition_time", 7)[2]
+    out = piece.dump_to(tmp_path / "part.ms")
+    dumped = tables.table(str(out), ack=False)
+    source = tables.table(str(ms_path), ack=False)
+    try:
+        assert dumped.nrows() == piece.num_records and dumped.info()["type"] == "Measurement Set"
+        for name in ("TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "FLAG", "WEIGHT"):
+            assert np.array_equal(dumped.getcol(name), source.getcol(name, piece.start, piece.num_records)), name
+        antenna = tables.table(dumped.getkeyword("ANTENNA"), ack=False)
+        assert list(antenna.getcol("NAME")) == [f"ANT{i:02d}" for i in range(ANTENNAS)]
+        antenna.close()
+    finally:
+        dumped.close()
+        source.close()
+    with pytest.raises(Exception, match="dump_to"):
+        piece.dump(open(tmp_path / "x", "wb"))
+
+
+def test_a_column_that_cannot_be_read_by_range_is_an_error_naming_it(ms_path: Path) -> None:
+    co = CloudObject.from_url(MeasurementSet, str(ms_path / "table.dat")).preprocess(progress=False)
+    assert dict(co.attributes.unreadable)["FLAG_CATEGORY"]
+    with pytest.raises(InvalidFormatError, match="FLAG_CATEGORY"):
+        co.partition("partition_num_chunks", 2, columns=["FLAG_CATEGORY"])
+    with pytest.raises(InvalidFormatError, match="FLAG_CATEGORY"):
+        co.partition("partition_num_chunks", 2)[0].get(["TIME", "FLAG_CATEGORY"])
+    with pytest.raises(StrategyArgumentError, match="NO_SUCH"):
+        co.partition("partition_num_chunks", 2, columns=["NO_SUCH"])
+
+
+def test_a_truncated_tile_file_is_an_error_naming_it(store: Any, ms_path: Path) -> None:
+    files = folder_files(ms_path)
+    files["obs.ms/table.f0_TSM0"] = files["obs.ms/table.f0_TSM0"][:-70_000]
+    urls = [store.put(f"cut/{name}", data) for name, data in files.items()]
+    with pytest.raises(InvalidFormatError, match=r"obs\.ms/table\.f0_TSM0.*truncated"):
+        CloudObject.from_url(MeasurementSet, urls[0], storage_options=store.options).preprocess(progress=False)
+
+
+def test_a_replaced_data_file_makes_index_and_slices_stale(store: Any, ms_path: Path) -> None:
+    url = upload(store, ms_path, "stale/")
+    co = CloudObject.from_url(MeasurementSet, url, storage_options=store.options).preprocess(progress=False)
+    before = co.partition("partition_num_chunks", 2)
+    store.put("stale/obs.ms/table.f0_TSM0", (ms_path / "table.f0_TSM0").read_bytes()[::-1])
+    with pytest.raises(StaleIndexError):
+        co.partition("partition_num_chunks", 2)
+    with pytest.raises(StaleIndexError):
+        before[0].get()
+
+
+def test_detected_from_table_dat(ms_path: Path, tmp_path: Path) -> None:
+    found = sniff(str(ms_path / "table.dat"), (ms_path / "table.dat").read_bytes())
+    assert found.format == "MeasurementSet" and "MeasurementSet's main table" in found.reason
+    fresh = tmp_path / "obs.ms"
+    fresh.mkdir()
+    (fresh / "table.dat").write_bytes((ms_path / "table.dat").read_bytes())
+    assert CloudObject.from_url(str(fresh / "table.dat")).format is MeasurementSet
+
+
+def test_the_object_must_be_table_dat(ms_path: Path) -> None:
+    with pytest.raises(InvalidFormatError, match="table.dat"):
+        CloudObject.from_url(MeasurementSet, str(ms_path / "table.f0")).preprocess(progress=False)
+
+
+class TestMeasurementSetConformance(FormatTests):
+    """The conformance kit on a small MeasurementSet (15 baselines x 20 times): a record is a row's TIME,
+    antennas, UVW and DATA bytes."""
+
+    format = MeasurementSet
+    s3_slice_counts = (7,)
+
+    def samples(self) -> dict[str, dict[str, bytes]]:
+        with tempfile.TemporaryDirectory() as folder:
+            return {"small": folder_files(make_ms(Path(folder) / "obs.ms", 6, 20, channels=8, tile_rows=16))}
+
+    @classmethod
+    @functools.cache
+    def _prepared(cls) -> dict[str, tuple[dict[str, bytes], list[Any]]]:
+        """The kit's, with the folders of the MeasurementSet's files made first (the kit writes flat files)."""
+        tests = cls()
+        out = {}
+        with tempfile.TemporaryDirectory() as folder:
+            for case, files in tests.samples().items():
+                for name, data in files.items():
+                    (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
+                    (Path(folder) / name).write_bytes(data)
+                out[case] = (files, tests.oracle(Path(folder) / next(iter(files))))
+        return out
+
+    def oracle(self, path: Path) -> list[Any]:
+        table = tables.table(str(path.parent), ack=False)
+        try:
+            columns = [table.getcol(name) for name in ("TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA")]
+        finally:
+            table.close()
+        return [(float(t), int(a), int(b), tuple(uvw.tolist()), data.astype(np.complex64).tobytes()) for t, a, b, uvw, data in zip(*columns)]
+
+    def rows(self, table: Any) -> list[Any]:
+        if not table.num_rows:
+            return []
+        data = np.array(table["DATA"].to_pylist(), dtype=np.float32).reshape(table.num_rows, -1, 2)
+        values = (data[..., 0] + 1j * data[..., 1]).astype(np.complex64)
+        return [
+            (t, a, b, tuple(uvw), v.tobytes())
+            for t, a, b, uvw, v in zip(table["TIME"].to_pylist(), table["ANTENNA1"].to_pylist(), table["ANTENNA2"].to_pylist(), table["UVW"].to_pylist(), values)
+        ]
+
+    def dump_slice(self, piece: Any, path: Path) -> Path:
+        return piece.dump_to(path) / "table.dat"
