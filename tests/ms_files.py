@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
 def make_ms(
-    path: Path, antennas: int = 12, times: int = 120, channels: int = 64, correlations: int = 4, seed: int = 0, tile_rows: int = 32, shaped: bool = False
+    path: Path,
+    antennas: int = 12,
+    times: int = 120,
+    channels: int = 64,
+    correlations: int = 4,
+    seed: int = 0,
+    tile_rows: int = 32,
+    shaped: bool = False,
 ) -> Path:
     """Write a MeasurementSet of ``antennas * (antennas - 1) / 2`` baselines x ``times`` integrations at
     ``path``; DATA is complex64 (``channels`` x ``correlations``) in a TiledColumnStMan (a TiledShapeStMan
@@ -65,7 +73,7 @@ def make_ms(
     return path
 
 
-def _open(path: Path):  # noqa: ANN202 - a casacore table
+def _open(path: Path) -> Any:
     from casacore.tables import table
 
     return table(str(path), readonly=False, ack=False)

@@ -13,15 +13,15 @@ import pytest
 
 pytest.importorskip("casacore.tables", reason="the MeasurementSet tests need python-casacore (the ms extra)")
 
-from casacore import tables  # noqa: E402
+from casacore import tables
 
-from dataplug import CloudObject  # noqa: E402
-from dataplug.detect import sniff  # noqa: E402
-from dataplug.errors import InvalidFormatError, StaleIndexError, StrategyArgumentError  # noqa: E402
-from dataplug.formats.astronomy.ms import MeasurementSet  # noqa: E402
-from dataplug.storage import read_stats  # noqa: E402
-from dataplug.testing import FormatTests  # noqa: E402
-from tests.ms_files import folder_files, make_ms  # noqa: E402
+from dataplug import CloudObject
+from dataplug.detect import sniff
+from dataplug.errors import DataplugError, InvalidFormatError, StaleIndexError, StrategyArgumentError
+from dataplug.formats.astronomy.ms import MeasurementSet
+from dataplug.storage import read_stats
+from dataplug.testing import FormatTests
+from tests.ms_files import folder_files, make_ms
 
 #: The issue's MeasurementSet: 66 baselines (12 antennas) x 120 times, DATA 64 channels x 4 correlations.
 ANTENNAS, TIMES = 12, 120
@@ -139,8 +139,8 @@ def test_dump_to_writes_a_measurement_set_casacore_opens(ms_path: Path, tmp_path
     finally:
         dumped.close()
         source.close()
-    with pytest.raises(Exception, match="dump_to"):
-        piece.dump(open(tmp_path / "x", "wb"))
+    with open(tmp_path / "x", "wb") as fp, pytest.raises(DataplugError, match="dump_to"):
+        piece.dump(fp)
 
 
 def test_a_column_that_cannot_be_read_by_range_is_an_error_naming_it(ms_path: Path) -> None:
@@ -227,7 +227,9 @@ class TestMeasurementSetConformance(FormatTests):
         values = (data[..., 0] + 1j * data[..., 1]).astype(np.complex64)
         return [
             (t, a, b, tuple(uvw), v.tobytes())
-            for t, a, b, uvw, v in zip(table["TIME"].to_pylist(), table["ANTENNA1"].to_pylist(), table["ANTENNA2"].to_pylist(), table["UVW"].to_pylist(), values)
+            for t, a, b, uvw, v in zip(
+                table["TIME"].to_pylist(), table["ANTENNA1"].to_pylist(), table["ANTENNA2"].to_pylist(), table["UVW"].to_pylist(), values
+            )
         ]
 
     def dump_slice(self, piece: Any, path: Path) -> Path:

@@ -105,7 +105,9 @@ class MeasurementSet(DataFormat):
         """The index may name only data files of the table itself (``table.f<n>``, ``table.f<n>_TSM<k>``)."""
         bad = [name for name, _, _ in attributes.files if not _DATA_FILE.match(name)]
         if bad:
-            raise CorruptIndexError(obj.url, f"the index names {bad[0]!r} as a data file of the table; only table.f<n> files beside table.dat are read")
+            raise CorruptIndexError(
+                obj.url, f"the index names {bad[0]!r} as a data file of the table; only table.f<n> files beside table.dat are read"
+            )
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
@@ -191,7 +193,12 @@ def _check_layout(layout: dict[str, Any], files: dict[str, int], tables: dict[st
         if len(table):
             assert np.all(np.diff(table[:, 0]) > 0) and table[0, 0] >= 0 and table[-1, 0] == rows - 1
             first = np.concatenate(([0], table[:-1, 0] + 1))
-            ends = SSM_HEADER_BYTES + table[:, 1] * layout["bucket_size"] + layout["offset"] + ((table[:, 0] - first + 1) * row + 7) // (8 if layout["dtype"] == 0 else 1)
+            ends = (
+                SSM_HEADER_BYTES
+                + table[:, 1] * layout["bucket_size"]
+                + layout["offset"]
+                + ((table[:, 0] - first + 1) * row + 7) // (8 if layout["dtype"] == 0 else 1)
+            )
             assert np.all(table[:, 1] >= 0) and int(ends.max()) <= size and layout["offset"] >= 0
         return
     assert layout["kind"] == "tsm"
@@ -300,7 +307,8 @@ def _tiled(
         per = int(np.prod([-(-c // t) for c, t in zip(cube.shape, cube.tile)], dtype=np.int64))
         if cube.offset + per * tile_bytes > infos[name].size:
             raise InvalidFormatError(
-                f"{folder.url}/{name}", f"the file has {infos[name].size} bytes, fewer than the {per} tiles of {tile_bytes} its hypercube needs from byte {cube.offset}: truncated"
+                f"{folder.url}/{name}",
+                f"the file has {infos[name].size} bytes, fewer than the {per} tiles of {tile_bytes} its hypercube needs from byte {cube.offset}: truncated",
             )
         used.add(name)
     if header.row_map is not None:
@@ -323,18 +331,42 @@ def _tiled(
 
 
 def _time_starts(
-    ctx: PreprocessContext, table: TableFile, layouts: dict[str, dict[str, Any]], tables: dict[str, np.ndarray], infos: dict[str, ObjectInfo], files: set[str]
+    ctx: PreprocessContext,
+    table: TableFile,
+    layouts: dict[str, dict[str, Any]],
+    tables: dict[str, np.ndarray],
+    infos: dict[str, ObjectInfo],
+    files: set[str],
 ) -> np.ndarray:
     """The first row of each run of equal TIME, read from the TIME column's bytes only."""
     if "TIME" not in layouts or not table.rows:
         return np.zeros(0 if not table.rows else 1, np.int64)
-    piece = _slice(ctx.obj, ctx.info, table.big_endian, layouts, {}, {n: (infos[n].size, infos[n].identity) for n in files}, tables, 0, 0, table.rows, ("TIME",), None)
+    piece = _slice(
+        ctx.obj,
+        ctx.info,
+        table.big_endian,
+        layouts,
+        {},
+        {n: (infos[n].size, infos[n].identity) for n in files},
+        tables,
+        0,
+        0,
+        table.rows,
+        ("TIME",),
+        None,
+    )
     time = piece.get()["TIME"]
     return np.flatnonzero(np.concatenate(([True], time[1:] != time[:-1]))).astype(np.int64)
 
 
 def _keep(
-    url: str, folder: StorageObject, table_dat: bytes, infos: dict[str, ObjectInfo], data_files: set[str], subtables: list[str], pieces: dict[str, list[tuple[int, bytes]]]
+    url: str,
+    folder: StorageObject,
+    table_dat: bytes,
+    infos: dict[str, ObjectInfo],
+    data_files: set[str],
+    subtables: list[str],
+    pieces: dict[str, list[tuple[int, bytes]]],
 ) -> bytes:
     """The skeleton: a tar of what casacore needs to open the table's description (``table.dat``, small
     files whole, the StandardStMan headers and bucket indexes at their offsets) and the subtables whole.
@@ -435,7 +467,9 @@ def _slices(co: Any, bounds: list[int], columns: list[str] | None) -> list[MSSli
     sidecar = co.index()
     files = {name: (size, identity) for name, size, identity in a.files}
     return [
-        _slice(co.obj, sidecar.object_info, a.big_endian, layouts, unreadable, files, sidecar.tables, number, lo, hi, chosen, sidecar.blob("skeleton"))
+        _slice(
+            co.obj, sidecar.object_info, a.big_endian, layouts, unreadable, files, sidecar.tables, number, lo, hi, chosen, sidecar.blob("skeleton")
+        )
         for number, (lo, hi) in enumerate(itertools.pairwise(bounds))
     ]
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dataplug.errors import DataplugError
 
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from dataplug.formats.astronomy.ms_slice import MSSlice
 
 
-def _casacore_tables():  # noqa: ANN202 - the module
+def _casacore_tables() -> Any:
+    """python-casacore's ``casacore.tables`` module."""
     try:
         from casacore import tables
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -97,10 +96,8 @@ class MSSlice(CloudObjectSlice):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(
-            (a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)) if isinstance(a, dict) and a and isinstance(next(iter(a.values())), np.ndarray) else a == b
-            for a, b in ((getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
-        )
+        same = all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self) if f.name != "entries")
+        return same and self.entries.keys() == other.entries.keys() and all(np.array_equal(v, other.entries[k]) for k, v in self.entries.items())
 
     @property
     def num_records(self) -> int:
@@ -117,12 +114,16 @@ class MSSlice(CloudObjectSlice):
 
     def wanted(self, columns: list[str] | tuple[str, ...] | None) -> list[str]:
         """The columns a read returns: those named, else the slice's, else :data:`DEFAULT_COLUMNS` the table has."""
-        names = list(columns if columns is not None else self.columns if self.columns is not None else [c for c in DEFAULT_COLUMNS if c in self.layouts])
+        names = list(
+            columns if columns is not None else self.columns if self.columns is not None else [c for c in DEFAULT_COLUMNS if c in self.layouts]
+        )
         for name in names:
             if name in self.unreadable:
                 raise InvalidFormatError(self.url, f"column {name!r} cannot be read by byte range: {self.unreadable[name]}")
             if name not in self.layouts:
-                raise StrategyArgumentError(self.url, f"no column {name!r} in the main table; columns: {sorted(self.layouts) + sorted(self.unreadable)}")
+                raise StrategyArgumentError(
+                    self.url, f"no column {name!r} in the main table; columns: {sorted(self.layouts) + sorted(self.unreadable)}"
+                )
         return names
 
     # -- byte ranges ------------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ class MSSlice(CloudObjectSlice):
             hi = min(b, last + 1)
             if begin < hi:
                 # Row ``last`` is at position ``pos`` of its cube, the rows before it at the positions before.
-                runs.append((cube, pos - (last - begin), pos - (last - hi) , begin))
+                runs.append((cube, pos - (last - begin), pos - (last - hi), begin))
                 begin = hi
         if begin < b:
             raise InvalidFormatError(self.url, f"rows {begin} to {b - 1} of column {layout['name']!r} hold no array (undefined cells)")
@@ -203,7 +204,10 @@ class MSSlice(CloudObjectSlice):
             size, identity = self.files[file]
             starts, ends = merge_ranges(ranges)
             if ends.size and int(ends[-1]) > size:
-                raise InvalidFormatError(f"{self.folder}/{file}", f"the slice needs bytes up to {int(ends[-1])}, the file has {size}: truncated, or not the file the index describes")
+                raise InvalidFormatError(
+                    f"{self.folder}/{file}",
+                    f"the slice needs bytes up to {int(ends[-1])}, the file has {size}: truncated, or not the file the index describes",
+                )
             parts = self._file(file).read_ranges(list(zip(starts.tolist(), ends.tolist())), expect=ObjectInfo(size, identity))
             fetched[file] = _Fetched(starts, parts)
         return {name: [(fetched[f].cut(s, e), info) for f, s, e, info in plan] for name, plan in plans.items()}
