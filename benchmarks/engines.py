@@ -6,9 +6,14 @@ Generates a CSV (1 % of rows hold a quoted newline) in a temporary folder, then 
 - ``len`` and the sum of a column over all slices through ``dataplug.integrations.dask.to_dataframe``, as a
   ratio to ``dask.dataframe.read_csv`` doing the same on the same cluster (goal: <= 1.0);
 - whether ``dask.dataframe.read_csv`` counts the rows right at each block size (its blocks cut at any
-  newline, quoted or not).
+  newline, quoted or not);
+- unless ``--no-s3``: the same CSV on the latency bed (``benchmarks/latency_bed.py``: moto behind the
+  project's proxy at 30 ms to the first byte and 90 MB/s per connection), its ``preprocess`` on the
+  2-worker process pool and ``len`` + sum through ``to_dataframe`` on the 2-worker Dask cluster, each next
+  to the same figure from the local file (page cache).
 
-    python benchmarks/engines.py --size-mb 1000
+    python benchmarks/engines.py --size-mb 200
+    python benchmarks/engines.py --size-mb 1000 --no-s3
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pyarrow.csv as pacsv
 from distributed import Client, LocalCluster
 
 from _common import timed, warm_page_cache
+from latency_bed import S3Bed
 
 from dataplug import CloudObject
 from dataplug.demo import generate_csv
@@ -53,12 +59,32 @@ def len_and_sum(frame: dd.DataFrame) -> tuple[int, float]:
     return int(rows), float(total)
 
 
+def s3_next_to_local(path: str, folder: str, args: argparse.Namespace, local_pre: float, local_read: float, rows: int) -> None:
+    """The CSV on the latency bed: preprocess on a 2-worker process pool and ``len`` + sum through
+    ``to_dataframe`` on a 2-worker Dask cluster, printed next to the local figures measured above."""
+    with S3Bed() as bed:
+        url = f"{bed.bucket('engines')}/bench.csv"
+        bed.put(path, url)
+        co = CloudObject.from_url(CSV, url, storage_options=bed.options)
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(abs, range(2)))
+            t_pre = min(timed(lambda: co.preprocess(force=True, executor=pool, progress=False))[0] for _ in range(args.repeats))
+        slices = co.partition(partition_chunk_size, args.blocksize_mb * 1_000_000)
+        with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster):
+            t_read, (got_rows, _) = best_of(args.repeats, lambda: len_and_sum(to_dataframe(slices)))
+        assert got_rows == rows
+    print(f"S3 bed ({bed.first_byte * 1000:.0f} ms first byte, {bed.bandwidth / 1e6:.0f} MB/s per connection) next to the local file (page cache), best of {args.repeats}")
+    print(f"  preprocess, process pool 2 workers   S3 bed {t_pre:7.3f} s   local {local_pre:7.3f} s   S3 / local {t_pre / local_pre:4.2f}")
+    print(f"  to_dataframe len + sum, Dask 2 procs S3 bed {t_read:7.3f} s   local {local_read:7.3f} s   S3 / local {t_read / local_read:4.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=int, default=1000)
+    parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--blocksize-mb", type=int, default=64, help="dask read_csv block size and dataplug slice size")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 latency bed")
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores")
 
@@ -101,6 +127,8 @@ def main() -> None:
                 except Exception as exc:  # noqa: BLE001 - read_csv failing on a quoted newline is itself the result
                     verdict = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
                 print(f"  blocksize {mb:>3} MB: {verdict}")
+        if not args.no_s3:
+            s3_next_to_local(path, folder, args, pre["process pool", 2], t_ours, rows)
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
 
 
