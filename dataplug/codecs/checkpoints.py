@@ -22,7 +22,8 @@ import numpy as np
 from dataplug.errors import CorruptIndexError
 
 #: The compressed-to-logical ratio of the stretch a range ends in is multiplied by this when estimating
-#: where the range's end lies in the compressed data: the data is rarely that much less compressible there.
+#: where the range's end lies in the compressed data: the data is rarely that much less compressible there
+#: (a wrong estimate costs a second request, never wrong data).
 ESTIMATE_SLACK = 1.25
 
 
@@ -54,8 +55,10 @@ class CheckpointTable:
     ``compressed[k]`` is the first object byte checkpoint ``k``'s data touches and ``logical[k]`` the decoded
     offset it starts; the last row is the end of the data. ``margin`` is how many bytes past the next
     checkpoint's ``compressed`` offset decoding up to that checkpoint may need (1 where checkpoints start
-    mid-byte: gzip, bzip2). ``ahead`` is the codec's margin past the estimated end of a range, or None to
-    fetch whole stretches between checkpoints (a bzip2 block decodes only whole). ``columns`` are the
+    mid-byte: gzip, bzip2). ``ahead`` is how many decoded bytes past a range's end the codec may need to
+    decode before it yields the range's last byte (zstd decodes blocks in batches), for a first request
+    that stops near the range's end; None fetches whole stretches between checkpoints (a bzip2 block
+    decodes only whole). ``columns`` are the
     codec's own per-checkpoint columns.
     """
 
@@ -137,7 +140,7 @@ class CheckpointTable:
         if self.ahead is not None and end < u[j]:
             last = j - 1
             ratio = (c[j] - c[last]) / max(u[j] - u[last], 1)
-            first_end = min(limit, int(c[last]) + int((end - u[last]) * ratio * ESTIMATE_SLACK) + self.ahead)
+            first_end = min(limit, int(c[last]) + int((end + self.ahead - u[last]) * ratio * ESTIMATE_SLACK) + 1)
         return Fetch(k, int(c[k]), max(first_end, int(c[k])), limit)
 
     def cuts(self) -> np.ndarray:

@@ -413,7 +413,7 @@ class ZstdCodec(Codec):
     def checkpoints(cls, url: str, index: CodecIndex, size: int) -> CheckpointTable:
         what = "zstd frame index"
         c, u = (column(url, what, index.tables, name) for name in _TABLES)
-        return CheckpointTable.of(url, what, c, u, ahead=_AHEAD)
+        return CheckpointTable.of(url, what, c, u, ahead=_BATCH_BLOCKS * _MAX_BLOCK)  # a batch decodes whole
 
     @classmethod
     def validate(cls, url: str, tables: Mapping[str, np.ndarray], blob_sizes: dict[str, int], size: int, logical_size: Any) -> int:

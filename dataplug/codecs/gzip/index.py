@@ -47,8 +47,9 @@ TABLE_DTYPES: dict[str, type] = {
     "window_length": np.uint32,
     "window_crc32": np.uint32,
 }
-#: Compressed bytes fetched past the estimated end of a range before a second request is needed.
-END_MARGIN = 64 * 1024
+#: Decoded bytes past a range's end whose compressed bytes a reader's first request covers: a margin for
+#: data less compressible there than on average (inflating yields each byte once its input is in).
+END_AHEAD = 256 * 1024
 #: deflate expands at most 1032:1 (258-byte matches of 2 bits), so a stretch decoding to more is crafted.
 MAX_RATIO = 1032
 
@@ -93,7 +94,7 @@ def checkpoint_table(url: str, tables: Mapping[str, np.ndarray], size: int, logi
     compressed = np.append(offset - (bits > 0), size)
     logical = np.append(cols["uncompressed_offset"], logical_size)
     extra = {name: cols[name] for name in TABLE_DTYPES if name != "uncompressed_offset"}
-    return CheckpointTable.of(url, what, compressed, logical, margin=1, ahead=END_MARGIN, columns=extra)
+    return CheckpointTable.of(url, what, compressed, logical, margin=1, ahead=END_AHEAD, columns=extra)
 
 
 @dataclass(eq=False)
