@@ -160,32 +160,17 @@ def _edit_attributes(co, **changes) -> None:
 
 
 def _resign_table(co, name: str, array) -> None:
-    """Replace table ``name`` of ``co``'s sidecar and recompute its size and SHA-256 in the manifest."""
-    import hashlib
-    import io
-    import json
+    """Replace table ``name`` of ``co``'s sidecar and re-sign it in the manifest."""
+    from dataplug.testing.sidecar import npy, resign
 
-    import numpy as np
-
-    path, manifest = _manifest(co)
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    entry = manifest["tables"][name]
-    (path.parent / entry["file"]).write_bytes(buf.getvalue())
-    entry.update(bytes=len(buf.getvalue()), sha256=hashlib.sha256(buf.getvalue()).hexdigest())
-    path.write_text(json.dumps(manifest))
+    resign(co.index_location, "tables", name, npy(array))
 
 
 def _resign_blob(co, name: str, data: bytes) -> None:
-    """Replace blob ``name`` of ``co``'s sidecar and recompute its size and SHA-256 in the manifest."""
-    import hashlib
-    import json
+    """Replace blob ``name`` of ``co``'s sidecar and re-sign it in the manifest."""
+    from dataplug.testing.sidecar import resign
 
-    path, manifest = _manifest(co)
-    entry = manifest["blobs"][name]
-    (path.parent / entry["file"]).write_bytes(data)
-    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    path.write_text(json.dumps(manifest))
+    resign(co.index_location, "blobs", name, data)
 
 
 @pytest.mark.parametrize("fmt, data", [("UTF8Text", b"one\ntwo\n"), ("CSV", b"a,b\n1,x\n2,y\n")])
