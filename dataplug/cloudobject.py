@@ -119,6 +119,9 @@ class CloudObject:
         index_location: str | None = None,
         index_storage_options: dict[str, Any] | None = None,
     ) -> None:
+        auto = data_format is None or (isinstance(data_format, str) and data_format.lower() == "auto")
+        if not auto:
+            url = get_format(data_format).object_url(url)
         self.obj = StorageObject(url, dict(storage_options or {}))
         #: How the format was detected (``None`` when it was given).
         self.detection: Detection | None = None
@@ -132,7 +135,7 @@ class CloudObject:
         else:
             folder = self.obj.url + INDEX_SUFFIX
         recorded = None
-        if data_format is None or (isinstance(data_format, str) and data_format.lower() == "auto"):
+        if auto:
             self._opening = _Operation(self.obj)
             self._set_index_folder(folder, index_storage_options)
             recorded = self._recorded_detection(self._opening)

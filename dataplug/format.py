@@ -236,6 +236,12 @@ class DataFormat:
         return []
 
     @classmethod
+    def object_url(cls, url: str) -> str:
+        """The URL of the object this format indexes when a user names ``url``: the URL itself, except for a
+        format whose data is a folder (a MeasurementSet names its main table's ``table.dat``)."""
+        return url
+
+    @classmethod
     def check_companions(cls, obj: StorageObject, attributes: Any, given: dict[str, Any]) -> None:
         """Raise :class:`CorruptIndexError` when the index names a companion object that neither the options
         ``given`` to this ``preprocess`` call nor the object's own URL name: whoever can write a sidecar must

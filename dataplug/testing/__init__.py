@@ -53,7 +53,7 @@ from dataplug.cloudobject import CloudObject
 from dataplug.errors import StaleIndexError, StrategyArgumentError
 from dataplug.testing.codecs import SUFFIXES, encode
 
-__all__ = ["FormatTests", "SUFFIXES", "encode"]
+__all__ = ["SUFFIXES", "FormatTests", "encode"]
 
 #: Seconds a pool worker may take for one slice before the pool is taken as hung.
 POOL_SLICE_TIMEOUT = 120
@@ -153,6 +153,7 @@ class FormatTests:
         with tempfile.TemporaryDirectory() as folder:
             for case, files in tests.samples().items():
                 for name, data in files.items():
+                    (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)  # a sample may be a folder (a MeasurementSet)
                     (Path(folder) / name).write_bytes(data)
                 out[case] = (files, tests.oracle(Path(folder) / next(iter(files))))
         return out

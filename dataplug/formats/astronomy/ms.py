@@ -95,6 +95,12 @@ class MeasurementSet(DataFormat):
         return None
 
     @classmethod
+    def object_url(cls, url: str) -> str:
+        """``obs.ms`` (the folder) names its main table, ``obs.ms/table.dat``."""
+        url = url.rstrip("/")
+        return url if url.rsplit("/", 1)[-1] == "table.dat" else url + "/table.dat"
+
+    @classmethod
     def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
         """The main table's data files: a changed one makes the index stale, as a changed ``table.dat`` does."""
         folder = obj.url.rsplit("/", 1)[0]
