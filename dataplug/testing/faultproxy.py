@@ -260,10 +260,10 @@ class FaultProxy(_Served):
         view, started = memoryview(body), time.monotonic()
         for offset in range(0, len(view), PACE_CHUNK):
             chunk = view[offset : offset + PACE_CHUNK]
-            sock.sendall(chunk)
             ahead = started + (offset + len(chunk)) / bandwidth - time.monotonic()
-            if ahead > 0:
+            if ahead > 0:  # a chunk leaves once the rate allows all of it, so the last byte is not early
                 time.sleep(ahead)
+            sock.sendall(chunk)
 
     def _fault_now(self, request: Request, key: tuple[str, str, str], before: bool) -> bool:
         """Count the request toward this mode's k-th and decide; faults are injected before or after forwarding."""
