@@ -5,6 +5,7 @@ from dataplug.testing.fixtures import (  # noqa: F401 - fixtures are found by na
     REGION,
     Store,
     fault_proxy,
+    latency_bed,
     local_store,
     make_bucket,
     moto_endpoint,

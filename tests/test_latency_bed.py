@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from dataplug.errors import StaleIndexError
 from dataplug.storage import StorageObject
 from dataplug.testing.faultproxy import FaultProxy
-from dataplug.testing.fixtures import REGION, bed_options, latency_bed, make_bucket  # noqa: F401 - latency_bed is a fixture
+from dataplug.testing.fixtures import REGION, bed_options, make_bucket
 
 #: Seconds of first-byte delay the timing tests set: far above this machine's own per-request time.
 DELAY = 0.25
