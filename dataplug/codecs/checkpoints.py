@@ -13,18 +13,22 @@ columns (gzip's bit offsets and windows, bzip2's block bits), stored in the side
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from dataplug.errors import CorruptIndexError
+from dataplug.storage import ObjectInfo, StorageObject
 
 #: The compressed-to-logical ratio of the stretch a range ends in is multiplied by this when estimating
 #: where the range's end lies in the compressed data: the data is rarely that much less compressible there
 #: (a wrong estimate costs a second request, never wrong data).
 ESTIMATE_SLACK = 1.25
+#: Compressed bytes per request at most (a longer fetch is several, so memory stays bounded), and the
+#: first request past the bytes surely needed (each next one four times larger, up to ``PIECE``).
+PIECE, AHEAD = 16 * 2**20, 256 * 1024
 
 
 class Fetch(NamedTuple):
@@ -146,3 +150,32 @@ class CheckpointTable:
     def cuts(self) -> np.ndarray:
         """Logical offsets where a reader starts decoding without waste: the checkpoints'."""
         return self.logical[:-1]
+
+
+def compressed_pieces(obj: StorageObject, info: ObjectInfo, start: int, first_end: int, end: int) -> Iterator[bytes]:
+    """The object's bytes from ``start``: up to ``first_end`` (surely needed, e.g. a :class:`Fetch`'s
+    estimate) in requests of at most :data:`PIECE`, then up to ``end`` in growing requests from
+    :data:`AHEAD`, for as long as the consumer asks."""
+    pos, ahead = start, AHEAD
+    while pos < end:
+        if pos < first_end:
+            stop = min(first_end, pos + PIECE)
+        else:
+            stop, ahead = min(end, pos + ahead), min(4 * ahead, PIECE)
+        yield obj.read_range(pos, stop, expect=info)
+        pos = stop
+
+
+def decoded_range(url: str, chunks: Iterable[bytes], skip: int, want: int, what: str) -> bytes:
+    """The ``want`` decoded bytes after the first ``skip`` of ``chunks`` (a codec decoding from a checkpoint
+    before the range); a :class:`CorruptIndexError` naming ``what`` index when the chunks end before them."""
+    out = bytearray()
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        out += chunk[skip : skip + want - len(out)]
+        skip = 0
+        if len(out) == want:
+            return bytes(out)
+    raise CorruptIndexError(url, f"{len(out)} of {want} decoded bytes after the checkpoint: the {what} does not match the object")

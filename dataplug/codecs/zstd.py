@@ -29,7 +29,7 @@ import numpy as np
 import zstandard
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
-from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces, decoded_range
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError
 from dataplug.executors import map_ordered, progress_bar
@@ -39,8 +39,8 @@ FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
 #: Skippable frames have magic numbers 0x184D2A50 to 0x184D2A5F; the seek table uses 0x184D2A5E.
 SKIPPABLE_MAGIC, SEEK_TABLE_MAGIC, SEEKABLE_FOOTER_MAGIC = 0x184D2A50, 0x184D2A5E, 0x8F92EAB1
 _TAIL = 64 * 1024
-#: Compressed bytes fetched per request, and fetched first for a range's look-ahead.
-_PIECE, _AHEAD = 16 * 2**20, 256 * 1024
+#: Bytes of a skippable frame taken at a time.
+_PIECE = 16 * 2**20
 #: Blocks handed to the decoder per call, and a block's largest decoded size: one call's output is at most
 #: 4 MiB whatever the compression ratio (an RLE block of 4 bytes decodes to 128 KiB).
 _BATCH_BLOCKS, _MAX_BLOCK = 32, 128 * 1024
@@ -254,19 +254,6 @@ def inflate_frames(url: str, pieces: Iterable[bytes], at: int) -> Iterator[tuple
             pos = end
 
 
-def compressed_pieces(obj: StorageObject, info: ObjectInfo, start: int, end: int, limit: int) -> Iterator[bytes]:
-    """The object's bytes from ``start``: up to ``end`` (surely needed) in requests of at most 16 MiB, then
-    up to ``limit`` in growing requests from 256 KiB, for as long as the consumer asks."""
-    pos, ahead = start, _AHEAD
-    while pos < limit:
-        if pos < end:
-            stop = min(end, pos + _PIECE)
-        else:
-            stop, ahead = min(limit, pos + ahead), min(4 * ahead, _PIECE)
-        yield obj.read_range(pos, stop, expect=info)
-        pos = stop
-
-
 def _scan_group(obj: StorageObject, info: ObjectInfo, data_end: int, max_range: int, scanner: Scanner, item: tuple[Any, ...]) -> list[Any]:
     """Map step: decode the frames of rows ``compressed[0] .. compressed[-1]`` (checking that every row
     boundary is a frame end with the decoded offset the index claims) and scan the logical ranges from
@@ -306,18 +293,10 @@ class ZstdReader:
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
-        skip, want, out = self.start - self.frame_decoded, self.end - self.start, bytearray()
         fetch = self.fetch
         pieces = compressed_pieces(self.obj, self.info, fetch.start, fetch.first_end, fetch.end)
-        for chunk, _ in inflate_frames(self.obj.url, pieces, fetch.start):
-            if skip >= len(chunk):
-                skip -= len(chunk)
-                continue
-            out += chunk[skip : skip + want - len(out)]
-            skip = 0
-            if len(out) == want:
-                return bytes(out)
-        raise CorruptIndexError(self.obj.url, f"decoded bytes [{self.start}, {self.end}) end early (got {len(out)}): the zstd index does not match the object")
+        chunks = (chunk for chunk, _ in inflate_frames(self.obj.url, pieces, fetch.start))
+        return decoded_range(self.obj.url, chunks, self.start - self.frame_decoded, self.end - self.start, "zstd index")
 
 
 class ZstdReaders:

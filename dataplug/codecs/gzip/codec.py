@@ -11,14 +11,14 @@ blob larger than :data:`WINDOWS_LOAD_MAX` stays in the sidecar, each reader fetc
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
-from dataplug.codecs.checkpoints import CheckpointTable, Fetch
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch, compressed_pieces, decoded_range
 from dataplug.codecs.gzip.headers import is_bgzf
 from dataplug.codecs.gzip.index import MAX_RATIO, WINDOW_SIZE, Checkpoint, checkpoint_table, default_spacing
 from dataplug.codecs.gzip.inflate import inflate_from
@@ -94,24 +94,9 @@ class GzipReader:
         else:
             window = unpack_window(url, self.window, self.window_crc32) if self.window else b""
         checkpoint = Checkpoint(self.checkpoint_offset, self.checkpoint_bits, self.checkpoint_uncompressed, window)
-        skip = self.start - self.checkpoint_uncompressed
-        want = self.end - self.start
-        out = bytearray()
-        for chunk in inflate_from(self._compressed(), checkpoint, url=url):
-            if skip >= len(chunk):
-                skip -= len(chunk)
-                continue
-            out += chunk[skip : skip + want - len(out)]
-            skip = 0
-            if len(out) == want:
-                return bytes(out)
-        raise CorruptIndexError(url, f"decoded bytes [{self.start}, {self.end}) end early (got {len(out)}): the gzip index does not match the object")
-
-    def _compressed(self) -> Iterator[bytes]:
         fetch = self.fetch
-        yield self.obj.read_range(fetch.start, fetch.first_end, expect=self.info)
-        if fetch.end > fetch.first_end:
-            yield self.obj.read_range(fetch.first_end, fetch.end, expect=self.info)
+        chunks = inflate_from(compressed_pieces(self.obj, self.info, fetch.start, fetch.first_end, fetch.end), checkpoint, url=url)
+        return decoded_range(url, chunks, self.start - self.checkpoint_uncompressed, self.end - self.start, "gzip index")
 
 
 class GzipReaders:

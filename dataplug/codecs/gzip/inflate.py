@@ -173,8 +173,8 @@ def inflate_from(
     """Decompress from ``checkpoint``, yielding chunks of at most ``chunk_size`` bytes.
 
     ``fetched`` holds the object's compressed bytes from ``checkpoint.fetch_start`` on (one buffer or an
-    iterable of consecutive buffers, e.g. as a download arrives), typically the range ``fetch_range_for``
-    gives. The output is the uncompressed data from ``checkpoint.uncompressed_offset`` on, across member
+    iterable of consecutive buffers, e.g. as a download arrives), typically the range
+    :meth:`CheckpointTable.fetch <dataplug.codecs.checkpoints.CheckpointTable.fetch>` gives. The output is the uncompressed data from ``checkpoint.uncompressed_offset`` on, across member
     boundaries, for as far as the input reaches: input ending mid-stream is not an error. Corrupt data
     raises InvalidFormatError with the (approximate) compressed offset. Whole members are CRC-checked; the
     partial member a checkpoint starts in cannot be.

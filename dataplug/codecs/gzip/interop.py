@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner
+from dataplug.codecs.checkpoints import compressed_pieces
 from dataplug.codecs.gzip.gzidx import MAGIC as GZIDX_MAGIC
 from dataplug.codecs.gzip.gzidx import read_gzidx, write_gzidx
 from dataplug.codecs.gzip.gztool import is_gztool, read_gztool, write_gztool
@@ -71,15 +72,6 @@ def read_points(url: str, data: bytes, size: int) -> list[Checkpoint]:
     raise InvalidFormatError(url, f"{url} is neither a GZIDX index (indexed_gzip, rapidgzip) nor a gztool index: bad magic bytes", offset=0)
 
 
-def _compressed(obj: StorageObject, info: Any, start: int, end: int) -> Iterator[bytes]:
-    """The object's bytes from ``start``: up to ``end`` first, then ever larger reads to the object end."""
-    step = _MARGIN
-    while start < info.size:
-        stop = min(max(end, start + step), info.size)
-        yield obj.read_range(start, stop, expect=info)
-        start, step = stop, step * 4
-
-
 def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: str, item: tuple[Checkpoint, int, int | None]) -> tuple[Any, bytes, tuple[int, int], tuple[int, int], int]:
     """Map step: decode from one adopted checkpoint through the logical range it covers (from the byte
     after the checkpoint, which is the range's byte of context, to the byte after the next checkpoint at
@@ -93,7 +85,7 @@ def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: s
     fetched = bytearray()
 
     def kept() -> Iterator[memoryview]:
-        for piece in _compressed(obj, info, checkpoint.fetch_start, next_c + _MARGIN):
+        for piece in compressed_pieces(obj, info, checkpoint.fetch_start, min(next_c + _MARGIN, info.size), info.size):
             if len(fetched) < AHEAD:
                 fetched.extend(piece[: AHEAD - len(fetched)])
             yield from pieces(piece)
