@@ -22,9 +22,10 @@ scanner gives the same answer over every codec.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from dataplug.storage import ObjectInfo, StorageObject
 
     #: A blob as a codec sees it: bytes while preprocessing, a sidecar reference once written.
-    Blob = Union[bytes, BlobRef]
+    Blob = bytes | BlobRef
 
 
 class Scanner(Protocol):

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
+from dataplug.codecs.gzip.codec import GzipCodec
 from dataplug.codecs.gzip.headers import bgzf_block_size, is_bgzf
 from dataplug.codecs.gzip.index import TABLE_DTYPES, default_spacing
-from dataplug.codecs.gzip.codec import GzipCodec
 from dataplug.codecs.gzip.windows import WINDOWS_BLOB
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import InvalidFormatError, ObjectNotFoundError

@@ -24,9 +24,9 @@ from dataplug.codecs.gzip.index import (
     GzipIndex,
     default_spacing,
 )
+from dataplug.codecs.gzip.index_pass import DEFAULT_READ_SIZE, build_index
 from dataplug.codecs.gzip.inflate import DEFAULT_CHUNK_SIZE, inflate_from
 from dataplug.codecs.gzip.interop import export_index
-from dataplug.codecs.gzip.index_pass import DEFAULT_READ_SIZE, build_index
 from dataplug.codecs.gzip.windows import sparse_window
 
 __all__ = [

@@ -21,9 +21,9 @@ from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, regis
 from dataplug.codecs.checkpoints import CheckpointTable, Fetch, compressed_pieces, decoded_range
 from dataplug.codecs.gzip.headers import is_bgzf
 from dataplug.codecs.gzip.index import MAX_RATIO, WINDOW_SIZE, Checkpoint, checkpoint_table, default_spacing
+from dataplug.codecs.gzip.index_pass import build_index
 from dataplug.codecs.gzip.inflate import inflate_from
 from dataplug.codecs.gzip.interop import adopt_scan
-from dataplug.codecs.gzip.index_pass import build_index
 from dataplug.codecs.gzip.windows import WINDOWS_BLOB, unpack_window
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import progress_bar
