@@ -16,9 +16,11 @@ worker ÷ CPU seconds of the read) says what the slices cost whatever else the m
 on ``--workers`` cores is at best the CPU ratio ÷ workers. The load average is printed before and after.
 
 ``--factors`` prints only what the partitions read, which needs the index pass and no slice read: for LAS,
-the decode factor and ranges per cell of ``square_split_strategy`` for each ``--run-points`` (the index's
-run size; 0: block bounds only) and each ``--gaps`` (``laspc.FETCH_GAP_BYTES``: runs closer than this are
-read as one range); for LAZ, the decode factors of the cells and of ``partition_spatial_chunks``.
+the decode factor, ranges and requests per cell of ``square_split_strategy`` and the bytes its requests
+fetch ÷ the bytes of its ranges, for each ``--run-points`` (the index's run size; 0: block bounds only) and
+each ``--gaps`` (a store's ``max_gap``: ranges closer than this are fetched in one request, the local
+store's default is ``dataplug.storage.stores.LOCAL.max_gap``); for LAZ, the decode factors of the cells and
+of ``partition_spatial_chunks``.
 
     python benchmarks/lidar.py --points 20000000 --workers 2
     python benchmarks/lidar.py --points 6000000 --factors --run-points 4096,64,32 --gaps 0,4096,16384
@@ -42,8 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import best_of, timed, warm_page_cache
 
 from dataplug import CloudObject
-from dataplug.formats.geospatial import laspc
 from dataplug.formats.geospatial.laspc import LiDARPointCloud, LiDARSlice, partition_spatial_chunks, square_split_strategy
+from dataplug.storage import plan
+from dataplug.storage.stores import LOCAL
 from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud, write_cloud
 
 GENERATORS = {"scan": scan_ordered_cloud, "morton": morton_ordered_cloud}
@@ -122,20 +125,23 @@ def factors(path: str, args: argparse.Namespace) -> list[str]:
     co = CloudObject.from_url(LiDARPointCloud, path)
     lines = []
     if path.endswith(".las"):
-        default_gap = laspc.FETCH_GAP_BYTES["file"]
-        try:
-            for run_points in args.run_points:
-                co.preprocess(force=True, progress=False, run_points=run_points)
-                total = co.attributes.point_count
+        for run_points in args.run_points:
+            co.preprocess(force=True, progress=False, run_points=run_points)
+            total = co.attributes.point_count
+            for n in args.cells:
+                slices = square_split_strategy(co, n)  # the strategy alone: co.partition may count the cells' points
+                asked = [[row[:2] for row in s.blocks] for s in slices]
+                ranges = sum(map(len, asked)) / len(slices)
+                factor = decode_factor(slices, total)
+                wanted = sum(b - a for spans in asked for a, b in spans)
                 for gap in args.gaps:
-                    laspc.FETCH_GAP_BYTES["file"] = gap  # what local slices join runs across
-                    for n in args.cells:
-                        slices = square_split_strategy(co, n)  # the strategy alone: co.partition may count the cells' points
-                        ranges = sum(len(s.blocks) for s in slices) / len(slices)
-                        factor = decode_factor(slices, total)
-                        lines.append(f"  run_points {run_points:5d}, gap {gap:6d} B, {n:3d} cells: decode factor {factor:5.3f}, {ranges:7,.0f} ranges per cell")
-        finally:
-            laspc.FETCH_GAP_BYTES["file"] = default_gap
+                    planned = [plan(spans, gap, LOCAL.max_block).requests for spans in asked]
+                    requests = sum(map(len, planned)) / len(slices)
+                    fetched = sum(b - a for spans in planned for a, b in spans)
+                    lines.append(
+                        f"  run_points {run_points:5d}, {n:3d} cells: decode factor {factor:5.3f}, {ranges:7,.0f} ranges per cell;"
+                        f" gap {gap:6d} B: {requests:7,.0f} requests per cell, bytes fetched ÷ asked {fetched / wanted:5.3f}"
+                    )
     else:
         co.preprocess(force=True, progress=False)
         total = co.attributes.point_count
@@ -158,7 +164,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     parser.add_argument("--factors", action="store_true", help="print only the decode factors of the partitions (no slice is read)")
     parser.add_argument("--run-points", default="32", help="with --factors: LAS run_points options, comma-separated")
-    parser.add_argument("--gaps", default="4096", help="with --factors: LAS gaps in bytes (FETCH_GAP_BYTES), comma-separated")
+    parser.add_argument("--gaps", default=str(LOCAL.max_gap), help="with --factors: a store's max_gap in bytes, comma-separated")
     args = parser.parse_args()
     args.cells = [int(n) for n in args.cells.split(",")]
     args.run_points = [int(n) for n in args.run_points.split(",")]

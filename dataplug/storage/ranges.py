@@ -57,8 +57,8 @@ class Plan:
 
 def plan(ranges: Sequence[tuple[int, int]], max_gap: int, max_block: int) -> Plan:
     """The requests for ``ranges``: sorted, a range joined to the request before it when it starts at most
-    ``max_gap`` bytes past that request's end (overlaps included) and the joined request stays within
-    ``max_block`` bytes. A single range larger than ``max_block`` is one request of its own, never split: its
+    ``max_gap`` bytes past that request's end (overlaps included) and lies inside it or the joined request
+    stays within ``max_block`` bytes. A single range larger than ``max_block`` is one request of its own, never split: its
     bytes are needed whole anyway, and a split would add requests without reading less. There are never more
     requests than non-empty ranges."""
     if max_gap < 0 or max_block < 1:
@@ -69,7 +69,7 @@ def plan(ranges: Sequence[tuple[int, int]], max_gap: int, max_block: int) -> Pla
     where = [(-1, 0)] * len(asked)
     for i in order:
         a, b = asked[i]
-        if requests and a - requests[-1][1] <= max_gap and max(b, requests[-1][1]) - requests[-1][0] <= max_block:
+        if requests and a - requests[-1][1] <= max_gap and (b <= requests[-1][1] or b - requests[-1][0] <= max_block):
             requests[-1][1] = max(requests[-1][1], b)
         else:
             requests.append([a, b])

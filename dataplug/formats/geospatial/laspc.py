@@ -89,15 +89,6 @@ DEFAULT_RUN_POINTS = 32
 #: task decodes one by one (lazrs holds the GIL while it decodes: a process executor spreads LAZ over cores).
 LAS_GROUP_BYTES = 32 * 2**20
 LAZ_GROUP_BYTES = 8 * 2**20
-#: A LAS window slice reads the records between two of its runs, rather than a range for each, when they
-#: are at most this many bytes apart. On a 20 M-point scan-ordered tile, 4 KiB keeps the decode factor
-#: (points read per point kept) at 1.09 (16 cells) and 1.16 (64 cells) with about 1 560 and 1 030 ranges per
-#: cell; 16 KiB reads 1.40 and 2.07 points per point kept (``python benchmarks/lidar.py --points 20000000
-#: --orders scan --formats las --factors --gaps 4096,16384``). Each range costs a local read an open and a
-#: seek, so joining saves time on local files; an S3 GET waits far longer for its first byte than it takes
-#: to send a megabyte, so remote slices read whole stretches of the file.
-FETCH_GAP_BYTES = {"file": 4 * 1024}
-REMOTE_FETCH_GAP_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -299,8 +290,9 @@ def _window_slice(co: Any, blocks: Blocks, number: int, window: tuple[float, flo
             *_raw_range(window[0], window[2], closed[0], a.scales[0], a.offsets[0]),
             *_raw_range(window[1], window[3], closed[1], a.scales[1], a.offsets[1]),
         )
-        gap = FETCH_GAP_BYTES.get(co.obj.protocol, REMOTE_FETCH_GAP_BYTES) // a.point_format_size
-        rows = las_window_rows(blocks, window, closed, raw, (a.offset_to_point_data, a.point_format_size), gap)
+        # Only touching runs join into one row: the store's policy joins near rows into one request, and the
+        # points between them are fetched but never decoded.
+        rows = las_window_rows(blocks, window, closed, raw, (a.offset_to_point_data, a.point_format_size), 0)
     return _slice(co, number, rows, bounds=window, closed=closed)
 
 

@@ -2,9 +2,9 @@
 
 A slice carries one row per spectrum (its index in the file, pixel x, y and z, and the offset and element
 count of its m/z and intensity arrays), so its worker needs no index and no XML. It fetches the byte ranges
-of its arrays in one ``read_ranges`` call, ranges that touch or overlap merged first (a continuous dataset's
-shared m/z array is fetched once; a run of spectra in file order is one range), after one metadata request
-that checks the ``.imzML`` is the indexed one. A slice written out is an ``.imzML`` and its ``.ibd``
+of its arrays in one ``read_ranges`` call, each distinct range asked once (a continuous dataset's shared m/z
+array is fetched once) and near ones joined into one request by the store (a run of spectra in file order is
+one request), after one metadata request that checks the ``.imzML`` is the indexed one. A slice written out is an ``.imzML`` and its ``.ibd``
 (:meth:`ImzMLSlice.dump_to`), written by pyimzml's ``ImzMLWriter``.
 """
 
@@ -31,21 +31,6 @@ ROW_WIDTH = 8
 #: The spectrum types and polarities pyimzml's ``ImzMLWriter`` can state.
 _WRITER_SPECTRUM_TYPES = ("centroid", "profile")
 _WRITER_POLARITIES = ("positive", "negative")
-
-
-def merge_ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The union of the non-empty ranges ``[starts[i], ends[i])`` as sorted disjoint ranges, ranges that
-    touch or overlap joined."""
-    keep = ends > starts
-    starts, ends = starts[keep], ends[keep]
-    if starts.size == 0:
-        return starts, ends
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], np.maximum.accumulate(ends[order])
-    new = np.concatenate(([True], starts[1:] > ends[:-1]))
-    firsts = np.flatnonzero(new)
-    lasts = np.concatenate((firsts[1:] - 1, [starts.size - 1]))
-    return starts[firsts], ends[lasts]
 
 
 @dataclass(eq=False)
@@ -100,26 +85,26 @@ class ImzMLSlice(CloudObjectSlice):
         col, row, width, height = self.window
         return col, row, col + width, row + height
 
-    def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The ``.ibd`` ranges the slice reads (merged: first, last), and the offset and element count of
-        each array (m/z arrays first, then intensity arrays)."""
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``.ibd`` range ``[start, end)`` and the element count of each array (m/z arrays first, then
+        intensity arrays)."""
         r, n = self.rows, self.num_spectra
         offsets = np.concatenate((r[:, MZ_OFFSET], r[:, INTENSITY_OFFSET]))
         counts = np.concatenate((r[:, MZ_COUNT], r[:, INTENSITY_COUNT]))
         sizes = np.repeat([np.dtype(self.mz_dtype).itemsize, np.dtype(self.intensity_dtype).itemsize], n)
-        first, last = merge_ranges(offsets, offsets + counts * sizes)
-        return first, last, offsets, counts
+        return offsets, offsets + counts * sizes, counts
 
     def byte_range(self) -> tuple[int, int] | None:
         """``[start, end)`` of the ``.ibd``: the smallest span covering every array the slice reads
         (``None`` for a slice without spectra; an empty range at its first array when all are empty)."""
         if not self.num_spectra:
             return None
-        first, last, offsets, _ = self._ranges()
-        if not first.size:
-            start = int(offsets.min())
+        starts, ends, counts = self._ranges()
+        read = counts > 0
+        if not read.any():
+            start = int(starts.min())
             return start, start
-        return int(first[0]), int(last[-1])
+        return int(starts[read].min()), int(ends[read].max())
 
     @property
     def spectrum_indices(self) -> np.ndarray:
@@ -133,21 +118,21 @@ class ImzMLSlice(CloudObjectSlice):
         carries, so a slice made before either file was replaced raises :class:`StaleIndexError`."""
         mz_type, int_type = np.dtype(self.mz_dtype), np.dtype(self.intensity_dtype)
         n = self.num_spectra
-        first, last, offsets, counts = self._ranges()
+        starts, ends, counts = self._ranges()
+        spans = list(zip(starts.tolist(), ends.tolist()))
+        asked = list(dict.fromkeys(span for span, count in zip(spans, counts.tolist()) if count))
         self.obj.check_unchanged(self.object_info)
-        parts = self.ibd.read_ranges(list(zip(first.tolist(), last.tolist())), expect=self.ibd_info)
-        part = np.maximum(np.searchsorted(first, offsets, side="right") - 1, 0)
-        within = offsets - first[part] if first.size else np.zeros_like(offsets)
+        data = dict(zip(asked, self.ibd.read_ranges(asked, expect=self.ibd_info)))
         views: list[np.ndarray] = []
-        shared: dict[tuple[int, int, int], np.ndarray] = {}
-        for j, (k, offset, count) in enumerate(zip(part.tolist(), within.tolist(), counts.tolist())):
+        shared: dict[tuple[int, int], np.ndarray] = {}
+        for j, (span, count) in enumerate(zip(spans, counts.tolist())):
             dtype = mz_type if j < n else int_type
             if not count:
                 views.append(np.zeros(0, dtype))
             elif j < n:
-                views.append(shared.setdefault((k, offset, count), np.frombuffer(parts[k], dtype, count, offset)))
+                views.append(shared.setdefault(span, np.frombuffer(data[span], dtype, count)))
             else:
-                views.append(np.frombuffer(parts[k], dtype, count, offset))
+                views.append(np.frombuffer(data[span], dtype, count))
         return zip(views[:n], views[n:])
 
     def get(self) -> list[tuple[int, int, np.ndarray, np.ndarray]]:

@@ -10,7 +10,7 @@ TIFF are ignored, as GDAL's main dataset ignores them.
 
 A slice is a pixel window of one level, ``window = (col_off, row_off, width, height)`` as rasterio's
 ``Window``; one record is one pixel (``num_records``, a row of ``to_arrow()``). Its worker fetches the tiles
-that meet the window in one ``read_ranges`` call (adjacent tiles merged into one range), decodes them with
+that meet the window in one ``read_ranges`` call (the storage layer joins near tiles into one request), decodes them with
 imagecodecs (deflate, LZW, ZSTD, JPEG, WebP, PackBits, LZMA; horizontal and floating-point predictors) and
 returns the window as a ``(bands, rows, cols)`` array, as ``rasterio``'s ``read(window=...)`` does. Tiles a
 writer left out (offset and byte count 0) read as the nodata value, else 0, as in GDAL. ``dump`` writes the
@@ -60,10 +60,6 @@ from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import bbox_window, even_bounds, positive_int, strategy
 
 Transform = tuple[float, float, float, float, float, float]
-#: Tiles closer than this in the object are fetched as one range (GDAL puts 4-byte leaders and trailers
-#: around tiles), and no merged range grows beyond ``MAX_MERGED`` so a big slice still reads in parallel.
-MERGE_GAP = 16 * 1024
-MAX_MERGED = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -274,10 +270,9 @@ class COGSlice(CloudObjectSlice):
             else np.empty((lv.bands, height, width), dtype)
         )
         present = [t for t in self.tiles if t[4] > 0]
-        ranges, where = _coalesce([(t[3], t[3] + t[4]) for t in present])
-        fetched = self.obj.read_ranges(ranges, expect=self.object_info)
-        for (plane, tile_row, tile_col, offset, count), (k, at) in zip(present, where):
-            pixels = decode_tile(self.url, lv, fetched[k][at : at + count], tile_row, offset)
+        fetched = self.obj.read_ranges([(t[3], t[3] + t[4]) for t in present], expect=self.object_info)
+        for (plane, tile_row, tile_col, offset, count), data in zip(present, fetched):
+            pixels = decode_tile(self.url, lv, data, tile_row, offset)
             r0, c0 = tile_row * lv.tile_height, tile_col * lv.tile_width
             top, left = max(r0, row_off), max(c0, col_off)
             bottom = min(r0 + pixels.shape[0], row_off + height)
@@ -329,21 +324,6 @@ def _fill_value(nodata: str | None, dtype: np.dtype) -> Any:
         return value
     info = np.iinfo(dtype)
     return int(value) if value.is_integer() and info.min <= value <= info.max else 0
-
-
-def _coalesce(ranges: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Ranges merged where they are close in the object, and for each input range (merged index, offset in it)."""
-    order = sorted(range(len(ranges)), key=lambda i: ranges[i])
-    merged: list[list[int]] = []
-    where: list[tuple[int, int]] = [(0, 0)] * len(ranges)
-    for i in order:
-        a, b = ranges[i]
-        if merged and a - merged[-1][1] <= MERGE_GAP and max(b, merged[-1][1]) - merged[-1][0] <= MAX_MERGED:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-        where[i] = (len(merged) - 1, a - merged[-1][0])
-    return [(a, b) for a, b in merged], where
 
 
 # -- strategies ------------------------------------------------------------------------------------------

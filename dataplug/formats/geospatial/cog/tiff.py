@@ -1,14 +1,13 @@
 """The TIFF side of the COG format: reading IFDs over range reads, GeoTIFF georeferencing, decoding tiles.
 
-IFDs are parsed by tifffile over :class:`RangeFile`, a read-only file object that fetches aligned blocks of
-the object on demand: a COG keeps its IFDs and tile tables at its start, so the whole pass is one or two
-range reads, whatever the object's size. Tiles are decoded with imagecodecs, then un-predicted as libtiff
+IFDs are parsed by tifffile over the storage layer's :class:`~dataplug.storage.RangeFile`, a read-only file
+object that fetches aligned blocks of the object on demand: a COG keeps its IFDs and tile tables at its start,
+so the whole pass is one or two range reads, whatever the object's size. Tiles are decoded with imagecodecs, then un-predicted as libtiff
 does (horizontal differencing on the samples' integer bit patterns; the floating-point predictor per row).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import struct
 from collections.abc import Callable
@@ -18,17 +17,13 @@ from typing import Any
 import numpy as np
 
 from dataplug.errors import InvalidFormatError
-from dataplug.storage import ObjectInfo, StorageObject
+from dataplug.storage import ObjectInfo, RangeFile, StorageObject
 
 try:
     import imagecodecs
     import tifffile
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("COG support needs tifffile and imagecodecs: pip install 'dataplug[cog]'") from exc
-
-#: Bytes fetched per miss while tifffile parses the IFDs (GDAL's COGs keep every IFD and tile table in
-#: the first few KiB; a big tiled GeoTIFF's tables take a read per 64 KiB they span).
-READ_BLOCK = 64 * 1024
 
 #: TIFF compression codes dataplug decodes, by the name kept in the index.
 COMPRESSIONS = {1: "none", 5: "lzw", 8: "deflate", 32946: "deflate", 7: "jpeg", 50000: "zstd", 50001: "webp", 32773: "packbits", 34925: "lzma"}
@@ -55,59 +50,6 @@ _TILE_OFFSETS, _TILE_BYTE_COUNTS, _STRIP_OFFSETS, _STRIP_BYTE_COUNTS = 324, 325,
 TABLE_TYPES = {3: "u2", 4: "u4", 16: "u8"}
 _RASTER_TYPE, _GEOGRAPHIC_TYPE, _PROJECTED_TYPE, _CITATION, _PCS_CITATION = 1025, 2048, 3072, 1026, 3073
 _USER_DEFINED = 32767
-
-
-class RangeFile(io.RawIOBase):
-    """A read-only, seekable file over an object that fetches ``READ_BLOCK``-aligned blocks on demand and
-    keeps them, so tifffile can parse IFDs from storage; the blocks one read misses come in one call."""
-
-    def __init__(self, obj: StorageObject, info: ObjectInfo, block: int = READ_BLOCK) -> None:
-        super().__init__()
-        self.obj, self.info, self.block = obj, info, block
-        self.blocks: dict[int, bytes] = {}
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.info.size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def readinto(self, target: Any) -> int:
-        end = min(self.pos + len(target), self.info.size)
-        if end <= self.pos:
-            return 0
-        first, last = self.pos // self.block, (end - 1) // self.block
-        missing = [k for k in range(first, last + 1) if k not in self.blocks]
-        if missing:
-            runs: list[list[int]] = []
-            for k in missing:
-                if runs and runs[-1][1] == k:
-                    runs[-1][1] = k + 1
-                else:
-                    runs.append([k, k + 1])
-            ranges = [(a * self.block, min(b * self.block, self.info.size)) for a, b in runs]
-            for (a, _), data in zip(runs, self.obj.read_ranges(ranges, expect=self.info)):
-                for i in range(0, len(data), self.block):
-                    self.blocks[a + i // self.block] = data[i : i + self.block]
-        view = memoryview(target)
-        at = 0
-        for k in range(first, last + 1):
-            data = self.blocks[k]
-            lo = max(self.pos, k * self.block) - k * self.block
-            hi = min(end, (k + 1) * self.block) - k * self.block
-            view[at : at + hi - lo] = data[lo:hi]
-            at += hi - lo
-        self.pos = end
-        return at
 
 
 @dataclass(frozen=True)
@@ -296,14 +238,9 @@ def _tables_at(url: str, page: Any) -> tuple[int, int, int, int]:
 
 def tile_tables(obj: StorageObject, info: ObjectInfo, byteorder: str, count: int, at: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The first ``count`` tile offsets and byte counts of a level, read from its IFD's arrays at ``at``
-    (:attr:`Parsed.tables_at`) in one range (two when the arrays lie far apart)."""
+    (:attr:`Parsed.tables_at`) in one read (one request unless the arrays lie farther apart than the store joins)."""
     spans = [(start, start + count * np.dtype(TABLE_TYPES[kind]).itemsize) for start, kind in (at[:2], at[2:])]
-    low, high = min(a for a, _ in spans), max(b for _, b in spans)
-    if high - low <= sum(b - a for a, b in spans) + READ_BLOCK:
-        whole = obj.read_ranges([(low, high)], expect=info)[0]
-        parts = [whole[a - low : b - low] for a, b in spans]
-    else:
-        parts = obj.read_ranges(spans, expect=info)
+    parts = obj.read_ranges(spans, expect=info)
     return tuple(  # type: ignore[return-value]
         np.frombuffer(data, dtype=np.dtype(TABLE_TYPES[kind]).newbyteorder(byteorder), count=count).astype(np.int64)
         for data, kind in zip(parts, (at[1], at[3]))

@@ -106,9 +106,9 @@ class PointSlice(CloudObjectSlice):
         return None if self.extent is None else self.extent[3]
 
     def _fetch(self, ranges: Iterable[tuple[int, int]]) -> tuple[laspy.LasHeader, list[bytes]]:
-        """The object's header and the bytes of ``ranges`` (in file order, adjacent ones fetched as one), in
-        one ``read_ranges`` call."""
-        parts = self.obj.read_ranges([(0, self.header_size), *_merged(ranges)], expect=self.object_info)
+        """The object's header and the bytes of each of ``ranges``, in one ``read_ranges`` call (the store
+        joins near ranges into one request)."""
+        parts = self.obj.read_ranges([(0, self.header_size), *ranges], expect=self.object_info)
         return parse_header(self.url, parts[0]), parts[1:]
 
     def get(self) -> laspy.LasData:
@@ -158,17 +158,6 @@ def raw_xy(pieces: list[np.ndarray]) -> np.ndarray:
     columns = [p.view(pair)["XY"] for p in pieces]
     joined = columns[0].copy() if len(columns) == 1 else np.concatenate(columns)
     return joined.view("<i4").reshape(-1, 2)
-
-
-def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Byte ranges ``[a, b)`` in file order, adjacent ones merged into one range."""
-    out: list[list[int]] = []
-    for start, end in ranges:
-        if out and out[-1][1] == start:
-            out[-1][1] = end
-        else:
-            out.append([start, end])
-    return [(a, b) for a, b in out]
 
 
 def fit_header(las: laspy.LasData) -> None:

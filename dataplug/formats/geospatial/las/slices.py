@@ -171,18 +171,10 @@ def check_extents(
     return xy
 
 
-def _las_pieces(ranges: list[bytes], rows: tuple[Row, ...], record: np.dtype) -> tuple[list[np.ndarray], list[int]]:
-    """The records of each fetched range (adjacent ``rows`` fetched as one) as void arrays viewing
-    it, and the number of the first point of each."""
-    pieces, starts, at = [], [], 0
-    for data in ranges:
-        pieces.append(np.frombuffer(data, dtype=record))
-        starts.append(rows[at][2])
-        covered = 0
-        while covered < len(data):
-            covered += rows[at][1] - rows[at][0]
-            at += 1
-    return pieces, starts
+def _las_pieces(parts: list[bytes], rows: tuple[Row, ...], record: np.dtype) -> tuple[list[np.ndarray], list[int]]:
+    """The records of each row (``parts`` its bytes) as void arrays viewing them, and the number of the first
+    point of each."""
+    return [np.frombuffer(data, dtype=record) for data in parts], [row[2] for row in rows]
 
 
 def _first_reaching(value: float, scale: float, offset: float, strict: bool) -> int:
