@@ -15,20 +15,27 @@ ratios, so drifting load hits both alike. Beside the wall-time ratio, the CPU ra
 worker ÷ CPU seconds of the read) says what the slices cost whatever else the machine runs; the wall ratio
 on ``--workers`` cores is at best the CPU ratio ÷ workers. The load average is printed before and after.
 
-``--factors`` prints only what the partitions read, which needs the index pass and no slice read: for LAS,
-the decode factor, ranges and requests per cell of ``square_split_strategy`` and the bytes its requests
-fetch ÷ the bytes of its ranges, for each ``--run-points`` (the index's run size; 0: block bounds only) and
-each ``--gaps`` (a store's ``max_gap``: ranges closer than this are fetched in one request, the local
-store's default is ``dataplug.storage.stores.LOCAL.max_gap``); for LAZ, the decode factors of the cells and
-of ``partition_spatial_chunks``.
+``--factors`` prints what the partitions read, which needs the index pass and no decoding: for LAS, the
+decode factor and ranges per cell of ``square_split_strategy`` for each ``--run-points`` (the index's run
+size; 0: block bounds only), then for each ``--gaps`` (a store's ``max_gap``: ranges closer than this are
+fetched in one request) the requests per cell, the bytes they fetch ÷ the bytes of the ranges, and the time
+to fetch every cell's ranges with ``read_ranges`` (median of ``--repeat``) from the local file (page cache
+warm) and, with ``--s3``, from S3 on the latency-true bed (``benchmarks/latency_bed.py``: 30 ms to the first
+byte, 90 MB/s per connection), and there for each ``--blocks`` (a store's ``max_block``) at S3's default gap;
+for LAZ, the decode factors of the cells and of ``partition_spatial_chunks``. The stores' default gaps and
+blocks (``dataplug.storage.stores``) are chosen from these times.
 
     python benchmarks/lidar.py --points 20000000 --workers 2
     python benchmarks/lidar.py --points 6000000 --factors --run-points 4096,64,32 --gaps 0,4096,16384
+    python benchmarks/lidar.py --points 4000000 --orders scan --formats las --factors --cells 16 --gaps 0,1024,4096,16384,65536,262144,1048576,4194304 --s3
+    python benchmarks/lidar.py --points 4000000 --orders scan --formats las --factors --cells 16 --gaps 0,512,1024,4096,16384 --repeat 7
+    python benchmarks/lidar.py --points 4000000 --orders scan --formats las --factors --cells 16 --gaps 1048576 --s3 --blocks 1048576,4194304,16777216,67108864
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -42,10 +49,11 @@ import laspy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import best_of, timed, warm_page_cache
+from latency_bed import S3Bed
 
 from dataplug import CloudObject
 from dataplug.formats.geospatial.laspc import LiDARPointCloud, LiDARSlice, partition_spatial_chunks, square_split_strategy
-from dataplug.storage import plan
+from dataplug.storage import StorageObject, plan
 from dataplug.storage.stores import LOCAL
 from dataplug.synthetic import morton_ordered_cloud, scan_ordered_cloud, write_cloud
 
@@ -120,11 +128,28 @@ def measure(path: str, pool: ProcessPoolExecutor, args: argparse.Namespace) -> l
     return lines
 
 
-def factors(path: str, args: argparse.Namespace) -> list[str]:
-    """The report lines of ``--factors``: decode factors (and LAS ranges per cell) from partitions alone."""
+def fetch_seconds(obj: StorageObject, asked: list[list[tuple[int, int]]], gap: int, repeat: int, block: int | None = None) -> float:
+    """Median seconds of fetching every cell's ranges, one ``read_ranges`` call per cell, with ``max_gap=gap``
+    (and ``max_block=block``; None: the store's)."""
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for spans in asked:
+            obj.read_ranges(spans, max_gap=gap, max_block=block)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def factors(path: str, args: argparse.Namespace, bed: S3Bed | None) -> list[str]:
+    """The report lines of ``--factors``: decode factors (and, for LAS, requests, bytes and fetch times per gap) from partitions alone."""
     co = CloudObject.from_url(LiDARPointCloud, path)
     lines = []
     if path.endswith(".las"):
+        remote = None
+        if bed is not None:
+            remote = StorageObject(f"{bed.bucket(f'lidar-{os.getpid()}')}/{os.path.basename(path)}", bed.options)
+            bed.put(path, remote.url)
+        warm_page_cache(path)
         for run_points in args.run_points:
             co.preprocess(force=True, progress=False, run_points=run_points)
             total = co.attributes.point_count
@@ -132,15 +157,27 @@ def factors(path: str, args: argparse.Namespace) -> list[str]:
                 slices = square_split_strategy(co, n)  # the strategy alone: co.partition may count the cells' points
                 asked = [[row[:2] for row in s.blocks] for s in slices]
                 ranges = sum(map(len, asked)) / len(slices)
-                factor = decode_factor(slices, total)
+                lines.append(
+                    f"  run_points {run_points:5d}, {n:3d} cells: decode factor {decode_factor(slices, total):5.3f}, {ranges:7,.0f} ranges per cell"
+                )
                 wanted = sum(b - a for spans in asked for a, b in spans)
                 for gap in args.gaps:
                     planned = [plan(spans, gap, LOCAL.max_block).requests for spans in asked]
                     requests = sum(map(len, planned)) / len(slices)
                     fetched = sum(b - a for spans in planned for a, b in spans)
+                    line = (
+                        f"    gap {gap:8d} B: {requests:7,.0f} requests per cell, bytes fetched ÷ asked {fetched / wanted:6.3f},"
+                        f" local {fetch_seconds(co.obj, asked, gap, args.repeat) * 1000:7.1f} ms"
+                    )
+                    if remote is not None:
+                        line += f", S3 on the bed {fetch_seconds(remote, asked, gap, args.repeat) * 1000:7.0f} ms"
+                    lines.append(line + " for every cell")
+                for block in args.blocks if remote is not None else []:
+                    gap = remote.policy.max_gap
+                    requests = sum(len(plan(spans, gap, block).requests) for spans in asked) / len(slices)
+                    seconds = fetch_seconds(remote, asked, gap, args.repeat, block)
                     lines.append(
-                        f"  run_points {run_points:5d}, {n:3d} cells: decode factor {factor:5.3f}, {ranges:7,.0f} ranges per cell;"
-                        f" gap {gap:6d} B: {requests:7,.0f} requests per cell, bytes fetched ÷ asked {fetched / wanted:5.3f}"
+                        f"    S3 gap {gap} B, block {block:9d} B: {requests:5,.0f} requests per cell, {seconds * 1000:7.0f} ms for every cell"
                     )
     else:
         co.preprocess(force=True, progress=False)
@@ -165,13 +202,16 @@ def main() -> None:
     parser.add_argument("--factors", action="store_true", help="print only the decode factors of the partitions (no slice is read)")
     parser.add_argument("--run-points", default="32", help="with --factors: LAS run_points options, comma-separated")
     parser.add_argument("--gaps", default=str(LOCAL.max_gap), help="with --factors: a store's max_gap in bytes, comma-separated")
+    parser.add_argument("--s3", action="store_true", help="with --factors: also time the LAS cells' reads from S3 on the latency-true bed")
+    parser.add_argument("--blocks", default="", help="with --factors --s3: a store's max_block in bytes, comma-separated")
     args = parser.parse_args()
     args.cells = [int(n) for n in args.cells.split(",")]
     args.run_points = [int(n) for n in args.run_points.split(",")]
     args.gaps = [int(n) for n in args.gaps.split(",")]
+    args.blocks = [int(n) for n in args.blocks.split(",") if n]
     if args.factors:
         print(f"LiDAR decode factors: {args.points:,} points (format 6), points the slices read ÷ points they keep")
-        with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        with tempfile.TemporaryDirectory(dir=args.dir) as folder, S3Bed() if args.s3 else contextlib.nullcontext() as bed:
             for order in args.orders.split(","):
                 cloud = GENERATORS[order](args.points)
                 print(f"\n{order}-ordered tile")
@@ -179,7 +219,7 @@ def main() -> None:
                     path = os.path.join(folder, f"{order}.{suffix}")
                     write_cloud(cloud, path)
                     print(f"{suffix.upper()}:")
-                    print("\n".join(factors(path, args)), flush=True)
+                    print("\n".join(factors(path, args, bed)), flush=True)
                     os.remove(path)
                 del cloud
         return

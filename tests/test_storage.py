@@ -159,7 +159,7 @@ def test_transient_is_judged_by_type_code_and_status_never_by_message():
     assert is_transient(TimeoutError())
 
 
-def test_versioned_reads_are_one_pinned_get_per_request(proxy, via_proxy, s3_options):
+def test_versioned_reads_are_one_pinned_get_per_range(proxy, via_proxy, s3_options):
     bucket = make_bucket(s3_options)
     fs = fsspec.filesystem("s3", **s3_options)
     sync(fs.loop, fs._call_s3, "put_bucket_versioning", Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
