@@ -37,7 +37,7 @@ from dataplug.formats.metabolomics.mzml import MzML, partition_num_chunks
 from dataplug.formats.metabolomics.mzml_slice import MzMLSlice
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.mzml_files import make_mzml  # noqa: E402 - the tests' psims writer
+from tests.mzml_files import make_mzml
 
 
 def peaks_of(piece: MzMLSlice) -> int:

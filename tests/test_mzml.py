@@ -19,17 +19,19 @@ import pytest
 pytest.importorskip("pyteomics")
 pytest.importorskip("psims")
 
-from pyteomics import mzml as pyteomics_mzml  # noqa: E402
+from pyteomics import mzml as pyteomics_mzml
 
-from dataplug import CloudObject  # noqa: E402
-from dataplug.detect import sniff  # noqa: E402
-from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError  # noqa: E402
-from dataplug.formats.metabolomics.mzml import MzML, partition_num_chunks, partition_rt, partition_spectra  # noqa: E402
-from dataplug.formats.metabolomics.mzml_slice import MzMLSlice  # noqa: E402
-from dataplug.storage import read_stats  # noqa: E402
-from dataplug.testing import FormatTests  # noqa: E402
-from tests.mzml_files import in_seconds, make_mzml, with_param_groups  # noqa: E402
-from dataplug.storage import StorageObject  # noqa: E402
+from dataplug import CloudObject
+from dataplug.detect import sniff
+from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
+from dataplug.formats.metabolomics.mzml import MzML, partition_num_chunks, partition_rt, partition_spectra
+from dataplug.formats.metabolomics.mzml_slice import MzMLSlice
+from dataplug.storage import (
+    StorageObject,
+    read_stats,
+)
+from dataplug.testing import FormatTests
+from tests.mzml_files import in_seconds, make_mzml, with_param_groups
 
 
 def read_ranges_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -82,10 +84,10 @@ def assert_matches_pyteomics(slices: list[MzMLSlice], expected: list[dict]) -> N
 
 
 CASES = {
-    "indexed-zlib": dict(indexed=True, compression="zlib"),
-    "indexed-raw-64bit": dict(indexed=True, compression="none", intensity_type=np.float64),
-    "plain-zlib-int": dict(indexed=False, compression="zlib", mz_bits=32, intensity_type=np.int32),
-    "plain-raw": dict(indexed=False, compression="none", chromatograms=False),
+    "indexed-zlib": {"indexed": True, "compression": "zlib"},
+    "indexed-raw-64bit": {"indexed": True, "compression": "none", "intensity_type": np.float64},
+    "plain-zlib-int": {"indexed": False, "compression": "zlib", "mz_bits": 32, "intensity_type": np.int32},
+    "plain-raw": {"indexed": False, "compression": "none", "chromatograms": False},
 }
 
 

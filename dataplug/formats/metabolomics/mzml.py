@@ -24,6 +24,7 @@ gives it, or the read is a :class:`CorruptIndexError` naming the object.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -51,10 +52,10 @@ TABLES = ("spectrum_offset", "spectrum_rt", "chromatogram_offset")
 #: Encodings the byte-level parts of the pass (offsets, probes) read as ASCII supersets, by their XML names.
 ENCODINGS = {"utf-8": "UTF-8", "utf8": "UTF-8", "iso-8859-1": "ISO-8859-1", "latin-1": "ISO-8859-1", "latin1": "ISO-8859-1", "us-ascii": "US-ASCII", "ascii": "US-ASCII"}
 _INDEX_LIST_OFFSET = re.compile(rb"<indexListOffset>\s*([0-9]{1,18})\s*</indexListOffset>")
-_INDEX = re.compile(rb"""<index\s[^>]*?name\s*=\s*["'](spectrum|chromatogram)["'][^>]*>(.*?)</index\s*>""", re.S)
+_INDEX = re.compile(rb"""<index\s[^>]*?name\s*=\s*["'](spectrum|chromatogram)["'][^>]*>(.*?)</index\s*>""", re.DOTALL)
 _OFFSET = re.compile(rb"<offset\b([^>]*)>\s*([0-9]{1,18})\s*</offset\s*>")
-_ID_REF = re.compile(rb"""\bidRef\s*=\s*(["'])(.*?)\1""", re.S)
-_ID = re.compile(rb"""\sid\s*=\s*(["'])(.*?)\1""", re.S)
+_ID_REF = re.compile(rb"""\bidRef\s*=\s*(["'])(.*?)\1""", re.DOTALL)
+_ID = re.compile(rb"""\sid\s*=\s*(["'])(.*?)\1""", re.DOTALL)
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*\bencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _IMAGING = (b"IMS:1000", b'cvRef="IMS"')
 
@@ -334,7 +335,7 @@ def partition_num_chunks(co: Any, num_chunks: int) -> list[MzMLSlice]:
 def partition_spectra(co: Any, num_chunks: int) -> list[MzMLSlice]:
     """``num_chunks`` runs of consecutive spectra (document order) whose counts differ by at most one."""
     bounds = even_bounds(co.attributes.spectra, positive_int(co.url, "num_chunks", num_chunks)).tolist()
-    return _slices(co, [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])])
+    return _slices(co, [np.arange(a, b) for a, b in itertools.pairwise(bounds)])
 
 
 @strategy(MzML)
@@ -358,5 +359,5 @@ def partition_rt(co: Any, rt_min: float, rt_max: float, num_chunks: int = 1) -> 
     rts = co.index().tables["spectrum_rt"]
     picks = np.flatnonzero((rts >= lo) & (rts <= hi))
     bounds = even_bounds(picks.size, n).tolist()
-    return _slices(co, [picks[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+    return _slices(co, [picks[a:b] for a, b in itertools.pairwise(bounds)])
 

@@ -517,7 +517,7 @@ class MzMLSlice(CloudObjectSlice):
         out.write(b"</spectrumList>\n</run>\n</mzML>\n")
         if self.indexed:
             index_at = out.tell()
-            out.write(f'<indexList count="1">\n<index name="spectrum">\n'.encode())
+            out.write(b'<indexList count="1">\n<index name="spectrum">\n')
             for name, offset in offsets:
                 out.write(f'<offset idRef="{escape(name, {chr(34): "&quot;"})}">{offset}</offset>\n'.encode(self.encoding))
             out.write(f"</index>\n</indexList>\n<indexListOffset>{index_at}</indexListOffset>\n<fileChecksum>".encode())
