@@ -13,9 +13,9 @@ def read_ranges_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[t
     calls: list[tuple[str, list[tuple[int, int]]]] = []
     original = StorageObject.read_ranges
 
-    def spy(self, ranges, expect=None):
+    def spy(self, ranges, expect=None, **kwargs):
         calls.append((self.url, list(ranges)))
-        return original(self, ranges, expect=expect)
+        return original(self, ranges, expect=expect, **kwargs)
 
     monkeypatch.setattr(StorageObject, "read_ranges", spy)
     return calls

@@ -68,7 +68,9 @@ def test_binary_formats_by_magic_bytes():
     found = sniff("x", bytes(copc))
     assert found.format == "COPC" and found.alternatives == ("LiDARPointCloud",)
     assert sniff("x", b"II*\x00" + bytes(100)).format == "COG"
-    imzml = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<mzML xmlns="http://psi.hupo.org/ms/mzml">\n'
+    mzml = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<mzML xmlns="http://psi.hupo.org/ms/mzml">\n'
+    assert sniff("x", mzml).format == "MzML"
+    imzml = mzml + b'<cvParam cvRef="IMS" accession="IMS:1000080" name="universally unique identifier" value="{0}"/>\n'
     assert sniff("x", imzml).format == "ImzML"
     with pytest.raises(InvalidFormatError, match="Parquet"):
         sniff("x", b"PAR1" + bytes(10))

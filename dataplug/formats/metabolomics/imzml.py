@@ -114,9 +114,11 @@ class ImzML(DataFormat):
 
     @classmethod
     def sniff(cls, sample: Sample) -> Detection | None:
-        """An XML document with an ``<mzML`` root and imzML's controlled vocabulary."""
+        """An uncompressed XML document with an ``<mzML`` root and imzML's controlled vocabulary (``IMS:`` terms):
+        a plain mzML is :class:`~dataplug.formats.metabolomics.mzml.MzML`'s."""
         body = sample.decoded
-        if sample.lines() and body.lstrip().startswith(b"<?xml") and (b"<mzML" in body or b"imzML" in body):
+        imaging = b"IMS:" in body or b"imzML" in body
+        if sample.codec == "none" and sample.lines() and body.lstrip().startswith(b"<?xml") and b"<mzML" in body and imaging:
             return cls.detected(sample, "an imzML XML document", ("UTF8Text",))
         return None
 
