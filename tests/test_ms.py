@@ -220,3 +220,8 @@ class TestMeasurementSetConformance(FormatTests):
 
     def dump_slice(self, piece: Any, path: Path) -> Path:
         return piece.dump_to(path) / "table.dat"
+
+    def large(self, folder: Path) -> tuple[str, int]:
+        """66 baselines x 520 times, DATA of 64 channels x 4 correlations: a folder of about 73 MB."""
+        make_ms(folder / "obs.ms", 12, 520)
+        return "obs.ms/table.dat", 66 * 520

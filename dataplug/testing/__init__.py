@@ -275,7 +275,7 @@ class FormatTests:
             pytest.skip(f"{type(self).__name__} has no large sample")
         name, records = made
         path = tmp_path / name
-        stored = sum(p.stat().st_size for p in tmp_path.iterdir() if p.is_file())  # the object and its companions
+        stored = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())  # the object and its companions
         assert stored >= 64 * 2**20, f"the large sample is {stored} bytes, under 64 MiB"
         co = CloudObject.from_url(self.format, str(path)).preprocess(progress=False, **self.options)
         slices = co.partition("partition_num_chunks", 16)
