@@ -20,10 +20,13 @@ def make_ms(
     seed: int = 0,
     tile_rows: int = 32,
     shaped: bool = False,
+    ssm_bucket: int | None = None,
 ) -> Path:
     """Write a MeasurementSet of ``antennas * (antennas - 1) / 2`` baselines x ``times`` integrations at
     ``path``; DATA is complex64 (``channels`` x ``correlations``) in a TiledColumnStMan (a TiledShapeStMan
-    when ``shaped``) with tiles of ``tile_rows`` rows. Returns ``path``."""
+    when ``shaped``) with tiles of ``tile_rows`` rows. With ``ssm_bucket``, TIME, ANTENNA1, ANTENNA2 and UVW
+    go to a second StandardStMan of buckets of that many bytes, so that a small table's bucket index spans
+    several index buckets. Returns ``path``."""
     from casacore.tables import default_ms, makearrcoldesc, maketabdesc
 
     rng = np.random.default_rng(seed)
@@ -42,6 +45,9 @@ def make_ms(
         "*1": {"TYPE": manager, "NAME": "TiledData", "SPEC": {"DEFAULTTILESHAPE": tile}, "COLUMNS": ["DATA"]},
         "*2": {"TYPE": "TiledColumnStMan", "NAME": "TiledFlag", "SPEC": {"DEFAULTTILESHAPE": tile}, "COLUMNS": ["FLAG"]},
     }
+    if ssm_bucket is not None:
+        columns = ["TIME", "ANTENNA1", "ANTENNA2", "UVW"]
+        dminfo["*3"] = {"TYPE": "StandardStMan", "NAME": "SmallBuckets", "SPEC": {"BUCKETSIZE": ssm_bucket}, "COLUMNS": columns}
     baselines = list(itertools.combinations(range(antennas), 2))
     rows = len(baselines) * times
     table = default_ms(str(path), desc, dminfo)

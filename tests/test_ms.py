@@ -18,6 +18,7 @@ from dataplug import CloudObject
 from dataplug.detect import sniff
 from dataplug.errors import DataplugError, InvalidFormatError, StaleIndexError, StrategyArgumentError
 from dataplug.formats.astronomy.ms import MeasurementSet
+from dataplug.formats.astronomy.ms_layout import SSM_HEADER_BYTES, read_ssm_header, read_table_dat
 from dataplug.storage import read_stats
 from dataplug.testing import FormatTests
 from tests.ms_files import folder_files, make_ms
@@ -85,6 +86,28 @@ def test_one_slice_of_seven_reads_under_a_third_of_the_folder(s3_store: Any, ms_
     # DATA and FLAG are a seventh of their tiles each, give or take a tile of rows at each end.
     tiles = sum((ms_path / name).stat().st_size for name in ("table.f0_TSM0", "table.f1_TSM0"))
     assert read < tiles / 7 + 2 * 32 * 64 * 4 * 9 + (ms_path / "table.f2").stat().st_size / 7 + 2 * 4096
+
+
+@pytest.mark.parametrize("endian", ["little", "big"])
+def test_a_bucket_index_over_several_index_buckets(store: Any, tmp_path: Path, endian: str) -> None:
+    """A StandardStMan whose bucket index outgrows one bucket chains its index buckets by numbers casacore
+    writes big-endian whatever the table's byte order: small buckets make a small table's index span several."""
+    path = tmp_path / "obs.ms"
+    made = make_ms(path if endian == "little" else tmp_path / "made.ms", 6, 80, channels=8, tile_rows=16, ssm_bucket=256)
+    if endian == "big":
+        with tables.table(str(made), ack=False) as little:
+            little.copy(str(path), deep=True, valuecopy=True, endian="big").close()
+    table = read_table_dat(str(path), (path / "table.dat").read_bytes())
+    assert table.big_endian == (endian == "big")
+    headers = [
+        read_ssm_header(str(path), (path / f"table.f{seqnr}").read_bytes()[:SSM_HEADER_BYTES], table.big_endian)
+        for seqnr, kind in table.managers.items()
+        if kind == "StandardStMan"
+    ]
+    assert max(h.index_buckets for h in headers) > 2, headers
+    co = CloudObject.from_url(MeasurementSet, upload(store, path), storage_options=store.options).preprocess(progress=False)
+    assert co.attributes.rows == 15 * 80
+    check_against_casacore(path, co.partition("partition_num_chunks", 9), list(co.attributes.columns))
 
 
 def test_partition_time_gives_whole_timestamps(ms_path: Path) -> None:

@@ -59,6 +59,8 @@ MAX_KEPT_BYTES = 256 * 2**20
 SMALL_FILE = 2**20
 #: Names of the data files a slice may read: the only companions an index may name.
 _DATA_FILE = re.compile(r"^table\.f[0-9]{1,6}(_TSM[0-9]{1,6})?$")
+#: The files casacore writes in a table's folder (its subtables are folders beside them).
+_TABLE_FILE = re.compile(r"^table\.(dat|info|lock|f[0-9]+\w*)$")
 _KEPT_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,100}/){0,3}[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$")
 
 
@@ -96,9 +98,11 @@ class MeasurementSet(DataFormat):
 
     @classmethod
     def object_url(cls, url: str) -> str:
-        """``obs.ms`` (the folder) names its main table, ``obs.ms/table.dat``."""
+        """``obs.ms`` (the folder) names its main table, ``obs.ms/table.dat``; a URL naming one of a table's
+        own files (``table.dat``, ``table.f0``, ``table.info``, ...) is kept, so that naming the wrong one is
+        an error that says so rather than a missing ``table.f0/table.dat``."""
         url = url.rstrip("/")
-        return url if url.rsplit("/", 1)[-1] == "table.dat" else url + "/table.dat"
+        return url if _TABLE_FILE.match(url.rsplit("/", 1)[-1]) else url + "/table.dat"
 
     @classmethod
     def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
@@ -255,7 +259,7 @@ def _standard(
         kept[n] = obj.read_range(start, start + header.bucket_size, expect=info)
         return kept[n]
 
-    index = read_ssm_indexes(url, ssm_index_bytes(url, header, bucket, table.big_endian), header.indexes, table.big_endian)
+    index = read_ssm_indexes(url, ssm_index_bytes(url, header, bucket), header.indexes, table.big_endian)
     pieces[file] = [(0, head), *((SSM_HEADER_BYTES + n * header.bucket_size, data) for n, data in sorted(kept.items()))]
     _, offsets, index_of = ssm_column_map(url, table.manager_data[seqnr])
     columns = table.manager_columns(seqnr)

@@ -281,11 +281,13 @@ def ssm_column_map(url: str, blob: bytes) -> tuple[str, np.ndarray, np.ndarray]:
     return name, r.block(wide=False), r.block(wide=False)
 
 
-def ssm_index_bytes(url: str, header: SSMHeader, read_bucket: Any, big_endian: bool) -> bytes:
-    """The bucket index's bytes, following the chain of index buckets (``read_bucket(n)`` returns bucket ``n``)."""
+def ssm_index_bytes(url: str, header: SSMHeader, read_bucket: Any) -> bytes:
+    """The bucket index's bytes, following the chain of index buckets (``read_bucket(n)`` returns bucket ``n``).
+
+    Each index bucket starts with the next one's number twice, written by ``CanonicalConversion`` and so
+    big-endian whatever the table's byte order (``SSMBase::writeIndex``); the index itself follows them."""
     out = bytearray()
     bucket = header.first_index_bucket
-    word = ">i" if big_endian else "<i"
     room = header.bucket_size - 8
     for _ in range(header.index_buckets):
         if not 0 <= bucket < header.buckets:
@@ -295,7 +297,7 @@ def ssm_index_bytes(url: str, header: SSMHeader, read_bucket: Any, big_endian: b
             out += data[header.index_offset : header.index_offset + header.index_length]
         else:
             out += data[8 : 8 + min(room, header.index_length - len(out))]
-        bucket = struct.unpack(word, data[4:8])[0]
+        bucket = struct.unpack(">i", data[4:8])[0]
     if len(out) != header.index_length:
         raise InvalidFormatError(url, f"the StandardStMan index has {len(out)} of its {header.index_length} bytes")
     return bytes(out)
