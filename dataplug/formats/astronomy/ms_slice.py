@@ -4,7 +4,8 @@ decoded with numpy.
 
 A slice carries, per column, the storage layout the index found (a small JSON-able dict) and the bucket or
 row-map entries of its rows, so its worker needs no index. Its reads are one ``read_ranges`` call per data
-file, ranges that touch merged, each pinned to the file's indexed size and identity.
+file, which joins near ranges into requests by the store's policy, each pinned to the file's indexed size
+and identity.
 """
 
 from __future__ import annotations
@@ -36,37 +37,12 @@ def numpy_dtype(code: int, big_endian: bool) -> np.dtype:
     return np.dtype((">" if big_endian else "<") + kind)
 
 
-def merge_ranges(ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """The union of the non-empty ``ranges`` as sorted disjoint ranges (starts, ends), touching ones joined."""
-    pairs = np.array(sorted((s, e) for s, e in ranges if e > s), dtype=np.int64).reshape(-1, 2)
-    if not len(pairs):
-        return pairs[:, 0], pairs[:, 1]
-    ends = np.maximum.accumulate(pairs[:, 1])
-    new = np.concatenate(([True], pairs[1:, 0] > ends[:-1]))
-    firsts = np.flatnonzero(new)
-    lasts = np.concatenate((firsts[1:] - 1, [len(pairs) - 1]))
-    return pairs[firsts, 0], ends[lasts]
-
-
 def tile_geometry(sizes: list[int], slot: int, tile: list[int] | tuple[int, ...]) -> tuple[int, int]:
     """Where column ``slot`` starts in a tile of shape ``tile``, and the tile's bytes, for columns of
     ``sizes`` bytes per value in tile order (0: Bool, one bit per value; each column's bits rounded up to bytes)."""
     pixels = int(np.prod(tile, dtype=np.int64))
     lengths = [(pixels + 7) // 8 if size == 0 else pixels * size for size in sizes]
     return sum(lengths[:slot]), sum(lengths)
-
-
-@dataclass
-class _Fetched:
-    """The merged ranges read from one file, and a way to cut any range inside them back out."""
-
-    starts: np.ndarray
-    parts: list[bytes]
-
-    def cut(self, start: int, end: int) -> bytes:
-        k = int(np.searchsorted(self.starts, start, side="right")) - 1
-        offset = start - int(self.starts[k])
-        return self.parts[k][offset : offset + end - start]
 
 
 @dataclass(eq=False)
@@ -191,26 +167,26 @@ class MSSlice(CloudObjectSlice):
         return min(p[1] for p in plan), max(p[2] for p in plan)
 
     def _fetch(self, names: list[str]) -> dict[str, list[tuple[bytes, Any]]]:
-        """Each column's pieces as (bytes, decoder info), read with one ``read_ranges`` per file, each pinned
-        to the file's indexed size and identity, after one metadata request that checks ``table.dat``."""
+        """Each column's pieces as (bytes, decoder info), read with one ``read_ranges`` per file (which joins
+        near ranges into requests by the store's policy), each pinned to the file's indexed size and identity,
+        after one metadata request that checks ``table.dat``."""
         plans = {name: self._plan(name) for name in names}
         by_file: dict[str, list[tuple[int, int]]] = {}
         for plan in plans.values():
             for file, s, e, _ in plan:
                 by_file.setdefault(file, []).append((s, e))
-        fetched = {}
         self.obj.check_unchanged(self.object_info)  # the layout came from this table.dat: one metadata request
+        fetched: dict[str, list[bytes]] = {}
         for file, ranges in by_file.items():
             size, identity = self.files[file]
-            starts, ends = merge_ranges(ranges)
-            if ends.size and int(ends[-1]) > size:
+            end = max(e for _, e in ranges)
+            if end > size:
                 raise InvalidFormatError(
-                    f"{self.folder}/{file}",
-                    f"the slice needs bytes up to {int(ends[-1])}, the file has {size}: truncated, or not the file the index describes",
+                    f"{self.folder}/{file}", f"the slice needs bytes up to {end}, the file has {size}: truncated, or not the file the index describes"
                 )
-            parts = self._file(file).read_ranges(list(zip(starts.tolist(), ends.tolist())), expect=ObjectInfo(size, identity))
-            fetched[file] = _Fetched(starts, parts)
-        return {name: [(fetched[f].cut(s, e), info) for f, s, e, info in plan] for name, plan in plans.items()}
+            fetched[file] = self._file(file).read_ranges(ranges, expect=ObjectInfo(size, identity))
+        parts = {file: iter(data) for file, data in fetched.items()}
+        return {name: [(next(parts[f]), info) for f, _, _, info in plan] for name, plan in plans.items()}
 
     # -- decoding ---------------------------------------------------------------------------------------
 
