@@ -5,9 +5,7 @@ cubes against the points a slice decodes."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 
 import numpy as np
 import pytest
@@ -19,33 +17,24 @@ pytest.importorskip("imagecodecs")
 
 from dataplug import CloudObject, CorruptIndexError
 from dataplug.formats.geospatial import cog, copc, laspc
-from dataplug.sidecar import MANIFEST
 from dataplug.storage import plan
 from dataplug.storage.object import read_stats
 from dataplug.testing.data import las_bytes, laz_bytes
+from dataplug.testing.sidecar import npy, put_entry, read_manifest, write_manifest
 from tests.copc_files import write_copc
 
 # -- re-signing a sidecar ----------------------------------------------------------------------------------
-
-
-def _manifest(co: CloudObject) -> dict:
-    return json.loads(co.index_location.child(MANIFEST).read_range(0, co.index_location.child(MANIFEST).info().size))
 
 
 def resign(co: CloudObject, changes: dict[str, np.ndarray], attributes: dict | None = None) -> CloudObject:
     """Write ``changes`` over tables of ``co``'s sidecar and re-sign them (bytes and SHA-256 in the manifest),
     as anyone who can write the sidecar can; returns a fresh CloudObject that loads the lying index."""
     loc = co.index_location
-    manifest = _manifest(co)
+    manifest = read_manifest(loc)
     for name, table in changes.items():
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(table), allow_pickle=False)
-        data = buf.getvalue()
-        entry = manifest["tables"][name]
-        loc.child(entry["file"]).write_bytes(data)
-        entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        put_entry(loc, manifest, "tables", name, npy(np.ascontiguousarray(table)))
     manifest["attributes"].update(attributes or {})
-    loc.child(MANIFEST).write_bytes(json.dumps(manifest).encode())
+    write_manifest(loc, manifest)
     return CloudObject.from_url(co.format, co.url, storage_options=co.storage_options)
 
 

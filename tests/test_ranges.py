@@ -32,15 +32,18 @@ def test_plan_returns_every_asked_byte_in_the_callers_order(ranges, max_gap, max
     asked = [(a, b) for a, b in ranges if b > a]
     assert len(jobs.requests) <= len(asked)
     for a, b in jobs.requests:
-        assert b > a and (b - a <= max_block or (a, b) in asked)  # only a range larger than a block grows past it
+        inside = [d - c for c, d in asked if a <= c and d <= b]
+        assert b > a and b - a - max(inside) <= max_block  # a block at most besides its largest range
     assert [a for a, _ in jobs.requests] == sorted(a for a, _ in jobs.requests)
 
 
 def test_plan_joins_near_ranges_and_stops_at_the_block():
     assert plan([(100, 200), (0, 10), (10, 20)], max_gap=0, max_block=1000).requests == ((0, 20), (100, 200))
     assert plan([(100, 200), (0, 10)], max_gap=90, max_block=1000).requests == ((0, 200),)
-    assert plan([(0, 10), (12, 20), (22, 30)], max_gap=2, max_block=20).requests == ((0, 20), (22, 30))
+    assert plan([(0, 10), (12, 20), (22, 30)], max_gap=2, max_block=15).requests == ((0, 20), (22, 30))
     assert plan([(0, 5000), (10, 20)], max_gap=10, max_block=100).requests == ((0, 5000),)  # inside a larger range: no request
+    assert plan([(5000, 5010), (0, 5000), (5020, 5030)], max_gap=10, max_block=100).requests == ((0, 5030),)  # a large range takes in its neighbours
+    assert plan([(0, 50), (50, 100), (100, 150)], max_gap=0, max_block=60).requests == ((0, 100), (100, 150))
     assert plan([(5, 5), (7, 3)], max_gap=10, max_block=100).requests == ()
     with pytest.raises(ValueError):
         plan([(0, 1)], max_gap=-1, max_block=10)
@@ -238,6 +241,6 @@ def test_s3_requests_follow_the_policy(fault_proxy, s3_options, s3_store):
     assert gets(near) == [f"bytes=0-{299 + gap}"]  # one request: every gap is within the policy's
     assert sorted(gets([(0, 100), (101 + gap, 200 + gap)])) == ["bytes=0-99", f"bytes={101 + gap}-{199 + gap}"]
     assert sorted(gets(near, max_gap=0)) == sorted(["bytes=0-199", f"bytes={200 + gap}-{299 + gap}", "bytes=900000-900009"])
-    assert sorted(gets([(0, 1000), (1000, 2000), (2000, 3000)], max_block=2500)) == ["bytes=0-1999", "bytes=2000-2999"]
+    assert sorted(gets([(0, 1000), (1000, 2000), (2000, 3000)], max_block=1500)) == ["bytes=0-1999", "bytes=2000-2999"]
     assert gets([(0, len(DATA))], max_block=1000) == [f"bytes=0-{len(DATA) - 1}"]  # one range larger than a block: kept whole
     assert all(r.headers.get("If-Match") for r in fault_proxy.requests)  # pinned, no HEAD

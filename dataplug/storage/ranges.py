@@ -57,24 +57,30 @@ class Plan:
 
 def plan(ranges: Sequence[tuple[int, int]], max_gap: int, max_block: int) -> Plan:
     """The requests for ``ranges``: sorted, a range joined to the request before it when it starts at most
-    ``max_gap`` bytes past that request's end (overlaps included) and lies inside it or the joined request
-    stays within ``max_block`` bytes. A single range larger than ``max_block`` is one request of its own, never split: its
-    bytes are needed whole anyway, and a split would add requests without reading less. There are never more
-    requests than non-empty ranges."""
+    ``max_gap`` bytes past that request's end (overlaps included), so long as the request then carries at most
+    ``max_block`` bytes besides its largest range. Small ranges thus join into requests of about a block,
+    which a store reads in parallel, while a range larger than a block is one request, never split (its bytes
+    are needed whole, and a split adds requests without reading less), that takes in its small neighbours
+    rather than leave them a request each (a slice's data and the small table beside it). There are never
+    more requests than non-empty ranges."""
     if max_gap < 0 or max_block < 1:
         raise ValueError(f"max_gap must be >= 0 and max_block >= 1, not {max_gap} and {max_block}")
     asked = tuple((int(a), int(b)) for a, b in ranges)
     order = sorted((i for i, (a, b) in enumerate(asked) if b > a), key=asked.__getitem__)
-    requests: list[list[int]] = []
+    requests: list[list[int]] = []  # start, end, largest range
     where = [(-1, 0)] * len(asked)
     for i in order:
         a, b = asked[i]
-        if requests and a - requests[-1][1] <= max_gap and (b <= requests[-1][1] or b - requests[-1][0] <= max_block):
-            requests[-1][1] = max(requests[-1][1], b)
-        else:
-            requests.append([a, b])
-        where[i] = (len(requests) - 1, a - requests[-1][0])
-    return Plan(asked, tuple((a, b) for a, b in requests), tuple(where))
+        if requests and a - requests[-1][1] <= max_gap:
+            start, end, largest = requests[-1]
+            largest = max(largest, b - a)
+            if max(b, end) - start - largest <= max_block:
+                requests[-1] = [start, max(b, end), largest]
+                where[i] = (len(requests) - 1, a - start)
+                continue
+        requests.append([a, b, b - a])
+        where[i] = (len(requests) - 1, 0)
+    return Plan(asked, tuple((a, b) for a, b, _ in requests), tuple(where))
 
 
 class RangeFile(io.RawIOBase):

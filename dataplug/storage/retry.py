@@ -86,7 +86,7 @@ _DENIED_CODES = frozenset(
 _DENIED_STATUS = frozenset({401, 403})
 
 
-class ShortBodyError(Exception):
+class _ShortBodyError(Exception):
     """A response body shorter than the bytes asked for: retried, unless the object really is smaller."""
 
 
@@ -111,7 +111,7 @@ def response_error(exc: BaseException) -> tuple[str | None, int | None]:
 @functools.cache
 def _transient_types() -> tuple[type[BaseException], ...]:
     """Exception types of a request or body that failed in transit (imported lazily: local use needs none)."""
-    types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.IncompleteRead, ShortBodyError]
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.IncompleteRead, _ShortBodyError]
     with contextlib.suppress(ImportError):
         import aiohttp
 
@@ -253,16 +253,16 @@ def read_retrying(
             a, b = requests[i]
             if isinstance(result, BaseException):
                 if is_range_past_end(result):
-                    failed[i] = ShortBodyError(f"the store refused bytes [{a}, {b}) as past the object's end")
+                    failed[i] = _ShortBodyError(f"the store refused bytes [{a}, {b}) as past the object's end")
                 elif is_transient(result):
                     failed[i] = result
                 else:
                     raise translate(result) from result
             elif len(result) != b - a:
-                failed[i] = ShortBodyError(f"got {len(result)} of the {b - a} bytes [{a}, {b})")
+                failed[i] = _ShortBodyError(f"got {len(result)} of the {b - a} bytes [{a}, {b})")
             else:
                 out[i] = result
-        shorts = [requests[i][1] for i, exc in failed.items() if isinstance(exc, ShortBodyError)]
+        shorts = [requests[i][1] for i, exc in failed.items() if isinstance(exc, _ShortBodyError)]
         if shorts:
             check_size(max(shorts))
         if not failed:
