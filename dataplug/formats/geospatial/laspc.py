@@ -292,7 +292,7 @@ def _window_slice(co: Any, blocks: Blocks, number: int, window: tuple[float, flo
         )
         # Only touching runs join into one row: the store's policy joins near rows into one request, and the
         # points between them are fetched but never decoded.
-        rows = las_window_rows(blocks, window, closed, raw, (a.offset_to_point_data, a.point_format_size), 0)
+        rows = las_window_rows(blocks, window, closed, raw, (a.offset_to_point_data, a.point_format_size))
     return _slice(co, number, rows, bounds=window, closed=closed)
 
 

@@ -41,11 +41,10 @@ def las_window_rows(
     closed: tuple[bool, bool],
     raw: tuple[int, int, int, int],
     layout: tuple[int, int],
-    gap_points: int,
 ) -> list[Row]:
     """The rows of an uncompressed LAS that a window slice reads: the runs that meet the window (raw
-    thresholds ``raw`` = a_x, b_x, a_y, b_y keep ``a <= X < b``), in point order, runs less than
-    ``gap_points`` apart joined with the points between them (one range read instead of two). A row is
+    thresholds ``raw`` = a_x, b_x, a_y, b_y keep ``a <= X < b``), in point order, runs that touch
+    joined (the storage layer joins near ranges into one request by itself). A row is
     whole when every point in it is in the window. ``layout`` is (offset to point data, point size)."""
     chosen, inside = meeting(blocks, window, closed)
     whole_blocks, partial = chosen[inside], chosen[~inside]
@@ -72,10 +71,7 @@ def las_window_rows(
     order = np.argsort(start, kind="stable")
     start, stop, flag = start[order], stop[order], flag[order]
     gap = start[1:] - stop[:-1]
-    heads = np.concatenate(([0], np.flatnonzero(gap > gap_points) + 1))
-    joins_gap = np.concatenate(([False], gap > 0))
-    joins_gap[heads] = False
-    flag &= ~joins_gap  # a row that takes in the points between its runs must test them
+    heads = np.concatenate(([0], np.flatnonzero(gap > 0) + 1))
     row_whole = np.logical_and.reduceat(flag, heads)
     row_start, row_stop = start[heads], stop[np.append(heads[1:], start.size) - 1]
     data_start, size = layout
