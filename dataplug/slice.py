@@ -7,8 +7,11 @@ client or index, so pickling one costs a few hundred bytes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+
+import numpy as np
 
 from dataplug.errors import DataplugError
 from dataplug.storage import ObjectInfo, StorageObject
@@ -18,9 +21,21 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-@dataclass
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, numpy arrays (also inside dicts) compared whole rather than element-wise."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@dataclass(eq=False)
 class CloudObjectSlice:
-    """Base class of every format's slice (the original Dataplug's name)."""
+    """Base class of every format's slice (the original Dataplug's name).
+
+    Two slices are equal when they are of one class and every field is; a subclass declared with
+    ``@dataclass(eq=False)`` keeps this equality, which compares numpy array fields whole."""
 
     obj: StorageObject
     object_info: ObjectInfo
@@ -28,6 +43,11 @@ class CloudObjectSlice:
     number: int
     #: True when :meth:`dump` writes binary (the command line then refuses to print it on a terminal).
     binary_output: ClassVar[bool] = False
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
 
     @property
     def url(self) -> str:

@@ -10,7 +10,6 @@ one request), after one metadata request that checks the ``.imzML`` is the index
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Iterator
@@ -58,14 +57,6 @@ class ImzMLSlice(CloudObjectSlice):
     polarity: str | None = None
     #: :meth:`dump` writes no text (an imzML slice is an ``.imzML`` and a binary ``.ibd``).
     binary_output: ClassVar[bool] = True
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(
-            np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
-            for a, b in ((getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
-        )
 
     @property
     def num_spectra(self) -> int:
@@ -212,7 +203,7 @@ def _writer_class() -> type:
     from pyimzml.ImzMLWriter import ImzMLWriter, _Spectrum
 
     class Writer(ImzMLWriter):  # type: ignore[misc]
-        def addSpectrum(self, mzs: np.ndarray, intensities: np.ndarray, coords: tuple[int, ...]) -> None:  # noqa: N802 - pyimzml's name
+        def addSpectrum(self, mzs: np.ndarray, intensities: np.ndarray, coords: tuple[int, ...]) -> None:
             if len(intensities):
                 return super().addSpectrum(mzs, intensities, coords)
             if self.mode != "continuous":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import io
 import re
@@ -155,14 +154,18 @@ class SpectrumParser:
         try:
             self.parser.Parse(data, final)
         except expat.ExpatError as exc:
-            raise InvalidFormatError(self.url, f"not well-formed XML: {expat.ErrorString(exc.code)}", offset=self.base + self.parser.ErrorByteIndex) from None
+            raise InvalidFormatError(
+                self.url, f"not well-formed XML: {expat.ErrorString(exc.code)}", offset=self.base + self.parser.ErrorByteIndex
+            ) from None
 
     def feed_file(self, fh: BinaryIO) -> None:
         """Parse a whole document from a file object."""
         try:
             self.parser.ParseFile(fh)
         except expat.ExpatError as exc:
-            raise InvalidFormatError(self.url, f"not well-formed XML: {expat.ErrorString(exc.code)}", offset=self.base + self.parser.ErrorByteIndex) from None
+            raise InvalidFormatError(
+                self.url, f"not well-formed XML: {expat.ErrorString(exc.code)}", offset=self.base + self.parser.ErrorByteIndex
+            ) from None
 
     def parse_run(self, data: bytes) -> list[Spectrum]:
         """The ``expected`` spectra of ``data``, bytes of the object from ``base`` on that start with a
@@ -196,7 +199,15 @@ class SpectrumParser:
             raise CorruptIndexError(self.url, f"the index points at a <{name}> element where a <spectrum> should start: run preprocess(force=True)")
         if name == "cvParam":
             if self._spectrum is not None or self._group is not None:
-                self._param((attrs.get("accession", ""), attrs.get("name", ""), attrs.get("value", ""), attrs.get("unitAccession", ""), attrs.get("unitName", "")))
+                self._param(
+                    (
+                        attrs.get("accession", ""),
+                        attrs.get("name", ""),
+                        attrs.get("value", ""),
+                        attrs.get("unitAccession", ""),
+                        attrs.get("unitName", ""),
+                    )
+                )
             elif attrs.get("accession", "").startswith("IMS:"):
                 self.imaging = True
         elif name == "binary":
@@ -211,7 +222,11 @@ class SpectrumParser:
             if self._spectrum is not None:
                 ref = attrs.get("ref", "")
                 if ref not in self.groups:
-                    raise InvalidFormatError(self.url, f"spectrum {self._spectrum.id!r} refers to referenceableParamGroup {ref!r}, which the file does not define", offset=self._here())
+                    raise InvalidFormatError(
+                        self.url,
+                        f"spectrum {self._spectrum.id!r} refers to referenceableParamGroup {ref!r}, which the file does not define",
+                        offset=self._here(),
+                    )
                 for param in self.groups[ref]:
                     self._param(param)
         elif name == "scan":
@@ -291,7 +306,9 @@ class SpectrumParser:
             cause = f"spectrum {spectrum.id!r}: its {what} array is encoded with {array.unsupported}, which dataplug does not decode (write the file without it, e.g. msconvert without --numpress)"
             raise InvalidFormatError(self.url, cause, offset=spectrum.start)
         if array.dtype is None:
-            raise InvalidFormatError(self.url, f"spectrum {spectrum.id!r}: its {what} array states no data type (32/64-bit float or integer)", offset=spectrum.start)
+            raise InvalidFormatError(
+                self.url, f"spectrum {spectrum.id!r}: its {what} array states no data type (32/64-bit float or integer)", offset=spectrum.start
+            )
         if array.kind == INTENSITY_ARRAY:
             spectrum.intensity_dtype = array.dtype
         if self.decode:
@@ -381,14 +398,6 @@ class MzMLSlice(CloudObjectSlice):
     header_ref: BlobRef
     indexed: bool
     binary_output: ClassVar[bool] = False
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(
-            np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
-            for a, b in ((getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
-        )
 
     @property
     def num_records(self) -> int:
