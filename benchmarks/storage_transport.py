@@ -9,11 +9,12 @@ and 90 MB/s per connection, ranges served from the proxy's copy of the object) i
 - ``--large`` ranges of 16 MiB (consecutive);
 
 each read by
-- ``dataplug``: ``StorageObject.read_ranges(ranges, expect=info, max_gap=0)``: one request per range, pinned
-  with ``If-Match``, at most ``policy.concurrency`` in flight, every body's length checked, retried by
-  dataplug's own loop;
-- ``obstore get``: ``obstore.get_async`` with ``GetOptions(range=..., if_match=etag)`` per range under a
-  semaphore of the same concurrency (the pinned form dataplug would need);
+- ``read_ranges via s3fs`` and ``read_ranges via obstore``: dataplug's
+  ``StorageObject.read_ranges(ranges, expect=info, max_gap=0)`` through each S3 transport
+  (``DATAPLUG_S3_TRANSPORT``): one request per range, pinned with ``If-Match``, at most
+  ``policy.concurrency`` in flight, every body's length checked, retried by dataplug's own loop;
+- ``obstore get``: raw ``obstore.get_async`` with ``GetOptions(range=..., if_match=etag)`` per range under a
+  semaphore of the same concurrency (what the obstore transport costs over obstore itself);
 - ``obstore get_ranges``: ``obstore.get_ranges_async(..., coalesce=0)`` (unpinned: it takes no options; its
   own parallelism).
 
@@ -44,6 +45,7 @@ from obstore.store import S3Store
 
 from dataplug.errors import StaleIndexError
 from dataplug.storage import CONNECT_TIMEOUT, READ_TIMEOUT, ObjectInfo, StorageObject
+from dataplug.storage.obstore_s3 import TRANSPORT_ENV
 from dataplug.testing.faultproxy import FaultProxy, HostileHTTPServer
 from dataplug.testing.fixtures import REGION
 
@@ -86,17 +88,30 @@ async def _obstore_get_ranges(store: S3Store, key: str, ranges: list[tuple[int, 
     return [part.to_bytes() for part in got]
 
 
+def through(url: str, options: dict[str, Any], transport: str) -> StorageObject:
+    """A storage object of ``url`` whose ranges are read through ``transport`` (``s3fs`` or ``obstore``)."""
+    os.environ[TRANSPORT_ENV] = transport
+    try:
+        obj = StorageObject(url, options)
+        assert type(obj.transport).__name__ == {"s3fs": "S3Transport", "obstore": "ObstoreS3Transport"}[transport]
+    finally:
+        del os.environ[TRANSPORT_ENV]
+    return obj
+
+
 def contenders(
-    obj: StorageObject, store: S3Store, key: str, ranges: list[tuple[int, int]], loop: asyncio.AbstractEventLoop
+    url: str, options: dict[str, Any], store: S3Store, key: str, ranges: list[tuple[int, int]], loop: asyncio.AbstractEventLoop
 ) -> dict[str, Callable[[], list[bytes]]]:
-    """The three readers of ``ranges``, each a call returning the ranges' bytes. obstore's run on ``loop``, one
-    loop for the whole run as s3fs's is (``asyncio.run`` per call spends seconds closing its loop after
+    """The four readers of ``ranges``, each a call returning the ranges' bytes. Raw obstore's run on ``loop``,
+    one loop for the whole run as s3fs's is (``asyncio.run`` per call spends seconds closing its loop after
     obstore's large reads)."""
-    info = obj.info()
+    via_s3fs, via_obstore = through(url, options, "s3fs"), through(url, options, "obstore")
+    info = via_s3fs.info()
     etag = info.identity.partition(":")[2]
-    concurrency = obj.policy.concurrency
+    concurrency = via_s3fs.policy.concurrency
     return {
-        "dataplug read_ranges": lambda: obj.read_ranges(ranges, expect=info, max_gap=0),
+        "read_ranges via s3fs": lambda: via_s3fs.read_ranges(ranges, expect=info, max_gap=0),
+        "read_ranges via obstore": lambda: via_obstore.read_ranges(ranges, expect=info, max_gap=0),
         "obstore get (pinned)": lambda: loop.run_until_complete(_obstore_get(store, key, ranges, etag, concurrency)),
         "obstore get_ranges": lambda: loop.run_until_complete(_obstore_get_ranges(store, key, ranges)),
     }
@@ -116,13 +131,13 @@ def race(name: str, runners: dict[str, Callable[[], list[bytes]]], expected: lis
     proxy_cpu, moto_cpu = (after - before for after, before in zip(bed.cpu(), cpu_before))
     wall = sum(sum(t) for t in times.values())
     count, nbytes = len(expected), sum(len(part) for part in expected)
-    base = statistics.median(times["dataplug read_ranges"])
+    base = statistics.median(times["read_ranges via s3fs"])
     print(f"{name}: {count} ranges, {nbytes / 1e6:.1f} MB; {repeats} rounds in turns; bed CPU over {wall:.1f} s: proxy {proxy_cpu:.1f} s, moto {moto_cpu:.1f} s")
     for label, runs in times.items():
         median = statistics.median(runs)
         print(
-            f"  {label:<22} min {min(runs):7.3f} s  median {median:7.3f} s  {count / median:7.0f} requests/s  "
-            f"{nbytes / median / 1e6:7.1f} MB/s  median / dataplug's {median / base:5.2f}"
+            f"  {label:<24} min {min(runs):7.3f} s  median {median:7.3f} s  {count / median:7.0f} requests/s  "
+            f"{nbytes / median / 1e6:7.1f} MB/s  median / s3fs's {median / base:5.2f}"
         )
 
 
@@ -201,7 +216,7 @@ def main() -> None:
               f"dataplug's concurrency {obj.policy.concurrency}")
         loop = asyncio.new_event_loop()
         for name, ranges in (("small ranges (64 KiB)", small_ranges), ("large ranges (16 MiB)", large_ranges)):
-            race(name, contenders(obj, store, key, ranges, loop), [data[a:b] for a, b in ranges], args.repeats, bed)
+            race(name, contenders(f"{root}/{key}", bed.options, store, key, ranges, loop), [data[a:b] for a, b in ranges], args.repeats, bed)
         loop.close()
         if args.guarantees:
             guarantees(bed, "transport")

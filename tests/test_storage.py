@@ -1,4 +1,5 @@
-"""The storage layer's retry policy, versioned reads, writes and counters, against moto behind the fault proxy."""
+"""The storage layer's retry policy, versioned reads, writes and counters, against moto behind the fault proxy.
+The S3 read tests run on both range transports (s3fs and obstore)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def via_proxy(proxy, s3_options):
     return {**s3_options, "endpoint_url": proxy.endpoint, "config_kwargs": {"read_timeout": READ_TIMEOUT, "connect_timeout": 2}}
 
 
+@pytest.fixture(params=["s3fs", "obstore"])
+def transport(request, monkeypatch) -> str:
+    """Each S3 range transport in turn (``DATAPLUG_S3_TRANSPORT``), for the tests of S3 reads."""
+    if request.param == "obstore":
+        pytest.importorskip("obstore")
+    monkeypatch.setenv("DATAPLUG_S3_TRANSPORT", request.param)
+    return request.param
+
+
 @pytest.fixture
 def fast_backoff(monkeypatch):
     monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
@@ -60,13 +70,24 @@ def put(options, data: bytes = DATA, name: str = "o.bin") -> str:
     return url
 
 
+def uses(obj: StorageObject, transport: str) -> StorageObject:
+    """``obj``, after checking its ranges are read through ``transport``."""
+    assert type(obj.transport).__name__ == {"s3fs": "S3Transport", "obstore": "ObstoreS3Transport"}[transport]
+    return obj
+
+
+def header(request, name: str) -> str | None:
+    """A request's header, whatever its case (obstore sends ``range``, botocore ``Range``)."""
+    return next((v for k, v in request.headers.items() if k.lower() == name.lower()), None)
+
+
 def ranged_gets(proxy: FaultProxy) -> list[str]:
-    return [r.headers["Range"] for r in proxy.requests if r.method == "GET" and "Range" in r.headers]
+    return [header(r, "Range") for r in proxy.requests if r.method == "GET" and header(r, "Range")]
 
 
 @pytest.mark.parametrize("pinned", [False, True])
-def test_truncated_bodies_are_re_read_whole(proxy, via_proxy, s3_options, pinned):
-    obj = StorageObject(put(s3_options), via_proxy)
+def test_truncated_bodies_are_re_read_whole(proxy, via_proxy, s3_options, pinned, transport):
+    obj = uses(StorageObject(put(s3_options), via_proxy), transport)
     expect = obj.info() if pinned else None
     proxy.set_mode("truncate", every=1)
     assert obj.read_ranges(RANGES, expect=expect, max_gap=0) == [DATA[a:b] for a, b in RANGES]
@@ -89,7 +110,7 @@ def test_whole_reads_writes_and_metadata_survive_every_fault(proxy, via_proxy, s
         assert proxy.faults[mode] >= 3
 
 
-def test_stalled_body_is_retried(proxy, via_proxy, s3_options):
+def test_stalled_body_is_retried(proxy, via_proxy, s3_options, transport):
     obj = StorageObject(put(s3_options), via_proxy)
     expect = obj.info()
     proxy.set_mode("stall", every=1)
@@ -100,7 +121,7 @@ def test_stalled_body_is_retried(proxy, via_proxy, s3_options):
     assert time.monotonic() - started < 10 * READ_TIMEOUT + 5
 
 
-def test_last_error_names_url_range_and_attempts(proxy, via_proxy, s3_options, fast_backoff):
+def test_last_error_names_url_range_and_attempts(proxy, via_proxy, s3_options, fast_backoff, transport):
     obj = StorageObject(put(s3_options), via_proxy)
     proxy.set_mode("truncate", every=1, spare=False)
     with pytest.raises(StorageError) as err:
@@ -133,9 +154,9 @@ def test_short_body_is_retried_then_a_smaller_object_is_stale(tmp_path, monkeypa
         obj.read_range(0, 5000)
 
 
-def test_short_s3_object_is_stale_not_retried_forever(s3_options):
+def test_short_s3_object_is_stale_not_retried_forever(s3_options, transport):
     url = put(s3_options, DATA[:1000])
-    obj = StorageObject(url, s3_options)
+    obj = uses(StorageObject(url, s3_options), transport)
     with pytest.raises(StaleIndexError, match="1000 bytes"):
         obj.read_range(500, 5000)
     with pytest.raises(StaleIndexError, match="1000 bytes"):
@@ -159,13 +180,13 @@ def test_transient_is_judged_by_type_code_and_status_never_by_message():
     assert is_transient(TimeoutError())
 
 
-def test_versioned_reads_are_one_pinned_get_per_range(proxy, via_proxy, s3_options):
+def test_versioned_reads_are_one_pinned_get_per_range(proxy, via_proxy, s3_options, transport):
     bucket = make_bucket(s3_options)
     fs = fsspec.filesystem("s3", **s3_options)
     sync(fs.loop, fs._call_s3, "put_bucket_versioning", Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     url = f"s3://{bucket}/v.bin"
     fs.pipe_file(url, DATA)
-    obj = StorageObject(url, via_proxy)
+    obj = uses(StorageObject(url, via_proxy), transport)
     first = obj.info()
     assert first.identity.startswith("version:")
     proxy.set_mode(None)
@@ -179,7 +200,7 @@ def test_versioned_reads_are_one_pinned_get_per_range(proxy, via_proxy, s3_optio
         obj.read_range(5, 10, expect=first)
 
 
-def test_versioned_slices_read_once_each(s3_options):
+def test_versioned_slices_read_once_each(s3_options, transport):
     bucket = make_bucket(s3_options)
     fs = fsspec.filesystem("s3", **s3_options)
     sync(fs.loop, fs._call_s3, "put_bucket_versioning", Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -274,7 +295,7 @@ def test_read_stats_keep_only_recent_urls():
     assert not stats.requests and not stats.bytes
 
 
-def test_storage_objects_pickle_without_their_filesystem(s3_options):
+def test_storage_objects_pickle_without_their_filesystem(s3_options, transport):
     obj = StorageObject(put(s3_options), s3_options)
     obj.info()
     clone = pickle.loads(pickle.dumps(obj))
@@ -300,11 +321,11 @@ def strict_s3():
         proc.wait(10)
 
 
-def test_a_refusal_is_access_denied_not_not_found(strict_s3):
+def test_a_refusal_is_access_denied_not_not_found(strict_s3, transport):
     from dataplug.errors import ObjectNotFoundError
     from dataplug import AccessDeniedError
 
-    obj = StorageObject("s3://strict-bucket/x.csv", {"endpoint_url": strict_s3, "key": "testing", "secret": "testing"})
+    obj = uses(StorageObject("s3://strict-bucket/x.csv", {"endpoint_url": strict_s3, "key": "testing", "secret": "testing"}), transport)
     for request in (obj.info, obj.read_all, lambda: obj.read_range(0, 3)):
         with pytest.raises(AccessDeniedError, match="access denied") as err:
             request()
@@ -324,10 +345,12 @@ def test_the_cli_says_access_denied(strict_s3, capsys):
     assert err.startswith("dataplug: s3://strict-bucket/x.csv: access denied") and "AWS_ENDPOINT_URL" in err and "not found" not in err
 
 
-def test_a_missing_object_is_still_not_found(s3_options, tmp_path):
+def test_a_missing_object_is_still_not_found(s3_options, tmp_path, transport):
     from dataplug.errors import ObjectNotFoundError
 
-    with pytest.raises(ObjectNotFoundError, match="object not found"):
-        StorageObject(f"s3://{make_bucket(s3_options)}/nothing.csv", s3_options).info()
+    missing = uses(StorageObject(f"s3://{make_bucket(s3_options)}/nothing.csv", s3_options), transport)
+    for request in (missing.info, lambda: missing.read_range(0, 10)):
+        with pytest.raises(ObjectNotFoundError, match="object not found"):
+            request()
     with pytest.raises(ObjectNotFoundError, match="object not found"):
         StorageObject(str(tmp_path / "nothing.csv")).info()

@@ -471,12 +471,15 @@ class HTTPTransport(Transport):
 
 
 def transport_for(obj: StorageObject) -> Transport:
-    """The transport that reads ``obj``'s store."""
+    """The transport that reads ``obj``'s store (S3 ranges through obstore where it can, see
+    :mod:`dataplug.storage.obstore_s3`)."""
     protocol = obj.protocol
     if protocol in ("file", "local"):
         return LocalTransport(obj)
     if protocol in S3_PROTOCOLS:
-        return S3Transport(obj)
+        from dataplug.storage.obstore_s3 import s3_transport
+
+        return s3_transport(obj)
     if protocol in HTTP_PROTOCOLS:
         return HTTPTransport(obj)
     return Transport(obj)
