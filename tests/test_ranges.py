@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import os
-import threading
-import zlib
 
 import fsspec
 import pytest
@@ -138,82 +135,22 @@ def test_a_store_that_cannot_pin_checks_once_per_operation(monkeypatch):
         obj.read_range(0, 10, expect=expect)
 
 
-class _PinningServer(http.server.ThreadingHTTPServer):
-    """A web server with one file that honours ``Range`` and ``If-Match`` (412 when the ETag differs), logging
-    every request's method and headers."""
-
-    def __init__(self) -> None:
-        self.data = DATA
-        self.log: list[tuple[str, dict[str, str]]] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_HEAD(self) -> None:
-                self.answer(False)
-
-            def do_GET(self) -> None:
-                self.answer(True)
-
-            def answer(self, body: bool) -> None:
-                owner.log.append((self.command, dict(self.headers)))
-                data = owner.data
-                etag = f'"{zlib.crc32(data):08x}"'
-                wanted = self.headers.get("If-Match")
-                if wanted is not None and wanted != etag:
-                    self.send_response(412)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                a, b, status = 0, len(data), 200
-                if body and self.headers.get("Range"):
-                    start, _, end = self.headers["Range"].removeprefix("bytes=").partition("-")
-                    a, b, status = int(start), min(int(end) + 1, len(data)), 206
-                self.send_response(status)
-                self.send_header("ETag", etag)
-                if status == 206:
-                    self.send_header("Content-Range", f"bytes {a}-{b - 1}/{len(data)}")
-                self.send_header("Content-Length", str(b - a))
-                self.end_headers()
-                if body:
-                    self.wfile.write(data[a:b])
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.daemon_threads = True
-
-
-@pytest.fixture
-def pinning_server():
-    server = _PinningServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_http_reads_are_pinned_with_if_match(pinning_server):
-    host, port = pinning_server.server_address[:2]
-    obj = StorageObject(f"http://{host}:{port}/o.bin")
-    expect = obj.info()
-    assert expect.identity.startswith('etag:"')
-    pinning_server.log.clear()
-    assert obj.read_ranges([(0, 100), (5000, 5100)], expect=expect) == [DATA[:100], DATA[5000:5100]]
-    assert [method for method, _ in pinning_server.log] == ["GET"]  # no HEAD: the GET carries the check, and the ranges join
-    assert pinning_server.log[0][1]["If-Match"] == expect.identity.removeprefix("etag:")
-    pinning_server.data = DATA[::-1]  # replaced, same size
-    with pytest.raises(StaleIndexError, match="ETag no longer matches"):
-        obj.read_range(0, 100, expect=expect)
+def test_http_reads_are_pinned_with_if_match():
+    with HostileHTTPServer({"o.bin": DATA}) as server:
+        obj = StorageObject(server.url("o.bin"))
+        expect = obj.info()
+        assert expect.identity.startswith('etag:"')
+        server.requests.clear()
+        assert obj.read_ranges([(0, 100), (5000, 5100)], expect=expect) == [DATA[:100], DATA[5000:5100]]
+        assert [method for method, _ in server.requests] == ["GET"]  # no HEAD: the GET carries the check, and the ranges join
+        assert server.requests[0][1]["If-Match"] == expect.identity.removeprefix("etag:")
+        server.files["o.bin"] = DATA[::-1]  # replaced, same size
+        with pytest.raises(StaleIndexError, match="ETag no longer matches"):
+            obj.read_range(0, 100, expect=expect)
 
 
 def test_an_http_server_that_ignores_if_match_still_cannot_serve_another_object():
-    with HostileHTTPServer({"o.bin": DATA}) as server:
+    with HostileHTTPServer({"o.bin": DATA}, mode="ignore-if-match") as server:
         obj = StorageObject(server.url("o.bin"))
         expect = obj.info()
         assert obj.read_range(10, 20, expect=expect) == DATA[10:20]
@@ -224,10 +161,6 @@ def test_an_http_server_that_ignores_if_match_still_cannot_serve_another_object(
 
 # -- requests on S3 -----------------------------------------------------------------------------------------
 
-
-def _header(request, name: str) -> str | None:
-    """A request's header, whatever its case (obstore sends ``range``, botocore ``Range``)."""
-    return next((v for k, v in request.headers.items() if k.lower() == name.lower()), None)
 
 
 @pytest.mark.parametrize("transport", ["s3fs", "obstore"])
@@ -245,7 +178,7 @@ def test_s3_requests_follow_the_policy(fault_proxy, s3_options, s3_store, transp
     def gets(ranges, **options):
         fault_proxy.set_mode(None)
         assert obj.read_ranges(ranges, expect=expect, **options) == [DATA[a:b] for a, b in ranges]
-        return [_header(r, "Range") for r in fault_proxy.requests if r.method == "GET"]
+        return [r.headers.get("Range") for r in fault_proxy.requests if r.method == "GET"]
 
     near = [(900_000, 900_010), (0, 100), (100, 200), (150, 180), (200 + gap, 300 + gap)]
     assert gets(near) == [f"bytes=0-{299 + gap}"]  # one request: every gap is within the policy's
@@ -253,4 +186,4 @@ def test_s3_requests_follow_the_policy(fault_proxy, s3_options, s3_store, transp
     assert sorted(gets(near, max_gap=0)) == sorted(["bytes=0-199", f"bytes={200 + gap}-{299 + gap}", "bytes=900000-900009"])
     assert sorted(gets([(0, 1000), (1000, 2000), (2000, 3000)], max_block=1500)) == ["bytes=0-1999", "bytes=2000-2999"]
     assert gets([(0, len(DATA))], max_block=1000) == [f"bytes=0-{len(DATA) - 1}"]  # one range larger than a block: kept whole
-    assert all(_header(r, "If-Match") for r in fault_proxy.requests)  # pinned, no HEAD
+    assert all(r.headers.get("If-Match") for r in fault_proxy.requests)  # pinned, no HEAD

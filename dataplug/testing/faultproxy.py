@@ -75,13 +75,30 @@ _SLOWDOWN = (
 )
 
 
+class Headers(dict):
+    """A request's headers by name, whatever case the client sent them in (obstore sends ``range``,
+    botocore ``Range``)."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__((str(k).lower(), v) for k, v in dict(items).items())
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
 @dataclass
 class Request:
     """One request as the proxy saw it, and the fault it got (None when forwarded intact)."""
 
     method: str
     target: str
-    headers: dict[str, str]
+    headers: Headers
     fault: str | None = None
 
 
@@ -209,7 +226,7 @@ class FaultProxy(_Served):
             sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             del headers["Expect"]
         body = _read_request_body(rfile, headers)
-        request = Request(method, target, dict(headers.items()))
+        request = Request(method, target, Headers(headers.items()))
         key = (method, target, headers.get("Range", ""))
         with self._lock:
             self.requests.append(request)
@@ -450,7 +467,8 @@ HTTP_MODES = ("ok", "no-range", "ignore-range", "stall", "no-identity")
 class HostileHTTPServer(_Served):
     """A web server on 127.0.0.1 serving ``files`` (path -> bytes) the way unhelpful servers do.
 
-    - ``"ok"``: honours ``Range`` (206), sends an ``ETag``;
+    - ``"ok"``: honours ``Range`` (206) and ``If-Match`` (412 when the ``ETag`` differs), sends an ``ETag``;
+    - ``"ignore-if-match"``: like ``"ok"``, but answers whatever ``If-Match`` says;
     - ``"no-range"``: like ``python -m http.server``: every GET is ``200`` with the whole file;
     - ``"ignore-range"``: every GET is ``200`` claiming ``claimed_size`` bytes and streams zeros until the
       client hangs up (a server that ignores ``Range`` in front of a huge object);
@@ -458,8 +476,8 @@ class HostileHTTPServer(_Served):
       ``stall_seconds``;
     - ``"no-identity"``: honours ``Range`` with neither ``ETag`` nor ``Last-Modified``.
 
-    ``sent`` counts the body bytes written and ``gets`` lists the GET requests' ``Range`` headers, so a test can bound what a client
-    downloaded. Stops by itself after ``lifetime`` seconds.
+    ``sent`` counts the body bytes written, ``gets`` lists the GET requests' ``Range`` headers, so a test can bound what a client
+    downloaded, and ``requests`` every request's method and headers. Stops by itself after ``lifetime`` seconds.
     """
 
     files: dict[str, bytes]
@@ -469,6 +487,7 @@ class HostileHTTPServer(_Served):
     lifetime: float = 600.0
     sent: int = 0
     gets: list[str | None] = field(default_factory=list)
+    requests: list[tuple[str, Headers]] = field(default_factory=list)
     _server: socketserver.ThreadingTCPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -505,16 +524,20 @@ class HostileHTTPServer(_Served):
             self.sent += len(data)
 
     def _answer(self, handler: Any, body: bool) -> None:
+        with self._lock:
+            self.requests.append((handler.command, Headers(handler.headers.items())))
         data = self.files.get(handler.path.lstrip("/"))
-        if data is None:
-            handler.send_response(404)
+        etag = f'"{zlib.crc32(data):08x}-{len(data)}"' if data is not None else None
+        condition = handler.headers.get("If-Match")
+        if data is None or (condition is not None and condition != etag and self.mode != "ignore-if-match"):
+            handler.send_response(404 if data is None else 412)
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return
         if body:
             with self._lock:
                 self.gets.append(handler.headers.get("Range"))
-        identity = [] if self.mode == "no-identity" else [("ETag", f'"{zlib.crc32(data):08x}-{len(data)}"')]
+        identity = [] if self.mode == "no-identity" else [("ETag", etag)]
         wanted = handler.headers.get("Range")
         if not body or wanted is None or self.mode == "no-range":
             handler.send_response(200)
