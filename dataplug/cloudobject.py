@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 import warnings
 from typing import Any, Callable
 
-from dataplug.detect import Detection, detect_format, wrong_format_hint
+from dataplug.detect import Detection, detect_format, folder_object, wrong_format_hint
 from dataplug.errors import (
     CorruptIndexError,
     DataplugError,
@@ -15,6 +17,7 @@ from dataplug.errors import (
     IndexLocationNotWritableError,
     IndexMissingError,
     InvalidFormatError,
+    ObjectNotFoundError,
     StaleIndexError,
     StrategyArgumentError,
 )
@@ -70,6 +73,12 @@ def s3_config_to_storage_options(s3_config: dict[str, Any] | None) -> dict[str, 
     return {k: v for k, v in options.items() if v is not None}
 
 
+#: A pass longer than this many seconds reads the manifest in place again before writing its own. A shorter
+#: pass uses the one read when the operation began: one request fewer per index write, and another run's
+#: manifest published within those seconds is the only one it can miss.
+REREAD_MANIFEST_AFTER = 5.0
+
+
 class _Operation:
     """What one operation (an open, a preprocess, a partition) learnt of the object and its index folder, so
     that it asks storage once for each: the object's size and identity, its first bytes (in ``obj``), and the
@@ -120,23 +129,36 @@ class CloudObject:
         index_storage_options: dict[str, Any] | None = None,
     ) -> None:
         auto = data_format is None or (isinstance(data_format, str) and data_format.lower() == "auto")
-        if not auto:
-            url = get_format(data_format).object_url(url)
+        #: The format that names the object's URL and where its index lives (a folder's format).
+        anchor: type[DataFormat] | None = None if auto else get_format(data_format)
+        if anchor is not None:
+            url = anchor.object_url(url)
         self.obj = StorageObject(url, dict(storage_options or {}))
         #: How the format was detected (``None`` when it was given).
         self.detection: Detection | None = None
         #: The operation the constructor started when it had to look at the object (format detection), which
         #: :func:`open_url` carries on instead of starting another.
         self._opening: _Operation | None = None
-        if index_location and index_location.rstrip("/").endswith(INDEX_SUFFIX):
-            folder = index_location.rstrip("/")
-        elif index_location:
-            folder = index_location.rstrip("/") + "/" + object_index_folder(self.obj.url)
-        else:
-            folder = self.obj.url + INDEX_SUFFIX
-        recorded = None
         if auto:
-            self._opening = _Operation(self.obj)
+            try:
+                self._opening = _Operation(self.obj)
+            except ObjectNotFoundError:
+                inside = folder_object(self.obj)  # a folder: a format whose data is a folder may name its object
+                if inside is None:
+                    raise
+                anchor, self.obj = inside
+                self._opening = _Operation(self.obj)
+
+        def index_folder(anchored: type[DataFormat] | None) -> str:
+            if index_location and index_location.rstrip("/").endswith(INDEX_SUFFIX):
+                return index_location.rstrip("/")
+            if index_location:
+                return index_location.rstrip("/") + "/" + object_index_folder(self.obj.url)
+            return (anchored.index_anchor(self.obj.url) if anchored else self.obj.url) + INDEX_SUFFIX
+
+        folder = index_folder(anchor)
+        recorded = None
+        if self._opening is not None:
             self._set_index_folder(folder, index_storage_options)
             recorded = self._recorded_detection(self._opening)
             self.detection = recorded or detect_format(self._opening.obj, self._opening.info)
@@ -144,7 +166,7 @@ class CloudObject:
         #: True when the format came from the index in the folder, not from the object's bytes.
         self._format_from_index = recorded is not None
         self.format: type[DataFormat] = get_format(data_format)
-        self._use_index_folder(folder, index_storage_options)
+        self._use_index_folder(index_folder(self.format), index_storage_options)
         self._sidecar: Sidecar | None = None
         self._attributes: Any = None
         #: Whether the last :meth:`preprocess` call built the index (False when it found a fresh one).
@@ -188,10 +210,14 @@ class CloudObject:
             return None
         try:
             found = get_format(top["format"])
+            indexed = ObjectInfo(size=int(top["object"]["size"]), identity=str(top["object"]["identity"]))
+            options = tuple(sorted(top.get("options", {}).items()))
         except Exception:  # noqa: BLE001 - an unknown or broken format leaves detection to the object's bytes
             return None
+        if op.info is not None and indexed != op.info:
+            return None  # the object changed since: its format is detected from its bytes
         codec = top["attributes"].get("compression", "none")
-        return Detection(found.name, codec if isinstance(codec, str) else "none", f"recorded by its index at {self.index_folder.url}")
+        return Detection(found.name, codec if isinstance(codec, str) else "none", f"recorded by its index at {self.index_folder.url}", options=options)
 
     @property
     def published(self) -> bool:
@@ -450,17 +476,19 @@ class CloudObject:
                 raise IndexLocationNotWritableError(self.index_location.url, f"a published index is read-only, and this one does not fit {self.url}: {exc.cause}") from None
             raise IndexLocationNotWritableError(self.index_location.url, f"a published index is read-only: preprocess(force=True) cannot rebuild it; {_INDEX_IT_YOURSELF}")
         if self._format_from_index:
-            # The object is indexed anew: its format is detected from its bytes again, as they may have changed.
+            # The object is indexed anew: its format, and the options sniffing finds (a CSV's delimiter), are
+            # detected from its bytes again, as they may have changed.
             self._format_from_index = False
             self.detection = detect_format(op.obj, info)
             if self.detection.format != self.format.name:
                 self.format = get_format(self.detection.format)
                 self._sidecar = self._attributes = None
                 self._locate(op)
-                return self._preprocess(op, extra_args, chunk_size, force, executor, progress, options)
+            return self._preprocess(op, extra_args, chunk_size, force, executor, progress, options)
         location = self._locate(op)
         previous = op.manifest(location)
         generation = begin_write(location)
+        started = time.monotonic()
         if info.size == 0:
             warnings.warn(f"{self.url}: the object is empty, so every slice of it will be empty", EmptyResultWarning, stacklevel=3)
         try:
@@ -479,6 +507,11 @@ class CloudObject:
         except BaseException:
             abandon_write(location, generation)
             raise
+        if time.monotonic() - started > REREAD_MANIFEST_AFTER:
+            # Another run may have published an index during a long pass: the new manifest must record that
+            # one as superseded (kept for GENERATION_GRACE), not leave its generation to be taken for an orphan.
+            with contextlib.suppress(CorruptIndexError):
+                previous = read_manifest(location)
         self._sidecar = write_sidecar(location, sidecar, generation, previous if isinstance(previous, dict) else None)
         self._attributes = data.attributes
         self.built_index = True

@@ -80,6 +80,22 @@ def sniff(url: str, raw: bytes, complete: bool = False) -> Detection:
     raise InvalidFormatError(url, "no dataplug format recognises the object's first bytes", offset=0)
 
 
+def folder_object(folder: StorageObject) -> tuple[type[DataFormat], StorageObject] | None:
+    """For a URL that is a folder: the first format whose data is a folder and whose object is in it (a
+    MeasurementSet's ``table.dat``), with that object; ``None`` when no format claims the folder."""
+    for name in available_formats():
+        try:
+            data_format = get_format(name)
+        except ImportError:
+            continue
+        if not data_format.names_folders():
+            continue
+        inner = StorageObject(data_format.object_url(folder.url), folder.storage_options)
+        if inner.url != folder.url and inner.exists():
+            return data_format, inner
+    return None
+
+
 def sniffers() -> list[type[DataFormat]]:
     """Every available format that defines :meth:`~dataplug.format.DataFormat.sniff`, most specific first.
     A built-in format whose extra is not installed (``laspy`` for LiDAR, ...) is left out."""

@@ -100,8 +100,9 @@ class OperationObject(StorageObject):
     object's first bytes, once read, kept in hand (``head``) so that detection, the format's sniffing and its
     schema sample never ask for them twice.
 
-    Where the store pins reads (:attr:`~dataplug.storage.StorePolicy.supports_pinning`), every read is bound
-    to ``expect``, so a change during the operation fails the read itself. Pickled (to a worker) it keeps
+    Where the store pins reads of this object (its transport pins ``expect``: an S3 ETag or version, a strong
+    HTTP ETag, a local file), every read is bound to ``expect``, so a change during the operation fails the
+    read itself. Pickled (to a worker) it keeps
     ``expect`` but not the bytes in hand.
     """
 
@@ -122,7 +123,7 @@ class OperationObject(StorageObject):
     @property
     def pinned(self) -> bool:
         """Whether reads are bound to :attr:`expect` (else a caller checks the identity once, at the end)."""
-        return self.expect is not None and self.policy.supports_pinning
+        return self.expect is not None and self.transport.pins(self.expect)
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]], expect: ObjectInfo | None = None, **kwargs: Any) -> list[bytes]:
         """:meth:`StorageObject.read_ranges`, served from :attr:`head` when every range lies in it."""
@@ -240,6 +241,17 @@ class DataFormat:
         """The URL of the object this format indexes when a user names ``url``: the URL itself, except for a
         format whose data is a folder (a MeasurementSet names its main table's ``table.dat``)."""
         return url
+
+    @classmethod
+    def index_anchor(cls, url: str) -> str:
+        """The URL whose ``.dataplug`` folder holds the object's index by default: the object's own, except for
+        a format whose data is a folder, whose index goes beside that folder, never inside it."""
+        return url
+
+    @classmethod
+    def names_folders(cls) -> bool:
+        """True for a format whose data is a folder (it overrides :meth:`object_url`)."""
+        return cls.object_url.__func__ is not DataFormat.object_url.__func__  # type: ignore[attr-defined]
 
     @classmethod
     def check_companions(cls, obj: StorageObject, attributes: Any, given: dict[str, Any]) -> None:

@@ -365,8 +365,7 @@ def begin_write(location: StorageObject) -> str:
 
 def abandon_write(location: StorageObject, generation: str) -> None:
     """Remove the record :func:`begin_write` wrote, when no index follows it (best effort)."""
-    with contextlib.suppress(OSError, DataplugError):
-        location.child(f"{generation}.files.json").delete()
+    _delete_records(location, {generation})
 
 
 def _write_record(location: StorageObject, generation: str, files: list[str]) -> None:

@@ -12,6 +12,7 @@ import warnings
 
 import fsspec
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import dataplug
@@ -353,7 +354,7 @@ class FixedRecords(DataFormat):
         return IndexData(cls.Attributes(size, ctx.info.size // size))
 
 
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass
 
 
 @dataclass
@@ -420,3 +421,17 @@ def test_a_mistyped_preprocessing_option_is_refused_with_the_valid_ones(local_st
         co.preprocess(extra_args={"separatr": ";"})
     co.preprocess(extra_args={"separator": ","})
     assert co.attributes.delimiter == ","
+
+
+def test_a_changed_object_reopened_is_detected_again_with_its_options(local_store):
+    """The format and the options sniffing found (a CSV's delimiter) are taken afresh from a changed object's
+    bytes, not from its stale index: the re-index kept ``{}`` and read three columns as one."""
+    rows = "".join(f"{i};name {i};{i * 0.5}\n" for i in range(200))
+    url = local_store.put("semi.csv", ("id;name;value\n" + rows).encode())
+    first = dataplug.open(url)
+    assert first.format is CSV and first.index_options.get("delimiter") == ";"
+    local_store.put("semi.csv", ("id;name;value\n" + rows + "200;name 200;100.0\n").encode())
+    again = dataplug.open(url)
+    assert again.built_index and again.index_options.get("delimiter") == ";"
+    table = pa.concat_tables(s.to_arrow() for s in again.partition("partition_num_chunks", 3))
+    assert table.column_names == ["id", "name", "value"] and table.num_rows == 201

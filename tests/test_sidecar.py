@@ -241,11 +241,13 @@ def test_unwritable_location_fails_before_the_pass(local_store):
     assert read_stats.requests.get(url, 0) == 0 and read_stats.bytes.get(url, 0) == 0
 
 
-def test_writability_probe_leaves_nothing_behind(store):
+def test_an_index_write_leaves_only_its_manifest_and_record(store):
+    """The generation's record doubles as the writability check: no probe file is written, and a small
+    index is its manifest and that record."""
     co = CloudObject.from_url(CSV, store.put("d.csv", CSV_DATA), storage_options=store.options, index_location=store.url("idx"))
     co.preprocess()
-    names = co.index_location.list_names()
-    assert MANIFEST in names and not [n for n in names if n.startswith(".dataplug-probe-")]
+    generation = json.loads(co.index_location.child(MANIFEST).read_all())["generation"]
+    assert sorted(co.index_location.list_names()) == sorted([MANIFEST, f"{generation}.files.json"])
 
 
 # -- caps and decode errors -------------------------------------------------------------------------------
@@ -461,3 +463,31 @@ def test_even_bounds_is_exact(total, parts):
     assert len(bounds) == parts + 1 and int(bounds[0]) == 0 and int(bounds[-1]) == total
     assert max(sizes) - min(sizes) <= 1 and sum(sizes) == total
     assert [int(b) for b in bounds[:: max(1, parts // 7)]] == [i * total // parts for i in range(0, parts + 1, max(1, parts // 7))]
+
+
+@pytest.mark.parametrize("reread", [True, False])
+def test_an_index_published_during_a_long_pass_is_kept_as_superseded(local_store, clock, files_layout, monkeypatch, reread):
+    """Run B publishes its index while run A's pass runs; B's generation is old by its name. After a long pass
+    A reads the manifest again, so its own records B's generation as superseded and keeps it for the grace
+    period; with the manifest of A's start (a short pass), B's generation is taken for an orphan."""
+    import dataplug.cloudobject
+
+    url = local_store.put("d.csv", CSV_DATA)
+    other = CloudObject.from_url(CSV, url)
+    this = CloudObject.from_url(CSV, url)
+    real = CloudObject._index_pass
+
+    def pass_with_a_run_beside_it(self, *args, **kwargs):
+        if self is this:
+            other.preprocess()  # B, named now, publishes during A's pass
+            clock.now += 2 * GENERATION_GRACE
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CloudObject, "_index_pass", pass_with_a_run_beside_it)
+    monkeypatch.setattr(dataplug.cloudobject, "REREAD_MANIFEST_AFTER", 0.0 if reread else 10**9)
+    this.preprocess()
+    if reread:
+        assert csv_text(other.partition(partition_num_chunks, 3)) == CSV_DATA.split(b"\n", 1)[1]  # B's files are kept
+    else:
+        with pytest.raises(CorruptIndexError, match="superseded"):
+            csv_text(other.partition(partition_num_chunks, 3))

@@ -19,7 +19,7 @@ from dataplug import CloudObject, IndexLocationNotWritableError, StaleIndexError
 from dataplug.formats.generic.csv import CSV, partition_num_chunks
 from dataplug.storage import object as storage
 from dataplug.storage import retry
-from dataplug.storage.object import PROBE_PREFIX, ReadStats, StorageObject, read_stats
+from dataplug.storage.object import ReadStats, StorageObject, read_stats
 from dataplug.storage.ranges import plan
 from dataplug.storage.retry import is_transient
 from dataplug.storage.stores import LocalTransport
@@ -256,28 +256,6 @@ def test_refused_writes_are_not_writable(tmp_path, s3_options):
     (tmp_path / "file").write_bytes(b"x")
     with pytest.raises(IndexLocationNotWritableError, match="file"):
         StorageObject(str(tmp_path / "file" / "f.bin")).write_bytes(b"abc")
-
-
-def test_check_writable_probes_and_cleans_up(tmp_path, proxy, via_proxy, s3_options, monkeypatch):
-    folder = StorageObject(str(tmp_path / "idx"))
-    folder.check_writable()
-    assert os.listdir(tmp_path / "idx") == []
-    bucket = StorageObject(f"s3://{make_bucket(s3_options)}/idx", via_proxy)
-    bucket.check_writable()
-    assert bucket.list_names() == []
-    assert [r.method for r in proxy.requests if PROBE_PREFIX in r.target] == ["PUT"]  # deleted in a bulk POST
-
-    def refuse_deletes(self):
-        raise PermissionError(errno.EACCES, "no deletes")
-
-    monkeypatch.setattr(StorageObject, "_remove", refuse_deletes)
-    folder.check_writable()  # takes writes, refuses deletes: it can still hold an index
-    assert len(os.listdir(tmp_path / "idx")) == 1
-    (tmp_path / "blocker").write_bytes(b"x")
-    with pytest.raises(IndexLocationNotWritableError, match="blocker"):
-        StorageObject(str(tmp_path / "blocker" / "idx")).check_writable()
-    with pytest.raises(IndexLocationNotWritableError, match="no-such-bucket-here"):
-        StorageObject("s3://no-such-bucket-here/idx", s3_options).check_writable()
 
 
 def test_read_stats_keep_only_recent_urls():

@@ -38,7 +38,6 @@ from dataplug.storage.stores import StorePolicy, Transport, filesystem_options, 
 #: :data:`read_stats` keeps totals for at most this many URLs (the most recently read).
 READ_STATS_URLS = 1024
 #: Name prefix of the probe files :meth:`StorageObject.check_writable` writes and deletes.
-PROBE_PREFIX = ".dataplug-probe-"
 
 
 class ReadStats:
@@ -346,22 +345,6 @@ class StorageObject:
         except FileNotFoundError as exc:
             if response_error(exc)[0] == "NoSuchBucket":
                 raise
-
-    def check_writable(self) -> None:
-        """Write and delete a small probe file inside this URL taken as a folder.
-
-        A cheap check before an indexing pass, so an index location that refuses writes fails at once
-        rather than after the whole pass. Raises :class:`IndexLocationNotWritableError` naming this URL
-        (:class:`StorageError` if the store keeps failing). A location that takes writes but refuses deletes
-        passes: it can hold an index and only keeps superseded files.
-        """
-        probe = self.child(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
-        try:
-            probe.write_bytes(b"")
-        except IndexLocationNotWritableError as exc:
-            raise IndexLocationNotWritableError(self.url, exc.cause) from exc
-        with contextlib.suppress(IndexLocationNotWritableError):
-            probe.delete()
 
     def list_names(self) -> list[str]:
         """Names directly inside this URL taken as a folder ([] when it does not exist)."""

@@ -252,8 +252,8 @@ class Transport:
 class LocalTransport(Transport):
     """Local files: one open and a ``pread`` per range (fsspec's local ``cat_ranges`` opens the file once per
     range, which made a LAS cell, read as many short runs of points, cost more to open than to decode). A
-    pinned read compares the opened file's ``fstat`` with the indexed identity, so the bytes read are those
-    of the file checked, and no metadata call precedes it."""
+    pinned read compares the opened file's ``fstat`` with the indexed identity before and after reading, so
+    the bytes read are those of the file checked, and no metadata call precedes it."""
 
     def pins(self, expect: ObjectInfo) -> bool:
         return True
@@ -272,6 +272,8 @@ class LocalTransport(Transport):
                     out.append(os.pread(fd, b - a, a))
                 except OSError as exc:
                     out.append(exc)
+            if expect is not None:
+                self._check(os.fstat(fd), expect)  # and after: a write into the file during the reads changes its mtime
             return out
         except StaleIndexError as exc:
             return [exc] * len(ranges)
