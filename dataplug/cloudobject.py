@@ -195,6 +195,10 @@ class CloudObject:
         """Set and return :attr:`index_location` from the folder's manifest (read once per operation)."""
         top = op.manifest(self.index_folder)
         other = isinstance(top, dict) and self._describes_this_object(top) and top["format"] != self.format.name
+        if top is None and self.published:
+            # A published index of layout 1 (before the folder held a format at its top) is read from the
+            # format's sub-folder, where it was written; a writable location builds a new one at the top instead.
+            other = op.manifest(self.index_folder.child(self.format.name)) is not None
         self.index_location = self.index_folder.child(self.format.name) if other else self.index_folder
         self._located = True
         return self.index_location

@@ -491,3 +491,23 @@ def test_an_index_published_during_a_long_pass_is_kept_as_superseded(local_store
     else:
         with pytest.raises(CorruptIndexError, match="superseded"):
             csv_text(other.partition(partition_num_chunks, 3))
+
+
+def test_a_published_layout_1_index_in_its_format_folder_is_read(local_store, monkeypatch):
+    """A published index written before the folder held a format at its top (``<url>.dataplug/CSV/``, every
+    table a file) is still read over HTTP, where nothing can be rebuilt."""
+    from dataplug.testing.faultproxy import HostileHTTPServer
+
+    monkeypatch.setattr(dataplug.sidecar, "INLINE_BYTES", 0)
+    co = CloudObject.from_url(CSV, local_store.put("d.csv", CSV_DATA)).preprocess()
+    manifest = json.loads(co.index_location.child(MANIFEST).read_all())
+    files = {f"d.csv.dataplug/CSV/{entry['file']}": co.index_location.child(entry["file"]).read_all() for entry in manifest["tables"].values()}
+    with HostileHTTPServer({"d.csv": CSV_DATA, **files}) as server:
+        url = server.url("d.csv")
+        manifest.pop("generation")
+        manifest.update(dataplug_index=1, superseded=[])
+        manifest["object"] = {"url": url, **StorageObject(url).info().to_json()}
+        server.files["d.csv.dataplug/CSV/manifest.json"] = json.dumps(manifest).encode()
+        published = CloudObject.from_url(CSV, url, index_location=url + ".dataplug")
+        assert sum(s.num_records for s in published.partition(partition_num_chunks, 3)) == 2000
+        assert published.published and published.index_location.url.endswith("/CSV")
