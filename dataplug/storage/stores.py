@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dataplug.errors import StaleIndexError, StorageError
@@ -91,45 +91,13 @@ S3 = StorePolicy(
 )
 #: GCS: generation pinning is not implemented (gcsfs is not among the tested dependencies), so reads check the
 #: object's identity once per operation.
-GCS = StorePolicy(
-    max_gap=REMOTE_GAP,
-    max_block=REMOTE_BLOCK,
-    concurrency=REMOTE_CONCURRENCY,
-    supports_writes=True,
-    supports_listing=True,
-    supports_deletes=True,
-    supports_pinning=False,
-)
+GCS = replace(S3, supports_pinning=False)
 #: HTTP(S): read-only (a published index is read over it), pinned with ``If-Match`` when the server sends a strong ETag.
-HTTP = StorePolicy(
-    max_gap=REMOTE_GAP,
-    max_block=REMOTE_BLOCK,
-    concurrency=REMOTE_CONCURRENCY,
-    supports_writes=False,
-    supports_listing=False,
-    supports_deletes=False,
-    supports_pinning=True,
-)
+HTTP = replace(S3, supports_writes=False, supports_listing=False, supports_deletes=False)
 #: fsspec's in-memory filesystem: every range is a slice of a bytes object.
-MEMORY = StorePolicy(
-    max_gap=4 * KiB,
-    max_block=64 * MiB,
-    concurrency=1,
-    supports_writes=True,
-    supports_listing=True,
-    supports_deletes=True,
-    supports_pinning=False,
-)
+MEMORY = replace(LOCAL, supports_pinning=False)
 #: Any other fsspec protocol: taken as remote, with the capabilities fsspec's interface offers.
-DEFAULT = StorePolicy(
-    max_gap=REMOTE_GAP,
-    max_block=REMOTE_BLOCK,
-    concurrency=REMOTE_CONCURRENCY,
-    supports_writes=True,
-    supports_listing=True,
-    supports_deletes=True,
-    supports_pinning=False,
-)
+DEFAULT = replace(S3, supports_pinning=False)
 
 #: The policy of each protocol (:func:`policy_for` falls back to :data:`DEFAULT`).
 POLICIES: dict[str, StorePolicy] = {
