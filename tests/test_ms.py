@@ -3,6 +3,11 @@ files and on the moto S3 server (the folder uploaded file by file)."""
 
 from __future__ import annotations
 
+import io
+import json
+import re
+import shutil
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,11 +21,12 @@ from casacore import tables
 
 from dataplug import CloudObject
 from dataplug.detect import sniff
-from dataplug.errors import DataplugError, InvalidFormatError, StaleIndexError, StrategyArgumentError
+from dataplug.errors import CorruptIndexError, DataplugError, InvalidFormatError, StaleIndexError, StrategyArgumentError
 from dataplug.formats.astronomy.ms import MeasurementSet
 from dataplug.formats.astronomy.ms_layout import SSM_HEADER_BYTES, read_ssm_header, read_table_dat
 from dataplug.storage import read_stats
 from dataplug.testing import FormatTests
+from dataplug.testing.sidecar import entry_bytes, load_table, npy, put_entry, read_manifest, write_manifest
 from tests.ms_files import folder_files, make_ms
 
 #: The issue's MeasurementSet: 66 baselines (12 antennas) x 120 times, DATA 64 channels x 4 correlations.
@@ -208,6 +214,139 @@ def test_detected_from_table_dat(ms_path: Path, tmp_path: Path) -> None:
 def test_the_object_must_be_table_dat(ms_path: Path) -> None:
     with pytest.raises(InvalidFormatError, match="table.dat"):
         CloudObject.from_url(MeasurementSet, str(ms_path / "table.f0")).preprocess(progress=False)
+
+
+# -- a sidecar that lies, re-signed as anyone who can write it could ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 baselines x 6 times, DATA in a TiledShapeStMan (a row map), FLAG in a TiledColumnStMan, the rest in a StandardStMan."""
+    return make_ms(tmp_path_factory.mktemp("tiny") / "obs.ms", 4, 6, channels=8, tile_rows=4, shaped=True)
+
+
+def indexed_copy(tiny_path: Path, tmp_path: Path) -> CloudObject:
+    """A copy of the tiny MeasurementSet, indexed beside its table.dat (the sidecar's URL names the object)."""
+    folder = shutil.copytree(tiny_path, tmp_path / "obs.ms")
+    return CloudObject.from_url(MeasurementSet, str(folder / "table.dat")).preprocess(progress=False)
+
+
+def lie(co: CloudObject, layout: Any = None, tables: dict[str, np.ndarray] | None = None, skeleton: bytes | None = None) -> CloudObject:
+    """Write a column layout, tables or a skeleton over ``co``'s sidecar and re-sign it; a fresh CloudObject loading it."""
+    loc = co.index_location
+    manifest = read_manifest(loc)
+    if layout is not None:
+        manifest["attributes"]["layout"] = json.dumps(layout)
+    for name, table in (tables or {}).items():
+        put_entry(loc, manifest, "tables", name, npy(table))
+    if skeleton is not None:
+        put_entry(loc, manifest, "blobs", "skeleton", skeleton)
+    write_manifest(loc, manifest)
+    return CloudObject.from_url(MeasurementSet, co.url)
+
+
+def retag(blob: bytes, member: str, **headers: str | None) -> bytes:
+    """The skeleton ``blob`` with pax headers of ``member`` replaced (``None`` drops one)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as src, tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for info in src:
+            data = src.extractfile(info).read()  # type: ignore[union-attr]
+            if info.name == member:
+                pax = {k: v for k, v in {**info.pax_headers, **headers}.items() if v is not None}
+                info = tarfile.TarInfo(info.name)
+                info.size, info.pax_headers = len(data), pax
+            dst.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "member, headers",
+    [
+        ("table.f0_TSM1@0", {"dataplug.size": str(2**40)}),  # a data file's placeholder past its indexed size
+        ("table.info@0", {"dataplug.size": str(2**40)}),  # a small main-table file stretched
+        ("table.f2@9480", {"dataplug.offset": "13000"}),  # a bucket kept past its file's end
+        ("table.dat@0", {"dataplug.offset": "-4"}),
+        ("ANTENNA/table.f0@0", {"dataplug.size": str(2**27)}),  # a subtable file stretched: copytree would copy it whole
+        ("ANTENNA/table.dat@0", {"dataplug.offset": "4096"}),
+        ("table.lock@0", {"dataplug.size": None}),
+        ("table.lock@0", {"dataplug.size": "3_33"}),
+    ],
+)
+def test_a_crafted_skeleton_is_refused_before_anything_is_laid_out(
+    tiny_path: Path, tmp_path: Path, member: str, headers: dict[str, str | None]
+) -> None:
+    co = indexed_copy(tiny_path, tmp_path)
+    skeleton = entry_bytes(co.index_location, read_manifest(co.index_location), "blobs", "skeleton")
+    crafted = retag(skeleton, member, **headers)
+    assert crafted != skeleton
+    piece = lie(co, skeleton=crafted).partition("partition_num_chunks", 2)[0]
+    with pytest.raises(CorruptIndexError, match=re.escape(co.url) + ".*skeleton"):
+        piece.dump_to(tmp_path / "out.ms")
+    assert not (tmp_path / "out.ms").exists()
+
+
+def test_a_skeleton_that_is_no_tar_is_refused(tiny_path: Path, tmp_path: Path) -> None:
+    co = indexed_copy(tiny_path, tmp_path)
+    piece = lie(co, skeleton=b"\x00not a tar" * 100).partition("partition_num_chunks", 2)[0]
+    with pytest.raises(CorruptIndexError, match=re.escape(co.url) + ".*skeleton"):
+        piece.dump_to(tmp_path / "out.ms")
+
+
+def _wrapping_shape(layout: dict[str, Any]) -> None:
+    layout["ANTENNA1"]["shape"] = [2**30, 2**30, 16]  # 2**64 values: 0 in int64
+
+
+def _many_axes(layout: dict[str, Any]) -> None:
+    layout["ANTENNA1"]["shape"] = [1] * 12
+
+
+def _wrapping_tile(layout: dict[str, Any]) -> None:
+    layout["FLAG"]["cubes"][0][1] = [2**30, 2**30, 16]
+
+
+def _wrapping_grid(layout: dict[str, Any]) -> None:
+    layout["DATA"]["cubes"][1][0] = [2**30, 2**30, 2**4 * 36]  # 2**64 x 9 tiles of one value
+    layout["DATA"]["cubes"][1][1] = [1, 1, 1]
+
+
+def _wrong_slot_width(layout: dict[str, Any]) -> None:
+    layout["DATA"]["tile_sizes"] = [4]
+
+
+def _cube_of_other_cells(layout: dict[str, Any]) -> None:
+    layout["DATA"]["cubes"][1][0] = [8, 4, 36]
+
+
+def _negative_bucket_size(layout: dict[str, Any]) -> None:
+    layout["TIME"]["bucket_size"] = -4484
+
+
+@pytest.mark.parametrize(
+    "edit", [_wrapping_shape, _many_axes, _wrapping_tile, _wrapping_grid, _wrong_slot_width, _cube_of_other_cells, _negative_bucket_size]
+)
+def test_a_crafted_layout_is_refused(tiny_path: Path, tmp_path: Path, edit: Any) -> None:
+    co = indexed_copy(tiny_path, tmp_path)
+    layout = json.loads(co.attributes.layout)
+    edit(layout)
+    with pytest.raises(CorruptIndexError, match=re.escape(co.url)):
+        lie(co, layout=layout).partition("partition_num_chunks", 2)
+
+
+@pytest.mark.parametrize(
+    "name, column, value",
+    [
+        ("ssm2_0", 1, 2**61),  # a bucket whose offset wraps past 2**63
+        ("ssm2_0", 0, -1),
+        ("tsm0", 2, 3),  # 36 rows ending at position 3 of their cube
+        ("tsm0", 1, 0),  # the placeholder cube
+    ],
+)
+def test_a_crafted_bucket_index_or_row_map_is_refused(tiny_path: Path, tmp_path: Path, name: str, column: int, value: int) -> None:
+    co = indexed_copy(tiny_path, tmp_path)
+    table = load_table(co.index_location, read_manifest(co.index_location), name).copy()
+    table[-1, column] = value
+    with pytest.raises(CorruptIndexError, match=re.escape(co.url)):
+        lie(co, tables={name: table}).partition("partition_num_chunks", 2)
 
 
 class TestMeasurementSetConformance(FormatTests):

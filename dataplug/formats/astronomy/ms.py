@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 import re
 import tarfile
 from dataclasses import dataclass
@@ -47,7 +48,15 @@ from dataplug.formats.astronomy.ms_layout import (
     ssm_column_map,
     ssm_index_bytes,
 )
-from dataplug.formats.astronomy.ms_slice import DEFAULT_COLUMNS, MSSlice, numpy_dtype, tile_geometry
+from dataplug.formats.astronomy.ms_slice import (
+    DEFAULT_COLUMNS,
+    MAX_CELL_BYTES,
+    MAX_DIMS,
+    MSSlice,
+    cube_geometry,
+    dims,
+    numpy_dtype,
+)
 from dataplug.storage import ObjectInfo, StorageObject
 from dataplug.strategies import even_bounds, positive_int, strategy
 
@@ -57,6 +66,8 @@ MAX_TABLE_DAT = 64 * 2**20
 MAX_KEPT_BYTES = 256 * 2**20
 #: A main-table file that is no column data file is kept whole up to this size, else by its first bytes.
 SMALL_FILE = 2**20
+#: Such a file larger than that is laid out (sparse past its first bytes) at its size, up to this one.
+MAX_PLACEHOLDER = 2**32
 #: Names of the data files a slice may read: the only companions an index may name.
 _DATA_FILE = re.compile(r"^table\.f[0-9]{1,6}(_TSM[0-9]{1,6})?$")
 #: The files casacore writes in a table's folder (its subtables are folders beside them).
@@ -184,48 +195,70 @@ class MeasurementSet(DataFormat):
         for name, layout in layouts.items() if ok else ():
             try:
                 _check_layout(layout, files, tables, a.rows)
-            except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            except (LookupError, TypeError, ValueError, AssertionError, ZeroDivisionError) as exc:
                 raise CorruptIndexError(url, f"the MeasurementSet index's layout of column {name!r} does not fit its files: {exc!r}") from None
         if not ok:
             raise CorruptIndexError(url, "the MeasurementSet index does not fit its attributes (size, columns, tables or blobs)")
 
 
 def _check_layout(layout: dict[str, Any], files: dict[str, int], tables: dict[str, np.ndarray], rows: int) -> None:
-    """Every read a layout implies lies inside its file's indexed size."""
-    assert layout["dtype"] in DTYPES and layout["dtype"] != 11
-    cell = int(np.prod(layout["shape"], dtype=np.int64)) if layout["shape"] else 1
-    assert all(isinstance(n, int) and 1 <= n < 2**31 for n in layout["shape"])
+    """Every read a layout implies lies inside its file's indexed size, and every piece it reads decodes to
+    the column's cells: reckoned in Python ints, after bounding each value, as numpy's int64 products wrap."""
+    assert isinstance(layout, dict)
+    dtype = layout["dtype"]
+    assert type(dtype) is int and dtype in DTYPES and dtype != 11, f"data type {dtype!r}"
+    shape = dims(layout["shape"], 1, "cell shape")
+    assert len(shape) <= MAX_DIMS, f"a cell of {len(shape)} axes"
+    itemsize = 0 if dtype == 0 else numpy_dtype(dtype, False).itemsize
+    cell = math.prod(shape)
+    cell_bytes = (cell + 7) // 8 if dtype == 0 else cell * itemsize
+    assert cell_bytes <= MAX_CELL_BYTES, f"a cell of shape {shape} holds {cell_bytes} bytes, over the {MAX_CELL_BYTES} one may"
     if layout["kind"] == "ssm":
-        table = tables[layout["index"]]
-        size = files[layout["file"]]
-        row = cell if layout["dtype"] == 0 else cell * numpy_dtype(layout["dtype"], False).itemsize
-        assert table.ndim == 2 and table.shape[1] == 2 and table.dtype.kind == "i"
-        if len(table):
-            assert np.all(np.diff(table[:, 0]) > 0) and table[0, 0] >= 0 and table[-1, 0] == rows - 1
-            first = np.concatenate(([0], table[:-1, 0] + 1))
-            ends = (
-                SSM_HEADER_BYTES
-                + table[:, 1] * layout["bucket_size"]
-                + layout["offset"]
-                + ((table[:, 0] - first + 1) * row + 7) // (8 if layout["dtype"] == 0 else 1)
-            )
-            assert np.all(table[:, 1] >= 0) and int(ends.max()) <= size and layout["offset"] >= 0
+        _check_ssm(layout, files[layout["file"]], tables[layout["index"]], rows, cell if dtype == 0 else cell_bytes, dtype == 0)
         return
-    assert layout["kind"] == "tsm"
-    for shape, tile, file_number, offset in layout["cubes"]:
-        if file_number < 0 or not shape:  # a TiledShapeStMan's placeholder cube of rows without arrays
+    assert layout["kind"] == "tsm", f"storage kind {layout['kind']!r}"
+    sizes, slot, cubes = layout["tile_sizes"], layout["slot"], layout["cubes"]
+    assert isinstance(sizes, list) and len(sizes) <= 10_000 and all(type(n) is int and n in (0, 1, 2, 4, 8, 16) for n in sizes)
+    assert type(slot) is int and 0 <= slot < len(sizes) and sizes[slot] == itemsize, f"slot {slot!r} of tile sizes {sizes}"
+    assert isinstance(cubes, list) and cubes
+    real = set()
+    for number, (cube_shape, tile, file_number, offset) in enumerate(cubes):
+        assert type(file_number) is int and type(offset) is int and isinstance(tile, list)
+        if file_number < 0 or not cube_shape or not tile or 0 in tile:  # a placeholder cube (of rows without arrays)
             continue
-        per = int(np.prod([-(-c // t) for c, t in zip(shape, tile)], dtype=np.int64))
-        assert len(shape) == len(tile) and min(tile) >= 1 and offset >= 0
-        assert offset + per * tile_geometry(layout["tile_sizes"], layout["slot"], tile)[1] <= files[f"{layout['file']}_TSM{file_number}"]
-    if layout["row_map"] is not None:
-        table = tables[layout["row_map"]]
-        assert table.ndim == 2 and table.shape[1] == 3 and np.all((table[:, 1] >= 1) & (table[:, 1] < len(layout["cubes"])))
-        lengths = np.array([layout["cubes"][c][0][-1] if layout["cubes"][c][0] else 0 for c in table[:, 1].tolist()], dtype=np.int64)
-        assert np.all((table[:, 2] >= 0) & (table[:, 2] < lengths))
-        assert all(len(layout["cubes"][c][0]) == len(layout["shape"]) + 1 for c in set(table[:, 1].tolist()))
-    else:
-        assert layout["cubes"] and layout["cubes"][0][0][-1] >= rows
+        per, tile_bytes = cube_geometry(cube_shape, tile, sizes)
+        assert offset >= 0 and offset + per * tile_bytes <= files[f"{layout['file']}_TSM{file_number}"], f"cube {number} past its file"
+        if cube_shape[:-1] == shape:
+            real.add(number)
+    if layout["row_map"] is None:
+        assert 0 in real and cubes[0][0][-1] >= rows, "no hypercube of the column's cells holding every row"
+        return
+    table = tables[layout["row_map"]]
+    assert table.ndim == 2 and table.shape[1] == 3 and table.dtype.kind == "i"
+    if not len(table):
+        return
+    last, cube, pos = (table[:, k].astype(np.int64) for k in range(3))
+    assert int(last.min()) >= 0 and int(last.max()) < rows and np.all(np.diff(last) > 0), "row map rows out of order"
+    assert set(cube.tolist()) <= real, "the row map names a cube that is not one of the column's cells"
+    first = np.concatenate(([0], last[:-1] + 1))
+    lengths = np.array([cubes[c][0][-1] for c in cube.tolist()], dtype=np.int64)
+    assert np.all((pos - (last - first) >= 0) & (pos < lengths)), "row map positions outside their cubes"
+
+
+def _check_ssm(layout: dict[str, Any], size: int, table: np.ndarray, rows: int, row: int, bits: bool) -> None:
+    """A StandardStMan column: each bucket of the index lies in the file, and the column's values of that
+    bucket's rows (``row`` bytes, or bits, each) lie in the bucket past the column's offset."""
+    bucket_size, offset = layout["bucket_size"], layout["offset"]
+    assert type(bucket_size) is int and type(offset) is int and 0 <= offset < bucket_size <= size, "bucket size or offset"
+    assert table.ndim == 2 and table.shape[1] == 2 and table.dtype.kind == "i"
+    if not len(table):
+        return
+    last, bucket = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+    assert int(last.min()) >= 0 and int(last[-1]) == rows - 1 and np.all(np.diff(last) > 0), "bucket index rows out of order"
+    assert int(bucket.min()) >= 0 and int(bucket.max()) < (size - SSM_HEADER_BYTES) // bucket_size, "a bucket past the file's end"
+    most = int((last - np.concatenate(([-1], last[:-1]))).max())
+    span = (most * row + 7) // 8 if bits else most * row
+    assert offset + span <= bucket_size, f"a bucket's {most} rows of the column need {span} bytes past byte {offset} of {bucket_size}"
 
 
 # -- the index pass ---------------------------------------------------------------------------------------
@@ -307,14 +340,15 @@ def _tiled(
     order = sorted(range(len(columns)), key=lambda i: -sizes[i])
     used: set[str] = set()
     for cube in header.cubes:
-        pixels = int(np.prod(cube.tile, dtype=np.int64)) if cube.tile else 0
-        if cube.file < 0 or not pixels:
+        if cube.file < 0 or not cube.shape or not cube.tile or 0 in cube.tile:  # a placeholder cube (of rows without arrays)
             continue
         name = f"{file}_TSM{cube.file}"
         if name not in infos:
             raise ObjectNotFoundError(f"{folder.url}/{name}", "the tile file of a hypercube is missing")
-        tile_bytes = tile_geometry([sizes[i] for i in order], 0, cube.tile)[1]
-        per = int(np.prod([-(-c // t) for c, t in zip(cube.shape, cube.tile)], dtype=np.int64))
+        try:
+            per, tile_bytes = cube_geometry(list(cube.shape), list(cube.tile), [sizes[i] for i in order])
+        except ValueError as exc:
+            raise InvalidFormatError(url, f"a hypercube of the tiled storage manager: {exc}") from None
         if cube.offset + per * tile_bytes > infos[name].size:
             raise InvalidFormatError(
                 f"{folder.url}/{name}",
@@ -404,6 +438,8 @@ def _keep(
             elif name in data_files:
                 add(name, b"", info.size)  # a sparse placeholder: casacore opens it, dataplug never reads it
             elif not name.endswith(".dataplug"):
+                if info.size > MAX_PLACEHOLDER:
+                    raise InvalidFormatError(f"{folder.url}/{name}", f"a file of {info.size} bytes beside table.dat, over the {MAX_PLACEHOLDER} kept")
                 obj = folder.child(name)
                 add(name, obj.read_range(0, min(info.size, SMALL_FILE), expect=info), info.size)
         for sub in sorted(subtables):
@@ -423,18 +459,53 @@ def _keep_folder(folder: StorageObject, prefix: str, add: Any, depth: int) -> No
         add(f"{prefix}/{name}", child.read_range(0, info.size, expect=info) if info.size else b"", info.size)
 
 
-def read_skeleton(url: str, blob: bytes) -> list[tuple[str, int, int, bytes]]:
-    """The skeleton's pieces: (relative name, file size, offset, bytes), names checked to stay inside the folder."""
+def read_skeleton(url: str, blob: bytes, sizes: dict[str, int]) -> list[tuple[str, int, int, bytes]]:
+    """The skeleton's pieces: (relative name, file size, offset, bytes), each checked to lie inside its
+    file and its folder, as :func:`_keep` writes them, so that laying one out cannot grow past what the index
+    vouches for. ``sizes`` are the indexed sizes of the main table's files the index names (``table.dat``
+    and its data files): such a file is laid out at that size. Another file of the main table is kept
+    whole, or by its first :data:`SMALL_FILE` bytes when it has up to :data:`MAX_PLACEHOLDER`; a
+    subtable's files are kept whole. Anything else is a :class:`CorruptIndexError` naming ``url``."""
     out = []
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
-        for member in tar:
-            name = member.pax_headers.get("dataplug.name", "")
-            if not member.isfile() or not _KEPT_NAME.match(name) or ".." in name.split("/"):
-                raise CorruptIndexError(url, f"the MeasurementSet skeleton holds {member.name!r}, not a file of the folder")
-            handle = tar.extractfile(member)
-            assert handle is not None
-            out.append((name, int(member.pax_headers["dataplug.size"]), int(member.pax_headers["dataplug.offset"]), handle.read()))
+    known: dict[str, int] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
+            for member in tar:
+                name = member.pax_headers.get("dataplug.name", "")
+                if not member.isfile() or not _KEPT_NAME.match(name) or ".." in name.split("/"):
+                    raise CorruptIndexError(url, f"the MeasurementSet skeleton holds {member.name!r}, not a file of the folder")
+                handle = tar.extractfile(member)
+                assert handle is not None
+                data = handle.read()
+                size, offset = (_pax_int(url, member, key) for key in ("dataplug.size", "dataplug.offset"))
+                _check_piece(url, name, size, offset, len(data), sizes)
+                if known.setdefault(name, size) != size:
+                    raise CorruptIndexError(url, f"the MeasurementSet skeleton gives {name!r} sizes {known[name]} and {size}")
+                out.append((name, size, offset, data))
+    except (tarfile.TarError, EOFError, UnicodeError) as exc:
+        raise CorruptIndexError(url, f"the MeasurementSet skeleton is not a tar archive: {exc}") from None
     return out
+
+
+def _pax_int(url: str, member: tarfile.TarInfo, key: str) -> int:
+    """The non-negative integer a skeleton member's pax header ``key`` holds (digits only: ``int`` takes signs,
+    spaces and underscores too)."""
+    value = member.pax_headers.get(key)
+    if value is None or not re.fullmatch(r"[0-9]{1,19}", value):
+        raise CorruptIndexError(url, f"the MeasurementSet skeleton's {member.name!r} has {key} {value!r}, not a byte count")
+    return int(value)
+
+
+def _check_piece(url: str, name: str, size: int, offset: int, length: int, sizes: dict[str, int]) -> None:
+    """A skeleton piece of ``length`` bytes at ``offset`` of file ``name`` of ``size`` bytes fits what :func:`_keep` writes."""
+    if name in sizes:
+        ok, what = size == sizes[name] and offset + length <= size, f"a file of {sizes[name]} bytes"
+    elif "/" not in name:
+        ok, what = offset == 0 and length == min(size, SMALL_FILE) and size <= MAX_PLACEHOLDER, "a main-table file kept from its start"
+    else:
+        ok, what = offset == 0 and length == size, "a subtable's file kept whole"
+    if not ok:
+        raise CorruptIndexError(url, f"the MeasurementSet skeleton puts {length} bytes at {offset} of {name!r} of {size} bytes; it is {what}")
 
 
 # -- strategies ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataplug.errors import DataplugError
+from dataplug.errors import CorruptIndexError, DataplugError
 
 if TYPE_CHECKING:
     from dataplug.formats.astronomy.ms_slice import MSSlice
@@ -29,17 +29,21 @@ def _casacore_tables() -> Any:
     return tables
 
 
-def lay_out_skeleton(url: str, blob: bytes, folder: Path) -> None:
-    """Write the skeleton's files under ``folder``: each file at its indexed size (sparse where no piece is kept)."""
+def lay_out_skeleton(url: str, blob: bytes, folder: Path, sizes: dict[str, int]) -> set[str]:
+    """Write the skeleton's files under ``folder``: each file at its size (sparse where no piece is kept),
+    ``sizes`` the indexed sizes of the main table's files the index names (see ``read_skeleton``).
+    Returns the subtables laid out (the folders holding a ``table.dat``)."""
     from dataplug.formats.astronomy.ms import read_skeleton
 
-    for name, size, offset, data in read_skeleton(url, blob):
+    pieces = read_skeleton(url, blob, sizes)
+    for name, size, offset, data in pieces:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "r+b" if path.exists() else "wb") as fh:
             fh.truncate(max(size, os.fstat(fh.fileno()).st_size))
             fh.seek(offset)
             fh.write(data)
+    return {name.split("/")[0] for name, *_ in pieces if name.count("/") == 1 and name.endswith("/table.dat")}
 
 
 def write_measurement_set(piece: MSSlice, path: Path) -> Path:
@@ -50,7 +54,8 @@ def write_measurement_set(piece: MSSlice, path: Path) -> Path:
     values = piece.get(list(piece.layouts))
     with tempfile.TemporaryDirectory(prefix="dataplug-ms-") as scratch:
         skeleton = Path(scratch) / "skeleton.ms"
-        lay_out_skeleton(piece.url, piece.skeleton.read(), skeleton)
+        sizes = {name: size for name, (size, _) in piece.files.items()} | {"table.dat": piece.object_info.size}
+        subtables = lay_out_skeleton(piece.url, piece.skeleton.read(), skeleton, sizes)
         source = tables.table(str(skeleton), ack=False)
         try:
             desc, dminfo, keywords, info = source.getdesc(), source.getdminfo(), source.getkeywords(), source.info()
@@ -65,6 +70,8 @@ def write_measurement_set(piece: MSSlice, path: Path) -> Path:
                     out.putcol(name, column)
             for name, value in keywords.items():
                 if isinstance(value, str) and value.startswith("Table: "):
+                    if name not in subtables:
+                        raise CorruptIndexError(piece.url, f"the table keyword {name!r} names no subtable of the index's skeleton")
                     shutil.copytree(skeleton / name, path / name)
                     out.putkeyword(name, f"Table: {path / name}")
                 else:

@@ -10,6 +10,7 @@ and identity.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,10 @@ from dataplug.storage import ObjectInfo, StorageObject
 
 #: Columns :meth:`MSSlice.get` returns when none are named (those the table has).
 DEFAULT_COLUMNS = ("TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "FLAG")
+#: Axes a cell may have (casacore allows more; a MeasurementSet's have at most 3); a hypercube has one more, its rows.
+MAX_DIMS = 8
+#: Bytes a cell of one column, or a tile of one hypercube, may span: each is decoded in one piece in memory.
+MAX_CELL_BYTES = MAX_TILE_BYTES = 2**31
 
 
 def numpy_dtype(code: int, big_endian: bool) -> np.dtype:
@@ -39,9 +44,32 @@ def numpy_dtype(code: int, big_endian: bool) -> np.dtype:
 def tile_geometry(sizes: list[int], slot: int, tile: list[int] | tuple[int, ...]) -> tuple[int, int]:
     """Where column ``slot`` starts in a tile of shape ``tile``, and the tile's bytes, for columns of
     ``sizes`` bytes per value in tile order (0: Bool, one bit per value; each column's bits rounded up to bytes)."""
-    pixels = int(np.prod(tile, dtype=np.int64))
+    pixels = math.prod(tile)
     lengths = [(pixels + 7) // 8 if size == 0 else pixels * size for size in sizes]
     return sum(lengths[:slot]), sum(lengths)
+
+
+def dims(values: Any, low: int, what: str) -> list[int]:
+    """``values`` as a shape: at most :data:`MAX_DIMS` + 1 ints, each in ``[low, 2**31)``; else ValueError
+    saying which (a layout or header that lies must not reach numpy, whose int64 products wrap)."""
+    if not isinstance(values, (list, tuple)) or len(values) > MAX_DIMS + 1:
+        raise ValueError(f"{what} {values!r} is not a shape of at most {MAX_DIMS + 1} axes")
+    if not all(type(n) is int and low <= n < 2**31 for n in values):
+        raise ValueError(f"{what} {list(values)!r} has an axis outside [{low}, 2**31)")
+    return list(values)
+
+
+def cube_geometry(shape: Any, tile: Any, sizes: list[int]) -> tuple[int, int]:
+    """The tiles of a hypercube of ``shape`` cut in tiles of ``tile`` and the bytes of one tile holding
+    columns of ``sizes`` bytes per value (see :func:`tile_geometry`), in Python ints; ValueError for axes
+    that are not a shape, a tile of more than :data:`MAX_TILE_BYTES` or a grid that does not match."""
+    shape, tile = dims(shape, 0, "hypercube shape"), dims(tile, 1, "tile shape")
+    if len(shape) != len(tile) or not shape:
+        raise ValueError(f"hypercube shape {shape} and tile shape {tile} differ in axes")
+    tile_bytes = tile_geometry(sizes, 0, tile)[1]
+    if tile_bytes > MAX_TILE_BYTES:
+        raise ValueError(f"a tile of shape {tile} holds {tile_bytes} bytes, over the {MAX_TILE_BYTES} one is read in")
+    return math.prod(-(-c // t) for c, t in zip(shape, tile)), tile_bytes
 
 
 @dataclass(eq=False)
@@ -106,7 +134,7 @@ class MSSlice(CloudObjectSlice):
         if layout["kind"] == "ssm":
             table = self.entries[layout["index"]]
             bits = layout["dtype"] == 0
-            size = int(np.prod(layout["shape"], dtype=np.int64)) if layout["shape"] else 1
+            size = math.prod(layout["shape"])
             row_bytes = size if bits else size * numpy_dtype(layout["dtype"], self.big_endian).itemsize
             out = []
             first = np.concatenate(([0], table[:-1, 0] + 1)) if len(table) else np.zeros(0, np.int64)
@@ -125,7 +153,7 @@ class MSSlice(CloudObjectSlice):
         out = []
         for cube_number, p0, p1, row0 in runs:
             shape, tile, file_number, offset = layout["cubes"][cube_number]
-            per = int(np.prod([-(-c // t) for c, t in zip(shape[:-1], tile[:-1])], dtype=np.int64))
+            per = math.prod(-(-c // t) for c, t in zip(shape[:-1], tile[:-1]))
             k0, k1 = p0 // tile[-1], (p1 - 1) // tile[-1]
             tile_bytes = tile_geometry(layout["tile_sizes"], layout["slot"], tile)[1]
             file = f"{layout['file']}_TSM{file_number}"
@@ -190,7 +218,7 @@ class MSSlice(CloudObjectSlice):
         if not pieces:
             return np.zeros((0, *cell), dtype.newbyteorder("="))
         if layout["kind"] == "ssm":
-            size = int(np.prod(cell, dtype=np.int64)) if cell else 1
+            size = math.prod(cell)
             parts = []
             for data, (lo, hi, bit) in pieces:
                 if layout["dtype"] == 0:
@@ -208,8 +236,8 @@ class MSSlice(CloudObjectSlice):
         n = len(shape) - 1
         grid = [-(-c // t) for c, t in zip(shape[:-1], tile[:-1])]
         k0, k1 = p0 // tile[-1], (p1 - 1) // tile[-1]
-        count = (k1 - k0 + 1) * int(np.prod(grid, dtype=np.int64))
-        pixels = int(np.prod(tile, dtype=np.int64))
+        count = (k1 - k0 + 1) * math.prod(grid)
+        pixels = math.prod(tile)
         start, tile_bytes = tile_geometry(layout["tile_sizes"], layout["slot"], tile)
         tiles = np.frombuffer(data, np.uint8).reshape(count, tile_bytes)
         if layout["dtype"] == 0:
