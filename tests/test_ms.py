@@ -24,7 +24,7 @@ from dataplug.detect import sniff
 from dataplug.errors import CorruptIndexError, DataplugError, InvalidFormatError, StaleIndexError, StrategyArgumentError
 from dataplug.formats.astronomy.ms import MeasurementSet
 from dataplug.formats.astronomy.ms_layout import SSM_HEADER_BYTES, read_ssm_header, read_table_dat
-from dataplug.storage import read_stats
+from dataplug.storage import StorageObject, read_stats
 from dataplug.testing import FormatTests
 from dataplug.testing.sidecar import entry_bytes, load_table, npy, put_entry, read_manifest, write_manifest
 from tests.ms_files import folder_files, make_ms
@@ -387,3 +387,20 @@ class TestMeasurementSetConformance(FormatTests):
         """66 baselines x 520 times, DATA of 64 channels x 4 correlations: a folder of about 73 MB."""
         make_ms(folder / "obs.ms", 12, 520)
         return "obs.ms/table.dat", 66 * 520
+
+
+def test_the_folder_opens_and_its_index_lies_beside_it(store: Any, ms_path: Path) -> None:
+    """``dataplug.open("…/obs.ms")`` detects the MeasurementSet from the folder's ``table.dat``, and the index
+    goes in ``obs.ms.dataplug/`` beside the folder: nothing is written inside the user's MeasurementSet."""
+    import dataplug
+
+    table = upload(store, ms_path, "open/")
+    folder = table.rsplit("/", 1)[0]
+    before = sorted(StorageObject(folder, store.options).list_names())
+    co = dataplug.open(folder, storage_options=store.options)
+    assert co.format is MeasurementSet and co.url == table
+    assert co.index_location.url == folder + ".dataplug"
+    assert sorted(StorageObject(folder, store.options).list_names()) == before
+    assert sum(piece.num_records for piece in co.partition("partition_time", 4)) == co.attributes.rows
+    again = dataplug.open(folder, storage_options=store.options)
+    assert not again.built_index and "recorded by its index" in again.detection.reason

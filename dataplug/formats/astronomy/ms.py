@@ -116,6 +116,11 @@ class MeasurementSet(DataFormat):
         return url if _TABLE_FILE.match(url.rsplit("/", 1)[-1]) else url + "/table.dat"
 
     @classmethod
+    def index_anchor(cls, url: str) -> str:
+        """The MeasurementSet's folder: its index goes beside it (``obs.ms.dataplug/``), never inside it."""
+        return url.rsplit("/", 1)[0]
+
+    @classmethod
     def companions(cls, obj: StorageObject, attributes: Any) -> list[tuple[StorageObject, ObjectInfo]]:
         """The main table's data files: a changed one makes the index stale, as a changed ``table.dat`` does."""
         folder = obj.url.rsplit("/", 1)[0]
