@@ -328,7 +328,7 @@ def test_a_crafted_layout_is_refused(tiny_path: Path, tmp_path: Path, edit: Any)
     co = indexed_copy(tiny_path, tmp_path)
     layout = json.loads(co.attributes.layout)
     edit(layout)
-    with pytest.raises(CorruptIndexError, match=re.escape(co.url)):
+    with pytest.raises(CorruptIndexError, match=re.escape(co.index_location.url)):  # the index beside the folder
         lie(co, layout=layout).partition("partition_num_chunks", 2)
 
 
@@ -345,7 +345,7 @@ def test_a_crafted_bucket_index_or_row_map_is_refused(tiny_path: Path, tmp_path:
     co = indexed_copy(tiny_path, tmp_path)
     table = load_table(co.index_location, read_manifest(co.index_location), name).copy()
     table[-1, column] = value
-    with pytest.raises(CorruptIndexError, match=re.escape(co.url)):
+    with pytest.raises(CorruptIndexError, match=re.escape(co.index_location.url)):  # the index beside the folder
         lie(co, tables={name: table}).partition("partition_num_chunks", 2)
 
 
