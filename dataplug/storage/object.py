@@ -37,7 +37,6 @@ from dataplug.storage.stores import StorePolicy, Transport, filesystem_options, 
 
 #: :data:`read_stats` keeps totals for at most this many URLs (the most recently read).
 READ_STATS_URLS = 1024
-#: Name prefix of the probe files :meth:`StorageObject.check_writable` writes and deletes.
 
 
 class ReadStats:
