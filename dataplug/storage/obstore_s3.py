@@ -32,7 +32,6 @@ mapped; still s3fs in a process forked after obstore was used).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 import threading
@@ -248,7 +247,6 @@ class ObstoreS3Transport(S3Transport):
 
     def _fetch(self, ranges: list[tuple[int, int]], expect: ObjectInfo | None) -> list[bytes | BaseException]:
         """One obstore attempt at every range, on fsspec's loop thread."""
-        from fsspec.asyn import sync
 
         kind, _, value = expect.identity.partition(":") if expect is not None else ("", "", "")
         pin = {"if_match": value} if kind == "etag" else {"version": value} if kind == "version" else {}
@@ -256,28 +254,23 @@ class ObstoreS3Transport(S3Transport):
             store = self.store()
         except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
             return [exc] * len(ranges)
-        gate = asyncio.Semaphore(self.obj.policy.concurrency)
 
-        async def one(start: int, end: int) -> bytes | BaseException:
+        async def one(start: int, end: int) -> bytes:
             import obstore
 
-            async with gate:
-                try:
-                    result = await obstore.get_async(store, self.key, options={"range": (start, end), **pin})
-                    data = (await result.bytes_async()).to_bytes()
-                except Exception as exc:  # noqa: BLE001 - classified
-                    return self._typed(exc, (start, end), versioned=kind == "version")
+            failed: BaseException | None = None
+            try:
+                result = await obstore.get_async(store, self.key, options={"range": (start, end), **pin})
+                data = (await result.bytes_async()).to_bytes()
+            except Exception as exc:  # noqa: BLE001 - classified
+                failed = self._typed(exc, (start, end), versioned=kind == "version")
+            if failed is not None:
+                raise failed  # outside the handler: the error is classified as _typed made it, not by obstore's
             if len(data) > end - start:
-                return self.range_ignored(end - start, len(data))
+                raise self.range_ignored(end - start, len(data))
             return data
 
-        async def every() -> list[bytes | BaseException]:
-            return list(await asyncio.gather(*(one(a, b) for a, b in ranges)))
-
-        try:
-            return sync(self.obj.fs.loop, every)
-        except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
-            return [exc] * len(ranges)
+        return self.concurrently(ranges, one)
 
     def _typed(self, exc: BaseException, asked: tuple[int, int], versioned: bool) -> BaseException:
         """``exc`` as an error dataplug classifies by type, code and status; an untyped one marks ``asked`` for s3fs."""

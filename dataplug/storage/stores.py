@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -216,6 +217,25 @@ class Transport:
     def range_ignored(self, asked: int, sent: int) -> RangeIgnoredError:
         return RangeIgnoredError(self.obj.url, f"the server ignored the Range request: it sends {sent} bytes where {asked} were asked")
 
+    def concurrently(self, ranges: list[tuple[int, int]], get: Callable[[int, int], Awaitable[bytes]]) -> list[bytes | BaseException]:
+        """``get(start, end)`` for every range on fsspec's event loop thread, at most the policy's concurrency in
+        flight: each result is the bytes or the exception that range failed with."""
+        from fsspec.asyn import sync
+
+        gate = asyncio.Semaphore(self.obj.policy.concurrency)
+
+        async def one(start: int, end: int) -> bytes:
+            async with gate:
+                return await get(start, end)
+
+        async def every() -> list[bytes | BaseException]:
+            return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
+
+        try:
+            return sync(self.obj.fs.loop, every)
+        except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
+            return [exc] * len(ranges)
+
 
 class LocalTransport(Transport):
     """Local files: one open and a ``pread`` per range (fsspec's local ``cat_ranges`` opens the file once per
@@ -277,22 +297,8 @@ class S3Transport(Transport):
         return {"IfMatch": value} if kind == "etag" else {"VersionId": value} if kind == "version" else {}
 
     def fetch(self, ranges: list[tuple[int, int]], expect: ObjectInfo | None) -> list[bytes | BaseException]:
-        from fsspec.asyn import sync
-
         pins = self.pin_arguments(expect)
-        gate = asyncio.Semaphore(self.obj.policy.concurrency)
-
-        async def one(start: int, end: int) -> bytes:
-            async with gate:
-                return await self.get(end - start, Range=f"bytes={start}-{end - 1}", **pins)
-
-        async def every() -> list[bytes | BaseException]:
-            return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
-
-        try:
-            return sync(self.obj.fs.loop, every)
-        except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
-            return [exc] * len(ranges)
+        return self.concurrently(ranges, lambda start, end: self.get(end - start, Range=f"bytes={start}-{end - 1}", **pins))
 
     async def _get_object(self, **kwargs: str) -> dict[str, Any]:
         """The one call of s3fs's private ``_call_s3``: ``GetObject`` through s3fs's client and its retries."""
@@ -360,21 +366,7 @@ class HTTPTransport(Transport):
         return kind == "etag" and not value.startswith("W/")
 
     def fetch(self, ranges: list[tuple[int, int]], expect: ObjectInfo | None) -> list[bytes | BaseException]:
-        from fsspec.asyn import sync
-
-        gate = asyncio.Semaphore(self.obj.policy.concurrency)
-
-        async def one(start: int, end: int) -> bytes:
-            async with gate:
-                return await self.get(start, end, expect)
-
-        async def every() -> list[bytes | BaseException]:
-            return await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)
-
-        try:
-            return sync(self.obj.fs.loop, every)
-        except Exception as exc:  # noqa: BLE001 - the whole attempt failed: every range gets the error
-            return [exc] * len(ranges)
+        return self.concurrently(ranges, lambda start, end: self.get(start, end, expect))
 
     async def get(self, start: int, end: int, expect: ObjectInfo | None = None) -> bytes:
         """Bytes ``[start, end)`` in one GET (fewer when the object ends first), pinned to ``expect``."""
@@ -432,7 +424,7 @@ class HTTPTransport(Transport):
         async def prefix() -> bytes:
             try:
                 return await self.get(0, limit + 1)
-            except Exception as exc:  # noqa: BLE001 - only "nothing at byte 0" is an answer here
+            except Exception as exc:
                 if getattr(exc, "status", None) == 416:
                     return b""
                 raise
