@@ -83,11 +83,7 @@ def sniff(url: str, raw: bytes, complete: bool = False) -> Detection:
 def folder_object(folder: StorageObject) -> tuple[type[DataFormat], StorageObject] | None:
     """For a URL that is a folder: the first format whose data is a folder and whose object is in it (a
     MeasurementSet's ``table.dat``), with that object; ``None`` when no format claims the folder."""
-    for name in available_formats():
-        try:
-            data_format = get_format(name)
-        except ImportError:
-            continue
+    for data_format in sniffers():
         if not data_format.names_folders():
             continue
         inner = StorageObject(data_format.object_url(folder.url), folder.storage_options)
