@@ -159,3 +159,26 @@ def test_codecs_declare_their_options_and_framings_offer_them(local_store):
         co.preprocess(spacin=4096)
     co.preprocess(spacing=4096, progress=False)
     assert co.index().options["spacing"] == 4096 and co.attributes.spacing == 4096
+
+
+def test_the_pieces_of_one_read_check_the_identity_once(monkeypatch):
+    """On a store that cannot pin reads (memory://), a slice's compressed range read in several pieces asks
+    for the object's identity once, not once a piece; a replaced object is still refused."""
+    import os
+
+    from dataplug.codecs.checkpoints import compressed_pieces
+    from dataplug.errors import StaleIndexError
+    from dataplug.storage import StorageObject
+
+    data = bytes(range(256)) * 4096
+    obj = StorageObject(f"memory://dataplug-pieces/{os.getpid()}/o.bin")
+    obj.write_bytes(data)
+    info = obj.info()
+    infos = []
+    real = obj.fs.info
+    monkeypatch.setattr(obj.fs, "info", lambda path, **kw: infos.append(path) or real(path, **kw))
+    pieces = list(compressed_pieces(obj, info, 0, 1, len(data)))
+    assert b"".join(pieces) == data and len(pieces) > 2 and len(infos) == 1
+    obj.write_bytes(data[::-1])
+    with pytest.raises(StaleIndexError):
+        next(compressed_pieces(obj, info, 0, 1, len(data)))

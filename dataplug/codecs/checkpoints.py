@@ -155,15 +155,16 @@ class CheckpointTable:
 def compressed_pieces(obj: StorageObject, info: ObjectInfo, start: int, first_end: int, end: int) -> Iterator[bytes]:
     """The object's bytes from ``start``: up to ``first_end`` (surely needed, e.g. a :class:`Fetch`'s
     estimate) in requests of at most :data:`PIECE`, then up to ``end`` in growing requests from
-    :data:`AHEAD`, for as long as the consumer asks."""
-    pos, ahead = start, AHEAD
+    :data:`AHEAD`, for as long as the consumer asks. The object's identity is checked with the first piece: a
+    store that cannot pin reads asks for it once, not once a piece."""
+    pos, ahead, checked = start, AHEAD, False
     while pos < end:
         if pos < first_end:
             stop = min(first_end, pos + PIECE)
         else:
             stop, ahead = min(end, pos + ahead), min(4 * ahead, PIECE)
-        yield obj.read_range(pos, stop, expect=info)
-        pos = stop
+        yield obj.read_range(pos, stop, expect=info, checked=checked)
+        pos, checked = stop, True
 
 
 def decoded_range(url: str, chunks: Iterable[bytes], skip: int, want: int, what: str) -> bytes:
