@@ -6,6 +6,7 @@ into small, picklable slices that any worker fetches with range reads.
 
 from dataplug.cloudobject import CloudObject
 from dataplug.cloudobject import open_url as open  # noqa: A001 - dataplug.open(url), like gzip.open
+from dataplug.datasets import Dataset, DatasetAttributes, open_dataset
 from dataplug.detect import Detection, detect_format
 from dataplug.codecs.zstd import SliceInsideFrameWarning
 from dataplug.errors import (
@@ -42,6 +43,8 @@ __all__ = [
     "DataplugDeprecationWarning",
     "DataplugError",
     "DataplugWarning",
+    "Dataset",
+    "DatasetAttributes",
     "Detection",
     "EmptyResultWarning",
     "FormatDetectionWarning",
@@ -60,6 +63,7 @@ __all__ = [
     "detect_format",
     "get_format",
     "open",
+    "open_dataset",
     "register_format",
     "strategy",
 ]

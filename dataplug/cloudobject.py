@@ -83,12 +83,15 @@ class _Operation:
     """What one operation (an open, a preprocess, a partition) learnt of the object and its index folder, so
     that it asks storage once for each: the object's size and identity, its first bytes (in ``obj``), and the
     manifests it read (by URL: the manifest, ``None`` when there is none, or the :class:`CorruptIndexError`
-    reading it raised)."""
+    reading it raised).
 
-    def __init__(self, obj: StorageObject, look: bool = True) -> None:
+    ``info`` is the size and identity when the caller has them already (from a listing: no metadata request),
+    and ``head`` the object's first bytes, or all of them, when the caller read them already."""
+
+    def __init__(self, obj: StorageObject, look: bool = True, info: ObjectInfo | None = None, head: bytes = b"") -> None:
         #: The object's size and identity, taken once (``None`` for an operation that only reads the index).
-        self.info: ObjectInfo | None = obj.info() if look else None
-        self.obj = OperationObject.of(obj, self.info)
+        self.info: ObjectInfo | None = info if info is not None else obj.info() if look else None
+        self.obj = OperationObject.of(obj, self.info, head)
         self.manifests: dict[str, Any] = {}
 
     def manifest(self, folder: StorageObject) -> Any:
@@ -118,6 +121,9 @@ class CloudObject:
     ``data_format`` ``"auto"`` (or ``None``) takes the format of the index in the object's folder when there
     is one, else detects it from the object's first bytes (:func:`dataplug.detect.detect_format`);
     :attr:`detection` then says what was chosen and why.
+
+    ``listed`` is the object's size and identity when a listing gave them (a dataset's): the constructor then
+    makes no metadata request.
     """
 
     def __init__(
@@ -127,6 +133,8 @@ class CloudObject:
         storage_options: dict[str, Any] | None = None,
         index_location: str | None = None,
         index_storage_options: dict[str, Any] | None = None,
+        *,
+        listed: ObjectInfo | None = None,
     ) -> None:
         auto = data_format is None or (isinstance(data_format, str) and data_format.lower() == "auto")
         #: The format that names the object's URL and where its index lives (a folder's format).
@@ -141,7 +149,7 @@ class CloudObject:
         self._opening: _Operation | None = None
         if auto:
             try:
-                self._opening = _Operation(self.obj)
+                self._opening = _Operation(self.obj, info=listed)
             except ObjectNotFoundError:
                 inside = folder_object(self.obj)  # a folder: a format whose data is a folder may name its object
                 if inside is None:
@@ -449,15 +457,7 @@ class CloudObject:
     ) -> CloudObject:
         """:meth:`preprocess` within the operation ``op``: one metadata request and one read of each manifest in all."""
         self._opening = None
-        found = dict(self.detection.options) if self.detection and self.detection.format == self.format.name else {}
-        explicit = {**(extra_args or {}), **options}
-        given = {**found, **explicit}
-        self._given_options = dict(explicit)
-        known = self.format.all_options()
-        unknown = sorted(set(given) - set(known))
-        if unknown:
-            listed = "; ".join(f"{name}: {help_text}" for name, help_text in sorted(known.items())) or "none"
-            raise StrategyArgumentError(self.url, f"{self.format.name} has no preprocessing option {', '.join(map(repr, unknown))}. Its options: {listed}")
+        explicit, given = self._resolve_options({**(extra_args or {}), **options})
         self.built_index = False
         info = op.info
         if not force and self._has_fresh_index(op):
@@ -496,18 +496,7 @@ class CloudObject:
         if info.size == 0:
             warnings.warn(f"{self.url}: the object is empty, so every slice of it will be empty", EmptyResultWarning, stacklevel=3)
         try:
-            data = self._index_pass(op, executor, chunk_size, progress, given)
-            sidecar = Sidecar(
-                format_name=self.format.name,
-                format_version=self.format.index_version,
-                object_url=self.url,
-                object_info=info,
-                attributes=self.format.attributes_to_json(data.attributes),
-                tables=data.tables,
-                blobs=dict(data.blobs),
-                options=_json_options(given),
-            )
-            self.format.validate_index(location.url, data.attributes, data.tables, {k: len(v) for k, v in data.blobs.items()}, info.size)
+            sidecar, data = self._build_index(op, executor, chunk_size, progress, given, location.url)
         except BaseException:
             abandon_write(location, generation)
             raise
@@ -519,6 +508,77 @@ class CloudObject:
         self._sidecar = write_sidecar(location, sidecar, generation, previous if isinstance(previous, dict) else None)
         self._attributes = data.attributes
         self.built_index = True
+        return self
+
+    def _resolve_options(self, explicit: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The options given (``explicit``) and those the index is built with (the detected ones under them);
+        an option the format does not take is a :class:`StrategyArgumentError` naming the ones it takes."""
+        found = dict(self.detection.options) if self.detection and self.detection.format == self.format.name else {}
+        given = {**found, **explicit}
+        self._given_options = dict(explicit)
+        known = self.format.all_options()
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            listed = "; ".join(f"{name}: {help_text}" for name, help_text in sorted(known.items())) or "none"
+            raise StrategyArgumentError(self.url, f"{self.format.name} has no preprocessing option {', '.join(map(repr, unknown))}. Its options: {listed}")
+        return explicit, given
+
+    def _build_index(
+        self, op: _Operation, executor: Any, chunk_size: int | None, progress: bool | None, given: dict[str, Any], where: str
+    ) -> tuple[Sidecar, IndexData]:
+        """The index pass over the object as ``op`` took it, and the :class:`Sidecar` it makes, not written
+        (``where``: the index location named by errors)."""
+        info = op.info
+        assert info is not None
+        data = self._index_pass(op, executor, chunk_size, progress, given)
+        sidecar = Sidecar(
+            format_name=self.format.name,
+            format_version=self.format.index_version,
+            object_url=self.url,
+            object_info=info,
+            attributes=self.format.attributes_to_json(data.attributes),
+            tables=data.tables,
+            blobs=dict(data.blobs),
+            options=_json_options(given),
+        )
+        self.format.validate_index(where, data.attributes, data.tables, {k: len(v) for k, v in data.blobs.items()}, info.size)
+        return sidecar, data
+
+    def build_index(
+        self, info: ObjectInfo, head: bytes = b"", executor: Any = None, chunk_size: int | None = None, progress: bool | None = None, **options: Any
+    ) -> Sidecar:
+        """Run the index pass and return the index it builds, written nowhere and not kept: for a caller that
+        stores indexes itself (a dataset packs those of its small objects into shared files).
+
+        ``info`` is the object's size and identity (from a listing: no metadata request is made) and
+        ``head`` its first bytes, or all of them, when read already (the pass then reads none of them again).
+        """
+        self._opening = None
+        _, given = self._resolve_options(options)
+        sidecar, _ = self._build_index(_Operation(self.obj, info=info, head=head), executor, chunk_size, progress, given, self.index_location.url)
+        return sidecar
+
+    def adopt_index(self, sidecar: Sidecar, built: bool = False) -> CloudObject:
+        """Keep ``sidecar`` as this object's loaded index without reading its location (a dataset read it
+        from a pack, or had it built), after the checks :meth:`index` makes of one it loads: its object, its
+        format and its tables (:class:`CorruptIndexError`, :class:`IndexMissingError`). ``built`` sets
+        :attr:`built_index`. Freshness is the caller's to check (a dataset compares its listing)."""
+        url = self.index_location.url
+        if canonical_url(sidecar.object_url) != canonical_url(self.url):
+            raise IndexMissingError(self.url, f"the index given belongs to another object ({sidecar.object_url})")
+        if sidecar.format_name != self.format.name or sidecar.format_version != self.format.index_version:
+            raise IndexMissingError(self.url, f"the index given is a {sidecar.format_name} v{sidecar.format_version} index, not {self.format.name} v{self.format.index_version}")
+        try:
+            attributes = self.format.attributes_from_json(url, sidecar.attributes)
+            self.format.check_companions(self.obj, attributes, self._given_options)
+            self.format.validate_index(url, attributes, sidecar.tables, sidecar.blob_sizes(), sidecar.object_info.size)
+        except DataplugError:
+            raise
+        except (ArithmeticError, LookupError, ValueError, TypeError, MemoryError, RecursionError) as exc:
+            raise CorruptIndexError(url, f"{self.format.name} index does not decode: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        self._opening = None
+        self._sidecar, self._attributes = sidecar, attributes
+        self.built_index = built
         return self
 
     def _index_pass(self, op: _Operation, executor: Any, chunk_size: int | None, progress: bool | None, given: dict[str, Any]) -> IndexData:

@@ -355,7 +355,7 @@ def begin_write(location: StorageObject) -> str:
     refuses them raises :class:`~dataplug.errors.IndexLocationNotWritableError` naming it, before any pass.
     If the pass fails, :func:`abandon_write` removes the record; if the process dies, a later write does.
     """
-    generation = f"{int(time.time())}-{uuid.uuid4().hex[:12]}"
+    generation = new_generation()
     try:
         _write_record(location, generation, [])
     except IndexLocationNotWritableError as exc:
@@ -388,8 +388,6 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar, generation: str | N
     as superseded now. Raises :class:`~dataplug.errors.IndexLocationNotWritableError` when the location
     cannot be written.
     """
-    from dataplug import __version__
-
     limit = max_index_bytes(sidecar.object_info.size)
     if sidecar.nbytes() > limit:
         raise DataplugError(
@@ -439,7 +437,22 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar, generation: str | N
             _delete_records(location, _entry_generations(entry))
         else:
             kept.append(entry)
-    manifest = {
+    manifest = _manifest(sidecar, generation, now, entries, kept)
+    manifest_loc.write_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode())
+    named = {generation} | {g for entry in kept for g in _entry_generations(entry)}
+    _delete_orphans(location, named, now)
+    sidecar.blobs = refs
+    sidecar.tables = LazyTables(location, entries["tables"])
+    sidecar.dataplug_version = manifest["dataplug_version"]
+    sidecar.created = manifest["created"]
+    return sidecar
+
+
+def _manifest(sidecar: Sidecar, generation: str, now: float, entries: dict[str, dict[str, Any]], superseded: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest of ``sidecar`` whose tables and blobs are ``entries`` (inline or files)."""
+    from dataplug import __version__
+
+    return {
         "dataplug_index": LAYOUT_VERSION,
         "dataplug_version": __version__,
         "created": now,
@@ -450,16 +463,44 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar, generation: str | N
         "attributes": sidecar.attributes,
         "options": sidecar.options,
         **entries,
-        "superseded": kept,
+        "superseded": superseded,
     }
-    manifest_loc.write_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode())
-    named = {generation} | {g for entry in kept for g in _entry_generations(entry)}
-    _delete_orphans(location, named, now)
-    sidecar.blobs = refs
-    sidecar.tables = LazyTables(location, entries["tables"])
-    sidecar.dataplug_version = manifest["dataplug_version"]
-    sidecar.created = manifest["created"]
-    return sidecar
+
+
+def new_generation() -> str:
+    """A fresh generation name (``<unix time>-<12 hex digits>``), as :func:`begin_write` starts one."""
+    return f"{int(time.time())}-{uuid.uuid4().hex[:12]}"
+
+
+def inline_manifest(sidecar: Sidecar, generation: str) -> dict[str, Any] | None:
+    """The manifest :func:`write_sidecar` would write for ``sidecar`` when every table and blob fits inline
+    (:data:`INLINE_BYTES` in all, a blob up to :data:`INLINE_BLOB_BYTES`), built in memory and written nowhere;
+    ``None`` when some table or blob would be a file of its own.
+
+    A dataset packs the indexes of its small objects as such manifests, many to a file, instead of a
+    folder each; :func:`load_sidecar` takes one back as its ``manifest``."""
+    limit = max_index_bytes(sidecar.object_info.size)
+    if sidecar.nbytes() > limit:
+        raise DataplugError(sidecar.object_url, f"an index of {sidecar.nbytes()} bytes exceeds the {limit}-byte limit for this object; use coarser index options")
+    entries: dict[str, dict[str, Any]] = {"tables": {}, "blobs": {}}
+    budget = INLINE_BYTES
+    contents = [("tables", name, _npy_bytes(name, table)) for name, table in sidecar.tables.items()]
+    contents += [("blobs", name, blob.read() if isinstance(blob, BlobRef) else bytes(blob)) for name, blob in sidecar.blobs.items()]
+    for kind, name, data in contents:
+        _check_name(sidecar.object_url, name)
+        budget -= len(data)
+        if budget < 0 or (kind == "blobs" and len(data) > INLINE_BLOB_BYTES):
+            return None
+        entries[kind][name] = {"bytes": len(data), "sha256": _sha256(data), "data": base64.b64encode(data).decode("ascii")}
+    return _manifest(sidecar, generation, time.time(), entries, [])
+
+
+def check_manifest(url: str, manifest: Any) -> None:
+    """Raise :class:`CorruptIndexError` (naming ``url``) unless ``manifest`` is a well-formed sidecar manifest,
+    with the caps :func:`read_manifest` applies: for a manifest read from elsewhere than its own file (a pack)."""
+    if _json_depth(manifest) > MAX_JSON_DEPTH:
+        raise CorruptIndexError(url, f"manifest nests deeper than {MAX_JSON_DEPTH} levels")
+    _validate_manifest(url, manifest)
 
 
 def _npy_bytes(name: str, table: np.ndarray) -> bytes:
