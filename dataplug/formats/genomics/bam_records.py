@@ -1,0 +1,413 @@
+"""BAM's binary layout (the SAM/BAM specification, section 4.2) read with NumPy: the header, the chain of
+records (``block_size`` fields), their fixed fields by one structured dtype, and their columns as Arrow
+arrays, vectorised over every record of a decoded buffer (sequences through a 256-entry table of base
+pairs, qualities + 33, CIGAR operations and tags by lookup). No htslib.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataplug.errors import InvalidFormatError
+
+MAGIC = b"BAM\x01"
+#: The fixed part of a record after ``block_size`` (refID to tlen) is 32 bytes; with ``block_size`` 36.
+FIXED = np.dtype(
+    [
+        ("block_size", "<i4"),
+        ("ref", "<i4"),
+        ("pos", "<i4"),
+        ("l_read_name", "u1"),
+        ("mapq", "u1"),
+        ("bin", "<u2"),
+        ("n_cigar", "<u2"),
+        ("flag", "<u2"),
+        ("l_seq", "<i4"),
+        ("next_ref", "<i4"),
+        ("next_pos", "<i4"),
+        ("tlen", "<i4"),
+    ]
+)
+FIXED_SIZE = FIXED.itemsize
+#: The largest record accepted (htslib refuses records over 2 GiB; a crafted ``block_size`` must not drive
+#: allocations or let one record swallow the stream).
+MAX_RECORD = 2**31 - 1 - 4
+CIGAR_OPS = "MIDNSHP=X"
+#: CIGAR operations that consume the reference (M, D, N, =, X) as a bit mask, as htslib's ``bam_cigar2rlen``.
+REFERENCE_OPS = sum(1 << CIGAR_OPS.index(op) for op in "MDN=X")
+SEQ_CODES = "=ACMGRSVTWYHKDBN"
+#: Two bases per packed byte.
+SEQ_PAIRS = np.frombuffer("".join(a + b for a in SEQ_CODES for b in SEQ_CODES).encode(), np.uint8).reshape(256, 2)
+#: Byte size of each fixed-size tag value type, by type character.
+TAG_SIZES = {ord("A"): 1, ord("c"): 1, ord("C"): 1, ord("s"): 2, ord("S"): 2, ord("i"): 4, ord("I"): 4, ord("f"): 4}
+_INT_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4"}
+_ARRAY_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4", ord("f"): "<f4"}
+_INT32 = struct.Struct("<i")
+#: The empty BGZF block that ends every BGZF file (SAM/BAM specification, section 4.1.2).
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+#: Decoded bytes per BGZF member written (htslib's ``BGZF_BLOCK_SIZE``).
+BGZF_BLOCK = 0xFF00
+#: The SAM columns of :func:`columns`, in SAM order.
+COLUMNS = ("qname", "flag", "rname", "pos", "mapq", "cigar", "rnext", "pnext", "tlen", "seq", "qual", "tags")
+
+
+@dataclass(frozen=True)
+class Header:
+    """A BAM header: the SAM header text and the reference sequences, and where the records start."""
+
+    text: str
+    names: tuple[str, ...]
+    lengths: tuple[int, ...]
+    #: Decoded bytes from the magic to the end of the reference list (the first record's offset).
+    size: int
+
+    @property
+    def sort_order(self) -> str:
+        """The ``SO:`` of the ``@HD`` line (``"unknown"`` without one)."""
+        for line in self.text.split("\n"):
+            if line.startswith("@HD"):
+                for field in line.split("\t")[1:]:
+                    if field.startswith("SO:"):
+                        return field[3:]
+        return "unknown"
+
+
+def parse_header(url: str, data: bytes, complete: bool) -> Header | None:
+    """The header at the start of the decoded stream ``data``; ``None`` when ``data`` ends inside it and is
+    not the ``complete`` stream. A short or malformed header is an :class:`InvalidFormatError`."""
+
+    def need(at: int, n: int) -> bool:
+        if at + n <= len(data):
+            return True
+        if complete:
+            raise InvalidFormatError(url, "the BAM header is cut short: the stream ends inside it", offset=min(at, len(data)))
+        return False
+
+    if not need(0, 8):
+        return None
+    if data[:4] != MAGIC:
+        raise InvalidFormatError(url, "not a BAM: the decoded stream does not start with 'BAM\\1'", offset=0)
+    l_text = _INT32.unpack_from(data, 4)[0]
+    if l_text < 0:
+        raise InvalidFormatError(url, f"the BAM header's text length is negative ({l_text})", offset=4)
+    if not need(8, l_text + 4):
+        return None
+    text = data[8 : 8 + l_text].split(b"\0", 1)[0].decode("utf-8", "replace")
+    at = 8 + l_text
+    n_ref = _INT32.unpack_from(data, at)[0]
+    if n_ref < 0:
+        raise InvalidFormatError(url, f"the BAM header's reference count is negative ({n_ref})", offset=at)
+    at += 4
+    names, lengths = [], []
+    for _ in range(n_ref):
+        if not need(at, 4):
+            return None
+        l_name = _INT32.unpack_from(data, at)[0]
+        if l_name < 1:
+            raise InvalidFormatError(url, f"a reference name of length {l_name} in the BAM header", offset=at)
+        if not need(at + 4, l_name + 4):
+            return None
+        raw = data[at + 4 : at + 4 + l_name]
+        if raw[-1] != 0:
+            raise InvalidFormatError(url, "a reference name in the BAM header is not NUL-terminated", offset=at + 4)
+        names.append(raw[:-1].decode("utf-8", "replace"))
+        length = _INT32.unpack_from(data, at + 4 + l_name)[0]
+        if length < 0:
+            raise InvalidFormatError(url, f"reference {names[-1]!r} has a negative length in the BAM header", offset=at + 4 + l_name)
+        lengths.append(length)
+        at += 8 + l_name
+    return Header(text, tuple(names), tuple(lengths), at)
+
+
+def walk(url: str, buf: np.ndarray, base: int, start: int, end: int) -> tuple[np.ndarray, int, bool]:
+    """Record starts (logical offsets) of the chain from ``start`` while they are before ``end``, in ``buf``
+    (the decoded bytes from logical ``base``); returns them, the offset after the last record (the next
+    start) and whether the chain ran out of bytes (a record or its ``block_size`` past ``buf``'s end).
+    A ``block_size`` below the fixed fields is an :class:`InvalidFormatError`."""
+    view, n = memoryview(buf), buf.size
+    out, q = [], start
+    unpack = _INT32.unpack_from
+    while q < end:
+        i = q - base
+        if i + 4 > n:
+            return np.array(out, np.int64), q, True
+        size = unpack(view, i)[0]
+        if size < FIXED_SIZE - 4 or size > MAX_RECORD:
+            raise InvalidFormatError(url, f"a BAM record's block_size is {size}: not a record (corrupt data or a wrong index)", offset=q)
+        if i + 4 + size > n:
+            return np.array(out, np.int64), q, True
+        out.append(q)
+        q += 4 + size
+    return np.array(out, np.int64), q, False
+
+
+def fixed_fields(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The fixed fields of the records at positions ``at`` of ``buf``, as a :data:`FIXED` record array."""
+    if not at.size:
+        return np.zeros(0, FIXED)
+    rows = buf[at[:, None] + np.arange(FIXED_SIZE)]
+    return np.ascontiguousarray(rows).view(FIXED).ravel()
+
+
+def check_records(url: str, buf: np.ndarray, at: np.ndarray, fixed: np.ndarray, base: int, n_ref: int) -> None:
+    """An :class:`InvalidFormatError` naming the first record (at ``base + at``) whose fields do not fit its
+    ``block_size`` or the header's references."""
+    variable = fixed["l_read_name"].astype(np.int64) + 4 * fixed["n_cigar"].astype(np.int64)
+    variable += (fixed["l_seq"].astype(np.int64) + 1) // 2 + fixed["l_seq"]
+    bad = (fixed["ref"] < -1) | (fixed["ref"] >= n_ref) | (fixed["next_ref"] < -1) | (fixed["next_ref"] >= n_ref)
+    bad |= (fixed["pos"] < -1) | (fixed["l_read_name"] < 1) | (fixed["l_seq"] < 0)
+    bad |= variable + FIXED_SIZE - 4 > fixed["block_size"]
+    if not bad.any():
+        name_end = at + FIXED_SIZE + fixed["l_read_name"].astype(np.int64) - 1
+        bad = buf[name_end] != 0
+    if bad.any():
+        i = int(np.argmax(bad))
+        f = fixed[i]
+        cause = "its fields do not fit its block_size or the header's references"
+        if not 0 <= f["ref"] + 1 <= n_ref or not 0 <= f["next_ref"] + 1 <= n_ref:
+            cause = f"reference id {int(f['ref'])} (mate {int(f['next_ref'])}) where the header has {n_ref} references"
+        raise InvalidFormatError(url, f"a malformed BAM record: {cause}", offset=base + int(at[i]))
+
+
+def _gather(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Positions ``starts[i] + k`` for ``k < lengths[i]``, record after record."""
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(total, dtype=np.int64)
+
+
+def cigar_words(buf: np.ndarray, at: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every CIGAR word (uint32) of the records, record after record, and each word's record index."""
+    n = fixed["n_cigar"].astype(np.int64)
+    start = at + FIXED_SIZE + fixed["l_read_name"].astype(np.int64)
+    first = np.repeat(start, n)
+    k = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    pos = first + 4 * k
+    words = np.ascontiguousarray(buf[pos[:, None] + np.arange(4)]).view("<u4").ravel() if pos.size else np.zeros(0, np.uint32)
+    return words, np.repeat(np.arange(at.size), n)
+
+
+def alignment_ends(buf: np.ndarray, at: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Each record's alignment end, 0-based exclusive, as htslib's ``bam_endpos``: ``pos`` plus the reference
+    length of its CIGAR, or plus 1 when that is 0 or the read is unmapped."""
+    words, owner = cigar_words(buf, at, fixed)
+    ops, lengths = words & 15, (words >> 4).astype(np.int64)
+    consumes = ((1 << ops.astype(np.int64)) & REFERENCE_OPS) != 0
+    rlen = np.bincount(owner, weights=np.where(consumes, lengths, 0), minlength=at.size).astype(np.int64)
+    rlen[(fixed["flag"] & 4) != 0] = 0
+    return fixed["pos"].astype(np.int64) + np.maximum(rlen, 1)
+
+
+def _strings(data: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    """A string array from ``data`` (the values' bytes back to back) and each value's length."""
+    offsets = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    kind, width = (pa.string(), np.int32) if offsets[-1] < 2**31 else (pa.large_string(), np.int64)
+    return pa.Array.from_buffers(kind, lengths.size, [None, pa.py_buffer(offsets.astype(width)), pa.py_buffer(np.ascontiguousarray(data))])
+
+
+def _slices(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    return _strings(buf[_gather(starts, lengths)], lengths)
+
+
+def _star(values: pa.Array, empty: np.ndarray) -> pa.Array:
+    """``values`` with ``"*"`` where ``empty``."""
+    return pc.if_else(pa.array(empty), pa.scalar("*"), values) if empty.any() else values
+
+
+class Layout:
+    """Where each variable part of every record in a decoded buffer lies (positions in the buffer)."""
+
+    def __init__(self, buf: np.ndarray, at: np.ndarray, fixed: np.ndarray) -> None:
+        self.buf, self.at, self.fixed = buf, at, fixed
+        self.name = at + FIXED_SIZE
+        self.name_length = fixed["l_read_name"].astype(np.int64)
+        self.cigar = self.name + self.name_length
+        self.seq = self.cigar + 4 * fixed["n_cigar"].astype(np.int64)
+        self.l_seq = fixed["l_seq"].astype(np.int64)
+        self.qual = self.seq + (self.l_seq + 1) // 2
+        self.tags = self.qual + self.l_seq
+        self.end = at + 4 + fixed["block_size"].astype(np.int64)
+
+
+def columns(url: str, layout: Layout, names: tuple[str, ...], wanted: tuple[str, ...]) -> dict[str, pa.Array]:
+    """The SAM columns ``wanted`` of every record, as samtools view prints them (``pos`` and ``pnext``
+    1-based, 0 when unplaced; ``rnext`` ``=`` for the record's own reference; ``*`` for an absent CIGAR,
+    sequence or quality)."""
+    buf, f = layout.buf, layout.fixed
+    out: dict[str, pa.Array] = {}
+    refs = pa.array([*names, "*"], pa.string())
+    ref = np.where(f["ref"] < 0, len(names), f["ref"]).astype(np.int64)
+    for name in wanted:
+        if name == "qname":
+            out[name] = _slices(buf, layout.name, layout.name_length - 1)
+        elif name == "flag":
+            out[name] = pa.array(f["flag"])
+        elif name == "rname":
+            out[name] = refs.take(pa.array(ref))
+        elif name in ("pos", "pnext"):
+            out[name] = pa.array(f["pos" if name == "pos" else "next_pos"].astype(np.int64) + 1)
+        elif name == "mapq":
+            out[name] = pa.array(f["mapq"])
+        elif name == "tlen":
+            out[name] = pa.array(f["tlen"].astype(np.int64))
+        elif name == "rnext":
+            mate = np.where(f["next_ref"] < 0, len(names), f["next_ref"]).astype(np.int64)
+            same = (f["next_ref"] == f["ref"]) & (f["ref"] >= 0)
+            out[name] = pc.if_else(pa.array(same), pa.scalar("="), refs.take(pa.array(mate)))
+        elif name == "cigar":
+            out[name] = _cigar(url, layout)
+        elif name == "seq":
+            pairs = SEQ_PAIRS[buf[_gather(layout.seq, (layout.l_seq + 1) // 2)]].ravel()
+            keep = np.ones(pairs.size, bool)
+            padded = np.cumsum(2 * ((layout.l_seq + 1) // 2)) - 1  # the last half byte of each record
+            keep[padded[(layout.l_seq % 2) == 1]] = False
+            out[name] = _star(_strings(pairs[keep], layout.l_seq), layout.l_seq == 0)
+        elif name == "qual":
+            absent = layout.l_seq == 0
+            absent[~absent] = buf[layout.qual[~absent]] == 0xFF
+            lengths = np.where(absent, 0, layout.l_seq)
+            out[name] = _star(_strings(buf[_gather(layout.qual, lengths)] + np.uint8(33), lengths), absent)
+        elif name == "tags":
+            out[name] = tags(url, layout)
+    return out
+
+
+def _cigar(url: str, layout: Layout) -> pa.Array:
+    words, owner = cigar_words(layout.buf, layout.at, layout.fixed)
+    ops = (words & 15).astype(np.int64)
+    if ops.size and ops.max() >= len(CIGAR_OPS):
+        raise InvalidFormatError(url, f"a CIGAR operation code {int(ops.max())}: codes are 0 to 8 (MIDNSHP=X)", offset=None)
+    text = pc.binary_join_element_wise(pc.cast(pa.array(words >> 4), pa.string()), pa.array(list(CIGAR_OPS)).take(pa.array(ops)), "")
+    n = layout.fixed["n_cigar"].astype(np.int64)
+    offsets = np.zeros(n.size + 1, np.int32)
+    np.cumsum(n, out=offsets[1:])
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), text), "")
+    return _star(joined, n == 0)
+
+
+def tags(url: str, layout: Layout) -> pa.Array:
+    """Each record's tags as SAM text (``NM:i:1\\tRG:Z:grp``): integer types as ``i``, floats with ``%g``,
+    arrays as ``B:type,v1,v2``, as samtools view prints them. Walked one tag position at a time over all
+    records at once (records have a handful of tags)."""
+    buf, at_end = layout.buf, layout.end
+    zeros = np.flatnonzero(buf == 0)
+    cur = layout.tags.copy()
+    found_at, found_owner, found_type, found_size = [], [], [], []
+    active = np.flatnonzero(cur < at_end)
+    while active.size:
+        p = cur[active]
+        if np.any(p + 3 > at_end[active]):
+            raise InvalidFormatError(url, "a BAM record's tags are cut short by its block_size", offset=None)
+        kind = buf[p + 2].astype(np.int64)
+        size = np.zeros(p.size, np.int64)
+        for code, width in TAG_SIZES.items():
+            size[kind == code] = width
+        text = (kind == ord("Z")) | (kind == ord("H"))
+        if text.any():
+            v = p[text] + 3
+            k = np.searchsorted(zeros, v)
+            nul = np.where(k < zeros.size, zeros[np.minimum(k, zeros.size - 1)], buf.size)
+            size[text] = nul - v + 1
+        array = kind == ord("B")
+        if array.any():
+            v = p[array] + 3
+            sub = buf[np.minimum(v, buf.size - 1)].astype(np.int64)
+            widths = np.array([{ord(c): 1 for c in "cC"}.get(s, {ord(c): 2 for c in "sS"}.get(s, 4 if s in b"iIf" else 0)) for s in sub.tolist()], np.int64)
+            count = np.ascontiguousarray(buf[np.minimum(v[:, None] + 1 + np.arange(4), buf.size - 1)]).view("<u4").ravel().astype(np.int64)
+            if np.any(widths == 0):
+                raise InvalidFormatError(url, "a B tag with an unknown element type", offset=None)
+            size[array] = 5 + widths * count
+        if np.any(size == 0):
+            bad = chr(int(kind[size == 0][0]))
+            raise InvalidFormatError(url, f"a BAM tag of unknown type {bad!r}", offset=None)
+        nxt = p + 3 + size
+        if np.any(nxt > at_end[active]):
+            raise InvalidFormatError(url, "a BAM record's tag runs past its block_size", offset=None)
+        found_at.append(p)
+        found_owner.append(active)
+        found_type.append(kind)
+        found_size.append(size)
+        cur[active] = nxt
+        active = active[nxt < at_end[active]]
+    if not found_at:
+        return pa.array([""] * layout.at.size, pa.string())
+    p, owner, kind, size = (np.concatenate(x) for x in (found_at, found_owner, found_type, found_size))
+    order = np.argsort(p, kind="stable")
+    p, owner, kind, size = p[order], owner[order], kind[order], size[order]
+    values = _tag_values(buf, p + 3, kind, size)
+    shown = kind.copy()
+    for code in _INT_TYPES:
+        shown[kind == code] = ord("i")
+    prefix = np.stack([buf[p], buf[p + 1], np.full(p.size, ord(":"), np.uint8), shown.astype(np.uint8), np.full(p.size, ord(":"), np.uint8)], axis=1)
+    entries = pc.binary_join_element_wise(_strings(prefix.ravel(), np.full(p.size, 5, np.int64)), values, "")
+    counts = np.bincount(owner, minlength=layout.at.size)
+    offsets = np.zeros(counts.size + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), entries), "\t")
+
+
+def _tag_values(buf: np.ndarray, v: np.ndarray, kind: np.ndarray, size: np.ndarray) -> pa.Array:
+    """The text of each tag value at ``v`` (its type ``kind``, ``size`` bytes)."""
+    parts: list[tuple[np.ndarray, pa.Array]] = []
+    for code, dtype in _INT_TYPES.items():
+        where = np.flatnonzero(kind == code)
+        if where.size:
+            width = np.dtype(dtype).itemsize
+            raw = np.ascontiguousarray(buf[v[where][:, None] + np.arange(width)]).view(dtype).ravel()
+            parts.append((where, pc.cast(pa.array(raw.astype(np.int64)), pa.string())))
+    for code in (ord("A"), ord("Z"), ord("H")):
+        where = np.flatnonzero(kind == code)
+        if where.size:
+            lengths = size[where] - (0 if code == ord("A") else 1)
+            parts.append((where, _slices(buf, v[where], lengths)))
+    where = np.flatnonzero(kind == ord("f"))
+    if where.size:
+        raw = np.ascontiguousarray(buf[v[where][:, None] + np.arange(4)]).view("<f4").ravel()
+        parts.append((where, pa.array(["%g" % x for x in raw.tolist()], pa.string())))
+    where = np.flatnonzero(kind == ord("B"))
+    if where.size:
+        parts.append((where, pa.array([_array_text(buf, int(a), int(s)) for a, s in zip(v[where].tolist(), size[where].tolist())], pa.string())))
+    order = np.concatenate([w for w, _ in parts])
+    values = pa.concat_arrays([a.cast(pa.string()) for _, a in parts])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return values.take(pa.array(inverse))
+
+
+def _array_text(buf: np.ndarray, v: int, size: int) -> str:
+    """A ``B`` tag's value as samtools prints it: ``s,1,-2``."""
+    sub = int(buf[v])
+    values = buf[v + 5 : v + size].view(_ARRAY_TYPES[sub]) if size > 5 else np.zeros(0)
+    shown = ["%g" % x for x in values.tolist()] if sub == ord("f") else [str(x) for x in values.tolist()]
+    return ",".join([chr(sub), *shown])
+
+
+def sam_lines(table: pa.Table) -> list[str]:
+    """SAM text lines (without newlines) of a table with every column of :data:`COLUMNS`."""
+    if not table.num_rows:
+        return []
+    text = [pc.cast(table[name], pa.string()) for name in COLUMNS[:-1]]
+    lines = pc.binary_join_element_wise(*text, "\t")
+    tagged = pc.binary_join_element_wise(lines, table["tags"], "\t")
+    return pc.if_else(pc.equal(table["tags"], ""), lines, tagged).to_pylist()
+
+
+def bgzf_compress(data: bytes, level: int = 6) -> bytes:
+    """``data`` as BGZF members of at most :data:`BGZF_BLOCK` decoded bytes each (without the EOF block)."""
+    out = []
+    for i in range(0, len(data), BGZF_BLOCK):
+        chunk = data[i : i + BGZF_BLOCK]
+        c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        cdata = c.compress(chunk) + c.flush()
+        header = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x06\0BC\x02\0" + struct.pack("<H", 18 + len(cdata) + 8 - 1)
+        out.append(header + cdata + struct.pack("<II", zlib.crc32(chunk), len(chunk)))
+    return b"".join(out)
