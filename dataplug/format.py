@@ -31,6 +31,7 @@ _BUILTIN = {
     "FASTQ": "dataplug.formats.genomics.fastq:FASTQ",
     "FASTA": "dataplug.formats.genomics.fasta:FASTA",
     "VCF": "dataplug.formats.genomics.vcf:VCF",
+    "BAM": "dataplug.formats.genomics.bam:BAM",
     "LiDARPointCloud": "dataplug.formats.geospatial.laspc:LiDARPointCloud",
     "ImzML": "dataplug.formats.metabolomics.imzml:ImzML",
     "MzML": "dataplug.formats.metabolomics.mzml:MzML",
