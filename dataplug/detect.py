@@ -3,7 +3,7 @@
 Each format recognises itself: detection decodes the object's first bytes with the codec found under them
 (gzip, BGZF, zstd, bzip2, or none) and asks every format's :meth:`~dataplug.format.DataFormat.sniff` hook,
 most specific first (by ``sniff_priority``), plugin formats included; the first answer wins. What no format
-claims is named when it can be (a Parquet, HDF5 or BAM file, a compressed binary format) in an
+claims is named when it can be (a Parquet or HDF5 file, a BAM not in BGZF, a compressed binary format) in an
 :class:`InvalidFormatError`.
 """
 
@@ -58,8 +58,8 @@ def sniff(url: str, raw: bytes, complete: bool = False) -> Detection:
     """:func:`detect_format` on the object's first bytes ``raw`` (``complete`` when that is all of it)."""
     codec = detect_codec(raw)
     decoded = get_codec(codec).head(url, raw, SAMPLE_BYTES) if codec != "none" else raw[:SAMPLE_BYTES]
-    if codec != "none" and decoded.startswith(b"BAM\x01"):
-        raise InvalidFormatError(url, "this is a BAM file (BGZF-compressed binary alignments), which dataplug does not read yet", offset=0)
+    if codec not in ("none", "bgzf") and decoded.startswith(b"BAM\x01"):
+        raise InvalidFormatError(url, f"this is a {codec}-compressed BAM file; a BAM is BGZF-compressed (samtools view -b writes one)", offset=0)
     body = decoded[3:] if decoded.startswith(b"\xef\xbb\xbf") else decoded
     sample = Sample(raw, codec, body, complete and len(decoded) < SAMPLE_BYTES)
     for data_format in sniffers():
