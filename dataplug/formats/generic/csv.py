@@ -9,6 +9,7 @@ and types, so the slices of a partition concatenate to the table pyarrow gives f
 from __future__ import annotations
 
 import csv as pycsv
+import dataclasses
 import io
 import re
 from dataclasses import dataclass
@@ -239,6 +240,16 @@ class CSVSlice(LineRangeSlice):
     #: True when the index inferred ``column_types`` over every row (``infer_types='file'``): rows that do
     #: not parse as those types, or integers they would change, mean the index does not fit the object.
     types_from_file: bool = False
+    #: The object's own column types when ``column_types`` are a dataset's, widened over its objects
+    #: (:meth:`widened`); empty when they are the object's.
+    file_column_types: tuple[str, ...] = ()
+
+    def widened(self, column_types: tuple[str, ...]) -> CSVSlice:
+        """This slice parsing with ``column_types``, the types of a dataset's objects widened together as
+        over one file (:func:`~dataplug.formats.generic.csvtypes.widen_columns`), so that every slice of a
+        dataset partition has one schema. The index's checks keep to the object's own types."""
+        own = self.file_column_types or self.column_types
+        return dataclasses.replace(self, column_types=tuple(column_types), file_column_types=own if tuple(column_types) != own else ())
 
     @property
     def num_records(self) -> int:
@@ -315,7 +326,7 @@ class CSVSlice(LineRangeSlice):
         silently. Cheap: the column is parsed again only when a value is that large."""
         if not self.types_from_file:
             return
-        for name, t in zip(self.columns, self.column_types):
+        for name, t in zip(self.columns, self.file_column_types or self.column_types):
             if t != "double" or name in overridden or name not in table.column_names:
                 continue
             largest = pc.max(pc.abs(table[name])).as_py()

@@ -249,6 +249,20 @@ def merge_types(names: tuple[str, ...], sample: dict[str, str], found: list[dict
     return tuple(final.get(out.get(name, "null"), out.get(name, "null")) for name in names)
 
 
+def widen_columns(per_object: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """One type per column over several CSV objects' column types (a dataset's), widened as pyarrow would
+    over one file holding them all: ``int64`` and ``double`` give ``double``, a date and a timestamp the
+    timestamp, anything else mixed ``string``. Pass only objects with rows: a header-only object's columns
+    are typed ``string`` for want of values. An object's column of only ``0``/``1`` is ``int64`` by then, so
+    with a ``bool`` column elsewhere it widens to ``string`` where one file would give ``bool``."""
+    if not per_object:
+        return ()
+    out = list(per_object[0])
+    for types in per_object[1:]:
+        out = [widen(a, b) for a, b in zip(out, types)]
+    return tuple(out)
+
+
 def table_types(table: pa.Table) -> dict[str, str]:
     """Each column's type name, with int64 columns of only 0 and 1 told apart (see :data:`_BOOLISH`)."""
     out = {}
