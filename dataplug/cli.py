@@ -1,8 +1,14 @@
-"""Command line: ``dataplug index | info | partition | read | plot | publish | formats``, thin wrappers over the library.
+"""Command line: ``dataplug index | info | partition | read | plot | publish | serve | formats``, thin wrappers
+over the library.
 
 Mistakes print one line, ``dataplug: <message>``, and exit 2; ``read`` writes each format's own
 serialisation, so it fits in a pipeline (``| head`` closes it quietly). ``-o`` is always the output file;
 preprocessing options are ``-O KEY=VALUE`` (``--option``) in every subcommand that may index.
+
+A URL with a glob character (``*``, ``?``, ``[``) or a trailing ``/`` names a dataset, many objects of one
+format (:func:`dataplug.datasets.open_dataset`); so do several URLs given to ``index`` or ``info``.
+``partition`` and ``read`` then cut the dataset as ``Dataset.partition`` does, and ``publish`` writes the
+dataset's index.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, BinaryIO
 from dataplug import __version__
 from dataplug.cloudobject import CloudObject
 from dataplug.codecs import get_codec
+from dataplug.datasets import Dataset, open_dataset
 from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError, StrategyArgumentError
 from dataplug.executors import default_workers, ordered_ahead, progress_bar
 from dataplug.format import available_formats, get_format
@@ -33,10 +40,12 @@ EXAMPLES = {
         ("dataplug index s3://bucket/reads.fastq.gz", "detect the format, build the index"),
         ("dataplug index data.csv --format CSV -O delimiter=';' -O encoding=latin-1", ""),
         ("dataplug index data.csv -O header=false", "other options than the index's: rebuilt"),
+        ("dataplug index 's3://bucket/run42/*.fastq.gz'", "a dataset: only new or changed objects are read"),
     ],
-    "info": [("dataplug info s3://bucket/reads.fastq.gz", "")],
+    "info": [("dataplug info s3://bucket/reads.fastq.gz", ""), ("dataplug info s3://bucket/sales/", "a dataset: every object under the prefix")],
     "partition": [
         ("dataplug partition s3://bucket/reads.fastq.gz partition_reads_batches 8", ""),
+        ("dataplug partition 's3://bucket/sales/*.csv.gz' partition_num_chunks 64", "slices across objects, balanced by records"),
         ("dataplug partition calls.vcf.gz partition_regions chr1:1-20000,chrX:1-5000", ""),
         ("dataplug partition calls.vcf.gz partition_regions '[\"chr1:1-20000\", \"chrX\"]'", "the same as a JSON list"),
     ],
@@ -45,11 +54,17 @@ EXAMPLES = {
         ("dataplug read data.csv partition_num_chunks 4 -o 'part-{}.csv'", "one file per slice"),
         ("dataplug read tile.laz square_split_strategy 16 --slice 5 -o cell5.las", ""),
         ("dataplug read scene.tif partition_num_chunks 16 --slice 0 -o tile0.tif", "a GeoTIFF"),
+        ("dataplug read 's3://bucket/sales/*.csv.gz' partition_num_chunks 8 > sales.csv", "a dataset as one CSV"),
     ],
     "plot": [("dataplug plot tile.laz square_split_strategy 16 -o cells.png", "")],
     "publish": [
         ("dataplug publish https://host/data/x.fastq.gz s3://host-bucket/index/ --public-dest https://host/index/", ""),
         ("dataplug read https://host/data/x.fastq.gz partition_reads_batches 8 --index-location https://host/index/x.fastq.gz.dataplug/", ""),
+        ("dataplug publish 's3://open-data/run42/*.fastq.gz' s3://host-bucket/run42-index/ --public-dest https://host/run42-index/ -s anon=true", "a dataset"),
+    ],
+    "serve": [
+        ("dataplug serve s3://bucket/genomes/ --port 8080", "htsget over the BAM and VCF objects under the prefix"),
+        ("dataplug serve /data/genomes --host 0.0.0.0 --index-location s3://bucket/indexes/", ""),
     ],
     "formats": [("dataplug formats", "every format, its strategies and -O options"), ("dataplug formats vcf", "one format")],
 }
@@ -81,8 +96,32 @@ def _pairs(pairs: list[str], what: str) -> dict[str, Any]:
     return out
 
 
+#: Characters that make a URL a glob, hence a dataset.
+_GLOB = re.compile(r"[*?\[]")
+
+
+def is_dataset(urls: str | list[str]) -> bool:
+    """Whether the command line names a dataset: several URLs, a glob (``*``, ``?``, ``[``) or a prefix
+    ending in ``/``."""
+    if isinstance(urls, list):
+        return len(urls) > 1 or is_dataset(urls[0])
+    path = urls.split("://", 1)[-1]
+    return bool(_GLOB.search(path)) or urls.endswith("/")
+
+
+def _urls(args: argparse.Namespace) -> str | list[str]:
+    """The URL argument(s) as :func:`open_dataset` takes them: one pattern, or the list given."""
+    urls = args.url if isinstance(args.url, list) else [args.url]
+    return urls if len(urls) > 1 else urls[0]
+
+
 def _object(args: argparse.Namespace) -> CloudObject:
-    return CloudObject.from_url(args.format, args.url, _pairs(args.storage_option, "storage option"), args.index_location)
+    return CloudObject.from_url(args.format, _urls(args), _pairs(args.storage_option, "storage option"), args.index_location)
+
+
+def _dataset(args: argparse.Namespace) -> Dataset:
+    """The dataset the URL(s) name, its fresh indexes loaded, nothing indexed yet."""
+    return open_dataset(_urls(args), _pairs(args.storage_option, "storage option"), format=args.format, index_location=args.index_location, preprocess=False)
 
 
 def _arguments(raw: list[str]) -> tuple[list[Any], dict[str, Any]]:
@@ -136,10 +175,12 @@ def _strategy_arguments(args: argparse.Namespace) -> tuple[list[Any], dict[str, 
     return [[r for text in texts for r in _regions(args.url, text)]], {}
 
 
-def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
-    """The object and the strategy's slices. With ``-O`` options the index is checked against them first
-    (rebuilt when it was built with others); without, the partition is tried first and the object indexed
-    only when its index is missing, stale or corrupt."""
+def _slices(args: argparse.Namespace) -> tuple[CloudObject | Dataset, list[Any]]:
+    """The object (or dataset) and the strategy's slices. With ``-O`` options the index is checked against
+    them first (rebuilt when it was built with others); without, the partition is tried first and the object
+    indexed only when its index is missing, stale or corrupt (a dataset: its objects without a fresh one)."""
+    if is_dataset(args.url):
+        return _dataset_slices(args)
     co = _object(args)
     positional, keywords = _strategy_arguments(args)
     options = _pairs(args.option, "option")
@@ -158,6 +199,25 @@ def _slices(args: argparse.Namespace) -> tuple[CloudObject, list[Any]]:
     return co, co.partition(args.strategy, *positional, **keywords)
 
 
+def _dataset_slices(args: argparse.Namespace) -> tuple[Dataset, list[Any]]:
+    ds = _dataset(args)
+    positional, keywords = _strategy_arguments(args)
+    options = _pairs(args.option, "option")
+    if options or not _all_indexed(ds):
+        ds.preprocess(progress=getattr(args, "progress", None), **options)
+        if ds.indexed:
+            print(f"dataplug: indexed {ds.indexed} of the {len(ds)} objects of {ds.url} first (what `dataplug index` does)", file=sys.stderr)
+    return ds, ds.partition(args.strategy, *positional, **keywords)
+
+
+def _all_indexed(ds: Dataset) -> bool:
+    """Whether every object of the dataset has a fresh index loaded (no request: the listing told)."""
+    try:
+        return len(ds.objects) == len(ds)
+    except IndexMissingError:
+        return False
+
+
 def _options_text(options: dict[str, Any]) -> str:
     return " ".join(f"-O {key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in options.items())
 
@@ -171,6 +231,10 @@ def _describe(s: Any, count: bool = False) -> dict[str, Any]:
     """A slice as JSON: its number, records (``None`` where only a read tells, unless ``count``), byte range,
     window and bounds (where it has them) and the plain fields it carries."""
     out: dict[str, Any] = {"slice": s.number, "records": s.num_records if count else s.known_num_records, "byte_range": list(s.byte_range() or ()) or None}
+    parts = getattr(s, "parts", None)
+    if parts is not None:  # a dataset's group of whole objects
+        out["objects"] = [part.url for part in parts]
+        return out
     for key in ("window", "bounds"):
         value = getattr(s, key, None)
         if value is not None:
@@ -207,6 +271,9 @@ def _number(x: Any) -> str:
 
 
 def _cmd_index(args: argparse.Namespace) -> None:
+    if is_dataset(args.url):
+        _index_dataset(args)
+        return
     t0 = time.perf_counter()
     co = _object(args).preprocess(force=args.force, progress=args.progress, **_pairs(args.option, "option"))
     built = co.built_index
@@ -229,7 +296,48 @@ def _cmd_index(args: argparse.Namespace) -> None:
         )
 
 
+def _index_dataset(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    ds = _dataset(args).preprocess(force=args.force, progress=args.progress, **_pairs(args.option, "option"))
+    facts = {
+        "url": ds.url,
+        "format": ds.format.name,
+        "objects": len(ds),
+        "indexed": ds.indexed,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "index": ds.index_location.url,
+    }
+    if args.json:
+        print(json.dumps(facts))
+        return
+    fresh = len(ds) - ds.indexed
+    print(
+        f"indexed {ds.indexed} of the {len(ds)} {ds.format.name} objects of {ds.url} in {facts['seconds']:.2f} s"
+        + (f" ({fresh} had a fresh index)" if fresh else "")
+        + f"; dataset index at {ds.index_location.url}"
+    )
+
+
+def _info_dataset(args: argparse.Namespace) -> None:
+    ds = _dataset(args)
+    a = ds.attributes
+    per_object = [{"url": co.url, "size": co.index().object_info.size, "attributes": asdict(attributes)} for co, attributes in zip(ds.objects, a.per_object)]
+    totals = {"objects": a.objects, "bytes": a.bytes, "records": a.records, "bounds": a.bounds}
+    if args.json:
+        print(json.dumps({"url": ds.url, "format": ds.format.name, "index": ds.index_location.url, **totals, "per_object": per_object}, indent=1))
+        return
+    rows = [["url", ds.url], ["format", ds.format.name], ["index", ds.index_location.url]]
+    rows += [[key, "-" if value is None else f"{value:,}" if isinstance(value, int) else _short(value)] for key, value in totals.items()]
+    shown = ", ".join(o["url"].rsplit("/", 1)[-1] for o in per_object[:3]) + (f", ... ({len(per_object) - 3} more)" if len(per_object) > 3 else "")
+    rows.append(["objects", shown])
+    rows.append(["strategies", ", ".join(sorted(ds.format.all_strategies()))])
+    _table(rows, numbers_right=False)
+
+
 def _cmd_info(args: argparse.Namespace) -> None:
+    if is_dataset(args.url):
+        _info_dataset(args)
+        return
     co = _object(args)
     attributes = asdict(co.attributes)
     detected = co.detection.describe() if co.detection else None
@@ -249,18 +357,27 @@ def _cmd_partition(args: argparse.Namespace) -> None:
         for d in described:
             print(json.dumps(d))
         return
-    unit = "decoded bytes" if _stream_compressed(co) else "bytes"
+    dataset = isinstance(co, Dataset)
+    unit = "decoded bytes" if any(_stream_compressed(o) for o in (co.objects if dataset else [co])) else "bytes"
     extra = [key for key in ("window", "bounds") if any(key in d for d in described)]
-    rows = [["slice", "records", unit, *extra]]
-    for d in described:
+    rows = [["slice", "records", unit, *extra, *(["object"] if dataset else [])]]
+    for d, s in zip(described, slices):
         span = d["byte_range"]
         row = [str(d["slice"]), "?" if d["records"] is None else f"{d['records']:,}", f"[{span[0]:,}, {span[1]:,})" if span else "-"]
         row += ["(" + ", ".join(_number(x) for x in d[key]) + ")" if d.get(key) is not None else "-" for key in extra]
+        if dataset:
+            row.append(_objects_text(d.get("objects") or [s.url]))
         rows.append(row)
     _table(rows)
     known = [d["records"] for d in described if d["records"] is not None]
     total = f", {sum(known):,} records" if len(known) == len(described) else "; '?': known once read (--count counts them)"
     print(f"{len(slices)} slices of {co.url}{total}", file=sys.stderr)
+
+
+def _objects_text(urls: list[str]) -> str:
+    """The object a dataset's slice reads (its name), or the first and last of a group."""
+    names = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls]
+    return names[0] if len(names) == 1 else f"{len(names)} objects: {names[0]} .. {names[-1]}"
 
 
 def _stream_compressed(co: CloudObject) -> bool:
@@ -373,7 +490,22 @@ def _part(part: tuple[Any, bool]) -> bytes:
 
 
 def _cmd_publish(args: argparse.Namespace) -> None:
-    from dataplug.publish import README_NAME, index_folder, publish
+    from dataplug.publish import README_NAME, index_folder, publish, publish_dataset
+
+    if is_dataset(args.url):
+        ds = publish_dataset(
+            args.url,
+            args.dest,
+            args.format,
+            _pairs(args.storage_option, "storage option"),
+            _pairs(args.dest_storage_option, "storage option") or None,
+            args.public_dest,
+            **_pairs(args.option, "option"),
+        )
+        public = (args.public_dest or args.dest).rstrip("/")
+        print(f"published the {ds.format.name} index of the {len(ds)} objects of {ds.url} to {ds.index_location.url} (with {README_NAME}); users read it with")
+        print(f"  dataplug.open_dataset({ds.url!r}, index_location={public!r})")
+        return
 
     co = publish(
         args.url,
@@ -389,7 +521,21 @@ def _cmd_publish(args: argparse.Namespace) -> None:
     print(f"  dataplug.open({co.url!r}, index_location={public!r})")
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from dataplug.htsget.server import serve
+
+    serve(
+        args.root,
+        host=args.host,
+        port=args.port,
+        storage_options=_pairs(args.storage_option, "storage option"),
+        index_location=args.index_location,
+    )
+
+
 def _cmd_plot(args: argparse.Namespace) -> None:
+    if is_dataset(args.url):
+        raise StrategyArgumentError(args.url, "plot draws one object's partition: name one object of the dataset")
     co, slices = _slices(args)
     path = co.plot_partition(slices, args.output)
     print(f"wrote {path} ({len(slices)} slices of {co.url})")
@@ -433,7 +579,8 @@ COMMANDS = [
     ("partition", "list the slices a strategy makes: records, byte range, window and bounds"),
     ("read", "write slices in their format's own serialisation (stdout or -o)"),
     ("plot", "draw a partition to a PNG (needs dataplug[plot])"),
-    ("publish", "index URL into DEST/<name>.dataplug/ with a README.txt, to serve beside a public dataset"),
+    ("publish", "index URL into DEST/<name>.dataplug/ (a dataset's: into DEST/) with a README.txt, to serve beside public data"),
+    ("serve", "serve htsget (reads and variants by region) over the BAM and VCF objects under ROOT"),
     ("formats", "list the formats, their strategies and preprocessing options"),
 ]
 
@@ -453,9 +600,20 @@ def _parser() -> argparse.ArgumentParser:
         if name == "formats":
             p.add_argument("name", nargs="?", default=None, help="one format (any case; default: every format)")
             continue
-        p.add_argument("url", help="object URL: s3://bucket/key, gs://..., https://..., file://... or a local path")
+        if name == "serve":
+            p.add_argument("root", help="folder or prefix of the objects to serve: s3://bucket/genomes/, a local folder, ...")
+            p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+            p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+            p.add_argument("--index-location", default=None, metavar="URL", help="where the objects' indexes are (default: beside each object)")
+            p.add_argument("-s", "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option, e.g. -s anon=true")
+            continue
+        dataset_help = "; a glob ('s3://b/run42/*.fastq.gz') or a prefix ending in / names a dataset"
+        if name in ("index", "info"):
+            p.add_argument("url", nargs="+", help="object URL: s3://bucket/key, gs://..., https://..., file://... or a local path" + dataset_help + ", as do several URLs")
+        else:
+            p.add_argument("url", help="object URL: s3://bucket/key, gs://..., https://..., file://... or a local path" + dataset_help)
         p.add_argument("--format", default="auto", metavar="NAME", help="format, e.g. CSV (default: detected; see `dataplug formats`)")
-        p.add_argument("--index-location", default=None, metavar="URL", help="index folder (default: <url>.dataplug/ beside the object)")
+        p.add_argument("--index-location", default=None, metavar="URL", help="index folder (default: <url>.dataplug/ beside the object; a dataset's: <folder>/_dataplug/)")
         p.add_argument("-s", "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option, e.g. -s anon=true")
         if name != "info":
             p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE", help="preprocessing option (see `dataplug formats`); options unlike the index's rebuild it")
@@ -485,7 +643,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"index": _cmd_index, "info": _cmd_info, "partition": _cmd_partition, "read": _cmd_read, "plot": _cmd_plot, "publish": _cmd_publish, "formats": _cmd_formats}
+_COMMANDS = {
+    "index": _cmd_index,
+    "info": _cmd_info,
+    "partition": _cmd_partition,
+    "read": _cmd_read,
+    "plot": _cmd_plot,
+    "publish": _cmd_publish,
+    "serve": _cmd_serve,
+    "formats": _cmd_formats,
+}
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:

@@ -4,6 +4,10 @@ A data owner indexes the object once under the URL users will read (``https://ho
 writes the index to a folder served next to it; users then point ``index_location`` at that folder's
 public URL. The folder holds the usual sidecar (its manifest names every file, so nothing is listed) and a
 ``README.txt`` that says what it is and how to use it.
+
+A dataset (a glob or prefix of many objects, :func:`publish_dataset`) is published the same way: its whole
+index (the dataset manifest, the packs of its small objects' indexes, a folder per large object) goes to the
+folder, and users open the same glob with ``open_dataset(glob, index_location=<public URL>)``, read-only.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from dataplug import __version__
 from dataplug.cloudobject import CloudObject
+from dataplug.datasets import Dataset, open_dataset
 from dataplug.errors import IndexLocationNotWritableError
 from dataplug.format import DataFormat
 from dataplug.sidecar import INDEX_SUFFIX
@@ -51,6 +56,63 @@ def publish(
     co.preprocess(force=True, **options)
     readme.write_bytes(_readme(co, index_folder(url, public_dest) if public_dest else folder).encode())
     return co
+
+
+def publish_dataset(
+    urls: str | list[str],
+    dest: str,
+    data_format: type[DataFormat] | str | None = "auto",
+    storage_options: dict[str, Any] | None = None,
+    dest_storage_options: dict[str, Any] | None = None,
+    public_dest: str | None = None,
+    executor: Any = None,
+    **options: Any,
+) -> Dataset:
+    """Index the dataset ``urls`` (a glob, a prefix ending in ``/``, or a list: as users will name it) into
+    the folder ``dest`` and add a README.txt there (replacing only one dataplug wrote for this dataset).
+
+    Every object is indexed anew (``force``), as a map over objects on ``executor``. ``public_dest`` is the URL
+    at which ``dest`` will be served (default ``dest``), for the README. Returns the indexed dataset.
+    """
+    folder = dest.rstrip("/")
+    ds = open_dataset(urls, storage_options, format=data_format, index_location=folder, index_storage_options=dest_storage_options, preprocess=False)
+    readme = ds.index_location.child(README_NAME)
+    title = _dataset_title(ds.url)
+    if readme.exists() and not readme.read_all().startswith(title.encode()):
+        raise IndexLocationNotWritableError(readme.url, "a README.txt that dataplug did not write is already there; it is left as it is")
+    ds.preprocess(executor, force=True, **options)
+    readme.write_bytes(_dataset_readme(ds, (public_dest or dest).rstrip("/")).encode())
+    return ds
+
+
+def _dataset_title(pattern: str) -> str:
+    return f"dataplug index of the dataset {pattern}\n"
+
+
+def _dataset_readme(ds: Dataset, public_folder: str) -> str:
+    a = ds.attributes
+    records = f", {a.records} records" if a.records is not None else ""
+    return f"""{_dataset_title(ds.url)}
+This folder is a dataplug dataset index (https://pypi.org/project/dataplug/): the {ds.format.name} indexes of
+the {a.objects} objects ({a.bytes} bytes{records}) the name above matched, written by dataplug {__version__}
+on {time.strftime("%Y-%m-%d", time.gmtime())}. Its dataset manifest (*.dataset.json) lists every object with
+its size and identity and names where its index is: small objects' indexes packed in a few shared files,
+large objects' in folders of their own. It lets any number of workers read the dataset in parallel slices
+with range requests, without downloading or indexing it first.
+
+Use it (read-only; nothing is written here), naming the objects exactly as above:
+
+    import dataplug
+    ds = dataplug.open_dataset("{ds.url}", index_location="{public_folder}")
+    slices = ds.partition("partition_num_chunks", 64)
+
+or on the command line:
+
+    dataplug partition '{ds.url}' partition_num_chunks 64 --index-location {public_folder}
+
+An object added or changed since has no index here: dataplug then refuses the dataset and says to index it
+yourself with index_location='<a folder you can write>'.
+"""
 
 
 def _title(co: CloudObject) -> str:
