@@ -645,6 +645,23 @@ class RegionFormat(StreamFormat):
             at, number = (len(head) if stop < 0 else stop + 1), number + 1
 
     @classmethod
+    def first_record(cls, head: bytes, at: int, complete: bool) -> bytes | None:
+        """The first record line at or after offset ``at`` of ``head`` (without its line break), ``b""`` when
+        the stream has none, None when ``head`` ends before it does and is not the ``complete`` stream."""
+        while True:
+            stop = head.find(b"\n", at)
+            if stop < 0 and not complete:
+                return None
+            if at >= len(head):
+                return b""
+            line = head[at : len(head) if stop < 0 else stop].rstrip(b"\r")
+            if cls.config.end_marker is not None and line.startswith(cls.config.end_marker):
+                return b""
+            if not cls.config.is_meta(line.decode("utf-8", "replace")):
+                return line
+            at = len(head) if stop < 0 else stop + 1
+
+    @classmethod
     def scanner(cls, url: str, sample_bytes: int, data_start: int, header: Any) -> RegionScanner:
         """The map step of the index pass."""
         return RegionScanner(url, sample_bytes, data_start, cls.config)
