@@ -31,6 +31,8 @@ _BUILTIN = {
     "FASTQ": "dataplug.formats.genomics.fastq:FASTQ",
     "FASTA": "dataplug.formats.genomics.fasta:FASTA",
     "VCF": "dataplug.formats.genomics.vcf:VCF",
+    "BED": "dataplug.formats.genomics.bed:BED",
+    "GFF": "dataplug.formats.genomics.gff:GFF",
     "BAM": "dataplug.formats.genomics.bam:BAM",
     "LiDARPointCloud": "dataplug.formats.geospatial.laspc:LiDARPointCloud",
     "ImzML": "dataplug.formats.metabolomics.imzml:ImzML",
