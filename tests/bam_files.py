@@ -5,6 +5,7 @@ beside their mate and unmapped pairs at the end; with a ``.bai`` when asked."""
 from __future__ import annotations
 
 import array
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,48 @@ def write_bam(
 def bam_bytes(pairs: int, seed: int, folder: Path, **kwargs) -> bytes:
     """:func:`write_bam`'s bytes (written in ``folder``)."""
     return write_bam(Path(folder) / f"gen{seed}.bam", pairs, seed, **kwargs).read_bytes()
+
+
+def large_bam(path: Path, records: int, seed: int, read_length: int = 150, level: int = 0) -> Path:
+    """A coordinate-sorted BAM of ``records`` single-end reads built with NumPy (fast enough for objects of
+    hundreds of MiB): names ``r<number>``, ``<read_length>M``, random bases and qualities, ``RG:Z`` and ``NM:C``
+    tags, two references; written as BGZF members of 65280 decoded bytes with the EOF block, at zlib ``level`` (0:
+    stored deflate blocks, valid BGZF that costs no compression time)."""
+    from dataplug.testing.codecs import bgzf
+
+    rng = np.random.default_rng(seed)
+    refs = ((b"chr1", 250_000_000), (b"chr2", 240_000_000))
+    text = b"@HD\tVN:1.6\tSO:coordinate\n" + b"".join(b"@SQ\tSN:%s\tLN:%d\n" % r for r in refs) + b"@RG\tID:grpA\tSM:s\n"
+    head = b"BAM\x01" + struct.pack("<i", len(text)) + text + struct.pack("<i", len(refs))
+    head += b"".join(struct.pack("<i", len(n) + 1) + n + b"\0" + struct.pack("<i", ln) for n, ln in refs)
+    name_len = 10  # "r" + 8 digits + NUL
+    tags = b"RGZgrpA\0NMC"
+    size = 32 + name_len + 4 + (read_length + 1) // 2 + read_length + len(tags) + 1
+    rec = np.zeros((records, 4 + size), np.uint8)
+    half = records // 2
+    ref = np.where(np.arange(records) < half, 0, 1).astype("<i4")
+    pos = np.concatenate([np.sort(rng.integers(0, 200_000_000, half)), np.sort(rng.integers(0, 200_000_000, records - half))]).astype("<i4")
+    fixed = np.zeros(records, np.dtype([("bs", "<i4"), ("ref", "<i4"), ("pos", "<i4"), ("ln", "u1"), ("mq", "u1"), ("bin", "<u2"),
+                                        ("nc", "<u2"), ("flag", "<u2"), ("ls", "<i4"), ("nr", "<i4"), ("np", "<i4"), ("tl", "<i4")]))
+    fixed["bs"], fixed["ref"], fixed["pos"], fixed["ln"] = size, ref, pos, name_len
+    fixed["mq"], fixed["nc"], fixed["flag"], fixed["ls"] = rng.integers(0, 61, records), 1, 0, read_length
+    fixed["nr"], fixed["np"] = -1, -1
+    rec[:, :36] = fixed.view(np.uint8).reshape(records, 36)
+    digits = (np.arange(records)[:, None] // 10 ** np.arange(7, -1, -1)) % 10
+    rec[:, 36] = ord("r")
+    rec[:, 37:45] = digits + ord("0")
+    at = 36 + name_len
+    rec[:, at : at + 4] = np.frombuffer(struct.pack("<I", read_length << 4), np.uint8)
+    at += 4
+    bases = np.array([1, 2, 4, 8], np.uint8)[rng.integers(0, 4, (records, 2 * ((read_length + 1) // 2)), dtype=np.uint8)]
+    rec[:, at : at + (read_length + 1) // 2] = (bases[:, 0::2] << 4) | bases[:, 1::2]
+    at += (read_length + 1) // 2
+    rec[:, at : at + read_length] = rng.integers(2, 41, (records, read_length), dtype=np.uint8)
+    at += read_length
+    rec[:, at : at + len(tags)] = np.frombuffer(tags, np.uint8)
+    rec[:, at + len(tags)] = rng.integers(0, 5, records)
+    path.write_bytes(bgzf(head, level=level)[0][: -len(_EOF)] + bgzf(rec.tobytes(), level=level)[0])
+    return path
+
+
+_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")

@@ -43,7 +43,7 @@ CIGAR_OPS = "MIDNSHP=X"
 REFERENCE_OPS = sum(1 << CIGAR_OPS.index(op) for op in "MDN=X")
 SEQ_CODES = "=ACMGRSVTWYHKDBN"
 #: Two bases per packed byte.
-SEQ_PAIRS = np.frombuffer("".join(a + b for a in SEQ_CODES for b in SEQ_CODES).encode(), np.uint8).reshape(256, 2)
+SEQ_PAIRS_16 = np.frombuffer("".join(a + b for a in SEQ_CODES for b in SEQ_CODES).encode(), "<u2")
 #: Byte size of each fixed-size tag value type, by type character.
 TAG_SIZES = {ord("A"): 1, ord("c"): 1, ord("C"): 1, ord("s"): 2, ord("S"): 2, ord("i"): 4, ord("I"): 4, ord("f"): 4}
 _INT_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4"}
@@ -214,8 +214,22 @@ def _strings(data: np.ndarray, lengths: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(kind, lengths.size, [None, pa.py_buffer(offsets.astype(width)), pa.py_buffer(np.ascontiguousarray(data))])
 
 
+def _runs(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The bytes ``buf[starts[i] : starts[i] + lengths[i]]`` back to back, for runs in increasing order that
+    do not overlap: by an index per byte when they are a small part of ``buf``, else by one pass of a mask
+    over it)."""
+    total = int(lengths.sum())
+    if total * 8 < buf.size:
+        return buf[_gather(starts, lengths)]
+    full = lengths > 0
+    delta = np.zeros(buf.size + 1, np.int8)
+    delta[starts[full]] += 1
+    delta[(starts + lengths)[full]] -= 1
+    return buf[np.cumsum(delta[:-1], dtype=np.int8).view(bool)]
+
+
 def _slices(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
-    return _strings(buf[_gather(starts, lengths)], lengths)
+    return _strings(_runs(buf, starts, lengths), lengths)
 
 
 def _star(values: pa.Array, empty: np.ndarray) -> pa.Array:
@@ -266,16 +280,18 @@ def columns(url: str, layout: Layout, names: tuple[str, ...], wanted: tuple[str,
         elif name == "cigar":
             out[name] = _cigar(url, layout)
         elif name == "seq":
-            pairs = SEQ_PAIRS[buf[_gather(layout.seq, (layout.l_seq + 1) // 2)]].ravel()
-            keep = np.ones(pairs.size, bool)
-            padded = np.cumsum(2 * ((layout.l_seq + 1) // 2)) - 1  # the last half byte of each record
-            keep[padded[(layout.l_seq % 2) == 1]] = False
-            out[name] = _star(_strings(pairs[keep], layout.l_seq), layout.l_seq == 0)
+            pairs = SEQ_PAIRS_16[_runs(buf, layout.seq, (layout.l_seq + 1) // 2)].view(np.uint8)
+            odd = (layout.l_seq % 2) == 1
+            if odd.any():  # drop the padding half byte of odd-length sequences
+                keep = np.ones(pairs.size, bool)
+                keep[(np.cumsum(2 * ((layout.l_seq + 1) // 2)) - 1)[odd]] = False
+                pairs = pairs[keep]
+            out[name] = _star(_strings(pairs, layout.l_seq), layout.l_seq == 0)
         elif name == "qual":
             absent = layout.l_seq == 0
             absent[~absent] = buf[layout.qual[~absent]] == 0xFF
             lengths = np.where(absent, 0, layout.l_seq)
-            out[name] = _star(_strings(buf[_gather(layout.qual, lengths)] + np.uint8(33), lengths), absent)
+            out[name] = _star(_strings(_runs(buf, layout.qual, lengths) + np.uint8(33), lengths), absent)
         elif name == "tags":
             out[name] = tags(url, layout)
     return out
