@@ -113,6 +113,11 @@ class _Built:
     sidecar: Any
 
 
+def _index_group(tasks: list[_Task]) -> list[_Built]:
+    """:func:`_index_small` of each object of one task, in order."""
+    return [_index_small(task) for task in tasks]
+
+
 def _index_small(task: _Task) -> _Built:
     """Index one small object: one GET of the whole object, detection and the pass both served from it."""
     obj = StorageObject(task.url, task.storage_options)
@@ -270,11 +275,23 @@ class Dataset:
 
     # -- indexing -----------------------------------------------------------------------------------------
 
-    def preprocess(self, executor: Any = None, force: bool = False, progress: bool | None = None, **options: Any) -> Dataset:
+    def preprocess(
+        self,
+        executor: Any = None,
+        force: bool = False,
+        progress: bool | None = None,
+        chunk_size: int | None = None,
+        objects_per_task: int = 1,
+        **options: Any,
+    ) -> Dataset:
         """Index every object that has no fresh index (all of them with ``force=True``), as a map over objects
         on ``executor`` (any engine :func:`dataplug.executors.map_ordered` takes; default a local thread pool),
         then write the small objects' indexes as packs and the dataset manifest.
 
+        ``chunk_size`` is the byte-range size of a large object's own map (as ``CloudObject.preprocess`` takes it).
+        ``objects_per_task`` groups that many consecutive small objects in one task, for an engine whose
+        tasks cost more to start than a small object costs to index (Lithops' localhost backend starts a task
+        in about a second: ``python -m pytest -s tests/test_datasets.py -k lithops`` prints the run's time).
         Fresh objects are decided from the listing's sizes and identities, with no request per object. A
         published (read-only) index location refuses to index anything. Objects of different formats, or CSVs
         with different columns, are an :class:`InvalidFormatError` naming two differing objects.
@@ -308,7 +325,10 @@ class Dataset:
             )
             for i in small
         ]
-        built = map_ordered(_index_small, tasks, executor, progress, desc=f"indexing {len(tasks)} objects")
+        if objects_per_task < 1:
+            raise DataplugError(self.url, f"objects_per_task must be at least 1, not {objects_per_task}")
+        groups = [tasks[k : k + objects_per_task] for k in range(0, len(tasks), objects_per_task)]
+        built = [b for group in map_ordered(_index_group, groups, executor, progress, desc=f"indexing {len(tasks)} objects") for b in group]
         entries: dict[int, ObjectEntry] = {}
         manifests: dict[str, dict[str, Any]] = {}
         for i, result in zip(small, built):
@@ -329,7 +349,7 @@ class Dataset:
             listed = self.listing.objects[i]
             folder = self._folder(listed.url)
             co = CloudObject(self._requested_format or "auto", listed.url, self.storage_options, folder.url, folder.storage_options, listed=listed.info)
-            co._preprocess(co._opening or _Operation(co.obj, info=listed.info), None, None, force, executor, progress, explicit)
+            co._preprocess(co._opening or _Operation(co.obj, info=listed.info), None, chunk_size, force, executor, progress, explicit)
             self._objects[i] = co
             entries[i] = ObjectEntry(listed.url, listed.info, co.format.name, co.index().options, None, folder.url.rstrip("/").rsplit("/", 1)[-1])
         self._check_one_format()
@@ -404,6 +424,8 @@ def open_dataset(
     preprocess: bool = True,
     executor: Any = None,
     progress: bool | None = None,
+    chunk_size: int | None = None,
+    objects_per_task: int = 1,
     **options: Any,
 ) -> Dataset:
     """Open many objects as one :class:`Dataset`: a glob (``"s3://bucket/run42/*.fastq.gz"``, ``**`` too), a
@@ -435,7 +457,7 @@ def open_dataset(
         previous = None
     ds = Dataset(listing, storage_options, location, requested, previous, options)
     if preprocess:
-        ds.preprocess(executor, False, progress)
+        ds.preprocess(executor, False, progress, chunk_size, objects_per_task)
     else:
         ds._adopt(dict(options))
     return ds
