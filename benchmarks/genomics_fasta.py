@@ -6,10 +6,13 @@ then prints:
 - the index pass (``preprocess``: a parallel map over byte ranges on the local thread pool) ÷
   ``pysam.faidx`` (samtools' ``fai_build``), and checks that ``write_fai`` writes the same ``.fai``;
 - the same for the object compressed with BGZF (``pysam.tabix_compress``, i.e. bgzip): the index pass ÷
-  ``pysam.faidx`` of the ``.gz``, once without a ``.gzi`` (one sequential inflate) and once with the ``.gzi``
-  samtools wrote beside it (a parallel map over members), checking the ``.fai`` and ``.gzi`` are identical;
+  ``pysam.faidx`` of the ``.gz``, once without a ``.gzi`` and once with the ``.gzi`` samtools wrote beside
+  it, checking the ``.fai`` and ``.gzi`` are identical;
 - 100 random ``region()`` calls (one range read each) ÷ the same 100 calls with pyfaidx (and, for
-  reference, ``pysam.FastaFile.fetch``), all from the page cache, checking every answer is identical;
+  reference, ``pysam.FastaFile.fetch``), all from the page cache, checking every answer is identical; the
+  same calls on the BGZF object ÷ ``pysam.FastaFile.fetch`` on it, with the compressed bytes they fetched;
+- the sidecar's growth from BGZF (the BGZF object's index less the plain object's: the codec's tables) ÷
+  the compressed object, for this FASTA and for a bgzipped VCF of ``--vcf-mb`` MB;
 - every time is the best of two runs.
 
     python benchmarks/genomics_fasta.py --size-mb 300
@@ -28,6 +31,8 @@ from _common import best_of, warm_page_cache
 
 from dataplug import CloudObject
 from dataplug.formats.genomics.fasta import FASTA, region, write_fai
+from dataplug.formats.genomics.vcf import VCF
+from dataplug.storage import read_stats
 
 
 def generate_fasta(path: str, size_mb: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -60,6 +65,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=300)
     parser.add_argument("--regions", type=int, default=100)
     parser.add_argument("--region-bases", type=int, default=10_000)
+    parser.add_argument("--vcf-mb", type=int, default=100, help="decoded size of the bgzipped VCF whose sidecar growth is measured")
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
 
@@ -95,27 +101,56 @@ def main() -> None:
         pysam.tabix_compress(path, bgz)
         warm_page_cache(bgz)
         zipped = CloudObject.from_url(FASTA, bgz)
-        t_index_bgzf, _ = best_of(lambda: zipped.preprocess(force=True, progress=False))  # no .gzi yet: one sequential pass
+        t_index_bgzf, _ = best_of(lambda: zipped.preprocess(force=True, progress=False))  # no .gzi yet
         t_samtools_bgzf, _ = best_of(lambda: pysam.faidx(bgz))
-        t_index_gzi, _ = best_of(lambda: zipped.preprocess(force=True, progress=False))  # samtools' .gzi beside it: parallel map
+        t_index_gzi, _ = best_of(lambda: zipped.preprocess(force=True, progress=False))  # samtools' .gzi beside it
         write_fai(zipped, bgz + ".dataplug.fai")
         for ext in ("fai", "gzi"):
             with open(f"{bgz}.{ext}", "rb") as a, open(f"{bgz}.dataplug.{ext}", "rb") as b:
                 assert a.read() == b.read(), f"BGZF .{ext} differs from samtools'"
         bgz_size = os.path.getsize(bgz)
+        bgzf_growth = zipped.index().nbytes() - index_bytes
+        read_stats.reset()
+        t_region_bgzf, ours_bgzf = best_of(lambda: [region(zipped, *q) for q in queries])
+        fetched_bytes = read_stats.bytes[zipped.url] / 2  # compressed bytes fetched by one of the two runs
+        with pysam.FastaFile(bgz) as ff:
+            t_pysam_bgzf, fetched_bgzf = best_of(lambda: [ff.fetch(*q) for q in queries])
+        assert ours_bgzf == fetched_bgzf == ours
+        vcf_share = vcf_growth(folder, args.vcf_mb)
 
     print(f"FASTA {size / 1e6:.0f} MB, {len(sequences)} sequences, {co.attributes.bases:,} bases")
     print(f"  pysam.faidx (samtools)                 {t_samtools:7.3f} s")
     print(f"  index pass                             {t_index:7.3f} s   / samtools faidx = {t_index / t_samtools:.2f}")
     print(f"  BGZF {bgz_size / 1e6:.0f} MB: pysam.faidx     {t_samtools_bgzf:7.3f} s")
-    print(f"  BGZF index pass                        {t_index_bgzf:7.3f} s   / samtools faidx = {t_index_bgzf / t_samtools_bgzf:.2f}")
+    print(f"  BGZF index pass without a .gzi         {t_index_bgzf:7.3f} s   / samtools faidx = {t_index_bgzf / t_samtools_bgzf:.2f}")
     print(f"  BGZF index pass with the .gzi          {t_index_gzi:7.3f} s   / samtools faidx = {t_index_gzi / t_samtools_bgzf:.2f}")
+    print(f"  BGZF checkpoints: {zipped.attributes.checkpoints:,} for {bgz_size / 65536:,.0f} x 64 KiB of compressed object")
     print(f"  {args.regions} x pyfaidx [{args.region_bases} bases]           {t_pyfaidx:7.4f} s")
     print(f"  {args.regions} x pysam.FastaFile.fetch           {t_pysam:7.4f} s")
     print(
         f"  {args.regions} x region()                        {t_region:7.4f} s   / pyfaidx = {t_region / t_pyfaidx:.2f}   / pysam = {t_region / t_pysam:.2f}"
     )
+    print(f"  {args.regions} x pysam.FastaFile.fetch, BGZF     {t_pysam_bgzf:7.4f} s")
+    print(
+        f"  {args.regions} x region(), BGZF                  {t_region_bgzf:7.4f} s   / pysam = {t_region_bgzf / t_pysam_bgzf:.2f}"
+        f"   ({fetched_bytes / args.regions / 1e3:,.0f} kB compressed fetched a region)"
+    )
     print(f"  index size: {index_bytes:,} bytes = {100 * index_bytes / size:.4f} % of the object")
+    print(f"  sidecar growth from BGZF, FASTA: {bgzf_growth:,} bytes = {100 * bgzf_growth / bgz_size:.4f} % of the compressed object")
+    print(f"  sidecar growth from BGZF, VCF {args.vcf_mb} MB: {vcf_share}")
+
+
+def vcf_growth(folder: str, size_mb: int) -> str:
+    """The sidecar growth from BGZF for a VCF of about ``size_mb`` MB: its BGZF index less its plain index."""
+    from genomics_vcf import generate_vcf
+
+    path = os.path.join(folder, "bench.vcf")
+    generate_vcf(path, size_mb)
+    pysam.tabix_compress(path, path + ".gz")
+    plain = CloudObject.from_url(VCF, path).preprocess(progress=False).index().nbytes()
+    zipped = CloudObject.from_url(VCF, path + ".gz").preprocess(progress=False)
+    growth, compressed = zipped.index().nbytes() - plain, os.path.getsize(path + ".gz")
+    return f"{growth:,} bytes = {100 * growth / compressed:.4f} % of the compressed object ({compressed / 1e6:.0f} MB)"
 
 
 if __name__ == "__main__":

@@ -1,32 +1,53 @@
 """The BGZF byte source (bgzip, htslib): gzip members of at most 64 KiB marked by a ``BC`` extra field.
 
-Every member decodes alone, so checkpoints are member starts and no windows are stored. Without help the
-index pass is the sequential gzip pass (member starts can only be found by walking the members). When a
-``.gzi`` index lies beside the object (as ``bgzip -i`` or ``samtools faidx`` write it), or ``gzi=`` names
-one, the member starts are known up front and the pass becomes a parallel map over runs of members, like
-the plain codec's, on the context's executor.
+Every member decodes alone, so every member start is a checkpoint and no windows are stored: a range is
+read from the member holding its first byte to the one holding its last, and nothing else is inflated.
+The sidecar keeps two tables of one row per member, in object order: :data:`BLOCK_SIZES` (uint16, the
+member's bytes less one, as its header's BSIZE says) and :data:`DECODED_SIZES` (uint32, its ISIZE). Loading
+cumulates them into the :class:`~dataplug.codecs.checkpoints.CheckpointTable`: 6 bytes per member of up to
+64 KiB (``python benchmarks/genomics_fasta.py`` prints the sidecar's growth over the compressed object for
+a FASTA and a VCF).
+
+The ``spacing`` option is accepted and ignored for BGZF: a member start is the only place decoding starts
+without a window, and keeping one costs 6 bytes, so every one is kept.
+
+The index pass is a parallel map over runs of members on the context's executor. The member starts and
+their decoded offsets come from a ``.gzi`` index beside the object (as ``bgzip -i`` or ``samtools faidx``
+write it) or named by ``gzi=``, else from walking the member headers (BSIZE) and trailers (ISIZE) over the
+compressed bytes, which inflates nothing. Each map step inflates its members and reports them, so the pass
+checks that they tile the object and that the ``.gzi`` lists member starts at their true decoded offsets.
 """
 
 from __future__ import annotations
 
 import functools
-import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from zlib_ng import zlib_ng
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces, decoded_range
 from dataplug.codecs.gzip.codec import GzipCodec
 from dataplug.codecs.gzip.headers import bgzf_block_size, is_bgzf
-from dataplug.codecs.gzip.index import TABLE_DTYPES, default_spacing
-from dataplug.codecs.gzip.windows import WINDOWS_BLOB
+from dataplug.codecs.gzip.index import MAX_RATIO
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
-from dataplug.errors import InvalidFormatError, ObjectNotFoundError
-from dataplug.executors import map_ordered
-from dataplug.storage import StorageObject
+from dataplug.errors import CorruptIndexError, InvalidFormatError, ObjectNotFoundError
+from dataplug.executors import map_ordered, ordered_ahead
+from dataplug.storage import ObjectInfo, StorageObject
 
+#: The sidecar's per-member tables: BSIZE (the member's bytes less one) and ISIZE (its decoded bytes).
+BLOCK_SIZES, DECODED_SIZES = "bgzf_block_size", "bgzf_decoded_size"
+#: The most bytes a BGZF member holds: its BSIZE is 16 bits (SAM/BAM specification, 4.1). bgzip and htslib
+#: decode at most as many from one, but its ISIZE is 32 bits; deflate bounds it (``MAX_RATIO``).
+MAX_MEMBER = 65536
 #: Compressed bytes read at a time for a range's look-ahead.
 _AHEAD = 256 * 1024
+#: Compressed bytes per read of the header walk, and reads kept in flight ahead of it.
+_WALK_PIECE, _WALK_AHEAD = 8 * 2**20, 2
 
 
 def read_gzi(url: str, data: bytes, size: int) -> np.ndarray:
@@ -43,13 +64,12 @@ def read_gzi(url: str, data: bytes, size: int) -> np.ndarray:
     return points
 
 
-def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> tuple[bytes, list[tuple[int, int]]]:
-    """Decode the BGZF members in ``raw`` (object bytes from ``at``), each cut by its header's block size;
-    returns the decoded bytes and every member's (object offset, decoded offset within them). With
-    ``whole`` every member must end inside ``raw`` (zero padding may follow the last), else a partial last
-    member contributes what it decodes to. (Handing zlib the whole rest and taking ``unused_data`` back
-    copies it once per member: quadratic in the range's size.)"""
-    view, out, starts, pos, decoded = memoryview(raw), [], [], 0, 0
+def _inflate(url: str, raw: bytes | memoryview, at: int, whole: bool) -> tuple[list[bytes], list[tuple[int, int, int]], int]:
+    """Decode the BGZF members at the start of ``raw`` (object bytes from ``at``), each cut by its header's
+    block size: the decoded pieces, every member's (object offset, bytes, decoded bytes), and how many bytes
+    of ``raw`` they took. With ``whole`` every member must end inside ``raw`` (zero padding may follow the
+    last), else decoding stops before a member that does not."""
+    view, out, members, pos = memoryview(raw), [], [], 0
     while pos < len(view):
         if whole and view[pos] == 0 and not bytes(view[pos:]).strip(b"\0"):
             break  # zero padding after the last member, which gzip and the sequential pass accept
@@ -59,51 +79,191 @@ def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> tuple[bytes, 
         size = bgzf_block_size(bytes(view[pos : pos + 12 + xlen]))
         if size is None:
             raise InvalidFormatError(url, "not a BGZF member: no 'BC' extra field", offset=at + pos)
-        member = view[pos : pos + size]
-        d = zlib.decompressobj(31)
-        starts.append((at + pos, decoded))
+        if not whole and pos + size > len(view):
+            break
+        d = zlib_ng.decompressobj(31)
         try:
-            out.append(d.decompress(member))
-            decoded += len(out[-1])
-        except zlib.error as exc:
+            out.append(d.decompress(view[pos : pos + size]))
+        except zlib_ng.error as exc:
             raise InvalidFormatError(url, f"corrupt BGZF member: {exc}", offset=at + pos) from None
         if not d.eof or d.unused_data:
-            if whole or len(member) == size:
-                raise InvalidFormatError(url, "BGZF member does not end where its block size says (or the .gzi does not match the object)", offset=at + pos)
-            break
+            raise InvalidFormatError(
+                url, f"bad BGZF block size: the member says it is {size} bytes, but its deflate data and trailer end elsewhere", offset=at + pos
+            )
+        members.append((at + pos, size, len(out[-1])))
         pos += size
-    return b"".join(out), starts
+    return out, members, pos
 
 
-def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[int, int, int, int, int]) -> tuple[Any, int, list[tuple[int, int]]]:
+def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> tuple[bytes, list[tuple[int, int]]]:
+    """Decode the BGZF members in ``raw`` (object bytes from ``at``), each cut by its header's block size;
+    returns the decoded bytes and every member's (object offset, decoded offset within them). With
+    ``whole`` every member must end inside ``raw`` (zero padding may follow the last), else decoding stops
+    before a partial last member."""
+    out, members, _ = _inflate(url, raw, at, whole)
+    decoded = np.cumsum([0] + [n for _, _, n in members[:-1]]).tolist() if members else []
+    return b"".join(out), [(c, u) for (c, _, _), u in zip(members, decoded)]
+
+
+def inflate_pieces(url: str, pieces: Iterable[bytes], at: int) -> Iterator[bytes]:
+    """The decoded bytes of the BGZF members in ``pieces`` (consecutive object bytes from ``at``, cut
+    anywhere), member by member; the pieces must end where a member does (or in zero padding)."""
+    carry: bytes = b""
+    for piece in pieces:
+        raw = carry + piece if carry else piece
+        out, _, used = _inflate(url, raw, at, whole=False)
+        yield from out
+        carry, at = raw[used:], at + used
+    if carry:
+        yield from _inflate(url, carry, at, whole=True)[0]
+
+
+def walk_members(obj: StorageObject, info: ObjectInfo) -> np.ndarray:
+    """(object offset, decoded offset) of every member start, found by walking the member headers (BSIZE)
+    and trailers (ISIZE) over the compressed bytes, which are read in large ranges, a few ahead, and not
+    inflated; then one row where the members end (decoded: the logical size). Zero bytes after the last
+    member end the walk (the pass checks they are only zeros)."""
+    url, size = obj.url, info.size
+    pieces = [(a, min(a + _WALK_PIECE, size)) for a in range(0, size, _WALK_PIECE)]
+
+    def read(piece: tuple[int, int]) -> bytes:
+        return obj.read_range(*piece, expect=info, checked=piece[0] > 0)
+
+    starts, decoded = [], []
+    buf, base, pos, u, previous = bytearray(), 0, 0, 0, -1
+    with ThreadPoolExecutor(_WALK_AHEAD, thread_name_prefix="dataplug-bgzf-walk") as pool:
+        chunks = ordered_ahead(read, pieces, pool, _WALK_AHEAD)
+
+        def take(n: int) -> bytes:
+            """The bytes [pos, pos + n), reading on as needed (fewer at the end of the object)."""
+            nonlocal buf, base
+            while pos + n > base + len(buf):
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                del buf[: pos - base]
+                base = pos
+                buf += chunk
+            return bytes(buf[pos - base : pos - base + n])
+
+        while pos < size:
+            head = take(12)
+            if head[:1] in (b"", b"\0"):
+                break  # zero padding, checked by the pass
+            head = take(12 + int.from_bytes(head[10:12], "little"))
+            block = bgzf_block_size(head) if head[:3] == b"\x1f\x8b\x08" else None
+            if block is None:
+                if previous >= 0:
+                    raise InvalidFormatError(
+                        url,
+                        f"bad BGZF block size: the member at byte {previous} says it is {pos - previous} bytes, but no BGZF member starts where it ends",
+                        offset=previous,
+                    )
+                raise InvalidFormatError(url, "not a BGZF member: no 'BC' extra field", offset=pos)
+            member = take(block)
+            if len(member) < block:
+                raise InvalidFormatError(
+                    url, f"truncated BGZF member: it says it is {block} bytes, the object ends {len(member)} bytes after its start", offset=pos
+                )
+            starts.append(pos)
+            decoded.append(u)
+            u += int.from_bytes(member[-4:], "little")
+            previous, pos = pos, pos + block
+    return np.column_stack((np.array([*starts, pos], np.int64), np.array([*decoded, u], np.int64)))
+
+
+def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[int, int, int, int, int]) -> tuple[Any, int, np.ndarray]:
     """Map step: decode the members ``[c0, c1)`` (from the member before them, for the byte of context)
     and enough members after them for the scanner's look-ahead; returns the scan, the decoded end and the
-    (compressed, decoded) start of every member walked, to check the ``.gzi`` against."""
+    (object offset, bytes, decoded bytes) of every member from ``c0`` on, an (n, 3) array."""
     c_prev, u_prev, c0, u0, c1 = item
-    body, starts = inflate_members(obj.url, obj.read_range(c_prev, c1), c_prev, whole=True)
+    out, members, _ = _inflate(obj.url, obj.read_range(c_prev, c1), c_prev, whole=True)
+    body = b"".join(out)
     end = u_prev + len(body)
     ahead = _AHEAD
     while True:
         stop = min(c1 + ahead, size)
-        tail = inflate_members(obj.url, obj.read_range(c1, stop), c1, whole=stop == size)[0] if stop > c1 else b""
+        tail = b"".join(_inflate(obj.url, obj.read_range(c1, stop), c1, whole=stop == size)[0]) if stop > c1 else b""
         eof = stop >= size
         if eof or scanner.enough(np.frombuffer(tail, np.uint8)):
             break
         ahead *= 4
-    walked = [(c, u_prev + u) for c, u in starts if c >= c0]
+    walked = np.array([m for m in members if m[0] >= c0], np.int64).reshape(-1, 3)
     return scanner(np.frombuffer(body + tail, np.uint8), u0 - u_prev, u0, end, eof), end, walked
+
+
+def member_checkpoints(url: str, block_sizes: np.ndarray, decoded_sizes: np.ndarray, logical_size: int) -> CheckpointTable:
+    """The :class:`CheckpointTable` of the per-member tables: a checkpoint at the first member starting at
+    each decoded offset short of the end (members that decode to nothing, as the EOF marker, are read
+    with the member before them), and the end row where the members end."""
+    c = np.concatenate(([0], np.cumsum(block_sizes + 1)))
+    u = np.concatenate(([0], np.cumsum(decoded_sizes)))
+    keep = np.concatenate(([True], u[1:-1] > u[:-2])) & (u[:-1] < logical_size)
+    keep[0] = True
+    what = "BGZF member index"
+    return CheckpointTable.of(url, what, np.append(c[:-1][keep], c[-1]), np.append(u[:-1][keep], logical_size))
+
+
+@dataclass(frozen=True)
+class BgzfReader:
+    """Decoded bytes ``[start, end)`` of a BGZF object: the members from the one holding ``start`` to the one
+    holding ``end - 1`` (``fetch``), in one range read unless they span more than a few MiB."""
+
+    obj: StorageObject
+    info: ObjectInfo
+    start: int
+    end: int
+    fetch: Fetch
+    #: The decoded offset of the first fetched member.
+    member_start: int
+
+    def read(self) -> bytes:
+        if self.end <= self.start:
+            return b""
+        url, f = self.obj.url, self.fetch
+        chunks = inflate_pieces(url, compressed_pieces(self.obj, self.info, f.start, f.end, f.end), f.start)
+        return decoded_range(url, chunks, self.start - self.member_start, self.end - self.start, "BGZF member index")
+
+
+class BgzfReaders:
+    """``reader(start, end)`` for one BGZF object's member index (see :meth:`BgzfCodec.readers`)."""
+
+    def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable) -> None:
+        self.obj, self.info, self.table = obj, info, table
+
+    def __call__(self, start: int, end: int) -> BgzfReader:
+        fetch = self.table.fetch(start, end)
+        return BgzfReader(self.obj, self.info, start, end, fetch, int(self.table.logical[fetch.row]))
+
+
+def gzi_bytes(url: str, index: CodecIndex, size: int) -> bytes | None:
+    """htslib's ``.gzi`` of the object from its member index (no read of the object): a little-endian u64
+    count, then the (compressed, uncompressed) u64 offsets of every member start but the first, leaving
+    out members that decode to nothing as htslib does. None for an index without per-member tables (made
+    by the gzip pass, with ``compression="gzip"``)."""
+    if BLOCK_SIZES not in index.tables:
+        return None
+    sizes, decoded = column(url, "BGZF member index", index.tables, BLOCK_SIZES), column(url, "BGZF member index", index.tables, DECODED_SIZES)
+    c = np.concatenate(([0], np.cumsum(sizes + 1)[:-1]))
+    u = np.concatenate(([0], np.cumsum(decoded)[:-1]))
+    points = np.column_stack((c, u))[decoded > 0][1:]
+    return len(points).to_bytes(8, "little") + points.astype("<u8").tobytes()
+
+
+def _groups(points: np.ndarray, run: int) -> np.ndarray:
+    """Indices of the rows of ``points`` (decoded offsets in column 1) that start a run: the first row, then
+    the first row of each further ``run`` decoded bytes."""
+    bucket = points[:, 1] // max(run, 1)
+    return np.concatenate(([0], np.flatnonzero(np.diff(bucket) > 0) + 1))
 
 
 @register_codec
 class BgzfCodec(GzipCodec):
-    """BGZF. Options: ``spacing`` (decoded bytes between checkpoints), ``gzi`` (URL of a ``.gzi`` index;
-    by default ``<url>.gzi`` is used when it exists)."""
+    """BGZF. Options: ``gzi`` (URL of a ``.gzi`` index; by default ``<url>.gzi`` is used when it exists).
+    ``spacing`` is accepted and ignored: every member start is a checkpoint (see the module docstring)."""
 
     name = "bgzf"
-    options = {
-        "spacing": GzipCodec.options["spacing"],
-        "gzi": "URL of a BGZF .gzi index (default: <url>.gzi when it exists)",
-    }
+    options = {"gzi": "URL of a BGZF .gzi index (default: <url>.gzi when it exists)"}
 
     @classmethod
     def detect(cls, head: bytes) -> bool:
@@ -111,33 +271,71 @@ class BgzfCodec(GzipCodec):
 
     @classmethod
     def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
+        url, size = ctx.obj.url, ctx.info.size
         gzi = cls._gzi(ctx)
-        if gzi is None:
-            return super().scan(ctx, scanner)
-        size, spacing = ctx.info.size, int(ctx.options.get("spacing", default_spacing(ctx.info.size)))
-        chosen = _spaced(gzi, spacing)
-        groups = _spaced(chosen, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
-        items = []
-        for i, (c0, u0) in enumerate(groups.tolist()):
-            k = int(np.searchsorted(gzi[:, 0], c0))
-            c_prev, u_prev = gzi[max(k - 1, 0)].tolist()
-            c1 = int(groups[i + 1, 0]) if i + 1 < len(groups) else size
-            items.append((c_prev, u_prev, c0, u0, c1))
+        points = walk_members(ctx.obj, ctx.info)[:-1] if gzi is None else gzi
+        groups = _groups(points, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
+        prev = np.maximum(groups - 1, 0)
+        c1 = np.append(points[groups[1:], 0], size)
+        items = [tuple(row) for row in np.column_stack((points[prev], points[groups], c1)).tolist()]
         step = functools.partial(_scan_members, ctx.obj, size, scanner)
-        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {ctx.obj.url}", nbytes=ctx.info.size)
-        ends = [end for _, end, _ in results]
-        walked = dict(member for _, _, members in results for member in members)
-        # Every member start the .gzi lists (the checkpoints among them) must be one the pass walked, at
-        # the decoded offset the pass found: a wrong entry would shift every slice that starts there.
-        wrong = [(c, u) for c, u in gzi.tolist() if walked.get(c) != u]
-        if wrong or ends[:-1] != [int(u) for u in groups[1:, 1]]:
-            c, u = wrong[0] if wrong else (int(groups[0, 0]), int(groups[0, 1]))
-            raise InvalidFormatError(ctx.obj.url, f"the .gzi index does not match the object: no member decodes to offset {u} at byte {c}", offset=c)
-        logical = ends[-1]
-        tables = {name: np.zeros(len(chosen), dtype) for name, dtype in TABLE_DTYPES.items()}
-        tables["compressed_offset"], tables["uncompressed_offset"] = chosen[:, 0].astype(np.uint64), chosen[:, 1].astype(np.uint64)
-        attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": spacing, "checkpoints": len(chosen)}
-        return [scan for scan, _, _ in results], CodecIndex(cls.name, logical, tables, {WINDOWS_BLOB: b""}, attributes)
+        results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {url}", nbytes=size)
+        members = np.concatenate([walked for _, _, walked in results])
+        ends = np.array([end for _, end, _ in results], np.int64)
+        starts = np.concatenate(([0], np.cumsum(members[:, 2])[:-1]))
+        # Every point (a .gzi's entries) must be a member start the pass walked, at the decoded offset the
+        # pass found: a wrong entry would shift every slice that starts there.
+        k = np.minimum(np.searchsorted(members[:, 0], points[:, 0]), len(members) - 1)
+        wrong = np.flatnonzero((members[k, 0] != points[:, 0]) | (starts[k] != points[:, 1]))
+        shifted = np.flatnonzero(ends[:-1] != points[groups[1:], 1])
+        if wrong.size or shifted.size:
+            c, u = points[wrong[0]] if wrong.size else points[groups[shifted[0] + 1]]
+            what = "the .gzi index does not match the object" if gzi is not None else "BGZF members changed during the pass"
+            raise InvalidFormatError(url, f"{what}: no member decodes to offset {u} at byte {c}", offset=int(c))
+        logical = int(ends[-1])
+        tables = {BLOCK_SIZES: (members[:, 1] - 1).astype(np.uint16), DECODED_SIZES: members[:, 2].astype(np.uint32)}
+        checkpoints = len(member_checkpoints(url, tables[BLOCK_SIZES].astype(np.int64), members[:, 2], logical))
+        spacing = -(-logical // max(checkpoints, 1))
+        attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": spacing, "checkpoints": checkpoints}
+        return [scan for scan, _, _ in results], CodecIndex(cls.name, logical, tables, {}, attributes)
+
+    @classmethod
+    def checkpoints(cls, url: str, index: CodecIndex, size: int) -> CheckpointTable:
+        if BLOCK_SIZES not in index.tables:
+            return super().checkpoints(url, index, size)  # made by the gzip pass (compression="gzip")
+        what = "BGZF member index"
+        sizes, decoded = column(url, what, index.tables, BLOCK_SIZES), column(url, what, index.tables, DECODED_SIZES)
+        if sizes.size != decoded.size:
+            raise CorruptIndexError(url, f"bad {what}: tables of mismatched lengths")
+        return member_checkpoints(url, sizes, decoded, index.logical_size)
+
+    @classmethod
+    def validate(cls, url: str, tables: Mapping[str, np.ndarray], blob_sizes: dict[str, int], size: int, logical_size: Any) -> int:
+        if BLOCK_SIZES not in tables:
+            return super().validate(url, tables, blob_sizes, size, logical_size)
+        what = "BGZF member index"
+
+        def need(ok: Any, why: str) -> None:
+            if not ok:
+                raise CorruptIndexError(url, f"bad {what}: {why}")
+
+        sizes, decoded = column(url, what, tables, BLOCK_SIZES), column(url, what, tables, DECODED_SIZES)
+        need(sizes.size == decoded.size and sizes.size >= 1, "one block size and one decoded size a member")
+        need(np.all((sizes >= 0) & (sizes < MAX_MEMBER)), "a member holds at most 64 KiB")
+        need(np.all((decoded >= 0) & (decoded <= MAX_RATIO * (sizes + 1))), "more decoded bytes than a member can produce")
+        need(int(sizes.sum()) + sizes.size <= size, "the members end past the object")
+        need(isinstance(logical_size, int) and int(decoded.sum()) == logical_size, "the decoded sizes do not add up to the uncompressed size")
+        table = member_checkpoints(url, sizes, decoded, logical_size)
+        table.validate(url, size, what, max_ratio=MAX_RATIO, strict=False)
+        need(np.all(np.diff(table.cuts()) > 0), "checkpoints must decode to at least one byte")
+        return logical_size
+
+    @classmethod
+    def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Any:
+        """Readers of whole members (see :class:`BgzfReader`); an index of the gzip pass reads as gzip's."""
+        if BLOCK_SIZES not in index.tables:
+            return super().readers(obj, info, index)
+        return BgzfReaders(obj, info, cls.checkpoints(obj.url, index, info.size))
 
     @classmethod
     def _gzi(cls, ctx: Any) -> np.ndarray | None:
@@ -151,13 +349,3 @@ class BgzfCodec(GzipCodec):
                 raise
             return None
         return read_gzi(location.url, data, ctx.info.size)
-
-
-def _spaced(points: np.ndarray, spacing: int) -> np.ndarray:
-    """The rows of ``points`` (first always) at least ``spacing`` decoded bytes after the previous kept one."""
-    keep, last = [0], 0
-    for i, u in enumerate(points[:, 1].tolist()):
-        if u - last >= spacing:
-            keep.append(i)
-            last = u
-    return points[keep]
