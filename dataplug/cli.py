@@ -607,13 +607,13 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--index-location", default=None, metavar="URL", help="where the objects' indexes are (default: beside each object)")
             p.add_argument("-s", "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option, e.g. -s anon=true")
             continue
-        dataset_help = "; a glob ('s3://b/run42/*.fastq.gz') or a prefix ending in / names a dataset"
+        url_help = "object URL or path; a glob or prefix/ names a dataset"
         if name in ("index", "info"):
-            p.add_argument("url", nargs="+", help="object URL: s3://bucket/key, gs://..., https://..., file://... or a local path" + dataset_help + ", as do several URLs")
+            p.add_argument("url", nargs="+", help=url_help + " (as do several URLs)")
         else:
-            p.add_argument("url", help="object URL: s3://bucket/key, gs://..., https://..., file://... or a local path" + dataset_help)
+            p.add_argument("url", help=url_help)
         p.add_argument("--format", default="auto", metavar="NAME", help="format, e.g. CSV (default: detected; see `dataplug formats`)")
-        p.add_argument("--index-location", default=None, metavar="URL", help="index folder (default: <url>.dataplug/ beside the object; a dataset's: <folder>/_dataplug/)")
+        p.add_argument("--index-location", default=None, metavar="URL", help="index folder (default: <url>.dataplug/ beside the object)")
         p.add_argument("-s", "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec storage option, e.g. -s anon=true")
         if name != "info":
             p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE", help="preprocessing option (see `dataplug formats`); options unlike the index's rebuild it")

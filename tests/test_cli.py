@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 from dataplug.cli import main
@@ -110,7 +111,7 @@ def test_read_into_a_closed_pipe_exits_quietly(local_store):
     assert done.stderr == ""
 
 
-COMMANDS = ["index", "info", "partition", "read", "plot", "publish", "formats"]
+COMMANDS = ["index", "info", "partition", "read", "plot", "publish", "serve", "formats"]
 
 
 def test_each_help_is_short_and_formats_lists_formats(capsys, monkeypatch):
@@ -316,3 +317,42 @@ def test_imzml_slices_are_written_as_pairs(local_store, tmp_path, capsys):
     assert sum(counts) == 30 and (tmp_path / "part-0.ibd").exists()
     assert main(["read", url, "partition_num_chunks", "3", "--slice", "1"]) == 2
     assert "two files" in capsys.readouterr().err
+
+
+def test_a_glob_or_a_prefix_is_a_dataset(local_store, capfd):
+    parts = {f"run/part-{i}.csv" + (".gz" if i % 2 else ""): "".join(f"{i},{j}\n" for j in range(40 + 10 * i)) for i in range(6)}
+    for name, body in parts.items():
+        data = ("n,v\n" + body).encode()
+        local_store.put(name, gzip.compress(data) if name.endswith(".gz") else data)
+    pattern = local_store.url("run/part-*.csv*")
+    assert main(["index", pattern]) == 0
+    assert "indexed 6 of the 6 CSV objects" in capfd.readouterr().out
+    assert main(["index", pattern, "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["indexed"] == 0  # every object fresh: none read again
+    assert main(["info", pattern, "--json"]) == 0
+    info = json.loads(capfd.readouterr().out)
+    assert info["objects"] == 6 and info["records"] == sum(40 + 10 * i for i in range(6)) and len(info["per_object"]) == 6
+    assert main(["partition", pattern, "partition_num_chunks", "3", "--json"]) == 0
+    described = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert [d["slice"] for d in described] == [0, 1, 2] and sum(d["records"] for d in described) == info["records"]
+    assert any("objects" in d for d in described)  # a group of whole objects names them
+    assert main(["partition", pattern, "partition_num_chunks", "3"]) == 0
+    assert "object" in capfd.readouterr().out.splitlines()[0]
+    assert main(["read", pattern, "partition_num_chunks", "3"]) == 0
+    assert capfd.readouterr().out == "n,v\n" + "".join(parts[name] for name in sorted(parts))  # one header, dataset order
+    assert main(["read", local_store.url("run/"), "partition_rows", "100", "--slice", "0"]) == 0  # a prefix, indexed first
+    captured = capfd.readouterr()
+    assert captured.out.startswith("n,v\n0,0\n") and "indexed 6 of the 6 objects" in captured.err
+    assert main(["info", local_store.url("run/part-0.csv"), local_store.url("run/part-1.csv.gz"), "--json"]) == 2  # a list: not indexed yet
+    assert "not indexed" in capfd.readouterr().err
+    assert main(["plot", pattern, "partition_num_chunks", "2"]) == 2
+    assert "one object" in capfd.readouterr().err
+
+
+def test_serve_help_names_its_options(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_code:
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert exit_code.value.code == 0 and "--port" in out and "--host" in out and "--index-location" in out and "dataplug serve" in out
