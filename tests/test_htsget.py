@@ -187,6 +187,63 @@ def test_ticket_refusals(vcfs, local_store):
         ticket(gz, "chr1")
 
 
+@pytest.fixture(scope="module")
+def bam(tmp_path_factory):
+    """A coordinate-sorted BAM written by htslib (no .bai beside it: tickets never need one), the BGZF member
+    each record starts in, from htslib's virtual offsets (the oracle of "the same BGZF blocks"), and a .bai
+    elsewhere for the oracle's region queries."""
+    from tests.bam_files import write_bam
+
+    path = write_bam(tmp_path_factory.mktemp("htsget-bam") / "reads.bam", 2500, seed=5)
+    bai = tmp_path_factory.mktemp("oracle") / "reads.bam.bai"
+    pysam.index(str(path), str(bai))
+    member = {}
+    with pysam.AlignmentFile(str(path), check_sq=False) as f:
+        while True:
+            offset = f.tell()
+            try:
+                record = next(f)
+            except StopIteration:
+                break
+            member[record.to_string()] = offset >> 16
+    return path, member, bai
+
+
+def bam_fetch(bam, name, start=None, end=None) -> list[str]:
+    """The alignments samtools returns for a region (through the oracle's .bai, kept apart from the object)."""
+    path, _, bai = bam
+    with pysam.AlignmentFile(str(path), index_filename=str(bai)) as f:
+        return [r.to_string() for r in f.fetch(name, start, end)]
+
+
+def bam_records(data: bytes, folder: Path) -> list[str]:
+    out = folder / "got.bam"
+    out.write_bytes(data)
+    with pysam.AlignmentFile(str(out), check_sq=False) as f:
+        return [r.to_string() for r in f]
+
+
+def test_bam_tickets(bam, tmp_path):
+    path, member, _ = bam
+    co = dataplug.open(str(path))
+    rng = np.random.default_rng(8)
+    regions = [("chr1", 0, 1), ("chr2", None, None), ("chrM", 100, 5000), ("chr10", 49_000, None)]
+    regions += [("chr1", int(s), int(s) + int(n)) for s, n in zip(rng.integers(0, 200_000, 5), rng.integers(1, 20_000, 5))]
+    for name, start, end in regions:
+        tk = ticket(co, name, start, end, url="https://example.org/x.vcf.gz")
+        assert tk["htsget"]["format"] == "BAM"
+        got = bam_records(follow(tk, file_ranges(path)), tmp_path)
+        want = bam_fetch(bam, name, start, end)
+        assert set(want) <= set(got) and {member[r] for r in got} <= {member[r] for r in want}, (name, start, end)
+    whole = follow(ticket(co, url="https://example.org/x.vcf.gz"), file_ranges(path))
+    assert gzip.decompress(whole) == gzip.decompress(path.read_bytes())
+    assert len(bam_records(whole, tmp_path)) == len(member)
+    header = follow(ticket(co, header_only=True))
+    assert bam_records(header, tmp_path) == [] and gzip.decompress(header) == co.partition("partition_num_chunks", 1)[0].header_bytes()
+    with pytest.raises(ReferenceNotFoundError, match="chr3"):
+        ticket(co, "chr3", 0, 10)
+
+
 @contextlib.contextmanager
 def running(root: str, storage_options=None, index_location=None):
     """The htsget app served in-process on a free port; yields its base URL."""
@@ -296,6 +353,17 @@ def test_serve_s3_and_http_roots(vcfs, s3_store, tmp_path):
             assert {b["url"] for b in ranged} == {f"{base}/data/long.vcf.gz"} and all("If-Match" in b["headers"] for b in ranged)
             assert gzip.decompress(follow(tk, http_ranges)).decode() == text
             assert sorted(parsed(client_get(f"{front}/variants/long", tmp_path, reference_name="chr2", start=2000, end=30_000), tmp_path)) == sorted(got)
+
+
+def test_serve_reads_with_the_htsget_client(bam, tmp_path):
+    path, member, _ = bam
+    with running(str(path.parent), index_location=str(tmp_path / "indexes")) as base:
+        got = bam_records(client_get(f"{base}/reads/reads", tmp_path, reference_name="chr2", start=10_000, end=30_000), tmp_path)
+        want = bam_fetch(bam, "chr2", 10_000, 30_000)
+        assert set(want) <= set(got) and {member[r] for r in got} <= {member[r] for r in want}
+        assert gzip.decompress(client_get(f"{base}/reads/reads", tmp_path)) == gzip.decompress(path.read_bytes())
+        status, _, body = answer(f"{base}/reads/reads?format=CRAM")
+        assert (status, json.loads(body)["htsget"]["error"]) == (400, "UnsupportedFormat")
 
 
 def test_serve_blocks_until_stopped(vcfs, tmp_path):

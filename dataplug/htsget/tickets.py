@@ -16,11 +16,13 @@ bytes: its records are decoded and sent re-compressed, inline.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 from dataplug.codecs import CheckpointTable, CodecIndex, get_codec
 from dataplug.codecs.bgzf import inflate_members
 from dataplug.codecs.gzip.headers import bgzf_block_size
@@ -247,7 +249,7 @@ def ticket(
             raise HtsgetError(co.url, exc.cause) from None
         span = region_slice.byte_range()
         body = None if empty or span is None else (int(span[0]), int(span[1]))
-        trim = region_trim(region_slice)
+        trim = region_trim(data_format, region_slice)
     urls = [data_url(data_format, bgzf_compress(header), "header")]
     if body is not None and body[1] > body[0]:
         urls += body_urls(co, data_format, len(header), body, url, dict(headers or {}), block_bytes, trim)
@@ -255,30 +257,57 @@ def ticket(
     return {"htsget": {"format": data_format, "urls": urls}}
 
 
-def region_trim(piece: Any) -> Trim | None:
-    """For a region slice of text records that can tell a record's span (VCF, BED, GFF: ``span_of``), the
-    cut of a decoded edge piece to the region's records: those before the first record overlapping the
-    region (``head``) and after the last (``tail``) go, whatever the index's blocks held beside them."""
-    span_of, region = getattr(piece, "span_of", None), getattr(piece, "region", None)
-    if not callable(span_of) or region is None:
+def region_trim(data_format: str, piece: Any) -> Trim | None:
+    """The cut of a region slice's decoded edge pieces (whole records) to the region's records: those before
+    the first record overlapping the region (``head``) and after the last (``tail``) go, whatever the
+    index's blocks held beside them. A record overlaps as the format's region query says: samtools' for
+    BAM (reference id, position, alignment end), tabix's for the text formats (the slice's ``span_of``)."""
+    region = getattr(piece, "region", None)
+    if region is None:
+        return None
+    if data_format == "BAM":
+        from dataplug.formats.genomics.bam_records import alignment_ends, fixed_fields, walk
+
+        _, tid, beg, end = region
+
+        def bam_records(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+            buf = np.frombuffer(data, np.uint8)
+            at, stop, incomplete = walk(piece.url, buf, 0, 0, len(data))
+            if incomplete or stop != len(data):
+                raise CorruptIndexError(piece.url, "a region's edge member does not hold whole BAM records where the index says; run preprocess(force=True)")
+            fixed = fixed_fields(buf, at)
+            inside = (fixed["ref"] == tid) & (fixed["pos"] < end) & (alignment_ends(buf, at, fixed) > beg)
+            return np.append(at, len(data)), inside
+
+        return functools.partial(_cut, bam_records)
+    span_of = getattr(piece, "span_of", None)
+    if not callable(span_of):
         return None
     chrom, beg, end = region
 
-    def inside(line: bytes) -> bool:
+    def overlaps(line: bytes) -> bool:
         try:
             seq, first, last = span_of(line.decode("utf-8").rstrip("\r\n"))
         except (ValueError, IndexError, UnicodeDecodeError):
             return True  # not a record the region could leave out: kept
         return bool(seq == chrom and first <= end and last >= beg)
 
-    def trim(data: bytes, head: bool, tail: bool) -> bytes:
+    def text_records(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         lines = data.splitlines(keepends=True)
-        hits = [i for i, line in enumerate(lines) if inside(line)]
-        if not hits:
-            return b""
-        return b"".join(lines[hits[0] if head else 0 : hits[-1] + 1 if tail else len(lines)])
+        bounds = np.cumsum([0] + [len(line) for line in lines])
+        return bounds, np.array([overlaps(line) for line in lines], bool)
 
-    return trim
+    return functools.partial(_cut, text_records)
+
+
+def _cut(records: Callable[[bytes], tuple[np.ndarray, np.ndarray]], data: bytes, head: bool, tail: bool) -> bytes:
+    """``data`` without the records before the first that ``records`` marks inside (``head``) and after the
+    last (``tail``); ``records`` gives the record bounds (n + 1) and the marks (n)."""
+    bounds, inside = records(data)
+    hits = np.flatnonzero(inside)
+    if not hits.size:
+        return b""
+    return data[int(bounds[hits[0]]) if head else 0 : int(bounds[hits[-1] + 1]) if tail else len(data)]
 
 
 def body_urls(
