@@ -46,6 +46,11 @@ SEQ_CODES = "=ACMGRSVTWYHKDBN"
 SEQ_PAIRS_16 = np.frombuffer("".join(a + b for a in SEQ_CODES for b in SEQ_CODES).encode(), "<u2")
 #: Byte size of each fixed-size tag value type, by type character.
 TAG_SIZES = {ord("A"): 1, ord("c"): 1, ord("C"): 1, ord("s"): 2, ord("S"): 2, ord("i"): 4, ord("I"): 4, ord("f"): 4}
+#: :data:`TAG_SIZES` as a lookup table by type byte (0: not a fixed-size type), and B arrays' element sizes.
+_SIZE_LUT = np.zeros(256, np.int64)
+_SIZE_LUT[list(TAG_SIZES)] = list(TAG_SIZES.values())
+_ELEMENT_LUT = np.zeros(256, np.int64)
+_ELEMENT_LUT[[ord(c) for c in "cCsSiIf"]] = [1, 1, 2, 2, 4, 4, 4]
 _INT_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4"}
 _ARRAY_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4", ord("f"): "<f4"}
 _INT32 = struct.Struct("<i")
@@ -216,16 +221,19 @@ def _strings(data: np.ndarray, lengths: np.ndarray) -> pa.Array:
 
 def _runs(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The bytes ``buf[starts[i] : starts[i] + lengths[i]]`` back to back, for runs in increasing order that
-    do not overlap: by an index per byte when they are a small part of ``buf``, else by one pass of a mask
-    over it)."""
+    do not overlap: by an index per byte when they are a small part of ``buf``, else by a mask of the runs and
+    the gaps between them)."""
     total = int(lengths.sum())
     if total * 8 < buf.size:
         return buf[_gather(starts, lengths)]
-    full = lengths > 0
-    delta = np.zeros(buf.size + 1, np.int8)
-    delta[starts[full]] += 1
-    delta[(starts + lengths)[full]] -= 1
-    return buf[np.cumsum(delta[:-1], dtype=np.int8).view(bool)]
+    ends = starts + lengths
+    counts = np.empty(2 * starts.size + 1, np.int64)
+    counts[0:-1:2] = starts - np.concatenate(([0], ends[:-1]))
+    counts[1::2] = lengths
+    counts[-1] = buf.size - ends[-1]
+    inside = np.zeros(counts.size, bool)
+    inside[1::2] = True
+    return buf[np.repeat(inside, counts)]
 
 
 def _slices(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
@@ -324,9 +332,7 @@ def tags(url: str, layout: Layout) -> pa.Array:
         if np.any(p + 3 > at_end[active]):
             raise InvalidFormatError(url, "a BAM record's tags are cut short by its block_size", offset=None)
         kind = buf[p + 2].astype(np.int64)
-        size = np.zeros(p.size, np.int64)
-        for code, width in TAG_SIZES.items():
-            size[kind == code] = width
+        size = _SIZE_LUT[kind]
         text = (kind == ord("Z")) | (kind == ord("H"))
         if text.any():
             v = p[text] + 3
@@ -337,7 +343,7 @@ def tags(url: str, layout: Layout) -> pa.Array:
         if array.any():
             v = p[array] + 3
             sub = buf[np.minimum(v, buf.size - 1)].astype(np.int64)
-            widths = np.array([{ord(c): 1 for c in "cC"}.get(s, {ord(c): 2 for c in "sS"}.get(s, 4 if s in b"iIf" else 0)) for s in sub.tolist()], np.int64)
+            widths = _ELEMENT_LUT[sub]
             count = np.ascontiguousarray(buf[np.minimum(v[:, None] + 1 + np.arange(4), buf.size - 1)]).view("<u4").ravel().astype(np.int64)
             if np.any(widths == 0):
                 raise InvalidFormatError(url, "a B tag with an unknown element type", offset=None)
