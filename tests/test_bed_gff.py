@@ -325,7 +325,7 @@ def bed_rows(path: Path) -> list[tuple]:
         rows = [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith(("#", "track ", "browser "))]
         return [(r[0], int(r[1]), int(r[2]), r[3] if len(r) > 3 else None) for r in rows]
     with open(_without_meta_copy(path)) as fh:
-        return [(r.contig, r.start, r.end, r.name) for r in pysam.tabix_iterator(fh, pysam.asBed())]
+        return [(r.contig, r.start, r.end, r.name if len(r) > 3 else None) for r in pysam.tabix_iterator(fh, pysam.asBed())]
 
 
 def gff_rows(path: Path) -> list[tuple]:
@@ -345,6 +345,7 @@ class TestBEDConformance(FormatTests):
     format = "BED"
     codecs = ("plain", "gzip", "bgzf", "zstd", "bzip2")
     dump_suffix = ".bed"
+    max_slices = 200  # more slices than records on the small samples only (each slice of bzip2 decodes a block)
 
     def samples(self) -> dict[str, dict[str, bytes]]:
         return {
@@ -376,6 +377,7 @@ class TestGFFConformance(FormatTests):
     format = "GFF"
     codecs = ("plain", "gzip", "bgzf", "zstd", "bzip2")
     dump_suffix = ".gff3"
+    max_slices = 200
 
     def samples(self) -> dict[str, dict[str, bytes]]:
         return {
