@@ -60,6 +60,7 @@ def test_glob_prefix_and_list_name_the_same_objects(store):
     assert glob.attributes.objects == 12 and glob.attributes.records == rows_of(glob) == 12 * 40
     assert glob.attributes.bytes == sum(co.size for co in glob.objects)
     assert glob.attributes.per_object[3] == glob.objects[3].attributes
+    assert glob.objects[5].ensure_fresh_index() is glob.objects[5].index()  # the listing's identity is the object's
 
     again = dataplug.open_dataset(store.url("run/part-*.csv*"), store.options, progress=False)
     assert again.indexed == 0 and [co.url for co in again] == urls and not any(co.built_index for co in again)
@@ -127,6 +128,19 @@ def test_small_indexes_are_packed_and_large_objects_keep_a_folder(local_store, m
     assert folder.exists(local_store.url(f"run/_dataplug/{big_folder}/manifest.json"))
 
 
+def test_re_indexes_add_packs_until_they_are_repacked(local_store):
+    put_parts(local_store, 3)
+    pattern = local_store.url("run/*")
+    packs = []
+    for i in range(3, 3 + dataset_module.REPACK_AFTER_PACKS + 1):
+        local_store.put(f"run/part-{i:04d}.csv", part(i))
+        ds = dataplug.open_dataset(pattern, progress=False)
+        packs.append(json.loads(fsspec.filesystem("file").cat_file(local_store.url(f"run/_dataplug/{manifest_name(ds.url)}")))["packs"])
+    assert [len(p) for p in packs] == [*range(1, dataset_module.REPACK_AFTER_PACKS + 1), 1]
+    again = dataplug.open_dataset(pattern, progress=False)
+    assert again.indexed == 0 and again.attributes.records == (4 + dataset_module.REPACK_AFTER_PACKS) * 40
+
+
 def test_a_crash_before_the_manifest_leaves_the_last_one_whole(local_store, monkeypatch):
     put_parts(local_store, 4)
     pattern = local_store.url("run/*")
@@ -142,7 +156,7 @@ def test_a_crash_before_the_manifest_leaves_the_last_one_whole(local_store, monk
     monkeypatch.undo()
     ds = dataplug.open_dataset(pattern, progress=False, preprocess=False)  # the old manifest and its packs load
     with pytest.raises(dataplug.IndexMissingError, match="1 of the dataset's 5 objects are not indexed"):
-        ds.objects
+        _ = ds.objects
     assert ds.preprocess().indexed == 1 and ds.attributes.records == 5 * 40
 
 

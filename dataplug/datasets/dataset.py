@@ -39,6 +39,10 @@ from dataplug.storage import ObjectInfo, StorageObject, split_url
 #: one with its own map over byte ranges, and keeps its own index folder.
 SMALL_OBJECT_BYTES = 64 * 2**20
 
+#: A re-index that finds the fresh objects' indexes spread over this many packs or more writes them again,
+#: with the new ones, into fresh packs.
+REPACK_AFTER_PACKS = 4
+
 #: The attribute that counts a format's records, the first one its attributes have.
 _RECORD_FIELDS = ("rows", "records", "reads", "sequences", "point_count", "spectra", "lines")
 
@@ -169,6 +173,8 @@ class Dataset:
         self._manifest = previous
         self._options = dict(options)
         self._objects: list[CloudObject | None] = [None] * len(listing.objects)
+        #: The packed manifests of the objects loaded from packs, by canonical URL (to repack them).
+        self._packed: dict[str, dict[str, Any]] = {}
         #: How many objects the last :meth:`preprocess` indexed (the others were fresh).
         self.indexed = 0
 
@@ -241,10 +247,9 @@ class Dataset:
                 fresh[i] = entry
             else:
                 self._objects[i] = None
-        packs: dict[str, Any] = {}
         names = sorted({e.pack for e in fresh.values() if e.pack is not None})
         try:
-            packs = read_packs(self.index_location, names)
+            packs = {name: {canonical_url(url): m for url, m in pack.items()} for name, pack in read_packs(self.index_location, names).items()}
         except CorruptIndexError:
             if self.published:
                 raise
@@ -255,11 +260,12 @@ class Dataset:
             co = self._cloud_object(listed, entry.format)
             try:
                 if entry.pack is not None:
-                    manifest = packs.get(entry.pack, {}).get(listed.url)
+                    manifest = packs.get(entry.pack, {}).get(canonical_url(listed.url))
                     if manifest is None:
                         raise IndexMissingError(listed.url, f"not in the pack {entry.pack} its dataset manifest names")
                     sidecar = load_sidecar(co.index_location, listed.url, co.format.name, co.format.index_version, expect=listed.info, manifest=manifest)
                     co.adopt_index(sidecar)
+                    self._packed[canonical_url(listed.url)] = manifest
                 else:
                     co._load_index(_Operation(co.obj, info=listed.info))
             except (IndexMissingError, StaleIndexError, CorruptIndexError):
@@ -338,6 +344,7 @@ class Dataset:
             if result.manifest is not None:
                 sidecar = load_sidecar(co.index_location, listed.url, co.format.name, co.format.index_version, expect=listed.info, manifest=result.manifest)
                 manifests[listed.url] = result.manifest
+                self._packed[canonical_url(listed.url)] = result.manifest
                 where = {"pack": ""}
             else:
                 sidecar = write_sidecar(co.index_location, result.sidecar)
@@ -378,21 +385,26 @@ class Dataset:
         return self.listing.kind != "list" and bool(set(self._manifest.objects) - listed)
 
     def _write(self, entries: dict[int, ObjectEntry], manifests: dict[str, dict[str, Any]], generation: str) -> None:
-        """Write the new packs, then the manifest naming them and the fresh objects' old packs and folders."""
-        key = dataset_key(self.listing.pattern)
-        where = write_packs(self.index_location, key, generation, manifests) if manifests else {}
+        """Write the new packs, then the manifest naming them and the fresh objects' old packs and folders.
+
+        Once the fresh objects' indexes are spread over :data:`REPACK_AFTER_PACKS` packs or more (each re-index
+        adds one), they are written again into the new packs, so opening the dataset stays a few requests."""
         objects: dict[str, ObjectEntry] = {}
         if self._manifest is not None and self.listing.kind == "list":
             objects.update(self._manifest.objects)  # a list does not say the objects it leaves out are gone
         for i, listed in enumerate(self.listing.objects):
             canonical = canonical_url(listed.url)
-            if i in entries:
-                entry = entries[i]
-                if entry.pack is not None:
-                    entry = dataclasses.replace(entry, pack=where[listed.url])
-                objects[canonical] = entry
-            else:
-                objects[canonical] = self._manifest.objects[canonical]  # type: ignore[union-attr]
+            objects[canonical] = entries[i] if i in entries else self._manifest.objects[canonical]  # type: ignore[union-attr]
+        new = {canonical_url(self.listing.objects[i].url) for i in entries}
+        old = {c: e for c, e in objects.items() if e.pack is not None and c not in new}
+        if manifests and len({e.pack for e in old.values()}) >= REPACK_AFTER_PACKS:
+            for canonical in old.keys() & self._packed.keys():
+                manifests[objects[canonical].url] = self._packed[canonical]
+                objects[canonical] = dataclasses.replace(objects[canonical], pack="")
+        where = write_packs(self.index_location, dataset_key(self.listing.pattern), generation, manifests) if manifests else {}
+        for canonical, entry in objects.items():
+            if entry.pack == "":
+                objects[canonical] = dataclasses.replace(entry, pack=where[entry.url])
         manifest = DatasetManifest(self.listing.pattern, objects, generation)
         write_dataset_manifest(self.index_location, manifest, self._manifest)
         self._manifest = manifest
@@ -408,8 +420,7 @@ class Dataset:
 
 def default_index_location(listing: Listing) -> str:
     """``<root>/_dataplug``: the folder the dataset's objects are rooted in, then ``_dataplug``."""
-    protocol, path = split_url(listing.root)
-    if not path.strip("/"):
+    if not split_url(listing.root)[1].strip("/"):
         raise DataplugError(None, f"the objects of {listing.pattern} share no folder to keep their index in; pass index_location=")
     return listing.root.rstrip("/") + "/" + DATASET_INDEX_FOLDER
 
