@@ -362,10 +362,10 @@ class TestBEDConformance(FormatTests):
         return list(zip(table["chrom"].to_pylist(), table["chromStart"].to_pylist(), table["chromEnd"].to_pylist(), names))
 
     def large(self, folder: Path) -> tuple[str, int]:
-        records = 1_700_000
+        records = 1_800_000
         rng = np.random.default_rng(6)
-        chrom = np.repeat(["chr1", "chr2", "chr3"], [800_000, 600_000, 300_000])
-        begin = np.concatenate([np.sort(rng.integers(0, 2 * 10**8, k)) for k in (800_000, 600_000, 300_000)])
+        chrom = np.repeat(["chr1", "chr2", "chr3"], [800_000, 600_000, 400_000])
+        begin = np.concatenate([np.sort(rng.integers(0, 2 * 10**8, k)) for k in (800_000, 600_000, 400_000)])
         end = begin + rng.integers(0, 2000, records)
         score = rng.integers(0, 1000, records)
         body = "\n".join(f"{c}\t{b}\t{e}\tp{i}\t{s}\t+" for i, (c, b, e, s) in enumerate(zip(chrom.tolist(), begin.tolist(), end.tolist(), score.tolist())))
