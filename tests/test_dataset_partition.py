@@ -240,3 +240,17 @@ def test_a_published_dataset_is_read_over_plain_http(s3_options, moto_endpoint):
     assert pattern in readme and "open_dataset" in readme
     ds = open_dataset(pattern, s3_options, index_location=f"{moto_endpoint}/{public}/logs-index/", preprocess=False)
     assert ds.published and sum(s.num_records for s in ds.partition("partition_num_chunks", 3)) == sum(50 + i for i in range(6))
+
+
+def test_regions_of_a_vcf_dataset_are_per_object_in_order(local_store):
+    from dataplug.testing.data import make_vcf
+
+    texts = [make_vcf(300, seed=k) for k in range(3)]
+    for k, text in enumerate(texts):
+        local_store.put(f"calls/part-{k}.vcf", text.encode())
+    ds = open_dataset(local_store.url("calls/*.vcf"), progress=False)
+    slices = ds.partition("partition_regions", ["chr2", "chr1:1-50000000"])
+    assert [s.url.rsplit("/", 1)[-1] for s in slices] == ["part-0.vcf"] * 2 + ["part-1.vcf"] * 2 + ["part-2.vcf"] * 2
+    assert [s.number for s in slices] == list(range(6))
+    chr2 = [sum(1 for line in text.splitlines() if line.startswith("chr2\t")) for text in texts]
+    assert [s.num_records for s in slices[::2]] == chr2
