@@ -7,6 +7,10 @@ or a FASTQ.gz runs while its slices are still being fetched and decoded in paral
     import duckdb
     reader = to_reader(co.partition("partition_num_chunks", 64), executor=pool)
     duckdb.sql("select station, avg(temp) from reader group by station")
+
+A dataset's partition streams the same way (``to_reader(ds.partition("partition_num_chunks", 64))``): its
+slices, pieces of one object or groups of whole objects, share one schema (a CSV dataset's column types are
+widened over its objects, :mod:`dataplug.datasets.partition`).
 """
 
 from __future__ import annotations

@@ -82,21 +82,23 @@ class GroupSlice:
         """``None``: the group reads ranges of several objects, not one range."""
         return None
 
-    def schema(self) -> pa.Schema:
-        """The columns :meth:`to_arrow` returns (the parts share the dataset's schema)."""
-        return self.parts[0].schema()
+    def schema(self, **options: Any) -> pa.Schema:
+        """The columns :meth:`to_arrow` returns (the parts share the dataset's schema); ``options`` are the
+        parts' own (a CSV's ``column_types``)."""
+        return self.parts[0].schema(**options)
 
-    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
-        """The parts' records as one ``pyarrow.Table`` in dataset order (only ``columns``, when given)."""
-        schema = self.schema()
+    def to_arrow(self, columns: list[str] | None = None, **options: Any) -> pa.Table:
+        """The parts' records as one ``pyarrow.Table`` in dataset order (only ``columns``, when given);
+        ``options`` go to every part's ``to_arrow`` (a CSV's ``column_types``)."""
+        schema = self.schema(**options)
         if columns is not None:
             schema = pa.schema([schema.field(name) for name in columns])
-        tables = [part.to_arrow(columns) if columns is not None else part.to_arrow() for part in self.parts]
+        tables = [part.to_arrow(columns, **options) for part in self.parts]
         return pa.concat_tables([t.select(schema.names).cast(schema) if t.schema != schema else t for t in tables])
 
-    def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
+    def to_pandas(self, columns: list[str] | None = None, **options: Any) -> pd.DataFrame:
         """:meth:`to_arrow` as a pandas DataFrame."""
-        return self.to_arrow(columns).to_pandas()
+        return self.to_arrow(columns, **options).to_pandas()
 
     def get(self) -> Any:
         """The parts' results joined as one object's would be: text once with its header (CSV, VCF), lists
