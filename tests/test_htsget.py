@@ -23,7 +23,10 @@ import numpy as np
 import pytest
 
 import dataplug
+from dataplug.codecs import CheckpointTable
 from dataplug.htsget import HtsgetError, InvalidRangeError, ReferenceNotFoundError, UnsupportedFormatError, ticket
+from dataplug.htsget.tickets import Members, checkpoint_table
+from dataplug.storage.object import read_stats
 from dataplug.testing.data import make_vcf
 
 pysam = pytest.importorskip("pysam", reason="htslib through pysam is the reference; the ci extra installs it")
@@ -166,6 +169,37 @@ def test_whole_file_and_header_tickets(vcfs, tmp_path, name):
     head = ticket(co, "chr1", 5, 10, header_only=True)
     assert [b["url"][:5] for b in head["htsget"]["urls"]] == ["data:", "data:"]
     assert gzip.decompress(follow(head)).decode() == header_of(text) and parsed(follow(head), tmp_path) == []
+
+
+def test_region_tickets_read_at_most_their_two_edge_members(vcfs, s3_store):
+    """Planning reads no record: a region ticket reads only its edge members from the object (their bytes
+    in one planned request), plus the last 28 bytes when its range reaches the object's end."""
+    path = vcfs["long"][0]
+    url = s3_store.put("counted.vcf.gz", path.read_bytes())
+    co = dataplug.open(url, s3_store.options)
+    for region in [("chr1", 0, 60_000), ("chr2", 100, 200), ("chr10", None, None), ("chrUn_gl1", None, None)]:
+        read_stats.reset()
+        ticket(co, *region, url="https://example.org/x.vcf.gz")
+        assert read_stats.requests.get(url, 0) <= 2 and read_stats.bytes.get(url, 0) <= 2 * 65536 + 28, region
+
+
+def test_coarse_checkpoints_are_walked_to_exact_members(vcfs):
+    """An index whose checkpoints are several members apart (a gzip-pass index, a .gzi of some members)
+    gives the same members: the stretch between two checkpoints is walked member by member."""
+    path, _, spans = vcfs["short"]
+    co = dataplug.open(str(path))
+    fine = checkpoint_table(co)
+    assert [int(u) for u in fine.logical[:-1] if u < spans[-1][0]] == [a for a, b in spans if b > a]  # every member a checkpoint
+    keep = np.r_[0 : len(fine) : 3, len(fine)]
+    coarse = CheckpointTable.of(co.url, "coarse", fine.compressed[keep], fine.logical[keep])
+    exact, walked = Members(co, fine), Members(co, coarse)
+    data_end = path.stat().st_size - len(dataplug.htsget.BGZF_EOF)  # the index's last member may hold the EOF block too
+
+    def seen(member):
+        return member.start, min(member.end, data_end), member.first, member.stop
+
+    for offset in np.random.default_rng(2).integers(0, fine.logical_size, 40).tolist():
+        assert seen(walked.at(offset)) == seen(exact.at(offset))
 
 
 def test_ticket_refusals(vcfs, local_store):
@@ -326,7 +360,7 @@ def test_serve_local_root_with_the_htsget_client(vcfs, tmp_path):
 
 def test_ticket_pins_the_object_it_was_made_for(vcfs, tmp_path):
     """A ticket's ranges carry If-Match: an object replaced after the ticket is refused (412), never mixed."""
-    path, text, _ = vcfs["short"]
+    path = vcfs["short"][0]
     folder = tmp_path / "root"
     folder.mkdir()
     (folder / "v.vcf.gz").write_bytes(path.read_bytes())
@@ -352,7 +386,9 @@ def test_serve_s3_and_http_roots(vcfs, s3_store, tmp_path):
             ranged = [b for b in tk["htsget"]["urls"] if b["url"].startswith("http")]
             assert {b["url"] for b in ranged} == {f"{base}/data/long.vcf.gz"} and all("If-Match" in b["headers"] for b in ranged)
             assert gzip.decompress(follow(tk, http_ranges)).decode() == text
-            assert sorted(parsed(client_get(f"{front}/variants/long", tmp_path, reference_name="chr2", start=2000, end=30_000), tmp_path)) == sorted(got)
+            assert sorted(parsed(client_get(f"{front}/variants/long", tmp_path, reference_name="chr2", start=2000, end=30_000), tmp_path)) == sorted(
+                got
+            )
 
 
 def test_serve_reads_with_the_htsget_client(bam, tmp_path):
@@ -384,7 +420,10 @@ def test_serve_blocks_until_stopped(vcfs, tmp_path):
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode() if proc.poll() is not None else "no answer"
                 time.sleep(0.1)
         assert status == 200 and json.loads(body)["htsget"] == {
-            "datatype": "reads", "formats": ["BAM"], "fieldsParametersEffective": False, "tagsParametersEffective": False
+            "datatype": "reads",
+            "formats": ["BAM"],
+            "fieldsParametersEffective": False,
+            "tagsParametersEffective": False,
         }
         status, _, body = answer(f"http://127.0.0.1:{port}/variants/short?referenceName=chr1&start=0&end=5000")
         assert status == 200 and json.loads(body)["htsget"]["format"] == "VCF"

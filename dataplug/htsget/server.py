@@ -230,6 +230,8 @@ def make_app(root: str, storage_options: dict[str, Any] | None = None, index_loc
     return app
 
 
-def serve(root: str, host: str = "127.0.0.1", port: int = 8000, storage_options: dict[str, Any] | None = None, index_location: str | None = None) -> None:
+def serve(
+    root: str, host: str = "127.0.0.1", port: int = 8000, storage_options: dict[str, Any] | None = None, index_location: str | None = None
+) -> None:
     """Serve htsget over ``root`` on ``host:port`` until interrupted (``dataplug serve ROOT``)."""
     web.run_app(make_app(root, storage_options, index_location), host=host, port=port, print=lambda text: print(text.splitlines()[0], flush=True))

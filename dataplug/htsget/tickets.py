@@ -19,10 +19,12 @@ import base64
 import functools
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+
 from dataplug.codecs import CheckpointTable, CodecIndex, get_codec
 from dataplug.codecs.bgzf import inflate_members
 from dataplug.codecs.gzip.headers import bgzf_block_size
@@ -44,7 +46,7 @@ DEFAULT_BLOCK_BYTES = 2**30
 Trim = Callable[[bytes, bool, bool], bytes]
 #: htsget's data format of each dataplug format it serves, and the media type of its inline blocks.
 MEDIA_TYPES = {"BAM": "application/vnd.ga4gh.bam", "VCF": "application/vnd.ga4gh.vcf"}
-_DECLARED = {"VCF": re.compile(r"^##contig=<ID=([^,>]+)", re.M), "BAM": re.compile(r"^@SQ\t(?:[^\n]*\t)?SN:([^\t\n]+)", re.M)}
+_DECLARED = {"VCF": re.compile(r"^##contig=<ID=([^,>]+)", re.MULTILINE), "BAM": re.compile(r"^@SQ\t(?:[^\n]*\t)?SN:([^\t\n]+)", re.MULTILINE)}
 
 
 class HtsgetError(StrategyArgumentError):
@@ -130,7 +132,10 @@ class Members:
         for member, raw in zip(members, raws):
             data = inflate_members(self.co.url, raw, member.start, whole=True)[0]
             if len(data) != member.stop - member.first:
-                raise CorruptIndexError(self.co.url, f"the BGZF member at byte {member.start} decodes to {len(data)} bytes, the checkpoint index says {member.stop - member.first}")
+                raise CorruptIndexError(
+                    self.co.url,
+                    f"the BGZF member at byte {member.start} decodes to {len(data)} bytes, the checkpoint index says {member.stop - member.first}",
+                )
             out.append(data)
         return out
 
@@ -274,7 +279,9 @@ def region_trim(data_format: str, piece: Any) -> Trim | None:
             buf = np.frombuffer(data, np.uint8)
             at, stop, incomplete = walk(piece.url, buf, 0, 0, len(data))
             if incomplete or stop != len(data):
-                raise CorruptIndexError(piece.url, "a region's edge member does not hold whole BAM records where the index says; run preprocess(force=True)")
+                raise CorruptIndexError(
+                    piece.url, "a region's edge member does not hold whole BAM records where the index says; run preprocess(force=True)"
+                )
             fixed = fixed_fields(buf, at)
             inside = (fixed["ref"] == tid) & (fixed["pos"] < end) & (alignment_ends(buf, at, fixed) > beg)
             return np.append(at, len(data)), inside
@@ -351,7 +358,9 @@ def body_urls(
     if end > start:
         if url is None:
             if not co.url.startswith(("http://", "https://")):
-                raise HtsgetError(co.url, "the body ranges need an HTTP(S) URL serving the object: pass url= (dataplug serve passes its own /data/ URL)")
+                raise HtsgetError(
+                    co.url, "the body ranges need an HTTP(S) URL serving the object: pass url= (dataplug serve passes its own /data/ URL)"
+                )
             url = co.url
             kind, _, value = members.info.identity.partition(":")
             if kind == "etag" and not value.startswith("W/"):
