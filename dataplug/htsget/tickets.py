@@ -5,12 +5,14 @@ A ticket lists the pieces a client fetches and concatenates into a valid file: t
 the object's own BGZF members, with ``Range`` headers), and the BGZF end-of-file block (inline).
 
 The body of a region is found with the format's own region strategy (``partition_regions``): its slice's
-decoded range is mapped onto whole BGZF members through the codec's checkpoint table, so the concatenated
-bytes hold every record of the region and at most the other records of the same members. A stretch of
-the table that holds several members (checkpoints far apart) is walked member by member (their headers and
-``ISIZE`` trailers, nothing inflated) to find the exact ones. The member that holds the end of the header
-and the first records (bgzip writes both into one) is never sent as a range, which would repeat header
-bytes: its records are decoded and sent re-compressed, inline.
+decoded range is mapped onto whole BGZF members through the codec's checkpoint table (a stretch of the
+table that holds several members, checkpoints far apart, is walked member by member: their headers and
+``ISIZE`` trailers, nothing inflated). The members between the first and the last go as one byte range.
+The first and last members go inline, decoded, cut to the region's records and re-compressed, whenever
+the range starts or ends inside them: the member that holds the end of the header and the first records
+(bgzip writes both into one) would repeat header bytes, and one that starts or ends inside a record
+would send a partial record. So the concatenated bytes hold every record of the region and at most the
+other records of its own members; planning reads those two edge members and no other data.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ def ticket(
     body: tuple[int, int] | None = None
     trim: Trim | None = None
     if header_only:
-        pass
+        body = None
     elif reference_name is None:
         body = (len(header), int(co.attributes.uncompressed_size))
     else:
