@@ -12,7 +12,9 @@ then prints:
   compressed bytes read to count their records exactly (the blocks at each region's edges; ``partition``
   asks every count), against the bytes reading the slices reads, checking every count against the records
   the slices return;
-- every time is the best of two runs (the regions: one run).
+- the same VCF BGZF-compressed (pysam's bgzip when installed): its index pass with every BGZF member a
+  checkpoint (``spacing=1``), and the sidecar's size against the object (the goal: at most 0.5 %);
+- every time is the best of two runs (the regions and the BGZF pass: one run).
 
     python benchmarks/genomics_vcf.py --size-mb 300
 """
@@ -29,6 +31,8 @@ from _common import best_of, rows_on_pool, slice_bench_args, timed, warm_page_ca
 
 from dataplug import CloudObject
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_regions
+from dataplug.framings.regions import BLOCK_TABLES
+from dataplug.testing.codecs import bgzf
 from dataplug.storage import read_stats
 
 SAMPLES = ("S1", "S2", "S3", "S4")
@@ -99,6 +103,7 @@ def main() -> None:
         plain = os.path.join(folder, "bench.vcf")
         records = generate_vcf(plain, args.size_mb)
         plain_size = os.path.getsize(plain)
+        t_bgzf, bgzf_size, bgzf_index, bgzf_members, bgzf_blocks = bgzf_bench(plain, records)
         subprocess.run(["gzip", "-6", plain], check=True)
         path = plain + ".gz"
         size = os.path.getsize(path)
@@ -134,11 +139,33 @@ def main() -> None:
     line = f"  all slices to_arrow ({args.workers} workers)     {t_read:7.3f} s   / plain Python = {t_read / t_python:.2f}"
     print(line + (f", / cyvcf2 = {t_read / t_cyvcf2:.2f}" if t_cyvcf2 is not None else ""))
     print(f"  index size: {index_bytes:,} bytes = {100 * index_bytes / size:.3f} % of the object ({co.attributes.checkpoints} checkpoints)")
+    print(
+        f"  BGZF {bgzf_size / 1e6:.0f} MB, every member a checkpoint: index pass {t_bgzf:.3f} s, index size {bgzf_index:,} bytes = "
+        f"{100 * bgzf_index / bgzf_size:.3f} % of the object ({bgzf_members} members, {bgzf_blocks} region blocks)"
+    )
     for number, length, t_regions, counted, region_bytes, region_records in regions:
         print(
             f"  partition_regions, {number} regions of {length / 1e6:g} Mb ({region_records:,} records): {t_regions:.3f} s, "
             f"{counted / 1e6:.1f} MB read to count them exactly, {region_bytes / 1e6:.1f} MB to read the slices"
         )
+
+
+def bgzf_bench(plain: str, records: int) -> tuple[float, int, int, int, int]:
+    """BGZF-compress ``plain`` and index it with every member a checkpoint: (seconds of the index pass, object
+    bytes, sidecar bytes, members, region blocks)."""
+    path = plain + ".bgz"
+    try:
+        import pysam
+
+        pysam.tabix_compress(plain, path, force=True)
+    except ImportError:
+        with open(plain, "rb") as fh, open(path, "wb") as out:
+            out.write(bgzf(fh.read())[0])
+    co = CloudObject.from_url(VCF, path)
+    t_index, _ = timed(lambda: co.preprocess(force=True, progress=False, spacing=1))
+    assert co.attributes.records == records and co.attributes.sorted
+    blocks = int(co.index().tables[BLOCK_TABLES[0]].size)
+    return t_index, os.path.getsize(path), co.index().nbytes(), co.attributes.checkpoints, blocks
 
 
 def regions_bench(co: CloudObject, path: str, number: int, length: int) -> tuple[float, int, int, int]:

@@ -362,7 +362,8 @@ class RegionIndex:
 def reduce_regions(url: str, scans: list[RegionRangeScan], logical_size: int, data_start: int, header_lines: int, cuts: np.ndarray, sample_bytes: int) -> RegionIndex:
     """Raise the first malformed record; chain the ranges: the line index, skipped lines, sequence names
     and blocks cut at sequence changes and at the first sub-block after each of the codec's ``cuts`` (or at
-    the line-index anchors where the cuts are fewer than one per ``2 * sample_bytes``)."""
+    the line-index anchors where the cuts are fewer than one per ``2 * sample_bytes``, else the block starts
+    replace those anchors)."""
     before = 1  # line 0 starts the stream; the others follow a newline
     ids: dict[str, int] = {}
     last: tuple[str, int] | None = None
@@ -416,6 +417,9 @@ def reduce_regions(url: str, scans: list[RegionRangeScan], logical_size: int, da
         at = np.unique(np.concatenate(chosen))
         at = at[at < record.size]
     blocks = (record[at], chrom[at], start[at], np.maximum.reduceat(stop, at) if at.size else at, np.minimum.reduceat(low, at) if at.size else at)
+    if record.size and dense:  # the block starts are as dense as the sampled anchors: they replace them (a smaller sidecar)
+        ends = [0, index.offsets.size - 1, int(np.searchsorted(index.offsets, data_start))]
+        index = LineIndex(index.offsets[ends], index.records[ends])
     index = _with_anchors(index, offset[at], record[at])
     return RegionIndex(LineIndex(index.offsets, index.records, blanks), list(ids), blocks, records_end)
 
