@@ -402,14 +402,14 @@ def test_serve_reads_with_the_htsget_client(bam, tmp_path):
         assert (status, json.loads(body)["htsget"]["error"]) == (400, "UnsupportedFormat")
 
 
-def test_serve_blocks_until_stopped(vcfs, tmp_path):
-    """``serve()`` (what ``dataplug serve`` runs) in a process of its own, asked for its service-info."""
+def test_dataplug_serve_command(vcfs, tmp_path):
+    """``dataplug serve ROOT --port P`` (the CLI calls ``serve()``) in a process of its own, until stopped."""
     path = vcfs["short"][0]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = f"from dataplug.htsget.server import serve; serve({str(path.parent)!r}, port={port}, index_location={str(tmp_path / 'ix')!r})"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "dataplug.cli", "serve", str(path.parent), "--port", str(port), "--index-location", str(tmp_path / "ix")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -425,8 +425,8 @@ def test_serve_blocks_until_stopped(vcfs, tmp_path):
             "fieldsParametersEffective": False,
             "tagsParametersEffective": False,
         }
-        status, _, body = answer(f"http://127.0.0.1:{port}/variants/short?referenceName=chr1&start=0&end=5000")
-        assert status == 200 and json.loads(body)["htsget"]["format"] == "VCF"
+        got = parsed(client_get(f"http://127.0.0.1:{port}/variants/short", tmp_path, reference_name="chr1", start=0, end=5000), tmp_path)
+        assert set(records_of(path, ("chr1", 0, 5000))) <= set(got)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import posixpath
 import re
 from typing import Any
 from urllib.parse import quote
@@ -51,7 +50,7 @@ class HtsgetServer:
     """The server's state: ROOT, its storage options and the objects opened so far."""
 
     def __init__(self, root: str, storage_options: dict[str, Any] | None = None, index_location: str | None = None) -> None:
-        self.root = root.rstrip("/") or "/"
+        self.root = root.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.index_location = index_location
         self.public = self.root.startswith(("http://", "https://"))
@@ -63,7 +62,7 @@ class HtsgetServer:
         parts = name.split("/")
         if not name or name.startswith("/") or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
             raise HtsgetError(None, f"{name!r} is not an id under the server's root")
-        return posixpath.join(self.root, name) if "://" in self.root else f"{self.root}/{name}"
+        return f"{self.root}/{name}"
 
     async def open(self, url: str, data_format: str, fresh: bool = False) -> CloudObject:
         """The opened (indexed) object at ``url``, kept for later requests; ``fresh`` opens it again."""
