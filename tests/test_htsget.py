@@ -356,6 +356,10 @@ def test_serve_local_root_with_the_htsget_client(vcfs, tmp_path):
         assert answer(f"{base}/data/short.vcf.gz.gzi", {"Range": "bytes=0-9"})[0] == 404
         status, headers, _ = answer(f"{base}/variants/short?referenceName=chr1", {"Origin": "https://igv.example"})
         assert headers["Access-Control-Allow-Origin"] == "https://igv.example"
+        preflight = {"Origin": "https://igv.example", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "range"}
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/data/short.vcf.gz", headers=preflight, method="OPTIONS")) as r:
+            assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "https://igv.example"
+            assert r.headers["Access-Control-Allow-Headers"] == "range" and "GET" in r.headers["Access-Control-Allow-Methods"]
 
 
 def test_ticket_pins_the_object_it_was_made_for(vcfs, tmp_path):
