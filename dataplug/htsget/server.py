@@ -3,7 +3,8 @@
 ``GET /reads/<id>`` answers with the ticket of ``<ROOT>/<id>.bam`` and ``GET /variants/<id>`` with that of
 ``<ROOT>/<id>.vcf.gz`` (query ``referenceName``, ``start``, ``end``, ``format``, ``class=header``);
 ``/reads/service-info`` and ``/variants/service-info`` describe the service (GA4GH service-info). Each object
-is opened (and indexed, the first time) on its first request and kept open. Ticket body ranges name the
+is opened (and indexed, the first time) on its first request and kept open; one replaced since (its
+partition refuses a stale index) is opened, and indexed, again. Ticket body ranges name the
 object's own URL when ROOT is HTTP(S), else this server's ``/data/<id>.<ext>``, which serves the object's
 bytes with ``Range`` (206, ``Content-Range``; 416 past the end) under a strong ``ETag`` that the ticket's
 ``If-Match`` header pins: a client never concatenates bytes of an object replaced after its ticket.
