@@ -24,7 +24,7 @@ import pytest
 
 import dataplug
 from dataplug.codecs import CheckpointTable
-from dataplug.htsget import HtsgetError, InvalidRangeError, ReferenceNotFoundError, UnsupportedFormatError, ticket
+from dataplug.htsget import HtsgetError, InvalidRangeError, ReferenceNotFoundError, UnsupportedFormatError, ticket, tickets
 from dataplug.htsget.tickets import Members, checkpoint_table
 from dataplug.storage.object import read_stats
 from dataplug.testing.data import make_vcf
@@ -200,6 +200,23 @@ def test_coarse_checkpoints_are_walked_to_exact_members(vcfs):
 
     for offset in np.random.default_rng(2).integers(0, fine.logical_size, 40).tolist():
         assert seen(walked.at(offset)) == seen(exact.at(offset))
+
+
+def test_a_long_header_goes_as_a_range_then_inline(vcfs, tmp_path, monkeypatch):
+    """Past INLINE_HEADER_MAX, the members that hold header bytes only are a range and the rest of the header
+    is inline: the tickets still decode to the header once, then the records."""
+    monkeypatch.setattr(tickets, "INLINE_HEADER_MAX", 1000)
+    path, text, spans = vcfs["long"]
+    co = dataplug.open(str(path))
+    read = file_ranges(path)
+    head = ticket(co, header_only=True, url="https://example.org/x.vcf.gz")
+    blocks = head["htsget"]["urls"]
+    assert [b["class"] for b in blocks] == ["header", "header", "body"] and "Range" in blocks[0]["headers"] and blocks[1]["url"].startswith("data:")
+    assert gzip.decompress(follow(head, read)).decode() == header_of(text)
+    assert gzip.decompress(follow(ticket(co, url="https://example.org/x.vcf.gz"), read)).decode() == text
+    got = parsed(follow(ticket(co, "chr1", 0, 3000, url="https://example.org/x.vcf.gz"), read), tmp_path)
+    want = records_of(path, ("chr1", 0, 3000))
+    assert set(want) <= set(got) <= same_members(text, spans, want)
 
 
 def test_ticket_refusals(vcfs, local_store):

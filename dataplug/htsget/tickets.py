@@ -44,6 +44,10 @@ MAX_POSITION = 2**32 - 1
 #: Bytes per body URL at most: the protocol's guideline ("data blocks should not exceed ~1GB"), so that a
 #: client retries a failed block rather than the whole transfer.
 DEFAULT_BLOCK_BYTES = 2**30
+#: Decoded header bytes a ticket sends inline at most: a longer header goes as a range of the members that
+#: hold only header bytes, then the rest inline (the protocol: "inline data URIs should not exceed a few
+#: megabytes"; a VCF of a draft assembly's contigs or a BAM of many @SQ lines has headers of several).
+INLINE_HEADER_MAX = 2**20
 #: Cuts a decoded edge piece of whole records to a region's: ``trim(data, head, tail)``.
 Trim = Callable[[bytes, bool, bool], bytes]
 #: htsget's data format of each dataplug format it serves, and the media type of its inline blocks.
@@ -257,11 +261,48 @@ def ticket(
         span = region_slice.byte_range()
         body = None if empty or span is None else (int(span[0]), int(span[1]))
         trim = region_trim(data_format, region_slice)
-    urls = [data_url(data_format, bgzf_compress(header), "header")]
+    members = Members(co, checkpoint_table(co))
+    ranges = Ranges(co, url, dict(headers or {}), block_bytes, members.info)
+    urls = header_urls(data_format, header, members, ranges)
     if body is not None and body[1] > body[0]:
-        urls += body_urls(co, data_format, len(header), body, url, dict(headers or {}), block_bytes, trim)
+        urls += body_urls(data_format, len(header), body, members, ranges, trim)
     urls.append(data_url(data_format, BGZF_EOF, "body"))
     return {"htsget": {"format": data_format, "urls": urls}}
+
+
+class Ranges:
+    """Ticket blocks of object byte ranges: ``url`` (default: the object's own HTTP(S) URL, pinned with
+    ``If-Match`` to its indexed ETag when that is a strong one) with ``headers`` and a ``Range``, a block per
+    ``block_bytes`` at most."""
+
+    def __init__(self, co: Any, url: str | None, headers: dict[str, str], block_bytes: int, info: Any) -> None:
+        self.co_url, self.url, self.headers, self.block_bytes = co.url, url, headers, block_bytes
+        if url is None and co.url.startswith(("http://", "https://")):
+            self.url = co.url
+            kind, _, value = info.identity.partition(":")
+            if kind == "etag" and not value.startswith("W/"):
+                self.headers = {"If-Match": value, **headers}
+
+    def __call__(self, start: int, end: int, data_class: str) -> list[dict[str, Any]]:
+        if self.url is None:
+            raise HtsgetError(
+                self.co_url, "the body ranges need an HTTP(S) URL serving the object: pass url= (dataplug serve passes its own /data/ URL)"
+            )
+        out = []
+        for piece in range(start, end, self.block_bytes):
+            span = {"Range": f"bytes={piece}-{min(piece + self.block_bytes, end) - 1}"}
+            out.append({"url": self.url, "headers": {**self.headers, **span}, "class": data_class})
+        return out
+
+
+def header_urls(data_format: str, header: bytes, members: Members, ranges: Ranges) -> list[dict[str, Any]]:
+    """The header's ticket blocks: inline; or, past :data:`INLINE_HEADER_MAX` when the object has a URL,
+    the members that hold header bytes only as a range, then the rest of the header inline."""
+    if len(header) > INLINE_HEADER_MAX and ranges.url is not None:
+        last = members.at(len(header) - 1)
+        if last.first > 0:
+            return ranges(0, last.start, "header") + [data_url(data_format, bgzf_compress(header[last.first :]), "header")]
+    return [data_url(data_format, bgzf_compress(header), "header")]
 
 
 def region_trim(data_format: str, piece: Any) -> Trim | None:
@@ -320,27 +361,19 @@ def _cut(records: Callable[[bytes], tuple[np.ndarray, np.ndarray]], data: bytes,
 
 
 def body_urls(
-    co: Any,
-    data_format: str,
-    header_length: int,
-    body: tuple[int, int],
-    url: str | None,
-    headers: dict[str, str],
-    block_bytes: int,
-    trim: Trim | None = None,
+    data_format: str, header_length: int, body: tuple[int, int], members: Members, ranges: Ranges, trim: Trim | None = None
 ) -> list[dict[str, Any]]:
     """Ticket blocks of the decoded range ``body`` (whole records, after the header's ``header_length``
-    bytes): the members between its first and last as ranges of ``url``; the first and last members
-    inline, re-compressed, when the range starts or ends inside them (a member shared with the header, a
-    record that begins in the member before or goes on in the next), so that no header byte repeats and
-    no partial record is sent. ``trim`` cuts those inline pieces to the region's records."""
+    bytes): the members between its first and last as byte ranges; the first and last members inline,
+    re-compressed, when the range starts or ends inside them (a member shared with the header, a record
+    that begins in the member before or goes on in the next), so that no header byte repeats and no
+    partial record is sent. ``trim`` cuts those inline pieces to the region's records."""
     a, b = max(body[0], header_length), body[1]
 
     def inline(data: bytes, head: bool, tail: bool) -> list[dict[str, Any]]:
         data = trim(data, head, tail) if trim is not None else data
         return [data_url(data_format, bgzf_compress(data), "body")] if data else []
 
-    members = Members(co, checkpoint_table(co))
     first, last = members.at(a), members.at(b - 1)
     cut_first, cut_last = a != first.first, b != last.stop
     edges = [first] if first == last else [m for m, cut in ((first, cut_first), (last, cut_last)) if cut]
@@ -358,18 +391,7 @@ def body_urls(
     if end == size and end - start >= len(BGZF_EOF) and members.read(size - len(BGZF_EOF), size) == BGZF_EOF:
         end -= len(BGZF_EOF)  # the ticket ends with its own end-of-file block
     if end > start:
-        if url is None:
-            if not co.url.startswith(("http://", "https://")):
-                raise HtsgetError(
-                    co.url, "the body ranges need an HTTP(S) URL serving the object: pass url= (dataplug serve passes its own /data/ URL)"
-                )
-            url = co.url
-            kind, _, value = members.info.identity.partition(":")
-            if kind == "etag" and not value.startswith("W/"):
-                headers = {"If-Match": value, **headers}
-        for piece in range(start, end, block_bytes):
-            span = {"Range": f"bytes={piece}-{min(piece + block_bytes, end) - 1}"}
-            out.append({"url": url, "headers": {**headers, **span}, "class": "body"})
+        out += ranges(start, end, "body")
     if cut_last:
         out += inline(decoded[last][: b - last.first], False, True)
     return out
