@@ -274,8 +274,11 @@ class Dataset:
                 return None
             return co
 
-        order = sorted(fresh)
-        for i, co in zip(order, map_ordered(load, order, progress=False)):
+        # A packed index is in memory already (loading it is CPU alone); an own folder is one request each.
+        for i in sorted(i for i, e in fresh.items() if e.pack is not None):
+            self._objects[i] = load(i)
+        folders = sorted(i for i, e in fresh.items() if e.pack is None)
+        for i, co in zip(folders, map_ordered(load, folders, progress=False)):
             self._objects[i] = co
         return [i for i, co in enumerate(self._objects) if co is None]
 

@@ -22,6 +22,7 @@ import fsspec
 from dataplug.errors import DataplugError, ObjectNotFoundError
 from dataplug.sidecar import INDEX_SUFFIX
 from dataplug.storage import ObjectInfo, StorageObject, split_url
+from dataplug.storage.retry import retry
 from dataplug.storage.stores import filesystem_options, identity
 
 #: The folder holding a dataset's index by default, inside the folder the dataset's objects are in.
@@ -87,7 +88,7 @@ def list_objects(urls: str | Sequence[str], storage_options: dict[str, Any] | No
             kind = "glob"
             try:
                 fs.invalidate_cache()
-                found = fs.glob(path, detail=True)
+                found = retry(fs.glob, path, detail=True, url=pattern, what="listing")
             except FileNotFoundError:
                 found = {}
             root = path[: _GLOB_CHARS.search(path).start()].rsplit("/", 1)[0]
@@ -95,7 +96,7 @@ def list_objects(urls: str | Sequence[str], storage_options: dict[str, Any] | No
             kind = "prefix"
             try:
                 fs.invalidate_cache()
-                found = fs.find(path, detail=True)
+                found = retry(fs.find, path, detail=True, url=pattern, what="listing")
             except FileNotFoundError:
                 found = {}
             root = path.rstrip("/")
@@ -122,7 +123,8 @@ def list_objects(urls: str | Sequence[str], storage_options: dict[str, Any] | No
         if folder not in by_folder:
             fs.invalidate_cache(folder)
             try:
-                by_folder[folder] = {entry["name"].rstrip("/"): entry for entry in fs.ls(folder, detail=True)}
+                listed = retry(fs.ls, folder, detail=True, url=folder, what="listing")
+                by_folder[folder] = {entry["name"].rstrip("/"): entry for entry in listed}
             except FileNotFoundError:
                 by_folder[folder] = {}
     objects = []
