@@ -21,7 +21,7 @@ from dataplug.arrow import to_reader
 from dataplug.datasets import open_dataset
 from dataplug.datasets.partition import _plan_units
 from dataplug.datasets.slices import GroupSlice
-from dataplug.errors import StrategyArgumentError
+from dataplug.errors import EmptyResultWarning, StrategyArgumentError
 from dataplug.testing.fixtures import make_bucket, proxied_options
 
 #: The large gzipped part has the default checkpoint spacing: its small test slices decode more than they hold.
@@ -136,6 +136,9 @@ def test_strategy_arguments_are_checked_for_the_dataset(csv_run):
         ds.partition("partition_num_chunks")
     with pytest.raises(StrategyArgumentError, match="MAX_SLICES"):
         ds.partition("partition_num_chunks", 10**6)
+    from dataplug.formats.generic.csv import partition_num_chunks
+
+    assert ds.partition(partition_num_chunks, 6) == ds.partition("partition_num_chunks", 6)  # a strategy function
 
 
 def test_plan_bounds_the_largest_slice_as_the_objects_allow():
@@ -204,6 +207,8 @@ def test_a_box_reads_only_the_tiles_it_meets(tiles, fault_proxy):
 
 def test_a_grid_over_the_tiles_holds_every_point_once(tiles):
     ds, points = tiles
+    with pytest.warns(EmptyResultWarning, match="no object"):
+        assert ds.partition("partition_bbox", -10.0, -10.0, -1.0, -1.0) == []
     slices = ds.partition("square_split_strategy", 9)
     everything = np.concatenate([t for _, _, t in points.values()])
     got = _ids(slices)

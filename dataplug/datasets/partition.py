@@ -339,7 +339,11 @@ def _first_part(piece: Any) -> Any:
 
 
 def _warn_empty(ds: Any, slices: list[Any]) -> None:
-    """Warn, as for one object, when some slices are empty because the dataset has fewer records than slices."""
+    """Warn, as for one object, when some slices are empty because the dataset has fewer records than slices,
+    or when there is no slice at all (a box that meets no tile)."""
+    if not slices:
+        warnings.warn(f"{ds.url}: no object of the dataset meets the strategy's arguments, so there are no slices", EmptyResultWarning, stacklevel=3)
+        return
     counts = [getattr(s, "known_num_records", None) for s in slices]
     empty = sum(1 for c in counts if c == 0)
     if empty and len(slices) > 1 and all(c is not None for c in counts) and sum(counts) < len(slices):
