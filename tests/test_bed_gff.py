@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.detect import sniff
@@ -26,7 +24,6 @@ from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests, encode
 
 CHROMS = {"chr1": 400_000, "chr2": 250_000, "chr10": 120_000, "chrUn_gl1": 3_000}
-SLOW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 CODECS = ["plain", "gzip", "bgzf-htslib", "zstd", "bzip2"]
 
 
@@ -124,13 +121,21 @@ def gff_case(tmp_path_factory):
     return text, tabix, path
 
 
-def region_list(draws) -> list[str]:
-    return [chrom if beg is None else f"{chrom}:{beg}-{beg + length}" for chrom, beg, length in draws]
-
-
-REGIONS = st.lists(
-    st.tuples(st.sampled_from(list(CHROMS)), st.one_of(st.none(), st.integers(1, 410_000)), st.integers(0, 6000)), min_size=4, max_size=12
-)
+def random_regions(seed: int, count: int) -> list[str]:
+    """Seeded regions: whole sequences, open-ended ones, points, short and long spans, some past a sequence's end."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        chrom = str(rng.choice(list(CHROMS)))
+        beg = int(rng.integers(1, CHROMS[chrom] + 10_000))
+        kind = rng.random()
+        if kind < 0.1:
+            out.append(chrom)
+        elif kind < 0.2:
+            out.append(f"{chrom}:{beg}")
+        else:
+            out.append(f"{chrom}:{beg}-{beg + int(rng.choice([0, 1, 50, 3000, 200_000]))}")
+    return out
 
 
 def check_regions(co, strategy, tabix, regions: list[str]) -> None:
@@ -142,22 +147,15 @@ def check_regions(co, strategy, tabix, regions: list[str]) -> None:
         assert piece.to_arrow().num_rows == len(expected), region
 
 
-@SLOW
-@given(draws=REGIONS, codec=st.sampled_from(CODECS), sample_bytes=st.sampled_from([512, 65536]))
-def test_bed_regions_equal_tabix(local_store, bed_case, draws, codec, sample_bytes):
-    text, tabix, path = bed_case
-    co = CloudObject.from_url(BED, stored(local_store, "peaks.bed", text, codec, path))
-    co.preprocess(sample_bytes=sample_bytes, spacing=16_384)
-    check_regions(co, bed.partition_regions, tabix, region_list(draws))
-
-
-@SLOW
-@given(draws=REGIONS, codec=st.sampled_from(CODECS), sample_bytes=st.sampled_from([512, 65536]))
-def test_gff_regions_equal_tabix(local_store, gff_case, draws, codec, sample_bytes):
-    text, tabix, path = gff_case
-    co = CloudObject.from_url(GFF, stored(local_store, "genes.gff3", text, codec, path))
-    co.preprocess(sample_bytes=sample_bytes, spacing=16_384)
-    check_regions(co, gff.partition_regions, tabix, region_list(draws))
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("kind", ["bed", "gff"])
+def test_regions_equal_tabix_over_every_codec(local_store, bed_case, gff_case, kind, codec):
+    """50 seeded random regions per format and codec, with small and default blocks, against tabix."""
+    text, tabix, path = bed_case if kind == "bed" else gff_case
+    fmt, strategy = (BED, bed.partition_regions) if kind == "bed" else (GFF, gff.partition_regions)
+    co = CloudObject.from_url(fmt, stored(local_store, f"regions.{kind}", text, codec, path))
+    co.preprocess(sample_bytes=1024 if CODECS.index(codec) % 2 else 65536, spacing=16_384)
+    check_regions(co, strategy, tabix, random_regions(CODECS.index(codec), 50))
 
 
 def edge_regions(rows: list[tuple[str, int, int]]) -> list[str]:

@@ -56,8 +56,9 @@ TAB, NEWLINE, CARRIAGE_RETURN, ZERO = 9, 10, 13, 48
 #: Region end when a region string gives none (``"chr1"``, ``"chr1:100"``).
 REGION_MAX = 2**62
 #: Decoded bytes between candidate block starts kept by the pass (the first record after each multiple):
-#: the reduce cuts blocks at the first candidate after each codec cut.
-FINE_BYTES = 4096
+#: the reduce cuts blocks at the first candidate after each codec cut. The pass holds six narrow integers per
+#: candidate until its reduce (24 bytes as uint32: 0.3 % of the decoded bytes).
+FINE_BYTES = 8192
 #: Decoded bytes read first to find the header's end (read again, four times larger, until it is found).
 HEADER_PROBE = 2**20
 #: Block tables: first record, sequence id, first begin, last position covered, least position covered.
@@ -337,14 +338,15 @@ def _summarise(
     at = np.searchsorted(offsets, points)
     cuts = np.unique(np.concatenate((runs, at[at < offsets.size])))
     base.runs = names
-    base.blocks = (
-        ordinals[cuts],
+    blocks = (
+        ordinals[cuts] + 1,  # + 1: the lead line's ordinal is -1
         offsets[cuts],
         np.searchsorted(runs, cuts, side="right") - 1,
         pos[cuts],
         np.maximum.reduceat(last, cuts),
         np.minimum.reduceat(np.minimum(pos, last), cuts),
     )
+    base.blocks = tuple(narrow(part) for part in blocks)  # the pass holds every range's sub-blocks until the reduce
     return base
 
 
@@ -361,9 +363,10 @@ class RegionIndex:
 
 def reduce_regions(url: str, scans: list[RegionRangeScan], logical_size: int, data_start: int, header_lines: int, cuts: np.ndarray, sample_bytes: int) -> RegionIndex:
     """Raise the first malformed record; chain the ranges: the line index, skipped lines, sequence names
-    and blocks cut at sequence changes and at the first sub-block after each of the codec's ``cuts`` (or at
-    the line-index anchors where the cuts are fewer than one per ``2 * sample_bytes``, else the block starts
-    replace those anchors)."""
+    and blocks cut at sequence changes, at each range's first record and at the first sub-block after each
+    of the codec's ``cuts`` (and at the line-index anchors where the cuts are fewer than one per
+    ``2 * sample_bytes``; else the block starts replace those anchors)."""
+    dense = cuts.size > 0 and logical_size / cuts.size <= 2 * sample_bytes
     before = 1  # line 0 starts the stream; the others follow a newline
     ids: dict[str, int] = {}
     last: tuple[str, int] | None = None
@@ -388,8 +391,8 @@ def reduce_regions(url: str, scans: list[RegionRangeScan], logical_size: int, da
                     in_order = False
                 run_ids.append(ids.setdefault(name, len(ids)))
             if in_order:
-                record, offset, run, start, stop, low = scan.blocks
-                parts.append((record + before, offset, np.asarray(run_ids, np.int64)[run], start, stop, low))
+                sampled = None if dense else scan.lines.states[0].anchor_offsets
+                parts.append(_blocks(scan.blocks, np.asarray(run_ids, np.int64), before, cuts, sampled))
                 last = (scan.runs[-1], scan.last_pos)
         if scan.marker is not None:
             end = (scan.marker[0] + before, scan.marker[1])
@@ -402,26 +405,29 @@ def reduce_regions(url: str, scans: list[RegionRangeScan], logical_size: int, da
     records_end = int(index.offsets[-1])
     blanks = np.concatenate(skipped).astype(np.int64) if skipped else np.zeros(0, np.int64)
     blanks = blanks[blanks < index.total]
-    sub = tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64) for i in range(6))
     index = _with_anchors(index, np.array([data_start], np.int64), np.array([header_lines], np.int64))
     if not in_order:
         return RegionIndex(LineIndex(index.offsets, index.records, blanks), [], None, records_end)
-    record, offset, chrom, start, stop, low = sub
-    at = np.zeros(0, np.int64)
-    if record.size:
-        change = np.flatnonzero(np.diff(chrom) != 0) + 1
-        dense = cuts.size > 0 and logical_size / max(cuts.size, 1) <= 2 * sample_bytes
-        chosen = [np.zeros(1, np.int64), change, np.searchsorted(offset, cuts)]
-        if not dense:
-            chosen.append(np.flatnonzero(np.isin(offset, index.offsets)))
-        at = np.unique(np.concatenate(chosen))
-        at = at[at < record.size]
-    blocks = (record[at], chrom[at], start[at], np.maximum.reduceat(stop, at) if at.size else at, np.minimum.reduceat(low, at) if at.size else at)
+    record, offset, chrom, start, stop, low = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(6))
     if record.size and dense:  # the block starts are as dense as the sampled anchors: they replace them (a smaller sidecar)
         ends = [0, index.offsets.size - 1, int(np.searchsorted(index.offsets, data_start))]
         index = LineIndex(index.offsets[ends], index.records[ends])
-    index = _with_anchors(index, offset[at], record[at])
-    return RegionIndex(LineIndex(index.offsets, index.records, blanks), list(ids), blocks, records_end)
+    index = _with_anchors(index, offset, record)
+    return RegionIndex(LineIndex(index.offsets, index.records, blanks), list(ids), (record, chrom, start, stop, low), records_end)
+
+
+def _blocks(sub: tuple[np.ndarray, ...], run_ids: np.ndarray, before: int, cuts: np.ndarray, sampled: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """One range's sub-blocks joined into blocks (first record, its offset, sequence id, first begin, last
+    covered, least covered): cut at its first sub-block, at sequence changes, at the first sub-block after
+    each codec cut and, when ``sampled`` is given, at those line-index anchors."""
+    record, offset, run, start, stop, low = (part.astype(np.int64) for part in sub)
+    chrom = run_ids[run]
+    inner = cuts[(cuts > offset[0]) & (cuts <= offset[-1])]
+    chosen = [np.zeros(1, np.int64), np.flatnonzero(np.diff(chrom) != 0) + 1, np.searchsorted(offset, inner)]
+    if sampled is not None:
+        chosen.append(np.flatnonzero(np.isin(offset, sampled)))
+    at = np.unique(np.concatenate(chosen))
+    return record[at] + before - 1, offset[at], chrom[at], start[at], np.maximum.reduceat(stop, at), np.minimum.reduceat(low, at)
 
 
 def _with_anchors(index: LineIndex, offsets: np.ndarray, records: np.ndarray) -> LineIndex:
