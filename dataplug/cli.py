@@ -30,6 +30,7 @@ from dataplug import __version__
 from dataplug.cloudobject import CloudObject
 from dataplug.codecs import get_codec
 from dataplug.datasets import Dataset, open_dataset
+from dataplug.datasets.slices import GroupSlice
 from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError, StrategyArgumentError
 from dataplug.executors import default_workers, ordered_ahead, progress_bar
 from dataplug.format import available_formats, get_format
@@ -231,9 +232,8 @@ def _describe(s: Any, count: bool = False) -> dict[str, Any]:
     """A slice as JSON: its number, records (``None`` where only a read tells, unless ``count``), byte range,
     window and bounds (where it has them) and the plain fields it carries."""
     out: dict[str, Any] = {"slice": s.number, "records": s.num_records if count else s.known_num_records, "byte_range": list(s.byte_range() or ()) or None}
-    parts = getattr(s, "parts", None)
-    if parts is not None:  # a dataset's group of whole objects
-        out["objects"] = [part.url for part in parts]
+    if isinstance(s, GroupSlice):  # a dataset's group of whole objects
+        out["objects"] = list(s.urls)
         return out
     for key in ("window", "bounds"):
         value = getattr(s, key, None)
