@@ -76,6 +76,7 @@ class HtsgetServer:
             return self._objects[url]
 
     async def ticket(self, request: web.Request) -> web.Response:
+        """``GET /reads/<id>``, ``GET /variants/<id>``: the ticket, or the protocol's JSON error."""
         endpoint = request.match_info["endpoint"]
         datatype, ext, data_format = ENDPOINTS[endpoint]
         try:
@@ -107,6 +108,7 @@ class HtsgetServer:
             return _error("InternalError", 500, str(exc))
 
     async def service_info(self, request: web.Request) -> web.Response:
+        """``GET /reads/service-info``, ``GET /variants/service-info``: GA4GH service-info for htsget 1.3."""
         endpoint = request.match_info["endpoint"]
         datatype, _, data_format = ENDPOINTS[endpoint]
         return web.json_response(
