@@ -31,9 +31,8 @@ from _common import best_of, rows_on_pool, slice_bench_args, timed, warm_page_ca
 
 from dataplug import CloudObject
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_regions
-from dataplug.framings.regions import BLOCK_TABLES
-from dataplug.testing.codecs import bgzf
 from dataplug.storage import read_stats
+from dataplug.testing.codecs import bgzf
 
 SAMPLES = ("S1", "S2", "S3", "S4")
 
@@ -164,7 +163,7 @@ def bgzf_bench(plain: str, records: int) -> tuple[float, int, int, int, int]:
     co = CloudObject.from_url(VCF, path)
     t_index, _ = timed(lambda: co.preprocess(force=True, progress=False, spacing=1))
     assert co.attributes.records == records and co.attributes.sorted
-    blocks = int(co.index().tables[BLOCK_TABLES[0]].size)
+    blocks = int(co.index().tables[VCF.block_tables()[0]].size)
     return t_index, os.path.getsize(path), co.index().nbytes(), co.attributes.checkpoints, blocks
 
 

@@ -19,7 +19,7 @@ from dataplug.formats.genomics import bed, gff
 from dataplug.formats.genomics.bed import BED
 from dataplug.formats.genomics.gff import GFF
 from dataplug.framings.base import cut_offsets
-from dataplug.framings.regions import BLOCK_TABLES, FINE_BYTES, line_index
+from dataplug.framings.regions import FINE_BYTES, line_index
 from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests, encode
 
@@ -103,7 +103,7 @@ def tabix_copy(folder: Path, name: str, text: str, preset: str):
 
 
 def stored(local_store, name: str, text: str, codec: str, htslib_gz: str) -> str:
-    data = open(htslib_gz, "rb").read() if codec == "bgzf-htslib" else encode(text.encode(), codec)
+    data = Path(htslib_gz).read_bytes() if codec == "bgzf-htslib" else encode(text.encode(), codec)
     return local_store.put(f"{codec}-{name}", data)
 
 
@@ -203,7 +203,7 @@ def test_gtf_and_fasta_section(local_store, tmp_path):
     assert co.attributes.records_end == text.index("##FASTA")
     for n in (1, 4):
         slices = co.partition(gff.partition_num_chunks, n)
-        assert sum((s.records() for s in slices), []) == features
+        assert [line for s in slices for line in s.records()] == features
         assert "".join(s.get()[len(slices[0].header) :] for s in slices) == text[co.attributes.data_start : text.index("##FASTA")]
     check_regions(co, gff.partition_regions, tabix, ["chr1", "chrUn_gl1", "chr2:100-200000"])
 
@@ -219,7 +219,8 @@ def test_unknown_sequence_and_unsorted_refused(local_store):
     assert co.attributes.sorted is False
     with pytest.raises(StrategyArgumentError, match="sorted"):
         co.partition(bed.partition_regions, "chr1")
-    assert sum((s.records() for s in co.partition(bed.partition_num_chunks, 5)), []) == [line.rstrip("\n") for line in swapped.splitlines(keepends=True) if line.startswith("chr")]
+    records = [line for s in co.partition(bed.partition_num_chunks, 5) for line in s.records()]
+    assert records == [line for line in swapped.splitlines() if line.startswith("chr")]
 
 
 BAD = [
@@ -275,7 +276,7 @@ def test_blocks_start_at_codec_cuts(local_store):
     cuts = cut_offsets(co)
     assert cuts.size == len(text) // 65280 + 1 == co.attributes.checkpoints
     index = line_index(co)
-    record = co.index().tables[BLOCK_TABLES[0]].astype(np.int64)
+    record = co.index().tables[BED.block_tables()[0]].astype(np.int64)
     starts = index.offsets[np.searchsorted(index.records, record)]
     longest = max(len(line) for line in text.splitlines()) + 1
     for c in cuts[1:].tolist():
@@ -348,7 +349,7 @@ class TestBEDConformance(FormatTests):
     def samples(self) -> dict[str, dict[str, bytes]]:
         return {
             "peaks": {"peaks.bed": make_bed(2000, seed=1).encode()},
-            "bed3": {"small.bed": "chr1\t0\t10\nchr1\t5\t5\nchr2\t100\t250\n".encode()},
+            "bed3": {"small.bed": b"chr1\t0\t10\nchr1\t5\t5\nchr2\t100\t250\n"},
             "header_only": {"empty.bed": b"track name=empty\n#chrom\tstart\tend\n"},
         }
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -61,8 +62,8 @@ REGION_MAX = 2**62
 FINE_BYTES = 8192
 #: Decoded bytes read first to find the header's end (read again, four times larger, until it is found).
 HEADER_PROBE = 2**20
-#: Block tables: first record, sequence id, first begin, last position covered, least position covered.
-BLOCK_TABLES = ("region_record", "region_chrom", "region_start", "region_end", "region_low")
+#: Block table columns: first record, sequence id, first begin, last position covered, least position covered.
+BLOCK_COLUMNS = ("record", "chrom", "start", "end", "low")
 _MAX_POS_DIGITS = 18
 _REGION = re.compile(r"([0-9]+)(?:-([0-9]*))?")
 
@@ -448,12 +449,12 @@ def narrow(table: np.ndarray) -> np.ndarray:
     return table.astype(np.uint64)
 
 
-def validate_blocks(url: str, what: str, attributes: Any, tables: dict[str, np.ndarray], index: LineIndex) -> None:
-    """Bounds checks of the block tables against the attributes and the line index (:class:`CorruptIndexError`)."""
+def validate_blocks(url: str, what: str, names: Sequence[str], attributes: Any, tables: dict[str, np.ndarray], index: LineIndex) -> None:
+    """Bounds checks of the block tables ``names`` against the attributes and the line index (:class:`CorruptIndexError`)."""
     a = attributes
-    if any(name not in tables for name in BLOCK_TABLES):
+    if any(name not in tables for name in names):
         raise CorruptIndexError(url, f"{what} block tables missing")
-    parts = [tables[name] for name in BLOCK_TABLES]
+    parts = [tables[name] for name in names]
     record = parts[0]
     if any(t.ndim != 1 or t.size != record.size or t.dtype.kind not in "iu" or (t.size and (t.min() < 0 or t.max() >= REGION_MAX)) for t in parts):
         raise CorruptIndexError(url, f"{what} block tables have inconsistent shapes, types or values")
@@ -636,6 +637,13 @@ class RegionFormat(StreamFormat):
     Attributes: ClassVar[type] = RegionAttributes
     header_blob: ClassVar[str] = "region_header"
     chromosomes_blob: ClassVar[str] = "region_chromosomes"
+    #: Prefix of the block tables' names (``<prefix>_record``, ``_chrom``, ``_start``, ``_end``, ``_low``).
+    block_prefix: ClassVar[str] = "region_block"
+
+    @classmethod
+    def block_tables(cls) -> tuple[str, ...]:
+        """The names of the block tables, in :data:`BLOCK_COLUMNS` order."""
+        return tuple(f"{cls.block_prefix}_{column}" for column in BLOCK_COLUMNS)
 
     @classmethod
     def read_header(cls, url: str, head: bytes, complete: bool) -> tuple[bytes, int, Any] | None:
@@ -711,7 +719,7 @@ class RegionFormat(StreamFormat):
             **cls.format_attributes(url, kept, index),
         )
         empty = np.zeros(0, np.uint8)
-        tables = {name: narrow(t) for name, t in zip(BLOCK_TABLES, blocks or (empty,) * len(BLOCK_TABLES))}
+        tables = {name: narrow(t) for name, t in zip(cls.block_tables(), blocks or (empty,) * len(BLOCK_COLUMNS))}
         line_tables = {"offsets": narrow(lines.offsets), "records": narrow(lines.records), "blanks": narrow(lines.blanks if lines.blanks is not None else empty)}
         blobs = {**codec_index.blobs, cls.header_blob: header, cls.chromosomes_blob: "\n".join(index.names).encode()}
         return IndexData(attributes, tables={**codec_index.tables, **line_tables, **tables}, blobs=blobs)
@@ -727,7 +735,7 @@ class RegionFormat(StreamFormat):
             raise CorruptIndexError(url, f"{cls.name} attributes disagree with the line index")
         if skipped and index.blanks[0] < a.header_lines:  # type: ignore[index]
             raise CorruptIndexError(url, f"{cls.name} skipped lines inside the header")
-        validate_blocks(url, cls.name, a, tables, index)
+        validate_blocks(url, cls.name, cls.block_tables(), a, tables, index)
 
     @classmethod
     def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
@@ -776,7 +784,7 @@ def region_slices(co: Any, slice_class: type[RegionSlice], regions: str | Sequen
         if [name for name in unknown if name not in known]:
             shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
             raise StrategyArgumentError(co.url, f"no chromosome {', '.join(repr(n) for n in unknown if n not in known)} in the file; it has {shown}")
-    record, chrom, start, covered, low = (sidecar.tables[name].astype(np.int64) for name in BLOCK_TABLES)
+    record, chrom, start, covered, low = (sidecar.tables[name].astype(np.int64) for name in co.format.block_tables())
     index = line_index(co)
     stop = np.append(record[1:], index.total)
     same_next = np.append(chrom[1:] == chrom[:-1], False)  # the next block is on the same sequence

@@ -17,8 +17,9 @@ then ``column13`` on), since BED's variants (bedGraph, narrowPeak, ...) give the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -27,11 +28,11 @@ from dataplug.format import Detection, Sample
 from dataplug.framings.lines import SAMPLE_BYTES_OPTION
 from dataplug.framings.regions import (
     ColumnConfig,
+    Records,
     RegionAttributes,
     RegionFormat,
     RegionIndex,
     RegionScanner,
-    Records,
     RegionSlice,
     chunk_slices,
     read_tsv,
@@ -81,6 +82,7 @@ class BED(RegionFormat):
     config = CONFIG
     header_blob = "bed_header"
     chromosomes_blob = "bed_chromosomes"
+    block_prefix = "bed_block"
 
     sniff_priority = 12
 

@@ -17,8 +17,9 @@ whose end is before its start minus one is refused, as htslib refuses it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -27,11 +28,11 @@ from dataplug.format import Detection, Sample
 from dataplug.framings.lines import SAMPLE_BYTES_OPTION
 from dataplug.framings.regions import (
     ColumnConfig,
+    Records,
     RegionAttributes,
     RegionFormat,
     RegionIndex,
     RegionScanner,
-    Records,
     RegionSlice,
     chunk_slices,
     read_tsv,
@@ -66,7 +67,7 @@ class GffScanner(RegionScanner):
 
 def dialect_of(header: bytes, record: bytes) -> str:
     """``"gff3"``, ``"gtf"`` or ``"gff"`` from the header's version line and the first feature's attributes."""
-    if re.search(rb"^##gff-version\s+3", header, flags=re.M):
+    if re.search(rb"^##gff-version\s+3", header, flags=re.MULTILINE):
         return "gff3"
     attributes = record.decode("utf-8", "replace").split("\t")[8:9]
     if attributes and _GTF_ATTRIBUTES.match(attributes[0]):
@@ -93,6 +94,7 @@ class GFF(RegionFormat):
     config = CONFIG
     header_blob = "gff_header"
     chromosomes_blob = "gff_chromosomes"
+    block_prefix = "gff_block"
 
     sniff_priority = 16
 

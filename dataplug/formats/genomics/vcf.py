@@ -25,8 +25,9 @@ edges by reading them once (see :class:`~dataplug.framings.regions.RegionSlice`)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,11 +38,11 @@ from dataplug.framings.lines import SAMPLE_BYTES_OPTION, check_text, split_lines
 from dataplug.framings.regions import (
     REGION_MAX,
     ColumnConfig,
+    Records,
     RegionAttributes,
     RegionFormat,
     RegionIndex,
     RegionScanner,
-    Records,
     RegionSlice,
     chunk_slices,
     read_tsv,
@@ -174,6 +175,7 @@ class VCF(RegionFormat):
     config = CONFIG
     header_blob = HEADER_BLOB
     chromosomes_blob = CHROMOSOMES_BLOB
+    block_prefix = "vcf_block"
 
     sniff_priority = 20
 
@@ -288,6 +290,6 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
 
     def declared() -> list[str]:
         header = co.index().blob(HEADER_BLOB).read().decode("utf-8", "replace")
-        return re.findall(r"^##contig=<ID=([^,>]+)", header, flags=re.M)
+        return re.findall(r"^##contig=<ID=([^,>]+)", header, flags=re.MULTILINE)
 
     return region_slices(co, VCFSlice, regions, declared)
