@@ -9,7 +9,7 @@ import json
 import multiprocessing
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 
 import fsspec
 import pytest
@@ -85,11 +85,20 @@ def test_an_empty_match_names_the_pattern(store):
         dataplug.open_dataset([store.url("run/part-0000.csv"), store.url("run/missing.csv")], store.options)
 
 
+class _NoEngine(Executor):
+    """An engine that refuses every task: an open that maps anything over it fails."""
+
+    def submit(self, *args, **kwargs):
+        raise AssertionError("no object should be read")
+
+
 def test_different_formats_or_columns_are_refused_naming_two_objects(local_store):
     put_parts(local_store, 3)
     local_store.put("run/part-0003.csv", gzip.compress(make_fastq(50, 3)))
     with pytest.raises(InvalidFormatError, match=r"part-0003\.csv.* is FASTQ.*part-0000\.csv is CSV"):
         dataplug.open_dataset(local_store.url("run/part-*"), progress=False)
+    with pytest.raises(InvalidFormatError, match="is FASTQ"):  # refused again from the index alone: nothing is read
+        dataplug.open_dataset(local_store.url("run/part-*"), progress=False, executor=_NoEngine())
     local_store.put("run/part-0003.csv", part(3, columns="id,part,other"))
     with pytest.raises(InvalidFormatError, match=r"part-0003\.csv: has the columns .*'other'.*part-0000\.csv has"):
         dataplug.open_dataset(local_store.url("run/part-*"), progress=False)
@@ -139,6 +148,16 @@ def test_re_indexes_add_packs_until_they_are_repacked(local_store):
     assert [len(p) for p in packs] == [*range(1, dataset_module.REPACK_AFTER_PACKS + 1), 1]
     again = dataplug.open_dataset(pattern, progress=False)
     assert again.indexed == 0 and again.attributes.records == (4 + dataset_module.REPACK_AFTER_PACKS) * 40
+
+
+def test_an_object_that_fails_to_index_leaves_the_others_indexed(local_store):
+    put_parts(local_store, 6)
+    local_store.put("run/part-0002.csv", b"\x00\x01binary\x00" * 10)
+    with pytest.raises(InvalidFormatError, match=r"part-0002\.csv: binary data"):
+        dataplug.open_dataset(local_store.url("run/*"), progress=False)
+    local_store.put("run/part-0002.csv", part(2))
+    ds = dataplug.open_dataset(local_store.url("run/*"), progress=False)
+    assert ds.indexed == 1 and ds.attributes.records == 6 * 40
 
 
 def test_a_crash_before_the_manifest_leaves_the_last_one_whole(local_store, monkeypatch):

@@ -43,6 +43,9 @@ SMALL_OBJECT_BYTES = 64 * 2**20
 #: with the new ones, into fresh packs.
 REPACK_AFTER_PACKS = 4
 
+#: The pack name of an entry whose index goes in this write's packs (named once they are written).
+_NEW_PACK = ""
+
 #: The attribute that counts a format's records, the first one its attributes have.
 _RECORD_FIELDS = ("rows", "records", "reads", "sequences", "point_count", "spectra", "lines")
 
@@ -108,13 +111,15 @@ class _Task:
 @dataclass
 class _Built:
     """What a worker returns: the object's format and its index, as a manifest to pack when it is small
-    enough to be inline, else as the sidecar for the driver to write into the object's own folder."""
+    enough to be inline, else as the sidecar for the driver to write into the object's own folder; or the
+    dataplug error indexing it raised, so the other objects' indexes are kept."""
 
     url: str
-    format: str
-    detection: Detection | None
-    manifest: dict[str, Any] | None
-    sidecar: Any
+    format: str = ""
+    detection: Detection | None = None
+    manifest: dict[str, Any] | None = None
+    sidecar: Any = None
+    error: DataplugError | None = None
 
 
 def _index_group(tasks: list[_Task]) -> list[_Built]:
@@ -124,6 +129,13 @@ def _index_group(tasks: list[_Task]) -> list[_Built]:
 
 def _index_small(task: _Task) -> _Built:
     """Index one small object: one GET of the whole object, detection and the pass both served from it."""
+    try:
+        return _build_small(task)
+    except DataplugError as exc:
+        return _Built(task.url, error=exc)
+
+
+def _build_small(task: _Task) -> _Built:
     obj = StorageObject(task.url, task.storage_options)
     op = _Operation(obj, info=task.info)
     data = op.obj.read_range(0, task.info.size) if task.info.size else b""
@@ -305,12 +317,10 @@ class Dataset:
         published (read-only) index location refuses to index anything. Objects of different formats, or CSVs
         with different columns, are an :class:`InvalidFormatError` naming two differing objects.
         """
+        if objects_per_task < 1:
+            raise DataplugError(self.url, f"objects_per_task must be at least 1, not {objects_per_task}")
         explicit = {**self._options, **options}
-        if force:
-            self._objects = [None] * len(self._objects)
-            todo = list(range(len(self._objects)))
-        else:
-            todo = self._adopt(explicit)
+        todo = list(range(len(self._objects))) if force else self._adopt(explicit)
         self.indexed = len(todo)
         if todo and self.published:
             raise IndexLocationNotWritableError(
@@ -318,58 +328,79 @@ class Dataset:
                 f"the dataset's index is published (read-only) and {self.listing.objects[todo[0]].url} (one of {len(todo)} objects) has no fresh index in it; "
                 "index the dataset yourself with open_dataset(..., index_location='<a folder you can write>')",
             )
+        for i in todo:
+            self._objects[i] = None
         generation = new_generation()
         small = [i for i in todo if self.listing.objects[i].info.size <= SMALL_OBJECT_BYTES]
-        large = [i for i in todo if i not in set(small)]
-        tasks = [
-            _Task(
-                self.listing.objects[i].url,
-                self.storage_options,
-                self.listing.objects[i].info,
-                self._folder(self.listing.objects[i].url).url,
-                self.index_location.storage_options,
-                self._requested_format,
-                explicit,
-                generation,
-            )
-            for i in small
-        ]
-        if objects_per_task < 1:
-            raise DataplugError(self.url, f"objects_per_task must be at least 1, not {objects_per_task}")
-        groups = [tasks[k : k + objects_per_task] for k in range(0, len(tasks), objects_per_task)]
-        built = [b for group in map_ordered(_index_group, groups, executor, progress, desc=f"indexing {len(tasks)} objects") for b in group]
+        large = [i for i in todo if self.listing.objects[i].info.size > SMALL_OBJECT_BYTES]
         entries: dict[int, ObjectEntry] = {}
         manifests: dict[str, dict[str, Any]] = {}
-        for i, result in zip(small, built):
+        try:
+            self._index_small_objects(small, explicit, generation, executor, progress, objects_per_task, entries, manifests)
+            self._check_one_format()  # before the long passes over large objects
+            for i in large:
+                listed = self.listing.objects[i]
+                folder = self._folder(listed.url)
+                co = CloudObject(self._requested_format or "auto", listed.url, self.storage_options, folder.url, folder.storage_options, listed=listed.info)
+                co._preprocess(co._opening or _Operation(co.obj, info=listed.info), None, chunk_size, force, executor, progress, explicit)
+                self._objects[i] = co
+                entries[i] = ObjectEntry(listed.url, listed.info, co.format.name, co.index().options, folder=_last_part(folder.url))
+            self._check_one_format()
+        except DataplugError:
+            if entries:
+                self._write(entries, manifests, generation)  # the objects indexed are not indexed again
+            raise
+        if todo or self._manifest_outdated():
+            self._write(entries, manifests, generation)
+        return self
+
+    def _index_small_objects(
+        self,
+        positions: list[int],
+        explicit: dict[str, Any],
+        generation: str,
+        executor: Any,
+        progress: bool | None,
+        objects_per_task: int,
+        entries: dict[int, ObjectEntry],
+        manifests: dict[str, dict[str, Any]],
+    ) -> None:
+        """The map over the small objects at ``positions``; each object's entry goes in ``entries`` (its pack
+        named once written), the manifest to pack in ``manifests``; an index too large to pack is written to the
+        object's own folder. The first object that failed to index is raised after the others are kept."""
+        tasks = []
+        for i in positions:
+            listed = self.listing.objects[i]
+            folder = self._folder(listed.url)
+            tasks.append(_Task(listed.url, self.storage_options, listed.info, folder.url, folder.storage_options, self._requested_format, explicit, generation))
+        groups = [tasks[k : k + objects_per_task] for k in range(0, len(tasks), objects_per_task)]
+        built = [b for group in map_ordered(_index_group, groups, executor, progress, desc=f"indexing {len(tasks)} objects") for b in group]
+        failed = [result.error for result in built if result.error is not None]
+        for i, result in zip(positions, built):
+            if result.error is not None:
+                continue
             listed = self.listing.objects[i]
             co = self._cloud_object(listed, result.format)
             co.detection = result.detection
             if result.manifest is not None:
                 sidecar = load_sidecar(co.index_location, listed.url, co.format.name, co.format.index_version, expect=listed.info, manifest=result.manifest)
-                manifests[listed.url] = result.manifest
-                self._packed[canonical_url(listed.url)] = result.manifest
-                where = {"pack": ""}
+                manifests[listed.url] = self._packed[canonical_url(listed.url)] = result.manifest
+                entry = ObjectEntry(listed.url, listed.info, co.format.name, sidecar.options, pack=_NEW_PACK)
             else:
                 sidecar = write_sidecar(co.index_location, result.sidecar)
-                where = {"folder": co.index_location.url.rstrip("/").rsplit("/", 1)[-1]}
-            co.adopt_index(sidecar, built=True)
-            self._objects[i] = co
-            entries[i] = ObjectEntry(listed.url, listed.info, co.format.name, sidecar.options, where.get("pack"), where.get("folder"))
-        for i in large:
-            listed = self.listing.objects[i]
-            folder = self._folder(listed.url)
-            co = CloudObject(self._requested_format or "auto", listed.url, self.storage_options, folder.url, folder.storage_options, listed=listed.info)
-            co._preprocess(co._opening or _Operation(co.obj, info=listed.info), None, chunk_size, force, executor, progress, explicit)
-            self._objects[i] = co
-            entries[i] = ObjectEntry(listed.url, listed.info, co.format.name, co.index().options, None, folder.url.rstrip("/").rsplit("/", 1)[-1])
-        self._check_one_format()
-        if todo or self._manifest_outdated():
-            self._write(entries, manifests, generation)
-        return self
+                entry = ObjectEntry(listed.url, listed.info, co.format.name, sidecar.options, folder=_last_part(co.index_location.url))
+            self._objects[i] = co.adopt_index(sidecar, built=True)
+            entries[i] = entry
+        if failed:
+            if len(failed) > 1:
+                failed[0].add_note(f"{len(failed) - 1} more of the dataset's objects failed to index, e.g. {failed[1]}")
+            raise failed[0]
 
     def _check_one_format(self) -> None:
-        """Every object of one format, and of the same columns where the format has columns."""
-        objects = self.objects
+        """Every object indexed so far of one format, and of the same columns where the format has columns."""
+        objects = [co for co in self._objects if co is not None]
+        if not objects:
+            return
         first = objects[0]
         for co in objects[1:]:
             if co.format is not first.format:
@@ -381,9 +412,12 @@ class Dataset:
                 )
 
     def _manifest_outdated(self) -> bool:
-        """Whether the manifest names objects the listing no longer holds (a glob or prefix listing is complete)."""
-        if self._manifest is None or self.published:
-            return self._manifest is None and not self.published
+        """Whether the manifest is to be written though no object was indexed: there is none yet, or it names
+        objects a glob or prefix no longer lists (such a listing is complete; a list is not)."""
+        if self.published:
+            return False
+        if self._manifest is None:
+            return True
         listed = {canonical_url(o.url) for o in self.listing.objects}
         return self.listing.kind != "list" and bool(set(self._manifest.objects) - listed)
 
@@ -397,16 +431,21 @@ class Dataset:
             objects.update(self._manifest.objects)  # a list does not say the objects it leaves out are gone
         for i, listed in enumerate(self.listing.objects):
             canonical = canonical_url(listed.url)
-            objects[canonical] = entries[i] if i in entries else self._manifest.objects[canonical]  # type: ignore[union-attr]
+            if i in entries:
+                objects[canonical] = entries[i]
+            elif self._objects[i] is not None and self._manifest is not None:
+                objects[canonical] = self._manifest.objects[canonical]
+            else:
+                objects.pop(canonical, None)  # not indexed (an indexing pass failed): no entry
         new = {canonical_url(self.listing.objects[i].url) for i in entries}
         old = {c: e for c, e in objects.items() if e.pack is not None and c not in new}
         if manifests and len({e.pack for e in old.values()}) >= REPACK_AFTER_PACKS:
             for canonical in old.keys() & self._packed.keys():
                 manifests[objects[canonical].url] = self._packed[canonical]
-                objects[canonical] = dataclasses.replace(objects[canonical], pack="")
+                objects[canonical] = dataclasses.replace(objects[canonical], pack=_NEW_PACK)
         where = write_packs(self.index_location, dataset_key(self.listing.pattern), generation, manifests) if manifests else {}
         for canonical, entry in objects.items():
-            if entry.pack == "":
+            if entry.pack == _NEW_PACK:
                 objects[canonical] = dataclasses.replace(entry, pack=where[entry.url])
         manifest = DatasetManifest(self.listing.pattern, objects, generation)
         write_dataset_manifest(self.index_location, manifest, self._manifest)
@@ -419,6 +458,10 @@ class Dataset:
         from dataplug.datasets.partition import partition_dataset
 
         return partition_dataset(self, strategy, *args, **kwargs)
+
+
+def _last_part(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def default_index_location(listing: Listing) -> str:
