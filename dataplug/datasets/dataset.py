@@ -311,8 +311,8 @@ class Dataset:
 
         ``chunk_size`` is the byte-range size of a large object's own map (as ``CloudObject.preprocess`` takes it).
         ``objects_per_task`` groups that many consecutive small objects in one task, for an engine whose
-        tasks cost more to start than a small object costs to index (Lithops' localhost backend starts a task
-        in about a second: ``python -m pytest -s tests/test_datasets.py -k lithops`` prints the run's time).
+        tasks cost more to start than a small object costs to index (Lithops' localhost backend starts a
+        process per task).
         Fresh objects are decided from the listing's sizes and identities, with no request per object. A
         published (read-only) index location refuses to index anything. Objects of different formats, or CSVs
         with different columns, are an :class:`InvalidFormatError` naming two differing objects.
