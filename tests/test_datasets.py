@@ -137,6 +137,18 @@ def test_small_indexes_are_packed_and_large_objects_keep_a_folder(local_store, m
     assert folder.exists(local_store.url(f"run/_dataplug/{big_folder}/manifest.json"))
 
 
+def test_an_index_location_elsewhere_holds_the_dataset_index(s3_store, tmp_path):
+    put_parts(s3_store, 5)
+    where = str(tmp_path / "indexes")
+    ds = dataplug.open_dataset(s3_store.url("run/*"), s3_store.options, index_location=where, progress=False)
+    assert ds.index_location.url == where and ds.attributes.records == 5 * 40
+    assert not s3_store.exists(s3_store.url("run/_dataplug/" + manifest_name(ds.url)))
+    assert (tmp_path / "indexes" / manifest_name(ds.url)).exists()
+    again = dataplug.open_dataset(s3_store.url("run/*"), s3_store.options, index_location=where, progress=False)
+    assert again.indexed == 0
+    assert again.preprocess(force=True).indexed == 5 and again.attributes == ds.attributes
+
+
 def test_re_indexes_add_packs_until_they_are_repacked(local_store):
     put_parts(local_store, 3)
     pattern = local_store.url("run/*")
