@@ -20,6 +20,7 @@ checks that they tile the object and that the ``.gzi`` lists member starts at th
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -27,13 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from zlib_ng import zlib_ng
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
 from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces, decoded_range
 from dataplug.codecs.gzip.codec import GzipCodec
 from dataplug.codecs.gzip.headers import bgzf_block_size, is_bgzf
 from dataplug.codecs.gzip.index import MAX_RATIO
+from dataplug.codecs.gzip.zlib_ctypes import Z_BUF_ERROR, Z_NO_FLUSH, Z_OK, Z_STREAM_END, ZStream, libz
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import CorruptIndexError, InvalidFormatError, ObjectNotFoundError
 from dataplug.executors import map_ordered, ordered_ahead
@@ -64,35 +65,81 @@ def read_gzi(url: str, data: bytes, size: int) -> np.ndarray:
     return points
 
 
-def _inflate(url: str, raw: bytes | memoryview, at: int, whole: bool) -> tuple[list[bytes], list[tuple[int, int, int]], int]:
-    """Decode the BGZF members at the start of ``raw`` (object bytes from ``at``), each cut by its header's
-    block size: the decoded pieces, every member's (object offset, bytes, decoded bytes), and how many bytes
-    of ``raw`` they took. With ``whole`` every member must end inside ``raw`` (zero padding may follow the
-    last), else decoding stops before a member that does not."""
-    view, out, members, pos = memoryview(raw), [], [], 0
-    while pos < len(view):
-        if whole and view[pos] == 0 and not bytes(view[pos:]).strip(b"\0"):
-            break  # zero padding after the last member, which gzip and the sequential pass accept
-        xlen = int.from_bytes(view[pos + 10 : pos + 12], "little")
-        if not whole and pos + 12 + xlen > len(view):
-            break  # the read ends inside the next member's header
-        size = bgzf_block_size(bytes(view[pos : pos + 12 + xlen]))
-        if size is None:
-            raise InvalidFormatError(url, "not a BGZF member: no 'BC' extra field", offset=at + pos)
-        if not whole and pos + size > len(view):
-            break
-        d = zlib_ng.decompressobj(31)
-        try:
-            out.append(d.decompress(view[pos : pos + size]))
-        except zlib_ng.error as exc:
-            raise InvalidFormatError(url, f"corrupt BGZF member: {exc}", offset=at + pos) from None
-        if not d.eof or d.unused_data:
-            raise InvalidFormatError(
-                url, f"bad BGZF block size: the member says it is {size} bytes, but its deflate data and trailer end elsewhere", offset=at + pos
-            )
-        members.append((at + pos, size, len(out[-1])))
-        pos += size
-    return out, members, pos
+class _Inflater:
+    """Inflates BGZF members one after the other into one growing buffer, with zlib's C library (zlib-ng
+    when installed) through ctypes: decoded bytes are never copied or joined, and the GIL is not held
+    while inflating, so the map steps of the pass decode on every core. zlib checks each member's CRC-32
+    and ISIZE; a member must end exactly where its header's block size says."""
+
+    def __init__(self, url: str, capacity: int) -> None:
+        self.url, self.zlib, self.stream = url, libz(), ZStream()
+        if self.zlib.inflateInit2_(ctypes.byref(self.stream), 31, self.zlib.zlibVersion(), ctypes.sizeof(ZStream)) != Z_OK:
+            raise MemoryError("zlib inflateInit2 failed")
+        self.out = np.empty(max(capacity, MAX_MEMBER), np.uint8)
+        self.size = 0  # self.out[:size] is decoded
+        self.members: list[tuple[int, int, int]] = []  # (object offset, bytes, decoded bytes)
+
+    def __enter__(self) -> _Inflater:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.zlib.inflateEnd(ctypes.byref(self.stream))
+
+    @property
+    def decoded(self) -> np.ndarray:
+        return self.out[: self.size]
+
+    def feed(self, raw: bytes, at: int, whole: bool) -> int:
+        """Inflate the members at the start of ``raw`` (object bytes from ``at``), each cut by its header's
+        block size; returns how many bytes of ``raw`` they took. With ``whole`` every member must end inside
+        ``raw`` (zero padding may follow the last), else decoding stops before a member that does not."""
+        view, pos = memoryview(raw), 0
+        address = np.frombuffer(raw, np.uint8).ctypes.data if len(raw) else 0
+        while pos < len(view):
+            if whole and view[pos] == 0 and not bytes(view[pos:]).strip(b"\0"):
+                break  # zero padding after the last member, which gzip and the sequential pass accept
+            xlen = int.from_bytes(view[pos + 10 : pos + 12], "little")
+            if not whole and pos + 12 + xlen > len(view):
+                break  # the read ends inside the next member's header
+            size = bgzf_block_size(bytes(view[pos : pos + 12 + xlen]))
+            if size is None:
+                raise InvalidFormatError(self.url, "not a BGZF member: no 'BC' extra field", offset=at + pos)
+            if pos + size > len(view):
+                if whole:
+                    raise InvalidFormatError(
+                        self.url, f"truncated BGZF member: it says it is {size} bytes, {len(view) - pos} follow", offset=at + pos
+                    )
+                break
+            self._member(address + pos, size, at + pos)
+            pos += size
+        return pos
+
+    def _member(self, address: int, size: int, offset: int) -> None:
+        s, z, first = self.stream, self.zlib, self.size
+        if z.inflateReset(ctypes.byref(s)) != Z_OK:
+            raise RuntimeError("zlib inflateReset failed")
+        s.next_in, s.avail_in = address, size
+        while True:
+            if self.size == len(self.out):
+                grown = np.empty(2 * len(self.out), np.uint8)
+                grown[: self.size] = self.out[: self.size]
+                self.out = grown
+            room = len(self.out) - self.size
+            s.next_out, s.avail_out = self.out.ctypes.data + self.size, room
+            ret = z.inflate(ctypes.byref(s), Z_NO_FLUSH)
+            self.size += room - s.avail_out
+            if ret == Z_STREAM_END and not s.avail_in:
+                break
+            if ret == Z_STREAM_END or (ret == Z_BUF_ERROR and s.avail_out):
+                raise InvalidFormatError(
+                    self.url,
+                    f"bad BGZF block size: the member says it is {size} bytes, but its deflate data and trailer end elsewhere",
+                    offset=offset,
+                )
+            if ret not in (Z_OK, Z_BUF_ERROR):
+                message = (s.msg or b"zlib error").decode("ascii", "replace")
+                raise InvalidFormatError(self.url, f"corrupt BGZF member: {message}", offset=offset)
+        self.members.append((offset, size, self.size - first))
 
 
 def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> tuple[bytes, list[tuple[int, int]]]:
@@ -100,22 +147,26 @@ def inflate_members(url: str, raw: bytes, at: int, whole: bool) -> tuple[bytes, 
     returns the decoded bytes and every member's (object offset, decoded offset within them). With
     ``whole`` every member must end inside ``raw`` (zero padding may follow the last), else decoding stops
     before a partial last member."""
-    out, members, _ = _inflate(url, raw, at, whole)
-    decoded = np.cumsum([0] + [n for _, _, n in members[:-1]]).tolist() if members else []
-    return b"".join(out), [(c, u) for (c, _, _), u in zip(members, decoded)]
+    with _Inflater(url, 4 * len(raw)) as inflater:
+        inflater.feed(raw, at, whole)
+    decoded = np.cumsum([0] + [n for _, _, n in inflater.members[:-1]]).tolist() if inflater.members else []
+    return inflater.decoded.tobytes(), [(c, u) for (c, _, _), u in zip(inflater.members, decoded)]
 
 
-def inflate_pieces(url: str, pieces: Iterable[bytes], at: int) -> Iterator[bytes]:
+def inflate_pieces(url: str, pieces: Iterable[bytes], at: int) -> Iterator[memoryview]:
     """The decoded bytes of the BGZF members in ``pieces`` (consecutive object bytes from ``at``, cut
-    anywhere), member by member; the pieces must end where a member does (or in zero padding)."""
+    anywhere), a piece at a time; the pieces must end where a member does (or in zero padding)."""
     carry: bytes = b""
     for piece in pieces:
         raw = carry + piece if carry else piece
-        out, _, used = _inflate(url, raw, at, whole=False)
-        yield from out
+        with _Inflater(url, 4 * len(raw)) as inflater:
+            used = inflater.feed(raw, at, whole=False)
+        yield memoryview(inflater.decoded)
         carry, at = raw[used:], at + used
     if carry:
-        yield from _inflate(url, carry, at, whole=True)[0]
+        with _Inflater(url, 4 * len(carry)) as inflater:
+            inflater.feed(carry, at, whole=True)
+        yield memoryview(inflater.decoded)
 
 
 def walk_members(obj: StorageObject, info: ObjectInfo) -> np.ndarray:
@@ -134,8 +185,8 @@ def walk_members(obj: StorageObject, info: ObjectInfo) -> np.ndarray:
     with ThreadPoolExecutor(_WALK_AHEAD, thread_name_prefix="dataplug-bgzf-walk") as pool:
         chunks = ordered_ahead(read, pieces, pool, _WALK_AHEAD)
 
-        def take(n: int) -> bytes:
-            """The bytes [pos, pos + n), reading on as needed (fewer at the end of the object)."""
+        def have(n: int) -> int:
+            """How many of the bytes [pos, pos + n) are in ``buf`` once read on as needed (fewer at the end)."""
             nonlocal buf, base
             while pos + n > base + len(buf):
                 chunk = next(chunks, None)
@@ -144,13 +195,16 @@ def walk_members(obj: StorageObject, info: ObjectInfo) -> np.ndarray:
                 del buf[: pos - base]
                 base = pos
                 buf += chunk
-            return bytes(buf[pos - base : pos - base + n])
+            return min(n, base + len(buf) - pos)
 
         while pos < size:
-            head = take(12)
-            if head[:1] in (b"", b"\0"):
+            if not have(12) or buf[pos - base] == 0:
                 break  # zero padding, checked by the pass
-            head = take(12 + int.from_bytes(head[10:12], "little"))
+            at = pos - base
+            xlen = int.from_bytes(buf[at + 10 : at + 12], "little")
+            got = have(12 + xlen)
+            at = pos - base
+            head = bytes(buf[at : at + got])
             block = bgzf_block_size(head) if head[:3] == b"\x1f\x8b\x08" else None
             if block is None:
                 if previous >= 0:
@@ -160,36 +214,36 @@ def walk_members(obj: StorageObject, info: ObjectInfo) -> np.ndarray:
                         offset=previous,
                     )
                 raise InvalidFormatError(url, "not a BGZF member: no 'BC' extra field", offset=pos)
-            member = take(block)
-            if len(member) < block:
+            got = have(block)
+            if got < block:
                 raise InvalidFormatError(
-                    url, f"truncated BGZF member: it says it is {block} bytes, the object ends {len(member)} bytes after its start", offset=pos
+                    url, f"truncated BGZF member: it says it is {block} bytes, the object ends {got} bytes after its start", offset=pos
                 )
+            at = pos - base
             starts.append(pos)
             decoded.append(u)
-            u += int.from_bytes(member[-4:], "little")
+            u += int.from_bytes(buf[at + block - 4 : at + block], "little")
             previous, pos = pos, pos + block
     return np.column_stack((np.array([*starts, pos], np.int64), np.array([*decoded, u], np.int64)))
 
 
-def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[int, int, int, int, int]) -> tuple[Any, int, np.ndarray]:
+def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[int, ...]) -> tuple[Any, int, np.ndarray]:
     """Map step: decode the members ``[c0, c1)`` (from the member before them, for the byte of context)
     and enough members after them for the scanner's look-ahead; returns the scan, the decoded end and the
-    (object offset, bytes, decoded bytes) of every member from ``c0`` on, an (n, 3) array."""
-    c_prev, u_prev, c0, u0, c1 = item
-    out, members, _ = _inflate(obj.url, obj.read_range(c_prev, c1), c_prev, whole=True)
-    body = b"".join(out)
-    end = u_prev + len(body)
-    ahead = _AHEAD
-    while True:
-        stop = min(c1 + ahead, size)
-        tail = b"".join(_inflate(obj.url, obj.read_range(c1, stop), c1, whole=stop == size)[0]) if stop > c1 else b""
-        eof = stop >= size
-        if eof or scanner.enough(np.frombuffer(tail, np.uint8)):
-            break
-        ahead *= 4
-    walked = np.array([m for m in members if m[0] >= c0], np.int64).reshape(-1, 3)
-    return scanner(np.frombuffer(body + tail, np.uint8), u0 - u_prev, u0, end, eof), end, walked
+    (object offset, bytes, decoded bytes) of every member from ``c0`` on, an (n, 3) array. ``u1``, the
+    decoded offset at ``c1`` when known (else -1), sizes the buffer."""
+    c_prev, u_prev, c0, u0, c1, u1 = item
+    with _Inflater(obj.url, u1 - u_prev + _AHEAD if u1 >= 0 else 4 * (c1 - c_prev)) as inflater:
+        inflater.feed(obj.read_range(c_prev, c1), c_prev, whole=True)
+        walked = np.array([m for m in inflater.members if m[0] >= c0], np.int64).reshape(-1, 3)
+        end = u_prev + inflater.size
+        carry, at, read_end, ahead = b"", c1, c1, _AHEAD
+        while read_end < size and not scanner.enough(inflater.decoded[end - u_prev :]):
+            stop = min(read_end + ahead, size)
+            raw = carry + obj.read_range(read_end, stop)
+            used = inflater.feed(raw, at, whole=stop == size)
+            carry, at, read_end, ahead = raw[used:], at + used, stop, 4 * ahead
+        return scanner(inflater.decoded, u0 - u_prev, u0, end, read_end >= size), end, walked
 
 
 def member_checkpoints(url: str, block_sizes: np.ndarray, decoded_sizes: np.ndarray, logical_size: int) -> CheckpointTable:
@@ -207,22 +261,35 @@ def member_checkpoints(url: str, block_sizes: np.ndarray, decoded_sizes: np.ndar
 @dataclass(frozen=True)
 class BgzfReader:
     """Decoded bytes ``[start, end)`` of a BGZF object: the members from the one holding ``start`` to the one
-    holding ``end - 1`` (``fetch``), in one range read unless they span more than a few MiB."""
+    holding ``end - 1`` (``fetch``), in one range read unless they span more than a few MiB. The members
+    must decode to exactly the bytes the index says they hold, so a crafted or stale member table is a
+    :class:`CorruptIndexError`, never shifted data."""
 
     obj: StorageObject
     info: ObjectInfo
     start: int
     end: int
     fetch: Fetch
-    #: The decoded offset of the first fetched member.
-    member_start: int
+    #: The decoded offsets where the fetched members start and end, by the index.
+    members_start: int
+    members_end: int
 
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
         url, f = self.obj.url, self.fetch
-        chunks = inflate_pieces(url, compressed_pieces(self.obj, self.info, f.start, f.end, f.end), f.start)
-        return decoded_range(url, chunks, self.start - self.member_start, self.end - self.start, "BGZF member index")
+        try:
+            chunks = list(inflate_pieces(url, compressed_pieces(self.obj, self.info, f.start, f.end, f.end), f.start))
+        except InvalidFormatError as exc:
+            raise CorruptIndexError(url, f"the BGZF member index does not match the object: {exc.cause} (at byte {exc.offset})") from None
+        decoded = sum(len(chunk) for chunk in chunks)
+        if decoded != self.members_end - self.members_start:
+            raise CorruptIndexError(
+                url,
+                f"the BGZF member index does not match the object: the members at bytes [{f.start}, {f.end}) decode to {decoded} bytes, "
+                f"the index says {self.members_end - self.members_start}",
+            )
+        return decoded_range(url, chunks, self.start - self.members_start, self.end - self.start, "BGZF member index")
 
 
 class BgzfReaders:
@@ -233,7 +300,9 @@ class BgzfReaders:
 
     def __call__(self, start: int, end: int) -> BgzfReader:
         fetch = self.table.fetch(start, end)
-        return BgzfReader(self.obj, self.info, start, end, fetch, int(self.table.logical[fetch.row]))
+        last = self.table.stop(fetch.row, end)
+        logical = self.table.logical
+        return BgzfReader(self.obj, self.info, start, end, fetch, int(logical[fetch.row]), int(logical[last]))
 
 
 def gzi_bytes(url: str, index: CodecIndex, size: int) -> bytes | None:
@@ -273,11 +342,16 @@ class BgzfCodec(GzipCodec):
     def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
         url, size = ctx.obj.url, ctx.info.size
         gzi = cls._gzi(ctx)
-        points = walk_members(ctx.obj, ctx.info)[:-1] if gzi is None else gzi
+        if gzi is None:
+            walked = walk_members(ctx.obj, ctx.info)
+            points, logical_walked = walked[:-1], int(walked[-1, 1])
+        else:
+            points, logical_walked = gzi, -1
         groups = _groups(points, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
         prev = np.maximum(groups - 1, 0)
         c1 = np.append(points[groups[1:], 0], size)
-        items = [tuple(row) for row in np.column_stack((points[prev], points[groups], c1)).tolist()]
+        u1 = np.append(points[groups[1:], 1], -1 if gzi is not None else logical_walked)
+        items = [tuple(row) for row in np.column_stack((points[prev], points[groups], c1, u1)).tolist()]
         step = functools.partial(_scan_members, ctx.obj, size, scanner)
         results = map_ordered(step, items, ctx.executor, ctx.progress, desc=f"indexing {url}", nbytes=size)
         members = np.concatenate([walked for _, _, walked in results])
