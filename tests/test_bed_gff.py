@@ -223,6 +223,18 @@ def test_unknown_sequence_and_unsorted_refused(local_store):
     assert records == [line for line in swapped.splitlines() if line.startswith("chr")]
 
 
+def test_crlf_lines(local_store):
+    """Windows line ends: the CR ends no column (BED3's end is the last one), and no record keeps it."""
+    text = make_bed(400, seed=14, track=False)
+    crlf = text.replace("\n", "\r\n")
+    co = CloudObject.from_url(BED, local_store.put("crlf.bed", crlf.encode())).preprocess(sample_bytes=512)
+    plain = CloudObject.from_url(BED, local_store.put("lf.bed", text.encode())).preprocess(sample_bytes=512)
+    regions = random_regions(14, 20)
+    assert [s.records() for s in co.partition(bed.partition_regions, regions)] == [s.records() for s in plain.partition(bed.partition_regions, regions)]
+    tables = [pa.concat_tables(s.to_arrow() for s in c.partition(bed.partition_num_chunks, 3)) for c in (co, plain)]
+    assert tables[0].equals(tables[1]) and tables[0].num_rows == 400
+
+
 BAD = [
     (BED, "chr1\t10\t20\nchr1\t30\t25\n", "chromEnd is before chromStart", 2),
     (BED, "chr1\t10\t20\nchr1\t3x\t40\n", "chromStart is not an integer", 2),

@@ -232,6 +232,7 @@ class RegionScanner:
         if not keep.size:
             return RegionRangeScan(lines, min(bad) if bad else None, skipped, marker)
         r_starts, r_ends = starts[keep], ends[keep]
+        r_ends = r_ends - ((r_ends > r_starts) & (full[np.maximum(r_ends - 1, 0)] == CARRIAGE_RETURN))  # CRLF: the CR ends no column
         tabs = np.flatnonzero(full[r_starts[0] : r_ends[-1]] == TAB) + r_starts[0]
         k = np.searchsorted(tabs, r_starts)
         rec = Records(full, r_starts, r_ends, tabs, k, np.searchsorted(tabs, r_ends) - k + 1)

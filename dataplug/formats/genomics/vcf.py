@@ -286,7 +286,7 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
 
     No data is read here. A slice's ``num_records`` counts the blocks the region holds whole from the index
     (a whole chromosome reads nothing) and reads the blocks at the region's edges the first time it is
-    asked (``CloudObject.partition`` asks, for its empty-slice warning)."""
+    asked (``known_num_records`` never reads)."""
 
     def declared() -> list[str]:
         header = co.index().blob(HEADER_BLOB).read().decode("utf-8", "replace")
