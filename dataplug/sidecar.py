@@ -273,6 +273,12 @@ def _json_constant(text: str) -> Any:
     raise ValueError(f"{text} is not JSON")
 
 
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON, read as dataplug reads what someone else may have written: integers of at most 19
+    digits, finite numbers, no ``NaN`` or ``Infinity`` (``ValueError`` otherwise)."""
+    return json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+
+
 def _json_depth(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
@@ -309,7 +315,7 @@ def _read_manifest(location: StorageObject) -> Any:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise CorruptIndexError(manifest_loc.url, f"manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit")
     try:
-        manifest = json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+        manifest = parse_json(raw)
     except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
         raise CorruptIndexError(manifest_loc.url, f"manifest is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if _json_depth(manifest) > MAX_JSON_DEPTH:

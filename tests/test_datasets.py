@@ -172,6 +172,24 @@ def test_an_object_that_fails_to_index_leaves_the_others_indexed(local_store):
     assert ds.indexed == 1 and ds.attributes.records == 6 * 40
 
 
+def test_a_corrupt_pack_or_manifest_is_rebuilt_never_trusted(local_store):
+    put_parts(local_store, 4)
+    pattern = local_store.url("run/*")
+    ds = dataplug.open_dataset(pattern, progress=False)
+    index = local_store.url("run/_dataplug")
+    (pack,) = [p for p in fsspec.filesystem("file").ls(index, detail=False) if PACK_FILE.match(p.rsplit("/", 1)[-1])]
+    with open(pack, "wb") as fh:
+        fh.write(gzip.compress(b'{"dataplug_pack": 1, "objects": {"x": {"dataplug_index": 2, "tables": 12345678901234567890123}}}'))
+    with pytest.warns(dataplug.DataplugWarning, match=r"pack\.json\.gz: pack does not decode: ValueError: integer of 23 digits.*indexed anew"):
+        assert dataplug.open_dataset(pattern, progress=False).indexed == 4
+    manifest = f"{index}/{manifest_name(ds.url)}"
+    body = json.loads(fsspec.filesystem("file").cat_file(manifest))
+    body["objects"][0]["pack"] = "../../../etc/passwd"
+    fsspec.filesystem("file").pipe_file(manifest, json.dumps(body).encode())
+    with pytest.warns(dataplug.DataplugWarning, match="dataset manifest is unreadable"):
+        assert dataplug.open_dataset(pattern, progress=False).indexed == 4
+
+
 def test_a_crash_before_the_manifest_leaves_the_last_one_whole(local_store, monkeypatch):
     put_parts(local_store, 4)
     pattern = local_store.url("run/*")

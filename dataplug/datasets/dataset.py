@@ -29,7 +29,7 @@ from dataplug.datasets.listing import DATASET_INDEX_FOLDER, Listed, Listing, lis
 from dataplug.datasets.manifest import DatasetManifest, ObjectEntry, dataset_key, read_dataset_manifest, write_dataset_manifest
 from dataplug.datasets.packing import read_packs, write_packs
 from dataplug.detect import Detection, detect_format
-from dataplug.errors import CorruptIndexError, DataplugError, IndexLocationNotWritableError, IndexMissingError, InvalidFormatError, StaleIndexError
+from dataplug.errors import CorruptIndexError, DataplugError, DataplugWarning, IndexLocationNotWritableError, IndexMissingError, InvalidFormatError, StaleIndexError
 from dataplug.executors import map_ordered
 from dataplug.format import DataFormat, get_format
 from dataplug.sidecar import canonical_url, inline_manifest, load_sidecar, new_generation, object_index_folder, write_sidecar
@@ -262,9 +262,10 @@ class Dataset:
         names = sorted({e.pack for e in fresh.values() if e.pack is not None})
         try:
             packs = {name: {canonical_url(url): m for url, m in pack.items()} for name, pack in read_packs(self.index_location, names).items()}
-        except CorruptIndexError:
+        except CorruptIndexError as exc:
             if self.published:
                 raise
+            warnings.warn(f"{exc}; the objects of the dataset's packs are indexed anew", DataplugWarning, stacklevel=3)
             packs = {}
 
         def load(i: int) -> CloudObject | None:
@@ -510,7 +511,7 @@ def open_dataset(
     except CorruptIndexError:
         if not location.policy.supports_writes:
             raise
-        warnings.warn(f"{location.url}: the dataset manifest is unreadable; the dataset is indexed anew", stacklevel=2)
+        warnings.warn(f"{location.url}: the dataset manifest is unreadable; the dataset is indexed anew", DataplugWarning, stacklevel=2)
         previous = None
     ds = Dataset(listing, storage_options, location, requested, previous, options)
     if preprocess:

@@ -131,6 +131,8 @@ def list_objects(urls: str | Sequence[str], storage_options: dict[str, Any] | No
     seen: set[str] = set()
     for url, path in zip(paths, stripped):
         raw = by_folder[posixpath.dirname(path)].get(path)
+        if raw is not None and raw.get("type", "file") == "directory":
+            raise ObjectNotFoundError(url, "is a folder, not an object: end the URL with '/' to open every object under it")
         if raw is None or raw.get("type", "file") != "file":
             raise ObjectNotFoundError(url, "object not found (listed in the dataset's URLs)")
         if path in seen:

@@ -33,7 +33,7 @@ from typing import Any
 
 from dataplug.datasets.packing import PACK_FILE
 from dataplug.errors import CorruptIndexError, DataplugError, ObjectNotFoundError
-from dataplug.sidecar import GENERATION_GRACE, INDEX_SUFFIX, canonical_url
+from dataplug.sidecar import GENERATION_GRACE, INDEX_SUFFIX, canonical_url, parse_json
 from dataplug.storage import ObjectInfo, StorageObject
 
 DATASET_VERSION = 1
@@ -114,7 +114,7 @@ def read_dataset_manifest(location: StorageObject, pattern: str) -> DatasetManif
     if len(raw) > MAX_DATASET_MANIFEST_BYTES:
         raise CorruptIndexError(target.url, f"dataset manifest exceeds the {MAX_DATASET_MANIFEST_BYTES}-byte limit")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = parse_json(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CorruptIndexError(target.url, f"dataset manifest is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(body, dict) or body.get("dataplug_dataset") != DATASET_VERSION:

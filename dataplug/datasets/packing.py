@@ -20,7 +20,7 @@ from typing import Any
 
 from dataplug.errors import CorruptIndexError, ObjectNotFoundError
 from dataplug.executors import map_ordered
-from dataplug.sidecar import check_manifest
+from dataplug.sidecar import check_manifest, parse_json
 from dataplug.storage import StorageObject
 
 PACK_VERSION = 1
@@ -83,7 +83,7 @@ def read_pack(location: StorageObject, name: str) -> dict[str, dict[str, Any]]:
         text = inflater.decompress(raw, MAX_PACK_JSON_BYTES)
         if inflater.unconsumed_tail:
             raise CorruptIndexError(pack.url, f"pack inflates beyond {MAX_PACK_JSON_BYTES} bytes")
-        body = json.loads(text)
+        body = parse_json(text)
     except (zlib.error, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CorruptIndexError(pack.url, f"pack does not decode: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(body, dict) or body.get("dataplug_pack") != PACK_VERSION or not isinstance(body.get("objects"), dict):
