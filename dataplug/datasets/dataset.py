@@ -25,13 +25,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataplug.cloudobject import CloudObject, _differing_options, _Operation
+from dataplug.codecs.base import detect_codec, get_codec
 from dataplug.datasets.listing import DATASET_INDEX_FOLDER, Listed, Listing, list_objects
 from dataplug.datasets.manifest import DatasetManifest, ObjectEntry, dataset_key, read_dataset_manifest, write_dataset_manifest
 from dataplug.datasets.packing import read_packs, write_packs
-from dataplug.detect import Detection, detect_format
-from dataplug.errors import CorruptIndexError, DataplugError, DataplugWarning, IndexLocationNotWritableError, IndexMissingError, InvalidFormatError, StaleIndexError
+from dataplug.detect import HEAD_BYTES, SAMPLE_BYTES, sniff
+from dataplug.errors import (
+    CorruptIndexError,
+    DataplugError,
+    DataplugWarning,
+    IndexLocationNotWritableError,
+    IndexMissingError,
+    InvalidFormatError,
+    StaleIndexError,
+)
 from dataplug.executors import map_ordered
-from dataplug.format import DataFormat, get_format
+from dataplug.format import DataFormat, Detection, get_format
 from dataplug.sidecar import canonical_url, inline_manifest, load_sidecar, new_generation, object_index_folder, write_sidecar
 from dataplug.storage import ObjectInfo, StorageObject, split_url
 
@@ -135,6 +144,14 @@ def _index_small(task: _Task) -> _Built:
         return _Built(task.url, error=exc)
 
 
+def _detect(url: str, data: bytes) -> Detection:
+    """:func:`dataplug.detect.detect_format` on a whole object in hand, without its warning that a text format
+    was told from a few lines: a dataset's small parts often are, and the dataset checks that they agree."""
+    head = data[:HEAD_BYTES]
+    raw = data[: max(len(head), get_codec(detect_codec(head)).head_bytes(SAMPLE_BYTES))]
+    return sniff(url, raw, complete=len(data) <= len(raw))
+
+
 def _build_small(task: _Task) -> _Built:
     obj = StorageObject(task.url, task.storage_options)
     op = _Operation(obj, info=task.info)
@@ -142,9 +159,7 @@ def _build_small(task: _Task) -> _Built:
     op.obj.head = data
     detection: Detection | None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "few lines" warnings of tiny parts: the dataset checks formats agree
-            detection = detect_format(op.obj, task.info)
+        detection = _detect(task.url, data)
     except InvalidFormatError:
         if task.format is None:
             raise
