@@ -376,6 +376,11 @@ class CloudObject:
             if not self.published:
                 raise
             raise type(exc)(self.url, f"{exc.cause} (published index at {url}); {_INDEX_IT_YOURSELF}") from None
+        self._sidecar, self._attributes = sidecar, self._checked_attributes(sidecar, url)
+
+    def _checked_attributes(self, sidecar: Sidecar, url: str) -> Any:
+        """The typed attributes of ``sidecar`` once its companions and tables are checked; every error decoding
+        them is a :class:`CorruptIndexError` naming ``url``."""
         try:
             attributes = self.format.attributes_from_json(url, sidecar.attributes)
             self.format.check_companions(self.obj, attributes, self._given_options)
@@ -384,7 +389,7 @@ class CloudObject:
             raise
         except (ArithmeticError, LookupError, ValueError, TypeError, MemoryError, RecursionError) as exc:
             raise CorruptIndexError(url, f"{self.format.name} index does not decode: {type(exc).__name__}: {str(exc)[:200]}") from exc
-        self._sidecar, self._attributes = sidecar, attributes
+        return attributes
 
     def _check_fresh(self, sidecar: Sidecar, info: ObjectInfo | None) -> None:
         """Refuse an index whose object, or one of its companions (:meth:`DataFormat.companions`), changed."""
@@ -563,19 +568,11 @@ class CloudObject:
         from a pack, or had it built), after the checks :meth:`index` makes of one it loads: its object, its
         format and its tables (:class:`CorruptIndexError`, :class:`IndexMissingError`). ``built`` sets
         :attr:`built_index`. Freshness is the caller's to check (a dataset compares its listing)."""
-        url = self.index_location.url
         if canonical_url(sidecar.object_url) != canonical_url(self.url):
             raise IndexMissingError(self.url, f"the index given belongs to another object ({sidecar.object_url})")
         if sidecar.format_name != self.format.name or sidecar.format_version != self.format.index_version:
             raise IndexMissingError(self.url, f"the index given is a {sidecar.format_name} v{sidecar.format_version} index, not {self.format.name} v{self.format.index_version}")
-        try:
-            attributes = self.format.attributes_from_json(url, sidecar.attributes)
-            self.format.check_companions(self.obj, attributes, self._given_options)
-            self.format.validate_index(url, attributes, sidecar.tables, sidecar.blob_sizes(), sidecar.object_info.size)
-        except DataplugError:
-            raise
-        except (ArithmeticError, LookupError, ValueError, TypeError, MemoryError, RecursionError) as exc:
-            raise CorruptIndexError(url, f"{self.format.name} index does not decode: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        attributes = self._checked_attributes(sidecar, self.index_location.url)
         self._opening = None
         self._sidecar, self._attributes = sidecar, attributes
         self.built_index = built
