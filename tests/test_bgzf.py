@@ -95,6 +95,11 @@ def test_pass_with_and_without_a_gzi_agree_and_the_gzi_is_samtools(local_store, 
     for name in (BLOCK_SIZES, DECODED_SIZES):
         assert np.array_equal(adopted.index().tables[name], walked.index().tables[name])
     assert joined(adopted.partition(fasta_chunks, 7)) == records
+    wrong = bytearray(Path(path + ".gzi").read_bytes())
+    wrong[8 + 16 * 3 + 8] ^= 1  # the decoded offset of the fourth entry
+    Path(path + ".wrong.gzi").write_bytes(bytes(wrong))
+    with pytest.raises(InvalidFormatError, match=r"\.gzi index does not match the object: .*wrong\.gzi"):
+        CloudObject.from_url(FASTA, path).preprocess(gzi=path + ".wrong.gzi", force=True, progress=False)
     write_fai(adopted, path + ".ours.fai")
     for ext in ("fai", "gzi"):
         assert Path(f"{path}.ours.{ext}").read_bytes() == Path(f"{path}.{ext}").read_bytes()

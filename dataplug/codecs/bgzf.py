@@ -37,7 +37,7 @@ from dataplug.codecs.gzip.index import MAX_RATIO
 from dataplug.codecs.gzip.zlib_ctypes import Z_BUF_ERROR, Z_NO_FLUSH, Z_OK, Z_STREAM_END, ZStream, libz
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import CorruptIndexError, InvalidFormatError, ObjectNotFoundError
-from dataplug.executors import map_ordered, ordered_ahead
+from dataplug.executors import default_workers, map_ordered, ordered_ahead
 from dataplug.storage import ObjectInfo, StorageObject
 
 #: The sidecar's per-member tables: BSIZE (the member's bytes less one) and ISIZE (its decoded bytes).
@@ -45,6 +45,8 @@ BLOCK_SIZES, DECODED_SIZES = "bgzf_block_size", "bgzf_decoded_size"
 #: The most bytes a BGZF member holds: its BSIZE is 16 bits (SAM/BAM specification, 4.1). bgzip and htslib
 #: decode at most as many from one, but its ISIZE is 32 bits; deflate bounds it (``MAX_RATIO``).
 MAX_MEMBER = 65536
+#: The fewest decoded bytes per run of members that :func:`default_run` picks.
+MIN_RUN = 4 * 2**20
 #: Compressed bytes read at a time for a range's look-ahead.
 _AHEAD = 256 * 1024
 #: Compressed bytes per read of the header walk, and reads kept in flight ahead of it.
@@ -319,6 +321,13 @@ def gzi_bytes(url: str, index: CodecIndex, size: int) -> bytes | None:
     return len(points).to_bytes(8, "little") + points.astype("<u8").tobytes()
 
 
+def default_run(logical_size: int) -> int:
+    """Decoded bytes per run of members in the pass: :data:`~dataplug.codecs.plain.DEFAULT_CHUNK_SIZE` at
+    most, but small enough for four runs per core (three runs on two cores leave one idle half the time),
+    and no less than :data:`MIN_RUN` (a run also decodes the member before it)."""
+    return int(min(DEFAULT_CHUNK_SIZE, max(MIN_RUN, logical_size // (4 * default_workers()))))
+
+
 def _groups(points: np.ndarray, run: int) -> np.ndarray:
     """Indices of the rows of ``points`` (decoded offsets in column 1) that start a run: the first row, then
     the first row of each further ``run`` decoded bytes."""
@@ -341,13 +350,13 @@ class BgzfCodec(GzipCodec):
     @classmethod
     def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
         url, size = ctx.obj.url, ctx.info.size
-        gzi = cls._gzi(ctx)
+        gzi_url, gzi = cls._gzi(ctx)
         if gzi is None:
             walked = walk_members(ctx.obj, ctx.info)
             points, logical_walked = walked[:-1], int(walked[-1, 1])
         else:
             points, logical_walked = gzi, -1
-        groups = _groups(points, ctx.chunk_size or DEFAULT_CHUNK_SIZE)
+        groups = _groups(points, ctx.chunk_size or default_run(int(points[-1, 1])))
         prev = np.maximum(groups - 1, 0)
         c1 = np.append(points[groups[1:], 0], size)
         u1 = np.append(points[groups[1:], 1], -1 if gzi is not None else logical_walked)
@@ -364,8 +373,13 @@ class BgzfCodec(GzipCodec):
         shifted = np.flatnonzero(ends[:-1] != points[groups[1:], 1])
         if wrong.size or shifted.size:
             c, u = points[wrong[0]] if wrong.size else points[groups[shifted[0] + 1]]
-            what = "the .gzi index does not match the object" if gzi is not None else "BGZF members changed during the pass"
-            raise InvalidFormatError(url, f"{what}: no member decodes to offset {u} at byte {c}", offset=int(c))
+            if gzi is not None:
+                raise InvalidFormatError(
+                    url,
+                    f"the .gzi index does not match the object: {gzi_url} says a member at byte {c} decodes from offset {u}, none does",
+                    offset=int(c),
+                )
+            raise InvalidFormatError(url, f"BGZF members changed during the pass: no member decodes from offset {u} at byte {c}", offset=int(c))
         logical = int(ends[-1])
         tables = {BLOCK_SIZES: (members[:, 1] - 1).astype(np.uint16), DECODED_SIZES: members[:, 2].astype(np.uint32)}
         checkpoints = len(member_checkpoints(url, tables[BLOCK_SIZES].astype(np.int64), members[:, 2], logical))
@@ -412,8 +426,8 @@ class BgzfCodec(GzipCodec):
         return BgzfReaders(obj, info, cls.checkpoints(obj.url, index, info.size))
 
     @classmethod
-    def _gzi(cls, ctx: Any) -> np.ndarray | None:
-        """The object's member starts from its ``.gzi``, or None when it has none."""
+    def _gzi(cls, ctx: Any) -> tuple[str, np.ndarray | None]:
+        """Where the object's ``.gzi`` is looked for, and the member starts it lists (None without one)."""
         given = ctx.options.get("gzi")
         location = StorageObject(given or ctx.obj.url + ".gzi", ctx.obj.storage_options)
         try:
@@ -421,5 +435,5 @@ class BgzfCodec(GzipCodec):
         except ObjectNotFoundError:
             if given:
                 raise
-            return None
-        return read_gzi(location.url, data, ctx.info.size)
+            return location.url, None
+        return location.url, read_gzi(location.url, data, ctx.info.size)

@@ -132,7 +132,7 @@ class GzipCodec(Codec):
 
     name = "gzip"
     options = {
-        "spacing": "decoded bytes between gzip/BGZF checkpoints (default: 1.5 to 4 MiB, from the object size)",
+        "spacing": "decoded bytes between gzip checkpoints (default: 1.5 to 4 MiB, from the object size); BGZF ignores it: every member start is a checkpoint",
         "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
     }
 
@@ -196,7 +196,9 @@ class GzipCodec(Codec):
         need(len(table) >= 1 and c[0] == 0 and bits[0] == 0 and w_len[0] == 0, "checkpoint 0 must be the object start")
         need(np.all(np.diff(table.cuts()) > 0) and c[-1] < max(size, 1), "offsets must increase inside the object")
         need(np.all((bits >= 0) & (bits <= 7)) and not np.any((bits > 0) & (w_len == 0)) and np.all(c >= (bits > 0)), "bit offsets")
-        need(np.all(w_off >= 0) and np.all(w_len <= WINDOW_SIZE + 64) and np.all(w_off + w_len <= blob_sizes[WINDOWS_BLOB]), "windows beyond the blob")
+        need(
+            np.all(w_off >= 0) and np.all(w_len <= WINDOW_SIZE + 64) and np.all(w_off + w_len <= blob_sizes[WINDOWS_BLOB]), "windows beyond the blob"
+        )
         return int(logical_size)
 
     @classmethod
