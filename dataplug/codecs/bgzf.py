@@ -47,8 +47,6 @@ BLOCK_SIZES, DECODED_SIZES = "bgzf_block_size", "bgzf_decoded_size"
 MAX_MEMBER = 65536
 #: The fewest decoded bytes per run of members that :func:`default_run` picks.
 MIN_RUN = 4 * 2**20
-#: Compressed bytes read at a time for a range's look-ahead.
-_AHEAD = 256 * 1024
 #: Compressed bytes per read of the header walk, and reads kept in flight ahead of it.
 _WALK_PIECE, _WALK_AHEAD = 8 * 2**20, 2
 
@@ -235,11 +233,11 @@ def _scan_members(obj: StorageObject, size: int, scanner: Scanner, item: tuple[i
     (object offset, bytes, decoded bytes) of every member from ``c0`` on, an (n, 3) array. ``u1``, the
     decoded offset at ``c1`` when known (else -1), sizes the buffer."""
     c_prev, u_prev, c0, u0, c1, u1 = item
-    with _Inflater(obj.url, u1 - u_prev + _AHEAD if u1 >= 0 else 4 * (c1 - c_prev)) as inflater:
+    with _Inflater(obj.url, u1 - u_prev + 4 * MAX_MEMBER if u1 >= 0 else 4 * (c1 - c_prev)) as inflater:
         inflater.feed(obj.read_range(c_prev, c1), c_prev, whole=True)
         walked = np.array([m for m in inflater.members if m[0] >= c0], np.int64).reshape(-1, 3)
         end = u_prev + inflater.size
-        carry, at, read_end, ahead = b"", c1, c1, _AHEAD
+        carry, at, read_end, ahead = b"", c1, c1, MAX_MEMBER  # first at least one whole member
         while read_end < size and not scanner.enough(inflater.decoded[end - u_prev :]):
             stop = min(read_end + ahead, size)
             raw = carry + obj.read_range(read_end, stop)
@@ -263,7 +261,8 @@ def member_checkpoints(url: str, block_sizes: np.ndarray, decoded_sizes: np.ndar
 @dataclass(frozen=True)
 class BgzfReader:
     """Decoded bytes ``[start, end)`` of a BGZF object: the members from the one holding ``start`` to the one
-    holding ``end - 1`` (``fetch``), in one range read unless they span more than a few MiB. The members
+    holding ``end - 1`` (``fetch``), in one range read unless they span more than
+    :data:`~dataplug.codecs.checkpoints.PIECE` bytes. The members
     must decode to exactly the bytes the index says they hold, so a crafted or stale member table is a
     :class:`CorruptIndexError`, never shifted data."""
 
@@ -323,7 +322,7 @@ def gzi_bytes(url: str, index: CodecIndex, size: int) -> bytes | None:
 
 def default_run(logical_size: int) -> int:
     """Decoded bytes per run of members in the pass: :data:`~dataplug.codecs.plain.DEFAULT_CHUNK_SIZE` at
-    most, but small enough for four runs per core (three runs on two cores leave one idle half the time),
+    most, but small enough for four runs per core (three runs on two cores leave one core idle for the last),
     and no less than :data:`MIN_RUN` (a run also decodes the member before it)."""
     return int(min(DEFAULT_CHUNK_SIZE, max(MIN_RUN, logical_size // (4 * default_workers()))))
 
