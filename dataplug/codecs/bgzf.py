@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
-from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces, decoded_range
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces
 from dataplug.codecs.gzip.codec import GzipCodec
 from dataplug.codecs.gzip.headers import bgzf_block_size, is_bgzf
 from dataplug.codecs.gzip.index import MAX_RATIO
@@ -279,18 +279,22 @@ class BgzfReader:
         if self.end <= self.start:
             return b""
         url, f = self.obj.url, self.fetch
+        skip, want, expected = self.start - self.members_start, self.end - self.start, self.members_end - self.members_start
+        out, decoded = bytearray(), 0
         try:
-            chunks = list(inflate_pieces(url, compressed_pieces(self.obj, self.info, f.start, f.end, f.end), f.start))
+            for chunk in inflate_pieces(url, compressed_pieces(self.obj, self.info, f.start, f.end, f.end), f.start):
+                lo, hi = max(skip - decoded, 0), min(skip + want - decoded, len(chunk))
+                if hi > lo:
+                    out += chunk[lo:hi]
+                decoded += len(chunk)
         except InvalidFormatError as exc:
             raise CorruptIndexError(url, f"the BGZF member index does not match the object: {exc.cause} (at byte {exc.offset})") from None
-        decoded = sum(len(chunk) for chunk in chunks)
-        if decoded != self.members_end - self.members_start:
+        if decoded != expected or len(out) != want:
             raise CorruptIndexError(
                 url,
-                f"the BGZF member index does not match the object: the members at bytes [{f.start}, {f.end}) decode to {decoded} bytes, "
-                f"the index says {self.members_end - self.members_start}",
+                f"the BGZF member index does not match the object: the members at bytes [{f.start}, {f.end}) decode to {decoded} bytes, the index says {expected}",
             )
-        return decoded_range(url, chunks, self.start - self.members_start, self.end - self.start, "BGZF member index")
+        return bytes(out)
 
 
 class BgzfReaders:
