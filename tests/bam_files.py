@@ -157,7 +157,7 @@ def large_bam(path: Path, records: int, seed: int, read_length: int = 150, level
     hundreds of MiB): names ``r<number>``, ``<read_length>M``, random bases and qualities, ``RG:Z`` and ``NM:C``
     tags, two references; written as BGZF members of 65280 decoded bytes with the EOF block, at zlib ``level`` (0:
     stored deflate blocks, valid BGZF that costs no compression time)."""
-    from dataplug.testing.codecs import bgzf
+    from dataplug.testing.codecs import BGZF_EOF, bgzf
 
     rng = np.random.default_rng(seed)
     refs = ((b"chr1", 250_000_000), (b"chr2", 240_000_000))
@@ -190,8 +190,6 @@ def large_bam(path: Path, records: int, seed: int, read_length: int = 150, level
     at += read_length
     rec[:, at : at + len(tags)] = np.frombuffer(tags, np.uint8)
     rec[:, at + len(tags)] = rng.integers(0, 5, records)
-    path.write_bytes(bgzf(head, level=level)[0][: -len(_EOF)] + bgzf(rec.tobytes(), level=level)[0])
+    path.write_bytes(bgzf(head, level=level)[0][: -len(BGZF_EOF)] + bgzf(rec.tobytes(), level=level)[0])
     return path
 
-
-_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,26 @@ MAX_MEMBER = 65536
 MIN_RUN = 4 * 2**20
 #: Compressed bytes per read of the header walk, and reads kept in flight ahead of it.
 _WALK_PIECE, _WALK_AHEAD = 8 * 2**20, 2
+
+
+#: The empty member that ends every BGZF file (the SAM/BAM specification, section 4.1.2).
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+#: Decoded bytes per member written: bgzip's (htslib's ``BGZF_BLOCK_SIZE``), so that even incompressible
+#: data fits a member's 64 KiB.
+BGZF_BLOCK = 0xFF00
+
+
+def bgzf_compress(data: bytes, level: int = 6, block: int = BGZF_BLOCK) -> bytes:
+    """``data`` as BGZF members of at most ``block`` decoded bytes each, as bgzip writes them (without the
+    end-of-file member, :data:`BGZF_EOF`, which a writer adds once at the end)."""
+    out = []
+    for at in range(0, len(data), block):
+        chunk = data[at : at + block]
+        deflate = zlib.compressobj(level, zlib.DEFLATED, -15)
+        body = deflate.compress(chunk) + deflate.flush()
+        header = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x06\0BC\x02\0" + (18 + len(body) + 8 - 1).to_bytes(2, "little")
+        out += [header, body, zlib.crc32(chunk).to_bytes(4, "little"), len(chunk).to_bytes(4, "little")]
+    return b"".join(out)
 
 
 def read_gzi(url: str, data: bytes, size: int) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import functools
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,15 +27,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dataplug.codecs import CheckpointTable, CodecIndex, get_codec
-from dataplug.codecs.bgzf import inflate_members
+from dataplug.codecs.bgzf import BGZF_EOF, bgzf_compress, inflate_members
 from dataplug.codecs.gzip.headers import bgzf_block_size
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 
-#: The BGZF end-of-file marker: an empty member (SAM/BAM specification, 4.1.2).
-BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-#: Uncompressed bytes per BGZF member written here: bgzip's (htslib's BGZF_BLOCK_SIZE), so that even an
-#: incompressible member stays within BSIZE's 16 bits.
-MEMBER_INPUT = 0xFF00
 #: A BGZF member's most compressed bytes, and most decoded bytes.
 MAX_MEMBER = 65536
 #: htsget positions are 32-bit unsigned integers.
@@ -79,19 +73,6 @@ class UnsupportedFormatError(HtsgetError):
     """The object is not a BGZF-compressed BAM or VCF, or another data format was asked for."""
 
     error = "UnsupportedFormat"
-
-
-def bgzf_compress(data: bytes, level: int = 6) -> bytes:
-    """``data`` as BGZF members of at most :data:`MEMBER_INPUT` bytes each (no end-of-file block)."""
-    out = []
-    for at in range(0, len(data), MEMBER_INPUT):
-        chunk = data[at : at + MEMBER_INPUT]
-        deflate = zlib.compressobj(level, zlib.DEFLATED, -15)
-        body = deflate.compress(chunk) + deflate.flush()
-        block_size = 18 + len(body) + 8
-        header = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x06\0BC\x02\0" + (block_size - 1).to_bytes(2, "little")
-        out += [header, body, zlib.crc32(chunk).to_bytes(4, "little"), len(chunk).to_bytes(4, "little")]
-    return b"".join(out)
 
 
 def data_url(data_format: str, data: bytes, data_class: str) -> dict[str, str]:

@@ -7,33 +7,24 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
-import struct
 import zlib
 
+import numpy as np
 import zstandard
 
+from dataplug.codecs.bgzf import BGZF_BLOCK, BGZF_EOF, bgzf_compress
 from dataplug.codecs.zstd import seek_table
 
-#: The empty BGZF block that ends every BGZF file (the SAM/BAM specification, section 4.1.2).
-BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 #: Codec name -> file name suffix.
 SUFFIXES = {"plain": "", "gzip": ".gz", "bgzf": ".gz", "zstd": ".zst", "bzip2": ".bz2"}
 
 
-def bgzf(data: bytes, level: int = 6, block: int = 65280) -> tuple[bytes, list[int]]:
-    """BGZF (bgzip) encoding: members of at most 64 KiB with the 'BC' extra field, then the EOF block."""
-    out, starts, pos = [], [], 0
-    for i in range(0, len(data), block):
-        chunk = data[i : i + block]
-        c = zlib.compressobj(level, zlib.DEFLATED, -15)
-        cdata = c.compress(chunk) + c.flush()
-        header = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x06\0BC\x02\0" + struct.pack("<H", 18 + len(cdata) + 8 - 1)
-        member = header + cdata + struct.pack("<II", zlib.crc32(chunk), len(chunk))
-        out.append(member)
-        starts.append(pos)
-        pos += len(member)
-    return b"".join(out) + BGZF_EOF, starts
-
+def bgzf(data: bytes, level: int = 6, block: int = BGZF_BLOCK) -> tuple[bytes, list[int]]:
+    """BGZF (bgzip) encoding: members of at most ``block`` decoded bytes, then the EOF block; and each
+    member's start."""
+    members = [bgzf_compress(data[i : i + block], level, block) for i in range(0, len(data), block)]
+    starts = np.cumsum([0] + [len(m) for m in members[:-1]]).tolist() if members else []
+    return b"".join(members) + BGZF_EOF, starts
 
 def gzip_member(data: bytes, level: int, flush: int | None = None, every: int = 4096, name: bytes = b"") -> bytes:
     """One gzip member; `flush` ends a deflate block every `every` bytes (Z_BLOCK leaves it unaligned)."""

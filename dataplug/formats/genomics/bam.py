@@ -33,17 +33,16 @@ import numpy as np
 import pyarrow as pa
 
 from dataplug.codecs.base import LogicalReader
+from dataplug.codecs.bgzf import BGZF_EOF, bgzf_compress
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.genomics.bam_records import (
-    BGZF_EOF,
     COLUMNS,
     FIXED_SIZE,
     MAGIC,
     Header,
     Layout,
     alignment_ends,
-    bgzf_compress,
     check_records,
     columns,
     fixed_fields,

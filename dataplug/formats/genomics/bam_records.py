@@ -7,7 +7,6 @@ pairs, qualities + 33, CIGAR operations and tags by lookup). No htslib.
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,10 +53,6 @@ _ELEMENT_LUT[[ord(c) for c in "cCsSiIf"]] = [1, 1, 2, 2, 4, 4, 4]
 _INT_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4"}
 _ARRAY_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4", ord("f"): "<f4"}
 _INT32 = struct.Struct("<i")
-#: The empty BGZF block that ends every BGZF file (SAM/BAM specification, section 4.1.2).
-BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-#: Decoded bytes per BGZF member written (htslib's ``BGZF_BLOCK_SIZE``).
-BGZF_BLOCK = 0xFF00
 #: The SAM columns of :func:`columns`, in SAM order.
 COLUMNS = ("qname", "flag", "rname", "pos", "mapq", "cigar", "rnext", "pnext", "tlen", "seq", "qual", "tags")
 
@@ -421,15 +416,3 @@ def sam_lines(table: pa.Table) -> list[str]:
     lines = pc.binary_join_element_wise(*text, "\t")
     tagged = pc.binary_join_element_wise(lines, table["tags"], "\t")
     return pc.if_else(pc.equal(table["tags"], ""), lines, tagged).to_pylist()
-
-
-def bgzf_compress(data: bytes, level: int = 6) -> bytes:
-    """``data`` as BGZF members of at most :data:`BGZF_BLOCK` decoded bytes each (without the EOF block)."""
-    out = []
-    for i in range(0, len(data), BGZF_BLOCK):
-        chunk = data[i : i + BGZF_BLOCK]
-        c = zlib.compressobj(level, zlib.DEFLATED, -15)
-        cdata = c.compress(chunk) + c.flush()
-        header = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x06\0BC\x02\0" + struct.pack("<H", 18 + len(cdata) + 8 - 1)
-        out.append(header + cdata + struct.pack("<II", zlib.crc32(chunk), len(chunk)))
-    return b"".join(out)

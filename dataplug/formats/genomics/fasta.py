@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataplug.codecs.base import LogicalReader
+from dataplug.codecs.bgzf import gzi_bytes
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.genomics.fasta_index import (
@@ -37,7 +38,7 @@ from dataplug.formats.genomics.fasta_index import (
     stitch,
     validate_tables,
 )
-from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
+from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, codec_index, cut_offsets, readers
 from dataplug.slice import CloudObjectSlice
 from dataplug.storage import StorageObject
 from dataplug.strategies import even_bounds, monotonic_bounds, positive_int, strategy
@@ -392,8 +393,9 @@ def write_fai(co: Any, url: str, gzi_url: str | None = None) -> None:
     for BGZF also its ``.gzi`` to ``gzi_url`` (default: ``url`` with ``.fai`` replaced by ``.gzi``).
 
     Refused, as samtools refuses, for gzip that is not BGZF, for irregular line lengths and for empty
-    sequences. The ``.gzi`` needs every BGZF block start, more than the index keeps: the compressed
-    object is read once, in large ranges, and only the block headers are parsed (nothing is inflated).
+    sequences. The ``.gzi`` is made from the index's BGZF member table, without reading the object; an
+    index of the gzip pass (``compression="gzip"``) has none, and then the compressed object is read once,
+    in large ranges, and only the block headers are parsed (nothing is inflated).
     """
     co.ensure_fresh_index()
     attrs = co.attributes
@@ -411,7 +413,8 @@ def write_fai(co: Any, url: str, gzi_url: str | None = None) -> None:
     StorageObject(url, co.storage_options).write_bytes("".join(lines).encode())
     if attrs.compression == "bgzf":
         target = gzi_url or url.removesuffix(".fai") + ".gzi"
-        StorageObject(target, co.storage_options).write_bytes(_gzi(co))
+        gzi = gzi_bytes(co.url, codec_index(co), co.index().object_info.size)
+        StorageObject(target, co.storage_options).write_bytes(_gzi(co) if gzi is None else gzi)
 
 
 def _gzi(co: Any) -> bytes:
