@@ -8,8 +8,10 @@ through the ``dataplug.formats`` entry point group (``name = "package.module:For
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -350,6 +352,13 @@ def available_formats() -> list[str]:
 
 
 def _entry_points() -> dict[str, str]:
+    """Plugin formats named by the ``dataplug.formats`` entry point: read once per ``sys.path``, since
+    reading them scans every installed package's metadata and detection asks for every object."""
+    return _entry_points_on(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=4)
+def _entry_points_on(path: tuple[str, ...]) -> dict[str, str]:
     from importlib.metadata import entry_points
 
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
