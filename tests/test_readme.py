@@ -20,8 +20,8 @@ import fsspec
 import pytest
 
 from tests.test_csv import _whole
-from dataplug.testing.data import make_csv
-from dataplug.testing.data import make_fastq
+from dataplug.testing.codecs import bgzf
+from dataplug.testing.data import SPAN, cloud, laz_bytes, make_csv, make_fastq, make_vcf
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
@@ -41,6 +41,20 @@ def bucket(s3_options) -> dict[str, int]:
     fastq = make_fastq(3000, 5)
     fs.pipe_file("bucket/big.csv", csv)
     fs.pipe_file("bucket/reads.fastq.gz", gzip.compress(fastq))
+    for k in range(3):  # the Datasets section's sequencing run, sales parts and LiDAR survey
+        fs.pipe_file(f"bucket/run42/lane{k}.fastq.gz", gzip.compress(make_fastq(400, 10 + k)))
+    sales = [f"{['north', 'south', 'east'][i % 3]},{i % 50}\n" for i in range(3000)]
+    fs.pipe_file("bucket/sales/part-0.csv", ("region,amount\n" + "".join(sales[:1000])).encode())
+    fs.pipe_file("bucket/sales/part-1.csv.gz", gzip.compress(("region,amount\n" + "".join(sales[1000:])).encode()))
+    for k in range(4):
+        las = cloud(3000, 6, seed=k)
+        las.X, las.Y = las.X + (k % 2) * SPAN, las.Y + (k // 2) * SPAN
+        las.update_header()
+        fs.pipe_file(f"bucket/survey/tile-{k}.laz", laz_bytes(las))
+    # The regions and htsget sections' BED and BGZF VCF
+    peaks = "".join(f"{chrom}\t{b}\t{b + 500}\tpeak{b}\n" for chrom in ("chr1", "chrX") for b in range(900_000, 2_100_000, 10_000))
+    fs.pipe_file("bucket/peaks.bed.gz", gzip.compress(peaks.encode()))
+    fs.pipe_file("bucket/calls.vcf.gz", bgzf(make_vcf(3000).encode())[0])
     fs.invalidate_cache()
     return {"rows": _whole(csv).num_rows, "reads": fastq.count(b"\n") // 4}
 
@@ -58,9 +72,23 @@ def test_readme_block_runs(number, bucket, tmp_path, moto_endpoint):
     env = {**os.environ, "AWS_ENDPOINT_URL_S3": moto_endpoint}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{bucket['rows']} rows" in done.stdout
-    if "reads" in block:
+    if "big.csv" in block:
+        assert f"{bucket['rows']} rows" in done.stdout
+    if "reads.fastq.gz" in block:
         assert f"{bucket['reads']} reads" in done.stdout
+    for marker, printed in EXPECTED.items():
+        if marker in block:
+            assert printed in done.stdout, (marker, done.stdout[-2000:])
+
+
+#: What the blocks over the other objects the fixture puts print, by a string each block holds.
+EXPECTED = {
+    "run42/*.fastq.gz": "3 objects, 1200 reads in all",
+    "s3://bucket/sales/": "[('east', 24500), ('north', 24500), ('south', 24500)]",
+    "survey/*.laz": "tiles read for a quarter of the survey",
+    "peaks.bed.gz": "[100, 120] records",
+    "calls.vcf.gz": "['header', 'body'",
+}
 
 
 def test_the_options_table_lists_every_option_of_every_format():
