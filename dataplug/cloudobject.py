@@ -22,6 +22,7 @@ from dataplug.errors import (
     StrategyArgumentError,
 )
 from dataplug.format import DataFormat, IndexData, OperationObject, PreprocessContext, get_format
+from dataplug.reader import Reader
 from dataplug.sidecar import (
     INDEX_SUFFIX,
     Sidecar,
@@ -181,6 +182,7 @@ class CloudObject:
         self.built_index = False
         #: The options given to the last :meth:`preprocess` call (companion URLs are trusted from here only).
         self._given_options: dict[str, Any] = {}
+        self._kept_reader: Reader | None = None
 
     def _set_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
         if index_storage_options is None:
@@ -624,6 +626,41 @@ class CloudObject:
         from dataplug.plot import plot_partition
 
         return plot_partition(self, slices, path)
+
+    # -- the long-lived reader ----------------------------------------------------------------------------
+
+    def reader(self, **kwargs: Any) -> Reader:
+        """A new long-lived reader of the object as indexed (``self.format.reader_class``; a context manager):
+        the file or session kept open, the identity checked on an interval, an LRU of decoded units. Keywords:
+        ``check_interval`` (seconds, 0: every call, None: only at opening) and ``cache_bytes``; see
+        :class:`dataplug.reader.Reader`."""
+        return self.format.reader_class(self, **kwargs)
+
+    def kept_reader(self) -> Reader:
+        """The reader this object keeps for the calls that use one implicitly (repeated ``region()`` calls,
+        ``partition_regions()``, COG windows): made on first use with the defaults, made again when the index
+        was reloaded or the reader closed; closed by :meth:`close`, dropped when the object is pickled."""
+        kept = getattr(self, "_kept_reader", None)
+        if kept is None or kept.closed or kept.sidecar is not self._sidecar:
+            if kept is not None:
+                kept.close()
+            kept = self._kept_reader = self.reader()
+        return kept
+
+    def close(self) -> None:
+        """Close the reader this object keeps (:meth:`kept_reader`), if any; the object stays usable."""
+        kept, self._kept_reader = getattr(self, "_kept_reader", None), None
+        if kept is not None:
+            kept.close()
+
+    def __enter__(self) -> CloudObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_kept_reader": None}
 
     def __repr__(self) -> str:
         return f"CloudObject<{self.format.name}>({self.url})"

@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from dataplug.errors import CorruptIndexError, DataplugError
+from dataplug.reader import Reader
 from dataplug.storage import ObjectInfo, StorageObject
 
 ENTRY_POINT_GROUP = "dataplug.formats"
@@ -183,6 +184,9 @@ class DataFormat:
     Attributes: ClassVar[type]
     #: Strategies registered with :func:`dataplug.strategies.strategy`, by function name.
     strategies: ClassVar[dict[str, Callable[..., Any]]]
+    #: The long-lived reader ``co.reader()`` makes (:class:`dataplug.reader.Reader`, or the format's subclass
+    #: with its own calls: ``region()``, ``records()``, ``window()``).
+    reader_class: ClassVar[type[Reader]] = Reader
     #: Preprocessing options this format reads, with one line of help each; once a format declares any,
     #: ``preprocess()`` refuses the others, naming the valid ones.
     options: ClassVar[dict[str, str]] = {}

@@ -136,6 +136,14 @@ class Codec:
         raise NotImplementedError
 
     @classmethod
+    def unit_decoder(cls, url: str, index: CodecIndex) -> Callable[[bytes, int, int], bytes] | None:
+        """``decode(raw, at, size)``: the decoded bytes of one checkpoint stretch from its compressed bytes alone
+        (``raw``, object bytes from ``at``), which must be ``size`` bytes; for the long-lived reader
+        (:class:`dataplug.reader.Reader`), which keeps each decoded stretch. None (the default) where a
+        stretch needs more than its bytes (a gzip window): the reader then decodes through :meth:`readers`."""
+        return None
+
+    @classmethod
     def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Callable[[int, int], LogicalReader]:
         """``reader(start, end)``: readers of the logical bytes ``[start, end)`` of ``obj`` through ``index``
         (resolved once, for the many slices of a partition)."""

@@ -279,6 +279,28 @@ def member_checkpoints(url: str, block_sizes: np.ndarray, decoded_sizes: np.ndar
     return CheckpointTable.of(url, what, np.append(c[:-1][keep], c[-1]), np.append(u[:-1][keep], logical_size))
 
 
+def inflate_unit(url: str, raw: bytes, at: int, size: int) -> bytes:
+    """The decoded bytes of the BGZF members that ``raw`` (object bytes from ``at``) holds, one checkpoint's
+    stretch (a member, and any empty ones after it), which the index says decode to ``size`` bytes. zlib checks
+    each member's CRC-32 and ISIZE; members that do not fill ``raw`` exactly, or decode to another size, are a
+    :class:`CorruptIndexError`: the member table does not match the object."""
+    out, rest = b"", raw
+    try:
+        while rest:
+            member = zlib.decompressobj(31)
+            out += member.decompress(rest)
+            if not member.eof:
+                raise zlib.error("the member ends past its stretch")
+            rest = member.unused_data
+    except zlib.error as exc:
+        raise CorruptIndexError(url, f"the BGZF member index does not match the object: the members at bytes [{at}, {at + len(raw)}) do not decode ({exc})") from None
+    if len(out) != size:
+        raise CorruptIndexError(
+            url, f"the BGZF member index does not match the object: the members at bytes [{at}, {at + len(raw)}) decode to {len(out)} bytes, the index says {size}"
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class BgzfReader:
     """Decoded bytes ``[start, end)`` of a BGZF object: the members from the one holding ``start`` to the one
@@ -441,6 +463,13 @@ class BgzfCodec(GzipCodec):
         table.validate(url, size, what, max_ratio=MAX_RATIO, strict=False)
         need(np.all(np.diff(table.cuts()) > 0), "checkpoints must decode to at least one byte")
         return logical_size
+
+    @classmethod
+    def unit_decoder(cls, url: str, index: CodecIndex) -> Any:
+        """:func:`inflate_unit` for an index of members; an index of the gzip pass decodes as gzip's."""
+        if BLOCK_SIZES not in index.tables:
+            return super().unit_decoder(url, index)
+        return functools.partial(inflate_unit, url)
 
     @classmethod
     def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Any:
