@@ -7,8 +7,9 @@ import multiprocessing
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -63,3 +64,28 @@ def rows_on_pool(slices: list[Any], workers: int) -> tuple[float, list[int]]:
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(abs, range(workers)))
         return best_of(lambda: list(pool.map(arrow_rows, slices)))
+
+
+def interleaved_best(fns: list[Callable[[], Any]], repeats: int = 3) -> list[tuple[float, Any]]:
+    """The shortest wall seconds of each of ``fns`` and its result, the functions run in turn ``repeats``
+    times (A, B, A, B, ...), so that a busy spell of this shared machine weighs on each alike."""
+    best: list[tuple[float, Any]] = [(float("inf"), None)] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t, result = timed(fn)
+            if t < best[i][0]:
+                best[i] = (t, result)
+    return best
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for a benchmark's output (other work slows every figure)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def goal_line(label: str, ours: float, anchor_name: str, anchor: float, goal: float, unit: str = "s") -> str:
+    """One result: our figure, the anchor's, their ratio and the goal for the ratio, and whether it is met."""
+    ratio = ours / anchor if anchor else float("inf")
+    verdict = "met" if ratio <= goal else "MISSED"
+    return f"  {label:<44} {ours:9.4f} {unit}   {anchor_name} {anchor:9.4f} {unit}   ratio {ratio:6.2f}   goal <= {goal:g}   {verdict}"
