@@ -36,6 +36,7 @@ import io
 import itertools
 import math
 from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
@@ -260,30 +261,11 @@ class COGSlice(CloudObjectSlice):
 
     def get(self) -> np.ndarray:
         """The window's pixels as a ``(bands, rows, cols)`` array in native byte order."""
-        lv = self.layout
         col_off, row_off, width, height = self.window
-        dtype = np.dtype(lv.dtype).newbyteorder("=")
-        fill = _fill_value(self.nodata, dtype)
-        out = (
-            np.full((lv.bands, height, width), fill, dtype=dtype)
-            if any(t[4] == 0 for t in self.tiles)
-            else np.empty((lv.bands, height, width), dtype)
-        )
-        present = [t for t in self.tiles if t[4] > 0]
-        fetched = self.obj.read_ranges([(t[3], t[3] + t[4]) for t in present], expect=self.object_info)
-        for (plane, tile_row, tile_col, offset, count), data in zip(present, fetched):
-            pixels = decode_tile(self.url, lv, data, tile_row, offset)
-            r0, c0 = tile_row * lv.tile_height, tile_col * lv.tile_width
-            top, left = max(r0, row_off), max(c0, col_off)
-            bottom = min(r0 + pixels.shape[0], row_off + height)
-            right = min(c0 + lv.tile_width, col_off + width, lv.width)
-            part = pixels[top - r0 : bottom - r0, left - c0 : right - c0]
-            target = out[:, top - row_off : bottom - row_off, left - col_off : right - col_off]
-            if lv.planar == 2:
-                target[plane] = part[:, :, 0]
-            else:
-                target[:] = np.moveaxis(part, 2, 0)
-        return out
+        return _read_window(self.url, self.layout, self.level, self.tiles, row_off, col_off, height, width, self.nodata, self._fetch, None)
+
+    def _fetch(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return self.obj.read_ranges(ranges, expect=self.object_info)
 
     def schema(self) -> pa.Schema:
         """``row`` and ``col`` (int64, pixel indices in the level) and one column per band, ``band_1``..."""
@@ -312,6 +294,56 @@ class COGSlice(CloudObjectSlice):
         write_geotiff(target, self.get(), self.layout, tags)
         if not seekable:
             fp.write(target.getvalue())
+
+
+def _read_window(
+    url: str,
+    lv: Level,
+    level: int,
+    tiles: Sequence[tuple[int, int, int, int, int]],
+    row_off: int,
+    col_off: int,
+    height: int,
+    width: int,
+    nodata: str | None,
+    fetch: Callable[[list[tuple[int, int]]], list[bytes]],
+    cache: Any,
+) -> np.ndarray:
+    """Level ``level``'s pixels of a window as a native-order ``(bands, height, width)`` array, from the
+    ``tiles`` that meet it ((plane, tile row, tile column, offset, byte count) rows, as a slice keeps them).
+
+    Decoded tiles are looked up in ``cache`` (a reader's LRU, keyed ``("cog", level, plane, tile row, tile
+    column)``; None keeps nothing); the missing ones are fetched in one ``fetch`` call (one planned request
+    set), decoded once and put there. Each tile's part is copied straight into the output: tiles are kept
+    band-sequential in native order, so the copy moves whole rows and nothing is converted twice."""
+    dtype = np.dtype(lv.dtype).newbyteorder("=")
+    fill = any(t[4] == 0 for t in tiles)
+    out = np.full((lv.bands, height, width), _fill_value(nodata, dtype), dtype) if fill else np.empty((lv.bands, height, width), dtype)
+    decoded: dict[tuple[int, int, int], np.ndarray] = {}
+    missing = []
+    for plane, tile_row, tile_col, offset, count in tiles:
+        if count:
+            pixels = cache.get(("cog", level, plane, tile_row, tile_col)) if cache is not None else None
+            if pixels is None:
+                missing.append((plane, tile_row, tile_col, offset, count))
+            else:
+                decoded[plane, tile_row, tile_col] = pixels
+    if missing:
+        for (plane, tile_row, tile_col, offset, _), data in zip(missing, fetch([(t[3], t[3] + t[4]) for t in missing])):
+            pixels = decode_tile(url, lv, data, tile_row, offset)
+            decoded[plane, tile_row, tile_col] = pixels
+            if cache is not None:
+                cache.put(("cog", level, plane, tile_row, tile_col), pixels, pixels.nbytes)
+    th, tw, planar = lv.tile_height, lv.tile_width, lv.planar == 2
+    bottom_edge, right_edge = row_off + height, col_off + width
+    for (plane, tile_row, tile_col), pixels in decoded.items():
+        r0, c0 = tile_row * th, tile_col * tw
+        top, left = max(r0, row_off), max(c0, col_off)
+        bottom, right = min(r0 + pixels.shape[1], bottom_edge), min(c0 + tw, right_edge)
+        part = pixels[:, top - r0 : bottom - r0, left - c0 : right - c0]
+        bands = slice(plane, plane + 1) if planar else slice(None)
+        out[bands, top - row_off : bottom - row_off, left - col_off : right - col_off] = part
+    return out
 
 
 def _fill_value(nodata: str | None, dtype: np.dtype) -> Any:

@@ -313,43 +313,61 @@ def _jpeg_colorspaces(level: Level) -> tuple[Any, Any]:
 
 
 def decode_tile(url: str, level: Level, data: bytes, tile_row: int, offset: int) -> np.ndarray:
-    """One tile's pixels as a native-order ``(rows, tile_width, samples)`` array (``samples`` is 1 for a
-    band-interleaved tile). A tile that does not decode to its size is an :class:`InvalidFormatError`."""
+    """One tile's pixels as a native-order, C-contiguous ``(samples, rows, tile_width)`` array (``samples`` is
+    1 for a band-interleaved tile): band-sequential, so copying a window's part of it into a ``(bands, rows,
+    cols)`` output moves whole rows, however many windows reuse the tile. Byte codecs inflate straight into
+    the array; the one copy after that de-interleaves the samples (none for one sample). A tile that does not
+    decode to its size is an :class:`InvalidFormatError`."""
     dtype = np.dtype(level.dtype)
     samples = level.bands if level.planar == 1 else 1
     shape = (level.tile_rows(tile_row), level.tile_width, samples)
-    nbytes = math.prod(shape) * dtype.itemsize
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
     try:
         if level.compression == "jpeg":
             colorspace, outcolorspace = _jpeg_colorspaces(level)
             decoded = imagecodecs.jpeg_decode(data, tables=level.jpegtables, colorspace=colorspace, outcolorspace=outcolorspace)
         elif level.compression == "webp":
             decoded = imagecodecs.webp_decode(data)
+        elif level.compression == "none":
+            decoded = None
         else:
-            decoded = data if level.compression == "none" else _BYTE_CODECS[level.compression](data, out=nbytes)
+            decoded = _BYTE_CODECS[level.compression](data, out=np.empty(nbytes, np.uint8))
     except Exception as exc:  # noqa: BLE001 - imagecodecs raises an error class of its own per codec
         raise InvalidFormatError(url, f"{level.compression} tile does not decode: {type(exc).__name__}: {str(exc)[:200]}", offset=offset) from None
-    if isinstance(decoded, np.ndarray):  # JPEG and WebP decode to pixels, predictors do not apply
-        if decoded.size != math.prod(shape) or decoded.dtype != dtype:
+    if level.compression in ("jpeg", "webp"):  # they decode to pixels, predictors do not apply
+        if decoded.size != count or decoded.dtype != dtype:
             raise InvalidFormatError(
                 url, f"{level.compression} tile decodes to {decoded.shape} {decoded.dtype}, expected {shape} {dtype}", offset=offset
             )
-        return decoded.reshape(shape)
-    raw = decoded
-    if len(raw) < nbytes:
-        raise InvalidFormatError(url, f"{level.compression} tile decodes to {len(raw)} bytes, expected {nbytes}", offset=offset)
+        return _planes(decoded.reshape(shape))
+    if decoded is None:
+        if len(data) < nbytes:
+            raise InvalidFormatError(url, f"uncompressed tile holds {len(data)} bytes, expected {nbytes}", offset=offset)
+        decoded = np.frombuffer(data, np.uint8, count=nbytes).copy()
+    elif decoded.size < nbytes:
+        raise InvalidFormatError(url, f"{level.compression} tile decodes to {decoded.size} bytes, expected {nbytes}", offset=offset)
     native = dtype.newbyteorder("=")
     if level.predictor == 3:
         # the floating-point predictor's rows hold each sample's bytes most significant first, whatever the
         # file's byte order, and decode to native order (libtiff's fpAcc)
-        pixels = np.frombuffer(raw, dtype=native, count=math.prod(shape)).reshape(shape).copy()
-        return imagecodecs.floatpred_decode(pixels, axis=-2, out=pixels)
-    pixels = np.frombuffer(raw, dtype=dtype, count=math.prod(shape)).reshape(shape).astype(native)
+        pixels = decoded.view(native).reshape(shape)
+        return _planes(imagecodecs.floatpred_decode(pixels, axis=-2, out=pixels))
+    pixels = decoded.view(dtype).reshape(shape)
+    if not dtype.isnative:
+        pixels = pixels.byteswap(inplace=True).view(native)
     if level.predictor == 2:
         # libtiff differences the samples' bit patterns as unsigned integers, floats included
         bits = pixels.view(f"u{dtype.itemsize}")
         imagecodecs.delta_decode(bits, axis=-2, out=bits)
-    return pixels
+    return _planes(pixels)
+
+
+def _planes(pixels: np.ndarray) -> np.ndarray:
+    """``(rows, cols, samples)`` pixels as a C-contiguous ``(samples, rows, cols)`` array (a free reshape for one sample)."""
+    if pixels.shape[2] == 1:
+        return pixels.reshape(1, *pixels.shape[:2])
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 # -- writing a window as a GeoTIFF ------------------------------------------------------------------------
