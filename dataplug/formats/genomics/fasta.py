@@ -17,6 +17,7 @@ lengths still slice exactly. Sidecar:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ import pyarrow as pa
 from dataplug.codecs.base import LogicalReader
 from dataplug.codecs.bgzf import gzi_bytes
 from dataplug.errors import CorruptIndexError, InvalidFormatError
+from dataplug.reader import Reader
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.genomics.fasta_index import (
     HEADERS_BLOB,
@@ -33,6 +35,7 @@ from dataplug.formats.genomics.fasta_index import (
     SEQ_TABLES,
     FastaScanner,
     Layout,
+    RegionLayout,
     build_tables,
     split_header,
     stitch,
@@ -362,30 +365,99 @@ def partition_num_sequences(co: Any, num_chunks: int) -> list[FASTASlice]:
 # -- random access and samtools' index ------------------------------------------------------------------
 
 
-def region(co: Any, name: str, start: int, end: int) -> str:
-    """Bases ``[start, end)`` (0-based, clipped to the sequence like ``pysam.FastaFile.fetch``) of sequence
-    ``name``, reading only the decoded bytes that hold them (one range read)."""
-    _, _, lookup, headers = _headers(co)
-    if name not in lookup:
-        raise KeyError(f"{co.url} has no sequence named {name!r}")
-    i = lookup[name]
-    layout = _layout(co)
-    length = int(layout.length[i])
-    a, b = min(max(int(start), 0), length), min(max(int(end), 0), length)
-    if b <= a:
-        return ""
-    lo, hi = layout.byte_range(i, a, b)
-    first = int(layout.offset[i])
-    read_from = _header_start(first, headers[i]) if lo - first <= _HEADER_REACH else lo
-    buf = readers(co)(read_from, hi).read()
-    if read_from < lo:
-        _check_header(co.url, buf, read_from, first, headers[i])
-    raw = buf[lo - read_from :].translate(None, b"\r\n")
-    if len(raw) != b - a:
-        raise CorruptIndexError(
-            co.url, f"decoded bytes [{lo}, {hi}) hold {len(raw)} bases where the index expects {b - a}: run preprocess(force=True)"
-        )
-    return raw.decode("ascii")
+@dataclass
+class _Sequences:
+    """What region reads need from a loaded index, built once per reader: the name lookup, the header lines
+    (without ``>``), the layout as lists, and the sequences whose header line a read has checked."""
+
+    lookup: dict[str, int]
+    headers: list[str]
+    layout: RegionLayout
+    checked: set[int] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, co: Any) -> _Sequences:
+        _, _, lookup, headers = _headers(co)
+        t = co.index().tables
+        return cls(lookup, headers, RegionLayout({k: t[k] for k in (*SEQ_TABLES, "seq_runs", *RUN_TABLES)}))
+
+    def plan(self, url: str, name: str, start: int | None, end: int | None) -> tuple[int, int, int, int, int] | None:
+        """``(sequence, bases, lo, hi, read_from)`` for bases ``[start, end)`` of ``name``, clipped to the
+        sequence: their logical bytes ``[lo, hi)``, read from ``read_from`` (earlier when the read also
+        checks the sequence's header line, the first time a read comes that close to it); None when the
+        clipped region is empty."""
+        i = self.lookup.get(name)
+        if i is None:
+            raise KeyError(f"{url} has no sequence named {name!r}")
+        length = self.layout.length[i]
+        a = 0 if start is None else min(max(int(start), 0), length)
+        b = length if end is None else min(max(int(end), 0), length)
+        if b <= a:
+            return None
+        lo, hi = self.layout.byte_range(i, a, b)
+        first = self.layout.offset[i]
+        read_from = _header_start(first, self.headers[i]) if i not in self.checked and lo - first <= _HEADER_REACH else lo
+        return i, b - a, lo, hi, read_from
+
+    def bases(self, url: str, buf: bytes, plan: tuple[int, int, int, int, int]) -> str:
+        """The region's bases from ``buf``, the logical bytes ``[read_from, hi)`` of its plan; the decoded
+        bytes must hold exactly the bases the index says (:class:`CorruptIndexError` otherwise)."""
+        i, n, lo, hi, read_from = plan
+        if read_from < lo:
+            _check_header(url, buf, read_from, self.layout.offset[i], self.headers[i])
+            self.checked.add(i)
+        raw = buf[lo - read_from :].translate(None, b"\r\n")
+        if len(raw) != n:
+            raise CorruptIndexError(url, f"decoded bytes [{lo}, {hi}) hold {len(raw)} bases where the index expects {n}: run preprocess(force=True)")
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise InvalidFormatError(url, "non-ASCII byte in a sequence", offset=lo + exc.start) from None
+
+
+class FastaReader(Reader):
+    """A long-lived reader of one indexed FASTA (``co.reader()``): the index's layout is turned into lists
+    once, the object stays open, and BGZF members or gzip stretches read are kept decoded, so a region
+    costs a few list lookups and one read of its bytes (none when they are cached)."""
+
+    def _sequences(self) -> _Sequences:
+        return self.memo("fasta.sequences", lambda: _Sequences.of(self.co))
+
+    def region(self, name: str, start: int | None = 0, end: int | None = None) -> str:
+        """Bases ``[start, end)`` (0-based; clipped to the sequence as ``pysam.FastaFile.fetch`` clips the
+        end, a negative start read as 0; ``end=None``: to the sequence end) of sequence ``name``, case kept.
+        :class:`KeyError` for a name the index does not hold."""
+        seqs = self._sequences()
+        plan = seqs.plan(self.url, name, start, end)
+        if plan is None:
+            return ""
+        return seqs.bases(self.url, self.decoded(plan[4], plan[3]), plan)
+
+    def regions(self, regions: Iterable[tuple[str, int | None, int | None]]) -> list[str]:
+        """:meth:`region` of each ``(name, start, end)``, in order, read together: the byte ranges of nearby
+        regions are merged into few requests (the store's gap), and each BGZF member or gzip stretch they
+        need is decoded once for all of them."""
+        seqs = self._sequences()
+        plans = [seqs.plan(self.url, name, start, end) for name, start, end in regions]
+        wanted = [p for p in plans if p is not None]
+        bufs = iter(self.decoded_many([(p[4], p[3]) for p in wanted]))
+        return [seqs.bases(self.url, next(bufs), p) if p is not None else "" for p in plans]
+
+
+FASTA.reader_class = FastaReader
+
+
+def region(co: Any, name: str, start: int | None = 0, end: int | None = None) -> str:
+    """Bases ``[start, end)`` of sequence ``name`` (see :meth:`FastaReader.region`) through the reader
+    ``co`` keeps, so repeated calls on one :class:`~dataplug.CloudObject` share its open object, layout
+    and decoded blocks."""
+    return co.kept_reader().region(name, start, end)
+
+
+def regions(co: Any, regions: Iterable[tuple[str, int | None, int | None]]) -> list[str]:
+    """The bases of each ``(name, start, end)`` region (see :meth:`FastaReader.regions`): many regions on a
+    remote store are a few merged range requests, each decoded block decoded once."""
+    return co.kept_reader().regions(regions)
 
 
 def write_fai(co: Any, url: str, gzi_url: str | None = None) -> None:

@@ -10,6 +10,7 @@ one or two runs; an irregular one keeps every run, so any base still maps to its
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,3 +361,31 @@ class Layout:
         width, bases = int(self.run_linewidth[k]), int(self.run_linebases[k])
         p = int(self.run_base[k]) + (q // width) * bases + min(q % width, bases)
         return int(self.cum[i]) + min(p, int(self.length[i]))
+
+
+class RegionLayout:
+    """The layout of :class:`Layout` as Python lists, for one region at a time: a region's byte range is
+    a few list lookups (a NumPy call per base costs more than the whole lookup). Built once per reader."""
+
+    __slots__ = ("length", "offset", "seq_runs", "run_base", "run_offset", "run_linebases", "run_linewidth")
+
+    def __init__(self, tables: dict[str, np.ndarray]) -> None:
+        self.length: list[int] = tables["seq_length"].tolist()
+        self.offset: list[int] = tables["seq_offset"].tolist()
+        self.seq_runs: list[int] = tables["seq_runs"].tolist()
+        self.run_base: list[int] = tables["run_base"].tolist()
+        self.run_offset: list[int] = tables["run_offset"].tolist()
+        self.run_linebases: list[int] = tables["run_linebases"].tolist()
+        self.run_linewidth: list[int] = tables["run_linewidth"].tolist()
+
+    def byte_of(self, i: int, p: int) -> int:
+        """Logical offset of base ``p`` (``0 <= p < length[i]``) of sequence ``i``."""
+        lo, hi = self.seq_runs[i], self.seq_runs[i + 1]
+        k = lo if hi - lo == 1 else bisect_right(self.run_base, p, lo, hi) - 1
+        q = p - self.run_base[k]
+        bases = self.run_linebases[k]
+        return self.run_offset[k] + (q // bases) * self.run_linewidth[k] + q % bases
+
+    def byte_range(self, i: int, a: int, b: int) -> tuple[int, int]:
+        """Logical bytes holding bases ``[a, b)`` of sequence ``i`` (``0 <= a < b <= length[i]``)."""
+        return self.byte_of(i, a), self.byte_of(i, b - 1) + 1
