@@ -28,6 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dataplug.errors import DataplugError, ObjectNotFoundError, StaleIndexError
@@ -73,14 +74,17 @@ class LRU:
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         """The value kept under ``key`` (now the most recently used), else ``default``."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return default
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry[0]
+        entries = self._entries
+        entry = entries.get(key)  # one atomic step under the GIL: no lock on the hot path
+        if entry is None:
+            self.misses += 1
+            return default
+        try:
+            entries.move_to_end(key)
+        except KeyError:  # dropped by another thread's put meanwhile
+            pass
+        self.hits += 1
+        return entry[0]
 
     def put(self, key: Hashable, value: Any, nbytes: int | None = None) -> Any:
         """Keep ``value`` under ``key``; returns ``value``."""
@@ -129,8 +133,9 @@ class ObjectHandle:
         self._policy = obj.policy
         self._local = obj.protocol in ("file", "local")
         self._fd: int | None = None
-        self._pid = os.getpid()
         self._closed = False
+        self._fetching: dict[Hashable, threading.Lock] = {}
+        self._fetching_lock = threading.Lock()
         self._pinned = not self._local and obj.transport.pins(info)
         self._open()
 
@@ -158,8 +163,6 @@ class ObjectHandle:
         """Check the object's identity now (a :class:`StaleIndexError` when it changed since it was indexed)."""
         if self._closed:
             raise DataplugError(self.url, "the reader is closed")
-        if os.getpid() != self._pid:
-            self._reopen()
         if self._local:
             try:
                 self._compare(os.stat(self.obj.path))
@@ -169,13 +172,6 @@ class ObjectHandle:
             self.obj.check_unchanged(self.info)
         if self._due is not None:
             self._due = time.monotonic() + (self.check_interval or 0.0)
-
-    def _reopen(self) -> None:
-        """In a forked child: a descriptor of its own (the parent's stays the parent's)."""
-        fd, self._fd, self._pid = self._fd, None, os.getpid()
-        if fd is not None:
-            os.close(fd)  # the child's copy
-        self._open()
 
     def _checked(self) -> None:
         """The identity check, when due (the hot path's one test)."""
@@ -205,9 +201,9 @@ class ObjectHandle:
         if end <= start:
             return b""
         fd = self._fd
-        if fd is None or os.getpid() != self._pid:
-            self.check()
-            fd = self._fd
+        if fd is None:
+            self.check()  # closed: raises
+        # A forked child reads its copy of the descriptor: ``pread`` shares no file position with the parent.
         data = os.pread(fd, end - start, start)  # type: ignore[arg-type]
         read_stats.add(self.url, 1, len(data))
         if len(data) < end - start:
@@ -220,10 +216,19 @@ class ObjectHandle:
         process that carry the same fetch range (a region set's merged range) make one request for it."""
         key = ("range", start, end)
         data = self.cache.get(key)
-        if data is None:
-            data = self.cache.put(key, self.read_range(start, end))
-        else:
+        if data is not None:
             self._checked()
+            return data  # type: ignore[no-any-return]
+        with self._fetching_lock:
+            lock = self._fetching.setdefault(key, threading.Lock())
+        with lock:  # threads that want the same range wait for the one request
+            data = self.cache.get(key)
+            if data is None:
+                data = self.cache.put(key, self.read_range(start, end))
+            else:
+                self._checked()
+        with self._fetching_lock:
+            self._fetching.pop(key, None)
         return data  # type: ignore[no-any-return]
 
     # -- memo and lifetime --------------------------------------------------------------------------------
@@ -249,7 +254,7 @@ class ObjectHandle:
             return
         self._closed, self._due = True, 0.0
         fd, self._fd = self._fd, None
-        if fd is not None and os.getpid() == self._pid:
+        if fd is not None:
             os.close(fd)
         self.cache.clear()
         self._memo.clear()
@@ -262,7 +267,7 @@ class ObjectHandle:
 
     def __del__(self) -> None:
         fd = getattr(self, "_fd", None)
-        if fd is not None and getattr(self, "_pid", None) == os.getpid():
+        if fd is not None:
             try:
                 os.close(fd)
             except OSError:
@@ -308,3 +313,43 @@ def clear_shared() -> None:
     """Forget every shared handle of this process (tests; a worker between jobs)."""
     with _shared_lock:
         _shared.clear()
+
+
+@dataclass(frozen=True)
+class WindowedObject:
+    """An object as a slice's reader sees it when the slice carries a fetch window: reads inside
+    ``window`` (object bytes ``[a, b)``, a region set's merged range) are cut from that window, fetched once
+    per process through the :func:`shared` handle and kept in its cache, so that the slices of one merged
+    range make one request between them; reads outside it go through the shared handle as they are. Small
+    and picklable; every other attribute is the underlying :class:`StorageObject`'s."""
+
+    obj: StorageObject
+    info: ObjectInfo
+    window: tuple[int, int]
+
+    @property
+    def url(self) -> str:
+        return self.obj.url
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("obj", "info", "window"):
+            raise AttributeError(name)
+        return getattr(self.obj, name)
+
+    def read_range(self, start: int, end: int, expect: ObjectInfo | None = None, *, checked: bool = False) -> bytes:
+        """Object bytes ``[start, end)`` (``expect`` must be the window's ``info`` when given)."""
+        return self.read_ranges([(start, end)], expect)[0]
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]], expect: ObjectInfo | None = None, **_: Any) -> list[bytes]:
+        if expect is not None and expect != self.info:
+            raise StaleIndexError(self.url, f"a read expects {expect}, the slice's window was planned for {self.info}")
+        handle = shared(self.obj, self.info)
+        a, b = self.window
+        out = []
+        for start, end in ranges:
+            if a <= start and end <= b:
+                data = handle.fetched(a, b)
+                out.append(data[start - a : end - a])
+            else:
+                out.append(handle.read_range(start, end))
+        return out
