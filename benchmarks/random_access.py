@@ -40,7 +40,7 @@ from _common import goal_line, interleaved_best, load_average, timed, warm_page_
 from dataplug import CloudObject
 from dataplug.formats.generic.csv import CSV
 from dataplug.formats.generic.csv import partition_num_chunks as csv_chunks
-from dataplug.formats.genomics.fasta import FASTA, region
+from dataplug.formats.genomics.fasta import FASTA
 from dataplug.formats.genomics.vcf import VCF, partition_regions
 from dataplug.formats.geospatial.cog import COG, partition_bbox
 
@@ -154,8 +154,8 @@ def bench_fasta(folder: str, scale: float, repeats: int) -> list[str]:
         warm_page_cache(target)
 
         def ours(target: str = target) -> list[str]:
-            co = CloudObject.from_url(FASTA, target)
-            return [region(co, *q) for q in queries]
+            with CloudObject.from_url(FASTA, target).reader() as r:
+                return [r.region(*q) for q in queries]
 
         def anchor(target: str = target) -> list[str]:
             with pysam.FastaFile(target) as ff:
