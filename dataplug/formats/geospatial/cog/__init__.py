@@ -57,7 +57,10 @@ from dataplug.formats.geospatial.cog.tiff import (
     tile_tables,
     write_geotiff,
 )
+from dataplug.codecs.base import get_codec
+from dataplug.reader import LRU, ObjectHandle, Reader, shared
 from dataplug.slice import CloudObjectSlice
+from dataplug.storage.handle import DEFAULT_CHECK_INTERVAL
 from dataplug.strategies import bbox_window, even_bounds, positive_int, strategy
 
 Transform = tuple[float, float, float, float, float, float]
@@ -96,6 +99,70 @@ class COGAttributes:
     tile_tables: tuple[tuple[int, int, int, int], ...]
 
 
+#: Bytes of decoded tiles a :class:`COGReader` keeps by default: every tile of a 4096 x 4096 raster of three
+#: 16-bit bands (96 MiB) with room to spare. GDAL's block cache, which rasterio's window reads go through,
+#: keeps up to 5 % of the RAM by default.
+COG_CACHE_BYTES = 256 * 2**20
+
+
+class COGReader(Reader):
+    """``co.reader()`` of a COG: pixel windows of any level, read as rasterio reads them, with the file or
+    session kept open and the identity checked as :class:`~dataplug.reader.Reader` does.
+
+    Each tile is decoded once while it stays in the LRU (``cache_bytes``, :data:`COG_CACHE_BYTES` by default),
+    kept band-sequential in native byte order, and copied straight into each window's output; the tiles a
+    window misses are fetched in one planned request set. Each level's tile tables are checked against the
+    TIFF's once per reader (as partitioning does). ``decodes`` counts the tiles decoded.
+
+        with co.reader() as r:
+            pixels = r.window(row_off=1024, col_off=2048, height=512, width=300)
+            overview = r.window(0, 0, 256, 256, level=2)
+    """
+
+    def __init__(self, co: Any, *, check_interval: float | None = DEFAULT_CHECK_INTERVAL, cache_bytes: int = COG_CACHE_BYTES) -> None:
+        # A TIFF has no codec over the whole object (each tile has its own compression): the reader's own
+        # state is that of a plain object, whose decoded bytes are its bytes.
+        sidecar = co.index()
+        ObjectHandle.__init__(self, co.obj, sidecar.object_info, check_interval=check_interval, cache_bytes=cache_bytes)
+        self.co, self.sidecar = co, sidecar
+        self.logical_size = self.info.size
+        self.codec = get_codec("none")
+        self.decodes = 0
+        self._plain = True
+
+    def window(self, row_off: int, col_off: int, height: int, width: int, level: int = 0) -> np.ndarray:
+        """Rows ``[row_off, row_off + height)`` and columns ``[col_off, col_off + width)`` of ``level`` (0: full
+        resolution, then the overviews by decreasing size) as a native-order ``(bands, height, width)`` array:
+        rasterio's ``read(window=Window(col_off, row_off, width, height))`` (level ``k`` is its
+        ``overview_level=k - 1``). Tiles a writer left out read as the nodata value, else 0. A window outside
+        the level is a :class:`StrategyArgumentError`."""
+        lt = self._level(level)
+        lv = lt.layout
+        values = {"row_off": row_off, "col_off": col_off, "height": height, "width": width}
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise StrategyArgumentError(self.url, f"window {name} must be an integer >= 0, got {value!r}")
+        row_off, col_off, height, width = int(row_off), int(col_off), int(height), int(width)
+        if row_off + height > lv.height or col_off + width > lv.width:
+            raise StrategyArgumentError(
+                self.url,
+                f"window rows [{row_off}, {row_off + height}) x columns [{col_off}, {col_off + width}) lies outside level {lt.i}'s "
+                f"{lv.height} x {lv.width} pixels",
+            )
+        tiles = lt.tiles(row_off, col_off, height, width)
+        out, decoded = _read_window(self.url, lv, lt.i, tiles, row_off, col_off, height, width, self.co.attributes.nodata, self.read_ranges, self.cache)
+        if decoded:
+            self.decodes += decoded
+        else:
+            self._checked()  # nothing was read: the identity check that reads make, when due
+        return out
+
+    def _level(self, level: Any) -> _LevelTiles:
+        """Level ``level``'s tiles, checked against the TIFF's tile tables once (one read) and kept in the memo."""
+        i = _level_index(self.co, level)
+        return self.memo(("cog-level", i), lambda: _level_tiles(self.co, i, self.read_ranges))
+
+
 class COG(DataFormat):
     """A cloud-optimized (or any tiled or striped) GeoTIFF; no preprocessing options."""
 
@@ -104,6 +171,7 @@ class COG(DataFormat):
     #: 3: where each level's IFD keeps its tile tables (``tile_tables``), to check the index against them.
     index_version = 3
     options: ClassVar[dict[str, str]] = {}
+    reader_class = COGReader
 
     sniff_priority = 30
 
@@ -260,12 +328,17 @@ class COGSlice(CloudObjectSlice):
         return min(xs), min(ys), max(xs), max(ys)
 
     def get(self) -> np.ndarray:
-        """The window's pixels as a ``(bands, rows, cols)`` array in native byte order."""
-        col_off, row_off, width, height = self.window
-        return _read_window(self.url, self.layout, self.level, self.tiles, row_off, col_off, height, width, self.nodata, self._fetch, None)
+        """The window's pixels as a ``(bands, rows, cols)`` array in native byte order.
 
-    def _fetch(self, ranges: list[tuple[int, int]]) -> list[bytes]:
-        return self.obj.read_ranges(ranges, expect=self.object_info)
+        Read through the handle this process shares for the object (:func:`dataplug.reader.shared`): the
+        slices of one object read in one process (a ``partition_bbox`` per box) keep its decoded tiles in one
+        LRU, and each slice still checks the object's identity."""
+        col_off, row_off, width, height = self.window
+        handle = shared(self.obj, self.object_info)
+        out, decoded = _read_window(self.url, self.layout, self.level, self.tiles, row_off, col_off, height, width, self.nodata, handle.read_ranges, handle.cache)
+        if not decoded:
+            handle.check()
+        return out
 
     def schema(self) -> pa.Schema:
         """``row`` and ``col`` (int64, pixel indices in the level) and one column per band, ``band_1``..."""
@@ -307,15 +380,16 @@ def _read_window(
     width: int,
     nodata: str | None,
     fetch: Callable[[list[tuple[int, int]]], list[bytes]],
-    cache: Any,
-) -> np.ndarray:
+    cache: LRU | None,
+) -> tuple[np.ndarray, int]:
     """Level ``level``'s pixels of a window as a native-order ``(bands, height, width)`` array, from the
     ``tiles`` that meet it ((plane, tile row, tile column, offset, byte count) rows, as a slice keeps them).
 
     Decoded tiles are looked up in ``cache`` (a reader's LRU, keyed ``("cog", level, plane, tile row, tile
     column)``; None keeps nothing); the missing ones are fetched in one ``fetch`` call (one planned request
     set), decoded once and put there. Each tile's part is copied straight into the output: tiles are kept
-    band-sequential in native order, so the copy moves whole rows and nothing is converted twice."""
+    band-sequential in native order, so the copy moves whole rows and nothing is converted twice. Returns
+    the array and the number of tiles decoded (0: every tile came from the cache, nothing was read)."""
     dtype = np.dtype(lv.dtype).newbyteorder("=")
     fill = any(t[4] == 0 for t in tiles)
     out = np.full((lv.bands, height, width), _fill_value(nodata, dtype), dtype) if fill else np.empty((lv.bands, height, width), dtype)
@@ -343,7 +417,7 @@ def _read_window(
         part = pixels[:, top - r0 : bottom - r0, left - c0 : right - c0]
         bands = slice(plane, plane + 1) if planar else slice(None)
         out[bands, top - row_off : bottom - row_off, left - col_off : right - col_off] = part
-    return out
+    return out, len(missing)
 
 
 def _fill_value(nodata: str | None, dtype: np.dtype) -> Any:
@@ -385,14 +459,44 @@ def _window_transform(t: Transform | None, col_off: int, row_off: int) -> Transf
     return a, b, c + a * col_off + b * row_off, d, e, f + d * col_off + e * row_off
 
 
-def _checked_level(co: Any, level: Any) -> int:
-    """Level ``level``'s index, after checking the index's tile offsets and byte counts of that level against
-    the TIFF's own arrays (one range read): a sidecar rewritten to point at other tiles, or to leave tiles out,
-    is a :class:`CorruptIndexError` rather than wrong pixels. Tiles the writer left out are 0 in both."""
-    i = _level_index(co, level)
-    a, sidecar = co.attributes, co.index()
-    expected = (sidecar.tables[f"offsets_{i}"], sidecar.tables[f"bytecounts_{i}"])
-    found = tile_tables(co.obj, sidecar.object_info, a.byteorder, expected[0].size, a.tile_tables[i])
+@dataclass(frozen=True)
+class _LevelTiles:
+    """What reading level ``i`` needs from the index, derived once per reader (its memo): the decoding layout,
+    the tile offsets and byte counts as Python lists (no NumPy call per tile), and the slices' GeoTIFF keys."""
+
+    i: int
+    layout: Level
+    offsets: list[int]
+    counts: list[int]
+    transform: Transform | None
+    geokeys: tuple[int, ...]
+    geodoubles: tuple[float, ...]
+    geoascii: str
+
+    def tiles(self, row_off: int, col_off: int, height: int, width: int) -> tuple[tuple[int, int, int, int, int], ...]:
+        """(plane, tile row, tile column, offset, byte count) of every tile (of every plane) that meets the window."""
+        if not height or not width:
+            return ()
+        lv = self.layout
+        th, tw, down, across = lv.tile_height, lv.tile_width, lv.tiles_down, lv.tiles_across
+        rows = range(row_off // th, -(-(row_off + height) // th))
+        cols = range(col_off // tw, -(-(col_off + width) // tw))
+        offsets, counts = self.offsets, self.counts
+        out = []
+        for plane in range(lv.planes):
+            for r in rows:
+                base = (plane * down + r) * across
+                out += [(plane, r, c, offsets[base + c], counts[base + c]) for c in cols]
+        return tuple(out)
+
+
+def _level_tiles(co: Any, i: int, read: Callable[[list[tuple[int, int]]], list[bytes]]) -> _LevelTiles:
+    """Level ``i``'s :class:`_LevelTiles`, after checking the index's tile offsets and byte counts of that level
+    against the TIFF's own arrays (one ``read``): a sidecar rewritten to point at other tiles, or to leave tiles
+    out, is a :class:`CorruptIndexError` rather than wrong pixels. Tiles the writer left out are 0 in both."""
+    a, tables = co.attributes, co.index().tables
+    expected = (tables[f"offsets_{i}"], tables[f"bytecounts_{i}"])
+    found = tile_tables(read, a.byteorder, expected[0].size, a.tile_tables[i])
     for what, tag, index_values, file_values in zip(("tile offsets", "tile byte counts"), ("Offsets", "ByteCounts"), expected, found):
         differ = np.flatnonzero(index_values != file_values)
         if differ.size:
@@ -403,38 +507,41 @@ def _checked_level(co: Any, level: Any) -> int:
                 f"the index's {what} of level {i} disagree with the TIFF's {tag} for {differ.size} of {index_values.size} tiles (first: tile {k}, "
                 f"index {int(index_values[k])}, TIFF {int(file_values[k])}): the sidecar does not describe this object",
             )
-    return i
+    return _LevelTiles(
+        i=i,
+        layout=_layout(a, i, tables.get(f"jpegtables_{i}")),
+        offsets=expected[0].tolist(),
+        counts=expected[1].tolist(),
+        transform=_level_transform(a, i),
+        geokeys=tuple(int(v) for v in tables.get("geokeys", ())),
+        geodoubles=tuple(float(v) for v in tables.get("geodoubles", ())),
+        geoascii=bytes(tables.get("geoascii", np.zeros(0, np.uint8))).decode("utf-8", "replace"),
+    )
 
 
-def _slice(co: Any, number: int, i: int, window: tuple[int, int, int, int]) -> COGSlice:
-    """The slice of level ``i``'s pixels ``window``, naming the tiles (of every plane) that meet it."""
-    a, tables = co.attributes, co.index().tables
-    lv = _layout(a, i, tables.get(f"jpegtables_{i}"))
+def _checked_level(co: Any, level: Any) -> _LevelTiles:
+    """Level ``level``, checked against the TIFF (:func:`_level_tiles`) once per reader the object keeps
+    (``co.kept_reader()``), so repeated partitions of one object (a ``partition_bbox`` per box) read nothing."""
+    return co.kept_reader()._level(level)  # type: ignore[no-any-return]
+
+
+def _slice(co: Any, number: int, lt: _LevelTiles, window: tuple[int, int, int, int]) -> COGSlice:
+    """The slice of level ``lt.i``'s pixels ``window``, naming the tiles (of every plane) that meet it."""
     col_off, row_off, width, height = window
-    offsets, counts = tables[f"offsets_{i}"], tables[f"bytecounts_{i}"]
-    tiles = []
-    if height and width:
-        rows = range(row_off // lv.tile_height, -(-(row_off + height) // lv.tile_height))
-        cols = range(col_off // lv.tile_width, -(-(col_off + width) // lv.tile_width))
-        for plane in range(lv.planes):
-            for r in rows:
-                for c in cols:
-                    k = (plane * lv.tiles_down + r) * lv.tiles_across + c
-                    tiles.append((plane, r, c, int(offsets[k]), int(counts[k])))
     return COGSlice(
         obj=co.obj,
         object_info=co.index().object_info,
         number=number,
-        level=i,
+        level=lt.i,
         window=window,
-        transform=_window_transform(_level_transform(a, i), col_off, row_off),
-        crs=a.crs,
-        layout=lv,
-        nodata=a.nodata,
-        tiles=tuple(tiles),
-        geokeys=tuple(int(v) for v in tables.get("geokeys", ())),
-        geodoubles=tuple(float(v) for v in tables.get("geodoubles", ())),
-        geoascii=bytes(tables.get("geoascii", np.zeros(0, np.uint8))).decode("utf-8", "replace"),
+        transform=_window_transform(lt.transform, col_off, row_off),
+        crs=co.attributes.crs,
+        layout=lt.layout,
+        nodata=co.attributes.nodata,
+        tiles=lt.tiles(row_off, col_off, height, width),
+        geokeys=lt.geokeys,
+        geodoubles=lt.geodoubles,
+        geoascii=lt.geoascii,
     )
 
 
@@ -478,11 +585,12 @@ def partition_tiles(co: Any, num_chunks: int, level: int = 0) -> list[COGSlice]:
     """``num_chunks`` rectangles of whole tiles of ``level`` that cover it, every pixel in exactly one;
     with more slices than tiles, one tile each and the rest empty (zero-size windows)."""
     n = positive_int(co.url, "num_chunks", num_chunks)
-    i, a = _checked_level(co, level), co.attributes
+    lt, a = _checked_level(co, level), co.attributes
+    i = lt.i
     (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
     rects = sorted(_rectangles(-(-height // th), -(-width // tw), n, (th, tw)))
     windows = [_tile_window(a, i, rect) for rect in rects] + [(width, height, 0, 0)] * (n - len(rects))
-    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
+    return [_slice(co, number, lt, window) for number, window in enumerate(windows)]
 
 
 @strategy(COG)
@@ -496,8 +604,8 @@ def partition_num_chunks(co: Any, num_chunks: int, level: int = 0) -> list[COGSl
     rectangles of tiles instead, for spatial work.
     """
     n = positive_int(co.url, "num_chunks", num_chunks)
-    i, a = _checked_level(co, level), co.attributes
-    (height, width), th = a.level_shapes[i], a.tile_shapes[i][0]
+    lt, a = _checked_level(co, level), co.attributes
+    (height, width), th = a.level_shapes[lt.i], a.tile_shapes[lt.i][0]
     tile_rows = -(-height // th)
     if n <= tile_rows:
         cuts = [min(k * th, height) for k in even_bounds(tile_rows, n).tolist()]
@@ -509,7 +617,7 @@ def partition_num_chunks(co: Any, num_chunks: int, level: int = 0) -> list[COGSl
             cuts += [top + k for k in even_bounds(rows, min(share, rows)).tolist()[1:]]
     windows = [(0, top, width, bottom - top) for top, bottom in itertools.pairwise(cuts)]
     windows += [(0, height, width, 0)] * (n - len(windows))
-    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
+    return [_slice(co, number, lt, window) for number, window in enumerate(windows)]
 
 
 @strategy(COG)
@@ -517,7 +625,8 @@ def grid_partition_strategy(co: Any, n_splits: int, level: int = 0) -> list[COGS
     """The original Dataplug's grid: ``n_splits`` x ``n_splits`` cells, here cut at tile edges so every
     pixel is in exactly one (cells past the tile count are empty)."""
     n = positive_int(co.url, "n_splits", n_splits)
-    i, a = _checked_level(co, level), co.attributes
+    lt, a = _checked_level(co, level), co.attributes
+    i = lt.i
     (height, width), (th, tw) = a.level_shapes[i], a.tile_shapes[i]
     row_cuts, col_cuts = even_bounds(-(-height // th), n).tolist(), even_bounds(-(-width // tw), n).tolist()
     windows = []
@@ -525,7 +634,7 @@ def grid_partition_strategy(co: Any, n_splits: int, level: int = 0) -> list[COGS
         for c0, c1 in itertools.pairwise(col_cuts):
             window = _tile_window(a, i, (r0, r1, c0, c1))
             windows.append(window if window[2] > 0 and window[3] > 0 else (window[0], window[1], 0, 0))
-    return [_slice(co, number, i, window) for number, window in enumerate(windows)]
+    return [_slice(co, number, lt, window) for number, window in enumerate(windows)]
 
 
 @strategy(COG)
@@ -534,8 +643,8 @@ def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, 
     (``minx <= x < maxx``, ``miny <= y < maxy`` in the CRS), so boxes that share an edge share no pixel;
     empty when no pixel centre is in the box. Needs a north-up raster (no rotation terms)."""
     box = bbox_window(co.url, minx, miny, maxx, maxy)
-    i, a = _checked_level(co, level), co.attributes
-    t = _level_transform(a, i)
+    lt, a = _checked_level(co, level), co.attributes
+    i, t = lt.i, lt.transform
     if t is None:
         raise StrategyArgumentError(co.url, "partition_bbox needs a georeferenced raster; this TIFF has no geotransform")
     ta, tb, tc, td, te, tf = t
@@ -545,7 +654,7 @@ def partition_bbox(co: Any, minx: float, miny: float, maxx: float, maxy: float, 
     c0, c1 = _centres_in(tc, ta, box[0], box[2], width)
     r0, r1 = _centres_in(tf, te, box[1], box[3], height)
     window = (c0, r0, c1 - c0, r1 - r0) if r1 > r0 and c1 > c0 else (c0, r0, 0, 0)
-    return [_slice(co, 0, i, window)]
+    return [_slice(co, 0, lt, window)]
 
 
 def _centres_in(origin: float, step: float, lo: float, hi: float, count: int) -> tuple[int, int]:

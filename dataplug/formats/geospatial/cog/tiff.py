@@ -236,11 +236,14 @@ def _tables_at(url: str, page: Any) -> tuple[int, int, int, int]:
     return out[0], out[1], out[2], out[3]
 
 
-def tile_tables(obj: StorageObject, info: ObjectInfo, byteorder: str, count: int, at: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def tile_tables(
+    read: Callable[[list[tuple[int, int]]], list[bytes]], byteorder: str, count: int, at: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """The first ``count`` tile offsets and byte counts of a level, read from its IFD's arrays at ``at``
-    (:attr:`Parsed.tables_at`) in one read (one request unless the arrays lie farther apart than the store joins)."""
+    (:attr:`Parsed.tables_at`) with one ``read`` of both ranges (one request unless the arrays lie farther
+    apart than the store joins)."""
     spans = [(start, start + count * np.dtype(TABLE_TYPES[kind]).itemsize) for start, kind in (at[:2], at[2:])]
-    parts = obj.read_ranges(spans, expect=info)
+    parts = read(spans)
     return tuple(  # type: ignore[return-value]
         np.frombuffer(data, dtype=np.dtype(TABLE_TYPES[kind]).newbyteorder(byteorder), count=count).astype(np.int64)
         for data, kind in zip(parts, (at[1], at[3]))
