@@ -13,7 +13,7 @@ import time
 import fsspec
 import pytest
 
-from dataplug import CloudObject, DataplugError, StaleIndexError
+from dataplug import CloudObject, CorruptIndexError, DataplugError, StaleIndexError
 from dataplug.formats.generic.text import UTF8Text
 from dataplug.reader import Reader, shared
 from dataplug.storage import read_stats
@@ -223,3 +223,17 @@ def _in_child(co: CloudObject | None, parent_handle: int) -> tuple[bytes, bytes,
     co = co or _PARENT["co"]
     handle = shared(co.obj, co.index().object_info)
     return co.kept_reader().decoded(1000, 1100), handle.read_range(7, 9), id(handle) == parent_handle
+
+
+def test_members_that_do_not_match_the_index_are_a_corrupt_index(local_store, bgzf_text):
+    data, payload = bgzf_text
+    co = open_text(local_store, "crafted.txt.gz", payload)
+    with co.reader() as r:
+        start, end, size = r._fetch_start[2], r._fetch_end[2], r._u[3] - r._u[2]
+        raw = payload[start:end]
+        assert r._inflate(raw, start, size) == data[r._u[2] : r._u[3]]
+        for wrong in (raw[:-1], raw + payload[end : end + 50], raw[:-8] + b"\0" * 8):
+            with pytest.raises(CorruptIndexError, match="BGZF member index does not match"):
+                r._inflate(wrong, start, size)
+        with pytest.raises(CorruptIndexError, match="index says"):
+            r._inflate(raw, start, size + 1)

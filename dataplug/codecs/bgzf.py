@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from zlib_ng import zlib_ng
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
 from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces
@@ -281,18 +282,21 @@ def member_checkpoints(url: str, block_sizes: np.ndarray, decoded_sizes: np.ndar
 
 def inflate_unit(url: str, raw: bytes, at: int, size: int) -> bytes:
     """The decoded bytes of the BGZF members that ``raw`` (object bytes from ``at``) holds, one checkpoint's
-    stretch (a member, and any empty ones after it), which the index says decode to ``size`` bytes. zlib checks
-    each member's CRC-32 and ISIZE; members that do not fill ``raw`` exactly, or decode to another size, are a
-    :class:`CorruptIndexError`: the member table does not match the object."""
-    out, rest = b"", raw
+    stretch (a member, and any empty ones after it), which the index says decode to ``size`` bytes. zlib-ng
+    checks each member's CRC-32 and ISIZE; members that do not fill ``raw`` exactly, or decode to another
+    size, are a :class:`CorruptIndexError`: the member table does not match the object."""
     try:
-        while rest:
-            member = zlib.decompressobj(31)
-            out += member.decompress(rest)
-            if not member.eof:
-                raise zlib.error("the member ends past its stretch")
-            rest = member.unused_data
-    except zlib.error as exc:
+        if raw[12:14] == b"BC" and int.from_bytes(raw[16:18], "little") + 1 == len(raw):
+            out = zlib_ng.decompress(raw, 31)  # one member, the usual stretch: one call
+        else:
+            out, rest = b"", raw
+            while rest:
+                member = zlib_ng.decompressobj(31)
+                out += member.decompress(rest)
+                if not member.eof:
+                    raise zlib_ng.error("the member ends past its stretch")
+                rest = member.unused_data
+    except zlib_ng.error as exc:
         raise CorruptIndexError(url, f"the BGZF member index does not match the object: the members at bytes [{at}, {at + len(raw)}) do not decode ({exc})") from None
     if len(out) != size:
         raise CorruptIndexError(
