@@ -80,9 +80,12 @@ class Reader(ObjectHandle):
         #: The object, and the index this reader reads it by.
         self.co, self.sidecar = co, sidecar
         attributes = co.attributes
-        compression = getattr(attributes, "compression", "none")
+        # A byte stream under a codec (the framed formats' attributes); any other format's bytes are its own
+        # (a COG's "compression" is per tile, not the object's).
+        streamed = hasattr(attributes, "uncompressed_size") and isinstance(getattr(attributes, "compression", None), str)
+        compression = attributes.compression if streamed else "none"
         #: Decoded bytes in the object (its size when it is not compressed).
-        self.logical_size = int(getattr(attributes, "uncompressed_size", self.info.size))
+        self.logical_size = int(attributes.uncompressed_size) if streamed else self.info.size
         self.codec = get_codec(compression)
         #: Units decoded so far (tests and benchmarks count them).
         self.decodes = 0

@@ -237,3 +237,16 @@ def test_members_that_do_not_match_the_index_are_a_corrupt_index(local_store, bg
                 r._inflate(wrong, start, size)
         with pytest.raises(CorruptIndexError, match="index says"):
             r._inflate(raw, start, size + 1)
+
+
+def test_a_format_without_a_stream_codec_reads_its_own_bytes(local_store, tmp_path):
+    """A COG's attributes name a compression per tile, not a codec over the object: the base reader reads the
+    object's bytes as they are."""
+    from tests.test_cog import indexed, raster, write_tiff
+
+    path = write_tiff(tmp_path / "r.tif", raster("uint16", 1, 64, 64), compress="deflate", blocksize=32)
+    co = indexed(local_store, path)
+    payload = path.read_bytes()
+    with Reader(co) as r:
+        assert r.logical_size == len(payload) and r.codec.name == "none"
+        assert r.decoded(10, 400) == payload[10:400] and r.decoded_many([(0, 8), (100, 120)]) == [payload[:8], payload[100:120]]
