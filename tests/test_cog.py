@@ -586,6 +586,136 @@ def test_bigtiff(tmp_path, local_store):
         check_exactly_once(co.partition(partition_tiles, 3, level=level), full)
 
 
+# -- the long-lived reader: windows through the LRU of decoded tiles ------------------------------------------
+
+
+def reader_windows(shape: tuple[int, int], count: int, seed: int, largest: int = 300) -> list[tuple[int, int, int, int]]:
+    """Windows ``(row_off, col_off, height, width)`` of a level of ``shape``: the whole level, its four corner
+    pixels, a strip along its right and its bottom edge, and ``count`` seeded random ones (overlapping)."""
+    height, width = shape
+    rng = np.random.default_rng(seed)
+    out = [(0, 0, height, width), (0, 0, 1, 1), (height - 1, width - 1, 1, 1), (0, width - 1, 1, 1), (height - 1, 0, 1, 1)]
+    out += [(0, width - 7, height, 7), (height - 5, 0, 5, width)]
+    for _ in range(count):
+        h, w = (int(v) for v in rng.integers(1, np.minimum(largest, shape) + 1))
+        out.append((int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w))
+    return out
+
+
+def reader_cases(tmp_path: Path) -> list[Path]:
+    """A COG with overviews (pixel-interleaved, deflate and predictor), and a big-endian GTiff with band-
+    interleaved tiles, overviews, a nodata value and tiles never written."""
+    cog = write_tiff(tmp_path / "r.tif", raster("uint16", 3, 700, 900, seed=21), compress="deflate", predictor=2, blocksize=128)
+    data = raster("int16", 2, 333, 517, seed=22)
+    data[:, 130:, 200:] = -9999
+    gtiff = write_tiff(
+        tmp_path / "rb.tif",
+        data,
+        driver="GTiff",
+        overviews=(2, 4),
+        tiled=True,
+        blockxsize=64,
+        blockysize=48,
+        compress="deflate",
+        predictor=2,
+        interleave="band",
+        endianness="big",
+        nodata=-9999,
+        sparse_ok=True,
+    )
+    return [cog, gtiff]
+
+
+def test_reader_windows_match_rasterio(tmp_path, local_store):
+    """Windows of every level, edges and corners included, equal rasterio's windowed reads, native and contiguous."""
+    for path in reader_cases(tmp_path):
+        co = indexed(local_store, path)
+        assert co.attributes.levels >= 3
+        with co.reader() as r:
+            for level, full in enumerate(levels_of(path)):
+                for row_off, col_off, height, width in reader_windows(full.shape[1:], 12, seed=level):
+                    got = r.window(row_off, col_off, height, width, level=level)
+                    assert got.dtype == full.dtype and got.dtype.isnative and got.flags.c_contiguous
+                    np.testing.assert_array_equal(got, full[:, row_off : row_off + height, col_off : col_off + width])
+            assert r.window(5, 5, 0, 3).shape == (co.attributes.bands, 0, 3)
+    sparse = indexed(local_store, path)
+    assert (sparse.index().tables["bytecounts_0"] == 0).any() and sparse.attributes.byteorder == ">"
+
+
+def test_reader_decodes_each_tile_once(tmp_path, local_store):
+    """Overlapping windows decode each tile once, fetch the tiles a window misses in one planned call, read
+    nothing the second time, and hand out arrays of their own (writing to one leaves the cache intact)."""
+    path = write_tiff(tmp_path / "o.tif", raster("uint16", 3, 600, 700, seed=23), compress="deflate", predictor=2, blocksize=128)
+    co = indexed(local_store, path)
+    full = levels_of(path)[0]
+    windows = reader_windows((600, 700), 40, seed=24, largest=260)[7:]
+    per_window = [{(r, c) for r in range(r0 // 128, (r0 + h - 1) // 128 + 1) for c in range(c0 // 128, (c0 + w - 1) // 128 + 1)} for r0, c0, h, w in windows]
+    touched = set().union(*per_window)
+    assert sum(map(len, per_window)) > 2 * len(touched)  # the windows overlap: most tile uses are repeats
+    with co.reader() as r:
+        r.window(0, 0, 0, 0)  # the level's tables, checked against the TIFF's (one read)
+        calls: list[int] = []
+        read_ranges = r.read_ranges
+        r.read_ranges = lambda ranges: calls.append(len(ranges)) or read_ranges(ranges)
+        got = [r.window(*w) for w in windows]
+        assert r.decodes == len(touched) and sum(calls) == len(touched) and len(calls) <= len(windows)
+        for (row_off, col_off, height, width), pixels in zip(windows, got):
+            np.testing.assert_array_equal(pixels, full[:, row_off : row_off + height, col_off : col_off + width])
+        got[0][:] = 0
+        read_stats.reset()
+        fetches = len(calls)
+        again = [r.window(*w) for w in windows]
+        assert r.decodes == len(touched) and len(calls) == fetches and read_stats.requests.get(co.url, 0) == 0
+        row_off, col_off, height, width = windows[0]
+        np.testing.assert_array_equal(again[0], full[:, row_off : row_off + height, col_off : col_off + width])
+
+
+def test_reader_refuses_a_changed_object(tmp_path, store):
+    """An object replaced while a reader is open is refused: locally on the next call (``check_interval=0``)
+    even when its tiles are all in the cache; on S3 by the next request, pinned to the indexed object."""
+    path = write_tiff(tmp_path / "c.tif", raster("uint8", 1, 300, 300, seed=25), compress="deflate", blocksize=128)
+    co = indexed(store, path)
+    other = write_tiff(tmp_path / "c2.tif", raster("uint8", 1, 300, 300, seed=26), compress="deflate", blocksize=128).read_bytes()
+    with co.reader(check_interval=0) as r:
+        r.window(0, 0, 100, 100)
+        store.put(path.name, other)
+        with pytest.raises(StaleIndexError):
+            r.window(0, 0, 100, 100) if store.kind == "local" else r.window(200, 200, 100, 100)
+    with pytest.raises(DataplugError, match="closed"):
+        r.window(0, 0, 10, 10)
+
+
+def test_reader_window_arguments(tmp_path, local_store):
+    path = write_tiff(tmp_path / "a.tif", raster("uint8", 1, 100, 120), compress="deflate", blocksize=64)
+    co = indexed(local_store, path)
+    with co.reader() as r:
+        for bad in ((0, 0, 101, 1), (0, 100, 1, 21), (-1, 0, 1, 1), (0, 0, 1.5, 1), (True, 0, 1, 1)):
+            with pytest.raises(StrategyArgumentError, match="window"):
+                r.window(*bad)
+        with pytest.raises(StrategyArgumentError, match="level"):
+            r.window(0, 0, 1, 1, level=co.attributes.levels)
+
+
+def test_repeated_bbox_partitions_read_through_the_kept_reader(tmp_path, local_store):
+    """``partition_bbox`` per box on one object checks the level's tile tables once; the slices of one
+    process share the decoded tiles, so reading a box again reads nothing."""
+    path = write_tiff(tmp_path / "b.tif", raster("uint16", 2, 400, 400, seed=27), compress="deflate", blocksize=128)
+    co = indexed(local_store, path)
+    full = levels_of(path)[0]
+    x0, y1 = ORIGIN
+    read_stats.reset()
+    first = co.partition(partition_bbox, x0, y1 - 2000, x0 + 2000, y1)[0]
+    assert read_stats.requests[co.url] == 1
+    boxes = [co.partition(partition_bbox, x0 + 10 * k, y1 - 1500, x0 + 1500 + 10 * k, y1 - 10 * k)[0] for k in range(5)]
+    assert read_stats.requests[co.url] == 1
+    np.testing.assert_array_equal(first.get(), full[:, :200, :200])
+    read_stats.reset()
+    for piece in boxes:
+        col_off, row_off, width, height = piece.window
+        np.testing.assert_array_equal(piece.get(), full[:, row_off : row_off + height, col_off : col_off + width])
+    assert read_stats.requests.get(co.url, 0) == 0  # every tile they meet was decoded for the first box
+
+
 # -- the conformance kit ------------------------------------------------------------------------------------
 
 #: GeoKeyDirectory of a projected raster in EPSG:32631 (UTM 31N), PixelIsArea, as GDAL writes it.
