@@ -250,3 +250,16 @@ def test_a_format_without_a_stream_codec_reads_its_own_bytes(local_store, tmp_pa
     with Reader(co) as r:
         assert r.logical_size == len(payload) and r.codec.name == "none"
         assert r.decoded(10, 400) == payload[10:400] and r.decoded_many([(0, 8), (100, 120)]) == [payload[:8], payload[100:120]]
+
+
+def test_large_checkpoint_tables_are_searched_as_arrays(local_store, bgzf_text, monkeypatch):
+    import dataplug.reader
+
+    data, payload = bgzf_text
+    co = open_text(local_store, "rows.txt.gz", payload)
+    monkeypatch.setattr(dataplug.reader, "LIST_ROWS", 4)
+    with co.reader() as r:
+        assert not isinstance(r._u, list)
+        rng = random.Random(7)
+        spans = [(a, min(len(data), a + rng.randrange(1, 90_000))) for a in (rng.randrange(len(data)) for _ in range(100))]
+        assert [r.decoded(a, b) for a, b in spans] == r.decoded_many(spans) == [data[a:b] for a, b in spans]
