@@ -17,9 +17,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
+from dataplug import CloudObject, CorruptIndexError, InvalidFormatError, StaleIndexError
 from dataplug.testing import FormatTests
-from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy, partition_num_chunks, partition_num_sequences, region, write_fai
+from dataplug.formats.genomics.fasta import (
+    FASTA,
+    FastaReader,
+    partition_chunks_strategy,
+    partition_num_chunks,
+    partition_num_sequences,
+    region,
+    regions,
+    write_fai,
+)
+from dataplug.storage import read_stats
+from dataplug.testing.fixtures import proxied_options
+from dataplug.testing.sidecar import npy, resign
 from tests.test_codecs import encode as encode_small
 from dataplug.testing.codecs import bgzf
 
@@ -394,6 +406,142 @@ def test_big_fasta_default_settings(big_fasta):
     with pysam.FastaFile(path) as fasta:
         for name, at in [("big0", 39_999_990), ("big1", 0), ("big2", 13_500_000), ("big2", 26_999_995)]:
             assert region(zipped, name, at, at + 5000) == fasta.fetch(name, at, at + 5000)
+
+
+# -- the reader: regions through one open object, its layout and decoded blocks kept ---------------------------
+
+
+def edge_queries(records: list[tuple[str, str, str]], rng: np.random.Generator, count: int) -> list[tuple[str, int | None, int | None]]:
+    """Random regions of every sequence, and its edges: first and last bases, whole lines and line breaks
+    (60 and 70 bases a line), past the end, empty, reversed, a negative start, the whole sequence."""
+    out: list[tuple[str, int | None, int | None]] = []
+    for name, _, seq in records:
+        n = len(seq)
+        out += [(name, 0, 1), (name, n - 1, n), (name, 0, n), (name, 59, 61), (name, 60, 120), (name, 69, 141), (name, n - 5, n + 50)]
+        out += [(name, n, n + 3), (name, n + 10, n + 20), (name, 7, 7), (name, 9, 4), (name, -5, 3), (name, 0, None), (name, None, None)]
+    for _ in range(count):
+        name, _, seq = records[int(rng.integers(len(records)))]
+        a = int(rng.integers(0, len(seq)))
+        out.append((name, a, a + int(rng.integers(50, 5001))))
+    return out
+
+
+def expected(records: list[tuple[str, str, str]], query: tuple[str, int | None, int | None]) -> str:
+    """The oracle for a query: pysam's clipping of the end, a negative start read as 0 (pysam raises)."""
+    name, a, b = query
+    seq = dict((n, s) for n, _, s in records)[name]
+    return seq[max(a or 0, 0) : len(seq) if b is None else max(b, 0)]
+
+
+@pytest.fixture(scope="module")
+def masked() -> tuple[bytes, list[tuple[str, str, str]]]:
+    """CRLF line breaks, soft-masked runs, 60 and 70 bases a line, and a one-line sequence."""
+    return make_fasta([1, 59, 60, 61, 4_321, 140_000, 70, 71], [60, 70], seed=9, newline=b"\r\n")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_reader_regions_equal_pysam(local_store, genome, masked, codec, tmp_path):
+    """Through ``co.reader()``, ``regions()`` at once and the implicit reader of ``region(co, ...)``: every
+    region equals ``pysam.FastaFile.fetch`` (LF file) and the plain parse (CRLF file), case kept."""
+    rng = np.random.default_rng(4)
+    for label, (data, records) in {"lf": genome, "crlf": masked}.items():
+        co = CloudObject.from_url(FASTA, local_store.put(f"{label}.fa.{codec}", encode(data, codec)))
+        co.preprocess(spacing=32 * 1024)
+        queries = edge_queries(records, rng, 150)
+        want = [expected(records, q) for q in queries]
+        if label == "lf" and pysam is not None:
+            (tmp_path / "ref.fa").write_bytes(data)
+            with pysam.FastaFile(str(tmp_path / "ref.fa")) as fasta:
+                # pysam refuses a reversed region and a negative start: we read them as empty and from 0
+                assert ["" if b is not None and b < (a or 0) else fasta.fetch(n, max(a or 0, 0), b) for n, a, b in queries] == want
+        with co.reader() as r:
+            assert isinstance(r, FastaReader)
+            assert [r.region(*q) for q in queries] == want
+            assert r.regions(queries) == want
+            assert r.regions([f"{n}:{a + 1:,}-{b}" for n, a, b in queries[-40:]]) == want[-40:]  # samtools' 1-based regions
+            assert r.regions([n for n, _, _ in records]) == [s for _, _, s in records]
+            with pytest.raises(KeyError, match="nope"):
+                r.region("nope", 0, 1)
+        assert [region(co, *q) for q in queries] == want and co.kept_reader() is co.kept_reader()
+        assert regions(co, queries[::-1]) == want[::-1]
+        assert any(c.islower() for c in "".join(want)) and regions(co, []) == []
+
+
+def test_a_region_set_decodes_each_block_once(local_store, genome):
+    """A region set reads each BGZF member it needs once; asked again, it is served from the reader's blocks."""
+    data, records = genome
+    co = CloudObject.from_url(FASTA, local_store.put("set.fa.gz", encode(data, "bgzf")))
+    co.preprocess()
+    queries = edge_queries(records, np.random.default_rng(5), 300)
+    with co.reader() as r:
+        first = r.regions(queries)
+        decodes = r.decodes
+        read_stats.reset()
+        assert r.regions(queries) == first == [expected(records, q) for q in queries]
+        assert r.decodes == decodes <= co.attributes.checkpoints and read_stats.requests.get(co.url, 0) == 0
+
+
+@pytest.mark.parametrize("codec", ["none", "bgzf"])
+def test_a_changed_object_is_refused_while_a_reader_is_open(store, genome, codec):
+    """The object rewritten after it was indexed, with a reader open: the next read that reaches the object
+    is a StaleIndexError (locally its stat before the call, on S3 the pinned request), never other bases."""
+    data, records = genome
+    name, _, seq = records[5]
+    url = store.put(f"changed.fa.{codec}", encode(data, codec))
+    co = CloudObject.from_url(FASTA, url, storage_options=store.options)
+    co.preprocess()
+    with co.reader(check_interval=0) as r:
+        assert r.region(name, 0, 100) == seq[:100]
+        store.put(f"changed.fa.{codec}", encode(data.replace(b"ACGT", b"TTTT"), codec))
+        with pytest.raises(StaleIndexError):
+            r.region(name, 900_000, 900_100)
+        with pytest.raises(StaleIndexError):
+            r.regions([(name, 500_000, 500_100), (name, 700_000, 700_100)])
+
+
+def test_region_sets_on_s3_are_few_requests(fault_proxy, s3_store, s3_options, genome):
+    """300 regions over three sequences of a BGZF FASTA on S3, through the fault proxy: the ranges of nearby
+    regions are merged with the store's gap, so the region set is a few GETs of the object, not one per region."""
+    data, records = genome
+    url = s3_store.put("set.fa.gz", encode(data, "bgzf"))
+    CloudObject.from_url(FASTA, url, storage_options=s3_store.options).preprocess()
+    rng = np.random.default_rng(8)
+    picked = [records[i] for i in (3, 4, 5)]
+    queries = []
+    for _ in range(300):
+        name, _, seq = picked[int(rng.integers(3))]
+        a = int(rng.integers(0, len(seq) - 50))
+        queries.append((name, a, a + int(rng.integers(50, 5001))))
+    co = CloudObject.from_url(FASTA, url, storage_options=proxied_options(s3_options, fault_proxy))
+    with co.reader() as r:
+        r.regions([])  # the index and the layout: read before counting
+        fault_proxy.set_mode(None)
+        got = r.regions(queries)
+        key = url.split("/", 3)[3]
+        gets = [q for q in fault_proxy.requests if q.method == "GET" and q.target.split("?")[0].endswith(key)]
+        print("\n".join(f"{q.method} {q.target} {q.headers.get('Range', '')}" for q in fault_proxy.requests))
+    assert got == [expected(records, q) for q in queries]
+    assert 1 <= len(gets) <= 3 and len(fault_proxy.requests) == len(gets)
+
+
+def test_decoded_bytes_that_disagree_with_the_index_are_refused(local_store, genome):
+    """A crafted layout that passes the index's bounds checks (the one line of the first sequence, 50 bases,
+    said to be two lines of 25): a region the bytes do not hold as the index says is a CorruptIndexError,
+    never shifted bases."""
+    data, records = genome
+    co = CloudObject.from_url(FASTA, local_store.put("crafted.fa", data))
+    co.preprocess()
+    for table, value in (("run_linebases", 25), ("run_linewidth", 26)):
+        column = co.index().tables[table].copy()
+        column[0] = value
+        resign(co.index_location, "tables", table, npy(column))
+    crafted = CloudObject.from_url(FASTA, co.url)
+    name, _, seq = records[0]
+    assert len(seq) == 50 and region(crafted, name, 0, 25) == seq[:25]  # the bytes the index and the object agree on
+    with pytest.raises(CorruptIndexError, match="bases where the index expects"):
+        region(crafted, name, 25, 50)
+    with pytest.raises(CorruptIndexError, match="bases where the index expects"):
+        regions(crafted, [(records[1][0], 0, 10), (name, 20, 40)])
 
 
 # -- the conformance kit ------------------------------------------------------------------------------------

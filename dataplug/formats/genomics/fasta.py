@@ -17,7 +17,7 @@ lengths still slice exactly. Sidecar:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ from dataplug.formats.genomics.fasta_index import (
     stitch,
     validate_tables,
 )
+from dataplug.framings.regions import REGION_MAX, parse_region
 from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, codec_index, cut_offsets, readers
 from dataplug.slice import CloudObjectSlice
 from dataplug.storage import StorageObject
@@ -148,15 +149,20 @@ _HEADER_REACH = 64 * 1024
 def _headers(co: Any) -> Headers:
     """Names, descriptions, the name lookup and the whole header lines (without ``>``) of ``co``'s
     sequences (the headers blob, read once)."""
-    ref = co.index().blob(HEADERS_BLOB)
+    return _sidecar_headers(co.url, co.index(), co.attributes.sequences)
+
+
+def _sidecar_headers(url: str, sidecar: Any, count: int) -> Headers:
+    """:func:`_headers` of the index ``sidecar`` of ``count`` sequences."""
+    ref = sidecar.blob(HEADERS_BLOB)
     key = (ref.location.url, ref.sha256)
     if key not in _HEADER_CACHE:
         if len(_HEADER_CACHE) >= 16:
             _HEADER_CACHE.pop(next(iter(_HEADER_CACHE)))
         _HEADER_CACHE[key] = _parse_headers(ref.read())
     names, descriptions, lookup, lines = _HEADER_CACHE[key]
-    if len(names) != co.attributes.sequences:
-        raise CorruptIndexError(co.url, "the FASTA headers blob does not match the sequence table")
+    if len(names) != count:
+        raise CorruptIndexError(url, "the FASTA headers blob does not match the sequence table")
     return names, descriptions, lookup, lines
 
 
@@ -376,10 +382,12 @@ class _Sequences:
     checked: set[int] = field(default_factory=set)
 
     @classmethod
-    def of(cls, co: Any) -> _Sequences:
-        _, _, lookup, headers = _headers(co)
-        t = co.index().tables
-        return cls(lookup, headers, RegionLayout({k: t[k] for k in (*SEQ_TABLES, "seq_runs", *RUN_TABLES)}))
+    def of(cls, url: str, sidecar: Any) -> _Sequences:
+        """From the loaded index ``sidecar`` (the one a reader reads by)."""
+        t = sidecar.tables
+        layout = RegionLayout({k: t[k] for k in (*SEQ_TABLES, "seq_runs", *RUN_TABLES)})
+        _, _, lookup, headers = _sidecar_headers(url, sidecar, len(layout.length))
+        return cls(lookup, headers, layout)
 
     def plan(self, url: str, name: str, start: int | None, end: int | None) -> tuple[int, int, int, int, int] | None:
         """``(sequence, bases, lo, hi, read_from)`` for bases ``[start, end)`` of ``name``, clipped to the
@@ -406,7 +414,9 @@ class _Sequences:
         if read_from < lo:
             _check_header(url, buf, read_from, self.layout.offset[i], self.headers[i])
             self.checked.add(i)
-        raw = buf[lo - read_from :].translate(None, b"\r\n")
+        raw = (buf[lo - read_from :] if read_from < lo else buf).replace(b"\n", b"")  # replace: a third of translate's time
+        if b"\r" in raw:
+            raw = raw.replace(b"\r", b"")
         if len(raw) != n:
             raise CorruptIndexError(url, f"decoded bytes [{lo}, {hi}) hold {len(raw)} bases where the index expects {n}: run preprocess(force=True)")
         try:
@@ -421,7 +431,7 @@ class FastaReader(Reader):
     costs a few list lookups and one read of its bytes (none when they are cached)."""
 
     def _sequences(self) -> _Sequences:
-        return self.memo("fasta.sequences", lambda: _Sequences.of(self.co))
+        return self.memo("fasta.sequences", lambda: _Sequences.of(self.url, self.sidecar))
 
     def region(self, name: str, start: int | None = 0, end: int | None = None) -> str:
         """Bases ``[start, end)`` (0-based; clipped to the sequence as ``pysam.FastaFile.fetch`` clips the
@@ -433,15 +443,26 @@ class FastaReader(Reader):
             return ""
         return seqs.bases(self.url, self.decoded(plan[4], plan[3]), plan)
 
-    def regions(self, regions: Iterable[tuple[str, int | None, int | None]]) -> list[str]:
-        """:meth:`region` of each ``(name, start, end)``, in order, read together: the byte ranges of nearby
-        regions are merged into few requests (the store's gap), and each BGZF member or gzip stretch they
-        need is decoded once for all of them."""
+    def regions(self, regions: Iterable[Region]) -> list[str]:
+        """:meth:`region` of each region, in order: a ``(name, start, end)`` tuple as :meth:`region` takes, or a
+        string as ``samtools faidx`` takes (``"chr1"``, ``"chr1:1,001-2,000"``: 1-based, inclusive). The regions
+        are read together: the byte ranges of nearby ones are merged into few requests (the store's gap), and
+        each BGZF member or gzip stretch they need is decoded once for all of them."""
         seqs = self._sequences()
-        plans = [seqs.plan(self.url, name, start, end) for name, start, end in regions]
+        plans = [seqs.plan(self.url, *(_parse(self.url, r, seqs.lookup) if isinstance(r, str) else r)) for r in regions]
         wanted = [p for p in plans if p is not None]
         bufs = iter(self.decoded_many([(p[4], p[3]) for p in wanted]))
         return [seqs.bases(self.url, next(bufs), p) if p is not None else "" for p in plans]
+
+
+#: A region of :meth:`FastaReader.regions`: ``(name, start, end)``, 0-based and half-open, or ``"name:begin-end"``.
+Region = tuple[str, int | None, int | None] | str
+
+
+def _parse(url: str, region: str, names: Mapping[str, int]) -> tuple[str, int, int | None]:
+    """A samtools-style region string as ``(name, start, end)``, 0-based and half-open."""
+    name, begin, end = parse_region(url, region, names)  # type: ignore[arg-type]
+    return name, begin - 1, None if end == REGION_MAX else end
 
 
 FASTA.reader_class = FastaReader
@@ -454,9 +475,10 @@ def region(co: Any, name: str, start: int | None = 0, end: int | None = None) ->
     return co.kept_reader().region(name, start, end)
 
 
-def regions(co: Any, regions: Iterable[tuple[str, int | None, int | None]]) -> list[str]:
-    """The bases of each ``(name, start, end)`` region (see :meth:`FastaReader.regions`): many regions on a
-    remote store are a few merged range requests, each decoded block decoded once."""
+def regions(co: Any, regions: Iterable[Region]) -> list[str]:
+    """The bases of each region, ``(name, start, end)`` or ``"name:begin-end"`` (see :meth:`FastaReader.regions`),
+    through the reader ``co`` keeps: many regions on a remote store are a few merged range requests, and each
+    decoded block is decoded once."""
     return co.kept_reader().regions(regions)
 
 
