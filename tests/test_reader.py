@@ -154,16 +154,34 @@ def test_a_changed_local_object_is_refused_while_a_reader_is_open(local_store, c
     time.sleep(0.25)
     with pytest.raises(StaleIndexError):
         timed.decoded(0, 100)
-    # A change in place (same file, same size) is seen too.
+    # A change in place (the same file, the same inode, rewritten) is seen too.
+    co.preprocess(force=True, progress=False)
+    in_place = co.reader(check_interval=0)
+    assert in_place.decoded(0, 100) == data.replace(b"\t", b" ")[:100]
     with open(path, "r+b") as fh:
-        fh.seek(0)
-        fh.write(b"#")
+        fh.write(stored(codec, data.replace(b"\t", b";")))
+        fh.truncate()
     with pytest.raises(StaleIndexError):
-        co.reader()
-    for r in (per_call, never, timed):
+        in_place.decoded(0, 100)
+    for r in (per_call, never, timed, in_place):
         r.close()
     with pytest.raises(DataplugError, match="closed"):
         never.decoded(0, 10)
+
+
+def test_the_kept_reader_follows_the_index(local_store):
+    data = text_lines(3000, seed=8)
+    co = open_text(local_store, "kept.txt.gz", stored("bgzf", data))
+    kept = co.kept_reader()
+    assert co.kept_reader() is kept and kept.decoded(0, 100) == data[:100]
+    changed = data.replace(b"\t", b";")
+    replace_file(co.obj.path, stored("bgzf", changed))
+    with pytest.raises(StaleIndexError):
+        co.kept_reader().check()
+    co.preprocess(force=True, progress=False)  # indexed anew: a new kept reader, by the new index
+    fresh = co.kept_reader()
+    assert fresh is not kept and kept.closed and fresh.sidecar is co.index()
+    assert fresh.decoded(0, 100) == changed[:100]
 
 
 def test_a_pinned_store_checks_every_request_and_makes_no_metadata_request(fault_proxy, s3_options, bgzf_text):
