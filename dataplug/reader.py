@@ -74,7 +74,7 @@ class _Staged:
         at, data = getattr(self.local, "start", -1), getattr(self.local, "data", b"")
         if at <= start and end <= at + len(data):
             return data if start == at and end - start == len(data) else data[start - at : end - at]
-        return self.handle.read_range(start, end)
+        return self.handle._read_range(start, end)
 
 
 class Reader(ObjectHandle):
@@ -157,7 +157,7 @@ class Reader(ObjectHandle):
             if not 0 <= a <= b <= size:
                 raise StrategyArgumentError(self.url, f"decoded range [{a}, {b}) is outside the object's {size} decoded bytes")
         if self._plain:
-            return self.read_ranges(spans)
+            return self._read_ranges(spans)
         u, fs, fe = self._u, self._fetch_start, self._fetch_end
         out: list[bytes] = [b""] * len(spans)
         batch: list[tuple[int, int, int, int, int]] = []
@@ -222,9 +222,9 @@ class Reader(ObjectHandle):
         """Fetch the compressed bytes of ``rows`` (one request per merged range) and decode each, into the LRU."""
         fs, fe, u = self._fetch_start, self._fetch_end, self._u
         if len(rows) == 1:
-            raws = [self.read_range(fs[rows[0]], fe[rows[0]])]
+            raws = [self._read_range(fs[rows[0]], fe[rows[0]])]
         else:
-            raws = self.read_ranges([(fs[r], fe[r]) for r in rows])
+            raws = self._read_ranges([(fs[r], fe[r]) for r in rows])
         out = {}
         put = self.cache.put
         for r, raw in zip(rows, raws):
@@ -248,7 +248,7 @@ class Reader(ObjectHandle):
         if missing:
             size = self.info.size
             ranges = [(k * RANGE_FILE_BLOCK, min((k + 1) * RANGE_FILE_BLOCK, size)) for k in missing]
-            for k, data in zip(missing, self.read_ranges(ranges)):
+            for k, data in zip(missing, self._read_ranges(ranges)):
                 blocks[k] = self.cache.put(("block", k), data)
         joined = b"".join(blocks[k] for k in range(first, last + 1))  # type: ignore[misc]
         at = start - first * RANGE_FILE_BLOCK

@@ -281,3 +281,26 @@ def test_large_checkpoint_tables_are_searched_as_arrays(local_store, bgzf_text, 
         rng = random.Random(7)
         spans = [(a, min(len(data), a + rng.randrange(1, 90_000))) for a in (rng.randrange(len(data)) for _ in range(100))]
         assert [r.decoded(a, b) for a, b in spans] == r.decoded_many(spans) == [data[a:b] for a, b in spans]
+
+
+def test_a_store_that_cannot_pin_is_checked_at_opening_then_on_the_interval(monkeypatch, bgzf_text):
+    from dataplug.storage import StorageObject
+
+    data, payload = bgzf_text
+    fs = fsspec.filesystem("memory")
+    url = f"memory://reader-{random.random()}/unpinned.txt.gz"
+    fs.pipe_file(url, payload)
+    co = CloudObject.from_url(UTF8Text, url).preprocess(progress=False)
+    assert not co.obj.policy.supports_pinning
+    checks = []
+    real = StorageObject.check_unchanged
+    monkeypatch.setattr(StorageObject, "check_unchanged", lambda self, expect: (checks.append(self.url), real(self, expect))[1])
+    once, every = co.reader(check_interval=None), co.reader(check_interval=0)
+    assert len(checks) == 2  # one each, at opening
+    for r in (once, every):
+        assert [r.decoded(a, a + 300) for a in (0, 70_000, 140_000)] == [data[a : a + 300] for a in (0, 70_000, 140_000)]
+    assert len(checks) == 2 + 3
+    fs.pipe_file(url, stored("bgzf", data.replace(b"\t", b" ")))
+    with pytest.raises(StaleIndexError):
+        every.decoded(0, 10)
+    assert once.decoded(0, 300) == data[:300]  # from its LRU, never asked again

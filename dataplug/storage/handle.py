@@ -184,14 +184,22 @@ class ObjectHandle:
     def read_range(self, start: int, end: int) -> bytes:
         """Object bytes ``[start, end)``."""
         self._checked()
-        if self._local:
-            return self._pread(start, end)
-        return self.obj.read_ranges([(start, end)], expect=self.info, checked=True)[0]
+        return self._read_range(start, end)
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The object bytes of each range ``[a, b)``, in the caller's order, planned as few requests with the
         store's policy (:func:`~dataplug.storage.ranges.plan`: near ranges joined)."""
         self._checked()
+        return self._read_ranges(ranges)
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        """:meth:`read_range` within a call that made its identity check already."""
+        if self._local:
+            return self._pread(start, end)
+        return self.obj.read_ranges([(start, end)], expect=self.info, checked=True)[0]
+
+    def _read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """:meth:`read_ranges` within a call that made its identity check already."""
         if not self._local:
             return self.obj.read_ranges(ranges, expect=self.info, checked=True)
         jobs = plan(ranges, self._policy.max_gap, self._policy.max_block)
@@ -222,11 +230,10 @@ class ObjectHandle:
         with self._fetching_lock:
             lock = self._fetching.setdefault(key, threading.Lock())
         with lock:  # threads that want the same range wait for the one request
+            self._checked()
             data = self.cache.get(key)
             if data is None:
-                data = self.cache.put(key, self.read_range(start, end))
-            else:
-                self._checked()
+                data = self.cache.put(key, self._read_range(start, end))
         with self._fetching_lock:
             self._fetching.pop(key, None)
         return data  # type: ignore[no-any-return]
