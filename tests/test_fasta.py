@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError, StaleIndexError
-from dataplug.testing import FormatTests
 from dataplug.formats.genomics.fasta import (
     FASTA,
     FastaReader,
@@ -30,10 +29,11 @@ from dataplug.formats.genomics.fasta import (
     write_fai,
 )
 from dataplug.storage import read_stats
+from dataplug.testing import FormatTests
+from dataplug.testing.codecs import bgzf
 from dataplug.testing.fixtures import proxied_options
 from dataplug.testing.sidecar import npy, resign
 from tests.test_codecs import encode as encode_small
-from dataplug.testing.codecs import bgzf
 
 try:
     import pysam
@@ -429,7 +429,7 @@ def edge_queries(records: list[tuple[str, str, str]], rng: np.random.Generator, 
 def expected(records: list[tuple[str, str, str]], query: tuple[str, int | None, int | None]) -> str:
     """The oracle for a query: pysam's clipping of the end, a negative start read as 0 (pysam raises)."""
     name, a, b = query
-    seq = dict((n, s) for n, _, s in records)[name]
+    seq = {n: s for n, _, s in records}[name]
     return seq[max(a or 0, 0) : len(seq) if b is None else max(b, 0)]
 
 

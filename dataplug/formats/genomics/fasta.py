@@ -1,6 +1,11 @@
 """FASTA over any codec (plain, gzip, BGZF, zstd, bzip2): a ``samtools faidx``-style index built in one map-reduce pass,
-slices of bases cut anywhere (a long sequence split across slices), random ``region()`` reads and a
-``.fai`` (and, for BGZF, ``.gzi``) byte-identical to the one ``samtools faidx`` writes.
+slices of bases cut anywhere (a long sequence split across slices), random access and a ``.fai`` (and, for
+BGZF, ``.gzi``) byte-identical to the one ``samtools faidx`` writes.
+
+Random access goes through a long-lived :class:`FastaReader` (``co.reader()``, or the one a
+:class:`~dataplug.CloudObject` keeps for :func:`region` and :func:`regions`): the layout is turned into Python
+lists once, the object stays open and decoded BGZF members (gzip stretches, zstd frames) stay in its LRU, so a
+region is a few list lookups and one read; a region set (:func:`regions`) is planned as few requests.
 
 The index pass (:mod:`dataplug.formats.genomics.fasta_index`) is one map-reduce over the logical stream
 that records, per sequence, what ``samtools faidx`` records, plus *runs* of equal lines so irregular line
@@ -27,7 +32,6 @@ import pyarrow as pa
 from dataplug.codecs.base import LogicalReader
 from dataplug.codecs.bgzf import gzi_bytes
 from dataplug.errors import CorruptIndexError, InvalidFormatError
-from dataplug.reader import Reader
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
 from dataplug.formats.genomics.fasta_index import (
     HEADERS_BLOB,
@@ -41,8 +45,9 @@ from dataplug.formats.genomics.fasta_index import (
     stitch,
     validate_tables,
 )
-from dataplug.framings.regions import REGION_MAX, parse_region
 from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, codec_index, cut_offsets, readers
+from dataplug.framings.regions import REGION_MAX, parse_region
+from dataplug.reader import Reader
 from dataplug.slice import CloudObjectSlice
 from dataplug.storage import StorageObject
 from dataplug.strategies import even_bounds, monotonic_bounds, positive_int, strategy
