@@ -499,11 +499,13 @@ def test_a_changed_object_is_refused_while_a_reader_is_open(store, genome, codec
             r.regions([(name, 500_000, 500_100), (name, 700_000, 700_100)])
 
 
-def test_region_sets_on_s3_are_few_requests(fault_proxy, s3_store, s3_options, genome):
-    """300 regions over three sequences of a BGZF FASTA on S3, through the fault proxy: the ranges of nearby
-    regions are merged with the store's gap, so the region set is a few GETs of the object, not one per region."""
+@pytest.mark.parametrize("codec", ["none", "bgzf"])
+def test_region_sets_on_s3_are_few_requests(fault_proxy, s3_store, s3_options, genome, codec):
+    """300 regions over three sequences of a FASTA on S3, plain and BGZF, through the fault proxy: the ranges of
+    nearby regions are merged with the store's gap, so the region set is a few GETs of the object, not one per
+    region, and no other request (the ETag rides on the GETs)."""
     data, records = genome
-    url = s3_store.put("set.fa.gz", encode(data, "bgzf"))
+    url = s3_store.put(f"set.fa.{codec}", encode(data, codec))
     CloudObject.from_url(FASTA, url, storage_options=s3_store.options).preprocess()
     rng = np.random.default_rng(8)
     picked = [records[i] for i in (3, 4, 5)]
