@@ -204,6 +204,8 @@ def test_a_pinned_store_checks_every_request_and_makes_no_metadata_request(fault
         assert r.decoded(u[1], u[1] + 100) == data[u[1] : u[1] + 100]  # decoded before the change, kept
         with pytest.raises(StaleIndexError):
             r.decoded(u[5], u[5] + 100)  # the next request is refused
+        with pytest.raises(StaleIndexError):
+            r.check()  # asked for: one metadata request
 
 
 def test_readers_never_travel_and_are_not_shared_across_processes(local_store, bgzf_text):

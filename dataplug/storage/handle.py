@@ -148,7 +148,12 @@ class ObjectHandle:
                 self._fd = os.open(self.obj.path, os.O_RDONLY)
             except FileNotFoundError:
                 raise ObjectNotFoundError(self.url, "object not found") from None
-            self._compare(os.fstat(self._fd))
+            try:
+                self._compare(os.fstat(self._fd))
+            except StaleIndexError:
+                os.close(self._fd)
+                self._fd = None
+                raise
         elif not self._pinned:
             self.obj.check_unchanged(self.info)
         #: When the identity is next checked (monotonic seconds); None: never (pinned stores, or interval None).
@@ -160,7 +165,9 @@ class ObjectHandle:
             raise stale_error(self.url, self.info, ObjectInfo(size=st.st_size, identity=now))
 
     def check(self) -> None:
-        """Check the object's identity now (a :class:`StaleIndexError` when it changed since it was indexed)."""
+        """Check the object's identity now (a :class:`StaleIndexError` when it changed since it was indexed):
+        locally one ``stat``, remotely one metadata request (made on a store that pins only when asked for
+        here: its requests check themselves)."""
         if self._closed:
             raise DataplugError(self.url, "the reader is closed")
         if self._local:
@@ -168,7 +175,7 @@ class ObjectHandle:
                 self._compare(os.stat(self.obj.path))
             except FileNotFoundError:
                 raise StaleIndexError(self.url, "the object was deleted after it was indexed") from None
-        elif not self._pinned:
+        else:
             self.obj.check_unchanged(self.info)
         if self._due is not None:
             self._due = time.monotonic() + (self.check_interval or 0.0)
