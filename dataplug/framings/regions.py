@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterable, Sequence
+import weakref
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,10 +34,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from dataplug.codecs.base import LogicalReader, get_codec
+from dataplug.codecs.base import CodecIndex, LogicalReader, get_codec
+from dataplug.codecs.checkpoints import CheckpointTable
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import IndexData, PreprocessContext
-from dataplug.framings.base import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, cut_offsets, readers
+from dataplug.framings.base import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, codec_index, cut_offsets
 from dataplug.framings.lines import (
     DEFAULT_SAMPLE_BYTES,
     Dialect,
@@ -50,21 +53,28 @@ from dataplug.framings.lines import (
     scan_buffer,
     split_lines,
 )
+from dataplug.reader import Reader
 from dataplug.sidecar import BlobRef
+from dataplug.storage import ObjectInfo, StorageObject
+from dataplug.storage.handle import shared
+from dataplug.storage.ranges import plan
 from dataplug.strategies import positive_int
 
 TAB, NEWLINE, CARRIAGE_RETURN, ZERO = 9, 10, 13, 48
 #: Region end when a region string gives none (``"chr1"``, ``"chr1:100"``).
 REGION_MAX = 2**62
 #: Decoded bytes between candidate block starts kept by the pass (the first record after each multiple):
-#: the reduce cuts blocks at the first candidate after each codec cut. The pass holds six narrow integers per
+#: the reduce cuts blocks at the first candidate after each codec cut. The pass holds seven narrow integers per
 #: candidate until its reduce (24 bytes as uint32: 0.3 % of the decoded bytes).
 FINE_BYTES = 8192
 #: Decoded bytes read first to find the header's end (read again, four times larger, until it is found).
 HEADER_PROBE = 2**20
-#: Block table columns: first record, sequence id, first begin, last position covered, least position covered.
-BLOCK_COLUMNS = ("record", "chrom", "start", "end", "low")
+#: Block table columns: first record, sequence id, first begin, last position covered, least position covered,
+#: and the longest reach of a record (its last position covered less its first position): a region's records
+#: in a block begin at most that far before the region, as tabix's linear index bounds where a scan starts.
+BLOCK_COLUMNS = ("record", "chrom", "start", "end", "low", "reach")
 _MAX_POS_DIGITS = 18
+_POWERS = 10 ** np.arange(_MAX_POS_DIGITS, dtype=np.int64)
 _REGION = re.compile(r"([0-9]+)(?:-([0-9]*))?")
 
 
@@ -93,13 +103,6 @@ class ColumnConfig:
     def is_meta(self, line: str) -> bool:
         """Whether a record line (no newline) is a meta line (or a skipped blank one)."""
         return (self.skip_blank and not line.strip("\r")) or any(line.startswith(p.decode()) for p in self.meta)
-
-    def span(self, line: str) -> tuple[str, int, int]:
-        """(sequence, first position, last position covered), 1-based inclusive, of a record line."""
-        assert self.end is not None
-        cols = line.split("\t", max(self.seq, self.begin, self.end) + 1)
-        begin, end = int(cols[self.begin]), int(cols[self.end].rstrip("\r"))
-        return cols[self.seq], max(begin + 1 if self.zero_based else begin, 1), end
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,15 @@ class RegionScanner:
         assert self.config.end is not None
         end, bad = integers(rec.full, *rec.column(self.config.end))
         return end, bad
+
+    def line_span(self, line: bytes) -> tuple[bytes, int, int]:
+        """(sequence, first position, last position covered) of one record line the pass accepted (no line
+        break), as :meth:`covered` computes them: a reader's few records need no NumPy pass."""
+        cfg = self.config
+        assert cfg.end is not None
+        cols = line.split(b"\t", max(cfg.seq, cfg.begin, cfg.end) + 1)
+        begin = int(cols[cfg.begin])
+        return cols[cfg.seq], max(begin + 1 if cfg.zero_based else begin, 1), int(cols[cfg.end])
 
     def __call__(self, full: np.ndarray, first: int, start: int, end: int, eof: bool) -> RegionRangeScan:
         cfg = self.config
@@ -293,17 +305,18 @@ def first_newline(after: np.ndarray) -> int:
 
 
 def integers(full: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The decimal integers ``full[a[i]:b[i]]``, and which of them are not 1 to 18 digits."""
+    """The decimal integers ``full[a[i]:b[i]]``, and which of them are not 1 to 18 digits. The digits are
+    gathered right-aligned into one matrix, so a few NumPy calls parse them all, however many."""
     length = b - a
     bad = (length < 1) | (length > _MAX_POS_DIGITS)
     width = int(np.clip(length, 0, _MAX_POS_DIGITS).max(initial=0))
-    value = np.zeros(a.size, np.int64)
-    for j in range(width):
-        inside = j < length
-        digit = full[np.minimum(a + j, full.size - 1)].astype(np.int64) - ZERO
-        bad |= inside & ((digit < 0) | (digit > 9))
-        value = np.where(inside, value * 10 + digit, value)
-    return value, bad
+    if not width or not full.size:
+        return np.zeros(a.size, np.int64), bad | (length > 0)
+    cols = np.arange(width - 1, -1, -1)  # places: the last digit is the units
+    digit = full[np.clip(b[:, None] - 1 - cols, 0, full.size - 1)].astype(np.int64) - ZERO
+    inside = cols < length[:, None]
+    bad |= (inside & ((digit < 0) | (digit > 9))).any(axis=1)
+    return (np.where(inside, digit, 0) @ _POWERS[cols]), bad
 
 
 def _chrom_changes(full: np.ndarray, starts: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -347,6 +360,7 @@ def _summarise(
         pos[cuts],
         np.maximum.reduceat(last, cuts),
         np.minimum.reduceat(np.minimum(pos, last), cuts),
+        np.maximum.reduceat(np.maximum(last - pos, 0), cuts),
     )
     base.blocks = tuple(narrow(part) for part in blocks)  # the pass holds every range's sub-blocks until the reduce
     return base
@@ -410,26 +424,27 @@ def reduce_regions(url: str, scans: list[RegionRangeScan], logical_size: int, da
     index = _with_anchors(index, np.array([data_start], np.int64), np.array([header_lines], np.int64))
     if not in_order:
         return RegionIndex(LineIndex(index.offsets, index.records, blanks), [], None, records_end)
-    record, offset, chrom, start, stop, low = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(6))
+    record, offset, chrom, start, stop, low, reach = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(7))
     if record.size and dense:  # the block starts are as dense as the sampled anchors: they replace them (a smaller sidecar)
         ends = [0, index.offsets.size - 1, int(np.searchsorted(index.offsets, data_start))]
         index = LineIndex(index.offsets[ends], index.records[ends])
     index = _with_anchors(index, offset, record)
-    return RegionIndex(LineIndex(index.offsets, index.records, blanks), list(ids), (record, chrom, start, stop, low), records_end)
+    return RegionIndex(LineIndex(index.offsets, index.records, blanks), list(ids), (record, chrom, start, stop, low, reach), records_end)
 
 
 def _blocks(sub: tuple[np.ndarray, ...], run_ids: np.ndarray, before: int, cuts: np.ndarray, sampled: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """One range's sub-blocks joined into blocks (first record, its offset, sequence id, first begin, last
-    covered, least covered): cut at its first sub-block, at sequence changes, at the first sub-block after
-    each codec cut and, when ``sampled`` is given, at those line-index anchors."""
-    record, offset, run, start, stop, low = (part.astype(np.int64) for part in sub)
+    covered, least covered, longest reach): cut at its first sub-block, at sequence changes, at the first
+    sub-block after each codec cut and, when ``sampled`` is given, at those line-index anchors."""
+    record, offset, run, start, stop, low, reach = (part.astype(np.int64) for part in sub)
     chrom = run_ids[run]
     inner = cuts[(cuts > offset[0]) & (cuts <= offset[-1])]
     chosen = [np.zeros(1, np.int64), np.flatnonzero(np.diff(chrom) != 0) + 1, np.searchsorted(offset, inner)]
     if sampled is not None:
         chosen.append(np.flatnonzero(np.isin(offset, sampled)))
     at = np.unique(np.concatenate(chosen))
-    return record[at] + before - 1, offset[at], chrom[at], start[at], np.maximum.reduceat(stop, at), np.minimum.reduceat(low, at)
+    joined = (np.maximum.reduceat(stop, at), np.minimum.reduceat(low, at), np.maximum.reduceat(reach, at))
+    return (record[at] + before - 1, offset[at], chrom[at], start[at], *joined)
 
 
 def _with_anchors(index: LineIndex, offsets: np.ndarray, records: np.ndarray) -> LineIndex:
@@ -459,7 +474,7 @@ def validate_blocks(url: str, what: str, names: Sequence[str], attributes: Any, 
     record = parts[0]
     if any(t.ndim != 1 or t.size != record.size or t.dtype.kind not in "iu" or (t.size and (t.min() < 0 or t.max() >= REGION_MAX)) for t in parts):
         raise CorruptIndexError(url, f"{what} block tables have inconsistent shapes, types or values")
-    record, chrom, start, end, low = (t.astype(np.int64) for t in parts)
+    record, chrom, start, end, low, _ = (t.astype(np.int64) for t in parts)
     if record.size and (not a.sorted or record[0] < a.header_lines or np.any(np.diff(record) <= 0) or record[-1] >= index.total):
         raise CorruptIndexError(url, f"{what} blocks are not increasing record numbers of a sorted file")
     if record.size and (chrom.min() < 0 or chrom.max() >= a.chromosomes or np.any(np.diff(chrom) < 0)):
@@ -472,7 +487,309 @@ def validate_blocks(url: str, what: str, names: Sequence[str], attributes: Any, 
         raise CorruptIndexError(url, f"{what} blocks do not start on line-index anchors")
 
 
-def parse_region(url: str, region: str, chromosomes: Sequence[str]) -> tuple[str, int, int]:
+def region_lines(
+    url: str, locator: RegionScanner, data: bytes, region: tuple[str, int, int], reach: int, summary: tuple[str, int] | None, complete: bool
+) -> list[str] | None:
+    """The record lines (without line breaks) of ``data`` overlapping ``region``, htslib's test, found the way
+    tabix scans: ``data`` holds the records of one sequence's blocks from the first block's first record on
+    (no meta lines), begins sorted, so the records that begin after the region and those that begin more than
+    ``reach`` (the blocks' longest record) before it are found by bisection, and only the few between are
+    split. The first record must be the one the index's ``summary`` names, and every record read on the
+    region's sequence (:class:`CorruptIndexError` otherwise). None when ``data`` is not ``complete`` (it ends
+    at a codec unit, maybe inside a record) and holds no record beginning after the region: more is needed."""
+    name, beg, end = region
+    usable = len(data) if complete else data.rfind(b"\n") + 1
+    column, shift = locator.config.begin, int(locator.config.zero_based)
+    find = data.find
+
+    def pos_at(at: int) -> int:
+        for _ in range(column):
+            at = data.index(b"\t", at) + 1
+        return max(int(data[at : data.index(b"\t", at)]) + shift, 1)
+
+    def first_after(x: int, lo: int, hi: int) -> int:
+        """The first line start in ``[lo, hi)`` (``lo`` a line start) whose record begins after ``x``, else ``hi``."""
+        if lo >= hi or pos_at(lo) > x:
+            return min(hi, lo)
+        while True:  # pos_at(lo) <= x; hi is the end or a line start past x
+            at = find(b"\n", (lo + hi) // 2, hi) + 1
+            if at <= 0 or at >= hi:
+                at = find(b"\n", lo, hi) + 1
+                if at <= 0 or at >= hi:
+                    return hi
+            if pos_at(at) > x:
+                hi = at
+            else:
+                lo = at
+
+    try:
+        stop = first_after(end, 0, usable)
+        if stop == usable and not complete:
+            return None
+        begin = first_after(beg - reach - 1, 0, stop)
+        target = name.encode()
+        if summary is not None and usable:
+            first_end = find(b"\n", 0, usable)
+            seq, pos, _ = locator.line_span(data[: first_end if first_end >= 0 else usable].rstrip(b"\r"))
+            if (seq, pos) != (summary[0].encode(), summary[1]):
+                raise CorruptIndexError(
+                    url,
+                    f"the index's block summary puts a record at {summary[0]}:{summary[1]}, but the object has {seq[:40]!r}:{pos} there: "
+                    "the index does not describe this object; run preprocess(force=True)",
+                )
+        chunk = data[begin:stop]
+        lines = chunk.split(b"\n") if chunk else []
+        if chunk.endswith(b"\n"):
+            lines.pop()
+        kept = []
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            seq, pos, last = locator.line_span(line)
+            if seq != target:
+                raise CorruptIndexError(url, f"the index's blocks for {name} hold records of {seq[:40]!r}: the index does not describe this object; run preprocess(force=True)")
+            if last >= beg:
+                kept.append(line)
+    except (ValueError, IndexError):
+        raise CorruptIndexError(url, "a record the index points to does not parse as the index pass read it: the index does not describe this object; run preprocess(force=True)") from None
+    try:
+        return [line.decode("utf-8") for line in kept]
+    except UnicodeDecodeError as exc:
+        raise InvalidFormatError(url, f"not valid UTF-8: {exc.reason}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class RecordTable:
+    """The records of a decoded stretch that starts on a line start, parsed once with numpy: where each
+    record line starts and ends (without its line break or CR), its first position and the last position
+    it covers (1-based inclusive, computed by the format's scanner exactly as the index pass computes them).
+    A region keeps its records by comparing two arrays, not by splitting every line in Python."""
+
+    url: str
+    data: bytes
+    #: Decoded offset of ``data[0]``, for messages.
+    offset: int
+    starts: np.ndarray
+    ends: np.ndarray
+    #: End of each record's first column (its sequence name).
+    seq_ends: np.ndarray
+    pos: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def parse(cls, url: str, locator: RegionScanner, data: bytes, offset: int) -> RecordTable:
+        """The records of ``data`` (decoded bytes from ``offset``; meta and blank lines left out). Records the
+        index pass accepted always parse: one that does not is a :class:`CorruptIndexError` (the index does
+        not describe these bytes)."""
+        cfg = locator.config
+        full = np.frombuffer(data, np.uint8)
+        nl = np.flatnonzero(full == NEWLINE)
+        starts = np.concatenate((np.zeros(1, np.int64), nl + 1))
+        ends = np.append(nl, full.size)
+        if starts[-1] == full.size:  # the final newline starts no line
+            starts, ends = starts[:-1], ends[:-1]
+        if not starts.size:
+            empty = np.zeros(0, np.int64)
+            return cls(url, data, offset, empty, empty, empty, empty, empty)
+        keep = ~_meta_lines(full, starts, ends, cfg)
+        if not keep.all():
+            starts, ends = starts[keep], ends[keep]
+        ends = ends - ((ends > starts) & (full[np.maximum(ends - 1, 0)] == CARRIAGE_RETURN))  # CRLF: the CR ends no column
+        tabs = np.flatnonzero(full == TAB)
+        k = np.searchsorted(tabs, starts)
+        fields = np.searchsorted(tabs, ends) - k + 1
+        rec = Records(full, starts, ends, tabs, k, fields)
+        begin, begin_bad = integers(full, *rec.column(cfg.begin))
+        last, last_bad = locator.covered(rec, begin)
+        wrong = (fields < cfg.min_columns) | begin_bad | last_bad
+        if wrong.any():
+            at = int(starts[int(np.argmax(wrong))]) + offset
+            raise CorruptIndexError(url, f"the record at decoded offset {at} does not parse as the index pass read it: the index does not describe this object; run preprocess(force=True)")
+        pos = np.maximum(begin + 1 if cfg.zero_based else begin, 1)
+        seq_ends = rec.column(cfg.seq)[1] if cfg.seq == 0 else np.zeros(starts.size, np.int64)
+        return cls(url, data, offset, starts, ends, seq_ends, pos, last)
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def overlapping(self, beg: int, end: int) -> np.ndarray:
+        """Rows of the records overlapping ``[beg, end]`` (1-based inclusive), in order: a record starting at
+        or before ``end`` and covering ``beg``, htslib's test. Begins are sorted within a sequence's blocks."""
+        hi = int(np.searchsorted(self.pos, end, side="right")) if len(self) < 2 or self.pos[-1] > end else len(self)
+        return np.flatnonzero(self.last[:hi] >= beg)
+
+    def sequence(self, row: int) -> str:
+        """The sequence name of record ``row``."""
+        return self.data[int(self.starts[row]) : int(self.seq_ends[row])].decode("utf-8", "replace")
+
+    def lines(self, rows: np.ndarray) -> list[str]:
+        """The record lines ``rows``, without their line breaks."""
+        data = self.data
+        try:
+            return [data[s:e].decode("utf-8") for s, e in zip(self.starts[rows].tolist(), self.ends[rows].tolist())]
+        except UnicodeDecodeError as exc:
+            raise InvalidFormatError(self.url, f"not valid UTF-8: {exc.reason}", offset=self.offset) from None
+
+    def raw(self, rows: np.ndarray) -> bytes:
+        """The record lines ``rows``, a newline after each (for the formats' table readers)."""
+        data = self.data
+        return b"".join(data[s:e] + b"\n" for s, e in zip(self.starts[rows].tolist(), self.ends[rows].tolist()))
+
+    def check(self, summary: tuple[str, int] | None, record: int, sequence: str | None = None) -> None:
+        """Refuse a stretch whose first record is not the one the index's block ``summary`` names (a sidecar
+        whose blocks were shifted and re-signed, a stale index), or whose last record is on another
+        ``sequence`` than the region's blocks."""
+        if not len(self):
+            return
+        if summary is not None and (self.sequence(0), int(self.pos[0])) != tuple(summary):
+            raise CorruptIndexError(
+                self.url,
+                f"the index's block summary puts record {record} at {summary[0]}:{summary[1]}, but the object has "
+                f"{self.sequence(0)[:40]}:{int(self.pos[0])} there: the index does not describe this object; run preprocess(force=True)",
+            )
+        if sequence is not None and self.sequence(len(self) - 1) != sequence:
+            raise CorruptIndexError(self.url, f"the index's blocks for {sequence} hold records of {self.sequence(len(self) - 1)[:40]}: the index does not describe this object; run preprocess(force=True)")
+
+
+@dataclass(eq=False)
+class RegionTables:
+    """A loaded region index as readers look it up, built once per loaded sidecar (:func:`region_tables`):
+    the sequence names, the block tables as numpy columns and Python lists, each sequence's run of
+    blocks, the running maximum of the last position covered within each run (so the first block that can
+    overlap a region is one bisection), the decoded offset where each block starts, and the line index."""
+
+    url: str
+    names: list[str]
+    ids: dict[str, int]
+    record: np.ndarray
+    chrom: np.ndarray
+    start: np.ndarray
+    covered: np.ndarray
+    low: np.ndarray
+    reach: np.ndarray
+    stop: np.ndarray
+    #: Decoded offset of each block's first record, then where the records end.
+    offset: np.ndarray
+    index: LineIndex
+    runs: dict[int, tuple[int, int]]
+    start_list: list[int]
+    #: The running maximum of ``covered`` within each sequence's run of blocks.
+    running_list: list[int]
+    covered_list: list[int]
+    reach_list: list[int]
+    offset_list: list[int]
+    header_lines: int
+    declared: Callable[[], Collection[str]]
+    #: The object as indexed, and how its codec reads it: the checkpoint table (None for a plain object), its
+    #: cuts, readers of decoded ranges, and a decoder of one unit when units decode alone (BGZF members).
+    info: ObjectInfo
+    codec: Any
+    codec_index: CodecIndex
+    checkpoints: CheckpointTable | None
+    cuts: np.ndarray
+    readers: Callable[[int, int], LogicalReader]
+    decode: Callable[[bytes, int, int], bytes] | None
+    #: The checkpoint table's decoded and compressed offsets, and where each unit's compressed bytes end, as lists.
+    unit_logical: list[int]
+    unit_compressed: list[int]
+    unit_ends: list[int]
+
+    @classmethod
+    def build(cls, co: Any) -> RegionTables:
+        """The tables of ``co``'s loaded (validated) index."""
+        a, sidecar, fmt = co.attributes, co.index(), co.format
+        names = sidecar.blob(fmt.chromosomes_blob).read().decode().split("\n") if a.chromosomes else []
+        if len(names) != a.chromosomes:
+            raise CorruptIndexError(co.url, "the chromosome blob does not hold as many names as the attributes say")
+        record, chrom, start, covered, low, reach = (sidecar.tables[name].astype(np.int64) for name in fmt.block_tables())
+        index = line_index(co)
+        at = np.searchsorted(index.records, record)
+        offset = np.append(index.offsets[np.minimum(at, index.records.size - 1)], a.records_end)
+        if record.size and (not np.array_equal(index.records[np.minimum(at, index.records.size - 1)], record) or np.any(np.diff(offset) <= 0)):
+            raise CorruptIndexError(co.url, f"{fmt.name} blocks do not start on line-index anchors")
+        bounds = np.searchsorted(chrom, np.arange(len(names) + 1))
+        runs = {c: (int(bounds[c]), int(bounds[c + 1])) for c in range(len(names)) if bounds[c + 1] > bounds[c]}
+        running = covered.copy()
+        for c0, c1 in runs.values():
+            running[c0:c1] = np.maximum.accumulate(covered[c0:c1])
+        header = sidecar.blob(fmt.header_blob)
+        declared: dict[str, frozenset[str]] = {}
+
+        def declared_names() -> frozenset[str]:
+            if "names" not in declared:
+                declared["names"] = frozenset(fmt.declared_sequences(header.read()))
+            return declared["names"]
+
+        info = sidecar.object_info
+        codec, cindex = get_codec(a.compression), codec_index(co)
+        table = codec.checkpoints(co.url, cindex, info.size)
+        units: tuple[list[int], list[int], list[int]] = ([], [], [])
+        if table is not None:
+            ends = np.minimum(table.compressed[1:] + table.margin, table.data_end)
+            units = (table.logical.tolist(), table.compressed.tolist(), ends.tolist())
+        return cls(
+            co.url, names, {name: i for i, name in enumerate(names)}, record, chrom, start, covered, low, reach,
+            np.append(record[1:], index.total), offset, index, runs, start.tolist(), running.tolist(), covered.tolist(), reach.tolist(), offset.tolist(),
+            a.header_lines, declared_names, info, codec, cindex, table, table.cuts() if table is not None else np.zeros(0, np.int64),
+            codec.readers(co.obj, info, cindex), codec.unit_decoder(co.url, cindex) if table is not None else None, *units,
+        )
+
+    def parse(self, regions: str | Sequence[str]) -> list[tuple[str, int, int]]:
+        """Region strings as (sequence, begin, end), 1-based inclusive; a sequence the file neither holds nor
+        declares is a :class:`StrategyArgumentError`, as htslib refuses it."""
+        parsed = [parse_region(self.url, r, self.ids) for r in ([regions] if isinstance(regions, str) else list(regions))]
+        self.known(name for name, _, _ in parsed)
+        return parsed
+
+    def known(self, names: Iterable[str]) -> None:
+        """Refuse (:class:`StrategyArgumentError`) a sequence name the file neither holds nor declares."""
+        unknown = sorted({name for name in names if name not in self.ids})
+        if unknown:
+            known = self.declared()
+            missing = [name for name in unknown if name not in known]
+            if missing:
+                names = self.names
+                shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+                raise StrategyArgumentError(self.url, f"no chromosome {', '.join(repr(n) for n in missing)} in the file; it has {shown}")
+
+    def locate(self, name: str, beg: int, end: int) -> tuple[int, int] | None:
+        """The first and last blocks that can overlap the region (every block between them is read with them),
+        or None: the blocks of ``name`` starting at or before ``end`` whose records cover ``beg`` or later."""
+        run = self.runs.get(self.ids.get(name, -1))
+        if run is None:
+            return None
+        first = bisect_left(self.running_list, beg, *run)
+        last = bisect_right(self.start_list, end, *run) - 1
+        if first > last:
+            return None
+        covered = self.covered_list
+        while covered[last] < beg:
+            last -= 1
+        return first, last
+
+    def summary(self, block: int) -> tuple[str, int]:
+        """(sequence, first position) of block ``block``'s first record, by the index."""
+        return self.names[int(self.chrom[block])], self.start_list[block]
+
+
+#: The region tables of each loaded sidecar (by its id, while it lives).
+_TABLES: dict[int, tuple[weakref.ref[Any], RegionTables]] = {}
+
+
+def region_tables(co: Any) -> RegionTables:
+    """``co``'s :class:`RegionTables`, built once per loaded index: partitioning and readers on one
+    :class:`~dataplug.CloudObject` neither re-read the chromosome names nor re-validate the line index."""
+    sidecar = co.index()
+    key = id(sidecar)
+    held = _TABLES.get(key)
+    if held is not None and held[0]() is sidecar:
+        return held[1]
+    tables = RegionTables.build(co)
+    _TABLES[key] = (weakref.ref(sidecar, lambda _, key=key: _TABLES.pop(key, None)), tables)
+    return tables
+
+
+def parse_region(url: str, region: str, chromosomes: Collection[str]) -> tuple[str, int, int]:
     """``"chr2"``, ``"chr1:1000"`` or ``"chr1:1,000-2,000"`` (1-based, inclusive, as tabix reads them) as
     (sequence, begin, end); a whole sequence name wins over a reading with a range (names may hold ``:``)."""
     if not isinstance(region, str) or not region:
@@ -515,6 +832,8 @@ class RegionSlice(LineRangeSlice):
     kept, and travels with the slice when it is pickled."""
 
     config: ClassVar[ColumnConfig]
+    #: The format's scanner, for the positions its records cover (see :class:`RecordTable`).
+    locator: ClassVar[RegionScanner]
 
     header_ref: BlobRef
     region: tuple[str, int, int] | None = None
@@ -525,12 +844,11 @@ class RegionSlice(LineRangeSlice):
     summary: tuple[str, int] | None = None
     #: Meta and blank lines among the slice's lines (not records).
     skipped: int = 0
+    #: The longest reach of a record in the region's blocks (see :data:`BLOCK_COLUMNS`), when the object has
+    #: no meta lines among its records: :meth:`records` then bisects its bytes (:func:`region_lines`).
+    reach: int | None = None
     _header: str | None = field(default=None, init=False, repr=False, compare=False)
     _count: int | None = field(default=None, init=False, repr=False, compare=False)
-
-    def span_of(self, line: str) -> tuple[str, int, int]:
-        """(sequence, first position, last position covered) of a record line, as tabix computes them."""
-        return self.config.span(line)
 
     @property
     def num_records(self) -> int:
@@ -538,7 +856,7 @@ class RegionSlice(LineRangeSlice):
         if self.region is None:
             return self.stop - self.first - self.skipped
         if self._count is None:
-            self._count = self.inside + sum(len(self._in_region(self._edge_lines(edge))) for edge in self.edges)
+            self._count = self.inside + sum(self._edge_count(edge) for edge in self.edges)
         return self._count
 
     @property
@@ -548,36 +866,27 @@ class RegionSlice(LineRangeSlice):
             return self.stop - self.first - self.skipped
         return self.inside if not self.edges else self._count
 
-    def _edge_lines(self, edge: EdgeBlock) -> list[str]:
-        data = cut_records(self.url, edge.source.read(), edge.span, edge.first, edge.stop, self.dialect)[1]
-        return self._checked(split_lines(data.decode("utf-8")), edge.summary, edge.first)
-
-    def _checked(self, lines: list[str], summary: tuple[str, int] | None, record: int) -> list[str]:
-        """``lines`` (records from ``record`` on), once the first is the one the index's summary names."""
-        if summary is not None and lines:
-            try:
-                seq, pos, _ = self.span_of(lines[0])
-            except (ValueError, IndexError):
-                seq, pos = lines[0][:40], -1
-            if (seq, pos) != tuple(summary):
-                raise CorruptIndexError(
-                    self.url,
-                    f"the index's block summary puts record {record} at {summary[0]}:{summary[1]}, but the object has {seq}:{pos} there: "
-                    "the index does not describe this object; run preprocess(force=True)",
-                )
-        return lines
-
-    def _in_region(self, lines: list[str]) -> list[str]:
+    def _edge_count(self, edge: EdgeBlock) -> int:
+        offset, data = cut_records(self.url, edge.source.read(), edge.span, edge.first, edge.stop, self.dialect)
         assert self.region is not None
-        chrom, beg, end = self.region
-        out = []
-        for line in lines:
-            if self.config.is_meta(line):
-                continue
-            c, first, last = self.span_of(line)
-            if c == chrom and first <= end and last >= beg:
-                out.append(line)
-        return out
+        return int(self._table(data, offset, edge.summary, edge.first).overlapping(self.region[1], self.region[2]).size)
+
+    def _table(self, data: bytes, offset: int, summary: tuple[str, int] | None, record: int) -> RecordTable:
+        """The records of ``data`` (from record ``record``, at decoded ``offset``), once the first is the one
+        the index's ``summary`` names and the last is on the region's sequence."""
+        assert self.region is not None
+        table = RecordTable.parse(self.url, self.locator, data, offset)
+        table.check(summary, record, self.region[0])
+        return table
+
+    def _region_rows(self) -> tuple[RecordTable, np.ndarray]:
+        """The slice's records and the rows of those in its region (counted: :attr:`num_records` reads no more)."""
+        assert self.region is not None
+        offset, data = self._fetch()
+        table = self._table(data, offset, self.summary, self.first)
+        rows = table.overlapping(self.region[1], self.region[2])
+        self._count = int(rows.size)
+        return table, rows
 
     @property
     def header(self) -> str:
@@ -588,18 +897,23 @@ class RegionSlice(LineRangeSlice):
 
     def records(self) -> list[str]:
         """The slice's record lines, without their newlines (meta and blank lines left out)."""
-        lines = split_lines(self.text())
         if self.region is None:
+            lines = split_lines(self.text())
             return [line for line in lines if not self.config.is_meta(line)] if self.skipped else lines
-        out = self._in_region(self._checked(lines, self.summary, self.first))
-        self._count = len(out)
-        return out
+        if self.reach is not None:
+            lines = region_lines(self.url, self.locator, self._fetch()[1], self.region, self.reach, self.summary, complete=True)
+            assert lines is not None
+            self._count = len(lines)
+            return lines
+        table, rows = self._region_rows()
+        return table.lines(rows)
 
     def record_bytes(self) -> bytes:
         """The records' bytes, one line each, newlines included (for the formats' table readers)."""
-        if self.region is None and not self.skipped:
-            return self.raw()
-        return "".join(line + "\n" for line in self.records()).encode("utf-8")
+        if self.region is None:
+            return self.raw() if not self.skipped else "".join(line + "\n" for line in self.records()).encode("utf-8")
+        table, rows = self._region_rows()
+        return table.raw(rows)
 
     def get(self) -> str:
         """The header, then the slice's lines as the object holds them (a region slice: its records)."""
@@ -610,6 +924,78 @@ class RegionSlice(LineRangeSlice):
     def dump(self, fp: Any) -> None:
         """:meth:`get` as bytes: a file of its own in the object's format."""
         fp.write(self.get().encode("utf-8"))
+
+
+class RegionReader(Reader):
+    """A long-lived reader of one region-indexed object (``co.reader()`` of VCF, BED, GFF): the index's
+    block tables are turned into lists once (:func:`region_tables`), the object stays open and decoded
+    BGZF members (gzip stretches, zstd frames) are kept in the LRU. A region costs two bisections of the
+    block lists, the decoded bytes of its first codec unit (the next one only when its records go on
+    there), and a bisection of those bytes (:func:`region_lines`). Records are exactly those ``tabix``
+    returns, the overlap rules of :class:`RegionSlice`."""
+
+    def _tables(self) -> RegionTables:
+        return self.memo("regions.tables", lambda: self._checked_tables())
+
+    def _checked_tables(self) -> RegionTables:
+        a = self.co.attributes
+        if not a.sorted:
+            raise StrategyArgumentError(self.url, f"regions need a sorted {self.co.format.name} (each sequence in one run, begins non-decreasing within it), as tabix does")
+        return region_tables(self.co)
+
+    def _cuts(self) -> list[int]:
+        """Decoded offsets where codec units start (none for a plain object)."""
+        return self.memo("regions.cuts", lambda: self._tables().cuts.tolist())
+
+    def _lines(self, t: RegionTables, region: tuple[str, int, int], found: tuple[int, int], data: list[bytes] | None = None) -> list[str]:
+        """The records overlapping ``region`` in blocks ``found``; ``data``: their decoded bytes, when read already."""
+        first, last = found
+        lo, hi = t.offset_list[first], t.offset_list[last + 1]
+        summary = t.summary(first)
+        if self.co.attributes.skipped:  # meta or blank lines among the records: one NumPy pass over the blocks
+            table = RecordTable.parse(self.url, self.co.format.locator, data[0] if data else self.decoded(lo, hi), lo)
+            table.check(summary, int(t.record[first]), region[0])
+            return table.lines(table.overlapping(region[1], region[2]))
+        reach = max(t.reach_list[first : last + 1])
+        locator = self.co.format.locator
+        if data is None:
+            cuts = self._cuts()
+            k = bisect_right(cuts, lo)
+            if k < len(cuts) and cuts[k] < hi:  # the first unit alone, unless its records go on past it
+                found_lines = region_lines(self.url, locator, self.decoded(lo, cuts[k]), region, reach, summary, complete=False)
+                if found_lines is not None:
+                    return found_lines
+        lines = region_lines(self.url, locator, data[0] if data else self.decoded(lo, hi), region, reach, summary, complete=True)
+        assert lines is not None
+        return lines
+
+    def records(self, region: str) -> list[str]:
+        """The record lines (without line breaks) overlapping ``region`` (``"chr1:1,000-2,000"``, 1-based
+        inclusive, ``"chr1:1000"`` or ``"chr1"``), as ``pysam.TabixFile.fetch(region=...)`` returns them; a
+        sequence the file neither holds nor declares is a :class:`StrategyArgumentError`, as htslib refuses it."""
+        t = self._tables()
+        parsed = t.parse(region)[0]
+        found = t.locate(*parsed)
+        return self._lines(t, parsed, found) if found is not None else []
+
+    def region(self, name: str, start: int | None = None, end: int | None = None) -> list[str]:
+        """The record lines overlapping bases ``[start, end)`` (0-based, half-open, as
+        ``pysam.TabixFile.fetch(name, start, end)``; None: from the sequence's start, to its end) of ``name``."""
+        t = self._tables()
+        t.known((name,))
+        parsed = (name, 1 if start is None else max(int(start), 0) + 1, REGION_MAX if end is None else int(end))
+        found = t.locate(*parsed) if parsed[2] >= parsed[1] else None
+        return self._lines(t, parsed, found) if found is not None else []
+
+    def records_many(self, regions: Sequence[str]) -> list[list[str]]:
+        """:meth:`records` of each region, in order, read together: their blocks' decoded bytes come from
+        :meth:`~dataplug.reader.Reader.decoded_many` (near ones in one request, each codec unit decoded once)."""
+        t = self._tables()
+        parsed = t.parse(regions)
+        found = [t.locate(*region) for region in parsed]
+        spans = [(t.offset_list[f[0]], t.offset_list[f[1] + 1]) for f in found if f is not None]
+        data = iter(self.decoded_many(spans))
+        return [self._lines(t, region, f, [next(data)]) if f is not None else [] for region, f in zip(parsed, found)]
 
 
 def read_tsv(url: str, data: bytes, names: list[str], schema: pa.Schema, offset: int) -> pa.Table:
@@ -632,9 +1018,13 @@ class RegionFormat(StreamFormat):
     sets ``config`` and ``Attributes``, and may override :meth:`read_header`, :meth:`scanner` and
     :meth:`format_attributes`."""
 
-    #: 3: the block tables of :mod:`dataplug.framings.regions` (blocks at codec cuts, a least-covered column).
-    index_version = 3
+    #: 4: the block tables of :mod:`dataplug.framings.regions` (blocks at codec cuts, a least-covered column, a
+    #: reach column).
+    index_version = 4
     config: ClassVar[ColumnConfig]
+    #: The format's scanner, for the positions its records cover when they are read (see :class:`RecordTable`).
+    locator: ClassVar[RegionScanner]
+    reader_class = RegionReader
     Attributes: ClassVar[type] = RegionAttributes
     header_blob: ClassVar[str] = "region_header"
     chromosomes_blob: ClassVar[str] = "region_chromosomes"
@@ -689,6 +1079,12 @@ class RegionFormat(StreamFormat):
     def format_attributes(cls, url: str, header: Any, index: RegionIndex) -> dict[str, Any]:
         """The format's own attribute fields."""
         return {}
+
+    @classmethod
+    def declared_sequences(cls, header: bytes) -> Collection[str]:
+        """Sequences the header declares, which a region may name though no record is on them (VCF's
+        ``##contig`` lines): htslib refuses a region on any other sequence it does not know."""
+        return ()
 
     @classmethod
     def preprocess(cls, ctx: PreprocessContext) -> IndexData:
@@ -762,10 +1158,10 @@ def chunk_slices(co: Any, slice_class: type[RegionSlice], num_chunks: int, **ext
     return slices
 
 
-def region_slices(co: Any, slice_class: type[RegionSlice], regions: str | Sequence[str], declared: Callable[[], Iterable[str]] = lambda: (), **extra: Any) -> list[Any]:
+def region_slices(co: Any, slice_class: type[RegionSlice], regions: str | Sequence[str], **extra: Any) -> list[Any]:
     """One slice per region, holding exactly the records tabix returns for it; each reads only the blocks
-    whose sequence and positions can overlap its region. ``declared()`` names sequences the header declares
-    without records (a region there holds none). No data is read here (see :class:`RegionSlice`)."""
+    whose sequence and positions can overlap its region. No data is read here (see :class:`RegionSlice`);
+    the index's tables are looked up as :func:`region_tables` keeps them, built once per loaded index."""
     a = co.attributes
     if not a.sorted:
         raise StrategyArgumentError(
@@ -773,61 +1169,176 @@ def region_slices(co: Any, slice_class: type[RegionSlice], regions: str | Sequen
             f"partition_regions needs a sorted {co.format.name} (each sequence in one run, begins non-decreasing within it), as tabix does; "
             "sort it or use partition_num_chunks",
         )
-    sidecar = co.index()
-    names = sidecar.blob(co.format.chromosomes_blob).read().decode().split("\n") if a.chromosomes else []
-    if len(names) != a.chromosomes:
-        raise CorruptIndexError(co.url, "the chromosome blob does not hold as many names as the attributes say")
-    ids = {name: i for i, name in enumerate(names)}
-    parsed = [parse_region(co.url, r, names) for r in ([regions] if isinstance(regions, str) else list(regions))]
-    unknown = sorted({name for name, _, _ in parsed if name not in ids})
-    if unknown:  # htslib refuses a region on a sequence it does not know
-        known = set(declared())
-        if [name for name in unknown if name not in known]:
-            shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-            raise StrategyArgumentError(co.url, f"no chromosome {', '.join(repr(n) for n in unknown if n not in known)} in the file; it has {shown}")
-    record, chrom, start, covered, low = (sidecar.tables[name].astype(np.int64) for name in co.format.block_tables())
-    index = line_index(co)
-    stop = np.append(record[1:], index.total)
-    same_next = np.append(chrom[1:] == chrom[:-1], False)  # the next block is on the same sequence
-    next_start = np.append(start[1:], REGION_MAX)
-    info, read, ref = sidecar.object_info, readers(co), sidecar.blob(co.format.header_blob)
-    first, last, inside, edges, summaries = [], [], [], [], []
-
-    def summary(block: int) -> tuple[str, int]:
-        return names[int(chrom[block])], int(start[block])
-
+    t = region_tables(co)
+    parsed = t.parse(regions)
+    record, stop, covered, low, start = t.record, t.stop, t.covered, t.low, t.start
+    first, last, inside, edges, summaries, reaches = [], [], [], [], [], []
     for name, beg, end in parsed:
-        on = chrom == ids.get(name, -1)
-        hit = on & (start <= end) & (covered >= beg)
+        found = t.locate(name, beg, end)
+        reaches.append(None if co.attributes.skipped else max(t.reach_list[found[0] : found[1] + 1]) if found is not None else 0)
+        if found is None:
+            first.append(t.header_lines)
+            last.append(t.header_lines)
+            summaries.append(None)
+            inside.append(0)
+            edges.append([])
+            continue
+        i, j = found
+        first.append(t.record[i])
+        last.append(int(stop[j]))
+        summaries.append(t.summary(i))
+        run_end = t.runs[int(t.chrom[i])][1]
+        hit = covered[i : j + 1] >= beg
         # Every record of a held block starts in [beg, end] (begins are sorted, and its last begin is at
         # most the next block's first) and covers beg (the least position it covers is at least beg).
-        held = hit & (low >= beg) & ((same_next & (next_start <= end)) | (end == REGION_MAX))
-        where = np.flatnonzero(hit)
-        first.append(int(record[where[0]]) if where.size else a.header_lines)
-        summaries.append(summary(int(where[0])) if where.size else None)
-        last.append(int(stop[where[-1]]) if where.size else a.header_lines)
-        inside.append(int((stop - record)[held].sum() - index.blank_count(record[held], stop[held]).sum()))
-        edges.append(_edge_runs(record, stop, hit & ~held))
+        following = np.append(start[i + 1 : j + 2], REGION_MAX)[: j + 1 - i]
+        following[np.arange(i + 1, j + 2) >= run_end] = REGION_MAX  # the next block is on another sequence
+        held = hit & (low[i : j + 1] >= beg) & (((following <= end) & (following < REGION_MAX)) | (end == REGION_MAX))
+        rec, stp = record[i : j + 1], stop[i : j + 1]
+        inside.append(int((stp - rec)[held].sum() - t.index.blank_count(rec[held], stp[held]).sum()) if held.any() else 0)
+        edges.append(_edge_runs(rec, stp, hit & ~held))
     runs = [run for region_runs in edges for run in region_runs]
-    edge_spans = iter(index.spans(np.array([r[0] for r in runs], np.int64), np.array([r[1] for r in runs], np.int64)) if runs else [])
-    spans = index.spans(np.array(first, np.int64), np.array(last, np.int64))
-    cuts = cut_offsets(co)
+    edge_spans = iter(t.index.spans(np.array([r[0] for r in runs], np.int64), np.array([r[1] for r in runs], np.int64)) if runs else [])
+    spans = t.index.spans(np.array(first, np.int64), np.array(last, np.int64))
+    info, ref = t.info, co.index().blob(co.format.header_blob)
+    read = SetReaders(co, t, [(span.start, span.end) for span in spans]).reader
+    cuts = t.cuts
     out = []
-    for n, (f, s, span, region, held, region_runs, first_summary) in enumerate(zip(first, last, spans, parsed, inside, edges, summaries)):
-        source = read(span.start, span.end)
+    for n, (f, s, span, region, held_count, region_runs, first_summary, reach) in enumerate(zip(first, last, spans, parsed, inside, edges, summaries, reaches)):
+        source = read(n, span.start, span.end)
         edge = tuple(
-            EdgeBlock(a0, b0, edge_span, read(edge_span.start, edge_span.end), summary(int(np.searchsorted(record, a0))))
+            EdgeBlock(a0, b0, edge_span, read(n, edge_span.start, edge_span.end), t.summary(int(np.searchsorted(record, a0))))
             for (a0, b0), edge_span in zip(region_runs, edge_spans)
         )
         if edge and sum(_decoded(cuts, e.span) for e in edge) >= _decoded(cuts, span):
-            held, edge = 0, (EdgeBlock(f, s, span, source, first_summary),)  # counting the whole slice decodes less
+            held_count, edge = 0, (EdgeBlock(f, s, span, source, first_summary),)  # counting the whole slice decodes less
         out.append(
             slice_class(
-                obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(),
-                source=source, header_ref=ref, region=region, inside=held, edges=edge, summary=first_summary, **extra,
+                obj=co.obj, object_info=info, number=n, first=int(f), stop=s, span=span, dialect=Dialect(),
+                source=source, header_ref=ref, region=region, inside=held_count, edges=edge, summary=first_summary, reach=reach, **extra,
             )
         )
     return out
+
+
+#: Compressed bytes a region set's slices fetch together at most (beside one larger region's own range):
+#: the group stays in the shared handle's cache (:data:`~dataplug.storage.handle.SHARED_CACHE_BYTES`) while
+#: the worker reads its slices, so each group is one request per process.
+GROUP_BYTES = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class GroupObject:
+    """The object as the slices of one group of a region set read it: the compressed range ``[start, end)``
+    the group needs is fetched once per process (kept by :func:`~dataplug.storage.handle.shared`'s handle of
+    the object, identity checked as every slice read is) and every read inside it is served from there; a
+    read outside it goes to the object. Picklable (the object's URL, options and identity, and two offsets)."""
+
+    obj: StorageObject
+    info: ObjectInfo
+    start: int
+    end: int
+
+    @property
+    def url(self) -> str:
+        return self.obj.url
+
+    def read_range(self, start: int, end: int, expect: ObjectInfo | None = None, *, checked: bool = False) -> bytes:
+        """Object bytes ``[start, end)``, from the group's fetch when it holds them."""
+        if self.start <= start <= end <= self.end:
+            data = shared(self.obj, self.info).fetched(self.start, self.end)
+            return data[start - self.start : end - self.start]
+        return self.obj.read_range(start, end, expect=expect, checked=checked)
+
+
+@dataclass(frozen=True)
+class UnitReader:
+    """Decoded bytes ``[start, end)`` of a region slice over a codec whose units (checkpoint stretches: BGZF
+    members) decode from their own bytes. Each unit is decoded once per process and kept in the cache of the
+    object's shared handle (:func:`~dataplug.storage.handle.shared`: the file kept open, identity checked
+    on every read as a slice read's always is), so the slices of one process that share a block, or repeated
+    regions on one object, decode it once. The missing units come from the ``group``'s fetch (a region
+    set's) or in one planned read. ``units`` holds ``(decoded start, decoded end, compressed start,
+    compressed end)`` of each unit the range needs, in order."""
+
+    obj: StorageObject
+    info: ObjectInfo
+    start: int
+    end: int
+    units: tuple[tuple[int, int, int, int], ...]
+    decode: Callable[[bytes, int, int], bytes]
+    group: GroupObject | None = None
+
+    def read(self) -> bytes:
+        if self.end <= self.start:
+            return b""
+        handle = shared(self.obj, self.info)
+        found = [handle.cache.get(("unit", c0, c1)) for _, _, c0, c1 in self.units]
+        missing = [unit for unit, data in zip(self.units, found) if data is None]
+        if missing:
+            if self.group is not None:
+                raws = [self.group.read_range(c0, c1) for _, _, c0, c1 in missing]
+            else:
+                raws = handle.read_ranges([(c0, c1) for _, _, c0, c1 in missing])
+            decoded = iter([handle.cache.put(("unit", c0, c1), self.decode(raw, c0, u1 - u0)) for (u0, u1, c0, c1), raw in zip(missing, raws)])
+            found = [data if data is not None else next(decoded) for data in found]
+        else:
+            handle.check()
+        skip = self.start - self.units[0][0]
+        joined = found[0] if len(found) == 1 else b"".join(found)
+        return joined[skip : skip + self.end - self.start]  # type: ignore[no-any-return]
+
+
+class SetReaders:
+    """Readers for the slices of one ``partition_regions`` call. Over BGZF (a codec whose units decode alone),
+    :class:`UnitReader`: units decoded once per process. For a region set, each slice's compressed range is
+    also planned with the others as the store plans reads (:func:`~dataplug.storage.ranges.plan`: its
+    ``max_gap`` joins near ranges; a group carries at most :data:`GROUP_BYTES` besides its largest range),
+    so that reading every slice in one process makes one request per group (:class:`GroupObject`); a slice
+    whose range alone passes :data:`GROUP_BYTES` reads by itself."""
+
+    def __init__(self, co: Any, t: RegionTables, wanted: Sequence[tuple[int, int]]) -> None:
+        self.obj, self.info, self.t = co.obj, t.info, t
+        self.groups: list[GroupObject | None] = [None] * len(wanted)
+        if len(wanted) > 1:
+            ranges = [self.compressed(a, b) for a, b in wanted]
+            policy = co.obj.policy
+            grouped = [(a, b) if b - a <= GROUP_BYTES else (0, 0) for a, b in ranges]
+            jobs = plan(grouped, policy.max_gap, min(policy.max_block, GROUP_BYTES))
+            self.groups = [GroupObject(co.obj, t.info, *jobs.requests[at]) if at >= 0 else None for at, _ in jobs.where]
+        self._readers: dict[tuple[int, int], Callable[[int, int], LogicalReader]] = {}
+
+    def compressed(self, start: int, end: int) -> tuple[int, int]:
+        """The object bytes that decode ``[start, end)``."""
+        table = self.t.checkpoints
+        if end <= start:
+            return 0, 0
+        if table is None:
+            return start, end
+        fetch = table.fetch(start, end)
+        return fetch.start, fetch.end
+
+    @property
+    def requests(self) -> int:
+        """Requests reading every grouped slice in one process makes."""
+        return len({(g.start, g.end) for g in self.groups if g is not None})
+
+    def reader(self, slice_number: int, start: int, end: int) -> LogicalReader:
+        """The reader of decoded ``[start, end)`` for slice ``slice_number``."""
+        group, t = self.groups[slice_number], self.t
+        table = t.checkpoints
+        if t.decode is not None and table is not None and end > start:
+            k = table.locate(start)
+            rows = range(k, table.stop(k, end))
+            u, c = t.unit_logical, t.unit_compressed
+            units = tuple((u[r], u[r + 1], c[r], t.unit_ends[r]) for r in rows)
+            return UnitReader(self.obj, self.info, start, end, units, t.decode, group)
+        if group is None:
+            return t.readers(start, end)
+        key = (group.start, group.end)
+        if key not in self._readers:
+            self._readers[key] = t.codec.readers(group, self.info, t.codec_index)  # type: ignore[arg-type]
+        return self._readers[key](start, end)
 
 
 def _decoded(cuts: np.ndarray, span: Span) -> int:

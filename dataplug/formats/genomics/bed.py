@@ -73,6 +73,10 @@ class BedScanner(RegionScanner):
         return rec.fields != n, lambda i: f"a record with {int(rec.fields[i])} tab-separated columns where the first record has {n} (BED needs at least 3)"
 
 
+#: Computes the positions records cover when reading them (see :class:`~dataplug.framings.regions.RecordTable`).
+LOCATOR = RegionScanner("", 0, 0, CONFIG)
+
+
 class BED(RegionFormat):
     """Browser Extensible Data (UCSC BED3 to BED12 and their variants), plain or compressed (gzip, BGZF, zstd,
     bzip2). Options: ``sample_bytes`` (line index and block density), ``compression``, ``spacing``."""
@@ -80,6 +84,7 @@ class BED(RegionFormat):
     Attributes = BEDAttributes
     options = SAMPLE_BYTES_OPTION
     config = CONFIG
+    locator = LOCATOR
     header_blob = "bed_header"
     chromosomes_blob = "bed_chromosomes"
     block_prefix = "bed_block"
@@ -131,6 +136,7 @@ class BEDSlice(RegionSlice):
     inclusive begin and end, as tabix reads region strings)."""
 
     config: ClassVar[ColumnConfig] = CONFIG
+    locator: ClassVar[RegionScanner] = LOCATOR
     columns: int = 3
 
     def schema(self) -> pa.Schema:

@@ -85,6 +85,10 @@ def _feature(row: list[str]) -> bool:
     )
 
 
+#: Computes the positions records cover when reading them (see :class:`~dataplug.framings.regions.RecordTable`).
+LOCATOR = RegionScanner("", 0, 0, CONFIG)
+
+
 class GFF(RegionFormat):
     """General Feature Format: GFF3 and GTF (GFF2), plain or compressed (gzip, BGZF, zstd, bzip2). Options:
     ``sample_bytes`` (line index and block density), ``compression``, ``spacing``."""
@@ -92,6 +96,7 @@ class GFF(RegionFormat):
     Attributes = GFFAttributes
     options = SAMPLE_BYTES_OPTION
     config = CONFIG
+    locator = LOCATOR
     header_blob = "gff_header"
     chromosomes_blob = "gff_chromosomes"
     block_prefix = "gff_block"
@@ -134,6 +139,7 @@ class GFFSlice(RegionSlice):
     1-based inclusive begin and end)."""
 
     config: ClassVar[ColumnConfig] = CONFIG
+    locator: ClassVar[RegionScanner] = LOCATOR
 
     def schema(self) -> pa.Schema:
         return SCHEMA

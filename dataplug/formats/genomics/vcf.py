@@ -25,7 +25,7 @@ edges by reading them once (see :class:`~dataplug.framings.regions.RegionSlice`)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -56,6 +56,7 @@ HEADER_BLOB, CHROMOSOMES_BLOB = "vcf_header", "vcf_chromosomes"
 #: tabix's VCF preset: CHROM in column 1, POS in column 2, the end from REF or INFO's ``END=``, ``#`` meta.
 CONFIG = ColumnConfig(seq=0, begin=1, end=None, zero_based=False, min_columns=8, skip_blank=False, labels=("POS", "END"))
 _END = re.compile(rb"END=([0-9]*)")
+_INNER_END = re.compile(rb";END=([0-9]*)")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,17 @@ class VcfScanner(RegionScanner):
         info_a, _ = rec.column(7)
         info_end = np.where(rec.fields > 8, rec.tabs[np.minimum(rec.first_tab + 7, rec.tabs.size - 1)], rec.ends)
         return _covered(rec.full, begin, ref_a, ref_b, info_a, info_end, rec.starts), np.zeros(begin.size, bool)
+
+    def line_span(self, line: bytes) -> tuple[bytes, int, int]:
+        chrom, pos_text, _, ref, _, _, _, info = line.split(b"\t", 8)[:8]
+        pos = int(pos_text)
+        covered = max(pos - 1, 0) + max(len(ref), 1)
+        found = _END.search(info)
+        if found and found.start() > 0:
+            found = _INNER_END.search(info)
+        if found:
+            covered = _end_tag(found.group(1), pos, covered)
+        return chrom, max(pos, 1), covered
 
 
 def _wrong_columns(full: np.ndarray, fields: np.ndarray, ends: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +146,10 @@ def _end_tag(digits: bytes, pos: int, covered: int) -> int:
     return end if end > pos - 1 else covered
 
 
+#: Computes the positions records cover when reading them (see :class:`~dataplug.framings.regions.RecordTable`).
+LOCATOR = VcfScanner("", 0, 0, CONFIG)
+
+
 def _header(url: str, head: bytes, complete: bool) -> tuple[bytes, int, tuple[str, ...]] | None:
     """The header's bytes, its number of lines and the #CHROM line's columns (without ``#``); None when
     ``head`` ends before the #CHROM line and is not the ``complete`` stream."""
@@ -173,6 +189,7 @@ class VCF(RegionFormat):
     Attributes = VCFAttributes
     options = SAMPLE_BYTES_OPTION
     config = CONFIG
+    locator = LOCATOR
     header_blob = HEADER_BLOB
     chromosomes_blob = CHROMOSOMES_BLOB
     block_prefix = "vcf_block"
@@ -198,18 +215,10 @@ class VCF(RegionFormat):
     def format_attributes(cls, url: str, header: Any, index: RegionIndex) -> dict[str, Any]:
         return {"samples": max(0, len(header) - 9)}
 
-
-def _record_span(line: str) -> tuple[str, int, int]:
-    """(CHROM, first position, last covered position) of one record line, as tabix computes them."""
-    chrom, pos_text, _, ref, _, _, _, info = line.split("\t", 8)[:8]
-    pos = int(pos_text)
-    covered = max(pos - 1, 0) + max(len(ref), 1)
-    found = _END.search(info.encode())
-    if found and found.start() > 0:
-        found = re.search(rb";END=([0-9]*)", info.encode())
-    if found:
-        covered = _end_tag(found.group(1), pos, covered)
-    return chrom, max(pos, 1), covered
+    @classmethod
+    def declared_sequences(cls, header: bytes) -> Collection[str]:
+        """The ``##contig`` IDs: a region on one of them without records holds none, as for htslib."""
+        return re.findall(r"^##contig=<ID=([^,>]+)", header.decode("utf-8", "replace"), flags=re.MULTILINE)
 
 
 @dataclass
@@ -218,9 +227,7 @@ class VCFSlice(RegionSlice):
     inclusive begin and end), as tabix returns them. The header is read lazily from the sidecar."""
 
     config: ClassVar[ColumnConfig] = CONFIG
-
-    def span_of(self, line: str) -> tuple[str, int, int]:
-        return _record_span(line)
+    locator: ClassVar[RegionScanner] = LOCATOR
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -287,9 +294,4 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     No data is read here. A slice's ``num_records`` counts the blocks the region holds whole from the index
     (a whole chromosome reads nothing) and reads the blocks at the region's edges the first time it is
     asked (``known_num_records`` never reads)."""
-
-    def declared() -> list[str]:
-        header = co.index().blob(HEADER_BLOB).read().decode("utf-8", "replace")
-        return re.findall(r"^##contig=<ID=([^,>]+)", header, flags=re.MULTILINE)
-
-    return region_slices(co, VCFSlice, regions, declared)
+    return region_slices(co, VCFSlice, regions)
