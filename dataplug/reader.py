@@ -40,7 +40,7 @@ from dataplug.storage.ranges import RANGE_FILE_BLOCK
 if TYPE_CHECKING:
     from dataplug.cloudobject import CloudObject
 
-__all__ = ["LRU", "DECODE_BATCH", "ObjectHandle", "Reader", "clear_shared", "shared"]
+__all__ = ["DECODE_BATCH", "LRU", "ObjectHandle", "Reader", "clear_shared", "shared"]
 
 #: Compressed bytes :meth:`Reader.decoded_many` fetches and decodes at once at most (more ranges are served
 #: batch after batch, so memory stays bounded whatever the region set).
