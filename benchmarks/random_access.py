@@ -42,10 +42,8 @@ from dataplug import CloudObject
 from dataplug.formats.generic.csv import CSV
 from dataplug.formats.generic.csv import partition_num_chunks as csv_chunks
 from dataplug.formats.genomics.bed import BED
-from dataplug.formats.genomics.bed import partition_regions as bed_regions_strategy
 from dataplug.formats.genomics.fasta import FASTA
-from dataplug.formats.genomics.vcf import VCF
-from dataplug.formats.genomics.vcf import partition_regions as vcf_regions_strategy
+from dataplug.formats.genomics.vcf import VCF, partition_regions
 from dataplug.formats.geospatial.cog import COG
 
 PARTS = ("fasta", "vcf", "cog", "s3", "sidecar", "partition")
@@ -196,15 +194,15 @@ def write_bed(path: str, scale: float, seed: int = 6) -> int:
     return records
 
 
-def tabix_pair(fmt: Any, strategy: Any, bgz: str, regions: list[str], repeats: int) -> tuple[float, float, int]:
+def tabix_pair(fmt: Any, bgz: str, regions: list[str], repeats: int) -> tuple[float, float, int]:
     """Region reads, one call each, by dataplug and by ``pysam.TabixFile.fetch``, checked identical:
     (our shortest seconds, tabix's, records found)."""
     CloudObject.from_url(fmt, bgz).preprocess(progress=False)
     warm_page_cache(bgz)
 
     def ours() -> list[list[str]]:
-        co = CloudObject.from_url(fmt, bgz)
-        return [co.partition(strategy, r)[0].records() for r in regions]
+        with CloudObject.from_url(fmt, bgz).reader() as r:
+            return [r.records(region) for region in regions]
 
     def anchor() -> list[list[str]]:
         with pysam.TabixFile(bgz) as tf:
@@ -218,12 +216,12 @@ def tabix_pair(fmt: Any, strategy: Any, bgz: str, regions: list[str], repeats: i
 def bench_vcf(folder: str, scale: float, repeats: int) -> list[str]:
     """300 VCF regions, and 300 BED regions, one call each, against ``pysam.TabixFile.fetch``."""
     lines = []
-    for fmt, strategy, write, preset in ((VCF, vcf_regions_strategy, write_vcf, "vcf"), (BED, bed_regions_strategy, write_bed, "bed")):
+    for fmt, write, preset in ((VCF, write_vcf, "vcf"), (BED, write_bed, "bed")):
         path = os.path.join(folder, f"regions.{preset}")
         records = write(path, scale)
         bgz = pysam.tabix_index(path, preset=preset, keep_original=True, force=True)
         regions = vcf_regions(300, scale, seed=3)
-        t_ours, t_anchor, found = tabix_pair(fmt, strategy, bgz, regions, repeats)
+        t_ours, t_anchor, found = tabix_pair(fmt, bgz, regions, repeats)
         what = f"{SAMPLES} samples" if fmt is VCF else "BED6 intervals of 20 bp - 5 kb"
         lines.append(
             f"{fmt.name}: {records:,} records, {what}, {os.path.getsize(bgz) / 1e6:.1f} MB BGZF + .tbi; "
@@ -320,7 +318,7 @@ def bench_s3(folder: str, scale: float, bed: MotoBed) -> list[str]:
     regions = vcf_regions(1_000, scale, seed=5)
     bed.proxy.set_mode(None)
     co = CloudObject.from_url(VCF, url, storage_options=bed.proxied)
-    t, got = timed(lambda: [piece.records() for piece in co.partition(vcf_regions_strategy, regions)])
+    t, got = timed(lambda: [piece.records() for piece in co.partition(partition_regions, regions)])
     total, ranged = bed.requests("calls.vcf.gz")
     with pysam.TabixFile(bgz) as tf:
         assert got == [list(tf.fetch(region=r)) for r in regions], "S3: region records differ from tabix's"
