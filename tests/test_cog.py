@@ -575,6 +575,13 @@ def test_large_cog_at_default_settings(large_cog):
         assert (cover == 1).all()
     smallest = co.attributes.levels - 1
     check_exactly_once(co.partition(partition_tiles, 3, level=smallest), levels_of(path)[smallest])
+    # a reader at its default cache keeps every tile of the full resolution: overlapping windows decode each once
+    windows = reader_windows(data.shape[1:], 40, seed=2025, largest=1024)[1:]
+    distinct = {(r, c) for r0, c0, h, w in windows for r in range(r0 // 512, (r0 + h - 1) // 512 + 1) for c in range(c0 // 512, (c0 + w - 1) // 512 + 1)}
+    with co.reader() as r:
+        for row_off, col_off, height, width in windows:
+            assert np.array_equal(r.window(row_off, col_off, height, width), data[:, row_off : row_off + height, col_off : col_off + width])
+        assert r.decodes == len(distinct)
 
 
 def test_bigtiff(tmp_path, local_store):

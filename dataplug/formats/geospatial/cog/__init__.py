@@ -57,8 +57,7 @@ from dataplug.formats.geospatial.cog.tiff import (
     tile_tables,
     write_geotiff,
 )
-from dataplug.codecs.base import get_codec
-from dataplug.reader import LRU, ObjectHandle, Reader, shared
+from dataplug.reader import LRU, Reader, shared
 from dataplug.slice import CloudObjectSlice
 from dataplug.storage.handle import DEFAULT_CHECK_INTERVAL
 from dataplug.strategies import bbox_window, even_bounds, positive_int, strategy
@@ -120,15 +119,7 @@ class COGReader(Reader):
     """
 
     def __init__(self, co: Any, *, check_interval: float | None = DEFAULT_CHECK_INTERVAL, cache_bytes: int = COG_CACHE_BYTES) -> None:
-        # A TIFF has no codec over the whole object (each tile has its own compression): the reader's own
-        # state is that of a plain object, whose decoded bytes are its bytes.
-        sidecar = co.index()
-        ObjectHandle.__init__(self, co.obj, sidecar.object_info, check_interval=check_interval, cache_bytes=cache_bytes)
-        self.co, self.sidecar = co, sidecar
-        self.logical_size = self.info.size
-        self.codec = get_codec("none")
-        self.decodes = 0
-        self._plain = True
+        super().__init__(co, check_interval=check_interval, cache_bytes=cache_bytes)
 
     def window(self, row_off: int, col_off: int, height: int, width: int, level: int = 0) -> np.ndarray:
         """Rows ``[row_off, row_off + height)`` and columns ``[col_off, col_off + width)`` of ``level`` (0: full
