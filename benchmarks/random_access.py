@@ -11,7 +11,7 @@ its file once (``pysam.FastaFile``, ``pysam.TabixFile``, ``rasterio.open``; data
    ``.fai``/``.gzi`` from ``pysam.faidx`` beside it), ÷ ``pysam.FastaFile.fetch``. Goal <= 1.5.
 2. ``vcf``: 300 random regions of 1-50 kb, one call each, over a VCF of 20 samples (a variant every
    ~500 bp on three chromosomes), BGZF with a ``.tbi`` (``pysam.tabix_index``), ÷ ``pysam.TabixFile.fetch``.
-   Goal <= 1.5. The same for a BED of overlapping intervals.
+   Goal <= 1.5. The same for a BED and a GFF3 of overlapping features.
 3. ``cog``: 300 random overlapping windows of 128-1024 pixels a side over a 3-band uint16 deflate COG
    with noise in its low bits (rasterio writes it), ÷ rasterio window reads. Goal <= 1.2.
 4. ``s3``: the BGZF VCF on the moto server through the fault proxy: 1,000 random regions in one
@@ -43,6 +43,7 @@ from dataplug.formats.generic.csv import CSV
 from dataplug.formats.generic.csv import partition_num_chunks as csv_chunks
 from dataplug.formats.genomics.bed import BED
 from dataplug.formats.genomics.fasta import FASTA
+from dataplug.formats.genomics.gff import GFF
 from dataplug.formats.genomics.vcf import VCF, partition_regions
 from dataplug.formats.geospatial.cog import COG
 
@@ -194,6 +195,31 @@ def write_bed(path: str, scale: float, seed: int = 6) -> int:
     return records
 
 
+def write_gff(path: str, scale: float, seed: int = 7) -> int:
+    """A sorted GFF3 over :data:`CHROMOSOMES` (lengths times ``scale``): a gene of 1-20 kb starting every ~2 kb,
+    each followed by three exons inside it, so features overlap; its record count."""
+    rng = np.random.default_rng(seed)
+    records = 0
+    with open(path, "w") as fh:
+        fh.write("##gff-version 3\n")
+        for chrom, length in CHROMOSOMES.items():
+            length = int(length * scale)
+            count = length // 2_000
+            starts = np.sort(rng.integers(1, length - 20_000, count)).tolist()
+            rows = []
+            for i, (a, n, d) in enumerate(zip(starts, rng.integers(1_000, 20_001, count).tolist(), rng.integers(0, 2, count).tolist())):
+                gene, strand = f"gene{records // 4 + i}", "+-"[d]
+                rows.append((a, f"{chrom}\tbench\tgene\t{a}\t{a + n - 1}\t.\t{strand}\t.\tID={gene}"))
+                rows += [
+                    (a + k * n // 3, f"{chrom}\tbench\texon\t{a + k * n // 3}\t{a + k * n // 3 + n // 6}\t.\t{strand}\t.\tParent={gene}")
+                    for k in range(3)
+                ]
+            rows.sort(key=lambda row: row[0])  # sorted by start, as tabix needs
+            fh.write("\n".join(row for _, row in rows) + "\n")
+            records += 4 * count
+    return records
+
+
 def tabix_pair(fmt: Any, bgz: str, regions: list[str], repeats: int) -> tuple[float, float, int]:
     """Region reads, one call each, by dataplug and by ``pysam.TabixFile.fetch``, checked identical:
     (our shortest seconds, tabix's, records found)."""
@@ -214,15 +240,15 @@ def tabix_pair(fmt: Any, bgz: str, regions: list[str], repeats: int) -> tuple[fl
 
 
 def bench_vcf(folder: str, scale: float, repeats: int) -> list[str]:
-    """300 VCF regions, and 300 BED regions, one call each, against ``pysam.TabixFile.fetch``."""
+    """300 VCF regions, and 300 BED and GFF regions, one call each, against ``pysam.TabixFile.fetch``."""
     lines = []
-    for fmt, write, preset in ((VCF, write_vcf, "vcf"), (BED, write_bed, "bed")):
+    for fmt, write, preset in ((VCF, write_vcf, "vcf"), (BED, write_bed, "bed"), (GFF, write_gff, "gff")):
         path = os.path.join(folder, f"regions.{preset}")
         records = write(path, scale)
         bgz = pysam.tabix_index(path, preset=preset, keep_original=True, force=True)
         regions = vcf_regions(300, scale, seed=3)
         t_ours, t_anchor, found = tabix_pair(fmt, bgz, regions, repeats)
-        what = f"{SAMPLES} samples" if fmt is VCF else "BED6 intervals of 20 bp - 5 kb"
+        what = {VCF: f"{SAMPLES} samples", BED: "BED6 intervals of 20 bp - 5 kb", GFF: "genes of 1-20 kb and their exons"}[fmt]
         lines.append(
             f"{fmt.name}: {records:,} records, {what}, {os.path.getsize(bgz) / 1e6:.1f} MB BGZF + .tbi; "
             f"{len(regions)} regions of 1-50 kb ({found:,} records)"
