@@ -8,31 +8,41 @@ the ``block_size`` chain from there; the reduce then joins the ranges in order f
 the header, and re-walks (reading the decoded bytes again) every range whose guess was not where the
 previous range's chain ended. A guess is only a shortcut: every record is on the chain from the header.
 
-The pass records **blocks**: runs of records cut at the first record after every ``block_bytes`` of the
-decoded stream, at every range start (member starts, where the codec cuts ranges there) and at every change
-of reference. Each block keeps its first record's number and decoded offset, its reference, its first
-position and the largest alignment end of its records (``pos`` plus the CIGAR's reference length, htslib's
-``bam_endpos``). A slice starts on a block (a record at a virtual offset: a member and an offset in it); a
-region slice reads only the blocks that can overlap its region.
+The pass records **blocks**: runs of records cut at the first record after every BGZF member start (and
+after every ``block_bytes`` of decoded bytes from it within the member; a member holds at most 64 KiB, so by
+default one block a member) and at every change of reference. The scan of a range does not see the member
+starts inside it, so it cuts sub-blocks every 4 KiB, which the reduce joins into blocks. Each block keeps its
+first record's number and decoded offset, its reference, its first position and the largest alignment end
+of its records (``pos`` plus the CIGAR's reference length, htslib's ``bam_endpos``). A slice starts on a
+block (a record at a virtual offset: a member and an offset in it).
 
-**Regions** follow samtools: ``"chr1:1000-2000"`` is 1-based inclusive, ``"chr2"`` a whole reference, and a
-record overlaps when it is on that reference, starts at or before the region's end and its alignment ends
-after the region's begin. A region needs a coordinate-sorted BAM (checked on the records, whatever the
-``@HD SO:`` tag says), as ``samtools index`` does. A ``.bai`` or ``.csi`` beside the object is not read: the
-pass walks every record anyway (to count and check them), and its blocks are finer than a ``.bai``'s
-16 kbp linear index.
+**Regions** follow samtools: ``"chr1:1000-2000"`` is 1-based inclusive, ``"chr2"`` a whole reference, ``"*"``
+the unplaced unmapped reads at the end, and a record overlaps when it is on that reference, starts at or
+before the region's end and its alignment ends after the region's begin. A region needs a coordinate-sorted
+BAM (checked on the records, whatever the ``@HD SO:`` tag says), as ``samtools index`` does. A region reads
+from the first block that can hold its records (found by bisect on the blocks' positions and running maximum
+of ends) and stops at the first record past it, so it inflates the members of its records and rarely one
+more, as htslib does from a ``.bai``'s linear index. A ``.bai`` or ``.csi`` beside the object is not read:
+the pass walks every record anyway (to count and check them).
+
+**Few records, no NumPy.** A region's records are walked and, when they are few (:data:`FEW_RECORDS`),
+decoded one by one with :mod:`struct` into one Arrow conversion; the vectorised columns (some 40 NumPy and
+Arrow calls whatever the count) serve slices of many records. ``co.reader()`` is a :class:`BamReader`:
+:meth:`BamReader.records` keeps the object open, the block lists built once and decoded members in its LRU.
 """
 
 from __future__ import annotations
 
 import re
+import struct
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from dataplug.codecs.base import LogicalReader
+from dataplug.codecs.base import LogicalReader, get_codec
 from dataplug.codecs.bgzf import BGZF_EOF, bgzf_compress
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import Detection, IndexData, PreprocessContext, Sample
@@ -47,19 +57,28 @@ from dataplug.formats.genomics.bam_records import (
     columns,
     fixed_fields,
     parse_header,
+    record_rows,
+    row_lines,
+    rows_table,
     sam_lines,
+    scan_region,
     walk,
 )
-from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, preprocess_reader, readers
+from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader, readers
+from dataplug.reader import Reader
 from dataplug.sidecar import BlobRef
 from dataplug.slice import CloudObjectSlice
 from dataplug.strategies import positive_int, strategy
 
 HEADER_BLOB = "bam_header"
 BLOCK_TABLES = ("bam_block_record", "bam_block_offset", "bam_block_ref", "bam_block_start", "bam_block_end")
-#: Decoded bytes between block cuts by default: about one BGZF member, so a region reads about one member
-#: at each of its edges.
-DEFAULT_BLOCK_BYTES = 64 * 1024
+#: Decoded bytes between block cuts by default, counted from each BGZF member's start: as a member holds at
+#: most 64 KiB, one block a member, starting on its first record, so a region inflates the members of its
+#: records and rarely one more.
+DEFAULT_BLOCK_BYTES = 32 * 1024
+#: The scan cuts sub-blocks this often (or every ``block_bytes`` when less); blocks are joined from them, so
+#: a block starts at most this far (and a record) after its target.
+SUB_BLOCK_BYTES = 4096
 #: Decoded bytes read first to find the header's end (four times more each time until it is found).
 HEADER_PROBE = 2**20
 #: Look-ahead a range's scan asks for: records longer than this past a range's end are walked in the reduce.
@@ -70,6 +89,12 @@ RESYNC_SEARCH = 256 * 1024
 RESYNC_CHAIN = 4
 #: A region's end when the region string gives none (``"chr1"``, ``"chr1:100"``).
 REGION_MAX = 2**62
+#: The region ``"*"``: the unplaced unmapped reads at the end of a sorted BAM (``samtools view file '*'``),
+#: as (name, reference id, begin, end): begin -1 so that their position (-1) and end (0) overlap it.
+UNPLACED = ("*", -1, -1, REGION_MAX)
+#: A region's records are read one by one in Python (:func:`record_rows`) up to this many; more go through
+#: the vectorised NumPy/Arrow columns, whose fixed cost (some 40 calls) a few records do not pay back.
+FEW_RECORDS = 64
 _REGION = re.compile(r"([0-9]+)(?:-([0-9]*))?")
 _KEY_SHIFT = 33
 
@@ -256,6 +281,34 @@ def _reduce(url: str, scans: list[RangeWalk], read: Any, header: Header, logical
     return total, parts
 
 
+def _block_targets(cuts: np.ndarray, logical: int, block_bytes: int) -> np.ndarray:
+    """Where blocks start (at the first record from there): every member start (``cuts``) and every
+    ``block_bytes`` after it within the member; every ``block_bytes`` where the codec gives no cuts."""
+    starts = np.asarray(cuts, np.int64)
+    if not starts.size or starts[0] != 0:
+        starts = np.concatenate(([0], starts))
+    lengths = np.diff(np.append(starts, logical))
+    per = np.maximum(-(-lengths // block_bytes), 1)
+    step = np.arange(int(per.sum()), dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
+    return np.repeat(starts, per) + step * block_bytes
+
+
+def _merged_blocks(tables: dict[str, np.ndarray], targets: np.ndarray) -> dict[str, np.ndarray]:
+    """The scan's sub-blocks (cut every :data:`SUB_BLOCK_BYTES` and at every change of reference) joined into
+    blocks that start at the first sub-block at or after each target, and at every change of reference."""
+    record, offset, ref, start, end = (tables[name] for name in BLOCK_TABLES)
+    if not offset.size:
+        return tables
+    at = np.searchsorted(offset, targets)
+    cut = np.zeros(offset.size, bool)
+    cut[at[at < offset.size]] = True
+    cut[0] = True
+    cut[1:] |= ref[1:] != ref[:-1]
+    keep = np.flatnonzero(cut)
+    merged = (record[keep], offset[keep], ref[keep], start[keep], np.maximum.reduceat(end, keep))
+    return {name: column.astype(tables[name].dtype) for name, column in zip(BLOCK_TABLES, merged)}
+
+
 def _block_tables(parts: list[RangeWalk]) -> dict[str, np.ndarray]:
     before, out = 0, [[] for _ in BLOCK_TABLES]
     for part in parts:
@@ -269,12 +322,189 @@ def _block_tables(parts: list[RangeWalk]) -> dict[str, np.ndarray]:
     return {name: (np.concatenate(c) if c else np.zeros(0)).astype(dtype) for name, c, dtype in zip(BLOCK_TABLES, out, dtypes)}
 
 
+class BlockIndex:
+    """The index's blocks as Python lists, searched with bisect (no NumPy call per region), and the header's
+    references: what a region needs, built once per reader (:meth:`Reader.memo`) or partition call."""
+
+    def __init__(self, co: Any) -> None:
+        a = co.attributes
+        self.url, self.sorted, self.records, self.header_size = co.url, a.sorted, a.records, a.header_size
+        self.header_ref, self.header = _header_of(co)
+        self.ids = {name: i for i, name in enumerate(self.header.names)}
+        record, offset, ref, start, end = _blocks(co)
+        self.first, self.offset, self.ref, self.start = record.tolist(), offset.tolist(), ref.tolist(), start.tolist()
+        self.end = end.tolist()
+        self.stop_record = np.append(record[1:], a.records).tolist()
+        self.stop_offset = np.append(offset[1:], a.uncompressed_size).tolist()
+        #: Each reference's run of blocks [lo, hi) (a sorted BAM holds one run per reference, unplaced reads
+        #: last), and the running maximum of the blocks' alignment ends within it, nondecreasing for bisect.
+        self.runs: dict[int, tuple[int, int]] = {}
+        reach = end.copy()
+        if ref.size:
+            bounds = np.flatnonzero(np.diff(ref)) + 1
+            for lo, hi in zip(np.concatenate(([0], bounds)).tolist(), np.append(bounds, ref.size).tolist()):
+                self.runs.setdefault(int(ref[lo]), (lo, hi))
+                reach[lo:hi] = np.maximum.accumulate(end[lo:hi])
+        self.reach = reach.tolist()
+        #: Logical offsets where decoding starts without waste (BGZF member starts), to read a run of blocks
+        #: member by member and stop at the region's end.
+        self.cuts = cut_offsets(co).tolist()
+
+    def parse(self, region: str) -> tuple[str, int, int, int]:
+        """A region string as (name, reference id, 0-based begin, 0-based exclusive end); ``"*"`` is
+        :data:`UNPLACED`. A :class:`StrategyArgumentError` for an unsorted BAM or an unknown reference."""
+        if not self.sorted:
+            raise StrategyArgumentError(
+                self.url, "regions need a coordinate-sorted BAM, as samtools index does; sort it (samtools sort) or use partition_num_chunks"
+            )
+        if region == "*" and "*" not in self.ids:
+            return UNPLACED
+        name, beg, end = parse_region(self.url, region, self.header.names)
+        tid = self.ids.get(name)
+        if tid is None:
+            names = self.header.names
+            shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+            raise StrategyArgumentError(self.url, f"no reference {name!r} in the BAM header; it has {shown}")
+        return name, tid, beg, end
+
+    def run(self, tid: int, beg: int, end: int) -> tuple[int, int] | None:
+        """The first and last block that can hold records overlapping the region, or None."""
+        lo, hi = self.runs.get(tid, (0, 0))
+        j = bisect_left(self.start, end, lo, hi) - 1
+        i = bisect_right(self.reach, beg, lo, j + 1)
+        while j >= i and self.end[j] <= beg:
+            j -= 1
+        return (i, j) if i <= j else None
+
+
+class BamReader(Reader):
+    """``co.reader()`` of a BAM: :meth:`records`, :meth:`region` and :meth:`table` give the alignments
+    ``samtools view file region`` gives (as SAM lines, or as the columns of :meth:`BAMSlice.to_arrow`),
+    reading from the first block that can hold them (BGZF members decoded once, kept in the reader's LRU)
+    and stopping at the first record past the region; :meth:`records_many` reads a region set's first
+    members in few requests. A region's few records are decoded one by one in Python, many through the
+    vectorised columns."""
+
+    def blocks(self) -> BlockIndex:
+        """The index's blocks and header, built once per reader."""
+        return self.memo("bam_blocks", lambda: BlockIndex(self.co))
+
+    def records(self, region: str) -> list[str]:
+        """The alignments overlapping ``region`` (``"chr1:1,000-2,000"``, 1-based inclusive; ``"chr2"``;
+        ``"*"``: the unplaced unmapped reads) as SAM text lines (without newlines), as ``samtools view file
+        region`` prints them; an unknown reference is a :class:`StrategyArgumentError`, as samtools refuses it."""
+        return self._lines(self._scan(self.blocks().parse(region)))
+
+    def region(self, name: str, start: int | None = None, end: int | None = None) -> list[str]:
+        """The alignments overlapping bases ``[start, end)`` (0-based, half-open, as pysam's
+        ``AlignmentFile.fetch(name, start, end)``; None: from the reference's start, to its end) of ``name``,
+        as :meth:`records` gives them."""
+        return self._lines(self._scan(self._parsed(name, start, end)))
+
+    def table(self, region: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """:meth:`records` of ``region`` as the columns of :meth:`BAMSlice.to_arrow` (``columns``: some of them)."""
+        wanted = _wanted(self.url, columns)
+        data, base, kept = self._scan(self.blocks().parse(region))
+        return region_table(self.url, data, base, kept, self.blocks().header.names, wanted)
+
+    def records_many(self, regions: Sequence[str]) -> list[list[str]]:
+        """:meth:`records` of each region, in order, read together: the first member of each region's blocks
+        comes from :meth:`~dataplug.reader.Reader.decoded_many` (near ones in one request, each member decoded
+        once), the rest (a region running past it) as :meth:`records` reads it."""
+        index = self.blocks()
+        parsed = [index.parse(region) for region in regions]
+        found = [index.run(*p[1:]) for p in parsed]
+        spans = [self._first_span(index, f) for f in found if f is not None]
+        firsts = iter(self.decoded_many(spans))
+        return [self._lines(self._scan(p, f, next(firsts))) if f is not None else [] for p, f in zip(parsed, found)]
+
+    def _parsed(self, name: str, start: int | None, end: int | None) -> tuple[str, int, int, int]:
+        index = self.blocks()
+        parsed = index.parse(name) if name in index.ids or name == "*" else index.parse(f"{name}:1")
+        if parsed[1] < 0:
+            return parsed
+        beg, fin = max(0, start or 0), REGION_MAX if end is None else int(end)
+        if fin < beg:
+            raise StrategyArgumentError(self.url, f"region {name}:[{start}, {end}): the end is before the start")
+        return parsed[0], parsed[1], beg, fin
+
+    def _lines(self, scanned: tuple[bytes, int, list[int]]) -> list[str]:
+        data, base, kept = scanned
+        names = self.blocks().header.names
+        if len(kept) <= FEW_RECORDS:
+            return row_lines(_rows(self.url, data, base, kept, names))
+        return sam_lines(region_table(self.url, data, base, kept, names, COLUMNS))
+
+    @staticmethod
+    def _first_span(index: BlockIndex, found: tuple[int, int]) -> tuple[int, int]:
+        """The decoded bytes a region reads first: from its first block to the member start after it."""
+        s, e = index.offset[found[0]], index.stop_offset[found[1]]
+        k = bisect_right(index.cuts, s)
+        return s, min(e, index.cuts[k]) if k < len(index.cuts) else e
+
+    def _scan(self, parsed: tuple[str, int, int, int], found: tuple[int, int] | None = None, first: bytes | None = None) -> tuple[bytes, int, list[int]]:
+        """The decoded bytes read (from logical ``base``) and the starts of the records overlapping the
+        region: its run of blocks read member by member (each read at least doubling what is held; ``first``:
+        the first read, done already) until a record past the region."""
+        index = self.blocks()
+        _, tid, beg, end = parsed
+        found = found or index.run(tid, beg, end)
+        if found is None:
+            return b"", 0, []
+        s, e = index.offset[found[0]], index.stop_offset[found[1]]
+        cuts, region, n_ref = index.cuts, (tid, beg, end), len(index.header.names)
+        data, q, kept = b"", s, []
+        expect = (index.ref[found[0]], index.start[found[0]])
+        while True:
+            hi = s + len(data)
+            if first is not None:
+                data, first = first, None
+            else:
+                k = bisect_right(cuts, hi + len(data))
+                data += self.decoded(hi, min(e, cuts[k]) if k < len(cuts) else e)
+            q, done = scan_region(self.url, data, s, q, e, region, n_ref, kept, expect if q == s else None)
+            if done:
+                return data, s, kept
+            if s + len(data) >= e:
+                raise CorruptIndexError(self.url, f"a BAM record runs past decoded byte {e}, where the index's block ends; run preprocess(force=True)")
+
+
+def _wanted(url: str, columns: Sequence[str] | None) -> tuple[str, ...]:
+    wanted = tuple(COLUMNS if columns is None else columns)
+    unknown = [name for name in wanted if name not in COLUMNS]
+    if unknown:
+        raise StrategyArgumentError(url, f"no BAM column {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}")
+    return wanted
+
+
+def _rows(url: str, data: bytes, base: int, kept: list[int], names: tuple[str, ...]) -> list[tuple]:
+    try:
+        return record_rows(url, data, base, kept, names)
+    except (IndexError, ValueError, struct.error) as exc:  # a record whose fields point past it, read from a crafted object
+        raise InvalidFormatError(url, f"a malformed BAM record ({exc})", offset=None) from None
+
+
+def region_table(url: str, data: bytes, base: int, kept: list[int], names: tuple[str, ...], wanted: tuple[str, ...]) -> pa.Table:
+    """The table of the records at logical ``kept`` of ``data`` (decoded bytes from ``base``): by
+    :func:`record_rows` for :data:`FEW_RECORDS` or fewer, else by the vectorised columns."""
+    schema = pa.schema([SCHEMA.field(name) for name in wanted])
+    if not kept:
+        return schema.empty_table()
+    if len(kept) <= FEW_RECORDS:
+        return rows_table(_rows(url, data, base, kept, names), SCHEMA, wanted)
+    buf = np.frombuffer(data, np.uint8)
+    at = np.array(kept, np.int64) - base
+    values = _columns(url, Layout(buf, at, fixed_fields(buf, at)), names, wanted)
+    return pa.table([values[name].cast(schema.field(name).type) for name in wanted], schema=schema)
+
+
 class BAM(StreamFormat):
     """BAM alignments (BGZF). Options: ``block_bytes`` (decoded bytes between block cuts: what a region
     reads at each of its edges) and the BGZF codec's."""
 
     Attributes = BAMAttributes
-    options = {"block_bytes": f"decoded bytes between the index's block cuts (default {DEFAULT_BLOCK_BYTES})"}
+    reader_class = BamReader
+    options = {"block_bytes": f"decoded bytes between the index's block cuts within a BGZF member (default {DEFAULT_BLOCK_BYTES})"}
     sniff_priority = 40
 
     @classmethod
@@ -298,9 +528,11 @@ class BAM(StreamFormat):
             if header is not None:
                 break
             n *= 4
-        scans, index = cls.scan_stream(ctx, BamScanner(url, header.size, len(header.names), block_bytes))
-        total, parts = _reduce(url, scans, preprocess_reader(ctx, index), header, index.logical_size, block_bytes)
-        tables = _block_tables(parts)
+        sub = min(block_bytes, SUB_BLOCK_BYTES)
+        scans, index = cls.scan_stream(ctx, BamScanner(url, header.size, len(header.names), sub))
+        total, parts = _reduce(url, scans, preprocess_reader(ctx, index), header, index.logical_size, sub)
+        targets = _block_targets(get_codec(index.codec).cuts(url, index, ctx.info.size), index.logical_size, block_bytes)
+        tables = _merged_blocks(_block_tables(parts), targets)
         attributes = cls.Attributes(
             **codec_attributes(ctx.info.size, index),
             records=total.records,
@@ -350,6 +582,20 @@ def _header_of(co: Any) -> tuple[BlobRef, Header]:
     return ref, _checked_header(co.url, ref.read(), co.attributes.references)
 
 
+#: Parsed headers by blob digest: the many slices of one BAM read in one process parse its header once.
+_HEADERS: dict[tuple[str, str, int], Header] = {}
+
+
+def _slice_header(url: str, ref: BlobRef, references: int) -> Header:
+    key = (url, ref.sha256, references)
+    header = _HEADERS.get(key)
+    if header is None:
+        if len(_HEADERS) >= 32:
+            _HEADERS.clear()
+        header = _HEADERS[key] = _checked_header(url, ref.read(), references)
+    return header
+
+
 def _checked_header(url: str, data: bytes, references: int) -> Header:
     try:
         header = parse_header(url, data, True)
@@ -392,7 +638,7 @@ class BAMSlice(CloudObjectSlice):
         if self.region is None:
             return self.stop - self.first
         if self._count is None:
-            self._count = int(self._records()[1].size)
+            self._count = len(self._scan()[1])
         return self._count
 
     @property
@@ -408,7 +654,7 @@ class BAMSlice(CloudObjectSlice):
 
     def _parsed(self) -> Header:
         if self._header is None:
-            self._header = _checked_header(self.url, self.header_bytes(), self.references)
+            self._header = _slice_header(self.url, self.header_ref, self.references)
         return self._header
 
     @property
@@ -416,27 +662,35 @@ class BAMSlice(CloudObjectSlice):
         """The SAM header text (``@HD``, ``@SQ``, ``@RG``, ``@PG`` lines)."""
         return self._parsed().text
 
+    def _scan(self) -> tuple[bytes, list[int]]:
+        """A region slice's decoded bytes and the starts (logical offsets) of its records in them, walked
+        until the first record past the region (:func:`scan_region`)."""
+        data = self.source.read() if self.source is not None and self.end > self.start else b""
+        kept: list[int] = []
+        if data:
+            _, tid, beg, end = self.region  # type: ignore[misc]
+            _, done = scan_region(self.url, data, self.start, self.start, self.end, (tid, beg, end), self.references, kept, self.summary)
+            if not done:
+                raise CorruptIndexError(self.url, f"a BAM record runs past decoded byte {self.end}, where the index's block ends; run preprocess(force=True)")
+        self._count = len(kept)
+        return data, kept
+
     def _records(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The decoded bytes, the positions of the slice's records in them (a region's only) and their fixed
-        fields; a chain that does not end where the index says is a :class:`CorruptIndexError`."""
+        """The decoded bytes, the positions of the slice's records in them and their fixed fields; a chain
+        that does not end where the index says is a :class:`CorruptIndexError`."""
         data = self.source.read() if self.source is not None and self.end > self.start else b""
         buf = np.frombuffer(data, np.uint8)
         try:
             at, stop, incomplete = walk(self.url, buf, self.start, self.start, self.end)
         except InvalidFormatError as exc:
             raise CorruptIndexError(self.url, f"the index's record boundaries do not fit the object ({exc.cause}); run preprocess(force=True)") from None
-        if incomplete or stop != self.end or (self.region is None and at.size != self.stop - self.first):
+        if incomplete or stop != self.end or at.size != self.stop - self.first:
             raise CorruptIndexError(self.url, f"the index says {self.stop - self.first} records end at decoded byte {self.end}; the object's records do not: run preprocess(force=True)")
         at -= self.start
         fixed = fixed_fields(buf, at)
         check_records(self.url, buf, at, fixed, self.start, self.references)
         if self.summary is not None and at.size and (int(fixed["ref"][0]), int(fixed["pos"][0])) != tuple(self.summary):
             raise CorruptIndexError(self.url, "the index's block summary does not describe the slice's first record; run preprocess(force=True)")
-        if self.region is not None:
-            _, tid, beg, end = self.region
-            keep = (fixed["ref"] == tid) & (fixed["pos"] < end) & (alignment_ends(buf, at, fixed) > beg)
-            at, fixed = at[keep], fixed[keep]
-            self._count = int(at.size)
         return buf, at, fixed
 
     def schema(self) -> pa.Schema:
@@ -446,10 +700,10 @@ class BAMSlice(CloudObjectSlice):
         """The records as SAM columns: ``qname``, ``flag``, ``rname``, ``pos`` (1-based, 0 unplaced),
         ``mapq``, ``cigar``, ``rnext`` (``=`` for the same reference), ``pnext``, ``tlen``, ``seq``, ``qual``
         (phred+33, ``*`` when absent) and ``tags`` (SAM text, tab-separated), as samtools view prints them."""
-        wanted = tuple(COLUMNS if columns is None else columns)
-        unknown = [name for name in wanted if name not in COLUMNS]
-        if unknown:
-            raise StrategyArgumentError(self.url, f"no BAM column {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}")
+        wanted = _wanted(self.url, columns)
+        if self.region is not None:
+            data, kept = self._scan()
+            return region_table(self.url, data, self.start, kept, self._parsed().names, wanted)
         schema = pa.schema([SCHEMA.field(name) for name in wanted])
         buf, at, fixed = self._records()
         if not at.size:
@@ -460,15 +714,26 @@ class BAMSlice(CloudObjectSlice):
     def get(self) -> list[str]:
         """The records as SAM text lines (without newlines), as ``samtools view`` prints them; the header is
         :attr:`header`."""
+        if self.region is not None:
+            data, kept = self._scan()
+            if len(kept) <= FEW_RECORDS:
+                return row_lines(_rows(self.url, data, self.start, kept, self._parsed().names))
+            return sam_lines(region_table(self.url, data, self.start, kept, self._parsed().names, COLUMNS))
         return sam_lines(self.to_arrow())
 
     def dump(self, fp: BinaryIO) -> None:
         """A BAM file of the slice: the header, its records and the BGZF end-of-file block."""
-        buf, at, fixed = self._records()
-        lengths = 4 + fixed["block_size"].astype(np.int64)
-        keep = np.repeat(at - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+        if self.region is not None:
+            data, kept = self._scan()
+            size = struct.Struct("<i").unpack_from
+            body = b"".join(data[q - self.start : q - self.start + 4 + size(data, q - self.start)[0]] for q in kept)
+        else:
+            buf, at, fixed = self._records()
+            lengths = 4 + fixed["block_size"].astype(np.int64)
+            keep = np.repeat(at - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+            body = buf[keep].tobytes()
         fp.write(bgzf_compress(self.header_bytes()))
-        fp.write(bgzf_compress(buf[keep].tobytes()))
+        fp.write(bgzf_compress(body))
         fp.write(BGZF_EOF)
 
 
@@ -499,8 +764,9 @@ SCHEMA = pa.schema(
 )
 
 
-def _slices(co: Any, first: Sequence[int], stop: Sequence[int], start: Sequence[int], end: Sequence[int], regions: Sequence[Any], summaries: Sequence[Any]) -> list[BAMSlice]:
-    ref, _ = _header_of(co)
+def _slices(
+    co: Any, first: Sequence[int], stop: Sequence[int], start: Sequence[int], end: Sequence[int], regions: Sequence[Any], summaries: Sequence[Any], ref: BlobRef
+) -> list[BAMSlice]:
     read, info = readers(co), co.index().object_info
     return [
         BAMSlice(
@@ -530,7 +796,7 @@ def partition_num_chunks(co: Any, num_chunks: int) -> list[BAMSlice]:
     bounds[0], bounds[-1] = 0, cut_offsets.size - 1
     b0, b1 = bounds[:-1], bounds[1:]
     summaries = [(int(ref[b]), int(start[b])) if b < record.size and b < e else None for b, e in zip(b0.tolist(), b1.tolist())]
-    return _slices(co, cut_records[b0], cut_records[b1], cut_offsets[b0], cut_offsets[b1], [None] * n, summaries)
+    return _slices(co, cut_records[b0], cut_records[b1], cut_offsets[b0], cut_offsets[b1], [None] * n, summaries, _header_of(co)[0])
 
 
 def parse_region(url: str, region: str, names: Sequence[str]) -> tuple[str, int, int]:
@@ -553,39 +819,27 @@ def parse_region(url: str, region: str, names: Sequence[str]) -> tuple[str, int,
 
 @strategy(BAM)
 def partition_regions(co: Any, regions: str | Sequence[str]) -> list[BAMSlice]:
-    """One slice per region (``"chr2"``, ``"chr1:1000-2000"``, 1-based inclusive), holding exactly the
-    alignments ``samtools view file region`` returns, in file order; each reads only the run of blocks
-    that can overlap its region. Needs a coordinate-sorted BAM (:class:`StrategyArgumentError` otherwise,
-    and for a reference the header does not name)."""
-    a = co.attributes
-    if not a.sorted:
-        raise StrategyArgumentError(
-            co.url, "partition_regions needs a coordinate-sorted BAM, as samtools index does; sort it (samtools sort) or use partition_num_chunks"
-        )
-    _, header = _header_of(co)
-    ids = {name: i for i, name in enumerate(header.names)}
-    parsed = [parse_region(co.url, r, header.names) for r in ([regions] if isinstance(regions, str) else list(regions))]
-    unknown = sorted({name for name, _, _ in parsed if name not in ids})
-    if unknown:
-        shown = ", ".join(header.names[:20]) + (f", ... ({len(header.names)} in all)" if len(header.names) > 20 else "")
-        raise StrategyArgumentError(co.url, f"no reference {', '.join(map(repr, unknown))} in the BAM header; it has {shown}")
-    record, offset, ref, start, end = _blocks(co)
-    stop_record = np.append(record[1:], a.records)
-    stop_offset = np.append(offset[1:], a.uncompressed_size)
+    """One slice per region (``"chr2"``, ``"chr1:1000-2000"``, 1-based inclusive; ``"*"``: the unplaced
+    unmapped reads at the end), holding exactly the alignments ``samtools view file region`` returns, in
+    file order; each reads only the run of blocks that can overlap its region, and stops at the first record
+    past it. Needs a coordinate-sorted BAM (:class:`StrategyArgumentError` otherwise, and for a reference the
+    header does not name). The blocks are searched through the object's kept reader (built once)."""
+    index = co.kept_reader().blocks()
+    parsed = [index.parse(r) for r in ([regions] if isinstance(regions, str) else list(regions))]
     first, stop, s, e, summaries = [], [], [], [], []
-    for name, beg, fin in parsed:
-        hit = np.flatnonzero((ref == ids[name]) & (start < fin) & (end > beg))
-        if hit.size:
-            i, j = int(hit[0]), int(hit[-1])
-            first.append(int(record[i]))
-            stop.append(int(stop_record[j]))
-            s.append(int(offset[i]))
-            e.append(int(stop_offset[j]))
-            summaries.append((int(ref[i]), int(start[i])))
-        else:
+    for _, tid, beg, fin in parsed:
+        found = index.run(tid, beg, fin)
+        if found is None:
             first.append(0)
             stop.append(0)
-            s.append(a.header_size)
-            e.append(a.header_size)
+            s.append(index.header_size)
+            e.append(index.header_size)
             summaries.append(None)
-    return _slices(co, first, stop, s, e, [(name, ids[name], beg, fin) for name, beg, fin in parsed], summaries)
+        else:
+            i, j = found
+            first.append(index.first[i])
+            stop.append(index.stop_record[j])
+            s.append(index.offset[i])
+            e.append(index.stop_offset[j])
+            summaries.append((index.ref[i], index.start[i]))
+    return _slices(co, first, stop, s, e, parsed, summaries, index.header_ref)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataplug.errors import InvalidFormatError
+from dataplug.errors import CorruptIndexError, InvalidFormatError
 
 MAGIC = b"BAM\x01"
 #: The fixed part of a record after ``block_size`` (refID to tlen) is 32 bytes; with ``block_size`` 36.
@@ -53,6 +53,17 @@ _ELEMENT_LUT[[ord(c) for c in "cCsSiIf"]] = [1, 1, 2, 2, 4, 4, 4]
 _INT_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4"}
 _ARRAY_TYPES = {ord("c"): "i1", ord("C"): "u1", ord("s"): "<i2", ord("S"): "<u2", ord("i"): "<i4", ord("I"): "<u4", ord("f"): "<f4"}
 _INT32 = struct.Struct("<i")
+#: :data:`FIXED` as a :mod:`struct` layout, for the few records of a small region read one by one.
+FIXED_STRUCT = struct.Struct("<iiiBBHHHiiii")
+_HEX_TO_SEQ = str.maketrans("0123456789abcdef", SEQ_CODES)
+_PLUS_33 = bytes((b + 33) & 0xFF for b in range(256))
+_TAG_INTS = {ord(c): struct.Struct("<" + c.replace("C", "B").replace("c", "b").replace("S", "H").replace("s", "h")) for c in "cCsSiI"}
+_TAG_FLOAT = struct.Struct("<f")
+_U32 = struct.Struct("<I").unpack_from
+#: CIGAR operation letters by code, ``?`` for the codes the specification does not define.
+_OPS_16 = tuple(CIGAR_OPS) + ("?",) * (16 - len(CIGAR_OPS))
+_TAG_COUNT = struct.Struct("<I")
+_ARRAY_CODES = {ord("c"): "b", ord("C"): "B", ord("s"): "h", ord("S"): "H", ord("i"): "i", ord("I"): "I", ord("f"): "f"}
 #: The SAM columns of :func:`columns`, in SAM order.
 COLUMNS = ("qname", "flag", "rname", "pos", "mapq", "cigar", "rnext", "pnext", "tlen", "seq", "qual", "tags")
 
@@ -406,6 +417,163 @@ def _array_text(buf: np.ndarray, v: int, size: int) -> str:
     values = buf[v + 5 : v + size].view(_ARRAY_TYPES[sub]) if size > 5 else np.zeros(0)
     shown = ["%g" % x for x in values.tolist()] if sub == ord("f") else [str(x) for x in values.tolist()]
     return ",".join([chr(sub), *shown])
+
+
+def scan_region(
+    url: str, data: bytes, base: int, q: int, stop: int, region: tuple[int, int, int], n_ref: int, kept: list[int], expect: tuple[int, int] | None = None
+) -> tuple[int, bool]:
+    """Walk the records of ``data`` (decoded bytes from logical ``base``) from the record at logical ``q`` while
+    they start before ``stop``, appending to ``kept`` those overlapping ``region`` (reference id, 0-based
+    begin, exclusive end) as samtools does. The records are coordinate-sorted, so the walk ends at the first
+    record past the region. Returns where it stopped and whether it is done (past the region); not done and
+    before ``stop``: ``data`` ends inside the next record; a chain that runs past ``stop`` is a
+    :class:`CorruptIndexError` (``stop`` comes from the index). Every record walked is checked as
+    :func:`check_records` does; ``expect`` is the first record's (reference id, position) by the index."""
+    tid, beg, end = region
+    order = n_ref if tid < 0 else tid
+    n = len(data)
+    unpack = FIXED_STRUCT.unpack_from
+    while q < stop:
+        i = q - base
+        if i + FIXED_SIZE > n:
+            return q, False
+        size, ref, pos, l_name, _, _, n_cigar, flag, l_seq, next_ref, _, _ = unpack(data, i)
+        if size < FIXED_SIZE - 4 or size > MAX_RECORD:
+            raise InvalidFormatError(url, f"a BAM record's block_size is {size}: not a record (corrupt data or a wrong index)", offset=q)
+        if i + 4 + size > n:
+            return q, False
+        if not (-1 <= ref < n_ref and -1 <= next_ref < n_ref) or pos < -1 or l_name < 1 or l_seq < 0 or l_name + 4 * n_cigar + (l_seq + 1) // 2 + l_seq + FIXED_SIZE - 4 > size or data[i + FIXED_SIZE + l_name - 1] != 0:
+            cause = "its fields do not fit its block_size or the header's references"
+            if not (-1 <= ref < n_ref and -1 <= next_ref < n_ref):
+                cause = f"reference id {ref} (mate {next_ref}) where the header has {n_ref} references"
+            raise InvalidFormatError(url, f"a malformed BAM record: {cause}", offset=q)
+        if expect is not None:
+            if (ref, pos) != tuple(expect):
+                raise CorruptIndexError(url, "the index's block summary does not describe the slice's first record; run preprocess(force=True)")
+            expect = None
+        if ref == tid:
+            if pos >= end:
+                return q, True
+            if pos >= beg:
+                kept.append(q)
+            else:
+                rlen = 0
+                if n_cigar == 1 and not flag & 4:
+                    w = _U32(data, i + FIXED_SIZE + l_name)[0]
+                    rlen = w >> 4 if (REFERENCE_OPS >> (w & 15)) & 1 else 0
+                elif n_cigar and not flag & 4:
+                    for w in struct.unpack_from(f"<{n_cigar}I", data, i + FIXED_SIZE + l_name):
+                        if (REFERENCE_OPS >> (w & 15)) & 1:
+                            rlen += w >> 4
+                if pos + (rlen or 1) > beg:
+                    kept.append(q)
+        elif (n_ref if ref < 0 else ref) > order:
+            return q, True
+        q += 4 + size
+    if q != stop:
+        raise CorruptIndexError(url, f"the index says a run of BAM records ends at decoded byte {stop}; the object's records do not: run preprocess(force=True)")
+    return q, True
+
+
+def record_rows(url: str, data: bytes, base: int, starts: list[int], names: tuple[str, ...]) -> list[tuple]:
+    """The SAM fields of the records at logical ``starts`` of ``data`` (decoded bytes from ``base``), one
+    tuple each in :data:`COLUMNS` order, as :func:`columns` gives them: the pure-Python path for the few
+    records of a small region (checked by :func:`scan_region`), where NumPy and Arrow calls cost more than
+    the records."""
+    out = []
+    unpack = FIXED_STRUCT.unpack_from
+    for q in starts:
+        i = q - base
+        size, ref, pos, l_name, mapq, _, n_cigar, flag, l_seq, next_ref, next_pos, tlen = unpack(data, i)
+        p = i + FIXED_SIZE
+        qname = data[p : p + l_name - 1].decode("utf-8", "replace")
+        p += l_name
+        cigar = "*"
+        if n_cigar:
+            if n_cigar == 1:
+                w = _U32(data, p)[0]
+                cigar = f"{w >> 4}{_OPS_16[w & 15]}"
+            else:
+                cigar = "".join([f"{w >> 4}{_OPS_16[w & 15]}" for w in struct.unpack_from(f"<{n_cigar}I", data, p)])
+            if "?" in cigar:
+                code = max(w & 15 for w in struct.unpack_from(f"<{n_cigar}I", data, p))
+                raise InvalidFormatError(url, f"a CIGAR operation code {code}: codes are 0 to 8 (MIDNSHP=X)", offset=None)
+            p += 4 * n_cigar
+        packed = (l_seq + 1) // 2
+        seq = data[p : p + packed].hex().translate(_HEX_TO_SEQ)[:l_seq] if l_seq else "*"
+        p += packed
+        qual = "*" if not l_seq or data[p] == 0xFF else data[p : p + l_seq].translate(_PLUS_33).decode("latin-1")
+        rname = names[ref] if ref >= 0 else "*"
+        rnext = "=" if next_ref == ref and ref >= 0 else (names[next_ref] if next_ref >= 0 else "*")
+        tags = _tag_text(url, data, p + l_seq, i + 4 + size)
+        out.append((qname, flag, rname, pos + 1, mapq, cigar, rnext, next_pos + 1, tlen, seq, qual, tags))
+    return out
+
+
+def _tag_text(url: str, data: bytes, p: int, end: int) -> str:
+    """One record's tags ``data[p:end]`` as SAM text, as :func:`tags` gives them."""
+    out = []
+    while p < end:
+        if p + 3 > end:
+            raise InvalidFormatError(url, "a BAM record's tags are cut short by its block_size", offset=None)
+        kind, v = data[p + 2], p + 3
+        if kind == 90 or kind == 72:  # Z, H
+            nul = data.find(b"\0", v, end)
+            if nul < 0:
+                raise InvalidFormatError(url, "a BAM record's tag runs past its block_size", offset=None)
+            out.append(f"{data[p:p + 2].decode('latin-1')}:{chr(kind)}:{data[v:nul].decode('utf-8', 'replace')}")
+            p = nul + 1
+            continue
+        fmt = _TAG_INTS.get(kind)
+        if fmt is not None:
+            nxt = v + fmt.size
+            if nxt > end:
+                raise InvalidFormatError(url, "a BAM record's tag runs past its block_size", offset=None)
+            out.append(f"{data[p:p + 2].decode('latin-1')}:i:{fmt.unpack_from(data, v)[0]}")
+            p = nxt
+            continue
+        key = data[p : p + 2].decode("latin-1")
+        if kind == 65:  # A
+            nxt = v + 1
+            text = f"{key}:A:{chr(data[v])}" if nxt <= end else ""
+        elif kind == 102:  # f
+            nxt = v + 4
+            text = f"{key}:f:{'%g' % _TAG_FLOAT.unpack_from(data, v)[0]}" if nxt <= end else ""
+        elif kind == 66:  # B
+            code = _ARRAY_CODES.get(data[v]) if v < end else None
+            if code is None:
+                raise InvalidFormatError(url, "a B tag with an unknown element type", offset=None)
+            count = _TAG_COUNT.unpack_from(data, v + 1)[0] if v + 5 <= end else 0
+            nxt = v + 5 + struct.calcsize(code) * count
+            text = ""
+            if nxt <= end:
+                values = struct.unpack_from(f"<{count}{code}", data, v + 5)
+                shown = ["%g" % x for x in values] if code == "f" else [str(x) for x in values]
+                text = f"{key}:B:" + ",".join([chr(data[v]), *shown])
+        else:
+            raise InvalidFormatError(url, f"a BAM tag of unknown type {chr(kind)!r}", offset=None)
+        if nxt > end:
+            raise InvalidFormatError(url, "a BAM record's tag runs past its block_size", offset=None)
+        out.append(text)
+        p = nxt
+    return "\t".join(out)
+
+
+def rows_table(rows: list[tuple], schema: pa.Schema, wanted: tuple[str, ...]) -> pa.Table:
+    """The columns ``wanted`` of a table of :func:`record_rows`' tuples typed by ``schema`` (every column of
+    :data:`COLUMNS`, in order): the rows converted at once as a struct array, a few times cheaper than one
+    conversion per column."""
+    table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(pa.array(rows, pa.struct(list(schema))))])
+    return table if wanted == COLUMNS else table.select(list(wanted))
+
+
+def row_lines(rows: list[tuple]) -> list[str]:
+    """SAM text lines (without newlines) of :func:`record_rows`' tuples, as :func:`sam_lines` gives them."""
+    out = []
+    for row in rows:
+        line = "\t".join(map(str, row[:11]))
+        out.append(f"{line}\t{row[11]}" if row[11] else line)
+    return out
 
 
 def sam_lines(table: pa.Table) -> list[str]:
