@@ -132,7 +132,10 @@ def check_windows(path: str, windows: list[Box]) -> None:
 
 def tiles_met(windows: list[Box], tile: int) -> tuple[int, int]:
     """Tiles the windows meet: counted once per window, and distinct."""
-    per_window = [{(r, c) for r in range(row // tile, (row + h - 1) // tile + 1) for c in range(col // tile, (col + w - 1) // tile + 1)} for row, col, h, w in windows]
+    per_window = [
+        {(r, c) for r in range(row // tile, (row + h - 1) // tile + 1) for c in range(col // tile, (col + w - 1) // tile + 1)}
+        for row, col, h, w in windows
+    ]
     return sum(map(len, per_window)), len(set().union(*per_window))
 
 
@@ -213,9 +216,13 @@ def main() -> None:
         )
     if "windows" in parts:
         uses, distinct = tiles_met(windows, 512)
-        print(f"  {len(windows)} windows of 128-1024 px, each contender opening the file once per pass: {uses:,} tile uses, {distinct} distinct tiles")
+        print(
+            f"  {len(windows)} windows of 128-1024 px, each contender opening the file once per pass: {uses:,} tile uses, {distinct} distinct tiles"
+        )
         print(f"  rasterio window reads, one open dataset           {med['w_rasterio']:7.3f} s")
-        print(f"  co.reader().window(...)                           {med['w_reader']:7.3f} s   ÷ rasterio = {ratio('w_reader', 'w_rasterio'):.2f}   ({decoded} tiles decoded)")
+        print(
+            f"  co.reader().window(...)                           {med['w_reader']:7.3f} s   ÷ rasterio = {ratio('w_reader', 'w_rasterio'):.2f}   ({decoded} tiles decoded)"
+        )
         print(f"  a partition_bbox slice per window, get()          {med['w_slices']:7.3f} s   ÷ rasterio = {ratio('w_slices', 'w_rasterio'):.2f}")
     print(f"  sidecar {sidecar:,} bytes ÷ object = {100 * sidecar / size:.4f} %")
 

@@ -16,14 +16,22 @@ returns the window as a ``(bands, rows, cols)`` array, as ``rasterio``'s ``read(
 writer left out (offset and byte count 0) read as the nodata value, else 0, as in GDAL. ``dump`` writes the
 window as a GeoTIFF (tifffile) with the source's GeoKeys, the window's transform and the nodata value.
 
+Many windows in one process (a notebook, a tile server): ``co.reader()`` is a :class:`COGReader`, whose
+``window(row_off, col_off, height, width, level=0)`` returns the same array with the file or session kept
+open; each tile is decoded once while it stays in the reader's LRU, kept band-sequential in native byte
+order, and copied straight into each window's output (``benchmarks/geospatial_cog.py --parts windows``
+prints its time against rasterio's window reads). Slices read in one process share the decoded tiles of the
+process's handle for their object (:func:`dataplug.reader.shared`), and the strategies check each level's
+tile tables once per object (through ``co.kept_reader()``), so a ``partition_bbox`` per box stays cheap.
+
 Strategies: ``partition_num_chunks`` (full-width bands of rows, in the raster's row-major order),
 ``partition_tiles`` (compact rectangles of whole tiles), ``grid_partition_strategy`` and ``partition_bbox``
 (the pixels whose centre lies in a half-open box).
 
-Partitioning checks the index's tile offsets and byte counts of the level it cuts against the TIFF's own
-TileOffsets and TileByteCounts (StripOffsets, StripByteCounts), whose place in the object the index pass
-records: one range read per ``partition`` call (the two arrays of a level lie together in GDAL's COGs and
-GTiffs), none in workers. A sidecar rewritten to swap, move or leave out tiles is a
+Partitioning (and a reader's first window of a level) checks the index's tile offsets and byte counts of
+the level against the TIFF's own TileOffsets and TileByteCounts (StripOffsets, StripByteCounts), whose place
+in the object the index pass records: one range read per level and reader (the two arrays of a level lie
+together in GDAL's COGs and GTiffs), none in workers. A sidecar rewritten to swap, move or leave out tiles is a
 :class:`~dataplug.errors.CorruptIndexError`, not wrong pixels.
 
 A striped (non-tiled) TIFF is read too: each strip counts as a tile as wide as the image, so
@@ -35,8 +43,8 @@ from __future__ import annotations
 import io
 import itertools
 import math
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
@@ -141,7 +149,9 @@ class COGReader(Reader):
                 f"{lv.height} x {lv.width} pixels",
             )
         tiles = lt.tiles(row_off, col_off, height, width)
-        out, decoded = _read_window(self.url, lv, lt.i, tiles, row_off, col_off, height, width, self.co.attributes.nodata, self.read_ranges, self.cache)
+        out, decoded = _read_window(
+            self.url, lv, lt.i, tiles, row_off, col_off, height, width, self.co.attributes.nodata, self.read_ranges, self.cache
+        )
         if decoded:
             self.decodes += decoded
         else:
@@ -326,9 +336,11 @@ class COGSlice(CloudObjectSlice):
         LRU, and each slice still checks the object's identity."""
         col_off, row_off, width, height = self.window
         handle = shared(self.obj, self.object_info)
-        out, decoded = _read_window(self.url, self.layout, self.level, self.tiles, row_off, col_off, height, width, self.nodata, handle.read_ranges, handle.cache)
+        out, decoded = _read_window(
+            self.url, self.layout, self.level, self.tiles, row_off, col_off, height, width, self.nodata, handle.read_ranges, handle.cache
+        )
         if not decoded:
-            handle.check()
+            handle._checked()  # every tile came from the cache: the identity check a read would have made
         return out
 
     def schema(self) -> pa.Schema:
