@@ -526,6 +526,42 @@ def test_region_sets_on_s3_are_few_requests(fault_proxy, s3_store, s3_options, g
     assert 1 <= len(gets) <= 3 and len(fault_proxy.requests) == len(gets)
 
 
+def test_the_readers_layout_finds_every_base(local_store):
+    """The reader's list layout (a stride for samtools-regular sequences, the runs for the others) against the
+    index's NumPy layout and the bytes themselves, for every base of seeded files with regular, ragged, CRLF,
+    mixed line breaks, blank lines and empty sequences."""
+    from dataplug.formats.genomics.fasta import _layout
+    from dataplug.formats.genomics.fasta_index import RegionLayout
+
+    rng = np.random.default_rng(12)
+    kinds = set()
+    for t in range(25):
+        parts, sequences = [], []
+        for i in range(int(rng.integers(1, 5))):
+            seq = ALPHABET[rng.integers(0, 4, int(rng.integers(0, 300)))].tobytes()
+            width, mode, pos = int(rng.integers(1, 70)), int(rng.integers(0, 4)), 0
+            parts.append(b">s%d\n" % i)
+            while pos < len(seq):
+                w = width if mode in (0, 3) or rng.random() < 0.9 else int(rng.integers(1, 70))
+                parts.append(seq[pos : pos + w] + (b"\r\n" if (mode == 3) == (rng.random() < 0.2) else b"\n"))
+                parts.append(b"\n" if rng.random() < 0.02 else b"")
+                pos += w
+            sequences.append(seq)
+        data = b"".join(parts)
+        co = CloudObject.from_url(FASTA, local_store.put(f"layout{t}.fa", data))
+        co.preprocess(progress=False)
+        exact, fast = _layout(co), RegionLayout(dict(co.index().tables))
+        for i, seq in enumerate(sequences):
+            kinds.add(bool(fast.stride_bases[i]))
+            at = [fast.byte_of(i, p) for p in range(len(seq))]
+            assert at == [exact.byte_of(i, p) for p in range(len(seq))]
+            assert bytes(data[x] for x in at) == seq
+            for a, b in rng.integers(0, len(seq) + 1, (10, 2)).tolist() if seq else []:
+                if a < b:
+                    assert fast.byte_range(i, a, b) == exact.byte_range(i, a, b)
+    assert kinds == {True, False}
+
+
 def test_decoded_bytes_that_disagree_with_the_index_are_refused(local_store, genome):
     """A crafted layout that passes the index's bounds checks (the one line of the first sequence, 50 bases,
     said to be two lines of 25): a region the bytes do not hold as the index says is a CorruptIndexError,

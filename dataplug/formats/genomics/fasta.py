@@ -394,23 +394,32 @@ class _Sequences:
         _, _, lookup, headers = _sidecar_headers(url, sidecar, len(layout.length))
         return cls(lookup, headers, layout)
 
-    def plan(self, url: str, name: str, start: int | None, end: int | None) -> tuple[int, int, int, int, int] | None:
+    def plan(self, url: str, name: str, start: int | None, end: int | None, claimed: set[int] | None = None) -> tuple[int, int, int, int, int] | None:
         """``(sequence, bases, lo, hi, read_from)`` for bases ``[start, end)`` of ``name``, clipped to the
         sequence: their logical bytes ``[lo, hi)``, read from ``read_from`` (earlier when the read also
-        checks the sequence's header line, the first time a read comes that close to it); None when the
-        clipped region is empty."""
+        checks the sequence's header line, the first time a read comes that close to it; of a region set,
+        only the first region of a sequence does: ``claimed`` holds the sequences already planned so); None
+        when the clipped region is empty."""
         i = self.lookup.get(name)
         if i is None:
             raise KeyError(f"{url} has no sequence named {name!r}")
         length = self.layout.length[i]
-        a = 0 if start is None else min(max(int(start), 0), length)
-        b = length if end is None else min(max(int(end), 0), length)
+        a = 0 if start is None else int(start)
+        b = length if end is None else int(end)
+        # Conditionals rather than min()/max(): a third of their time, on a path of a few microseconds.
+        if b > length:  # noqa: PLR1730
+            b = length
+        if a < 0:  # noqa: PLR1730
+            a = 0
         if b <= a:
             return None
         lo, hi = self.layout.byte_range(i, a, b)
         first = self.layout.offset[i]
-        read_from = _header_start(first, self.headers[i]) if i not in self.checked and lo - first <= _HEADER_REACH else lo
-        return i, b - a, lo, hi, read_from
+        if i in self.checked or lo - first > _HEADER_REACH or (claimed is not None and i in claimed):
+            return i, b - a, lo, hi, lo
+        if claimed is not None:
+            claimed.add(i)
+        return i, b - a, lo, hi, _header_start(first, self.headers[i])
 
     def bases(self, url: str, buf: bytes, plan: tuple[int, int, int, int, int]) -> str:
         """The region's bases from ``buf``, the logical bytes ``[read_from, hi)`` of its plan; the decoded
@@ -454,7 +463,8 @@ class FastaReader(Reader):
         are read together: the byte ranges of nearby ones are merged into few requests (the store's gap), and
         each BGZF member or gzip stretch they need is decoded once for all of them."""
         seqs = self._sequences()
-        plans = [seqs.plan(self.url, *(_parse(self.url, r, seqs.lookup) if isinstance(r, str) else r)) for r in regions]
+        claimed: set[int] = set()
+        plans = [seqs.plan(self.url, *(_parse(self.url, r, seqs.lookup) if isinstance(r, str) else r), claimed) for r in regions]
         wanted = [p for p in plans if p is not None]
         bufs = iter(self.decoded_many([(p[4], p[3]) for p in wanted]))
         return [seqs.bases(self.url, next(bufs), p) if p is not None else "" for p in plans]

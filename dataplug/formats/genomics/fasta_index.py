@@ -365,21 +365,49 @@ class Layout:
 
 class RegionLayout:
     """The layout of :class:`Layout` as Python lists, for one region at a time: a region's byte range is
-    a few list lookups (a NumPy call per base costs more than the whole lookup). Built once per reader."""
+    a few list lookups (a NumPy call per base costs more than the whole lookup). Built once per reader.
 
-    __slots__ = ("length", "offset", "seq_runs", "run_base", "run_offset", "run_linebases", "run_linewidth")
+    A sequence laid out as samtools requires (every line as long as the first, but the last, which is not
+    longer) is *uniform*: base ``p`` is at ``stride_offset[i] + (p // stride_bases[i]) * stride_width[i] + p %
+    stride_bases[i]``, without looking up its run (``stride_bases[i]`` is 0 for the others)."""
+
+    __slots__ = ("length", "offset", "run_base", "run_linebases", "run_linewidth", "run_offset", "seq_runs", "stride_bases", "stride_offset", "stride_width")
 
     def __init__(self, tables: dict[str, np.ndarray]) -> None:
-        self.length: list[int] = tables["seq_length"].tolist()
+        length, seq_runs = tables["seq_length"].astype(np.int64), tables["seq_runs"].astype(np.int64)
+        offset, base, bases, width = (tables[k].astype(np.int64) for k in RUN_TABLES)
+        self.length: list[int] = length.tolist()
         self.offset: list[int] = tables["seq_offset"].tolist()
-        self.seq_runs: list[int] = tables["seq_runs"].tolist()
-        self.run_base: list[int] = tables["run_base"].tolist()
-        self.run_offset: list[int] = tables["run_offset"].tolist()
-        self.run_linebases: list[int] = tables["run_linebases"].tolist()
-        self.run_linewidth: list[int] = tables["run_linewidth"].tolist()
+        self.seq_runs: list[int] = seq_runs.tolist()
+        self.run_base: list[int] = base.tolist()
+        self.run_offset: list[int] = offset.tolist()
+        self.run_linebases: list[int] = bases.tolist()
+        self.run_linewidth: list[int] = width.tolist()
+        counts = np.diff(seq_runs)
+        owner = np.repeat(np.arange(length.size), counts)
+        head = seq_runs[:-1][owner]  # each run's sequence's first run
+        off0, lb0, lw0 = offset[head], np.maximum(bases[head], 1), width[head]
+        span = np.append(base[1:], 0) - base
+        last = np.zeros(base.size, bool)
+        last[seq_runs[1:][counts > 0] - 1] = True
+        span[last] = length[owner[last]] - base[last]
+        # A run follows the first run's stride when it starts where the stride puts its first base and holds
+        # lines of the same bases and bytes, or one line no longer than the first run's.
+        fits = (base % lb0 == 0) & (offset == off0 + base // lb0 * lw0)
+        fits &= ((bases == lb0) & (width == lw0)) | ((span == bases) & (bases <= lb0))
+        uniform = (np.bincount(owner[~fits], minlength=length.size) == 0) & (counts > 0)
+        k = np.minimum(seq_runs[:-1], max(base.size - 1, 0))  # each sequence's first run (any row when it has none)
+        pick = (lambda column: np.where(uniform, column[k], 0).tolist()) if base.size else (lambda column: [0] * length.size)
+        self.stride_offset: list[int] = pick(offset)
+        self.stride_bases: list[int] = pick(bases)
+        self.stride_width: list[int] = pick(width)
 
     def byte_of(self, i: int, p: int) -> int:
         """Logical offset of base ``p`` (``0 <= p < length[i]``) of sequence ``i``."""
+        bases = self.stride_bases[i]
+        if bases:
+            q, r = divmod(p, bases)
+            return self.stride_offset[i] + q * self.stride_width[i] + r
         lo, hi = self.seq_runs[i], self.seq_runs[i + 1]
         k = lo if hi - lo == 1 else bisect_right(self.run_base, p, lo, hi) - 1
         q = p - self.run_base[k]
@@ -388,4 +416,10 @@ class RegionLayout:
 
     def byte_range(self, i: int, a: int, b: int) -> tuple[int, int]:
         """Logical bytes holding bases ``[a, b)`` of sequence ``i`` (``0 <= a < b <= length[i]``)."""
+        bases = self.stride_bases[i]
+        if bases:
+            off, width = self.stride_offset[i], self.stride_width[i]
+            q, r = divmod(a, bases)
+            q1, r1 = divmod(b - 1, bases)
+            return off + q * width + r, off + q1 * width + r1 + 1
         return self.byte_of(i, a), self.byte_of(i, b - 1) + 1
