@@ -45,7 +45,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -69,6 +69,9 @@ from dataplug.reader import LRU, Reader, shared
 from dataplug.slice import CloudObjectSlice
 from dataplug.storage.handle import DEFAULT_CHECK_INTERVAL
 from dataplug.strategies import bbox_window, even_bounds, positive_int, strategy
+
+if TYPE_CHECKING:
+    from dataplug.cloudobject import CloudObject
 
 Transform = tuple[float, float, float, float, float, float]
 
@@ -126,7 +129,7 @@ class COGReader(Reader):
             overview = r.window(0, 0, 256, 256, level=2)
     """
 
-    def __init__(self, co: Any, *, check_interval: float | None = DEFAULT_CHECK_INTERVAL, cache_bytes: int = COG_CACHE_BYTES) -> None:
+    def __init__(self, co: CloudObject, *, check_interval: float | None = DEFAULT_CHECK_INTERVAL, cache_bytes: int = COG_CACHE_BYTES) -> None:
         super().__init__(co, check_interval=check_interval, cache_bytes=cache_bytes)
 
     def window(self, row_off: int, col_off: int, height: int, width: int, level: int = 0) -> np.ndarray:
