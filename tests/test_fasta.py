@@ -582,6 +582,25 @@ def test_decoded_bytes_that_disagree_with_the_index_are_refused(local_store, gen
         regions(crafted, [(records[1][0], 0, 10), (name, 20, 40)])
 
 
+def test_a_renamed_header_is_refused_on_a_sequences_first_read(local_store, genome):
+    """The headers blob edited and re-signed (sequence 5 named as another): the reader's first read of a sequence,
+    wherever the region lies in it, checks the header line before it, so the bases are never served under the
+    wrong name; the other sequences still read."""
+    data, records = genome
+    co = CloudObject.from_url(FASTA, local_store.put("renamed.fa.gz", encode(data, "bgzf")))
+    co.preprocess()
+    lines = [f"{name} {desc}" for name, desc, _ in records]
+    lines[5] = "impostor " + records[5][1]
+    resign(co.index_location, "blobs", "headers", "\n".join(lines).encode())
+    renamed = CloudObject.from_url(FASTA, co.url)
+    with renamed.reader() as r:
+        with pytest.raises(CorruptIndexError, match="impostor"):
+            r.region("impostor", 900_000, 900_100)
+        with pytest.raises(CorruptIndexError, match="impostor"):
+            r.regions([(records[4][0], 0, 10), ("impostor", 500_000, 500_100)])
+        assert r.region(records[4][0], 150_000, 150_010) == records[4][2][150_000:150_010]
+
+
 # -- the conformance kit ------------------------------------------------------------------------------------
 #
 # A FASTA slice's records are pieces of sequences, and where a sequence is cut depends on the slice count, so

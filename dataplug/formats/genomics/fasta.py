@@ -147,8 +147,6 @@ def _parse_headers(data: bytes) -> Headers:
 
 #: Parsed headers blobs by (blob URL, SHA-256): repeated ``region()`` calls read and parse the blob once.
 _HEADER_CACHE: dict[tuple[str, str], Headers] = {}
-#: Bytes before a sequence's first base that a read may add to check its header line (see :func:`_check_header`).
-_HEADER_REACH = 64 * 1024
 
 
 def _headers(co: Any) -> Headers:
@@ -379,7 +377,7 @@ def partition_num_sequences(co: Any, num_chunks: int) -> list[FASTASlice]:
 @dataclass
 class _Sequences:
     """What region reads need from a loaded index, built once per reader: the name lookup, the header lines
-    (without ``>``), the layout as lists, and the sequences whose header line a read has checked."""
+    (without ``>``), the layout as lists, and the sequences whose header line the reader has checked."""
 
     lookup: dict[str, int]
     headers: list[str]
@@ -394,12 +392,9 @@ class _Sequences:
         _, _, lookup, headers = _sidecar_headers(url, sidecar, len(layout.length))
         return cls(lookup, headers, layout)
 
-    def plan(self, url: str, name: str, start: int | None, end: int | None, claimed: set[int] | None = None) -> tuple[int, int, int, int, int] | None:
-        """``(sequence, bases, lo, hi, read_from)`` for bases ``[start, end)`` of ``name``, clipped to the
-        sequence: their logical bytes ``[lo, hi)``, read from ``read_from`` (earlier when the read also
-        checks the sequence's header line, the first time a read comes that close to it; of a region set,
-        only the first region of a sequence does: ``claimed`` holds the sequences already planned so); None
-        when the clipped region is empty."""
+    def plan(self, url: str, name: str, start: int | None, end: int | None) -> tuple[int, int, int, int] | None:
+        """``(sequence, bases, lo, hi)`` for bases ``[start, end)`` of ``name``, clipped to the sequence:
+        their logical bytes are ``[lo, hi)``; None when the clipped region is empty."""
         i = self.lookup.get(name)
         if i is None:
             raise KeyError(f"{url} has no sequence named {name!r}")
@@ -414,21 +409,25 @@ class _Sequences:
         if b <= a:
             return None
         lo, hi = self.layout.byte_range(i, a, b)
-        first = self.layout.offset[i]
-        if i in self.checked or lo - first > _HEADER_REACH or (claimed is not None and i in claimed):
-            return i, b - a, lo, hi, lo
-        if claimed is not None:
-            claimed.add(i)
-        return i, b - a, lo, hi, _header_start(first, self.headers[i])
+        return i, b - a, lo, hi
 
-    def bases(self, url: str, buf: bytes, plan: tuple[int, int, int, int, int]) -> str:
-        """The region's bases from ``buf``, the logical bytes ``[read_from, hi)`` of its plan; the decoded
-        bytes must hold exactly the bases the index says (:class:`CorruptIndexError` otherwise)."""
-        i, n, lo, hi, read_from = plan
-        if read_from < lo:
-            _check_header(url, buf, read_from, self.layout.offset[i], self.headers[i])
-            self.checked.add(i)
-        raw = (buf[lo - read_from :] if read_from < lo else buf).replace(b"\n", b"")  # replace: a third of translate's time
+    def header_span(self, i: int) -> tuple[int, int]:
+        """The logical bytes that hold sequence ``i``'s header line, its line break and the byte before it."""
+        first = self.layout.offset[i]
+        return _header_start(first, self.headers[i]), first
+
+    def check_header(self, url: str, i: int, data: bytes) -> None:
+        """``data``, the bytes of :meth:`header_span`, must hold the header line the index gives sequence ``i``
+        (an index whose headers blob was edited and re-signed would otherwise name bases wrongly)."""
+        start, first = self.header_span(i)
+        _check_header(url, data, start, first, self.headers[i])
+        self.checked.add(i)
+
+    def bases(self, url: str, buf: bytes, plan: tuple[int, int, int, int]) -> str:
+        """The region's bases from ``buf``, the logical bytes ``[lo, hi)`` of its plan; they must hold exactly
+        the bases the index says (:class:`CorruptIndexError` otherwise)."""
+        _, n, lo, hi = plan
+        raw = buf.replace(b"\n", b"")  # replace, then a CR search: a third of translate()'s time
         if b"\r" in raw:
             raw = raw.replace(b"\r", b"")
         if len(raw) != n:
@@ -442,10 +441,15 @@ class _Sequences:
 class FastaReader(Reader):
     """A long-lived reader of one indexed FASTA (``co.reader()``): the index's layout is turned into lists
     once, the object stays open, and BGZF members or gzip stretches read are kept decoded, so a region
-    costs a few list lookups and one read of its bytes (none when they are cached)."""
+    costs a few list lookups and one read of its bytes (none when they are cached). The first read of each
+    sequence also reads its header line, planned with the region's bytes, and checks it is the one the index
+    names."""
 
     def _sequences(self) -> _Sequences:
-        return self.memo("fasta.sequences", lambda: _Sequences.of(self.url, self.sidecar))
+        return self.memo("fasta.sequences", self._build_sequences)
+
+    def _build_sequences(self) -> _Sequences:
+        return _Sequences.of(self.url, self.sidecar)
 
     def region(self, name: str, start: int | None = 0, end: int | None = None) -> str:
         """Bases ``[start, end)`` (0-based; clipped to the sequence as ``pysam.FastaFile.fetch`` clips the
@@ -455,7 +459,12 @@ class FastaReader(Reader):
         plan = seqs.plan(self.url, name, start, end)
         if plan is None:
             return ""
-        return seqs.bases(self.url, self.decoded(plan[4], plan[3]), plan)
+        i, _, lo, hi = plan
+        if i in seqs.checked:
+            return seqs.bases(self.url, self.decoded(lo, hi), plan)
+        head, buf = self.decoded_many([seqs.header_span(i), (lo, hi)])
+        seqs.check_header(self.url, i, head)
+        return seqs.bases(self.url, buf, plan)
 
     def regions(self, regions: Iterable[Region]) -> list[str]:
         """:meth:`region` of each region, in order: a ``(name, start, end)`` tuple as :meth:`region` takes, or a
@@ -463,11 +472,14 @@ class FastaReader(Reader):
         are read together: the byte ranges of nearby ones are merged into few requests (the store's gap), and
         each BGZF member or gzip stretch they need is decoded once for all of them."""
         seqs = self._sequences()
-        claimed: set[int] = set()
-        plans = [seqs.plan(self.url, *(_parse(self.url, r, seqs.lookup) if isinstance(r, str) else r), claimed) for r in regions]
+        plans = [seqs.plan(self.url, *(_parse(self.url, r, seqs.lookup) if isinstance(r, str) else r)) for r in regions]
         wanted = [p for p in plans if p is not None]
-        bufs = iter(self.decoded_many([(p[4], p[3]) for p in wanted]))
-        return [seqs.bases(self.url, next(bufs), p) if p is not None else "" for p in plans]
+        new = sorted({p[0] for p in wanted} - seqs.checked)
+        bufs = self.decoded_many([seqs.header_span(i) for i in new] + [(p[2], p[3]) for p in wanted])
+        for i, head in zip(new, bufs):
+            seqs.check_header(self.url, i, head)
+        found = iter(bufs[len(new) :])
+        return [seqs.bases(self.url, next(found), p) if p is not None else "" for p in plans]
 
 
 #: A region of :meth:`FastaReader.regions`: ``(name, start, end)``, 0-based and half-open, or ``"name:begin-end"``.
