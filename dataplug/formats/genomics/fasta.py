@@ -147,6 +147,10 @@ def _parse_headers(data: bytes) -> Headers:
 
 #: Parsed headers blobs by (blob URL, SHA-256): repeated ``region()`` calls read and parse the blob once.
 _HEADER_CACHE: dict[tuple[str, str], Headers] = {}
+#: A region read starting at most this many bytes after its sequence's first base also reads the header line
+#: before it, once per reader (see :meth:`_Sequences.check_header`): within it, on a remote store, the line
+#: joins the region's request, and the read costs this much more at most.
+_HEADER_REACH = 64 * 1024
 
 
 def _headers(co: Any) -> Headers:
@@ -411,6 +415,12 @@ class _Sequences:
         lo, hi = self.layout.byte_range(i, a, b)
         return i, b - a, lo, hi
 
+    def unchecked(self, plan: tuple[int, int, int, int]) -> bool:
+        """True when the region of ``plan`` should also read its sequence's header line: not yet checked, and
+        the region within :data:`_HEADER_REACH` bytes of it."""
+        i = plan[0]
+        return i not in self.checked and plan[2] - self.layout.offset[i] <= _HEADER_REACH
+
     def header_span(self, i: int) -> tuple[int, int]:
         """The logical bytes that hold sequence ``i``'s header line, its line break and the byte before it."""
         first = self.layout.offset[i]
@@ -441,9 +451,9 @@ class _Sequences:
 class FastaReader(Reader):
     """A long-lived reader of one indexed FASTA (``co.reader()``): the index's layout is turned into lists
     once, the object stays open, and BGZF members or gzip stretches read are kept decoded, so a region
-    costs a few list lookups and one read of its bytes (none when they are cached). The first read of each
-    sequence also reads its header line, planned with the region's bytes, and checks it is the one the index
-    names."""
+    costs a few list lookups and one read of its bytes (none when they are cached). The first read near the
+    start of each sequence also reads its header line, planned with the region's bytes, and checks it is the
+    one the index names."""
 
     def _sequences(self) -> _Sequences:
         return self.memo("fasta.sequences", self._build_sequences)
@@ -460,7 +470,7 @@ class FastaReader(Reader):
         if plan is None:
             return ""
         i, _, lo, hi = plan
-        if i in seqs.checked:
+        if not seqs.unchecked(plan):
             return seqs.bases(self.url, self.decoded(lo, hi), plan)
         head, buf = self.decoded_many([seqs.header_span(i), (lo, hi)])
         seqs.check_header(self.url, i, head)
@@ -474,7 +484,7 @@ class FastaReader(Reader):
         seqs = self._sequences()
         plans = [seqs.plan(self.url, *(_parse(self.url, r, seqs.lookup) if isinstance(r, str) else r)) for r in regions]
         wanted = [p for p in plans if p is not None]
-        new = sorted({p[0] for p in wanted} - seqs.checked)
+        new = sorted({p[0] for p in wanted if seqs.unchecked(p)})
         bufs = self.decoded_many([seqs.header_span(i) for i in new] + [(p[2], p[3]) for p in wanted])
         for i, head in zip(new, bufs):
             seqs.check_header(self.url, i, head)
