@@ -187,6 +187,33 @@ def test_region_edges_and_empty_intervals_equal_tabix(local_store, bed_case, gff
     check_regions(co, gff.partition_regions, tabix, edge_regions([(r[0], int(r[3]), int(r[4])) for r in rows[::61]]))
 
 
+@pytest.mark.parametrize("codec", ["plain", "bgzf-htslib"])
+@pytest.mark.parametrize("kind", ["bed", "bed-no-comments", "gff", "gtf"])
+def test_reader_records_equal_tabix(local_store, tmp_path, kind, codec):
+    """``co.reader()`` and the kept reader (``records(co, ...)``) against tabix, one call per region: seeded
+    regions and every edge of some records (BED's empty intervals, records at 0, long GFF genes), with meta
+    lines among the records (BED comments, GFF3's ``###``: one NumPy pass over the blocks) and without (BED,
+    GTF: a bisection of the blocks' bytes); an unknown sequence is refused."""
+    fmt, module, preset = (BED, bed, "bed") if kind.startswith("bed") else (GFF, gff, "gff")
+    text = make_bed(2500, seed=31, comments=kind == "bed") if fmt is BED else make_gff(2000, seed=32, gtf=kind == "gtf")
+    tabix, path = tabix_copy(tmp_path, f"r.{kind}", text, preset)
+    co = CloudObject.from_url(fmt, stored(local_store, f"reader.{kind}", text, codec, path)).preprocess(sample_bytes=1024, spacing=16_384)
+    assert (co.attributes.skipped > 0) == (kind in ("bed", "gff"))
+    rows = [line.split("\t") for line in text.splitlines() if line.startswith("chr")]
+    begin, end = (1, 2) if fmt is BED else (3, 4)
+    edges = edge_regions([(r[0], int(r[begin]) + (fmt is BED), int(r[end])) for r in rows[::53]])
+    regions = random_regions(33, 150) + edges
+    expected = [list(tabix.fetch(region=r)) for r in regions]
+    assert sum(map(len, expected)) > 300
+    with co.reader() as r:
+        assert [r.records(region) for region in regions] == expected
+        assert r.records_many(regions) == expected
+        assert r.region("chr1", 999, 5000) == list(tabix.fetch("chr1", 999, 5000))
+        with pytest.raises(StrategyArgumentError, match="no chromosome 'chrX'"):
+            r.records("chrX:1-100")
+    assert [module.records(co, region) for region in regions[:50]] == expected[:50]
+
+
 def test_gtf_and_fasta_section(local_store, tmp_path):
     """GTF regions equal tabix's; GFF3's ``##FASTA`` section ends the features (tabix cannot index it: its
     regions are compared with the file cut before it)."""
@@ -219,6 +246,8 @@ def test_unknown_sequence_and_unsorted_refused(local_store):
     assert co.attributes.sorted is False
     with pytest.raises(StrategyArgumentError, match="sorted"):
         co.partition(bed.partition_regions, "chr1")
+    with pytest.raises(StrategyArgumentError, match="sorted"), co.reader() as r:
+        r.records("chr1")
     records = [line for s in co.partition(bed.partition_num_chunks, 5) for line in s.records()]
     assert records == [line for line in swapped.splitlines() if line.startswith("chr")]
 

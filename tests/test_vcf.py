@@ -9,18 +9,23 @@ import importlib.util
 import pickle
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
+from dataplug import CloudObject, InvalidFormatError, StaleIndexError, StrategyArgumentError
+from dataplug.formats.genomics import vcf
 from dataplug.formats.genomics.vcf import VCF, partition_num_chunks, partition_regions
+from dataplug.framings.regions import RegionReader
+from dataplug.storage.handle import clear_shared
 from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests
-from tests.test_codecs import encode
 from dataplug.testing.data import make_vcf
+from dataplug.testing.fixtures import make_bucket, proxied_options
+from tests.test_codecs import encode
 
 
 def reference():
@@ -404,6 +409,100 @@ def test_large_file_at_default_settings(big_vcf, codec):
     (piece,) = co.partition(partition_regions, ["chr2:50000000-50100000"])
     in_region = [line for line in lines if line.startswith("chr2\t") and int(line.split("\t")[1]) <= 50_100_000 and _last(line) >= 50_000_000]
     assert piece.records() == in_region
+
+
+# -- the long-lived reader and region sets ------------------------------------------------------------------
+
+
+def seeded_regions(tabix, seed: int, count: int, longest: int = 5000) -> list[str]:
+    """Seeded regions over the contigs tabix knows: whole contigs, open-ended ones, points and spans up to
+    ``longest`` bases, some past a contig's last record."""
+    rng = np.random.default_rng(seed)
+    contigs = sorted(tabix.contigs)
+    out = []
+    for _ in range(count):
+        chrom, kind = str(rng.choice(contigs)), rng.random()
+        top = max(int(line.split("\t")[1]) for line in tabix.fetch(chrom)) + 2000
+        beg = int(rng.integers(1, top))
+        out.append(chrom if kind < 0.03 else f"{chrom}:{beg}" if kind < 0.06 else f"{chrom}:{beg}-{beg + int(rng.integers(0, longest))}")
+    return out
+
+
+@pytest.mark.parametrize("codec", ["plain", "gzip", "bgzf-htslib"])
+def test_reader_records_equal_tabix(local_store, tabixed, codec):
+    """300 seeded regions, one call each, through ``co.reader()`` (``records``, ``region`` with pysam's 0-based
+    half-open arguments, ``records_many``) and through the object's kept reader (``records(co, ...)``), and
+    regions only the tail of a long REF or an ``END=`` reaches, against tabix. Every codec unit is decoded
+    once per reader."""
+    text, bgzf_path, tabix = tabixed
+    data = {"plain": text.encode(), "gzip": gzip.compress(text.encode(), 1)}.get(codec) or Path(bgzf_path).read_bytes()
+    co = CloudObject.from_url(VCF, local_store.put(f"reader-{codec}.vcf", data))
+    co.preprocess(sample_bytes=2048, spacing=16_384)
+    regions = seeded_regions(tabix, 17, 300)
+    regions += [f"{line.split(chr(9))[0]}:{_last(line)}-{_last(line)}" for line in split(text)[1] if _last(line) > int(line.split("\t")[1]) + 100][:30]
+    expected = [list(tabix.fetch(region=r)) for r in regions]
+    assert sum(map(len, expected)) > 500 and sum(1 for e in expected if not e) > 2
+    with co.reader() as r:
+        assert isinstance(r, RegionReader)
+        assert [r.records(region) for region in regions] == expected
+        assert r.decodes <= co.attributes.checkpoints
+        assert r.records_many(regions[::-1]) == expected[::-1]
+        for region in regions[:60]:
+            name, _, span = region.partition(":")
+            beg, _, end = span.partition("-")
+            start, stop = (int(beg) - 1 if beg else None), (int(end) if end else None)
+            assert r.region(name, start, stop) == list(tabix.fetch(name, start, stop)), region
+        with pytest.raises(StrategyArgumentError, match="no chromosome 'chrX'"):
+            r.records("chrX:1-100")
+    assert [vcf.records(co, region) for region in regions] == expected
+
+
+@pytest.mark.parametrize("codec", ["plain", "bgzf-htslib"])
+def test_a_changed_object_is_refused_while_a_reader_is_open(store, tabixed, codec):
+    """A reader checks the object's identity (``check_interval=0``: before every read; on S3 each request is
+    pinned to the indexed ETag): an object replaced while a reader is open is refused, not read by a stale
+    index."""
+    text, bgzf_path, tabix = tabixed
+    data = text.encode() if codec == "plain" else Path(bgzf_path).read_bytes()
+    url = store.put(f"changing-{codec}.vcf", data)
+    co = CloudObject.from_url(VCF, url, store.options).preprocess(progress=False, sample_bytes=2048)
+    with co.reader(check_interval=0) as r:
+        assert r.records("chr1:1-3000") == list(tabix.fetch(region="chr1:1-3000"))
+        store.put(f"changing-{codec}.vcf", data + data[-28:])  # one more (empty) BGZF member, or a repeated line
+        with pytest.raises(StaleIndexError):
+            r.records("chr10:1-30000")
+
+
+def test_a_region_set_on_s3_is_few_requests(fault_proxy, s3_options, tmp_path):
+    """1,000 regions of 1-50 kb in one ``partition_regions`` call on the moto server, every slice read in one
+    process: their byte ranges planned together with S3's gap make at most 100 requests, index and identity
+    included (each group of near slices is fetched once, each BGZF member decoded once), and the records
+    are tabix's. The slices stay independent: a pickled one reads the same records alone."""
+    pysam = reference()
+    plain = tmp_path / "set.vcf"
+    plain.write_bytes(large_vcf(30_000, seed=9, samples=20))
+    path = pysam.tabix_index(str(plain), preset="vcf", force=True)
+    url = f"s3://{make_bucket(s3_options)}/set.vcf.gz"
+    with open(path, "rb") as fh, fsspec.open(url, "wb", **s3_options) as out:
+        out.write(fh.read())
+    options = proxied_options(s3_options, fault_proxy)
+    CloudObject.from_url(VCF, url, options).preprocess(progress=False)
+    rng = np.random.default_rng(21)
+    tops = {c: min(n, 50_000_000) for c, n in CONTIGS.items()}
+    starts = [(str(c), int(rng.integers(1, tops[str(c)]))) for c in rng.choice(list(CONTIGS)[:4], 1000)]
+    regions = [f"{c}:{b}-{b + int(rng.integers(1_000, 50_000))}" for c, b in starts]
+    clear_shared()
+    fault_proxy.set_mode(None)
+    slices = CloudObject.from_url(VCF, url, options).partition(partition_regions, regions)
+    got = [piece.records() for piece in slices]
+    requests = [f"{r.method} {r.headers.get('Range', '')}" for r in fault_proxy.requests]
+    tabix = pysam.TabixFile(path)
+    expected = [list(tabix.fetch(region=r)) for r in regions]
+    assert got == expected and sum(map(len, got)) > 1000
+    print(f"{len(regions)} regions in one partition_regions call on S3: {len(requests)} requests ({sum(1 for r in requests if 'bytes=' in r)} ranged)")
+    assert len(requests) <= 100, requests
+    clear_shared()
+    assert pickle.loads(pickle.dumps(slices[7])).records() == expected[7]
 
 
 # -- the conformance kit ------------------------------------------------------------------------------------

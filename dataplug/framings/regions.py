@@ -38,7 +38,7 @@ from dataplug.codecs.base import CodecIndex, LogicalReader, get_codec
 from dataplug.codecs.checkpoints import CheckpointTable
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import IndexData, PreprocessContext
-from dataplug.framings.base import HEAD_BYTES, StreamAttributes, StreamFormat, codec_attributes, codec_index, cut_offsets
+from dataplug.framings.base import HEAD_BYTES, LOCAL_PROTOCOLS, StreamAttributes, StreamFormat, codec_attributes, codec_index, cut_offsets
 from dataplug.framings.lines import (
     DEFAULT_SAMPLE_BYTES,
     Dialect,
@@ -56,7 +56,7 @@ from dataplug.framings.lines import (
 from dataplug.reader import Reader
 from dataplug.sidecar import BlobRef
 from dataplug.storage import ObjectInfo, StorageObject
-from dataplug.storage.handle import shared
+from dataplug.storage.handle import WindowedObject, shared
 from dataplug.storage.ranges import plan
 from dataplug.strategies import positive_int
 
@@ -998,6 +998,13 @@ class RegionReader(Reader):
         return [self._lines(t, region, f, [next(data)]) if f is not None else [] for region, f in zip(parsed, found)]
 
 
+def region_records(co: Any, region: str) -> list[str]:
+    """The record lines overlapping ``region`` (see :meth:`RegionReader.records`) through the reader ``co``
+    keeps (:meth:`~dataplug.CloudObject.kept_reader`), so repeated calls on one
+    :class:`~dataplug.CloudObject` share its open object, block tables and decoded blocks."""
+    return co.kept_reader().records(region)  # type: ignore[no-any-return]
+
+
 def read_tsv(url: str, data: bytes, names: list[str], schema: pa.Schema, offset: int) -> pa.Table:
     """Tab-separated records (no quoting, ``.`` null in typed columns) as a table of ``schema``'s columns,
     ``names`` naming every column of the records; :class:`InvalidFormatError` when they do not parse."""
@@ -1221,36 +1228,6 @@ def region_slices(co: Any, slice_class: type[RegionSlice], regions: str | Sequen
     return out
 
 
-#: Compressed bytes a region set's slices fetch together at most (beside one larger region's own range):
-#: the group stays in the shared handle's cache (:data:`~dataplug.storage.handle.SHARED_CACHE_BYTES`) while
-#: the worker reads its slices, so each group is one request per process.
-GROUP_BYTES = 4 * 2**20
-
-
-@dataclass(frozen=True)
-class GroupObject:
-    """The object as the slices of one group of a region set read it: the compressed range ``[start, end)``
-    the group needs is fetched once per process (kept by :func:`~dataplug.storage.handle.shared`'s handle of
-    the object, identity checked as every slice read is) and every read inside it is served from there; a
-    read outside it goes to the object. Picklable (the object's URL, options and identity, and two offsets)."""
-
-    obj: StorageObject
-    info: ObjectInfo
-    start: int
-    end: int
-
-    @property
-    def url(self) -> str:
-        return self.obj.url
-
-    def read_range(self, start: int, end: int, expect: ObjectInfo | None = None, *, checked: bool = False) -> bytes:
-        """Object bytes ``[start, end)``, from the group's fetch when it holds them."""
-        if self.start <= start <= end <= self.end:
-            data = shared(self.obj, self.info).fetched(self.start, self.end)
-            return data[start - self.start : end - self.start]
-        return self.obj.read_range(start, end, expect=expect, checked=checked)
-
-
 @dataclass(frozen=True)
 class UnitReader:
     """Decoded bytes ``[start, end)`` of a region slice over a codec whose units (checkpoint stretches: BGZF
@@ -1259,7 +1236,8 @@ class UnitReader:
     on every read as a slice read's always is), so the slices of one process that share a block, or repeated
     regions on one object, decode it once. The missing units come from the ``group``'s fetch (a region
     set's) or in one planned read. ``units`` holds ``(decoded start, decoded end, compressed start,
-    compressed end)`` of each unit the range needs, in order."""
+    compressed end)`` of each unit the range needs, in order. Units found decoded are the indexed object's
+    (the shared handle is the object's as indexed), so a read of them alone asks the store nothing."""
 
     obj: StorageObject
     info: ObjectInfo
@@ -1267,7 +1245,7 @@ class UnitReader:
     end: int
     units: tuple[tuple[int, int, int, int], ...]
     decode: Callable[[bytes, int, int], bytes]
-    group: GroupObject | None = None
+    window: WindowedObject | None = None
 
     def read(self) -> bytes:
         if self.end <= self.start:
@@ -1276,14 +1254,10 @@ class UnitReader:
         found = [handle.cache.get(("unit", c0, c1)) for _, _, c0, c1 in self.units]
         missing = [unit for unit, data in zip(self.units, found) if data is None]
         if missing:
-            if self.group is not None:
-                raws = [self.group.read_range(c0, c1) for _, _, c0, c1 in missing]
-            else:
-                raws = handle.read_ranges([(c0, c1) for _, _, c0, c1 in missing])
+            ranges = [(c0, c1) for _, _, c0, c1 in missing]
+            raws = self.window.read_ranges(ranges) if self.window is not None else handle.read_ranges(ranges)
             decoded = iter([handle.cache.put(("unit", c0, c1), self.decode(raw, c0, u1 - u0)) for (u0, u1, c0, c1), raw in zip(missing, raws)])
             found = [data if data is not None else next(decoded) for data in found]
-        else:
-            handle.check()
         skip = self.start - self.units[0][0]
         joined = found[0] if len(found) == 1 else b"".join(found)
         return joined[skip : skip + self.end - self.start]  # type: ignore[no-any-return]
@@ -1291,21 +1265,23 @@ class UnitReader:
 
 class SetReaders:
     """Readers for the slices of one ``partition_regions`` call. Over BGZF (a codec whose units decode alone),
-    :class:`UnitReader`: units decoded once per process. For a region set, each slice's compressed range is
-    also planned with the others as the store plans reads (:func:`~dataplug.storage.ranges.plan`: its
-    ``max_gap`` joins near ranges; a group carries at most :data:`GROUP_BYTES` besides its largest range),
-    so that reading every slice in one process makes one request per group (:class:`GroupObject`); a slice
-    whose range alone passes :data:`GROUP_BYTES` reads by itself."""
+    :class:`UnitReader`: units decoded once per process. For a region set on a remote store, each slice's
+    compressed range is also planned with the others as the store plans reads
+    (:func:`~dataplug.storage.ranges.plan`: its ``max_gap`` joins near ranges, up to ``max_block``), so that
+    reading every slice in one process makes one request per window
+    (:class:`~dataplug.storage.handle.WindowedObject`, fetched once per process); a slice whose range alone
+    passes ``max_block`` reads by itself (a window is kept in the shared handle's cache while its slices
+    are read). Local reads are a ``pread`` each: nothing to join."""
 
     def __init__(self, co: Any, t: RegionTables, wanted: Sequence[tuple[int, int]]) -> None:
         self.obj, self.info, self.t = co.obj, t.info, t
-        self.groups: list[GroupObject | None] = [None] * len(wanted)
-        if len(wanted) > 1:
+        self.groups: list[WindowedObject | None] = [None] * len(wanted)
+        if len(wanted) > 1 and co.obj.protocol not in LOCAL_PROTOCOLS:
             ranges = [self.compressed(a, b) for a, b in wanted]
             policy = co.obj.policy
-            grouped = [(a, b) if b - a <= GROUP_BYTES else (0, 0) for a, b in ranges]
-            jobs = plan(grouped, policy.max_gap, min(policy.max_block, GROUP_BYTES))
-            self.groups = [GroupObject(co.obj, t.info, *jobs.requests[at]) if at >= 0 else None for at, _ in jobs.where]
+            grouped = [(a, b) if b - a <= policy.max_block else (0, 0) for a, b in ranges]
+            jobs = plan(grouped, policy.max_gap, policy.max_block)
+            self.groups = [WindowedObject(co.obj, t.info, jobs.requests[at]) if at >= 0 else None for at, _ in jobs.where]
         self._readers: dict[tuple[int, int], Callable[[int, int], LogicalReader]] = {}
 
     def compressed(self, start: int, end: int) -> tuple[int, int]:
@@ -1321,7 +1297,7 @@ class SetReaders:
     @property
     def requests(self) -> int:
         """Requests reading every grouped slice in one process makes."""
-        return len({(g.start, g.end) for g in self.groups if g is not None})
+        return len({g.window for g in self.groups if g is not None})
 
     def reader(self, slice_number: int, start: int, end: int) -> LogicalReader:
         """The reader of decoded ``[start, end)`` for slice ``slice_number``."""
@@ -1335,10 +1311,9 @@ class SetReaders:
             return UnitReader(self.obj, self.info, start, end, units, t.decode, group)
         if group is None:
             return t.readers(start, end)
-        key = (group.start, group.end)
-        if key not in self._readers:
-            self._readers[key] = t.codec.readers(group, self.info, t.codec_index)  # type: ignore[arg-type]
-        return self._readers[key](start, end)
+        if group.window not in self._readers:
+            self._readers[group.window] = t.codec.readers(group, self.info, t.codec_index)  # type: ignore[arg-type]
+        return self._readers[group.window](start, end)
 
 
 def _decoded(cuts: np.ndarray, span: Span) -> int:

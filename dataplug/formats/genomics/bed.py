@@ -36,6 +36,7 @@ from dataplug.framings.regions import (
     RegionSlice,
     chunk_slices,
     read_tsv,
+    region_records,
     region_slices,
 )
 from dataplug.strategies import strategy
@@ -162,3 +163,11 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[BEDSlice]:
     the records ``tabix`` returns for it, reading only the blocks that can overlap it. A sorted file is
     needed, as for tabix; an unknown sequence is refused, as htslib does."""
     return region_slices(co, BEDSlice, regions, columns=co.attributes.columns)
+
+
+def records(co: Any, region: str) -> list[str]:
+    """The records lines overlapping ``region`` (``"chr1:1000-2000"``, 1-based inclusive, as tabix reads it), as
+    ``pysam.TabixFile.fetch`` returns them, through the reader ``co`` keeps: repeated calls on one
+    :class:`~dataplug.CloudObject` share its open object, block tables and decoded blocks (``co.reader()``
+    gives one of your own: ``records()``, ``region()``, ``records_many()``)."""
+    return region_records(co, region)

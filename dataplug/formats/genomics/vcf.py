@@ -46,6 +46,7 @@ from dataplug.framings.regions import (
     RegionSlice,
     chunk_slices,
     read_tsv,
+    region_records,
     region_slices,
 )
 from dataplug.strategies import strategy
@@ -295,3 +296,11 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[VCFSlice]:
     (a whole chromosome reads nothing) and reads the blocks at the region's edges the first time it is
     asked (``known_num_records`` never reads)."""
     return region_slices(co, VCFSlice, regions)
+
+
+def records(co: Any, region: str) -> list[str]:
+    """The records lines overlapping ``region`` (``"chr1:1000-2000"``, 1-based inclusive, as tabix reads it), as
+    ``pysam.TabixFile.fetch`` returns them, through the reader ``co`` keeps: repeated calls on one
+    :class:`~dataplug.CloudObject` share its open object, block tables and decoded blocks (``co.reader()``
+    gives one of your own: ``records()``, ``region()``, ``records_many()``)."""
+    return region_records(co, region)
