@@ -1,15 +1,22 @@
 """BAM benchmark: every alignment's ``to_arrow()`` on a process pool ÷ one pysam (htslib) pass over the same
-file, and 1,000 region slices ÷ pysam ``fetch`` of the same regions, measured in one run.
+file, and 1,000 random regions ÷ pysam ``fetch`` of the same regions on an open file, pairs run in turn in one
+run (best of two each), with the load average (other work on the machine slows every figure).
 
 Generates a coordinate-sorted BAM of ``--records`` 150 bp single-end reads (random bases and qualities, two
 tags) at zlib level ``--level`` (6: samtools' default), indexes it with pysam (``.bai``, for pysam's fetch
 only: dataplug does not read it), then prints:
 - the index pass (``preprocess``);
-- all slices' ``to_arrow()`` (every SAM column) on ``--workers`` spawned processes (best of two) ÷ one pysam
-  pass that reads every field of every record (name, flag, reference, position, MAPQ, CIGAR string, mate,
-  template length, sequence, quality string, tags);
-- ``partition_regions`` over 1,000 random 10 kb regions with every slice's ``to_arrow()`` in this process ÷
-  pysam ``fetch`` of the same regions reading the same fields; both give the same record count (checked).
+- all slices' ``to_arrow()`` (every SAM column) on ``--workers`` spawned processes ÷ one pysam pass that reads
+  every field of every record (name, flag, reference, position, MAPQ, CIGAR string, mate, template length,
+  sequence, quality string, tags), wall seconds and CPU seconds (the workers' summed);
+- ``--regions`` random 10 kb regions, each read with one call, like with like:
+  ``co.reader().records(region)`` (SAM lines) ÷ pysam ``fetch`` + ``to_string()`` (SAM lines);
+  ``co.reader().table(region)`` (every column) ÷ pysam ``fetch`` reading every field;
+  ``partition_regions(co, regions)`` and every slice's ``to_arrow()`` in this process (the slices share the
+  process's handle of the object) ÷ pysam ``fetch`` reading every field;
+  ``co.reader().records_many(regions)`` (one call, members fetched together) ÷ pysam ``fetch`` + ``to_string()``.
+  Every contender starts cold (a new reader, the process's shared handles dropped); both sides give the same
+  record count (checked).
 
 polars-bio and oxbow are compared when installed (``pip install polars-bio oxbow``), else skipped with a note.
 
@@ -20,22 +27,27 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import multiprocessing
 import os
 import sys
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
-from _common import best_of, rows_on_pool, timed, warm_page_cache
+from _common import goal_line, interleaved_best, load_average, timed, warm_page_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' BAM generator
 
 from dataplug import CloudObject  # noqa: E402
 from dataplug.formats.genomics.bam import partition_num_chunks, partition_regions  # noqa: E402
+from dataplug.reader import clear_shared  # noqa: E402
 from tests.bam_files import large_bam  # noqa: E402
 
 
-def touch(record) -> int:
+def touch(record: Any) -> int:
     """Read every SAM field of one pysam record (what ``to_arrow`` gives)."""
     fields = (
         record.query_name, record.flag, record.reference_name, record.reference_start, record.mapping_quality,
@@ -45,30 +57,59 @@ def touch(record) -> int:
     return len(fields)
 
 
-def pysam_pass(path: str) -> int:
+def sam_line(record: Any) -> int:
+    """One pysam record as its SAM line (what ``records()`` gives)."""
+    return len(record.to_string())
+
+
+def pysam_pass(path: str) -> tuple[int, float]:
+    """Records of one pysam pass reading every field, and its CPU seconds."""
     import pysam
 
-    n = 0
+    cpu, n = time.process_time(), 0
     with pysam.AlignmentFile(path) as f:
         for record in f.fetch(until_eof=True):
             touch(record)
             n += 1
-    return n
+    return n, time.process_time() - cpu
 
 
-def pysam_regions(path: str, regions: list[str]) -> int:
+def arrow_rows_cpu(piece: Any) -> tuple[int, float]:
+    """A worker's task: one slice's ``to_arrow()`` rows, and the CPU seconds it took."""
+    cpu = time.process_time()
+    rows = piece.to_arrow().num_rows
+    return rows, time.process_time() - cpu
+
+
+def pysam_regions(path: str, regions: list[str], read: Callable[[Any], int]) -> int:
     import pysam
 
     n = 0
     with pysam.AlignmentFile(path) as f:
         for region in regions:
             for record in f.fetch(region=region):
-                touch(record)
+                read(record)
                 n += 1
     return n
 
 
-def dataplug_regions(co: CloudObject, regions: list[str]) -> int:
+def reader_records(co: CloudObject, regions: list[str]) -> int:
+    with co.reader() as r:
+        return sum(len(r.records(region)) for region in regions)
+
+
+def reader_tables(co: CloudObject, regions: list[str]) -> int:
+    with co.reader() as r:
+        return sum(r.table(region).num_rows for region in regions)
+
+
+def reader_many(co: CloudObject, regions: list[str]) -> int:
+    with co.reader() as r:
+        return sum(map(len, r.records_many(regions)))
+
+
+def region_slices(co: CloudObject, regions: list[str]) -> int:
+    clear_shared()
     return sum(piece.to_arrow().num_rows for piece in partition_regions(co, regions))
 
 
@@ -86,17 +127,20 @@ def main() -> None:
         pysam.index(path)
         size = os.path.getsize(path)
         warm_page_cache(path)
-        print(f"BAM: {args.records:,} records, {size / 2**20:.1f} MiB (zlib level {args.level})")
+        print(f"BAM: {args.records:,} records, {size / 2**20:.1f} MiB (zlib level {args.level}); {load_average()}")
 
         t_pre, co = timed(lambda: CloudObject.from_url(path).preprocess(progress=False, force=True))
         a = co.attributes
         print(f"index pass: {t_pre:.2f} s ({a.uncompressed_size / 2**20:.0f} MiB decoded, {a.blocks} blocks)")
 
         slices = partition_num_chunks(co, max(args.workers * 8, 16))
-        t_ours, counts = rows_on_pool(slices, args.workers)
-        t_pysam, n = best_of(lambda: pysam_pass(path))
-        assert sum(counts) == n == a.records
-        print(f"whole file to_arrow on {args.workers} workers: {t_ours:.2f} s; pysam pass: {t_pysam:.2f} s; ratio {t_ours / t_pysam:.2f} (goal <= 0.7)")
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(arrow_rows_cpu, slices[:args.workers]))  # workers started and warm before the clock runs
+            (t_ours, ours), (t_pysam, (n, cpu_pysam)) = interleaved_best([lambda: list(pool.map(arrow_rows_cpu, slices)), lambda: pysam_pass(path)], repeats=2)
+        assert sum(rows for rows, _ in ours) == n == a.records
+        print(f"whole file, {load_average()}")
+        print(goal_line(f"to_arrow on {args.workers} workers (wall) ÷ one pass", t_ours, "pysam", t_pysam, 0.7))
+        print(f"  CPU seconds: ours {sum(cpu for _, cpu in ours):.2f} (workers summed), pysam {cpu_pysam:.2f}")
 
         rng = np.random.default_rng(1)
         regions = []
@@ -104,10 +148,21 @@ def main() -> None:
             name = ("chr1", "chr2")[int(rng.integers(0, 2))]
             beg = int(rng.integers(1, 200_000_000 - 10_000))
             regions.append(f"{name}:{beg}-{beg + 10_000}")
-        t_reg, got = best_of(lambda: dataplug_regions(co, regions))
-        t_fetch, want = best_of(lambda: pysam_regions(path, regions))
-        assert got == want, (got, want)
-        print(f"{args.regions} regions ({want:,} records): partition_regions + to_arrow {t_reg:.2f} s; pysam fetch {t_fetch:.2f} s; ratio {t_reg / t_fetch:.2f} (goal <= 1.5)")
+        contenders = [
+            lambda: pysam_regions(path, regions, sam_line),
+            lambda: pysam_regions(path, regions, touch),
+            lambda: reader_records(co, regions),
+            lambda: reader_tables(co, regions),
+            lambda: region_slices(co, regions),
+            lambda: reader_many(co, regions),
+        ]
+        (t_lines, want), (t_fields, want2), (t_records, got), (t_tables, got2), (t_slices, got3), (t_many, got4) = interleaved_best(contenders, repeats=2)
+        assert want == want2 == got == got2 == got3 == got4, (want, want2, got, got2, got3, got4)
+        print(f"{args.regions:,} regions of 10 kb ({want:,} records), one call each, {load_average()}")
+        print(goal_line("co.reader().records() ÷ fetch + to_string()", t_records, "pysam", t_lines, 1.5))
+        print(goal_line("co.reader().table() ÷ fetch, every field", t_tables, "pysam", t_fields, 1.5))
+        print(goal_line("partition_regions + to_arrow ÷ fetch, every field", t_slices, "pysam", t_fields, 1.5))
+        print(goal_line("co.reader().records_many() ÷ fetch + to_string()", t_many, "pysam", t_lines, 1.5))
 
         for name in ("polars_bio", "oxbow"):
             if importlib.util.find_spec(name) is None:

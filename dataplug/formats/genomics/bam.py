@@ -37,7 +37,8 @@ import re
 import struct
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Sequence
+from functools import lru_cache
+from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -64,7 +65,8 @@ from dataplug.formats.genomics.bam_records import (
     scan_region,
     walk,
 )
-from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, cut_offsets, preprocess_reader, readers
+from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, codec_index, preprocess_reader, readers
+from dataplug.framings.regions import UnitReader
 from dataplug.reader import Reader
 from dataplug.sidecar import BlobRef
 from dataplug.slice import CloudObjectSlice
@@ -346,9 +348,26 @@ class BlockIndex:
                 self.runs.setdefault(int(ref[lo]), (lo, hi))
                 reach[lo:hi] = np.maximum.accumulate(end[lo:hi])
         self.reach = reach.tolist()
-        #: Logical offsets where decoding starts without waste (BGZF member starts), to read a run of blocks
-        #: member by member and stop at the region's end.
-        self.cuts = cut_offsets(co).tolist()
+        #: The codec's units (BGZF members) as (decoded start, decoded end, compressed start, compressed end),
+        #: and their decoded starts: a region reads its run of blocks unit by unit and stops at its end.
+        info, codec = co.index().object_info, get_codec(a.compression)
+        cindex = codec_index(co)
+        table = codec.checkpoints(co.url, cindex, info.size)
+        self.obj, self.info, self.units, self.cuts = co.obj, info, [], []
+        self.decode = codec.unit_decoder(co.url, cindex) if table is not None else None
+        if table is not None and self.decode is not None:
+            n = len(table)
+            ends = np.minimum(table.compressed[1:] + table.margin, table.data_end)
+            ends[-1:] = table.data_end
+            self.units = list(zip(table.logical[:n].tolist(), table.logical[1:].tolist(), table.compressed[:n].tolist(), ends.tolist()))
+            self.cuts = table.logical[1:n].tolist()
+
+    def units_of(self, start: int, end: int) -> tuple[tuple[int, int, int, int], ...]:
+        """The units that decode ``[start, end)``, in order (none without a unit decoder)."""
+        if end <= start or not self.units:
+            return ()
+        k = bisect_right(self.cuts, start)
+        return tuple(self.units[k : bisect_left(self.cuts, end, k) + 1])
 
     def parse(self, region: str) -> tuple[str, int, int, int]:
         """A region string as (name, reference id, 0-based begin, 0-based exclusive end); ``"*"`` is
@@ -484,12 +503,20 @@ def _rows(url: str, data: bytes, base: int, kept: list[int], names: tuple[str, .
         raise InvalidFormatError(url, f"a malformed BAM record ({exc})", offset=None) from None
 
 
+@lru_cache(maxsize=64)
+def _schema(wanted: tuple[str, ...]) -> tuple[pa.Schema, pa.Table]:
+    """The schema of the columns ``wanted``, and its empty table (tables are immutable: one serves every
+    empty region)."""
+    schema = pa.schema([SCHEMA.field(name) for name in wanted])
+    return schema, schema.empty_table()
+
+
 def region_table(url: str, data: bytes, base: int, kept: list[int], names: tuple[str, ...], wanted: tuple[str, ...]) -> pa.Table:
     """The table of the records at logical ``kept`` of ``data`` (decoded bytes from ``base``): by
     :func:`record_rows` for :data:`FEW_RECORDS` or fewer, else by the vectorised columns."""
-    schema = pa.schema([SCHEMA.field(name) for name in wanted])
+    schema, empty = _schema(wanted)
     if not kept:
-        return schema.empty_table()
+        return empty
     if len(kept) <= FEW_RECORDS:
         return rows_table(_rows(url, data, base, kept, names), SCHEMA, wanted)
     buf = np.frombuffer(data, np.uint8)
@@ -628,6 +655,10 @@ class BAMSlice(CloudObjectSlice):
     #: (reference id, position) of the first record as the index's block summary says: checked when read,
     #: so that a crafted or shifted index is refused rather than giving other records.
     summary: tuple[int, int] | None = None
+    #: A region slice's codec units (see :meth:`BlockIndex.units_of`) and their decoder: read one by one
+    #: through the process's shared handle (each decoded once per process), stopping past the region.
+    units: tuple[tuple[int, int, int, int], ...] = ()
+    decode: Callable[[bytes, int, int], bytes] | None = None
     binary_output = True
     _header: Header | None = field(default=None, init=False, repr=False, compare=False)
     _count: int | None = field(default=None, init=False, repr=False, compare=False)
@@ -665,15 +696,20 @@ class BAMSlice(CloudObjectSlice):
     def _scan(self) -> tuple[bytes, list[int]]:
         """A region slice's decoded bytes and the starts (logical offsets) of its records in them, walked
         until the first record past the region (:func:`scan_region`)."""
-        data = self.source.read() if self.source is not None and self.end > self.start else b""
         kept: list[int] = []
-        if data:
-            _, tid, beg, end = self.region  # type: ignore[misc]
-            _, done = scan_region(self.url, data, self.start, self.start, self.end, (tid, beg, end), self.references, kept, self.summary)
-            if not done:
-                raise CorruptIndexError(self.url, f"a BAM record runs past decoded byte {self.end}, where the index's block ends; run preprocess(force=True)")
-        self._count = len(kept)
-        return data, kept
+        if self.end <= self.start:
+            self._count = 0
+            return b"", kept
+        _, tid, beg, end = self.region  # type: ignore[misc]
+        pieces = iter([self.source] if self.decode is None or not self.units else [UnitReader(self.obj, self.object_info, max(self.start, u[0]), min(self.end, u[1]), (u,), self.decode) for u in self.units])
+        data, q = b"", self.start
+        for piece in pieces:
+            data += piece.read()  # type: ignore[union-attr]
+            q, done = scan_region(self.url, data, self.start, q, self.end, (tid, beg, end), self.references, kept, self.summary if q == self.start else None)
+            if done:
+                self._count = len(kept)
+                return data, kept
+        raise CorruptIndexError(self.url, f"a BAM record runs past decoded byte {self.end}, where the index's block ends; run preprocess(force=True)")
 
     def _records(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The decoded bytes, the positions of the slice's records in them and their fixed fields; a chain
@@ -704,10 +740,10 @@ class BAMSlice(CloudObjectSlice):
         if self.region is not None:
             data, kept = self._scan()
             return region_table(self.url, data, self.start, kept, self._parsed().names, wanted)
-        schema = pa.schema([SCHEMA.field(name) for name in wanted])
+        schema, empty = _schema(wanted)
         buf, at, fixed = self._records()
         if not at.size:
-            return schema.empty_table()
+            return empty
         values = _columns(self.url, Layout(buf, at, fixed), self._parsed().names, wanted)
         return pa.table([values[name].cast(schema.field(name).type) for name in wanted], schema=schema)
 
@@ -765,13 +801,22 @@ SCHEMA = pa.schema(
 
 
 def _slices(
-    co: Any, first: Sequence[int], stop: Sequence[int], start: Sequence[int], end: Sequence[int], regions: Sequence[Any], summaries: Sequence[Any], ref: BlobRef
+    co: Any,
+    first: Sequence[int],
+    stop: Sequence[int],
+    start: Sequence[int],
+    end: Sequence[int],
+    regions: Sequence[Any],
+    summaries: Sequence[Any],
+    ref: BlobRef,
+    index: BlockIndex | None = None,
 ) -> list[BAMSlice]:
     read, info = readers(co), co.index().object_info
     return [
         BAMSlice(
             obj=co.obj, object_info=info, number=n, header_ref=ref, references=co.attributes.references, start=int(s), end=int(e),
             first=int(f), stop=int(t), source=read(int(s), int(e)) if e > s else None, region=region, summary=summary,
+            units=index.units_of(int(s), int(e)) if index is not None else (), decode=index.decode if index is not None else None,
         )
         for n, (f, t, s, e, region, summary) in enumerate(zip(first, stop, start, end, regions, summaries))
     ]
@@ -842,4 +887,4 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[BAMSlice]:
             s.append(index.offset[i])
             e.append(index.stop_offset[j])
             summaries.append((index.ref[i], index.start[i]))
-    return _slices(co, first, stop, s, e, parsed, summaries, index.header_ref)
+    return _slices(co, first, stop, s, e, parsed, summaries, index.header_ref, index)
