@@ -678,6 +678,10 @@ class RegionTables:
     covered_list: list[int]
     reach_list: list[int]
     offset_list: list[int]
+    record_list: list[int]
+    stop_list: list[int]
+    low_list: list[int]
+    chrom_list: list[int]
     header_lines: int
     declared: Callable[[], Collection[str]]
     #: The object as indexed, and how its codec reads it: the checkpoint table (None for a plain object), its
@@ -693,6 +697,11 @@ class RegionTables:
     unit_logical: list[int]
     unit_compressed: list[int]
     unit_ends: list[int]
+    #: The line index's anchors, its blank lines and the codec's cuts, as lists.
+    anchor_offsets: list[int]
+    anchor_records: list[int]
+    blank_list: list[int]
+    cuts_list: list[int]
 
     @classmethod
     def build(cls, co: Any) -> RegionTables:
@@ -727,11 +736,18 @@ class RegionTables:
         if table is not None:
             ends = np.minimum(table.compressed[1:] + table.margin, table.data_end)
             units = (table.logical.tolist(), table.compressed.tolist(), ends.tolist())
+        stop = np.append(record[1:], index.total)
+        cuts = table.cuts() if table is not None else np.zeros(0, np.int64)
         return cls(
-            co.url, names, {name: i for i, name in enumerate(names)}, record, chrom, start, covered, low, reach,
-            np.append(record[1:], index.total), offset, index, runs, start.tolist(), running.tolist(), covered.tolist(), reach.tolist(), offset.tolist(),
-            a.header_lines, declared_names, info, codec, cindex, table, table.cuts() if table is not None else np.zeros(0, np.int64),
-            codec.readers(co.obj, info, cindex), codec.unit_decoder(co.url, cindex) if table is not None else None, *units,
+            url=co.url, names=names, ids={name: i for i, name in enumerate(names)},
+            record=record, chrom=chrom, start=start, covered=covered, low=low, reach=reach, stop=stop, offset=offset, index=index, runs=runs,
+            start_list=start.tolist(), running_list=running.tolist(), covered_list=covered.tolist(), reach_list=reach.tolist(),
+            offset_list=offset.tolist(), record_list=record.tolist(), stop_list=stop.tolist(), low_list=low.tolist(), chrom_list=chrom.tolist(),
+            header_lines=a.header_lines, declared=declared_names, info=info, codec=codec, codec_index=cindex, checkpoints=table, cuts=cuts,
+            readers=codec.readers(co.obj, info, cindex), decode=codec.unit_decoder(co.url, cindex) if table is not None else None,
+            unit_logical=units[0], unit_compressed=units[1], unit_ends=units[2],
+            anchor_offsets=index.offsets.tolist(), anchor_records=index.records.tolist(),
+            blank_list=index.blanks.tolist() if index.blanks is not None else [], cuts_list=cuts.tolist(),
         )
 
     def parse(self, regions: str | Sequence[str]) -> list[tuple[str, int, int]]:
@@ -767,9 +783,23 @@ class RegionTables:
             last -= 1
         return first, last
 
+    def span(self, a: int, b: int) -> Span:
+        """The :class:`Span` of records ``[a, b)`` (as :meth:`LineIndex.spans`, from the anchors' lists)."""
+        o, r = self.anchor_offsets, self.anchor_records
+        last = len(r) - 1
+        i = bisect_right(r, a) - 1
+        p = bisect_right(r, b) - 1
+        j = min(bisect_left(r, b), last)
+        n = min(i + 1, last)
+        return Span(o[i], r[i], o[n], r[n], o[p], r[p], o[j], r[j], o[-1])
+
+    def blanks(self, a: int, b: int) -> int:
+        """How many of the records ``[a, b)`` are meta or blank lines."""
+        return bisect_left(self.blank_list, b) - bisect_left(self.blank_list, a)
+
     def summary(self, block: int) -> tuple[str, int]:
         """(sequence, first position) of block ``block``'s first record, by the index."""
-        return self.names[int(self.chrom[block])], self.start_list[block]
+        return self.names[self.chrom_list[block]], self.start_list[block]
 
 
 #: The region tables of each loaded sidecar (by its id, while it lives).
@@ -901,7 +931,10 @@ class RegionSlice(LineRangeSlice):
             lines = split_lines(self.text())
             return [line for line in lines if not self.config.is_meta(line)] if self.skipped else lines
         if self.reach is not None:
-            lines = region_lines(self.url, self.locator, self._fetch()[1], self.region, self.reach, self.summary, complete=True)
+            head = self.source.head() if isinstance(self.source, UnitReader) and self.stop > self.first else None
+            lines = region_lines(self.url, self.locator, head, self.region, self.reach, self.summary, complete=False) if head is not None else None
+            if lines is None:
+                lines = region_lines(self.url, self.locator, self._fetch()[1], self.region, self.reach, self.summary, complete=True)
             assert lines is not None
             self._count = len(lines)
             return lines
@@ -1178,63 +1211,63 @@ def region_slices(co: Any, slice_class: type[RegionSlice], regions: str | Sequen
         )
     t = region_tables(co)
     parsed = t.parse(regions)
-    record, stop, covered, low, start = t.record, t.stop, t.covered, t.low, t.start
-    first, last, inside, edges, summaries, reaches = [], [], [], [], [], []
-    for name, beg, end in parsed:
-        found = t.locate(name, beg, end)
-        reaches.append(None if co.attributes.skipped else max(t.reach_list[found[0] : found[1] + 1]) if found is not None else 0)
-        if found is None:
-            first.append(t.header_lines)
-            last.append(t.header_lines)
-            summaries.append(None)
-            inside.append(0)
-            edges.append([])
-            continue
-        i, j = found
-        first.append(t.record[i])
-        last.append(int(stop[j]))
-        summaries.append(t.summary(i))
-        run_end = t.runs[int(t.chrom[i])][1]
-        hit = covered[i : j + 1] >= beg
-        # Every record of a held block starts in [beg, end] (begins are sorted, and its last begin is at
-        # most the next block's first) and covers beg (the least position it covers is at least beg).
-        following = np.append(start[i + 1 : j + 2], REGION_MAX)[: j + 1 - i]
-        following[np.arange(i + 1, j + 2) >= run_end] = REGION_MAX  # the next block is on another sequence
-        held = hit & (low[i : j + 1] >= beg) & (((following <= end) & (following < REGION_MAX)) | (end == REGION_MAX))
-        rec, stp = record[i : j + 1], stop[i : j + 1]
-        inside.append(int((stp - rec)[held].sum() - t.index.blank_count(rec[held], stp[held]).sum()) if held.any() else 0)
-        edges.append(_edge_runs(rec, stp, hit & ~held))
-    runs = [run for region_runs in edges for run in region_runs]
-    edge_spans = iter(t.index.spans(np.array([r[0] for r in runs], np.int64), np.array([r[1] for r in runs], np.int64)) if runs else [])
-    spans = t.index.spans(np.array(first, np.int64), np.array(last, np.int64))
-    info, ref = t.info, co.index().blob(co.format.header_blob)
+    info, ref, cuts = t.info, co.index().blob(co.format.header_blob), t.cuts_list
+    planned = [_region_plan(t, region, co.attributes.skipped > 0) for region in parsed]
+    spans = [t.span(f, s) for f, s, *_ in planned]
     read = SetReaders(co, t, [(span.start, span.end) for span in spans]).reader
-    cuts = t.cuts
     out = []
-    for n, (f, s, span, region, held_count, region_runs, first_summary, reach) in enumerate(zip(first, last, spans, parsed, inside, edges, summaries, reaches)):
+    for n, ((f, s, held_count, runs, first_summary, reach), span, region) in enumerate(zip(planned, spans, parsed)):
         source = read(n, span.start, span.end)
-        edge = tuple(
-            EdgeBlock(a0, b0, edge_span, read(n, edge_span.start, edge_span.end), t.summary(int(np.searchsorted(record, a0))))
-            for (a0, b0), edge_span in zip(region_runs, edge_spans)
-        )
+        edge = []
+        for a0, b0 in runs:
+            edge_span = t.span(a0, b0)
+            edge.append(EdgeBlock(a0, b0, edge_span, read(n, edge_span.start, edge_span.end), t.summary(bisect_left(t.record_list, a0))))
         if edge and sum(_decoded(cuts, e.span) for e in edge) >= _decoded(cuts, span):
-            held_count, edge = 0, (EdgeBlock(f, s, span, source, first_summary),)  # counting the whole slice decodes less
+            held_count, edge = 0, [EdgeBlock(f, s, span, source, first_summary)]  # counting the whole slice decodes less
         out.append(
             slice_class(
-                obj=co.obj, object_info=info, number=n, first=int(f), stop=s, span=span, dialect=Dialect(),
-                source=source, header_ref=ref, region=region, inside=held_count, edges=edge, summary=first_summary, reach=reach, **extra,
+                obj=co.obj, object_info=info, number=n, first=f, stop=s, span=span, dialect=Dialect(), source=source, header_ref=ref,
+                region=region, inside=held_count, edges=tuple(edge), summary=first_summary, reach=reach, **extra,
             )
         )
     return out
+
+
+def _region_plan(
+    t: RegionTables, region: tuple[str, int, int], meta: bool
+) -> tuple[int, int, int, list[tuple[int, int]], tuple[str, int] | None, int | None]:
+    """For one region: its slice's records ``[first, stop)``, the records of the blocks it holds whole (counted
+    from the index), the record runs of its edge blocks (read to count), its first block's summary, and the
+    longest reach of its blocks (None when ``meta`` lines are among the records)."""
+    name, beg, end = region
+    found = t.locate(name, beg, end)
+    if found is None:
+        return t.header_lines, t.header_lines, 0, [], None, None if meta else 0
+    i, j = found
+    record, stop, covered, low, start = t.record_list, t.stop_list, t.covered_list, t.low_list, t.start_list
+    run_end = t.runs[t.chrom_list[i]][1]
+    inside, runs = 0, []
+    for k in range(i, j + 1):
+        if covered[k] < beg:
+            continue
+        # Every record of a held block starts in [beg, end] (begins are sorted, and its last begin is at
+        # most the next block's first) and covers beg (the least position it covers is at least beg).
+        if low[k] >= beg and (end == REGION_MAX or (k + 1 < run_end and start[k + 1] <= end)):
+            inside += stop[k] - record[k] - t.blanks(record[k], stop[k])
+        elif runs and runs[-1][1] == record[k]:
+            runs[-1] = (runs[-1][0], stop[k])
+        else:
+            runs.append((record[k], stop[k]))
+    return record[i], stop[j], inside, runs, t.summary(i), None if meta else max(t.reach_list[i : j + 1])
 
 
 @dataclass(frozen=True)
 class UnitReader:
     """Decoded bytes ``[start, end)`` of a region slice over a codec whose units (checkpoint stretches: BGZF
     members) decode from their own bytes. Each unit is decoded once per process and kept in the cache of the
-    object's shared handle (:func:`~dataplug.storage.handle.shared`: the file kept open, identity checked
-    on every read as a slice read's always is), so the slices of one process that share a block, or repeated
-    regions on one object, decode it once. The missing units come from the ``group``'s fetch (a region
+    object's shared handle (:func:`~dataplug.storage.handle.shared`: the file kept open, reads pinned or
+    checked as the handle checks them), so the slices of one process that share a block, or repeated
+    regions on one object, decode it once. The missing units come from the ``window``'s fetch (a region
     set's) or in one planned read. ``units`` holds ``(decoded start, decoded end, compressed start,
     compressed end)`` of each unit the range needs, in order. Units found decoded are the indexed object's
     (the shared handle is the object's as indexed), so a read of them alone asks the store nothing."""
@@ -1250,17 +1283,29 @@ class UnitReader:
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
+        found = self._units(self.units)
+        skip = self.start - self.units[0][0]
+        joined = found[0] if len(found) == 1 else b"".join(found)
+        return joined[skip : skip + self.end - self.start]
+
+    def head(self) -> bytes | None:
+        """The range's bytes in its first unit alone, when the range goes on past it (else None): a region's
+        records usually end there, and the next unit need not be decoded (see :func:`region_lines`)."""
+        if len(self.units) < 2:
+            return None
+        return self._units(self.units[:1])[0][self.start - self.units[0][0] :]
+
+    def _units(self, units: Sequence[tuple[int, int, int, int]]) -> list[bytes]:
+        """The decoded ``units``: from the shared handle's cache, the missing ones read together and decoded."""
         handle = shared(self.obj, self.info)
-        found = [handle.cache.get(("unit", c0, c1)) for _, _, c0, c1 in self.units]
-        missing = [unit for unit, data in zip(self.units, found) if data is None]
+        found = [handle.cache.get(("unit", c0, c1)) for _, _, c0, c1 in units]
+        missing = [unit for unit, data in zip(units, found) if data is None]
         if missing:
             ranges = [(c0, c1) for _, _, c0, c1 in missing]
             raws = self.window.read_ranges(ranges) if self.window is not None else handle.read_ranges(ranges)
             decoded = iter([handle.cache.put(("unit", c0, c1), self.decode(raw, c0, u1 - u0)) for (u0, u1, c0, c1), raw in zip(missing, raws)])
             found = [data if data is not None else next(decoded) for data in found]
-        skip = self.start - self.units[0][0]
-        joined = found[0] if len(found) == 1 else b"".join(found)
-        return joined[skip : skip + self.end - self.start]  # type: ignore[no-any-return]
+        return found  # type: ignore[return-value]
 
 
 class SetReaders:
@@ -1316,22 +1361,12 @@ class SetReaders:
         return self._readers[group.window](start, end)
 
 
-def _decoded(cuts: np.ndarray, span: Span) -> int:
+def _decoded(cuts: list[int], span: Span) -> int:
     """Decoded bytes a reader of ``span`` goes through: from the codec cut before it (gzip checkpoints
     are far apart, so reading two edge blocks can cost more than reading their whole slice)."""
-    if not cuts.size:
+    if not cuts:
         return span.end - span.start
-    at = int(np.searchsorted(cuts, span.start, side="right")) - 1
-    return span.end - (int(cuts[at]) if at >= 0 else 0)
+    at = bisect_right(cuts, span.start) - 1
+    return span.end - (cuts[at] if at >= 0 else 0)
 
-
-def _edge_runs(record: np.ndarray, stop: np.ndarray, edge: np.ndarray) -> list[tuple[int, int]]:
-    """Record ranges ``[first, stop)`` of the blocks marked in ``edge``, adjacent blocks joined."""
-    runs: list[tuple[int, int]] = []
-    for i in np.flatnonzero(edge).tolist():
-        if runs and runs[-1][1] == int(record[i]):
-            runs[-1] = (runs[-1][0], int(stop[i]))
-        else:
-            runs.append((int(record[i]), int(stop[i])))
-    return runs
 
