@@ -32,9 +32,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from _common import goal_line, interleaved_best, load_average, timed, warm_page_cache
@@ -50,9 +51,18 @@ from tests.bam_files import large_bam  # noqa: E402
 def touch(record: Any) -> int:
     """Read every SAM field of one pysam record (what ``to_arrow`` gives)."""
     fields = (
-        record.query_name, record.flag, record.reference_name, record.reference_start, record.mapping_quality,
-        record.cigarstring, record.next_reference_name, record.next_reference_start, record.template_length,
-        record.query_sequence, record.qual, record.get_tags(),
+        record.query_name,
+        record.flag,
+        record.reference_name,
+        record.reference_start,
+        record.mapping_quality,
+        record.cigarstring,
+        record.next_reference_name,
+        record.next_reference_start,
+        record.template_length,
+        record.query_sequence,
+        record.qual,
+        record.get_tags(),
     )
     return len(fields)
 
@@ -135,8 +145,10 @@ def main() -> None:
 
         slices = partition_num_chunks(co, max(args.workers * 8, 16))
         with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(arrow_rows_cpu, slices[:args.workers]))  # workers started and warm before the clock runs
-            (t_ours, ours), (t_pysam, (n, cpu_pysam)) = interleaved_best([lambda: list(pool.map(arrow_rows_cpu, slices)), lambda: pysam_pass(path)], repeats=2)
+            list(pool.map(arrow_rows_cpu, slices[: args.workers]))  # workers started and warm before the clock runs
+            (t_ours, ours), (t_pysam, (n, cpu_pysam)) = interleaved_best(
+                [lambda: list(pool.map(arrow_rows_cpu, slices)), lambda: pysam_pass(path)], repeats=2
+            )
         assert sum(rows for rows, _ in ours) == n == a.records
         print(f"whole file, {load_average()}")
         print(goal_line(f"to_arrow on {args.workers} workers (wall) ÷ one pass", t_ours, "pysam", t_pysam, 0.7))
@@ -156,7 +168,9 @@ def main() -> None:
             lambda: region_slices(co, regions),
             lambda: reader_many(co, regions),
         ]
-        (t_lines, want), (t_fields, want2), (t_records, got), (t_tables, got2), (t_slices, got3), (t_many, got4) = interleaved_best(contenders, repeats=2)
+        (t_lines, want), (t_fields, want2), (t_records, got), (t_tables, got2), (t_slices, got3), (t_many, got4) = interleaved_best(
+            contenders, repeats=2
+        )
         assert want == want2 == got == got2 == got3 == got4, (want, want2, got, got2, got3, got4)
         print(f"{args.regions:,} regions of 10 kb ({want:,} records), one call each, {load_average()}")
         print(goal_line("co.reader().records() ÷ fetch + to_string()", t_records, "pysam", t_lines, 1.5))

@@ -5,6 +5,7 @@ checked against htslib (pysam), never against dataplug itself."""
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.detect import detect_format
-from dataplug.errors import CorruptIndexError, DataplugError
+from dataplug.errors import CorruptIndexError, DataplugError, StaleIndexError
 from dataplug.formats.genomics.bam import BAM, partition_num_chunks, partition_regions
 from dataplug.storage import StorageObject
 from dataplug.testing import FormatTests
@@ -226,7 +227,100 @@ def test_s3_store(store):
     got = lines_of(partition_num_chunks(co, 7))
     assert len(got) == co.attributes.records == 620
     regions = partition_regions(co, ["chr1:1-100000", "chr2"])
-    assert sum(p.num_records for p in regions) == sum(1 for line in got if line.split("\t")[2] in ("chr1", "chr2") and (line.split("\t")[2] == "chr2" or int(line.split("\t")[3]) <= 100000))
+    assert sum(p.num_records for p in regions) == sum(
+        1 for line in got if line.split("\t")[2] in ("chr1", "chr2") and (line.split("\t")[2] == "chr2" or int(line.split("\t")[3]) <= 100000)
+    )
+
+
+def unplaced(path: Path) -> list[str]:
+    """``samtools view file '*'``: the unplaced unmapped reads."""
+    return pysam.samtools.view(str(path), "*").splitlines()
+
+
+def random_regions(seed: int, count: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        name, length = REFERENCES[int(rng.integers(0, len(REFERENCES)))]
+        beg = int(rng.integers(1, length))
+        out.append(f"{name}:{beg}-{min(length, beg + int(rng.integers(0, 3000)))}")
+    return out
+
+
+@pytest.mark.parametrize("which", ["indexed", "bare"])
+def test_reader_records_equal_htslib_fetch(bams, which):
+    """co.reader(): records() and records_many() as SAM lines, region() in pysam's 0-based coordinates and
+    table() columns, all equal to htslib's fetch; '*' the unplaced reads as samtools gives them."""
+    indexed, bare, _ = bams
+    htslib = pysam.AlignmentFile(str(indexed))
+    co = CloudObject.from_url(str(indexed if which == "indexed" else bare)).preprocess(progress=False)
+    regions = [*REGIONS, "*", *random_regions(13, 60)]
+    with co.reader() as r:
+        many = r.records_many(regions)
+        for region, together in zip(regions, many):
+            want = unplaced(indexed) if region == "*" else [x.to_string() for x in htslib.fetch(region=region)]
+            assert r.records(region) == together == want, region
+            table = r.table(region, ["qname", "pos", "tags"])
+            assert table.column_names == ["qname", "pos", "tags"] and table["qname"].to_pylist() == [line.split("\t")[0] for line in want]
+        for name, start, end in [("chr1", 999, 2000), ("chr2", 0, 1), ("chrM", 16000, None), ("chr10", None, 45000)]:
+            assert r.region(name, start, end) == [x.to_string() for x in htslib.fetch(name, start, end)], (name, start, end)
+        with pytest.raises(StrategyArgumentError, match="chr99"):
+            r.records("chr99:1-10")
+        with pytest.raises(StrategyArgumentError, match="no BAM column"):
+            r.table("chr1", ["sequence"])
+        assert r.records("*") == [piece for piece in partition_regions(co, "*")[0].get()]
+
+
+def test_few_and_many_records_decode_alike(bams, monkeypatch):
+    """The pure-Python path for a region's few records and the vectorised columns give the same lines and
+    tables, for records with every tag type, CIGAR operation and absent quality."""
+    from dataplug.formats.genomics import bam
+
+    indexed, _, _ = bams
+    co = CloudObject.from_url(str(indexed)).preprocess(progress=False)
+    regions = ["chr1", "chr2:1-60000", "*", "chrUn_gl1"]
+    seen = {}
+    for few in (0, 10**9):
+        monkeypatch.setattr(bam, "FEW_RECORDS", few)
+        with co.reader() as r:
+            seen[few] = [(r.records(region), r.table(region)) for region in regions]
+        seen[few].append(tuple(piece.to_arrow() for piece in partition_regions(co, regions)))
+    assert seen[0][:-1] == seen[10**9][:-1]
+    assert all(a.equals(b) for a, b in zip(seen[0][-1], seen[10**9][-1]))
+    assert sum(len(lines) for lines, _ in seen[0][:-1]) > 2 * 64
+
+
+def test_reader_reads_the_members_of_its_region_once(bams):
+    """Blocks start at every member's first record: a small region inflates one member, or two where its
+    records run on; read again, nothing (the reader's LRU)."""
+    indexed, _, _ = bams
+    co = CloudObject.from_url(str(indexed)).preprocess(progress=False)
+    offsets = co.index().tables["bam_block_offset"]
+    members = np.cumsum(co.index().tables["bgzf_decoded_size"].astype(np.int64))
+    holding = np.unique(np.searchsorted(members, offsets, side="right"))
+    assert holding.size >= members.size - 3  # every member that starts a record holds a block start
+    with co.reader() as r:
+        for region in random_regions(17, 30):
+            before = r.decodes
+            got = r.records(region)
+            assert r.decodes - before <= 2, region
+            again = r.decodes
+            assert r.records(region) == got and r.decodes == again
+
+
+def test_a_changed_object_is_refused_while_a_reader_is_open(bams, tmp_path):
+    indexed, _, _ = bams
+    path = tmp_path / "changing.bam"
+    shutil.copy(indexed, path)
+    co = CloudObject.from_url(str(path)).preprocess(progress=False)
+    with co.reader(check_interval=0) as r:
+        assert r.records("chr1:1000-2000")
+        other = write_bam(tmp_path / "other.bam", 300, seed=4)
+        os.replace(other, path)
+        with pytest.raises(StaleIndexError):
+            r.records("chr1:1000-2000")
+    with pytest.raises(StaleIndexError):
+        partition_regions(CloudObject.from_url(str(path)), "chr1:1000-2000")[0].get()
 
 
 class TestBAMConformance(FormatTests):

@@ -36,9 +36,10 @@ from __future__ import annotations
 import re
 import struct
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -461,7 +462,9 @@ class BamReader(Reader):
         k = bisect_right(index.cuts, s)
         return s, min(e, index.cuts[k]) if k < len(index.cuts) else e
 
-    def _scan(self, parsed: tuple[str, int, int, int], found: tuple[int, int] | None = None, first: bytes | None = None) -> tuple[bytes, int, list[int]]:
+    def _scan(
+        self, parsed: tuple[str, int, int, int], found: tuple[int, int] | None = None, first: bytes | None = None
+    ) -> tuple[bytes, int, list[int]]:
         """The decoded bytes read (from logical ``base``) and the starts of the records overlapping the
         region: its run of blocks read member by member (each read at least doubling what is held; ``first``:
         the first read, done already) until a record past the region."""
@@ -485,7 +488,9 @@ class BamReader(Reader):
             if done:
                 return data, s, kept
             if s + len(data) >= e:
-                raise CorruptIndexError(self.url, f"a BAM record runs past decoded byte {e}, where the index's block ends; run preprocess(force=True)")
+                raise CorruptIndexError(
+                    self.url, f"a BAM record runs past decoded byte {e}, where the index's block ends; run preprocess(force=True)"
+                )
 
 
 def _wanted(url: str, columns: Sequence[str] | None) -> tuple[str, ...]:
@@ -701,11 +706,17 @@ class BAMSlice(CloudObjectSlice):
             self._count = 0
             return b"", kept
         _, tid, beg, end = self.region  # type: ignore[misc]
-        pieces = iter([self.source] if self.decode is None or not self.units else [UnitReader(self.obj, self.object_info, max(self.start, u[0]), min(self.end, u[1]), (u,), self.decode) for u in self.units])
+        pieces = iter(
+            [self.source]
+            if self.decode is None or not self.units
+            else [UnitReader(self.obj, self.object_info, max(self.start, u[0]), min(self.end, u[1]), (u,), self.decode) for u in self.units]
+        )
         data, q = b"", self.start
         for piece in pieces:
             data += piece.read()  # type: ignore[union-attr]
-            q, done = scan_region(self.url, data, self.start, q, self.end, (tid, beg, end), self.references, kept, self.summary if q == self.start else None)
+            q, done = scan_region(
+                self.url, data, self.start, q, self.end, (tid, beg, end), self.references, kept, self.summary if q == self.start else None
+            )
             if done:
                 self._count = len(kept)
                 return data, kept
@@ -719,9 +730,14 @@ class BAMSlice(CloudObjectSlice):
         try:
             at, stop, incomplete = walk(self.url, buf, self.start, self.start, self.end)
         except InvalidFormatError as exc:
-            raise CorruptIndexError(self.url, f"the index's record boundaries do not fit the object ({exc.cause}); run preprocess(force=True)") from None
+            raise CorruptIndexError(
+                self.url, f"the index's record boundaries do not fit the object ({exc.cause}); run preprocess(force=True)"
+            ) from None
         if incomplete or stop != self.end or at.size != self.stop - self.first:
-            raise CorruptIndexError(self.url, f"the index says {self.stop - self.first} records end at decoded byte {self.end}; the object's records do not: run preprocess(force=True)")
+            raise CorruptIndexError(
+                self.url,
+                f"the index says {self.stop - self.first} records end at decoded byte {self.end}; the object's records do not: run preprocess(force=True)",
+            )
         at -= self.start
         fixed = fixed_fields(buf, at)
         check_records(self.url, buf, at, fixed, self.start, self.references)
@@ -814,9 +830,20 @@ def _slices(
     read, info = readers(co), co.index().object_info
     return [
         BAMSlice(
-            obj=co.obj, object_info=info, number=n, header_ref=ref, references=co.attributes.references, start=int(s), end=int(e),
-            first=int(f), stop=int(t), source=read(int(s), int(e)) if e > s else None, region=region, summary=summary,
-            units=index.units_of(int(s), int(e)) if index is not None else (), decode=index.decode if index is not None else None,
+            obj=co.obj,
+            object_info=info,
+            number=n,
+            header_ref=ref,
+            references=co.attributes.references,
+            start=int(s),
+            end=int(e),
+            first=int(f),
+            stop=int(t),
+            source=read(int(s), int(e)) if e > s else None,
+            region=region,
+            summary=summary,
+            units=index.units_of(int(s), int(e)) if index is not None else (),
+            decode=index.decode if index is not None else None,
         )
         for n, (f, t, s, e, region, summary) in enumerate(zip(first, stop, start, end, regions, summaries))
     ]

@@ -313,7 +313,7 @@ def columns(url: str, layout: Layout, names: tuple[str, ...], wanted: tuple[str,
 
 
 def _cigar(url: str, layout: Layout) -> pa.Array:
-    words, owner = cigar_words(layout.buf, layout.at, layout.fixed)
+    words, _ = cigar_words(layout.buf, layout.at, layout.fixed)
     ops = (words & 15).astype(np.int64)
     if ops.size and ops.max() >= len(CIGAR_OPS):
         raise InvalidFormatError(url, f"a CIGAR operation code {int(ops.max())}: codes are 0 to 8 (MIDNSHP=X)", offset=None)
@@ -419,7 +419,7 @@ def _tag_values(buf: np.ndarray, v: np.ndarray, kind: np.ndarray, size: np.ndarr
     where = np.flatnonzero(kind == ord("f"))
     if where.size:
         raw = np.ascontiguousarray(buf[v[where][:, None] + np.arange(4)]).view("<f4").ravel()
-        parts.append((where, pa.array(["%g" % x for x in raw.tolist()], pa.string())))
+        parts.append((where, pa.array([f"{x:g}" for x in raw.tolist()], pa.string())))
     where = np.flatnonzero(kind == ord("B"))
     if where.size:
         parts.append((where, pa.array([_array_text(buf, int(a), int(s)) for a, s in zip(v[where].tolist(), size[where].tolist())], pa.string())))
@@ -434,12 +434,20 @@ def _array_text(buf: np.ndarray, v: int, size: int) -> str:
     """A ``B`` tag's value as samtools prints it: ``s,1,-2``."""
     sub = int(buf[v])
     values = buf[v + 5 : v + size].view(_ARRAY_TYPES[sub]) if size > 5 else np.zeros(0)
-    shown = ["%g" % x for x in values.tolist()] if sub == ord("f") else [str(x) for x in values.tolist()]
+    shown = [f"{x:g}" for x in values.tolist()] if sub == ord("f") else [str(x) for x in values.tolist()]
     return ",".join([chr(sub), *shown])
 
 
 def scan_region(
-    url: str, data: bytes, base: int, q: int, stop: int, region: tuple[int, int, int], n_ref: int, kept: list[int], expect: tuple[int, int] | None = None
+    url: str,
+    data: bytes,
+    base: int,
+    q: int,
+    stop: int,
+    region: tuple[int, int, int],
+    n_ref: int,
+    kept: list[int],
+    expect: tuple[int, int] | None = None,
 ) -> tuple[int, bool]:
     """Walk the records of ``data`` (decoded bytes from logical ``base``) from the record at logical ``q`` while
     they start before ``stop``, appending to ``kept`` those overlapping ``region`` (reference id, 0-based
@@ -461,7 +469,14 @@ def scan_region(
             raise InvalidFormatError(url, f"a BAM record's block_size is {size}: not a record (corrupt data or a wrong index)", offset=q)
         if i + 4 + size > n:
             return q, False
-        if not (-1 <= ref < n_ref and -1 <= next_ref < n_ref) or pos < -1 or l_name < 1 or l_seq < 0 or l_name + 4 * n_cigar + (l_seq + 1) // 2 + l_seq + FIXED_SIZE - 4 > size or data[i + FIXED_SIZE + l_name - 1] != 0:
+        if (
+            not (-1 <= ref < n_ref and -1 <= next_ref < n_ref)
+            or pos < -1
+            or l_name < 1
+            or l_seq < 0
+            or l_name + 4 * n_cigar + (l_seq + 1) // 2 + l_seq + FIXED_SIZE - 4 > size
+            or data[i + FIXED_SIZE + l_name - 1] != 0
+        ):
             cause = "its fields do not fit its block_size or the header's references"
             if not (-1 <= ref < n_ref and -1 <= next_ref < n_ref):
                 cause = f"reference id {ref} (mate {next_ref}) where the header has {n_ref} references"
@@ -490,7 +505,9 @@ def scan_region(
             return q, True
         q += 4 + size
     if q != stop:
-        raise CorruptIndexError(url, f"the index says a run of BAM records ends at decoded byte {stop}; the object's records do not: run preprocess(force=True)")
+        raise CorruptIndexError(
+            url, f"the index says a run of BAM records ends at decoded byte {stop}; the object's records do not: run preprocess(force=True)"
+        )
     return q, True
 
 
@@ -540,7 +557,7 @@ def _tag_text(url: str, data: bytes, p: int, end: int) -> str:
             nul = data.find(b"\0", v, end)
             if nul < 0:
                 raise InvalidFormatError(url, "a BAM record's tag runs past its block_size", offset=None)
-            out.append(f"{data[p:p + 2].decode('latin-1')}:{chr(kind)}:{data[v:nul].decode('utf-8', 'replace')}")
+            out.append(f"{data[p : p + 2].decode('latin-1')}:{chr(kind)}:{data[v:nul].decode('utf-8', 'replace')}")
             p = nul + 1
             continue
         fmt = _TAG_INTS.get(kind)
@@ -548,7 +565,7 @@ def _tag_text(url: str, data: bytes, p: int, end: int) -> str:
             nxt = v + fmt.size
             if nxt > end:
                 raise InvalidFormatError(url, "a BAM record's tag runs past its block_size", offset=None)
-            out.append(f"{data[p:p + 2].decode('latin-1')}:i:{fmt.unpack_from(data, v)[0]}")
+            out.append(f"{data[p : p + 2].decode('latin-1')}:i:{fmt.unpack_from(data, v)[0]}")
             p = nxt
             continue
         key = data[p : p + 2].decode("latin-1")
@@ -557,7 +574,7 @@ def _tag_text(url: str, data: bytes, p: int, end: int) -> str:
             text = f"{key}:A:{chr(data[v])}" if nxt <= end else ""
         elif kind == 102:  # f
             nxt = v + 4
-            text = f"{key}:f:{'%g' % _TAG_FLOAT.unpack_from(data, v)[0]}" if nxt <= end else ""
+            text = f"{key}:f:{_TAG_FLOAT.unpack_from(data, v)[0]:g}" if nxt <= end else ""
         elif kind == 66:  # B
             code = _ARRAY_CODES.get(data[v]) if v < end else None
             if code is None:
@@ -567,7 +584,7 @@ def _tag_text(url: str, data: bytes, p: int, end: int) -> str:
             text = ""
             if nxt <= end:
                 values = struct.unpack_from(f"<{count}{code}", data, v + 5)
-                shown = ["%g" % x for x in values] if code == "f" else [str(x) for x in values]
+                shown = [f"{x:g}" for x in values] if code == "f" else [str(x) for x in values]
                 text = f"{key}:B:" + ",".join([chr(data[v]), *shown])
         else:
             raise InvalidFormatError(url, f"a BAM tag of unknown type {chr(kind)!r}", offset=None)
