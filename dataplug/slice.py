@@ -7,9 +7,13 @@ client or index, so pickling one costs a few hundred bytes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -19,6 +23,35 @@ from dataplug.storage import ObjectInfo, StorageObject
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+
+S = TypeVar("S", bound="CloudObjectSlice")
+
+
+class SharedPlan(Protocol):
+    """What the slices of one partition share (index columns, the codec's readers): each slice built by
+    :meth:`CloudObjectSlice.build_many` takes the fields in ``fields`` from it, by its row, only when one
+    of them is first used or the slice is pickled."""
+
+    fields: frozenset[str]
+
+    def resolve(self, row: int) -> dict[str, Any]:
+        """The values of ``fields`` for the slice of row ``row``."""
+        ...
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (when it runs) while many slices are made: each allocation
+    burst would otherwise start collections that walk every tracked object of the process, which took
+    about as long as making the slices. Slices hold no reference cycles, so nothing is left uncollected."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -48,6 +81,76 @@ class CloudObjectSlice:
         if type(other) is not type(self):
             return NotImplemented
         return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
+
+    @classmethod
+    def build_many(cls: type[S], shared: Mapping[str, Any], columns: Mapping[str, Sequence[Any]], plan: SharedPlan | None = None) -> list[S]:
+        """Many slices at once, as ``cls(**shared, **row)`` for each row of ``columns`` would make them, but
+        without a call of ``__init__`` per slice: each is a new object whose attributes are a copy of one
+        dict, so 100,000 slices cost about as much as 100,000 small dicts. Fields in ``plan.fields`` are left
+        to ``plan`` (see :class:`SharedPlan`), so the work they need is done for the slices that are read
+        or pickled, not while planning. Every field must be given or have a plain default (checked once);
+        a class with ``__post_init__`` is built the ordinary way."""
+        lazy = plan.fields if plan is not None else frozenset()
+        template: dict[str, Any] = {}
+        missing = []
+        for f in dataclasses.fields(cls):
+            if f.name in shared or f.name in columns or f.name in lazy:
+                continue
+            if f.default is dataclasses.MISSING:
+                missing.append(f.name)
+            else:
+                template[f.name] = f.default
+        if missing:
+            raise TypeError(f"{cls.__name__}.build_many: no value for {', '.join(missing)}")
+        template.update(shared)
+        names = tuple(columns)
+        if hasattr(cls, "__post_init__"):
+            rows: Iterable[tuple[Any, ...]] = zip(*columns.values())
+            return [cls(**template, **dict(zip(names, row)), **(plan.resolve(k) if plan is not None else {})) for k, row in enumerate(rows)]
+        if plan is not None:
+            template["_plan"] = plan
+            names += ("_row",)
+            rows = zip(*columns.values(), itertools.count())
+        else:
+            rows = zip(*columns.values())
+        new = object.__new__
+        out = []
+        with _collector_paused():
+            for row in rows:
+                piece = new(cls)
+                attributes = template.copy()
+                attributes.update(zip(names, row))
+                piece.__dict__ = attributes
+                out.append(piece)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        """A field a :class:`SharedPlan` holds for this slice, taken from it on first use."""
+        attributes = self.__dict__
+        plan = attributes.get("_plan")
+        if plan is not None and name in plan.fields:
+            self._resolve()
+        try:
+            return attributes[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+
+    def _resolve(self) -> None:
+        """Take this slice's fields from its partition's plan, once, and let go of the plan. Safe when
+        threads race on one slice: the fields are set before the plan is dropped, and setting them twice
+        sets the same values."""
+        attributes = self.__dict__
+        plan, row = attributes.get("_plan"), attributes.get("_row")
+        if plan is not None and row is not None:
+            attributes.update(plan.resolve(row))
+            attributes.pop("_plan", None)
+            attributes.pop("_row", None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The slice's fields, those its partition's plan held among them (so the pickle carries only this
+        slice's part, never the shared plan)."""
+        self._resolve()
+        return self.__dict__
 
     @property
     def url(self) -> str:

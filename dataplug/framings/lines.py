@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, NamedTuple
 
 import numpy as np
 
@@ -293,13 +293,13 @@ def check_text(url: str, arr: np.ndarray, base: int, encoding: str = "utf-8", fi
         raise InvalidFormatError(url, f"not valid {encoding} text ({exc.reason}){hint}", offset=base + at + skip + exc.start) from None
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """The anchors around a run of records ``[a, b)``: everything a worker needs to cut it exactly.
 
     The worker reads ``[start, end)``. Record ``a`` starts in ``[start, start_next]`` (``start`` is the last
     anchor at or before ``a``) and record ``b`` in ``[last, end]`` (``last`` is the last anchor at or before
-    ``b``, ``end`` the first at or after it), so only those two short stretches are scanned.
+    ``b``, ``end`` the first at or after it), so only those two short stretches are scanned. A named tuple:
+    a partition builds one per slice.
     """
 
     start: int
@@ -361,17 +361,21 @@ class LineIndex:
         if b is not None and (b.ndim != 1 or np.any(np.diff(b) <= 0) or (b.size and (b[0] < 0 or b[-1] >= r[-1]))):
             raise CorruptIndexError(url, "line index blank-line numbers are not increasing record numbers of the object")
 
+    def span_columns(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The fields of the :class:`Span` of each run of records ``[a[k], b[k])`` but ``size``, as the
+        columns of one ``(8, len(a))`` array (found for all runs in one pass)."""
+        last = self.records.size - 1
+        o, r = self.offsets, self.records
+        i = np.searchsorted(r, a, side="right") - 1
+        p = np.searchsorted(r, b, side="right") - 1
+        j = np.minimum(np.searchsorted(r, b, side="left"), last)
+        n = np.minimum(i + 1, last)
+        return np.stack((o[i], r[i], o[n], r[n], o[p], r[p], o[j], r[j])).astype(np.int64, copy=False)
+
     def spans(self, a: np.ndarray, b: np.ndarray) -> list[Span]:
         """The :class:`Span` of each run of records ``[a[k], b[k])``."""
         size = int(self.offsets[-1])
-        last = self.records.size - 1
-        i = np.searchsorted(self.records, a, side="right") - 1
-        p = np.searchsorted(self.records, b, side="right") - 1
-        j = np.minimum(np.searchsorted(self.records, b, side="left"), last)
-        o, r = self.offsets, self.records
-        n = np.minimum(i + 1, last)
-        columns = (o[i], r[i], o[n], r[n], o[p], r[p], o[j], r[j])
-        return [Span(*row, size) for row in zip(*(c.tolist() for c in columns))]
+        return [Span(*row, size) for row in zip(*self.span_columns(a, b).tolist())]
 
     def offset_to_record(self, targets: np.ndarray) -> np.ndarray:
         """Record numbers at (approximately) the given byte offsets, by interpolating between anchors.
@@ -561,31 +565,54 @@ class LineRangeSlice(CloudObjectSlice):
         return cut_records(self.url, self.source.read(), self.span, self.first, self.stop, self.dialect)
 
 
-def line_slices(co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, dialect: Dialect, **extra: Any) -> list[Any]:
-    """One ``slice_class`` per run ``[bounds[i], bounds[i+1])`` of record numbers."""
-    info = co.index().object_info
-    spans = index.spans(bounds[:-1], bounds[1:])
-    read = readers(co)
-    _warn_if_checkpoints_are_sparse(co, spans)
-    return [
-        slice_class(obj=co.obj, object_info=info, number=n, first=a, stop=b, span=span, dialect=dialect, source=read(span.start, span.end), **extra)
-        for n, (a, b, span) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), spans))
-    ]
+class LinePlan:
+    """What the slices of one line partition share (see :class:`~dataplug.slice.SharedPlan`): the span
+    columns of every slice and the codec's readers. A slice takes its :class:`Span` and its reader
+    (``source``) from here when first used or pickled; building the reader means a checkpoint lookup on
+    compressed objects, work a partition of 100,000 slices would otherwise do 100,000 times up front."""
+
+    fields = frozenset(("span", "source"))
+
+    def __init__(self, columns: np.ndarray, size: int, read: Callable[[int, int], LogicalReader]) -> None:
+        self.columns, self.size, self.read = columns, size, read
+
+    def resolve(self, row: int) -> dict[str, Any]:
+        span = Span(*self.columns[:, row].tolist(), self.size)
+        return {"span": span, "source": self.read(span.start, span.end)}
 
 
-def _warn_if_checkpoints_are_sparse(co: Any, spans: list[Span]) -> None:
-    """:class:`CheckpointSpacingWarning` when the workers of a compressed object's partition decode more than
-    :data:`WASTE_SHARE` of what the slices hold before their starts, saying how to fit the index or the
-    object to slices of this size (a zstd slice deep inside one frame has its own warning)."""
-    codec, cuts = co.attributes.compression, cut_offsets(co)
-    if codec == "none" or len(spans) < 2 or not cuts.size:
+def line_slices(
+    co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, dialect: Dialect, per_slice: dict[str, Any] | None = None, **extra: Any
+) -> list[Any]:
+    """One ``slice_class`` per run ``[bounds[i], bounds[i+1])`` of record numbers: spans found for all runs
+    in one NumPy pass, then one light object per slice (:meth:`~dataplug.slice.CloudObjectSlice.build_many`);
+    ``extra`` are fields every slice shares, ``per_slice`` fields with one value per slice."""
+    bounds = np.asarray(bounds, dtype=np.int64)
+    columns = index.span_columns(bounds[:-1], bounds[1:])
+    _warn_if_checkpoints_are_sparse(co, columns[0], columns[6])
+    count = bounds.size - 1
+    shared = {"obj": co.obj, "object_info": co.index().object_info, "dialect": dialect, **extra}
+    rows = {"number": range(count), "first": bounds[:-1].tolist(), "stop": bounds[1:].tolist(), **(per_slice or {})}
+    return slice_class.build_many(shared, rows, LinePlan(columns, int(index.offsets[-1]), readers(co)))
+
+
+def _warn_if_checkpoints_are_sparse(co: Any, starts: np.ndarray, ends: np.ndarray) -> None:
+    """:class:`CheckpointSpacingWarning` when the workers of a compressed object's partition (slices reading
+    the decoded bytes ``[starts[k], ends[k])``) decode more than :data:`WASTE_SHARE` of what the slices hold
+    before their starts, saying how to fit the index or the object to slices of this size (a zstd slice deep
+    inside one frame has its own warning)."""
+    codec = co.attributes.compression
+    if codec == "none" or starts.size < 2:
         return
-    starts = np.array([s.start for s in spans], np.int64)
+    cuts = cut_offsets(co)
+    if not cuts.size:
+        return
     dropped = starts - cuts[np.maximum(np.searchsorted(cuts, starts, side="right") - 1, 0)]
-    held, waste = int(sum(s.end - s.start for s in spans)), int(dropped.sum())
+    count = int(starts.size)
+    held, waste = int((ends - starts).sum()), int(dropped.sum())
     apart = co.attributes.uncompressed_size / cuts.size
-    fit = max(2**16, held // len(spans) // 2 // 2**16 * 2**16)
-    if held <= 0 or waste <= WASTE_SHARE * held or waste <= WASTE_WARNING * len(spans) or fit >= apart:
+    fit = max(2**16, held // count // 2 // 2**16 * 2**16)
+    if held <= 0 or waste <= WASTE_SHARE * held or waste <= WASTE_WARNING * count or fit >= apart:
         return
     if codec == "zstd":
         from dataplug.codecs.zstd import WASTE_WARNING as FRAME_WARNING
@@ -599,7 +626,7 @@ def _warn_if_checkpoints_are_sparse(co: Any, spans: list[Span]) -> None:
         "bzip2": "recompress with smaller blocks (bzip2 -1 writes blocks of 100 kB)" if fit >= 100_000 else "",
     }.get(codec, f"index with closer checkpoints: preprocess(force=True, spacing={fit})")
     warnings.warn(
-        f"{co.url}: {len(spans)} slices of {held / len(spans) / 2**20:.2f} MiB on average start {waste / len(spans) / 2**20:.2f} MiB after a "
+        f"{co.url}: {count} slices of {held / count / 2**20:.2f} MiB on average start {waste / count / 2**20:.2f} MiB after a "
         f"{CUT_NAMES.get(codec, codec + ' checkpoint')} on average ({apart / 2**20:.2f} MiB apart), "
         f"so their workers decode {100 * waste / held:.0f} % more than the "
         f"slices hold. For slices this small, {how + ', or ' if how else ''}ask for fewer slices",

@@ -363,13 +363,15 @@ def _index(co: Any) -> tuple[LineIndex, int]:
 
 
 def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
+    """One slice per run of records ``[bounds[i], bounds[i+1])``, its blank lines counted for all at once."""
     a = co.attributes
-    slices = line_slices(
+    return line_slices(
         co,
         CSVSlice,
         index,
         bounds,
         _dialect(co.url, a.delimiter, a.quotechar, a.encoding),
+        per_slice={"blank_lines": index.blank_count(bounds[:-1], bounds[1:]).tolist()},
         header=a.header,
         columns=a.columns,
         column_types=a.column_types,
@@ -377,9 +379,6 @@ def _slices(co: Any, index: LineIndex, bounds: np.ndarray) -> list[CSVSlice]:
         quotechar=a.quotechar,
         types_from_file=co.index().options.get("infer_types", "file") == "file",
     )
-    for piece, blank in zip(slices, index.blank_count(bounds[:-1], bounds[1:]).tolist()):
-        piece.blank_lines = blank
-    return slices
 
 
 @strategy(CSV)
