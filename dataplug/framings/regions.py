@@ -74,7 +74,6 @@ HEADER_PROBE = 2**20
 #: in a block begin at most that far before the region, as tabix's linear index bounds where a scan starts.
 BLOCK_COLUMNS = ("record", "chrom", "start", "end", "low", "reach")
 _MAX_POS_DIGITS = 18
-_POWERS = 10 ** np.arange(_MAX_POS_DIGITS, dtype=np.int64)
 _REGION = re.compile(r"([0-9]+)(?:-([0-9]*))?")
 
 
@@ -305,18 +304,17 @@ def first_newline(after: np.ndarray) -> int:
 
 
 def integers(full: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The decimal integers ``full[a[i]:b[i]]``, and which of them are not 1 to 18 digits. The digits are
-    gathered right-aligned into one matrix, so a few NumPy calls parse them all, however many."""
+    """The decimal integers ``full[a[i]:b[i]]``, and which of them are not 1 to 18 digits."""
     length = b - a
     bad = (length < 1) | (length > _MAX_POS_DIGITS)
     width = int(np.clip(length, 0, _MAX_POS_DIGITS).max(initial=0))
-    if not width or not full.size:
-        return np.zeros(a.size, np.int64), bad | (length > 0)
-    cols = np.arange(width - 1, -1, -1)  # places: the last digit is the units
-    digit = full[np.clip(b[:, None] - 1 - cols, 0, full.size - 1)].astype(np.int64) - ZERO
-    inside = cols < length[:, None]
-    bad |= (inside & ((digit < 0) | (digit > 9))).any(axis=1)
-    return (np.where(inside, digit, 0) @ _POWERS[cols]), bad
+    value = np.zeros(a.size, np.int64)
+    for j in range(width):
+        inside = j < length
+        digit = full[np.minimum(a + j, full.size - 1)].astype(np.int64) - ZERO
+        bad |= inside & ((digit < 0) | (digit > 9))
+        value = np.where(inside, value * 10 + digit, value)
+    return value, bad
 
 
 def _chrom_changes(full: np.ndarray, starts: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -653,30 +651,23 @@ class RecordTable:
 
 @dataclass(eq=False)
 class RegionTables:
-    """A loaded region index as readers look it up, built once per loaded sidecar (:func:`region_tables`):
-    the sequence names, the block tables as numpy columns and Python lists, each sequence's run of
-    blocks, the running maximum of the last position covered within each run (so the first block that can
-    overlap a region is one bisection), the decoded offset where each block starts, and the line index."""
+    """A loaded region index as readers look it up, built once per loaded sidecar (:func:`region_tables`) and
+    held as Python lists, so a region is a few bisections and no NumPy call: the sequence names, the block
+    tables, each sequence's run of blocks, the running maximum of the last position covered within each run
+    (the first block that can overlap a region is one bisection), the decoded offset where each block
+    starts, the line index's anchors and blank lines, and how the object's codec reads it."""
 
     url: str
     names: list[str]
     ids: dict[str, int]
-    record: np.ndarray
-    chrom: np.ndarray
-    start: np.ndarray
-    covered: np.ndarray
-    low: np.ndarray
-    reach: np.ndarray
-    stop: np.ndarray
-    #: Decoded offset of each block's first record, then where the records end.
-    offset: np.ndarray
-    index: LineIndex
+    #: Each sequence's run of blocks, by sequence id.
     runs: dict[int, tuple[int, int]]
     start_list: list[int]
     #: The running maximum of ``covered`` within each sequence's run of blocks.
     running_list: list[int]
     covered_list: list[int]
     reach_list: list[int]
+    #: Decoded offset of each block's first record, then where the records end.
     offset_list: list[int]
     record_list: list[int]
     stop_list: list[int]
@@ -684,13 +675,12 @@ class RegionTables:
     chrom_list: list[int]
     header_lines: int
     declared: Callable[[], Collection[str]]
-    #: The object as indexed, and how its codec reads it: the checkpoint table (None for a plain object), its
-    #: cuts, readers of decoded ranges, and a decoder of one unit when units decode alone (BGZF members).
+    #: The object as indexed, and how its codec reads it: the checkpoint table (None for a plain object),
+    #: readers of decoded ranges, and a decoder of one unit when units decode alone (BGZF members).
     info: ObjectInfo
     codec: Any
     codec_index: CodecIndex
     checkpoints: CheckpointTable | None
-    cuts: np.ndarray
     readers: Callable[[int, int], LogicalReader]
     decode: Callable[[bytes, int, int], bytes] | None
     #: The checkpoint table's decoded and compressed offsets, and where each unit's compressed bytes end, as lists.
@@ -740,10 +730,10 @@ class RegionTables:
         cuts = table.cuts() if table is not None else np.zeros(0, np.int64)
         return cls(
             url=co.url, names=names, ids={name: i for i, name in enumerate(names)},
-            record=record, chrom=chrom, start=start, covered=covered, low=low, reach=reach, stop=stop, offset=offset, index=index, runs=runs,
+            runs=runs,
             start_list=start.tolist(), running_list=running.tolist(), covered_list=covered.tolist(), reach_list=reach.tolist(),
             offset_list=offset.tolist(), record_list=record.tolist(), stop_list=stop.tolist(), low_list=low.tolist(), chrom_list=chrom.tolist(),
-            header_lines=a.header_lines, declared=declared_names, info=info, codec=codec, codec_index=cindex, checkpoints=table, cuts=cuts,
+            header_lines=a.header_lines, declared=declared_names, info=info, codec=codec, codec_index=cindex, checkpoints=table,
             readers=codec.readers(co.obj, info, cindex), decode=codec.unit_decoder(co.url, cindex) if table is not None else None,
             unit_logical=units[0], unit_compressed=units[1], unit_ends=units[2],
             anchor_offsets=index.offsets.tolist(), anchor_records=index.records.tolist(),
@@ -880,6 +870,12 @@ class RegionSlice(LineRangeSlice):
     _header: str | None = field(default=None, init=False, repr=False, compare=False)
     _count: int | None = field(default=None, init=False, repr=False, compare=False)
 
+    def span_of(self, line: str) -> tuple[str, int, int]:
+        """(sequence, first position, last position covered) of a record line, as tabix computes them (and
+        :class:`RecordTable` for the slice's records; htsget tickets cut their edge members with it)."""
+        seq, first, last = self.locator.line_span(line.encode("utf-8"))
+        return seq.decode("utf-8"), first, last
+
     @property
     def num_records(self) -> int:
         """Records of the slice: for a region, those tabix returns for it (see the class docstring)."""
@@ -976,10 +972,6 @@ class RegionReader(Reader):
             raise StrategyArgumentError(self.url, f"regions need a sorted {self.co.format.name} (each sequence in one run, begins non-decreasing within it), as tabix does")
         return region_tables(self.co)
 
-    def _cuts(self) -> list[int]:
-        """Decoded offsets where codec units start (none for a plain object)."""
-        return self.memo("regions.cuts", lambda: self._tables().cuts.tolist())
-
     def _lines(self, t: RegionTables, region: tuple[str, int, int], found: tuple[int, int], data: list[bytes] | None = None) -> list[str]:
         """The records overlapping ``region`` in blocks ``found``; ``data``: their decoded bytes, when read already."""
         first, last = found
@@ -987,12 +979,12 @@ class RegionReader(Reader):
         summary = t.summary(first)
         if self.co.attributes.skipped:  # meta or blank lines among the records: one NumPy pass over the blocks
             table = RecordTable.parse(self.url, self.co.format.locator, data[0] if data else self.decoded(lo, hi), lo)
-            table.check(summary, int(t.record[first]), region[0])
+            table.check(summary, t.record_list[first], region[0])
             return table.lines(table.overlapping(region[1], region[2]))
         reach = max(t.reach_list[first : last + 1])
         locator = self.co.format.locator
         if data is None:
-            cuts = self._cuts()
+            cuts = t.cuts_list
             k = bisect_right(cuts, lo)
             if k < len(cuts) and cuts[k] < hi:  # the first unit alone, unless its records go on past it
                 found_lines = region_lines(self.url, locator, self.decoded(lo, cuts[k]), region, reach, summary, complete=False)
@@ -1338,11 +1330,6 @@ class SetReaders:
             return start, end
         fetch = table.fetch(start, end)
         return fetch.start, fetch.end
-
-    @property
-    def requests(self) -> int:
-        """Requests reading every grouped slice in one process makes."""
-        return len({g.window for g in self.groups if g is not None})
 
     def reader(self, slice_number: int, start: int, end: int) -> LogicalReader:
         """The reader of decoded ``[start, end)`` for slice ``slice_number``."""
