@@ -8,12 +8,20 @@ The index pass is a map over ranges of the codec's logical stream (:class:`Regio
 (:func:`reduce_regions`). Each range's records are checked and summarised into fine **sub-blocks**, cut at
 every change of sequence, every line-index anchor and the first record after every :data:`FINE_BYTES` of
 decoded bytes: ``(first record, its offset, sequence, first begin, last position covered, least position
-covered)``. The reduce chains the ranges (a sorted file has each sequence in one run, begins
+covered, longest reach)``. The reduce chains the ranges (a sorted file has each sequence in one run, begins
 non-decreasing within it) and joins sub-blocks into **blocks** cut at sequence changes and at the codec's
 cuts (BGZF member starts, gzip checkpoints, zstd frames, bzip2 blocks: the first sub-block at or after
 each), or every ``sample_bytes`` where the codec has none or few, like tabix's 16 kb linear index: a
 region then reads whole codec units, and only those whose blocks can overlap it. Every block start is a
 line-index anchor, so a region slice's decoded span starts and ends exactly on its blocks.
+
+Reading a region (:class:`RegionReader`, ``co.reader()``; region slices) is tabix's scan: the first block
+that can overlap it is one bisection of the blocks' running maximum of positions covered, the last one
+another; in the blocks' decoded bytes (their first BGZF member alone, when the records end there) the
+records beginning after the region and those beginning more than the blocks' longest reach before it are
+found by bisecting the bytes, and only the few between are split (:func:`region_lines`). A region set
+(``partition_regions`` with many regions) plans its slices' compressed ranges together with the store's
+gap, and decodes each BGZF member once per process (:class:`SetReaders`, :class:`UnitReader`).
 
 Coordinates inside the index are 1-based inclusive, whatever the format's: a record covers ``[start,
 last]`` (an empty BED interval has ``last = start - 1``) and overlaps the region ``[beg, end]`` when

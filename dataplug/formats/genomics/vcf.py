@@ -20,6 +20,11 @@ Coordinates follow tabix's VCF preset (htslib ``tbx_parse1``): a record covers `
 need a sorted file (each ``CHROM`` in one run, ``POS`` non-decreasing within it), as tabix does. A region
 slice counts its records exactly: the blocks wholly inside the region from the index, the few at its
 edges by reading them once (see :class:`~dataplug.framings.regions.RegionSlice`).
+
+For many regions in one process, ``co.reader()`` (:class:`~dataplug.framings.regions.RegionReader`:
+``records("chr1:1000-2000")``, ``region("chr1", 999, 2000)`` with pysam's 0-based arguments,
+``records_many([...])``) or :func:`records` (through the object's kept reader) keep the object open, the
+block tables as lists and the decoded BGZF members, as ``pysam.TabixFile`` does.
 """
 
 from __future__ import annotations
