@@ -795,6 +795,14 @@ class RegionTables:
         """How many of the records ``[a, b)`` are meta or blank lines."""
         return bisect_left(self.blank_list, b) - bisect_left(self.blank_list, a)
 
+    def unit_rows(self, start: int, end: int) -> range:
+        """The checkpoint rows (codec units) that decode ``[start, end)`` (as :meth:`CheckpointTable.locate`
+        and :meth:`CheckpointTable.stop`, from the lists)."""
+        u = self.unit_logical
+        n = len(u) - 1
+        k = max(bisect_right(u, start, 0, n) - 1, 0)
+        return range(k, min(max(bisect_left(u, end), k + 1), n))
+
     def summary(self, block: int) -> tuple[str, int]:
         """(sequence, first position) of block ``block``'s first record, by the index."""
         return self.names[self.chrom_list[block]], self.start_list[block]
@@ -1331,23 +1339,20 @@ class SetReaders:
 
     def compressed(self, start: int, end: int) -> tuple[int, int]:
         """The object bytes that decode ``[start, end)``."""
-        table = self.t.checkpoints
+        t = self.t
         if end <= start:
             return 0, 0
-        if table is None:
+        if t.checkpoints is None:
             return start, end
-        fetch = table.fetch(start, end)
-        return fetch.start, fetch.end
+        rows = t.unit_rows(start, end)
+        return t.unit_compressed[rows[0]], t.unit_ends[rows[-1]]
 
     def reader(self, slice_number: int, start: int, end: int) -> LogicalReader:
         """The reader of decoded ``[start, end)`` for slice ``slice_number``."""
         group, t = self.groups[slice_number], self.t
-        table = t.checkpoints
-        if t.decode is not None and table is not None and end > start:
-            k = table.locate(start)
-            rows = range(k, table.stop(k, end))
+        if t.decode is not None and t.checkpoints is not None and end > start:
             u, c = t.unit_logical, t.unit_compressed
-            units = tuple((u[r], u[r + 1], c[r], t.unit_ends[r]) for r in rows)
+            units = tuple((u[r], u[r + 1], c[r], t.unit_ends[r]) for r in t.unit_rows(start, end))
             return UnitReader(self.obj, self.info, start, end, units, t.decode, group)
         if group is None:
             return t.readers(start, end)
