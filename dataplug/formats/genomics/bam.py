@@ -839,13 +839,14 @@ def _slices(
             end=int(e),
             first=int(f),
             stop=int(t),
-            source=read(int(s), int(e)) if e > s else None,
+            source=read(int(s), int(e)) if e > s and not units else None,
             region=region,
             summary=summary,
-            units=index.units_of(int(s), int(e)) if index is not None else (),
-            decode=index.decode if index is not None else None,
+            units=units,
+            decode=index.decode if units else None,  # type: ignore[union-attr]
         )
         for n, (f, t, s, e, region, summary) in enumerate(zip(first, stop, start, end, regions, summaries))
+        for units in [index.units_of(int(s), int(e)) if index is not None and index.decode is not None else ()]
     ]
 
 

@@ -518,6 +518,7 @@ def record_rows(url: str, data: bytes, base: int, starts: list[int], names: tupl
     the records."""
     out = []
     unpack = FIXED_STRUCT.unpack_from
+    refs = (*names, "*")  # refs[-1]: an unplaced record's
     for q in starts:
         i = q - base
         size, ref, pos, l_name, mapq, _, n_cigar, flag, l_seq, next_ref, next_pos, tlen = unpack(data, i)
@@ -539,8 +540,8 @@ def record_rows(url: str, data: bytes, base: int, starts: list[int], names: tupl
         seq = data[p : p + packed].hex().translate(_HEX_TO_SEQ)[:l_seq] if l_seq else "*"
         p += packed
         qual = "*" if not l_seq or data[p] == 0xFF else data[p : p + l_seq].translate(_PLUS_33).decode("latin-1")
-        rname = names[ref] if ref >= 0 else "*"
-        rnext = "=" if next_ref == ref and ref >= 0 else (names[next_ref] if next_ref >= 0 else "*")
+        rname = refs[ref]
+        rnext = "=" if next_ref == ref and ref >= 0 else refs[next_ref]
         tags = _tag_text(url, data, p + l_seq, i + 4 + size)
         out.append((qname, flag, rname, pos + 1, mapq, cigar, rnext, next_pos + 1, tlen, seq, qual, tags))
     return out
