@@ -60,7 +60,6 @@ from dataplug.formats.genomics.bam_records import (
     fixed_fields,
     parse_header,
     record_rows,
-    row_lines,
     rows_table,
     sam_lines,
     scan_region,
@@ -452,7 +451,7 @@ class BamReader(Reader):
         data, base, kept = scanned
         names = self.blocks().header.names
         if len(kept) <= FEW_RECORDS:
-            return row_lines(_rows(self.url, data, base, kept, names))
+            return _rows(self.url, data, base, kept, names, as_lines=True)
         return sam_lines(region_table(self.url, data, base, kept, names, COLUMNS))
 
     @staticmethod
@@ -501,9 +500,9 @@ def _wanted(url: str, columns: Sequence[str] | None) -> tuple[str, ...]:
     return wanted
 
 
-def _rows(url: str, data: bytes, base: int, kept: list[int], names: tuple[str, ...]) -> list[tuple]:
+def _rows(url: str, data: bytes, base: int, kept: list[int], names: tuple[str, ...], as_lines: bool = False) -> list[Any]:
     try:
-        return record_rows(url, data, base, kept, names)
+        return record_rows(url, data, base, kept, names, as_lines)
     except (IndexError, ValueError, struct.error) as exc:  # a record whose fields point past it, read from a crafted object
         raise InvalidFormatError(url, f"a malformed BAM record ({exc})", offset=None) from None
 
@@ -769,7 +768,7 @@ class BAMSlice(CloudObjectSlice):
         if self.region is not None:
             data, kept = self._scan()
             if len(kept) <= FEW_RECORDS:
-                return row_lines(_rows(self.url, data, self.start, kept, self._parsed().names))
+                return _rows(self.url, data, self.start, kept, self._parsed().names, as_lines=True)
             return sam_lines(region_table(self.url, data, self.start, kept, self._parsed().names, COLUMNS))
         return sam_lines(self.to_arrow())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -511,12 +512,12 @@ def scan_region(
     return q, True
 
 
-def record_rows(url: str, data: bytes, base: int, starts: list[int], names: tuple[str, ...]) -> list[tuple]:
+def record_rows(url: str, data: bytes, base: int, starts: list[int], names: tuple[str, ...], as_lines: bool = False) -> list[Any]:
     """The SAM fields of the records at logical ``starts`` of ``data`` (decoded bytes from ``base``), one
     tuple each in :data:`COLUMNS` order, as :func:`columns` gives them: the pure-Python path for the few
     records of a small region (checked by :func:`scan_region`), where NumPy and Arrow calls cost more than
-    the records."""
-    out = []
+    the records. ``as_lines``: SAM text lines instead, as :func:`sam_lines` gives them."""
+    out: list[Any] = []
     unpack = FIXED_STRUCT.unpack_from
     refs = (*names, "*")  # refs[-1]: an unplaced record's
     for q in starts:
@@ -543,7 +544,11 @@ def record_rows(url: str, data: bytes, base: int, starts: list[int], names: tupl
         rname = refs[ref]
         rnext = "=" if next_ref == ref and ref >= 0 else refs[next_ref]
         tags = _tag_text(url, data, p + l_seq, i + 4 + size)
-        out.append((qname, flag, rname, pos + 1, mapq, cigar, rnext, next_pos + 1, tlen, seq, qual, tags))
+        if as_lines:
+            line = f"{qname}\t{flag}\t{rname}\t{pos + 1}\t{mapq}\t{cigar}\t{rnext}\t{next_pos + 1}\t{tlen}\t{seq}\t{qual}"
+            out.append(f"{line}\t{tags}" if tags else line)
+        else:
+            out.append((qname, flag, rname, pos + 1, mapq, cigar, rnext, next_pos + 1, tlen, seq, qual, tags))
     return out
 
 
@@ -607,15 +612,6 @@ def rows_table(rows: list[tuple], schema: pa.Schema, wanted: tuple[str, ...]) ->
     conversion per column."""
     table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(pa.array(rows, _row_types(schema)))])
     return table if wanted == COLUMNS else table.select(list(wanted))
-
-
-def row_lines(rows: list[tuple]) -> list[str]:
-    """SAM text lines (without newlines) of :func:`record_rows`' tuples, as :func:`sam_lines` gives them."""
-    out = []
-    for row in rows:
-        line = "\t".join(map(str, row[:11]))
-        out.append(f"{line}\t{row[11]}" if row[11] else line)
-    return out
 
 
 def sam_lines(table: pa.Table) -> list[str]:
