@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, NamedTuple
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -293,13 +293,13 @@ def check_text(url: str, arr: np.ndarray, base: int, encoding: str = "utf-8", fi
         raise InvalidFormatError(url, f"not valid {encoding} text ({exc.reason}){hint}", offset=base + at + skip + exc.start) from None
 
 
-class Span(NamedTuple):
+@dataclass(frozen=True)
+class Span:
     """The anchors around a run of records ``[a, b)``: everything a worker needs to cut it exactly.
 
     The worker reads ``[start, end)``. Record ``a`` starts in ``[start, start_next]`` (``start`` is the last
     anchor at or before ``a``) and record ``b`` in ``[last, end]`` (``last`` is the last anchor at or before
-    ``b``, ``end`` the first at or after it), so only those two short stretches are scanned. A named tuple:
-    a partition builds one per slice.
+    ``b``, ``end`` the first at or after it), so only those two short stretches are scanned.
     """
 
     start: int
@@ -568,8 +568,8 @@ class LineRangeSlice(CloudObjectSlice):
 class LinePlan:
     """What the slices of one line partition share (see :class:`~dataplug.slice.SharedPlan`): the span
     columns of every slice and the codec's readers. A slice takes its :class:`Span` and its reader
-    (``source``) from here when first used or pickled; building the reader means a checkpoint lookup on
-    compressed objects, work a partition of 100,000 slices would otherwise do 100,000 times up front."""
+    (``source``) from here when first used or pickled, so planning makes neither per slice (a reader of a
+    compressed object looks up its checkpoint and window)."""
 
     fields = frozenset(("span", "source"))
 
@@ -582,7 +582,13 @@ class LinePlan:
 
 
 def line_slices(
-    co: Any, slice_class: type[LineRangeSlice], index: LineIndex, bounds: np.ndarray, dialect: Dialect, per_slice: dict[str, Any] | None = None, **extra: Any
+    co: Any,
+    slice_class: type[LineRangeSlice],
+    index: LineIndex,
+    bounds: np.ndarray,
+    dialect: Dialect,
+    per_slice: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> list[Any]:
     """One ``slice_class`` per run ``[bounds[i], bounds[i+1])`` of record numbers: spans found for all runs
     in one NumPy pass, then one light object per slice (:meth:`~dataplug.slice.CloudObjectSlice.build_many`);
