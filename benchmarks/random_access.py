@@ -391,13 +391,16 @@ def bench_partition(folder: str, scale: float, repeats: int, bed: MotoBed | None
     for where, url, options in places:
         co = CloudObject.from_url(CSV, url, storage_options=options)
         co.index()
+        if bed is not None:
+            bed.proxy.set_mode(None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # slices closer than the checkpoints warn; what is measured here is the planning
             timings = interleaved_best([lambda co=co, n=n: co.partition(csv_chunks, n) for n in (10_000, 100_000)], repeats)
+        asked = f"   ({len(bed.proxy.requests)} requests in {2 * repeats} calls)" if options is not None and bed is not None else ""
         for n, goal, (t, slices) in zip((10_000, 100_000), (0.05, 0.5), timings):
             assert len(slices) == n and sum(s.num_records for s in slices) == rows
             verdict = "met" if t <= goal else "MISSED"
-            lines.append(f"  {f'{n:,} CSV slices, {where}':<44} {t * 1000:9.1f} ms   goal <= {goal * 1000:g} ms   {verdict}")
+            lines.append(f"  {f'{n:,} CSV slices, {where}':<44} {t * 1000:9.1f} ms   goal <= {goal * 1000:g} ms   {verdict}{asked}")
     return lines
 
 
