@@ -274,7 +274,7 @@ def bench_cog(folder: str, scale: float, repeats: int) -> list[str]:
     from geospatial_cog import generate
     from rasterio.windows import Window
 
-    size = int(4096 * scale**0.5) // 512 * 512
+    size = max(1024, int(4096 * scale**0.5) // 512 * 512)
     path = os.path.join(folder, "raster.tif")
     generate(path, size)
     CloudObject.from_url(COG, path).preprocess(progress=False)
