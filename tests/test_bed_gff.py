@@ -209,6 +209,10 @@ def test_reader_records_equal_tabix(local_store, tmp_path, kind, codec):
         assert [r.records(region) for region in regions] == expected
         assert r.records_many(regions) == expected
         assert r.region("chr1", 999, 5000) == list(tabix.fetch("chr1", 999, 5000))
+        for region, lines in list(zip(regions, expected))[:10]:
+            table = r.table(region)
+            assert table.num_rows == len(lines) and table.column(0).to_pylist() == [line.split("\t")[0] for line in lines], region
+        assert r.table(regions[0], columns=["start" if fmt is GFF else "chromStart"]).num_columns == 1
         with pytest.raises(StrategyArgumentError, match="no chromosome 'chrX'"):
             r.records("chrX:1-100")
     assert [module.records(co, region) for region in regions[:50]] == expected[:50]

@@ -431,7 +431,7 @@ def seeded_regions(tabix, seed: int, count: int, longest: int = 5000) -> list[st
 @pytest.mark.parametrize("codec", ["plain", "gzip", "bgzf-htslib"])
 def test_reader_records_equal_tabix(local_store, tabixed, codec):
     """300 seeded regions, one call each, through ``co.reader()`` (``records``, ``region`` with pysam's 0-based
-    half-open arguments, ``records_many``) and through the object's kept reader (``records(co, ...)``), and
+    half-open arguments, ``records_many``, ``table``) and through the object's kept reader (``records(co, ...)``), and
     regions only the tail of a long REF or an ``END=`` reaches, against tabix. Every codec unit is decoded
     once per reader."""
     text, bgzf_path, tabix = tabixed
@@ -452,6 +452,9 @@ def test_reader_records_equal_tabix(local_store, tabixed, codec):
             beg, _, end = span.partition("-")
             start, stop = (int(beg) - 1 if beg else None), (int(end) if end else None)
             assert r.region(name, start, stop) == list(tabix.fetch(name, start, stop)), region
+        for region, lines in list(zip(regions, expected))[:20]:
+            assert r.table(region).to_pydict() == expected_table(lines, SAMPLES), region
+        assert r.table(regions[0], columns=["POS", "NA2"]).column_names == ["POS", "NA2"]
         with pytest.raises(StrategyArgumentError, match="no chromosome 'chrX'"):
             r.records("chrX:1-100")
     assert [vcf.records(co, region) for region in regions] == expected

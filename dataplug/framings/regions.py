@@ -1028,6 +1028,14 @@ class RegionReader(Reader):
         found = t.locate(*parsed) if parsed[2] >= parsed[1] else None
         return self._lines(t, parsed, found) if found is not None else []
 
+    def table(self, region: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """:meth:`records` of ``region`` as the table the format's slices' ``to_arrow()`` gives (``columns``:
+        some of its columns)."""
+        lines = self.records(region)
+        header = self.memo("regions.header", lambda: self.sidecar.blob(self.co.format.header_blob).read().decode("utf-8"))
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        return self.co.format.records_table(self.url, header, self.co.attributes, data, columns, 0)
+
     def records_many(self, regions: Sequence[str]) -> list[list[str]]:
         """:meth:`records` of each region, in order, read together: their blocks' decoded bytes come from
         :meth:`~dataplug.reader.Reader.decoded_many` (near ones in one request, each codec unit decoded once)."""
@@ -1127,6 +1135,12 @@ class RegionFormat(StreamFormat):
     def format_attributes(cls, url: str, header: Any, index: RegionIndex) -> dict[str, Any]:
         """The format's own attribute fields."""
         return {}
+
+    @classmethod
+    def records_table(cls, url: str, header: str, attributes: Any, data: bytes, columns: Sequence[str] | None, offset: int) -> pa.Table:
+        """Record lines ``data`` (newline-ended; ``header``: the object's header text) as the table the
+        format's slices' ``to_arrow()`` gives (``columns``: some of its columns)."""
+        raise NotImplementedError
 
     @classmethod
     def declared_sequences(cls, header: bytes) -> Collection[str]:

@@ -130,6 +130,10 @@ class BED(RegionFormat):
     def format_attributes(cls, url: str, header: Any, index: RegionIndex) -> dict[str, Any]:
         return {"columns": int(header)}
 
+    @classmethod
+    def records_table(cls, url: str, header: str, attributes: Any, data: bytes, columns: Sequence[str] | None, offset: int) -> pa.Table:
+        return bed_table(url, attributes.columns, data, columns, offset)
+
 
 @dataclass
 class BEDSlice(RegionSlice):
@@ -141,14 +145,25 @@ class BEDSlice(RegionSlice):
     columns: int = 3
 
     def schema(self) -> pa.Schema:
-        return pa.schema([(name, _TYPES.get(name, pa.string())) for name in column_names(max(self.columns, 3))])
+        return bed_schema(self.columns)
 
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
         """A table of the records (see the module docstring for the columns and their types)."""
-        schema = self.schema()
-        if columns is not None:
-            schema = pa.schema([schema.field(name) for name in columns])
-        return read_tsv(self.url, self.record_bytes(), column_names(max(self.columns, 3)), schema, self.span.start)
+        return bed_table(self.url, self.columns, self.record_bytes(), columns, self.span.start)
+
+
+def bed_schema(count: int) -> pa.Schema:
+    """The table schema of records of ``count`` columns."""
+    return pa.schema([(name, _TYPES.get(name, pa.string())) for name in column_names(max(count, 3))])
+
+
+def bed_table(url: str, count: int, data: bytes, columns: Sequence[str] | None, offset: int) -> pa.Table:
+    """Record lines ``data`` (newline-ended) of ``count`` columns as a table of :func:`bed_schema`
+    (``columns``: some of them); ``offset`` (decoded) names where they are in messages."""
+    schema = bed_schema(count)
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns])
+    return read_tsv(url, data, column_names(max(count, 3)), schema, offset)
 
 
 @strategy(BED)

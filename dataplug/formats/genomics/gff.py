@@ -133,6 +133,10 @@ class GFF(RegionFormat):
     def format_attributes(cls, url: str, header: Any, index: RegionIndex) -> dict[str, Any]:
         return {"dialect": str(header)}
 
+    @classmethod
+    def records_table(cls, url: str, header: str, attributes: Any, data: bytes, columns: Sequence[str] | None, offset: int) -> pa.Table:
+        return gff_table(url, data, columns, offset)
+
 
 @dataclass
 class GFFSlice(RegionSlice):
@@ -147,8 +151,14 @@ class GFFSlice(RegionSlice):
 
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
         """A table of the features (see the module docstring for the columns and their types)."""
-        schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(name) for name in columns])
-        return read_tsv(self.url, self.record_bytes(), list(COLUMNS), schema, self.span.start)
+        return gff_table(self.url, self.record_bytes(), columns, self.span.start)
+
+
+def gff_table(url: str, data: bytes, columns: Sequence[str] | None, offset: int) -> pa.Table:
+    """Feature lines ``data`` (newline-ended) as a table of :data:`SCHEMA` (``columns``: some of them);
+    ``offset`` (decoded) names where they are in messages."""
+    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(name) for name in columns])
+    return read_tsv(url, data, list(COLUMNS), schema, offset)
 
 
 @strategy(GFF)

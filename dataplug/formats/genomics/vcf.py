@@ -222,6 +222,10 @@ class VCF(RegionFormat):
         return {"samples": max(0, len(header) - 9)}
 
     @classmethod
+    def records_table(cls, url: str, header: str, attributes: Any, data: bytes, columns: Sequence[str] | None, offset: int) -> pa.Table:
+        return vcf_table(url, header_columns(header), data, columns, offset)
+
+    @classmethod
     def declared_sequences(cls, header: bytes) -> Collection[str]:
         """The ``##contig`` IDs: a region on one of them without records holds none, as for htslib."""
         return re.findall(r"^##contig=<ID=([^,>]+)", header.decode("utf-8", "replace"), flags=re.MULTILINE)
@@ -238,49 +242,63 @@ class VCFSlice(RegionSlice):
     @property
     def columns(self) -> tuple[str, ...]:
         """The #CHROM line's column names, without the ``#``."""
-        return tuple(self.header.rstrip("\r\n").rsplit("\n", 1)[-1][1:].rstrip("\r").split("\t"))
+        return header_columns(self.header)
 
     def schema(self) -> pa.Schema:
-        types = {"POS": pa.int64(), "QUAL": pa.float64()}
-        return pa.schema([(name, types.get(name, pa.string())) for name in self.columns])
+        return vcf_schema(self.columns)
 
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
         """A table of the records: ``CHROM``, ``POS`` (int64), ``ID``, ``REF``, ``ALT``, ``QUAL`` (float64,
         null for ``.``), ``FILTER``, ``INFO``, then ``FORMAT`` and the samples as strings."""
-        schema = self.schema()
-        if columns is not None:
-            schema = pa.schema([schema.field(name) for name in columns])
-        data = self.record_bytes()
-        if not data:
-            return schema.empty_table()
-        names = list(self.columns)
-        extra = data[: data.find(b"\n")].count(b"\t") + 1 - len(names)  # every record with a trailing tab, say
-        names += [f"\0{i}" for i in range(max(extra, 0))]
-        try:
-            return read_tsv(self.url, data, names, schema, self.span.start)
-        except InvalidFormatError:  # records with different column counts, all of which htslib reads
-            return self._irregular_table(data.decode("utf-8"), schema)
+        return vcf_table(self.url, self.columns, self.record_bytes(), columns, self.span.start)
 
-    def _irregular_table(self, text: str, schema: pa.Schema) -> pa.Table:
-        """The table of records whose column counts differ from the #CHROM line's, as htslib reads them
-        (checked in the index pass): columns after the samples dropped, FORMAT and samples null when a
-        record has none."""
-        position = {name: i for i, name in enumerate(self.columns)}
-        rows = [line.split("\t") for line in split_lines(text)]
-        data = {}
-        for name in schema.names:
-            i = position[name]
-            values = [row[i] if i < len(row) else None for row in rows]
-            try:
-                if name == "POS":
-                    data[name] = [int(v) for v in values]  # type: ignore[arg-type]
-                elif name == "QUAL":
-                    data[name] = [None if v in (None, ".") else float(v) for v in values]
-                else:
-                    data[name] = values
-            except (TypeError, ValueError) as exc:
-                raise InvalidFormatError(self.url, f"records do not parse as VCF columns ({name}: {exc})", offset=self.span.start) from None
-        return pa.table(data, schema=schema)
+
+def header_columns(header: str) -> tuple[str, ...]:
+    """The #CHROM line's column names (without the ``#``) of a VCF header."""
+    return tuple(header.rstrip("\r\n").rsplit("\n", 1)[-1][1:].rstrip("\r").split("\t"))
+
+
+def vcf_schema(names: Sequence[str]) -> pa.Schema:
+    """The table schema of records with the #CHROM line's columns ``names``."""
+    types = {"POS": pa.int64(), "QUAL": pa.float64()}
+    return pa.schema([(name, types.get(name, pa.string())) for name in names])
+
+
+def vcf_table(url: str, names: tuple[str, ...], data: bytes, columns: Sequence[str] | None, offset: int) -> pa.Table:
+    """Record lines ``data`` (newline-ended) as a table of :func:`vcf_schema` (``columns``: some of them);
+    ``offset`` (decoded) names where they are in messages."""
+    schema = vcf_schema(names)
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns])
+    if not data:
+        return schema.empty_table()
+    extra = data[: data.find(b"\n")].count(b"\t") + 1 - len(names)  # every record with a trailing tab, say
+    try:
+        return read_tsv(url, data, [*names, *(f"\0{i}" for i in range(max(extra, 0)))], schema, offset)
+    except InvalidFormatError:  # records with different column counts, all of which htslib reads
+        return _irregular_table(url, names, data.decode("utf-8"), schema, offset)
+
+
+def _irregular_table(url: str, names: tuple[str, ...], text: str, schema: pa.Schema, offset: int) -> pa.Table:
+    """The table of records whose column counts differ from the #CHROM line's, as htslib reads them
+    (checked in the index pass): columns after the samples dropped, FORMAT and samples null when a
+    record has none."""
+    position = {name: i for i, name in enumerate(names)}
+    rows = [line.split("\t") for line in split_lines(text)]
+    data = {}
+    for name in schema.names:
+        i = position[name]
+        values = [row[i] if i < len(row) else None for row in rows]
+        try:
+            if name == "POS":
+                data[name] = [int(v) for v in values]  # type: ignore[arg-type]
+            elif name == "QUAL":
+                data[name] = [None if v in (None, ".") else float(v) for v in values]
+            else:
+                data[name] = values
+        except (TypeError, ValueError) as exc:
+            raise InvalidFormatError(url, f"records do not parse as VCF columns ({name}: {exc})", offset=offset) from None
+    return pa.table(data, schema=schema)
 
 
 @strategy(VCF)
