@@ -77,7 +77,7 @@ BLOCK_TABLES = ("bam_block_record", "bam_block_offset", "bam_block_ref", "bam_bl
 #: Decoded bytes between block cuts by default, counted from each BGZF member's start (a member holds at most
 #: 64 KiB: two blocks a member, the first on its first record). A region inflates the members of its records
 #: and rarely one more, and walks on average a quarter of a member's records before its own; the block
-#: tables cost 36 bytes a block (with the BGZF member tables, the sidecar is about 0.27 % of a BAM object).
+#: tables cost 36 bytes a block.
 DEFAULT_BLOCK_BYTES = 32 * 1024
 #: The scan cuts sub-blocks this often (or every ``block_bytes`` when less); blocks are joined from them, so
 #: a block starts at most this far (and a record) after its target.
