@@ -477,18 +477,21 @@ def test_a_changed_object_is_refused_while_a_reader_is_open(store, tabixed, code
 
 
 def test_a_reader_refuses_re_signed_block_summaries(local_store, tabixed):
-    """Block summaries shifted and re-signed by anyone who can write the index's folder: the reader refuses
-    them where it reads a block (its first record is not the one the index names), never returning other
-    records."""
+    """Block summaries shifted and re-signed by anyone who can write the index's folder are refused, when the
+    index loads (a block reaching further than it covers) or where a block is read (its first record is not
+    the one the index names), never giving other records."""
     from dataplug import CorruptIndexError
     from dataplug.testing.sidecar import npy, resign
 
     text, _, tabix = tabixed
     url = local_store.put("resigned.vcf", text.encode())
     co = CloudObject.from_url(VCF, url).preprocess(progress=False, sample_bytes=2048)
-    resign(co.index_location, "tables", "vcf_block_start", npy(co.index().tables["vcf_block_start"] + 1000))
-    with CloudObject.from_url(VCF, url).reader() as r, pytest.raises(CorruptIndexError, match="block summary"):
-        [r.records(region) for region in seeded_regions(tabix, 5, 40)]
+    start = co.index().tables["vcf_block_start"]
+    regions = seeded_regions(tabix, 5, 40)
+    for shift in (1000, 1):
+        resign(co.index_location, "tables", "vcf_block_start", npy(start + shift))
+        with pytest.raises(CorruptIndexError, match="block summary|reach further"), CloudObject.from_url(VCF, url).reader() as r:
+            [r.records(region) for region in regions]
 
 
 def test_a_region_set_on_s3_is_few_requests(fault_proxy, s3_options, tmp_path):

@@ -480,13 +480,15 @@ def validate_blocks(url: str, what: str, names: Sequence[str], attributes: Any, 
     record = parts[0]
     if any(t.ndim != 1 or t.size != record.size or t.dtype.kind not in "iu" or (t.size and (t.min() < 0 or t.max() >= REGION_MAX)) for t in parts):
         raise CorruptIndexError(url, f"{what} block tables have inconsistent shapes, types or values")
-    record, chrom, start, end, low, _ = (t.astype(np.int64) for t in parts)
+    record, chrom, start, end, low, reach = (t.astype(np.int64) for t in parts)
     if record.size and (not a.sorted or record[0] < a.header_lines or np.any(np.diff(record) <= 0) or record[-1] >= index.total):
         raise CorruptIndexError(url, f"{what} blocks are not increasing record numbers of a sorted file")
     if record.size and (chrom.min() < 0 or chrom.max() >= a.chromosomes or np.any(np.diff(chrom) < 0)):
         raise CorruptIndexError(url, f"{what} block chromosomes out of range or out of order")
     if record.size and (np.any(low > start) or np.any(low > end)):
         raise CorruptIndexError(url, f"{what} blocks cover less than their least position")
+    if record.size and np.any(reach > np.maximum(end - start, 0)):  # a record reaches at most from the block's first begin to its last position
+        raise CorruptIndexError(url, f"{what} blocks reach further than they cover")
     if a.sorted and a.records and not record.size:
         raise CorruptIndexError(url, f"a sorted {what} with records has no blocks")
     if not np.isin(record, index.records).all():
