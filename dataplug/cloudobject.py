@@ -182,6 +182,7 @@ class CloudObject:
         self.built_index = False
         #: The options given to the last :meth:`preprocess` call (companion URLs are trusted from here only).
         self._given_options: dict[str, Any] = {}
+        #: The reader :meth:`kept_reader` keeps for implicit use (None until a call needs one).
         self._kept_reader: Reader | None = None
 
     def _set_index_folder(self, folder: str, index_storage_options: dict[str, Any] | None) -> None:
@@ -640,7 +641,7 @@ class CloudObject:
         """The reader this object keeps for the calls that use one implicitly (repeated ``region()`` calls,
         ``partition_regions()``, COG windows): made on first use with the defaults, made again when the index
         was reloaded or the reader closed; closed by :meth:`close`, dropped when the object is pickled."""
-        kept = getattr(self, "_kept_reader", None)
+        kept = self._kept_reader
         if kept is None or kept.closed or kept.sidecar is not self._sidecar:
             if kept is not None:
                 kept.close()
@@ -649,7 +650,7 @@ class CloudObject:
 
     def close(self) -> None:
         """Close the reader this object keeps (:meth:`kept_reader`), if any; the object stays usable."""
-        kept, self._kept_reader = getattr(self, "_kept_reader", None), None
+        kept, self._kept_reader = self._kept_reader, None
         if kept is not None:
             kept.close()
 

@@ -151,7 +151,7 @@ class Reader(ObjectHandle):
         """Decoded bytes of each range ``[a, b)`` of ``spans``, in the caller's order: the compressed bytes
         they need are fetched in few requests (the store's gap joins near ones), and each unit is decoded
         once for all the ranges in it, :data:`DECODE_BATCH` compressed bytes at a time."""
-        self._checked()
+        self.check_due()
         size = self.logical_size
         for a, b in spans:
             if not 0 <= a <= b <= size:

@@ -145,7 +145,12 @@ class _Plan:
         if self.run is None:
             return co.partition(self.fn, *args, **kwargs)
         co.index()  # loaded once, from the index location; no request to the object
-        return list(self.run(co, *args, **kwargs))
+        kept = co._kept_reader
+        try:
+            return list(self.run(co, *args, **kwargs))
+        finally:
+            if kept is None:
+                co.close()  # a reader the strategy opened (COG tile tables) is not kept: one open file per object otherwise
 
     # -- a slice count, balanced by records ------------------------------------------------------------
 

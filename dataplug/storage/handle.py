@@ -180,7 +180,7 @@ class ObjectHandle:
         if self._due is not None:
             self._due = time.monotonic() + (self.check_interval or 0.0)
 
-    def _checked(self) -> None:
+    def check_due(self) -> None:
         """The identity check, when due (the hot path's one test)."""
         due = self._due
         if due is not None and time.monotonic() >= due:
@@ -190,13 +190,13 @@ class ObjectHandle:
 
     def read_range(self, start: int, end: int) -> bytes:
         """Object bytes ``[start, end)``."""
-        self._checked()
+        self.check_due()
         return self._read_range(start, end)
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The object bytes of each range ``[a, b)``, in the caller's order, planned as few requests with the
         store's policy (:func:`~dataplug.storage.ranges.plan`: near ranges joined)."""
-        self._checked()
+        self.check_due()
         return self._read_ranges(ranges)
 
     def _read_range(self, start: int, end: int) -> bytes:
@@ -232,12 +232,12 @@ class ObjectHandle:
         key = ("range", start, end)
         data = self.cache.get(key)
         if data is not None:
-            self._checked()
+            self.check_due()
             return data  # type: ignore[no-any-return]
         with self._fetching_lock:
             lock = self._fetching.setdefault(key, threading.Lock())
         with lock:  # threads that want the same range wait for the one request
-            self._checked()
+            self.check_due()
             data = self.cache.get(key)
             if data is None:
                 data = self.cache.put(key, self._read_range(start, end))
@@ -299,11 +299,12 @@ _shared_pid = os.getpid()
 _shared_lock = threading.Lock()
 
 
-def shared(obj: StorageObject, info: ObjectInfo) -> ObjectHandle:
+def shared(obj: StorageObject, info: ObjectInfo, cache_bytes: int = SHARED_CACHE_BYTES) -> ObjectHandle:
     """The handle of ``obj`` as ``info`` describes it that this process shares among the slices it reads
     (made on first use; :data:`SHARED_HANDLES` kept, the least recently used dropped first). Its identity is
     checked before every call, as a slice read's always was (see the module docstring). A forked child starts
-    with none of its parent's handles."""
+    with none of its parent's handles. ``cache_bytes`` is what the caller's units need kept (a format whose
+    decoded units are large, COG tiles, asks for more); the handle's LRU grows to the largest asked."""
     global _shared_pid
     key = (obj.url, repr(sorted(obj.storage_options.items())), info.size, info.identity)
     with _shared_lock:
@@ -313,8 +314,9 @@ def shared(obj: StorageObject, info: ObjectInfo) -> ObjectHandle:
         handle = _shared.get(key)
         if handle is not None and not handle.closed:
             _shared.move_to_end(key)
+            handle.cache.max_bytes = max(handle.cache.max_bytes, cache_bytes)
             return handle
-    handle = ObjectHandle(obj, info, check_interval=0, cache_bytes=SHARED_CACHE_BYTES)
+    handle = ObjectHandle(obj, info, check_interval=0, cache_bytes=cache_bytes)
     with _shared_lock:
         handle = _shared.setdefault(key, handle)
         _shared.move_to_end(key)

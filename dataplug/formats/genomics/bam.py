@@ -33,7 +33,6 @@ Arrow calls whatever the count) serve slices of many records. ``co.reader()`` is
 
 from __future__ import annotations
 
-import re
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
@@ -67,6 +66,7 @@ from dataplug.formats.genomics.bam_records import (
 )
 from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, codec_index, preprocess_reader, readers
 from dataplug.framings.regions import UnitReader
+from dataplug.framings.regions import parse_region as parse_tabix_region
 from dataplug.reader import Reader
 from dataplug.sidecar import BlobRef
 from dataplug.slice import CloudObjectSlice
@@ -98,7 +98,6 @@ UNPLACED = ("*", -1, -1, REGION_MAX)
 #: A region's records are read one by one in Python (:func:`record_rows`) up to this many; more go through
 #: the vectorised NumPy/Arrow columns, whose fixed cost (some 40 calls) a few records do not pay back.
 FEW_RECORDS = 64
-_REGION = re.compile(r"([0-9]+)(?:-([0-9]*))?")
 _KEY_SHIFT = 33
 
 
@@ -874,19 +873,9 @@ def partition_num_chunks(co: Any, num_chunks: int) -> list[BAMSlice]:
 
 def parse_region(url: str, region: str, names: Sequence[str]) -> tuple[str, int, int]:
     """``"chr2"``, ``"chr1:1000"`` or ``"chr1:1,000-2,000"`` (1-based, inclusive) as (name, 0-based begin,
-    0-based exclusive end), as samtools reads it; a whole reference name wins over a reading with a range
-    (names may hold ``:``)."""
-    if not isinstance(region, str) or not region:
-        raise StrategyArgumentError(url, f"a region is a non-empty string like 'chr1:1000-2000', got {region!r}")
-    name, colon, span = region.rpartition(":")
-    if region in names or not colon:
-        return region, 0, REGION_MAX
-    found = _REGION.fullmatch(span.replace(",", ""))
-    if found is None or not name:
-        raise StrategyArgumentError(url, f"region {region!r} is not 'NAME', 'NAME:BEGIN' or 'NAME:BEGIN-END'")
-    beg, end = int(found.group(1)), int(found.group(2)) if found.group(2) else REGION_MAX
-    if beg < 1 or end < beg:
-        raise StrategyArgumentError(url, f"region {region!r}: positions are 1-based and BEGIN <= END")
+    0-based exclusive end), as samtools reads it: tabix's reading (:func:`dataplug.framings.regions.parse_region`)
+    with the begin made 0-based."""
+    name, beg, end = parse_tabix_region(url, region, names)
     return name, beg - 1, end
 
 

@@ -158,7 +158,7 @@ class COGReader(Reader):
         if decoded:
             self.decodes += decoded
         else:
-            self._checked()  # nothing was read: the identity check that reads make, when due
+            self.check_due()  # nothing was read: the identity check that reads make, when due
         return out
 
     def _level(self, level: Any) -> _LevelTiles:
@@ -338,12 +338,12 @@ class COGSlice(CloudObjectSlice):
         slices of one object read in one process (a ``partition_bbox`` per box) keep its decoded tiles in one
         LRU, and each slice still checks the object's identity."""
         col_off, row_off, width, height = self.window
-        handle = shared(self.obj, self.object_info)
+        handle = shared(self.obj, self.object_info, COG_CACHE_BYTES)
         out, decoded = _read_window(
             self.url, self.layout, self.level, self.tiles, row_off, col_off, height, width, self.nodata, handle.read_ranges, handle.cache
         )
         if not decoded:
-            handle._checked()  # every tile came from the cache: the identity check a read would have made
+            handle.check_due()  # every tile came from the cache: the identity check a read would have made
         return out
 
     def schema(self) -> pa.Schema:
