@@ -175,9 +175,6 @@ def partition_regions(co: Any, regions: str | Sequence[str]) -> list[GFFSlice]:
     return region_slices(co, GFFSlice, regions)
 
 
-def records(co: Any, region: str) -> list[str]:
-    """The features lines overlapping ``region`` (``"chr1:1000-2000"``, 1-based inclusive, as tabix reads it), as
-    ``pysam.TabixFile.fetch`` returns them, through the reader ``co`` keeps: repeated calls on one
-    :class:`~dataplug.CloudObject` share its open object, block tables and decoded blocks (``co.reader()``
-    gives one of your own: ``records()``, ``region()``, ``records_many()``)."""
-    return region_records(co, region)
+#: ``records(co, "chr1:1000-2000")``: the lines tabix returns for a region, through the reader ``co`` keeps
+#: (:func:`dataplug.framings.regions.region_records`).
+records = region_records
