@@ -146,7 +146,9 @@ class Codec:
     @classmethod
     def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Callable[[int, int], LogicalReader]:
         """``reader(start, end)``: readers of the logical bytes ``[start, end)`` of ``obj`` through ``index``
-        (resolved once, for the many slices of a partition)."""
+        (resolved once, for the many slices of a partition). The callable may offer ``prepare(starts, ends)``,
+        which a partition calls once with all its ranges before making their readers one by one, lazily: what
+        must happen at planning (gzip loads its windows blob, zstd warns of slices deep inside frames)."""
         raise NotImplementedError
 
 

@@ -305,19 +305,35 @@ class ZstdReaders:
 
     def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable) -> None:
         self.obj, self.info, self.table = obj, info, table
+        self._warned = False
+
+    def prepare(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Before the readers of a partition's ranges are made one by one (when each slice is first read or
+        pickled): the :class:`SliceInsideFrameWarning` now, at planning, for all of them at once."""
+        u = self.table.logical
+        first = u[np.clip(np.searchsorted(u, starts, side="right") - 1, 0, max(len(self.table) - 1, 0))]
+        if bool(np.any((ends > starts) & (starts - first > WASTE_WARNING))):
+            self._warn()
+
+    def _warn(self) -> None:
+        """Say once per partition that slices start deep inside frames."""
+        if self._warned:
+            return
+        self._warned = True
+        u = self.table.logical
+        warnings.warn(
+            f"{self.obj.url}: slices start inside zstd frames of up to {int(np.diff(u).max()) / 2**20:.0f} MiB ({len(self.table)} frames); the worker of "
+            "each such slice decodes its frame from the start. For more slices than frames, recompress in frames of a few MiB: the seekable "
+            "format (zstd's contrib/seekable_format, t2sz), or concatenated frames, e.g. split -C 4M --filter 'zstd -c' data.csv > data.csv.zst",
+            SliceInsideFrameWarning,
+            stacklevel=4,
+        )
 
     def __call__(self, start: int, end: int) -> ZstdReader:
         fetch = self.table.fetch(start, end)
         first = int(self.table.logical[fetch.row])
         if end > start and start - first > WASTE_WARNING:
-            u = self.table.logical
-            warnings.warn(
-                f"{self.obj.url}: slices start inside zstd frames of up to {int(np.diff(u).max()) / 2**20:.0f} MiB ({len(self.table)} frames); the worker of "
-                "each such slice decodes its frame from the start. For more slices than frames, recompress in frames of a few MiB: the seekable "
-                "format (zstd's contrib/seekable_format, t2sz), or concatenated frames, e.g. split -C 4M --filter 'zstd -c' data.csv > data.csv.zst",
-                SliceInsideFrameWarning,
-                stacklevel=2,
-            )
+            self._warn()
         return ZstdReader(self.obj, self.info, start, end, first, fetch)
 
 

@@ -575,6 +575,9 @@ class LinePlan:
 
     def __init__(self, columns: np.ndarray, size: int, read: Callable[[int, int], LogicalReader]) -> None:
         self.columns, self.size, self.read = columns, size, read
+        prepare = getattr(read, "prepare", None)
+        if prepare is not None:  # what the codec does once for all the ranges (gzip: load the windows blob)
+            prepare(columns[0], columns[6])
 
     def resolve(self, row: int) -> dict[str, Any]:
         span = Span(*self.columns[:, row].tolist(), self.size)

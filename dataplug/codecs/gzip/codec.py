@@ -105,6 +105,12 @@ class GzipReaders:
     def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable, windows: StoredWindows) -> None:
         self.obj, self.info, self.table, self.windows = obj, info, table, windows
 
+    def prepare(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Before the readers of a partition's ranges are made one by one (when each slice is first read or
+        pickled): load the windows blob now, once, so that no slice, nor any worker, reads the sidecar."""
+        if bool(np.any(ends > starts)):
+            self.windows.window(0, 1)
+
     def __call__(self, start: int, end: int) -> GzipReader:
         fetch = self.table.fetch(start, end)
         k, columns = fetch.row, self.table.columns
