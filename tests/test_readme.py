@@ -55,6 +55,8 @@ def bucket(s3_options) -> dict[str, int]:
     peaks = "".join(f"{chrom}\t{b}\t{b + 500}\tpeak{b}\n" for chrom in ("chr1", "chrX") for b in range(900_000, 2_100_000, 10_000))
     fs.pipe_file("bucket/peaks.bed.gz", gzip.compress(peaks.encode()))
     fs.pipe_file("bucket/calls.vcf.gz", bgzf(make_vcf(3000).encode())[0])
+    genome = "".join(f">{name}\n" + "".join("ACGT"[(i * 7 + k) % 4] + ("\n" if i % 60 == 59 else "") for i in range(30_000)) + "\n" for k, name in enumerate(("chr1", "chr2")))
+    fs.pipe_file("bucket/genome.fa.gz", bgzf(genome.encode())[0])
     fs.invalidate_cache()
     return {"rows": _whole(csv).num_rows, "reads": fastq.count(b"\n") // 4}
 
@@ -87,7 +89,9 @@ EXPECTED = {
     "s3://bucket/sales/": "[('east', 24500), ('north', 24500), ('south', 24500)]",
     "survey/*.laz": "tiles read for a quarter of the survey",
     "peaks.bed.gz": "[100, 120] records",
-    "calls.vcf.gz": "['header', 'body'",
+    "ticket(co": "['header', 'body'",
+    "genome.fa.gz": "2000 bases; ATGCATGC",
+    "calls.reader()": "True records as tabix returns them",
 }
 
 
