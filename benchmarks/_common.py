@@ -9,7 +9,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, BinaryIO
+
+import numpy as np
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -89,3 +91,12 @@ def goal_line(label: str, ours: float, anchor_name: str, anchor: float, goal: fl
     ratio = ours / anchor if anchor else float("inf")
     verdict = "met" if ratio <= goal else "MISSED"
     return f"  {label:<44} {ours:9.4f} {unit}   {anchor_name} {anchor:9.4f} {unit}   ratio {ratio:6.2f}   goal <= {goal:g}   {verdict}"
+
+
+def write_fasta_record(fh: BinaryIO, header: str, length: int, rng: np.random.Generator, alphabet: np.ndarray) -> None:
+    """One FASTA record of ``length`` random bases from ``alphabet`` in lines of 60, as samtools lays them out."""
+    fh.write(f">{header}\n".encode())
+    lines = -(-length // 60)
+    body = np.full((lines, 61), ord("\n"), np.uint8)
+    body[:, :60] = alphabet[rng.integers(0, alphabet.size, (lines, 60), dtype=np.uint8)]
+    fh.write(body.reshape(-1)[: (lines - 1) * 61 + length - (lines - 1) * 60].tobytes() + b"\n")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyfaidx
 import pysam
-from _common import best_of, warm_page_cache
+from _common import best_of, warm_page_cache, write_fasta_record
 
 from dataplug import CloudObject
 from dataplug.formats.genomics.fasta import FASTA, region, write_fai
@@ -55,11 +55,7 @@ def generate_fasta(path: str, size_mb: int, seed: int = 0) -> list[tuple[str, in
     with open(path, "wb") as fh:
         for i, n in enumerate(lengths):
             name = f"chr{i + 1}" if n >= 10_000_000 else f"contig{i}"
-            fh.write(f">{name} generated length={n}\n".encode())
-            lines = -(-n // 60)
-            body = np.full((lines, 61), ord("\n"), np.uint8)
-            body[:, :60] = alphabet[rng.integers(0, alphabet.size, (lines, 60), dtype=np.uint8)]
-            fh.write(body.reshape(-1)[: (lines - 1) * 61 + n - (lines - 1) * 60].tobytes() + b"\n")
+            write_fasta_record(fh, f"{name} generated length={n}", n, rng, alphabet)
             sequences.append((name, n))
     return sequences
 

@@ -38,7 +38,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pysam
-from _common import goal_line, interleaved_best, load_average, timed, warm_page_cache
+from _common import goal_line, interleaved_best, load_average, timed, warm_page_cache, write_fasta_record
 
 from dataplug import CloudObject
 from dataplug.formats.generic.csv import CSV
@@ -64,11 +64,7 @@ def write_fasta(path: str, scale: float, seed: int = 0) -> list[tuple[str, int]]
         for i in range(300):
             n = int(rng.integers(20_000, 200_000) * scale)
             name = f"seq{i + 1}"
-            fh.write(f">{name} generated\n".encode())
-            lines = -(-n // 60)
-            body = np.full((lines, 61), ord("\n"), np.uint8)
-            body[:, :60] = alphabet[rng.integers(0, alphabet.size, (lines, 60), dtype=np.uint8)]
-            fh.write(body.reshape(-1)[: (lines - 1) * 61 + n - (lines - 1) * 60].tobytes() + b"\n")
+            write_fasta_record(fh, f"{name} generated", n, rng, alphabet)
             sequences.append((name, n))
     return sequences
 
