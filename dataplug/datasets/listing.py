@@ -84,24 +84,18 @@ def list_objects(urls: str | Sequence[str], storage_options: dict[str, Any] | No
         pattern = urls if "://" in urls else os.path.abspath(urls) + ("/" if urls.endswith("/") else "")
         with_protocol = "://" in pattern
         fs, path, protocol = _filesystem(pattern, options)
-        if _GLOB_CHARS.search(path):
-            kind = "glob"
-            try:
-                fs.invalidate_cache()
-                found = retry(fs.glob, path, detail=True, url=pattern, what="listing")
-            except FileNotFoundError:
-                found = {}
-            root = path[: _GLOB_CHARS.search(path).start()].rsplit("/", 1)[0]
+        glob = _GLOB_CHARS.search(path)
+        if glob:
+            kind, lister, root = "glob", fs.glob, path[: glob.start()].rsplit("/", 1)[0]
         elif pattern.endswith("/"):
-            kind = "prefix"
-            try:
-                fs.invalidate_cache()
-                found = retry(fs.find, path, detail=True, url=pattern, what="listing")
-            except FileNotFoundError:
-                found = {}
-            root = path.rstrip("/")
+            kind, lister, root = "prefix", fs.find, path.rstrip("/")
         else:
             return list_objects([pattern], options)
+        try:
+            fs.invalidate_cache()
+            found = retry(lister, path, detail=True, url=pattern, what="listing")
+        except FileNotFoundError:
+            found = {}
         objects = _listed(found, protocol, with_protocol)
         if not objects:
             raise ObjectNotFoundError(pattern, "no object matches this pattern (dataplug's own index files left aside)")
