@@ -396,13 +396,7 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar, generation: str | N
     as superseded now. Raises :class:`~dataplug.errors.IndexLocationNotWritableError` when the location
     cannot be written.
     """
-    limit = max_index_bytes(sidecar.object_info.size)
-    if sidecar.nbytes() > limit:
-        raise DataplugError(
-            location.url, f"an index of {sidecar.nbytes()} bytes exceeds the {limit}-byte limit for this object; use coarser index options"
-        )
-    for name in [*sidecar.tables, *sidecar.blobs]:
-        _check_name(location.url, name)
+    contents = _contents(location.url, sidecar)
     generation = generation or begin_write(location)
     if previous is _UNREAD:
         try:
@@ -411,13 +405,7 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar, generation: str | N
             previous = None
     now = time.time()
     superseded = _superseded_generations(previous, now)
-    contents: list[tuple[str, str, bytes]] = [("tables", name, _npy_bytes(name, table)) for name, table in sidecar.tables.items()]
-    contents += [("blobs", name, blob.read() if isinstance(blob, BlobRef) else bytes(blob)) for name, blob in sidecar.blobs.items()]
-    inline, budget = set(), INLINE_BYTES
-    for kind, name, data in sorted(contents, key=lambda c: len(c[2])):
-        if len(data) <= budget and (kind == "tables" or len(data) <= INLINE_BLOB_BYTES):
-            inline.add((kind, name))
-            budget -= len(data)
+    inline = _inline(contents)
     files = {(kind, name): f"{generation}.{name}.{'npy' if kind == 'tables' else 'bin'}" for kind, name, _ in contents if (kind, name) not in inline}
     if files:
         # Recorded before the files exist, so that if this write dies or loses a race with another, a later
@@ -427,14 +415,11 @@ def write_sidecar(location: StorageObject, sidecar: Sidecar, generation: str | N
     refs: dict[str, bytes | BlobRef] = {}
     manifest_loc = location.child(MANIFEST)
     for kind, name, data in contents:
-        entry: dict[str, Any] = {"bytes": len(data), "sha256": _sha256(data)}
-        if (kind, name) in files:
-            target = location.child(files[kind, name])
+        entry = _entry(data, files.get((kind, name)))
+        target = manifest_loc
+        if "file" in entry:
+            target = location.child(entry["file"])
             target.write_bytes(data)
-            entry["file"] = files[kind, name]
-        else:
-            target = manifest_loc
-            entry["data"] = base64.b64encode(data).decode("ascii")
         entries[kind][name] = entry
         if kind == "blobs":
             refs[name] = BlobRef(target, len(data), entry["sha256"], data if "data" in entry else None)
@@ -487,20 +472,47 @@ def inline_manifest(sidecar: Sidecar, generation: str) -> dict[str, Any] | None:
 
     A dataset packs the indexes of its small objects as such manifests, many to a file, instead of a
     folder each; :func:`load_sidecar` takes one back as its ``manifest``."""
+    contents = _contents(sidecar.object_url, sidecar)
+    if len(_inline(contents)) < len(contents):
+        return None
+    entries: dict[str, dict[str, Any]] = {"tables": {}, "blobs": {}}
+    for kind, name, data in contents:
+        entries[kind][name] = _entry(data)
+    return _manifest(sidecar, generation, time.time(), entries, [])
+
+
+def _contents(url: str, sidecar: Sidecar) -> list[tuple[str, str, bytes]]:
+    """The index's tables and blobs as ``(kind, name, stored bytes)``, once the index is within the size cap
+    for its object and every name is one a file may carry."""
     limit = max_index_bytes(sidecar.object_info.size)
     if sidecar.nbytes() > limit:
-        raise DataplugError(sidecar.object_url, f"an index of {sidecar.nbytes()} bytes exceeds the {limit}-byte limit for this object; use coarser index options")
-    entries: dict[str, dict[str, Any]] = {"tables": {}, "blobs": {}}
-    budget = INLINE_BYTES
+        raise DataplugError(url, f"an index of {sidecar.nbytes()} bytes exceeds the {limit}-byte limit for this object; use coarser index options")
+    for name in [*sidecar.tables, *sidecar.blobs]:
+        _check_name(url, name)
     contents = [("tables", name, _npy_bytes(name, table)) for name, table in sidecar.tables.items()]
     contents += [("blobs", name, blob.read() if isinstance(blob, BlobRef) else bytes(blob)) for name, blob in sidecar.blobs.items()]
-    for kind, name, data in contents:
-        _check_name(sidecar.object_url, name)
-        budget -= len(data)
-        if budget < 0 or (kind == "blobs" and len(data) > INLINE_BLOB_BYTES):
-            return None
-        entries[kind][name] = {"bytes": len(data), "sha256": _sha256(data), "data": base64.b64encode(data).decode("ascii")}
-    return _manifest(sidecar, generation, time.time(), entries, [])
+    return contents
+
+
+def _inline(contents: list[tuple[str, str, bytes]]) -> set[tuple[str, str]]:
+    """The entries the manifest holds inline: the smallest first, :data:`INLINE_BYTES` in all, a blob up to
+    :data:`INLINE_BLOB_BYTES`; the others are files of their own."""
+    inline, budget = set(), INLINE_BYTES
+    for kind, name, data in sorted(contents, key=lambda c: len(c[2])):
+        if len(data) <= budget and (kind == "tables" or len(data) <= INLINE_BLOB_BYTES):
+            inline.add((kind, name))
+            budget -= len(data)
+    return inline
+
+
+def _entry(data: bytes, file: str | None = None) -> dict[str, Any]:
+    """A manifest entry: size and checksum, and the bytes inline or the name of the file holding them."""
+    entry: dict[str, Any] = {"bytes": len(data), "sha256": _sha256(data)}
+    if file is not None:
+        entry["file"] = file
+    else:
+        entry["data"] = base64.b64encode(data).decode("ascii")
+    return entry
 
 
 def check_manifest(url: str, manifest: Any) -> None:
