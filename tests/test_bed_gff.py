@@ -256,6 +256,21 @@ def test_unknown_sequence_and_unsorted_refused(local_store):
     assert records == [line for line in swapped.splitlines() if line.startswith("chr")]
 
 
+def test_a_region_slice_read_again_after_the_object_changed_is_refused(local_store):
+    """A region slice of a BGZF object whose members are all in this process's shared cache still checks the
+    object's identity, as every slice read does: a rewritten object is refused, not answered from the cache."""
+    from dataplug import StaleIndexError
+
+    text = make_bed(3000, seed=9)
+    url = local_store.put("changed.bed.gz", encode(text.encode(), "bgzf"))
+    co = CloudObject.from_url(BED, url).preprocess()
+    piece = co.partition(bed.partition_regions, "chr1:1-200000")[0]
+    assert piece.records()
+    Path(co.obj.path).write_bytes(encode(text.replace("peak", "PEAK").encode(), "bgzf"))
+    with pytest.raises(StaleIndexError):
+        piece.records()
+
+
 def test_crlf_lines(local_store):
     """Windows line ends: the CR ends no column (BED3's end is the last one), and no record keeps it."""
     text = make_bed(400, seed=14, track=False)
