@@ -30,6 +30,7 @@ from dataplug import __version__
 from dataplug.cloudobject import CloudObject
 from dataplug.codecs import get_codec
 from dataplug.datasets import Dataset, open_dataset
+from dataplug.datasets.listing import glob_match
 from dataplug.datasets.slices import GroupSlice
 from dataplug.errors import CorruptIndexError, DataplugError, IndexMissingError, StaleIndexError, StrategyArgumentError
 from dataplug.executors import default_workers, ordered_ahead, progress_bar
@@ -97,17 +98,12 @@ def _pairs(pairs: list[str], what: str) -> dict[str, Any]:
     return out
 
 
-#: Characters that make a URL a glob, hence a dataset.
-_GLOB = re.compile(r"[*?\[]")
-
-
 def is_dataset(urls: str | list[str]) -> bool:
     """Whether the command line names a dataset: several URLs, a glob (``*``, ``?``, ``[``) or a prefix
     ending in ``/``."""
     if isinstance(urls, list):
         return len(urls) > 1 or is_dataset(urls[0])
-    path = urls.split("://", 1)[-1]
-    return bool(_GLOB.search(path)) or urls.endswith("/")
+    return glob_match(urls) is not None or urls.endswith("/")
 
 
 def _urls(args: argparse.Namespace) -> str | list[str]:

@@ -27,7 +27,6 @@ import threading
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,9 +124,7 @@ class Reader(ObjectHandle):
 
     def decoded(self, start: int, end: int) -> bytes:
         """Decoded (logical) bytes ``[start, end)`` of the object, through the LRU of decoded units."""
-        due = self._due
-        if due is not None and monotonic() >= due:
-            self.check()
+        self.check_due()
         if not 0 <= start <= end <= self.logical_size:
             raise StrategyArgumentError(self.url, f"decoded range [{start}, {end}) is outside the object's {self.logical_size} decoded bytes")
         if end == start:

@@ -356,3 +356,11 @@ def test_serve_help_names_its_options(capsys):
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert exit_code.value.code == 0 and "--port" in out and "--host" in out and "--index-location" in out and "dataplug serve" in out
+
+
+def test_a_pre_signed_url_is_one_object_not_a_dataset():
+    """The ``?`` of an http(s) URL's query is no glob: a pre-signed URL names one object."""
+    from dataplug.cli import is_dataset
+
+    assert not is_dataset("https://host/data/x.csv?X-Amz-Signature=abc&X-Amz-Expires=60")
+    assert is_dataset("https://host/data/*.csv") and is_dataset("s3://bucket/run?/x.csv") and is_dataset("s3://bucket/run42/")

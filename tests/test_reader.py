@@ -106,15 +106,19 @@ def test_a_region_set_is_planned_as_few_requests_and_each_unit_decoded_once(s3_s
 
 
 def test_windowed_slice_readers_share_one_request_per_window(s3_store, bgzf_text):
-    from dataplug.framings.base import readers, windowed
-    from dataplug.storage.handle import clear_shared
+    import dataclasses
+
+    from dataplug.framings.base import readers
+    from dataplug.storage.handle import WindowedObject, clear_shared
 
     data, payload = bgzf_text
     co = open_text(s3_store, "windows.txt.gz", payload)
     rng = random.Random(5)
     spans = [(a, min(len(data), a + rng.randrange(50, 4000))) for a in (rng.randrange(len(data)) for _ in range(1000))]
     read = readers(co)
-    sources = windowed(co, [read(a, b) for a, b in spans])
+    plain = [read(a, b) for a, b in spans]
+    window = (min(s.fetch.start for s in plain), max(s.fetch.end for s in plain))  # the region set's merged range
+    sources = [dataclasses.replace(s, obj=WindowedObject(co.obj, co.index().object_info, window)) for s in plain]
     # Slices travel: each reader pickles small, its window a plain description.
     sources = [pickle.loads(pickle.dumps(s)) for s in sources]
     clear_shared()

@@ -30,6 +30,14 @@ DATASET_INDEX_FOLDER = "_dataplug"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
+def glob_match(url: str) -> re.Match[str] | None:
+    """The first glob character (``*``, ``?``, ``[``) of ``url``, or None; an http(s) URL's query (a
+    pre-signed URL's ``?X-Amz-...``) is no glob."""
+    if url.startswith(("http://", "https://")):
+        url = url.split("?", 1)[0]
+    return _GLOB_CHARS.search(url)
+
+
 @dataclass(frozen=True)
 class Listed:
     """One object as the listing saw it: its URL and the size and identity an index records."""
@@ -84,7 +92,7 @@ def list_objects(urls: str | Sequence[str], storage_options: dict[str, Any] | No
         pattern = urls if "://" in urls else os.path.abspath(urls) + ("/" if urls.endswith("/") else "")
         with_protocol = "://" in pattern
         fs, path, protocol = _filesystem(pattern, options)
-        glob = _GLOB_CHARS.search(path)
+        glob = glob_match(path)
         if glob:
             kind, lister, root = "glob", fs.glob, path[: glob.start()].rsplit("/", 1)[0]
         elif pattern.endswith("/"):
@@ -103,7 +111,7 @@ def list_objects(urls: str | Sequence[str], storage_options: dict[str, Any] | No
     given = list(urls)
     if not given:
         raise DataplugError(None, "open_dataset needs at least one URL")
-    if any(_GLOB_CHARS.search(u) or u.endswith("/") for u in given):
+    if any(glob_match(u) or u.endswith("/") for u in given):
         raise DataplugError(None, "a list of URLs names objects: pass a glob or a prefix as a single string, not in a list")
     protocols = {split_url(u)[0] for u in given}
     if len(protocols) > 1:

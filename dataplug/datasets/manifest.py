@@ -160,15 +160,19 @@ def write_dataset_manifest(location: StorageObject, manifest: DatasetManifest, p
         "superseded": kept,
     }
     location.child(manifest_name(manifest.pattern)).write_bytes(json.dumps(body, indent=0, sort_keys=True).encode())
+    key = dataset_key(manifest.pattern)
     for item in expired:
-        _delete_packs(location, item["files"])
+        _delete_packs(location, key, item["files"])
     named = live | {f for s in kept for f in s["files"]}
-    _delete_orphan_packs(location, dataset_key(manifest.pattern), named, now)
+    _delete_orphan_packs(location, key, named, now)
 
 
-def _delete_packs(location: StorageObject, names: list[str]) -> None:
+def _delete_packs(location: StorageObject, key: str, names: list[str]) -> None:
+    """Delete the packs ``names`` that are this dataset's (``key``): never a file of another name, whatever
+    a manifest lists."""
     for name in names:
-        if PACK_FILE.match(name):
+        match = PACK_FILE.match(name)
+        if match and match["key"] == key:
             with contextlib.suppress(OSError, DataplugError):
                 location.child(name).delete()
 
@@ -184,4 +188,4 @@ def _delete_orphan_packs(location: StorageObject, key: str, named: set[str], now
         match = PACK_FILE.match(name)
         if match and match["key"] == key and name not in named and now - int(match["generation"].split("-")[0]) > GENERATION_GRACE:
             orphans.append(name)
-    _delete_packs(location, orphans)
+    _delete_packs(location, key, orphans)

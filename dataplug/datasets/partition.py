@@ -42,7 +42,7 @@ import numpy as np
 
 from dataplug.datasets.slices import GroupSlice
 from dataplug.errors import EmptyResultWarning, InvalidFormatError, StrategyArgumentError
-from dataplug.strategies import _check_slice_count, bbox_window, grid_shape, positive_int, window_overlap
+from dataplug.strategies import _check_slice_count, _parameters, bbox_window, grid_shape, positive_int, window_overlap
 
 #: First parameters that count slices: the strategy is balanced across the dataset.
 COUNT_PARAMETERS = ("num_chunks", "num_batches", "n_chunks")
@@ -99,11 +99,6 @@ def _resolve(ds: Any, strategy: Callable[..., list[Any]] | str) -> tuple[Callabl
     if not issubclass(ds.format, data_format):
         raise StrategyArgumentError(ds.url, f"strategy {strategy.__name__} is for {data_format.name} objects, not {ds.format.name}")
     return strategy, strategy.__name__
-
-
-def _parameters(signature: inspect.Signature) -> str:
-    params = [p.replace(annotation=inspect.Parameter.empty) for p in list(signature.parameters.values())[1:]]
-    return str(signature.replace(parameters=params, return_annotation=inspect.Signature.empty))
 
 
 def _has_bounds(co: Any) -> bool:

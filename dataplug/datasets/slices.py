@@ -75,7 +75,7 @@ class GroupSlice:
     @property
     def known_num_records(self) -> int | None:
         """:attr:`num_records` where every part knows it without reading the objects, else ``None``."""
-        counts = [getattr(part, "known_num_records", part.num_records) for part in self.parts]
+        counts = [part.known_num_records for part in self.parts]
         return None if any(c is None for c in counts) else sum(counts)
 
     def byte_range(self) -> None:

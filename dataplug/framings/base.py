@@ -10,7 +10,6 @@ its records start in the logical stream.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +20,10 @@ from dataplug.codecs import registered_codecs
 from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import DataFormat, PreprocessContext
-from dataplug.storage.handle import WindowedObject
-from dataplug.storage.ranges import plan
+from dataplug.storage.stores import FILE_PROTOCOLS
 
-#: Protocols whose reads are a ``pread`` on a local file: no fetch windows (:func:`windowed`).
-LOCAL_PROTOCOLS = ("file", "local", "memory")
+#: Protocols whose reads cost no request (a ``pread``, memory): a region set plans no fetch windows there.
+LOCAL_PROTOCOLS = (*FILE_PROTOCOLS, "memory")
 
 #: Bytes read from the object's start to detect its codec.
 HEAD_BYTES = 64 * 1024
@@ -143,35 +141,8 @@ def codec_index(co: Any) -> CodecIndex:
 
 def readers(co: Any) -> Callable[[int, int], LogicalReader]:
     """``reader(start, end)``: a picklable reader of the decoded bytes ``[start, end)`` of ``co``'s object,
-    from its loaded index (resolved once, for the many slices of a partition). Readers of many nearby ranges
-    (a region set) go through :func:`windowed` to share their requests."""
+    from its loaded index (resolved once, for the many slices of a partition)."""
     return get_codec(co.attributes.compression).readers(co.obj, co.index().object_info, codec_index(co))
-
-
-def fetch_range(reader: LogicalReader) -> tuple[int, int]:
-    """The object bytes ``[a, b)`` a codec's reader reads (its :class:`~dataplug.codecs.checkpoints.Fetch`;
-    a plain reader's own range)."""
-    fetch = getattr(reader, "fetch", None)
-    return (fetch.start, fetch.end) if fetch is not None else (reader.start, reader.end)
-
-
-def windowed(co: Any, sources: Sequence[LogicalReader]) -> list[LogicalReader]:
-    """``sources`` (readers of one object from :func:`readers`, e.g. one per region of a region set), each
-    reading its compressed bytes from a merged fetch window: their ranges planned once with the store's
-    policy (:func:`~dataplug.storage.ranges.plan`: ranges within ``max_gap`` joined, up to ``max_block``), and
-    each window fetched once per worker process through its shared handle
-    (:class:`~dataplug.storage.handle.WindowedObject`), however many slices carry it. 1,000 regions of a
-    BGZF VCF on S3 are then as many requests as windows (``tests/test_reader.py``). On local files, where a
-    read is a ``pread``, the readers are returned as they are."""
-    obj = co.obj
-    if obj.protocol in LOCAL_PROTOCOLS:
-        return list(sources)
-    info = co.index().object_info
-    ranges = [fetch_range(source) if source.end > source.start else (0, 0) for source in sources]
-    policy = obj.policy
-    jobs = plan(ranges, policy.max_gap, policy.max_block)
-    windows = [WindowedObject(obj, info, window) for window in jobs.requests]
-    return [source if k < 0 else dataclasses.replace(source, obj=windows[k]) for source, (k, _) in zip(sources, jobs.where)]  # type: ignore[call-overload]
 
 
 def cut_offsets(co: Any) -> np.ndarray:

@@ -70,6 +70,9 @@ class HtsgetServer:
         lock = self._locks.setdefault(url, asyncio.Lock())
         async with lock:
             if fresh or url not in self._objects:
+                replaced = self._objects.pop(url, None)
+                if replaced is not None:
+                    replaced.close()  # its kept reader's file or session
                 self._objects[url] = await asyncio.to_thread(
                     dataplug.open, url, self.storage_options, format=data_format, index_location=self.index_location, progress=False
                 )

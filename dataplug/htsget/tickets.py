@@ -226,7 +226,7 @@ def ticket(
     body: tuple[int, int] | None = None
     trim: Trim | None = None
     if header_only:
-        body = None
+        pass
     elif reference_name is None:
         body = (len(header), int(co.attributes.uncompressed_size))
     else:
@@ -357,7 +357,7 @@ def body_urls(
 
     first, last = members.at(a), members.at(b - 1)
     cut_first, cut_last = a != first.first, b != last.stop
-    edges = [first] if first == last else [m for m, cut in ((first, cut_first), (last, cut_last)) if cut]
+    edges = list(dict.fromkeys(m for m, cut in ((first, cut_first), (last, cut_last)) if cut))  # the members a cut falls inside
     decoded = dict(zip(edges, members.decode(edges)))
     out: list[dict[str, Any]] = []
     if first == last and (cut_first or cut_last):

@@ -35,7 +35,7 @@ from dataplug.errors import DataplugError, ObjectNotFoundError, StaleIndexError
 from dataplug.storage.object import ObjectInfo, StorageObject, read_stats
 from dataplug.storage.ranges import plan
 from dataplug.storage.retry import stale_error
-from dataplug.storage.stores import _local_identity
+from dataplug.storage.stores import FILE_PROTOCOLS, _local_identity
 
 T = TypeVar("T")
 
@@ -131,7 +131,7 @@ class ObjectHandle:
         self._memo: dict[Hashable, Any] = {}
         self._memo_lock = threading.Lock()
         self._policy = obj.policy
-        self._local = obj.protocol in ("file", "local")
+        self._local = obj.protocol in FILE_PROTOCOLS
         self._fd: int | None = None
         self._closed = False
         self._fetching: dict[Hashable, threading.Lock] = {}

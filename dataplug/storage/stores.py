@@ -130,6 +130,8 @@ DEFAULT_S3_RETRIES = {"mode": "standard", "max_attempts": 3}
 
 S3_PROTOCOLS = ("s3", "s3a")
 HTTP_PROTOCOLS = ("http", "https")
+#: Protocols of files on this machine's file system (read with a file descriptor, identity from ``stat``).
+FILE_PROTOCOLS = ("file", "local")
 
 
 def filesystem_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -436,7 +438,7 @@ def transport_for(obj: StorageObject) -> Transport:
     """The transport that reads ``obj``'s store (S3 ranges through obstore where it can, see
     :mod:`dataplug.storage.obstore_s3`)."""
     protocol = obj.protocol
-    if protocol in ("file", "local"):
+    if protocol in FILE_PROTOCOLS:
         return LocalTransport(obj)
     if protocol in S3_PROTOCOLS:
         from dataplug.storage.obstore_s3 import s3_transport

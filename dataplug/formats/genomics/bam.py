@@ -65,7 +65,7 @@ from dataplug.formats.genomics.bam_records import (
     walk,
 )
 from dataplug.framings.base import StreamAttributes, StreamFormat, codec_attributes, codec_index, preprocess_reader, readers
-from dataplug.framings.regions import UnitReader
+from dataplug.framings.regions import REGION_MAX, UnitReader
 from dataplug.framings.regions import parse_region as parse_tabix_region
 from dataplug.reader import Reader
 from dataplug.sidecar import BlobRef
@@ -91,7 +91,6 @@ RESYNC_SEARCH = 256 * 1024
 #: Records after a candidate first record that must be plausible too for the guess to stand.
 RESYNC_CHAIN = 4
 #: A region's end when the region string gives none (``"chr1"``, ``"chr1:100"``).
-REGION_MAX = 2**62
 #: The region ``"*"``: the unplaced unmapped reads at the end of a sorted BAM (``samtools view file '*'``),
 #: as (name, reference id, begin, end): begin -1 so that their position (-1) and end (0) overlap it.
 UNPLACED = ("*", -1, -1, REGION_MAX)
