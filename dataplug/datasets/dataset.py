@@ -364,10 +364,10 @@ class Dataset:
             self._check_one_format()
         except DataplugError:
             if entries:
-                self._write(entries, manifests, generation)  # the objects indexed are not indexed again
+                self._write(entries, manifests)  # the objects indexed are not indexed again
             raise
         if todo or self._manifest_outdated():
-            self._write(entries, manifests, generation)
+            self._write(entries, manifests)
         return self
 
     def _index_small_objects(
@@ -437,8 +437,10 @@ class Dataset:
         listed = {canonical_url(o.url) for o in self.listing.objects}
         return self.listing.kind != "list" and bool(set(self._manifest.objects) - listed)
 
-    def _write(self, entries: dict[int, ObjectEntry], manifests: dict[str, dict[str, Any]], generation: str) -> None:
-        """Write the new packs, then the manifest naming them and the fresh objects' old packs and folders.
+    def _write(self, entries: dict[int, ObjectEntry], manifests: dict[str, dict[str, Any]]) -> None:
+        """Write the new packs, then the manifest naming them and the fresh objects' old packs and folders, under
+        a generation stamped now: an orphan's age counts from when its packs were written, not from when a
+        long indexing run began.
 
         Once the fresh objects' indexes are spread over :data:`REPACK_AFTER_PACKS` packs or more (each re-index
         adds one), they are written again into the new packs, so opening the dataset stays a few requests."""
@@ -459,6 +461,7 @@ class Dataset:
             for canonical in old.keys() & self._packed.keys():
                 manifests[objects[canonical].url] = self._packed[canonical]
                 objects[canonical] = dataclasses.replace(objects[canonical], pack=_NEW_PACK)
+        generation = new_generation()
         where = write_packs(self.index_location, dataset_key(self.listing.pattern), generation, manifests) if manifests else {}
         for canonical, entry in objects.items():
             if entry.pack == _NEW_PACK:
