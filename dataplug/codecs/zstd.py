@@ -313,9 +313,9 @@ class ZstdReaders:
         u = self.table.logical
         first = u[np.clip(np.searchsorted(u, starts, side="right") - 1, 0, max(len(self.table) - 1, 0))]
         if bool(np.any((ends > starts) & (starts - first > WASTE_WARNING))):
-            self._warn()
+            self._warn(stacklevel=5)  # the strategy's caller: prepare <- LinePlan <- line_slices <- strategy
 
-    def _warn(self) -> None:
+    def _warn(self, stacklevel: int) -> None:
         """Say once per partition that slices start deep inside frames."""
         if self._warned:
             return
@@ -326,14 +326,14 @@ class ZstdReaders:
             "each such slice decodes its frame from the start. For more slices than frames, recompress in frames of a few MiB: the seekable "
             "format (zstd's contrib/seekable_format, t2sz), or concatenated frames, e.g. split -C 4M --filter 'zstd -c' data.csv > data.csv.zst",
             SliceInsideFrameWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
 
     def __call__(self, start: int, end: int) -> ZstdReader:
         fetch = self.table.fetch(start, end)
         first = int(self.table.logical[fetch.row])
         if end > start and start - first > WASTE_WARNING:
-            self._warn()
+            self._warn(stacklevel=3)  # the code that asked for the reader
         return ZstdReader(self.obj, self.info, start, end, first, fetch)
 
 
