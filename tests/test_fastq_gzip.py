@@ -18,7 +18,7 @@ from dataplug.formats.genomics import fastq
 from dataplug.formats.genomics.fastq import FASTQ, FASTQGZip, partition_reads_batches, partition_sequences_per_chunk
 from dataplug.storage.object import read_stats
 from dataplug.testing import FormatTests
-from dataplug.testing.data import make_fastq
+from dataplug.testing.data import illumina_fastq, make_fastq
 
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -216,27 +216,6 @@ def test_partition_num_chunks_is_partition_reads_batches(local_store):
 
 
 # -- the conformance kit ------------------------------------------------------------------------------------
-
-
-def illumina_fastq(reads: int, seed: int, length: int = 151) -> bytes:
-    """Paired-end-style Illumina reads: ``@instrument:run:flowcell:lane:tile:x:y 1:N:0:index`` names, 151
-    bases with a few N and some reads adapter-trimmed shorter, binned NovaSeq qualities (``F``, ``:``,
-    ``,``, ``#``); built with numpy, so tens of MiB take seconds."""
-    rng = np.random.default_rng(seed)
-    lengths = np.where(rng.random(reads) < 0.08, rng.integers(35, length, reads), length)
-    seq = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, (reads, length), dtype=np.uint8)]
-    draw = rng.integers(0, 1000, (reads, length), dtype=np.uint16)
-    seq[draw < 2] = ord("N")
-    qual = np.frombuffer(b"F" * 850 + b":" * 100 + b"," * 40 + b"#" * 10, np.uint8)[draw[:, ::-1]]
-    qual[seq == ord("N")] = ord("#")
-    lane, tile = rng.integers(1, 5, reads), rng.integers(1101, 2679, reads)
-    x, y = rng.integers(1000, 32000, reads), rng.integers(1000, 37000, reads)
-    index = np.array([b"ACGTACGT+TTGACCAA", b"GGATCCAA+CATGCATG", b"NCGTACGT+TTGACCAA"])[rng.choice(3, reads, p=[0.6, 0.39, 0.01])]
-    out = []
-    for i, n in enumerate(lengths.tolist()):
-        name = b"A00123:8:H5KJ3DSXX:%d:%d:%d:%d 1:N:0:%s" % (lane[i], tile[i], x[i], y[i], index[i])
-        out.append(b"@%s\n%s\n+\n%s\n" % (name, seq[i, :n].tobytes(), qual[i, :n].tobytes()))
-    return b"".join(out)
 
 
 #: Reads that trip naive parsers: qualities starting with '@' or '+', a separator repeating the name, a

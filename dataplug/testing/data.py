@@ -1,7 +1,7 @@
 """Seeded generators of sample objects shared by dataplug's tests (and usable by a plugin's): reads, CSV
 rows with quoted newlines, random text lines, sorted VCF records, and LAS/LAZ point clouds with awkward
-edges (the LiDAR ones need the ``lidar`` extra). Realistic shapes for benchmarks (Illumina reads,
-scan-ordered LiDAR) live in :mod:`dataplug.synthetic`."""
+edges (the LiDAR ones need the ``lidar`` extra), and Illumina-shaped reads (:func:`illumina_fastq`), the shape
+the gzip benchmarks measure on. Scan-ordered LiDAR lives in :mod:`dataplug.synthetic`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,27 @@ def make_fastq(reads: int, seed: int, max_len: int = 150) -> bytes:
         seq = bases[rng.integers(0, 5, n)].tobytes()
         qual = rng.integers(33, 74, n).astype(np.uint8).tobytes()
         out.append(b"@read%d/%d\n%s\n+\n%s\n" % (i, seed, seq, qual))
+    return b"".join(out)
+
+
+def illumina_fastq(reads: int, seed: int, length: int = 151) -> bytes:
+    """Paired-end-style Illumina reads: ``@instrument:run:flowcell:lane:tile:x:y 1:N:0:index`` names, 151
+    bases with a few N and some reads adapter-trimmed shorter, binned NovaSeq qualities (``F``, ``:``,
+    ``,``, ``#``); built with numpy, so tens of MiB take seconds."""
+    rng = np.random.default_rng(seed)
+    lengths = np.where(rng.random(reads) < 0.08, rng.integers(35, length, reads), length)
+    seq = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, (reads, length), dtype=np.uint8)]
+    draw = rng.integers(0, 1000, (reads, length), dtype=np.uint16)
+    seq[draw < 2] = ord("N")
+    qual = np.frombuffer(b"F" * 850 + b":" * 100 + b"," * 40 + b"#" * 10, np.uint8)[draw[:, ::-1]]
+    qual[seq == ord("N")] = ord("#")
+    lane, tile = rng.integers(1, 5, reads), rng.integers(1101, 2679, reads)
+    x, y = rng.integers(1000, 32000, reads), rng.integers(1000, 37000, reads)
+    index = np.array([b"ACGTACGT+TTGACCAA", b"GGATCCAA+CATGCATG", b"NCGTACGT+TTGACCAA"])[rng.choice(3, reads, p=[0.6, 0.39, 0.01])]
+    out = []
+    for i, n in enumerate(lengths.tolist()):
+        name = b"A00123:8:H5KJ3DSXX:%d:%d:%d:%d 1:N:0:%s" % (lane[i], tile[i], x[i], y[i], index[i])
+        out.append(b"@%s\n%s\n+\n%s\n" % (name, seq[i, :n].tobytes(), qual[i, :n].tobytes()))
     return b"".join(out)
 
 
