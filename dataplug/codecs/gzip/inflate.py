@@ -1,29 +1,32 @@
-"""Decoding from one gzip checkpoint with Python's standard ``zlib`` module (what a worker runs).
+"""Decoding from one gzip checkpoint (what a worker runs), with the fastest inflate installed.
 
 Given one checkpoint (with its window) and the compressed bytes from that checkpoint on, ``inflate_from``
 yields the decompressed data from the checkpoint's uncompressed offset, continuing across gzip members.
+The inflate is :func:`dataplug.codecs.deflate.backend`'s (ISA-L, zlib-ng or Python's zlib): only the
+zlib interface is used, so each gives the same bytes and the same errors.
 """
 
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Generator, Iterable, Iterator
 
+from dataplug.codecs.deflate import Backend, backend
 from dataplug.codecs.gzip.headers import MAGIC
 from dataplug.codecs.gzip.index import Checkpoint
 from dataplug.errors import InvalidFormatError
 
 DEFAULT_CHUNK_SIZE = 2**20  # largest decompressed chunk yielded by inflate_from
-_PIECE = 2**20  # inflate_from feeds zlib at most this many bytes at a time
+_PIECE = 2**20  # inflate_from feeds the decoder at most this many bytes at a time
 
 
 @functools.cache
 def _bit_prefix(bits: int) -> tuple[bytes, int]:
-    """Deflate data that lets Python's zlib start ``bits`` bits before a byte boundary.
+    """Deflate data that lets a zlib-like decoder start ``bits`` bits before a byte boundary.
 
-    Python's zlib has no ``inflatePrime``. Shifting all the compressed bytes instead is wrong: stored blocks
-    and the gzip trailer are aligned to the object's byte boundaries, not to the shifted ones. So instead the
+    Python's zlib, like the other backends' modules, has no ``inflatePrime``. Shifting all the compressed
+    bytes instead is wrong: stored blocks and the gzip trailer are aligned to the object's byte boundaries,
+    not to the shifted ones. So instead the
     decoder is fed non-final blocks that output nothing (so the dictionary stays intact) and are
     ``8 - bits`` bits long modulo 8: an empty fixed-Huffman block is 10 bits (2 mod 8), and an empty dynamic
     block whose only code is end-of-block, with 19 code-length codes, is 333 bits (5 mod 8). Their last
@@ -62,8 +65,8 @@ class Inflater:
     "gzip" (whole members), "next" (after a member: expect the next header) and "zeros" (padding after
     the last member)."""
 
-    def __init__(self, checkpoint: Checkpoint, url: str | None, chunk_size: int) -> None:
-        self.url, self.chunk_size = url, chunk_size
+    def __init__(self, checkpoint: Checkpoint, url: str | None, chunk_size: int, inflate: Backend) -> None:
+        self.url, self.chunk_size, self.inflate = url, chunk_size, inflate
         self.pos = checkpoint.fetch_start  # object offset of the next piece
         self.bits = checkpoint.bits  # > 0 until the first byte has been merged with the bit prefix
         self.pending = b""  # start of what follows a member, in "next" mode
@@ -71,13 +74,12 @@ class Inflater:
         self.skip = 0  # trailer bytes still in `pending` (8 after raw data, 0 after a gzip member)
         if checkpoint.window or checkpoint.bits:
             self.mode = "raw"
-            window = checkpoint.window
-            self.decoder = zlib.decompressobj(-15, zdict=window) if window else zlib.decompressobj(-15)
+            self.decoder = inflate.decompressobj(-15, checkpoint.window)
             if self.bits:
                 self.decoder.decompress(_bit_prefix(self.bits)[0])
         else:
             self.mode = "gzip"
-            self.decoder = zlib.decompressobj(31)
+            self.decoder = self.inflate.decompressobj(31)
 
     def run(self, pieces: Iterator[memoryview]) -> Iterator[bytes]:
         for piece in pieces:
@@ -110,7 +112,7 @@ class Inflater:
                 data = d.unconsumed_tail
                 if not data and len(out) < self.chunk_size:
                     return
-        except zlib.error as exc:
+        except self.inflate.error as exc:
             raise InvalidFormatError(self.url, f"corrupt gzip data: {exc}", offset=at) from None
 
     def raw(self, data: bytes | memoryview, at: int) -> Generator[bytes, None, tuple[bytes, int]]:
@@ -124,7 +126,7 @@ class Inflater:
 
     def gzip(self, data: bytes | memoryview, at: int) -> Generator[bytes, None, tuple[bytes, int]]:
         yield from self.decode(data, at)
-        return self.member_end(data, at, trailer=0)  # zlib has checked and consumed the trailer
+        return self.member_end(data, at, trailer=0)  # the decoder has checked and consumed the trailer
 
     def member_end(self, data: bytes | memoryview, at: int, trailer: int) -> tuple[bytes, int]:
         """If the member ended, switch to "next" and return the bytes after its deflate data."""
@@ -144,7 +146,7 @@ class Inflater:
         rest = self.pending[self.skip :]
         if rest[:2] == MAGIC:
             self.mode = "gzip"
-            self.decoder = zlib.decompressobj(31)
+            self.decoder = self.inflate.decompressobj(31)
             return rest, self.pending_at + self.skip
         if rest.strip(b"\0") and not (final and rest == MAGIC[:1]):
             raise InvalidFormatError(
@@ -169,6 +171,7 @@ def inflate_from(
     *,
     url: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    inflate: Backend | None = None,
 ) -> Iterator[bytes]:
     """Decompress from ``checkpoint``, yielding chunks of at most ``chunk_size`` bytes.
 
@@ -177,8 +180,9 @@ def inflate_from(
     :meth:`CheckpointTable.fetch <dataplug.codecs.checkpoints.CheckpointTable.fetch>` gives. The output is the uncompressed data from ``checkpoint.uncompressed_offset`` on, across member
     boundaries, for as far as the input reaches: input ending mid-stream is not an error. Corrupt data
     raises InvalidFormatError with the (approximate) compressed offset. Whole members are CRC-checked; the
-    partial member a checkpoint starts in cannot be.
+    partial member a checkpoint starts in cannot be. ``inflate`` picks the backend (default:
+    :func:`dataplug.codecs.deflate.backend`, the fastest installed).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    return Inflater(checkpoint, url, chunk_size).run(pieces(fetched))
+    return Inflater(checkpoint, url, chunk_size, inflate or backend()).run(pieces(fetched))
