@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from zlib_ng import zlib_ng
 
 from dataplug.codecs.base import CodecIndex, Scanner, register_codec
 from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces
+from dataplug.codecs.deflate import Backend, backend
 from dataplug.codecs.gzip.codec import GzipCodec
 from dataplug.codecs.gzip.headers import bgzf_block_size, is_bgzf
 from dataplug.codecs.gzip.index import MAX_RATIO
@@ -280,23 +280,25 @@ def member_checkpoints(url: str, block_sizes: np.ndarray, decoded_sizes: np.ndar
     return CheckpointTable.of(url, what, np.append(c[:-1][keep], c[-1]), np.append(u[:-1][keep], logical_size))
 
 
-def inflate_unit(url: str, raw: bytes, at: int, size: int) -> bytes:
+def inflate_unit(url: str, raw: bytes, at: int, size: int, inflate: Backend | None = None) -> bytes:
     """The decoded bytes of the BGZF members that ``raw`` (object bytes from ``at``) holds, one checkpoint's
-    stretch (a member, and any empty ones after it), which the index says decode to ``size`` bytes. zlib-ng
-    checks each member's CRC-32 and ISIZE; members that do not fill ``raw`` exactly, or decode to another
+    stretch (a member, and any empty ones after it), which the index says decode to ``size`` bytes. The
+    inflate is ``inflate`` (default: :func:`dataplug.codecs.deflate.backend`, the fastest installed); it
+    checks each member's CRC-32 and ISIZE. Members that do not fill ``raw`` exactly, or decode to another
     size, are a :class:`CorruptIndexError`: the member table does not match the object."""
+    inflate = inflate or backend()
     try:
         if raw[12:14] == b"BC" and int.from_bytes(raw[16:18], "little") + 1 == len(raw):
-            out = zlib_ng.decompress(raw, 31)  # one member, the usual stretch: one call
+            out = inflate.decompress(raw, 31)  # one member, the usual stretch: one call
         else:
             out, rest = b"", raw
             while rest:
-                member = zlib_ng.decompressobj(31)
+                member = inflate.decompressobj(31)
                 out += member.decompress(rest)
                 if not member.eof:
-                    raise zlib_ng.error("the member ends past its stretch")
+                    raise inflate.error("the member ends past its stretch")
                 rest = member.unused_data
-    except zlib_ng.error as exc:
+    except inflate.error as exc:
         raise CorruptIndexError(url, f"the BGZF member index does not match the object: the members at bytes [{at}, {at + len(raw)}) do not decode ({exc})") from None
     if len(out) != size:
         raise CorruptIndexError(
