@@ -358,3 +358,110 @@ def test_default_spacing_follows_the_object_size():
     assert default_spacing(1000) == MIN_DEFAULT_SPACING
     assert default_spacing(400 * 2**20) == 400 * 2**20 * 2 // 512
     assert default_spacing(10 * 2**30) == DEFAULT_SPACING
+
+
+# --- the sidecar budget -----------------------------------------------------------------------------------
+
+
+def test_window_budget_caps_the_stored_windows_and_spaces_checkpoints():
+    """With a budget, every windowed checkpoint's stored windows so far fit in that share of the compressed
+    bytes before it; the pass is deterministic, and every checkpoint still decodes exactly."""
+    from dataplug.testing.data import illumina_fastq
+
+    data = illumina_fastq(6000, seed=3)
+    compressed = gzip_member(data, 6)
+    free = build_index(io.BytesIO(compressed), len(compressed), spacing=16384)
+    budget = 0.03
+    capped = build_index(io.BytesIO(compressed), len(compressed), spacing=16384, window_budget=budget)
+    again = build_index(io.BytesIO(compressed), len(compressed), spacing=16384, window_budget=budget)
+    assert 2 <= len(capped) < len(free) // 2
+    assert np.array_equal(capped.compressed_offset, again.compressed_offset) and capped.windows == again.windows
+    stored = np.cumsum(capped.window_length.astype(np.int64))
+    windowed = capped.window_length > 0
+    assert np.all(stored[windowed] <= budget * capped.compressed_offset[windowed].astype(np.int64))
+    assert np.all(np.diff(capped.uncompressed_offset.astype(np.int64)) >= 16384)
+    for k in range(len(capped)):
+        u = int(capped.uncompressed_offset[k])
+        checkpoint = capped.checkpoint(k)
+        got = b"".join(inflate_from(compressed[checkpoint.fetch_start :], checkpoint))
+        assert got == data[u:]
+    with pytest.raises(ValueError, match="window_budget"):
+        build_index(io.BytesIO(compressed), len(compressed), window_budget=0)
+
+
+@pytest.mark.parametrize("slices", [1, 7, 64, 700])
+def test_every_read_once_across_slices_with_a_window_budget(tmp_path, slices):
+    """Checkpoints placed by the budget: every read of Illumina-shaped reads exactly once, in order, in N
+    slices (N = 700 is more slices than reads)."""
+    from dataplug import CloudObject
+    from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches
+    from dataplug.testing.data import illumina_fastq
+
+    data = illumina_fastq(600, seed=slices)
+    path = tmp_path / "reads.fastq.gz"
+    path.write_bytes(gzip_member(data, 6))
+    co = CloudObject.from_url(FASTQGZip, str(path))
+    co.preprocess(force=True, spacing=2048, window_budget=0.2)
+    assert 2 <= co.attributes.checkpoints < len(data) // 2048 // 2
+    pieces = co.partition(partition_reads_batches, slices)
+    assert [line for piece in pieces for line in piece.get()] == data.decode().splitlines()
+
+
+# --- the read-ahead reader of the pass --------------------------------------------------------------------
+
+
+class _FlakyObject:
+    """A stand-in storage object over ``data`` whose range reads fail from byte ``fail_at`` on."""
+
+    url = "s3://bucket/reads.fastq.gz"
+
+    def __init__(self, data: bytes, fail_at: int | None, error: Exception) -> None:
+        import types
+
+        self.data, self.fail_at, self.error = data, fail_at, error
+        self.transport = types.SimpleNamespace(pins=lambda expect: True)
+        self.ranges: list[tuple[int, int]] = []
+
+    def read_ranges(self, ranges, expect=None, checked=False):
+        (a, b), = ranges
+        self.ranges.append((a, b))
+        if self.fail_at is not None and b > self.fail_at:
+            raise self.error
+        return [self.data[a:b]]
+
+
+def _readahead_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("dataplug-readahead")]
+
+
+@pytest.mark.parametrize("error", [OSError("connection reset"), InvalidFormatError("s3://bucket/reads.fastq.gz", "boom")])
+def test_readahead_fault_in_the_middle_is_a_dataplug_error_and_stops_its_threads(error):
+    from dataplug.errors import DataplugError
+    from dataplug.storage import ObjectInfo
+    from dataplug.storage.readahead import ReadAhead
+
+    data = bytes(range(256)) * 4096  # 1 MiB
+    info = ObjectInfo(size=len(data), identity="etag:x")
+    got = bytearray()
+    with pytest.raises(DataplugError) as err:
+        with ReadAhead(_FlakyObject(data, 600_000, error), info, first_range=65536, block_size=131072, connections=2, ahead=3) as fh:
+            while chunk := fh.read(50_000):
+                got += chunk
+    assert err.value.url == _FlakyObject.url and 0 < len(got) <= 600_000 and bytes(got) == data[: len(got)]
+    assert not _readahead_threads()
+
+
+def test_readahead_reads_every_byte_once_in_bounded_ranges():
+    from dataplug.storage import ObjectInfo
+    from dataplug.storage.readahead import ReadAhead
+
+    data = np.random.default_rng(1).integers(0, 256, 3_000_001, dtype=np.uint8).tobytes()
+    obj = _FlakyObject(data, None, OSError())
+    with ReadAhead(obj, ObjectInfo(size=len(data), identity="etag:x"), first_range=10_000, block_size=400_000, connections=3, ahead=4) as fh:
+        assert fh.read() == data
+    ranges = sorted(obj.ranges)
+    assert ranges[0] == (0, 10_000) and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])) and ranges[-1][1] == len(data)
+    assert max(b - a for a, b in ranges) == 400_000
+    assert not _readahead_threads()

@@ -21,7 +21,7 @@ from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, regis
 from dataplug.codecs.checkpoints import CheckpointTable, Fetch, compressed_pieces, decoded_range
 from dataplug.codecs.gzip.headers import is_bgzf
 from dataplug.codecs.gzip.index import MAX_RATIO, WINDOW_SIZE, Checkpoint, checkpoint_table, default_spacing
-from dataplug.codecs.gzip.index_pass import build_index
+from dataplug.codecs.gzip.index_pass import WINDOW_BUDGET, build_index
 from dataplug.codecs.gzip.inflate import inflate_from
 from dataplug.codecs.gzip.interop import adopt_scan
 from dataplug.codecs.gzip.windows import WINDOWS_BLOB, unpack_window
@@ -29,6 +29,7 @@ from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import progress_bar
 from dataplug.sidecar import BlobRef
 from dataplug.storage import ObjectInfo, StorageObject
+from dataplug.storage.readahead import ReadAhead
 
 #: The largest windows blob a partition loads whole (one request, SHA-256 checked) so that its slices carry
 #: their windows; from a larger one, each slice reads its own window (a second request). The blob grows
@@ -132,13 +133,15 @@ class GzipReaders:
 @register_codec
 class GzipCodec(Codec):
     """gzip, one member or many (``cat a.gz b.gz``, pigz). Options: ``spacing``, uncompressed bytes between
-    checkpoints (default: from the object's size, see :func:`dataplug.codecs.gzip.default_spacing`);
-    ``adopt_index``, the URL of a GZIDX or gztool index of the object to take the checkpoints from instead of the
+    checkpoints (default: from the object's size, see :func:`dataplug.codecs.gzip.default_spacing`, widened
+    where needed to keep the stored windows within :data:`~dataplug.codecs.gzip.index_pass.WINDOW_BUDGET` of the object);
+    ``window_budget``, that share (applied to a given ``spacing`` only when asked for); ``adopt_index``, the URL of a GZIDX or gztool index of the object to take the checkpoints from instead of the
     sequential pass (see :mod:`dataplug.codecs.gzip.interop`)."""
 
     name = "gzip"
     options = {
         "spacing": "decoded bytes between gzip checkpoints (default: 1.5 to 4 MiB, from the object size); BGZF ignores it: every member start is a checkpoint",
+        "window_budget": "share of the compressed object the stored windows may take (default 0.0035 unless spacing is given); a checkpoint waits until its window fits",
         "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
     }
 
@@ -166,18 +169,22 @@ class GzipCodec(Codec):
         adopt = ctx.options.get("adopt_index")
         if adopt:
             return adopt_scan(ctx, scanner, str(adopt))
-        spacing = int(ctx.options.get("spacing", default_spacing(size)))
+        given = ctx.options.get("spacing")
+        spacing = default_spacing(size) if given is None else int(given)
+        budget = ctx.options.get("window_budget", None if given is not None else WINDOW_BUDGET)  # a spacing asked for is kept
+        if budget is not None and not float(budget) > 0:
+            raise InvalidFormatError(url, f"window_budget must be a positive share of the object, got {budget}")
         if spacing < 1:
             raise InvalidFormatError(url, f"spacing must be a positive number of bytes, got {spacing}")
         with StreamRanges(scanner, max_range=2 * max(spacing, 2**20)) as ranges:
-            with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress, unit="B") as bar:
+            with ReadAhead(ctx.obj, ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress, unit="B") as bar:
                 seen = [0]
 
                 def progress(done: int) -> None:
                     bar.update(done - seen[0])
                     seen[0] = done
 
-                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut)
+                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut, window_budget=None if budget is None else float(budget))
             results = ranges.finish()
         codec = "bgzf" if index.bgzf else "gzip"
         attributes = {"compression": codec, "uncompressed_size": index.uncompressed_size, "spacing": spacing, "checkpoints": len(index)}

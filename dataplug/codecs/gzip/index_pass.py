@@ -42,6 +42,14 @@ from dataplug.codecs.gzip.zlib_ctypes import (
 from dataplug.errors import InvalidFormatError
 
 DEFAULT_READ_SIZE = 4 * 2**20  # compressed bytes per read during build_index
+#: The share of the compressed bytes read so far that stored windows may take, by default: a checkpoint is
+#: only made once the windows stored so far plus one more fit in it. On random text the default spacing keeps
+#: well under it; on Illumina-shaped reads (4:1 gzip -6, 2.5-3 KiB per stored window) it widens the spacing so
+#: that the whole sidecar (windows, tables, the format's line index) stays under 0.5 % of the object
+#: (``python benchmarks/gzip_fastq.py --no-s3`` prints it, goal 2).
+WINDOW_BUDGET = 0.0035
+_FIRST_WINDOW_GUESS = 4096  # stored bytes assumed for a window before any has been packed
+_BUDGET_STEP = 65536  # decoded bytes to go on before asking the budget again once it said no
 
 
 class _Builder:
@@ -57,8 +65,11 @@ class _Builder:
         read_size: int,
         on_data: Callable[[memoryview], None] | None = None,
         on_checkpoint: Callable[[int], None] | None = None,
+        window_budget: float | None = None,
     ) -> None:
         self.zlib = libz()
+        self.budget = window_budget
+        self.next_due = spacing  # uncompressed offset from which the next windowed checkpoint may be made
         self.source, self.size, self.spacing, self.url, self.progress = source, size, spacing, url, progress
         self.on_data, self.on_checkpoint = on_data, on_checkpoint
         self.member_start, self.member_size = 0, None  # BGZF: where the current member starts, its BSIZE + 1
@@ -131,6 +142,7 @@ class _Builder:
     def add_checkpoint(self, compressed: int, bits: int, window: bytes) -> None:
         self.hand_on()
         self.checkpoints.append((compressed, bits, self.total_out))
+        self.next_due = self.total_out + self.spacing
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.total_out)
         self.windows.append(None)
@@ -157,6 +169,29 @@ class _Builder:
 
     def due(self) -> bool:
         return self.total_out - self.checkpoints[-1][2] >= self.spacing
+
+    def window_due(self) -> bool:
+        """A checkpoint with a window may be made here: ``spacing`` is reached and the stored windows so far
+        plus one more fit in ``budget`` of the compressed bytes consumed. When they do not, the next try is
+        put off by about the decoded bytes that would make room (never less than ``_BUDGET_STEP``).
+
+        Sizes of windows still being packed are waited for (a pack takes far less than the decoding between
+        two checkpoints), and those not yet handed to the packer count as the mean of the others, so the
+        same object always gets the same checkpoints."""
+        if self.total_out < self.next_due:
+            return False
+        if self.budget is None:
+            return True
+        known = [len(w.result()) for w in self.windows if w is not None]
+        unknown = len(self.pending)
+        guess = sum(known) / len(known) if known else _FIRST_WINDOW_GUESS
+        stored = sum(known) + (unknown + 1) * guess
+        consumed = self.position()
+        if stored <= self.budget * consumed:
+            return True
+        ratio = self.total_out / max(consumed, 1)
+        self.next_due = self.total_out + max(_BUDGET_STEP, int((stored / self.budget - consumed) * ratio))
+        return False
 
     def error(self, cause: str, offset: int | None = None) -> InvalidFormatError:
         return InvalidFormatError(self.url, cause, offset=self.position() if offset is None else offset)
@@ -198,7 +233,7 @@ class _Builder:
             # hand-over to the scan thread, and Z_BLOCK throughout made 2,105 calls on a 131 MB FASTQ.gz
             # against 190 (CPU of the FASTQ pass with its scan -4 %). BGZF only gets checkpoints on member headers.
             flush = Z_NO_FLUSH if bgzf else Z_BLOCK
-            before_due = self.checkpoints[-1][2] + self.spacing - 1 - self.total_out
+            before_due = self.next_due - 1 - self.total_out
             if not bgzf and before_due > 0:
                 flush, room = Z_NO_FLUSH, min(room, before_due)
             s.next_out = self.out_addr + self.out_pos
@@ -221,7 +256,7 @@ class _Builder:
                 not bgzf
                 and s.data_type & (DT_BLOCK_BOUNDARY | DT_LAST_BLOCK) == DT_BLOCK_BOUNDARY
                 and self.total_out > member_start
-                and self.due()
+                and self.window_due()
             ):
                 self.add_checkpoint(self.position(), s.data_type & DT_BITS, self.current_window())
         self.hand_on()
@@ -324,6 +359,7 @@ def build_index(
     read_size: int = DEFAULT_READ_SIZE,
     on_data: Callable[[memoryview], None] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    window_budget: float | None = None,
 ) -> GzipIndex:
     """Index a gzip object in one sequential, read-only pass.
 
@@ -334,7 +370,10 @@ def build_index(
     headers are used, so no windows are stored. ``progress`` is called with the number of compressed bytes
     read so far. ``on_data`` sees every decompressed byte once, in order, in chunks that are only valid
     during the call (so a format can scan its records in this pass); ``on_checkpoint`` is called with each
-    checkpoint's uncompressed offset, after ``on_data`` has seen everything before it.
+    checkpoint's uncompressed offset, after ``on_data`` has seen everything before it. ``window_budget``
+    (e.g. :data:`WINDOW_BUDGET`) caps the stored windows at that share of the compressed bytes: a checkpoint
+    inside a member waits, beyond ``spacing``, until its window fits (the sidecar's size then follows the
+    object's, whatever its data).
 
     Raises InvalidFormatError (with the compressed offset where it failed) for empty, non-gzip, truncated or
     corrupt objects (CRC and length of every member are checked) and for data after the last member other
@@ -343,8 +382,10 @@ def build_index(
     spacing = default_spacing(compressed_size) if spacing is None else spacing
     if spacing < 1:
         raise ValueError(f"spacing must be positive, got {spacing}")
+    if window_budget is not None and not window_budget > 0:
+        raise ValueError(f"window_budget must be positive, got {window_budget}")
     if read_size < 1024:
         raise ValueError(f"read_size must be at least 1024, got {read_size}")
     if getattr(source, "seekable", lambda: False)():
         source.seek(0)
-    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint).run()
+    return _Builder(source, compressed_size, spacing, url, progress, read_size, on_data, on_checkpoint, window_budget).run()

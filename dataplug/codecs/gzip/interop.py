@@ -22,6 +22,7 @@ import numpy as np
 
 from dataplug.codecs.base import CodecIndex, Scanner
 from dataplug.codecs.checkpoints import compressed_pieces
+from dataplug.codecs.deflate import backend
 from dataplug.codecs.gzip.gzidx import MAGIC as GZIDX_MAGIC
 from dataplug.codecs.gzip.gzidx import read_gzidx, write_gzidx
 from dataplug.codecs.gzip.gztool import is_gztool, read_gztool, write_gztool
@@ -90,7 +91,7 @@ def _adopted_range(obj: StorageObject, info: Any, scanner: Scanner, index_url: s
                 fetched.extend(piece[: AHEAD - len(fetched)])
             yield from pieces(piece)
 
-    inflater = Inflater(checkpoint, obj.url, DEFAULT_CHUNK_SIZE)
+    inflater = Inflater(checkpoint, obj.url, DEFAULT_CHUNK_SIZE, backend())
     out = bytearray()
     eof = True
     try:
