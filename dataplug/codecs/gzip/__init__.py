@@ -7,7 +7,8 @@ This module is the public face; the work lives in one module per concept:
 * :mod:`dataplug.codecs.gzip.index_pass` - where checkpoints are made: ``build_index``, the sequential pass;
 * :mod:`dataplug.codecs.gzip.zlib_ctypes` - zlib / zlib-ng inflate through ctypes, which that pass drives;
 * :mod:`dataplug.codecs.gzip.windows` - the 32 KiB windows, kept sparse and compressed;
-* :mod:`dataplug.codecs.gzip.inflate` - ``inflate_from``, decoding from one checkpoint (what workers run);
+* :mod:`dataplug.codecs.gzip.inflate` - ``inflate_from``, decoding from one checkpoint (what workers run), with
+  the fastest inflate installed (:mod:`dataplug.codecs.deflate`: ISA-L, zlib-ng or Python's zlib);
 * :mod:`dataplug.codecs.gzip.headers` - gzip member headers and BGZF's ``BC`` field;
 * :mod:`dataplug.codecs.gzip.codec` - all of it as dataplug's ``gzip`` codec (sidecar, readers);
 * :mod:`dataplug.codecs.gzip.interop` - ``export_index`` and adopting other tools' indexes, in the formats of
