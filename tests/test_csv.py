@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 
 from dataplug import CloudObject, InvalidFormatError, StrategyArgumentError
 from dataplug.formats.generic.csv import CSV, partition_chunk_size, partition_num_chunks, partition_rows
+from dataplug.formats.generic.csvtypes import arrow_type
+from dataplug.framings.lines import Dialect
 from dataplug.testing import FormatTests
 
 FIELD_CHARS = st.sampled_from(list('ab ,"\n\r;xyzé∑😀0123456789'))
@@ -284,6 +286,79 @@ def test_a_zero_one_column_with_booleans_later_is_bool_as_pyarrow_reads_it(local
     whole = _whole(data)
     assert co.attributes.column_types == tuple(str(t) for t in whole.schema.types) == ("int64", "bool", "int64")
     assert pa.concat_tables([s.to_arrow() for s in co.partition(partition_num_chunks, 5)]).equals(whole)
+
+
+@st.composite
+def typed_csv_files(draw):
+    """A random CSV whose columns pyarrow types differently over the file: ints that turn into floats,
+    0/1 flags that meet ``true``, dates that meet timestamps, numbers that meet text, empty columns; every
+    value may be empty, and text may hold quoted delimiters, quotes and newlines. Rows end in LF or CRLF."""
+    kinds = draw(st.lists(st.sampled_from(["int", "float", "flag", "when", "text", "empty"]), min_size=1, max_size=5))
+    nrows = draw(st.integers(1, 120))
+    late = draw(st.integers(0, nrows - 1))  # the first row holding the widening value
+
+    def value(kind: str, i: int) -> str:
+        if kind == "empty" or draw(st.integers(0, 9)) == 0:
+            return ""
+        wide = i >= late and draw(st.booleans())
+        if kind == "int":
+            return f"{i}.5" if wide else str(draw(st.integers(-(10**12), 10**12)))
+        if kind == "float":
+            return f"{draw(st.integers(-999, 999))}.25" if wide else str(i)
+        if kind == "flag":
+            return "true" if wide else str(i % 2)
+        if kind == "when":
+            return f"2024-01-0{1 + i % 9} 10:00:00" if wide else f"2024-01-0{1 + i % 9}"
+        text = draw(st.text(FIELD_CHARS, max_size=6)) if wide else str(i)
+        return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
+
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    header = ",".join(f"{kind}{j}" for j, kind in enumerate(kinds))
+    rows = [",".join(value(kind, i) for kind in kinds) for i in range(nrows)]
+    return (header + newline + newline.join(rows) + newline).encode()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=typed_csv_files(), chunk_size=st.integers(40, 2000), sample_bytes=st.integers(1, 200), block=st.integers(30, 400))
+def test_types_inferred_in_the_pass_are_the_whole_file_types(local_store, monkeypatch, data, chunk_size, sample_bytes, block):
+    """The pass types each range's rows in blocks cut at the scan's record starts (blocks shrunk here so a
+    small file has many): the types are those of pyarrow parsing the whole file as one block, the same as
+    blocks cut by searching the rows for their ends, and every slice reads with them."""
+    from dataplug.formats.generic import csvtypes
+
+    monkeypatch.setattr(csvtypes, "INFER_BLOCK", block)
+    whole = _whole(data)
+    expected = tuple("string" if pa.types.is_null(t) else str(t) for t in whole.schema.types)
+    co = CloudObject.from_url(CSV, local_store.put(f"typed-{chunk_size}-{sample_bytes}-{block}.csv", data))
+    co.preprocess(force=True, chunk_size=chunk_size, sample_bytes=sample_bytes)
+    assert co.attributes.column_types == expected
+    body = np.frombuffer(data, np.uint8)[data.index(b"\n") + 1 :]
+    dialect, names = Dialect(ord('"'), ord(","), bare_cr=True), tuple(whole.column_names)
+    starts = csvtypes.terminators(body, dialect)[:-1] + 1
+    searched = csvtypes.infer_types("u", body, names, names, ",", '"', 0, dialect=dialect)
+    assert csvtypes.infer_types("u", body, names, names, ",", '"', 0, dialect=dialect, starts=starts[::3]) == searched
+    assert csvtypes.infer_types("u", body, names, names, ",", '"', 0, dialect=dialect, starts=starts[:0]) == searched
+    slices = co.partition(partition_num_chunks, 3)
+    typed = pacsv.ConvertOptions(column_types={n: arrow_type(t) for n, t in zip(names, expected)})  # a column of only nulls reads as strings
+    assert pa.concat_tables([s.to_arrow() for s in slices]).equals(pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(newlines_in_values=True), convert_options=typed))
+
+
+def test_the_pass_cuts_inference_blocks_at_the_scanned_record_starts(local_store, monkeypatch):
+    """Rows are not searched for their ends a second time to cut pyarrow's blocks: the scan's anchors cut
+    them (only a stretch with no anchor, such as one long record, is searched)."""
+    from dataplug.formats.generic import csvtypes
+
+    searched = []
+    real = csvtypes._blocks
+    monkeypatch.setattr(csvtypes, "INFER_BLOCK", 4096)
+    monkeypatch.setattr(csvtypes, "_blocks", lambda url, arr, *args: searched.append(arr.size) or real(url, arr, *args))
+    rows = [f'{i},{i % 7}.5,"note {i},\nmore"' for i in range(20_000)]
+    data = ("id,x,note\n" + "\n".join(rows) + "\n").encode()
+    co = CloudObject.from_url(CSV, local_store.put("anchored.csv", data))
+    co.preprocess(chunk_size=100_000, sample_bytes=1024)
+    assert co.attributes.column_types == ("int64", "double", "string") and not searched
+    co.preprocess(force=True, chunk_size=100_000, sample_bytes=10_000)  # anchors sparser than a block
+    assert co.attributes.column_types == ("int64", "double", "string") and searched
 
 
 # --- the conformance kit ---------------------------------------------------------------------------------

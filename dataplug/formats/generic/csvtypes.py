@@ -34,6 +34,8 @@ INFER_BLOCK, LONG_FIELD = 8 * 2**20, 2**16
 #: Look-ahead the pass keeps for a range's last row: one running further is typed after the pass, through
 #: the finished index, a block at a time; and the bytes searched for record ends at once.
 _AHEAD, _PIECE = 2**20, 2**20
+#: Bytes of look-ahead searched at once for the end of a range's last row, which is usually short.
+_ROW_PIECE = 2**14
 
 
 def widen(a: str, b: str) -> str:
@@ -72,19 +74,22 @@ def infer_types(
     offset: int,
     encoding: str = "utf-8",
     dialect: Dialect | None = None,
+    starts: np.ndarray | None = None,
 ) -> dict[str, str]:
     """Types pyarrow infers for the columns ``check`` of ``data`` (header-less rows, bytes or a uint8 array
     read in place, in ``encoding``). Given the ``dialect``, rows of more than :data:`INFER_BLOCK` bytes are
     parsed a block of whole records at a time and the blocks' types widened, so pyarrow's memory (a few
     times what it parses) stays bounded; a record longer than a block is parsed with its long fields
-    replaced (see :func:`_shorten`)."""
+    replaced (see :func:`_shorten`). ``starts`` (sorted offsets in ``data`` of some of its records, such as
+    the anchors the record scan sampled) give the blocks' edges without searching for record ends again."""
     if not check or not bytes(data[:1 << 16]).strip() and not bytes(data).strip():
         return {}
     if dialect is None or len(data) <= INFER_BLOCK:
         return _parse_types(url, data, names, check, delimiter, quotechar, offset, encoding)
     arr = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
     found: dict[str, str] = {}
-    for at, block in _blocks(url, arr, dialect, len(names), offset):
+    blocks = _blocks(url, arr, dialect, len(names), offset) if starts is None else _blocks_at(url, arr, dialect, len(names), offset, starts)
+    for at, block in blocks:
         for name, t in _parse_types(url, block, names, check, delimiter, quotechar, offset + at, encoding).items():
             found[name] = widen(found.get(name, "null"), t)
     return found
@@ -106,11 +111,11 @@ def _parse_types(
     return table_types(table)
 
 
-def _record_ends(arr: np.ndarray, dialect: Dialect, in_quotes: bool = False) -> Iterator[np.ndarray]:
-    """The ends (one past each terminator) of the records in ``arr``, found :data:`_PIECE` bytes at a time
-    with the quote parity carried over, so the work arrays stay small whatever the record sizes."""
-    for at in range(0, arr.size, _PIECE):
-        piece = arr[at : at + _PIECE]
+def _record_ends(arr: np.ndarray, dialect: Dialect, in_quotes: bool = False, piece_bytes: int = _PIECE) -> Iterator[np.ndarray]:
+    """The ends (one past each terminator) of the records in ``arr``, found ``piece_bytes`` at a time with
+    the quote parity carried over, so the work arrays stay small whatever the record sizes."""
+    for at in range(0, arr.size, piece_bytes):
+        piece = arr[at : at + piece_bytes]
         yield terminators(piece, dialect, in_quotes) + (at + 1)
         if dialect.quote is not None:
             in_quotes ^= bool(np.count_nonzero(piece == dialect.quote) & 1)
@@ -141,6 +146,24 @@ def _blocks(url: str, arr: np.ndarray, dialect: Dialect, columns: int, offset: i
             start = last
         rest = arr[start:]
         yield start, rest if rest.size <= INFER_BLOCK else _shorten(url, rest, dialect, columns, offset + start)
+
+
+def _blocks_at(url: str, arr: np.ndarray, dialect: Dialect, columns: int, offset: int, starts: np.ndarray) -> Iterator[tuple[int, bytes | np.ndarray]]:
+    """:func:`_blocks` cut at the known record ``starts`` in ``arr``: each block runs to the last start at
+    most :data:`INFER_BLOCK` bytes after its own. Only a stretch with no known start in that reach (a long
+    record, or starts sampled sparsely) is searched for record ends, by :func:`_blocks`."""
+    edges = np.unique(np.concatenate((np.asarray(starts, np.int64), [arr.size])))
+    edges = edges[(edges > 0) & (edges <= arr.size)]
+    start = 0
+    while start < arr.size:
+        k = int(np.searchsorted(edges, start + INFER_BLOCK, side="right"))
+        stop = int(edges[k - 1]) if k and edges[k - 1] > start else int(edges[np.searchsorted(edges, start, side="right")])
+        if stop - start <= INFER_BLOCK:
+            yield start, arr[start:stop]
+        else:
+            for at, block in _blocks(url, arr[start:stop], dialect, columns, offset + start):
+                yield start + at, block
+        start = stop
 
 
 def _shorten(url: str, record: np.ndarray, dialect: Dialect, columns: int, offset: int) -> bytes:
@@ -222,8 +245,11 @@ class CSVScanner:
         if stop is None:
             return None, None
         data = full[first + first_row - start : first + stop - start]
+        # The scan's anchors are record starts in this state: blocks for pyarrow are cut there, so the rows
+        # are not searched for their ends a second time.
+        starts = state.anchor_offsets - first_row
         try:
-            return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row, self.lines.dialect.encoding, self.lines.dialect), None
+            return infer_types(self.lines.url, data, self.names, self.check, self.delimiter, self.quotechar, first_row, self.lines.dialect.encoding, self.lines.dialect, starts), None
         except InvalidFormatError as exc:
             exc.__context__ = None
             return None, exc.with_traceback(None)
@@ -233,7 +259,7 @@ class CSVScanner:
         the look-ahead ends first."""
         quote = self.lines.dialect.quote
         in_quotes = quote is not None and bool(np.count_nonzero(full[first + row - start : first + end - start] == quote) & 1)
-        for ends in _record_ends(full[first + end - start :], self.lines.dialect, in_quotes):
+        for ends in _record_ends(full[first + end - start :], self.lines.dialect, in_quotes, _ROW_PIECE):
             if ends.size:
                 return end + int(ends[0])
         return start + full.size - first if eof else None
