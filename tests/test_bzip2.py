@@ -7,6 +7,7 @@ from __future__ import annotations
 import bz2
 import hashlib
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,7 +24,8 @@ from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
 from tests.codec_cases import SLOW, every_line_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
-from dataplug.testing.data import make_fastq
+from dataplug.testing.data import illumina_fastq, make_fastq
+from dataplug.testing.sidecar import npy, read_manifest, resign, write_manifest
 from tests.test_large import LARGE, _text
 from tests.test_text import TEXT, expected_lines
 
@@ -198,16 +200,23 @@ def test_forced_bzip2_on_other_bytes_is_a_clear_error(local_store):
 
 
 def test_crafted_block_tables_are_refused():
-    good = {"bzip2_start": np.array([32, 5000], np.uint64), "bzip2_end": np.array([5000, 9000], np.uint64), "bzip2_decoded": np.array([0, 800, 1500], np.uint64)}
-    assert Bzip2Codec.validate("u", good, {}, 1200, 1500) == 1500
-    for tables, size, logical in (
-        ({**good, "bzip2_end": np.array([5001, 9000], np.uint64)}, 1200, 1500),
-        (good, 1000, 1500),
-        ({**good, "bzip2_decoded": np.array([0, 800, 10**9], np.uint64)}, 1200, 10**9),
-        ({**good, "bzip2_decoded": np.array([0, 800], np.uint64)}, 1200, 800),
+    heads = {"bzip2_head_len": np.array([300, 0], np.uint16), "bzip2_head_crc": np.array([7, 0], np.uint32), "bzip2_layout": np.array([2], np.uint8)}
+    good = {"bzip2_start": np.array([32, 5000], np.uint64), "bzip2_end": np.array([5000, 9000], np.uint64), "bzip2_decoded": np.array([0, 800, 1500], np.uint64), **heads}
+    blobs = {bzip2_codec.HEADS_BLOB: 40}
+    assert Bzip2Codec.validate("u", good, blobs, 1200, 1500) == 1500
+    for tables, size, logical, blob_sizes in (
+        ({**good, "bzip2_end": np.array([5001, 9000], np.uint64)}, 1200, 1500, blobs),
+        (good, 1000, 1500, blobs),
+        ({**good, "bzip2_decoded": np.array([0, 800, 10**9], np.uint64)}, 1200, 10**9, blobs),
+        ({**good, "bzip2_decoded": np.array([0, 800], np.uint64)}, 1200, 800, blobs),
+        ({**good, "bzip2_head_len": np.array([801, 0], np.uint16)}, 1200, 1500, blobs),  # a head longer than its block
+        ({**good, "bzip2_head_len": np.array([300], np.uint16)}, 1200, 1500, blobs),
+        ({**good, "bzip2_head_crc": np.array([-1, 0], np.int64)}, 1200, 1500, blobs),
+        (good, 1200, 1500, {}),
+        ({**good, "bzip2_layout": np.array([3], np.uint8)}, 1200, 1500, blobs),
     ):
         with pytest.raises(CorruptIndexError):
-            Bzip2Codec.validate("u", tables, {}, size, logical)
+            Bzip2Codec.validate("u", tables, blob_sizes, size, logical)
 
 
 def test_index_pass_decodes_on_several_threads(local_store, monkeypatch):
@@ -248,3 +257,108 @@ def test_large_text_at_default_settings(large_bzip2):
     for part in parts:
         digest.update(part)
     assert digest.hexdigest() == hashlib.sha256(plain).hexdigest()
+
+
+# -- block heads: a slice finishes its last record from the next block's stored head ---------------------------
+
+
+def _illumina_bz2(local_store, name: str, reads: int, streams: int = 1) -> tuple[CloudObject, bytes]:
+    """Illumina-shaped reads as bzip2 of 100 kB blocks, in ``streams`` streams cut at arbitrary bytes."""
+    data = illumina_fastq(reads, 3)
+    cuts = [len(data) * k // streams + 17 * k for k in range(streams)] + [len(data)]
+    stored = b"".join(bz2.compress(data[a:b], 1) for a, b in zip(cuts, cuts[1:]))
+    return CloudObject.from_url(FASTQ, local_store.put(name, stored)).preprocess(), data
+
+
+def _decoded_blocks(slices) -> int:
+    return sum(len(s.source.blocks) for s in slices)
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_fastq_slices_decode_only_their_own_blocks(local_store, streams):
+    """Every read once against the oracle for N in 1, 3, 7, 64 and more slices than reads (on a small object);
+    where the planner puts every boundary at a block start (N = 3: two blocks a slice), each block is decoded
+    by one slice only, the read crossing each edge coming from the next block's stored head.
+    ``cat a.bz2 b.bz2 c.bz2`` too."""
+    co, data = _illumina_bz2(local_store, f"heads-{streams}.fq.bz2", 2000, streams)
+    blocks = co.attributes.checkpoints
+    assert blocks >= 6 and co.attributes.reads == 2000
+    expected = fastq_oracle(data)
+    for n in (1, 3, 7, 64):
+        slices = co.partition(partition_reads_batches, n)
+        assert [r for s in slices for r in s.reads()] == expected
+        if n == 3:
+            assert _decoded_blocks(slices) == blocks
+            assert sum(bool(s.source.head) for s in slices) == 2
+    small, data = _illumina_bz2(local_store, f"few-{streams}.fq.bz2", 40, streams)
+    assert [r for s in small.partition(partition_reads_batches, 41) for r in s.reads()] == fastq_oracle(data)
+
+
+def test_records_longer_than_a_head_or_a_block(local_store):
+    """Lines longer than a head (and one spanning three 100 kB blocks) leave heads short or empty: the slice
+    before decodes the next block, as without heads, and every line still comes once."""
+    rng = np.random.default_rng(8)
+    lines = [bytes(rng.integers(97, 123, int(n), dtype=np.uint8)) for n in rng.integers(3000, 9000, 60)]
+    lines[30] = lines[30] * 40  # about 250 kB: spans three blocks
+    data = b"\n".join(lines) + b"\n"
+    co = CloudObject.from_url(UTF8Text, local_store.put("long.txt.bz2", bz2.compress(data, 1))).preprocess()
+    assert co.attributes.checkpoints >= 5
+    heads = co.index().tables["bzip2_head_len"]
+    assert heads.max() <= bzip2_codec.HEAD_MAX
+    for n in (1, 3, 7, 61):
+        slices = co.partition(text_chunks, n)
+        assert b"".join(s.raw() for s in slices) == data
+        assert [line for s in slices for line in s.raw().split(b"\n")[:-1]] == lines
+
+
+def test_csv_quoted_newlines_across_a_block_edge(local_store):
+    """One stream of 100 kB blocks whose rows all hold quoted newlines: the head is cut at line feeds, some
+    inside quotes, and the rows are still whole and once."""
+    rows = "".join(f'{i},"line one of {i}\nline two",{i * 0.25}\n' for i in range(30_000))
+    data = ("id,text,value\n" + rows).encode()
+    co = CloudObject.from_url(CSV, local_store.put("quoted.csv.bz2", bz2.compress(data, 1))).preprocess()
+    assert co.attributes.rows == 30_000 and co.attributes.checkpoints >= 8
+    for n in (1, 7, 64):
+        table = [s.to_arrow() for s in co.partition(csv_chunks, n)]
+        ids = np.concatenate([t.column("id").to_numpy() for t in table])
+        assert np.array_equal(ids, np.arange(30_000))
+        assert all(text.endswith("\nline two") for t in table for text in t.column("text").to_pylist())
+
+
+def test_a_crafted_head_is_a_corrupt_index_never_wrong_reads(local_store):
+    """A head blob whose bytes differ from the heads' CRCs, or head lengths that shift the heads, fail
+    when a slice uses a head: CorruptIndexError, never other reads."""
+    co, data = _illumina_bz2(local_store, "crafted.fq.bz2", 2000)
+    tables = co.index().tables
+    lengths = tables["bzip2_head_len"].copy()
+    raw = zlib.decompress(co.index().blobs[bzip2_codec.HEADS_BLOB].read())
+    edits = [
+        ("blobs", bzip2_codec.HEADS_BLOB, zlib.compress(raw.replace(b"@", b"#"))),  # other bytes, same length
+        ("blobs", bzip2_codec.HEADS_BLOB, zlib.compress(raw[:-1])),  # one byte short of the lengths' sum
+        ("blobs", bzip2_codec.HEADS_BLOB, b"not zlib at all"),
+        ("tables", "bzip2_head_len", npy(np.roll(lengths, 1))),  # heads cut at other places
+    ]
+    for kind, name, payload in edits:
+        co.preprocess(force=True)
+        resign(co.index_location, kind, name, payload)
+        fresh = CloudObject.from_url(FASTQ, co.url)
+        with pytest.raises(CorruptIndexError, match="head") as err:
+            [s.raw() for s in fresh.partition(partition_reads_batches, 3)]  # slices that end in heads
+        assert co.url in str(err.value)
+
+
+def test_an_index_without_heads_is_refused_and_rebuilt(local_store):
+    """An index of layout 1 (no heads; as an earlier dataplug wrote it) is refused with the command that
+    rebuilds it, and preprocess() rebuilds it without force."""
+    co, data = _illumina_bz2(local_store, "old.fq.bz2", 800)
+    manifest = read_manifest(co.index_location)
+    for name in ("bzip2_layout", "bzip2_head_len", "bzip2_head_crc"):
+        del manifest["tables"][name]
+    del manifest["blobs"][bzip2_codec.HEADS_BLOB]
+    write_manifest(co.index_location, manifest)
+    old = CloudObject.from_url(FASTQ, co.url)
+    with pytest.raises(CorruptIndexError, match=r"layout .*preprocess\(force=True\)"):
+        old.partition(partition_reads_batches, 3)
+    rebuilt = CloudObject.from_url(FASTQ, co.url).preprocess()
+    assert rebuilt.index().tables["bzip2_layout"].tolist() == [bzip2_codec.LAYOUT]
+    assert [r for s in rebuilt.partition(partition_reads_batches, 3) for r in s.reads()] == fastq_oracle(data)

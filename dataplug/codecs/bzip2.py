@@ -8,12 +8,26 @@ Blocks decode on a thread pool (``bz2`` releases the GIL) in order of the stream
 sees the decoded bytes in order and the pass runs on every local core. The sidecar keeps each block's bit
 range and decoded offset; a worker rebuilds a standalone bzip2 file from its blocks' bits and decodes it
 with the standard ``bz2`` module. Several streams in one object (``pbzip2``, ``cat a.bz2 b.bz2``) work.
+
+Block heads. A record that crosses a block edge would make the slice before it decode the whole next block
+(900 kB) for a few hundred bytes. So the pass also keeps each block's *head*: its decoded bytes up to the
+start of its :data:`HEAD_LINES`-th line (at most :data:`HEAD_MAX` bytes), and ends the scanner's ranges at
+the block start and at each of those line starts, so that every one of them is a sampled record start of the
+framing's index (a range's first record start always is). A partition snaps its boundaries to the first
+sampled record start after a block start (FASTQ rounds it up to a read start, one of the next four lines),
+so a slice ends inside the next block's head and finishes its last record from the stored head without
+decoding that block. No tail is kept: the slice after starts at that record start, inside its own block.
+The heads are one zlib-compressed blob with a length and a CRC-32 per block (loaded once per partition);
+the CRC is checked before a head is used, so a head that does not match its table is a
+:class:`~dataplug.errors.CorruptIndexError`, never wrong records. Indexes without heads (layout 1) are
+refused, and ``preprocess()`` rebuilds them.
 """
 
 from __future__ import annotations
 
 import bisect
 import bz2
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +53,18 @@ _MAX_BLOCK_BYTES = 2**20
 _MERGES = 4
 _PIECE = 4 * 2**20
 _TABLES = ("bzip2_start", "bzip2_end", "bzip2_decoded")
+#: Version of the codec's tables: 2 adds block heads (``bzip2_head_len``, ``bzip2_head_crc`` and the
+#: ``bzip2_heads`` blob). A loaded index of another layout is a :class:`CorruptIndexError` (``preprocess()``
+#: then rebuilds it).
+LAYOUT = 2
+HEADS_BLOB = "bzip2_heads"
+#: Line starts kept per block head: a FASTQ read is four lines, so whichever line a block starts in, one of
+#: its first four line starts is a read start (a line or CSV record needs only the first).
+HEAD_LINES = 4
+#: Bytes of a block head at most: four lines of reads up to about 1,000 bases. Longer lines keep a shorter
+#: head (its line starts within the bound), or none, and the slice before decodes the whole block as it would
+#: without heads.
+HEAD_MAX = 4096
 
 
 def find_magic(data: bytes | bytearray, magic: int, start: int, end: int) -> list[int]:
@@ -224,9 +250,47 @@ class BlockPass:
                 self.pending[(s, e)] = self.pool.submit(_decode_block, self._bytes(s, e), s // 8, s, e)
 
 
+def head_starts(block: bytes) -> list[int]:
+    """Offsets in a block's decoded bytes of its first :data:`HEAD_LINES` line starts within :data:`HEAD_MAX`
+    bytes (the byte after each line feed); the last one is where the block's head ends."""
+    out: list[int] = []
+    i = block.find(b"\n", 0, HEAD_MAX)
+    while i >= 0 and len(out) < HEAD_LINES:
+        out.append(i + 1)
+        i = block.find(b"\n", i + 1, HEAD_MAX)
+    return out
+
+
+class BlockHeads:
+    """The block heads of one object: the ``bzip2_heads`` blob (zlib-compressed, bytes from the pass or a
+    sidecar reference), decompressed on first use, and each head's length and CRC-32."""
+
+    def __init__(self, url: str, blob: bytes | Any, lengths: np.ndarray, crcs: np.ndarray) -> None:
+        self.url, self.blob, self.crcs = url, blob, crcs
+        self.ends = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
+        self.data: bytes | None = None
+
+    def head(self, block: int) -> tuple[bytes, int]:
+        """Block ``block``'s head and its stored CRC-32 (checked by the reader that uses it)."""
+        if self.data is None:
+            raw = self.blob if isinstance(self.blob, bytes) else self.blob.read()
+            total = int(self.ends[-1])
+            try:
+                d = zlib.decompressobj()
+                data = d.decompress(raw, total)  # bounded by the tables: a crafted blob cannot exhaust memory
+                whole = d.eof and not d.unconsumed_tail and not d.unused_data
+            except zlib.error as exc:
+                raise CorruptIndexError(self.url, f"bzip2 block heads do not decompress ({exc})") from None
+            if len(data) != total or not whole:
+                raise CorruptIndexError(self.url, f"bzip2 block heads hold other than the {total} bytes their lengths add up to")
+            self.data = data
+        return self.data[self.ends[block] : self.ends[block + 1]], int(self.crcs[block])
+
+
 @dataclass(frozen=True)
 class Bzip2Reader:
-    """Decoded bytes ``[start, end)`` of a bzip2 object, from the blocks that hold them."""
+    """Decoded bytes ``[start, end)`` of a bzip2 object, from the blocks that hold them and, where the range
+    ends inside the head of the block after them, that head."""
 
     obj: StorageObject
     info: ObjectInfo
@@ -238,10 +302,22 @@ class Bzip2Reader:
     decoded_size: int
     #: The object bytes that hold the blocks.
     fetch: Fetch
+    #: The head of the block after ``blocks`` when the range ends inside it (else b""), and its CRC-32.
+    head: bytes = b""
+    head_crc: int = 0
 
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
+        out = self._decode() if self.blocks else b""
+        if self.head:
+            if zlib.crc32(self.head) != self.head_crc:
+                raise CorruptIndexError(self.obj.url, f"bzip2 block head at decoded offset {self.first_decoded + self.decoded_size} does not match its CRC-32: the index is corrupt")
+            out += self.head
+        skip = self.start - self.first_decoded
+        return out[skip : skip + self.end - self.start]
+
+    def _decode(self) -> bytes:
         at = self.fetch.start
         data = self.obj.read_range(at, self.fetch.end, expect=self.info)
         try:
@@ -250,15 +326,21 @@ class Bzip2Reader:
             raise CorruptIndexError(self.obj.url, f"bzip2 blocks from byte {at} do not decode ({exc}): the index does not match the object") from None
         if len(out) != self.decoded_size:
             raise CorruptIndexError(self.obj.url, f"bzip2 blocks from byte {at} decode to {len(out)} bytes, not {self.decoded_size}: the index does not match the object")
-        skip = self.start - self.first_decoded
-        return out[skip : skip + self.end - self.start]
+        return out
 
 
 class Bzip2Readers:
-    """``reader(start, end)`` for one bzip2 object's blocks (see :meth:`Bzip2Codec.readers`)."""
+    """``reader(start, end)`` for one bzip2 object's blocks (see :meth:`Bzip2Codec.readers`): the blocks
+    from the one holding ``start``, and the next block's stored head instead of the whole block when ``end``
+    falls inside it."""
 
-    def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable) -> None:
-        self.obj, self.info, self.table = obj, info, table
+    def __init__(self, obj: StorageObject, info: ObjectInfo, table: CheckpointTable, heads: BlockHeads) -> None:
+        self.obj, self.info, self.table, self.heads = obj, info, table, heads
+
+    def prepare(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Load the heads blob once for a whole partition (its slices then carry their heads)."""
+        if len(self.table):
+            self.heads.head(0)
 
     def __call__(self, start: int, end: int) -> Bzip2Reader:
         fetch = self.table.fetch(start, end)
@@ -266,9 +348,15 @@ class Bzip2Readers:
         if end <= start or not len(self.table):
             return Bzip2Reader(self.obj, self.info, start, end, (), 0, 0, fetch)
         j = self.table.stop(k, end)
+        head, crc = b"", 0
+        if end > u[j - 1] and end - u[j - 1] <= self.heads.ends[j] - self.heads.ends[j - 1]:
+            head, crc = self.heads.head(j - 1)
+            j -= 1
         starts, ends = self.table.columns["bzip2_start"], self.table.columns["bzip2_end"]
         blocks = tuple(zip(starts[k:j].tolist(), ends[k:j].tolist()))
-        return Bzip2Reader(self.obj, self.info, start, end, blocks, int(u[k]), int(u[j] - u[k]), fetch)
+        if blocks:
+            fetch = fetch._replace(first_end=-(-blocks[-1][1] // 8), end=-(-blocks[-1][1] // 8))
+        return Bzip2Reader(self.obj, self.info, start, end, blocks, int(u[k]), int(u[j] - u[k]), fetch, head, crc)
 
 
 @register_codec
@@ -306,23 +394,40 @@ class Bzip2Codec(Codec):
     @classmethod
     def scan(cls, ctx: Any, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
         url, size, workers = ctx.obj.url, ctx.info.size, default_workers()
+        heads: list[bytes] = []
         with StreamRanges(scanner, max_range=8 * 2**20) as ranges, ThreadPoolExecutor(workers, thread_name_prefix="dataplug-bzip2") as pool:
             walk = BlockPass(url, size, pool, ahead=2 * workers)
+
+            def take(blocks: Iterator[bytes]) -> None:
+                for out in blocks:
+                    at = walk.decoded[-2]  # the block's decoded offset
+                    starts = head_starts(out)
+                    ranges.cut(at)  # each head line start is the first record start of its range: sampled
+                    for line in starts:
+                        ranges.cut(at + line)
+                    heads.append(out[: starts[-1]] if starts else b"")
+                    ranges.data(out)
+
             with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress, unit="B") as bar:
                 while chunk := fh.read(_PIECE):
-                    for out in walk.feed(chunk):
-                        ranges.data(out)
+                    take(walk.feed(chunk))
                     bar.update(len(chunk))
-            for out in walk.feed(b"", final=True):
-                ranges.data(out)
+            take(walk.feed(b"", final=True))
             results = ranges.finish()
         blocks = np.array(walk.blocks, np.uint64).reshape(-1, 2)
         decoded = np.array(walk.decoded, np.uint64)
-        tables = {"bzip2_start": blocks[:, 0].copy(), "bzip2_end": blocks[:, 1].copy(), "bzip2_decoded": decoded}
+        tables = {
+            "bzip2_start": blocks[:, 0].copy(),
+            "bzip2_end": blocks[:, 1].copy(),
+            "bzip2_decoded": decoded,
+            "bzip2_head_len": np.array([len(h) for h in heads], np.uint16),
+            "bzip2_head_crc": np.array([zlib.crc32(h) for h in heads], np.uint32),
+            "bzip2_layout": np.array([LAYOUT], np.uint8),
+        }
         sizes = np.diff(walk.decoded)
         logical = walk.decoded[-1]
         attributes = {"compression": cls.name, "uncompressed_size": logical, "spacing": int(sizes.max(initial=0)), "checkpoints": len(walk.blocks)}
-        return results, CodecIndex(cls.name, logical, tables, {}, attributes)
+        return results, CodecIndex(cls.name, logical, tables, {HEADS_BLOB: zlib.compress(b"".join(heads), 6)}, attributes)
 
     @classmethod
     def checkpoints(cls, url: str, index: CodecIndex, size: int) -> CheckpointTable:
@@ -341,14 +446,32 @@ class Bzip2Codec(Codec):
             if not ok:
                 raise CorruptIndexError(url, f"bad bzip2 block index: {what}")
 
+        layout = column(url, "bzip2 block index", tables, "bzip2_layout") if "bzip2_layout" in tables else np.array([1])
+        need(layout.tolist() == [LAYOUT], f"layout {layout.tolist()} of another dataplug, not {LAYOUT} (block heads); run preprocess(force=True)")
         table = cls.checkpoints(url, CodecIndex(cls.name, 0, tables), size)
         start, end = table.columns["bzip2_start"], table.columns["bzip2_end"]
         need(isinstance(logical_size, int) and table.logical_size == logical_size, "decoded offsets must run from 0 to the uncompressed size")
         need(np.all(start >= 32) and np.all(end - start > 80) and np.all(start[1:] >= end[:-1]) and np.all(end <= 8 * size), "block bits must lie in order inside the object")
         # A block decodes to at most _MAX_BLOCK_DECODED bytes whatever its length: the ratio bound is per block.
         table.validate(url, size, "bzip2 block index", max_ratio=0, slack=_MAX_BLOCK_DECODED, strict=False)
+        lengths, crcs = cls._head_tables(url, tables)
+        need(lengths.size == len(table) and crcs.size == len(table), "one head length and CRC per block")
+        need(np.all(lengths <= np.minimum(np.diff(table.logical), HEAD_MAX)) and np.all(crcs < 2**32), "head lengths beyond their blocks")
+        need(HEADS_BLOB in blob_sizes, "block heads blob missing")
         return logical_size
+
+    @staticmethod
+    def _head_tables(url: str, tables: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        what = "bzip2 block index"
+        lengths, crcs = column(url, what, tables, "bzip2_head_len"), column(url, what, tables, "bzip2_head_crc")
+        if np.any(lengths < 0) or np.any(crcs < 0):
+            raise CorruptIndexError(url, f"bad {what}: negative head lengths or CRCs")
+        return lengths, crcs
 
     @classmethod
     def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Bzip2Readers:
-        return Bzip2Readers(obj, info, cls.checkpoints(obj.url, index, info.size))
+        lengths, crcs = cls._head_tables(obj.url, index.tables)
+        if HEADS_BLOB not in index.blobs:
+            raise CorruptIndexError(obj.url, "bad bzip2 block index: block heads blob missing")
+        heads = BlockHeads(obj.url, index.blobs[HEADS_BLOB], lengths, crcs)
+        return Bzip2Readers(obj, info, cls.checkpoints(obj.url, index, info.size), heads)
