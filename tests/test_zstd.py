@@ -5,6 +5,9 @@ one frame; every record exactly once for every slice count, and clear errors for
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+import time
 import warnings
 
 import numpy as np
@@ -14,9 +17,9 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplug import CloudObject, CorruptIndexError, DataplugWarning, InvalidFormatError
+from dataplug import CloudObject, CorruptIndexError, DataplugWarning, InvalidFormatError, StaleIndexError
 from dataplug.codecs import detect_codec
-from dataplug.codecs.zstd import SliceInsideFrameWarning, ZstdCodec, read_seek_table, seek_table
+from dataplug.codecs.zstd import SliceInsideFrameWarning, ZstdCodec, clear_cursors, read_seek_table, seek_table
 from dataplug.formats.generic.csv import CSV
 from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy
@@ -25,7 +28,7 @@ from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunk
 from dataplug.storage.object import StorageObject, read_stats
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
-from dataplug.testing.data import make_fastq
+from dataplug.testing.data import illumina_fastq, make_fastq
 from tests.test_large import LARGE, _fastq, _text
 from tests.test_text import TEXT, expected_lines
 from dataplug.testing.codecs import frame, seekable
@@ -258,3 +261,92 @@ def test_large_single_frame_fastq_at_default_settings(large_zstd):
     with pytest.warns(SliceInsideFrameWarning):
         slices = co.partition(partition_reads_batches, 3)
     assert _digest(s.raw() for s in slices) == hashlib.sha256(plain).hexdigest()
+
+
+# -- the per-process decoder cursor: slices of one frame decode it once between them, in order ------------------
+
+
+@pytest.fixture(scope="module")
+def one_frame_reads(tmp_path_factory):
+    """Illumina-shaped reads (about 5 MB, two decoded batches and more) in one frame as the ``zstd`` tool writes
+    it, and a twin of the same decoded size (bases swapped), so both have the same frame layout."""
+    root = tmp_path_factory.mktemp("cursor")
+    data = illumina_fastq(15_000, 3)
+    twin = data.translate(bytes.maketrans(b"ACGT", b"TGCA"))
+    paths = []
+    for name, plain in (("a.fq.zst", data), ("b.fq.zst", twin)):
+        (root / name).write_bytes(zstandard.ZstdCompressor(level=3).compress(plain))
+        paths.append(str(root / name))
+    return paths, (data, twin)
+
+
+def _indexed(path: str, sample_bytes: int = 64 * 1024) -> CloudObject:
+    return CloudObject.from_url(FASTQ, path).preprocess(force=True, sample_bytes=sample_bytes)
+
+
+@pytest.mark.parametrize("sample_bytes", [97, 64 * 1024])
+def test_cursor_every_read_once_in_one_frame(one_frame_reads, sample_bytes):
+    """Slices read in order continue one decoder: every read once, and every compressed byte fetched once
+    (decoding each slice's frame from its start would fetch the object about n / 2 times)."""
+    (path, _), (data, _) = one_frame_reads
+    co = _indexed(path, sample_bytes)
+    expected, size = fastq_oracle(data), co.index().object_info.size
+    for n in (1, 7, 64, len(expected) + 5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SliceInsideFrameWarning)
+            slices = co.partition(partition_reads_batches, n)
+        clear_cursors()
+        read_stats.reset()
+        assert [r for s in slices for r in s.reads()] == expected
+        assert read_stats.bytes[co.url] == size
+
+
+def test_cursor_out_of_order_and_interleaved(one_frame_reads):
+    """Slices of two objects with the same frame layout, read shuffled, interleaved, backwards and again: each
+    gives its own bytes (a cursor behind or past a slice's start is never used for it)."""
+    paths, plains = one_frame_reads
+    objects = [_indexed(p) for p in paths]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SliceInsideFrameWarning)
+        parts = [co.partition(partition_reads_batches, 23) for co in objects]
+    truth = [[s.raw() for s in slices] for slices in parts]
+    for k in range(2):
+        assert b"".join(truth[k]) == plains[k]
+    rng = np.random.default_rng(5)
+    order = [(k, int(i)) for i in range(23) for k in range(2)] + [(int(rng.integers(2)), int(i)) for i in rng.integers(0, 23, 60)]
+    order += [(k, i) for i in reversed(range(23)) for k in range(2)]
+    clear_cursors()
+    for k, i in order:
+        assert parts[k][i].raw() == truth[k][i], (k, i)
+
+
+def test_cursor_after_fork_and_after_a_rewrite(one_frame_reads, tmp_path):
+    """A forked child never continues its parent's decoder, and a cursor's next slice still checks the
+    object's identity (a rewritten object is a StaleIndexError, not bytes of the old one)."""
+    (path, _), (data, _) = one_frame_reads
+    co = _indexed(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SliceInsideFrameWarning)
+        slices = co.partition(partition_reads_batches, 8)
+    clear_cursors()
+    head = b"".join(s.raw() for s in slices[:4])
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        tail = pool.apply(_raw_of, (slices[4:],))
+    assert head + tail == data and b"".join(s.raw() for s in slices[4:]) == tail
+    moved = tmp_path / "moved.fq.zst"
+    moved.write_bytes(open(path, "rb").read())
+    co = _indexed(str(moved))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SliceInsideFrameWarning)
+        slices = co.partition(partition_reads_batches, 8)
+    assert slices[0].raw() == data[: len(slices[0].raw())]
+    stored = zstandard.ZstdCompressor(level=3).compress(data.replace(b"ACGT", b"TTTT"))
+    moved.write_bytes(stored[: moved.stat().st_size].ljust(moved.stat().st_size, b"\0"))
+    os.utime(moved, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.raises(StaleIndexError):
+        slices[1].raw()
+
+
+def _raw_of(slices) -> bytes:
+    return b"".join(s.raw() for s in slices)

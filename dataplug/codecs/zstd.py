@@ -8,9 +8,17 @@ Where the frames lie comes, without decoding, from
   when the compressor knew it, and only a frame whose header lacks it is decoded to learn it.
 
 The framing's scanner (line numbers, record starts) then runs as a parallel map over runs of frames on the
-context's executor, each decoded once and checked against the sizes the table or headers claimed. One
-frame cannot be split: a slice starting inside one decodes it from its start, and a warning says so when
-that wastes more than a gzip checkpoint would (an object of few, large frames: a one-frame ``zstd`` output).
+context's executor, each decoded once and checked against the sizes the table or headers claimed.
+
+One frame cannot be split: a slice starting inside one decodes it from its start, unless the process
+already holds a decoder positioned at or just before the slice's start (:class:`_Cursor`, kept after each
+range it served). Slices read in order in one process therefore decode a frame once between them; on ``w``
+workers taking slices in order (a process pool's ``map``), each worker decodes the frame up to its last
+slice, about ``w`` decompressions of CPU in the time of one; only a slice read behind its process's cursor
+(out of order, or alone on its machine) decodes from its frame's start again. A warning says so at planning
+when slices start deep inside frames (an object of few, large frames: a one-frame ``zstd`` output).
+Decoder checkpoints inside a frame are not possible with python-zstandard: a decoder's state (window,
+entropy tables, repeat offsets) can be neither copied, pickled nor restored.
 
 Frames' own content checksums are checked by libzstd; the seek table's optional per-frame checksums
 (XXH64, which neither the standard library nor python-zstandard exposes) are not. python-zstandard writes
@@ -21,6 +29,9 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
+import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,11 +41,12 @@ import numpy as np
 import zstandard
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
-from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces, decoded_range
+from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError
 from dataplug.executors import map_ordered, progress_bar
 from dataplug.storage import ObjectInfo, StorageObject
+from dataplug.storage.handle import WindowedObject, shared
 
 FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
 #: Skippable frames have magic numbers 0x184D2A50 to 0x184D2A5F; the seek table uses 0x184D2A5E.
@@ -53,7 +65,8 @@ _TABLES = ("zstd_compressed", "zstd_decoded")
 
 
 class SliceInsideFrameWarning(DataplugWarning):
-    """A slice starts deep inside a zstd frame: its worker decodes the frame from its start."""
+    """Slices start deep inside a zstd frame: a worker decodes the frame from its start for the first (or an
+    out-of-order) slice it reads there."""
 
 
 def _u32(data: bytes, at: int = 0) -> int:
@@ -279,9 +292,122 @@ def _scan_group(obj: StorageObject, info: ObjectInfo, data_end: int, max_range: 
         return ranges.finish(eof=exhausted)
 
 
-@dataclass(frozen=True)
+#: Decoders a process keeps positioned after the last range they served (the least recently used dropped first).
+#: Each holds its frame's decoder (the frame's window: up to 8 MiB at the ``zstd`` tool's levels 1 to 19, up to
+#: 128 MiB with ``--long``), one compressed piece (at most 16 MiB) and the decoded bytes it served last.
+CURSORS = 4
+#: Decoded bytes a cursor keeps behind its position: the slices of a line partition overlap by up to one sampled
+#: record start (64 KiB by default), and a slice starting behind the cursor within these continues it.
+BEHIND = _BATCH_BLOCKS * _MAX_BLOCK
+
+
+class _Cursor:
+    """A decoder of one object's frames kept in the process after the range it served, so that the next
+    range at or after it (or a little behind: :data:`BEHIND`) continues instead of decoding its frame from
+    the start. Slices of one frame read in order in one process then decode it once between them.
+
+    ``position`` is the decoded offset of the next byte the decoder yields; ``tail`` the bytes served last,
+    ending at ``position``; ``pending`` decoded bytes not yet served (the rest of a batch)."""
+
+    def __init__(self, key: object, reader: ZstdReader) -> None:
+        obj, info, fetch = reader.obj, reader.info, reader.fetch
+        pieces = itertools.chain(
+            compressed_pieces(obj, info, fetch.start, fetch.first_end, fetch.end),
+            compressed_pieces(obj, info, fetch.end, fetch.end, reader.data_end),  # only when a later range continues
+        )
+        self.key, self.url = key, obj.url
+        self.chunks: Iterator[tuple[bytes, int | None]] = inflate_frames(obj.url, pieces, fetch.start)
+        self.position, self.frame_at = reader.frame_decoded, fetch.start
+        self.tail, self.pending = b"", memoryview(b"")
+
+    def serves(self, start: int, first: int) -> bool:
+        """True when continuing this decoder costs no more than decoding from ``first``, the start of the
+        frame that holds ``start``, and it still holds or will yield ``start``."""
+        return first <= self.position and self.position - len(self.tail) <= start
+
+    def read(self, reader: ZstdReader) -> bytes:
+        """The decoded bytes ``[reader.start, reader.end)`` (see :meth:`serves`); each frame that ends on the
+        way is checked against the reader's rows of the index."""
+        start, end = reader.start, reader.end
+        parts: list[bytes | memoryview] = []
+        if start < self.position:
+            behind = len(self.tail) - (self.position - start)
+            parts.append(memoryview(self.tail)[behind : behind + end - start])
+            if end <= self.position:
+                return bytes(parts[0])
+        skip, want = max(start - self.position, 0), end - max(start, self.position)
+        while want:
+            if not self.pending:
+                self.pending = memoryview(self._next(reader))
+                continue
+            drop = min(skip, len(self.pending))
+            part = self.pending[drop : drop + want]
+            self.pending = self.pending[drop + len(part) :]
+            self.position += drop + len(part)
+            skip, want = skip - drop, want - len(part)
+            if part:  # an empty view would keep its whole decoded batch alive while the skip goes on
+                parts.append(part)
+        out = b"".join(parts)
+        kept = min(len(out), BEHIND)
+        self.tail = out if kept == len(out) else out[-kept:]
+        return out
+
+    def _next(self, reader: ZstdReader) -> bytes:
+        """The next decoded chunk; a frame that ends with it must end where the index says."""
+        item = next(self.chunks, None)
+        if item is None:
+            raise CorruptIndexError(self.url, f"the zstd frames end at decoded offset {self.position}, before {reader.end}: the zstd index does not match the object")
+        chunk, frame_end = item
+        if frame_end is not None:
+            c, u = reader.rows
+            at = self.position + len(chunk)
+            first, last = np.searchsorted(c, self.frame_at, side="right"), np.searchsorted(c, frame_end, side="left")
+            if first < last or (last < len(c) and c[last] == frame_end and u[last] != at):
+                row = int(c[first]) if first < last else frame_end
+                raise CorruptIndexError(self.url, f"the zstd index does not match the object: the frames up to byte {row} do not decode to what it lists", offset=row)
+            self.frame_at = frame_end
+        return chunk
+
+
+_cursors: list[_Cursor] = []
+_cursors_pid = os.getpid()
+_cursors_lock = threading.Lock()
+
+
+def _take_cursor(key: object, start: int, first: int) -> _Cursor | None:
+    """The cursor of this process made for ``key`` (the object's shared handle) that serves ``start`` best
+    (furthest along), taken out while it decodes (another thread reading the same object makes its own); a
+    forked child starts with none."""
+    global _cursors_pid
+    with _cursors_lock:
+        if _cursors_pid != os.getpid():
+            _cursors.clear()
+            _cursors_pid = os.getpid()
+        fits = [k for k, cursor in enumerate(_cursors) if cursor.key is key and cursor.serves(start, first)]
+        return _cursors.pop(max(fits, key=lambda k: _cursors[k].position)) if fits else None
+
+
+def _keep_cursor(cursor: _Cursor, logical_size: int) -> None:
+    """Keep ``cursor`` for the next range; at the end of the data only its tail (the slices at the end of a
+    partition of more slices than records read the same last bytes), its decoder and compressed piece freed."""
+    if cursor.position >= logical_size:
+        cursor.chunks, cursor.pending = iter(()), memoryview(b"")
+    with _cursors_lock:
+        if _cursors_pid == os.getpid():
+            _cursors.append(cursor)
+            del _cursors[:-CURSORS]
+
+
+def clear_cursors() -> None:
+    """Forget every decoder this process keeps positioned (tests; a worker between jobs)."""
+    with _cursors_lock:
+        _cursors.clear()
+
+
+@dataclass(frozen=True, eq=False)
 class ZstdReader:
-    """Decoded bytes ``[start, end)`` of a zstd object, from the start of the frame that holds ``start``."""
+    """Decoded bytes ``[start, end)`` of a zstd object, from the start of the frame that holds ``start``, or
+    by continuing this process's decoder that served a range just before (:class:`_Cursor`)."""
 
     obj: StorageObject
     info: ObjectInfo
@@ -290,14 +416,30 @@ class ZstdReader:
     frame_decoded: int
     #: The frames' compressed bytes: first to where ``end`` probably lies, then on as decoding needs them.
     fetch: Fetch
+    #: Where the frames' data ends (later ranges continue up to there), and the object's decoded size.
+    data_end: int
+    logical_size: int
+    #: The index's rows from the frame that holds ``start`` to the first at or after ``end``: compressed and
+    #: decoded offsets, which the frames decoded on the way must match.
+    rows: tuple[np.ndarray, np.ndarray]
 
     def read(self) -> bytes:
         if self.end <= self.start:
             return b""
-        fetch = self.fetch
-        pieces = compressed_pieces(self.obj, self.info, fetch.start, fetch.first_end, fetch.end)
-        chunks = (chunk for chunk, _ in inflate_frames(self.obj.url, pieces, fetch.start))
-        return decoded_range(self.obj.url, chunks, self.start - self.frame_decoded, self.end - self.start, "zstd index")
+        base = self.obj.obj if isinstance(self.obj, WindowedObject) else self.obj
+        if not isinstance(base, StorageObject):  # a long-lived Reader's staged bytes: it keeps decoded units itself
+            return _Cursor(None, self).read(self)
+        # Cursors belong to the object's shared handle in this process: one per object and identity, none
+        # kept across a fork or once the handles are cleared (clear_shared()).
+        handle = shared(base, self.info)
+        cursor = _take_cursor(handle, self.start, self.frame_decoded)
+        if cursor is None:
+            cursor = _Cursor(handle, self)
+        else:
+            handle.check_due()  # its bytes may all be decoded already: the check a read makes
+        data = cursor.read(self)  # a cursor that failed is not kept
+        _keep_cursor(cursor, self.logical_size)
+        return data
 
 
 class ZstdReaders:
@@ -322,19 +464,23 @@ class ZstdReaders:
         self._warned = True
         u = self.table.logical
         warnings.warn(
-            f"{self.obj.url}: slices start inside zstd frames of up to {int(np.diff(u).max()) / 2**20:.0f} MiB ({len(self.table)} frames); the worker of "
-            "each such slice decodes its frame from the start. For more slices than frames, recompress in frames of a few MiB: the seekable "
+            f"{self.obj.url}: slices start inside zstd frames of up to {int(np.diff(u).max()) / 2**20:.0f} MiB ({len(self.table)} frames). A process "
+            "reading such slices in order continues one decoder (one decompression per process), but a slice read alone or out of order "
+            "decodes its frame from the start. For slices on many machines, recompress in frames of a few MiB: the seekable "
             "format (zstd's contrib/seekable_format, t2sz), or concatenated frames, e.g. split -C 4M --filter 'zstd -c' data.csv > data.csv.zst",
             SliceInsideFrameWarning,
             stacklevel=stacklevel,
         )
 
     def __call__(self, start: int, end: int) -> ZstdReader:
-        fetch = self.table.fetch(start, end)
-        first = int(self.table.logical[fetch.row])
+        table = self.table
+        fetch = table.fetch(start, end)
+        first = int(table.logical[fetch.row])
         if end > start and start - first > WASTE_WARNING:
             self._warn(stacklevel=3)  # the code that asked for the reader
-        return ZstdReader(self.obj, self.info, start, end, first, fetch)
+        stop = table.stop(fetch.row, end) + 1
+        rows = (table.compressed[fetch.row : stop], table.logical[fetch.row : stop])
+        return ZstdReader(self.obj, self.info, start, end, first, fetch, table.data_end, table.logical_size, rows)
 
 
 @register_codec
