@@ -26,9 +26,9 @@ from dataplug.errors import DataplugError, StorageError
 from dataplug.storage.object import ObjectInfo, StorageObject
 
 FIRST_RANGE = 2**20  # bytes of the first request: decoding can start after one short request
-BLOCK_SIZE = 8 * 2**20  # the largest range (AWS's guidance for S3 ranges is 8-16 MB)
-CONNECTIONS = 3  # ranges fetched at once
-AHEAD = 6  # ranges fetched or waiting at most: memory is at most AHEAD * BLOCK_SIZE
+BLOCK_SIZE = 4 * 2**20  # the largest range
+CONNECTIONS = 6  # ranges fetched at once
+AHEAD = 10  # ranges fetched or waiting at most: memory is at most AHEAD * BLOCK_SIZE
 
 
 class ReadAhead(io.RawIOBase):

@@ -49,6 +49,7 @@ DEFAULT_READ_SIZE = 4 * 2**20  # compressed bytes per read during build_index
 #: (``python benchmarks/gzip_fastq.py --no-s3`` prints it, goal 2).
 WINDOW_BUDGET = 0.0035
 _FIRST_WINDOW_GUESS = 4096  # stored bytes assumed for a window before any has been packed
+_MIN_FILL = 65536  # compressed bytes fill() waits for at least (fewer only at the object's end)
 _BUDGET_STEP = 65536  # decoded bytes to go on before asking the budget again once it said no
 
 
@@ -107,10 +108,13 @@ class _Builder:
         self.in_base = self.position()
         self.inbuf[:left] = self.inbuf[offset : offset + left]
         end = left + min(len(self.inbuf) - left, self.size - self.read_total)
+        # Inflate what has arrived rather than wait for a whole buffer: from a download (ReadAhead) the
+        # first bytes come long before the buffer's last, and decoding them meanwhile is the overlap.
+        want = min(end, left + _MIN_FILL)
         readinto = getattr(self.source, "readinto", None)
         with memoryview(self.inbuf) as view:
             filled = left
-            while filled < end:
+            while filled < want:
                 if readinto is not None:
                     got = readinto(view[filled:end]) or 0
                 else:
