@@ -92,3 +92,18 @@ def test_errors_of_a_slice_reach_the_reader(local_store):
     local_store.put("w.csv", _weather(2_001))  # the object changed after indexing
     with pytest.raises(dataplug.StaleIndexError):
         to_reader(slices).read_all()
+
+
+def test_dictionary_columns_are_encoded_by_the_workers_and_query_alike(local_store):
+    data = _weather(6_000)
+    co = dataplug.open(local_store.put("w.csv", data))
+    slices = co.partition("partition_num_chunks", 5)
+    with ProcessPoolExecutor(2) as pool:
+        reader = to_reader(slices, columns=["station", "temp"], executor=pool, dictionary=["station"])
+        assert reader.schema.field("station").type == pa.dictionary(pa.int32(), pa.string())
+        table = reader.read_all()
+    plain = pa.concat_tables([s.to_arrow(["station", "temp"]) for s in slices])
+    assert table.column("station").cast(pa.string()).equals(plain.column("station")) and table.column("temp").equals(plain.column("temp"))
+    assert query(GROUP_CSV, table) == query(GROUP_CSV, plain)
+    with pytest.raises(dataplug.DataplugError, match="not a string column"):
+        to_reader(slices, dictionary=["temp"])

@@ -45,6 +45,8 @@ from dataplug.strategies import positive_int, step_bounds, strategy
 SCHEMA_SAMPLE_BYTES = 2**20
 #: Integers up to this magnitude are exactly doubles: an int64 column read as double changes none of them.
 _EXACT_DOUBLE = 2**53
+#: Any byte that ``bytes.strip()`` keeps: a slice without one holds blank lines only.
+_NON_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ class CSVSlice(LineRangeSlice):
         if columns is not None:
             schema = pa.schema([schema.field(name) for name in columns])
         offset, data = self._fetch()
-        if not data.strip():
+        if _NON_BLANK.search(data) is None:  # stops at the first byte of a row, unlike a strip() copying the slice
             return schema.empty_table()
         try:
             data = as_utf8(data, self.dialect.encoding)
@@ -302,7 +304,7 @@ class CSVSlice(LineRangeSlice):
         for block in (None, len(data) + 1):
             read = pacsv.ReadOptions(column_names=list(self.columns), use_threads=False, **({"block_size": block} if block else {}))
             try:
-                table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+                table = pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse, convert_options=convert)
             except pa.ArrowInvalid as exc:
                 error = exc
                 if len(data) < 2**20:
