@@ -69,7 +69,7 @@ class SliceInsideFrameWarning(DataplugWarning):
     out-of-order) slice it reads there."""
 
 
-def _u32(data: bytes, at: int = 0) -> int:
+def _u32(data: bytes | memoryview, at: int = 0) -> int:
     return int.from_bytes(data[at : at + 4], "little")
 
 
@@ -134,7 +134,13 @@ class _Source:
     def __init__(self, pieces: Iterable[bytes]) -> None:
         self._pieces, self._piece, self._at = iter(pieces), memoryview(b""), 0
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int) -> bytes | memoryview:
+        """The next ``n`` bytes (fewer at the end): a view into the current piece when it holds them (no copy:
+        a block's body is copied once, into its batch), else joined from several."""
+        at = self._at
+        if at + n <= len(self._piece):
+            self._at = at + n
+            return self._piece[at : at + n]
         out = []
         while n > 0:
             if self._at == len(self._piece):
@@ -150,10 +156,10 @@ class _Source:
         return b"".join(out)
 
 
-def _taker(url: str, read: Callable[[int], bytes]) -> Callable[[int, int], bytes]:
+def _taker(url: str, read: Callable[[int], bytes | memoryview]) -> Callable[[int, int], bytes | memoryview]:
     """``take(n, at)``: exactly ``n`` bytes from ``read``, else an error naming the frame at ``at``."""
 
-    def take(n: int, at: int) -> bytes:
+    def take(n: int, at: int) -> bytes | memoryview:
         data = read(n)
         if len(data) < n:
             raise InvalidFormatError(url, "truncated zstd frame: the object ends inside it", offset=at)
@@ -162,7 +168,7 @@ def _taker(url: str, read: Callable[[int], bytes]) -> Callable[[int, int], bytes
     return take
 
 
-def _skip(take: Callable[[int, int], bytes], pos: int) -> int:
+def _skip(take: Callable[[int, int], bytes | memoryview], pos: int) -> int:
     """Skip the skippable frame at ``pos`` (its magic number taken), in bounded reads; returns its end."""
     length = _u32(take(4, pos))
     for done in range(0, length, _PIECE):
@@ -170,12 +176,14 @@ def _skip(take: Callable[[int, int], bytes], pos: int) -> int:
     return pos + 8 + length
 
 
-def _frame_batches(url: str, take: Callable[[int, int], bytes], pos: int, magic: bytes) -> Iterator[tuple[bytes, Any, int | None]]:
+def _frame_batches(
+    url: str, take: Callable[[int, int], bytes | memoryview], pos: int, magic: bytes | memoryview
+) -> Iterator[tuple[bytes, Any, int | None]]:
     """The bytes of the zstd frame at ``pos`` (its magic number ``magic`` taken), cut at block boundaries
     into batches of at most :data:`_BATCH_BLOCKS` blocks, so that decoding one batch yields at most
     ``_BATCH_BLOCKS`` x 128 KiB whatever the ratio (a 4-byte RLE block decodes to 128 KiB). Yields each
     batch with the frame's parameters, and with the frame's end offset on its last batch (else None)."""
-    header = magic + take(1, pos)
+    header = bytes(magic) + take(1, pos)
     try:
         header += take(zstandard.frame_header_size(header) - 5, pos)
         params = zstandard.get_frame_parameters(header)
