@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import dataplug.codecs.bzip2 as bzip2_codec
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
 from dataplug.codecs import detect_codec
-from dataplug.codecs.bzip2 import BLOCK_MAGIC, END_MAGIC, Bzip2Codec, find_magic, rebuild
+from dataplug.codecs.bzip2 import BLOCK_MAGIC, END_MAGIC, Bzip2Codec, decode_prefix, find_magic, rebuild
 from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks
 from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
@@ -148,6 +148,14 @@ def test_rebuilt_streams_decode_any_run_of_blocks(local_store):
     assert len(blocks) >= 6 and blocks[0][0] == 32
     for i, j in ((0, 1), (1, 4), (2, len(blocks)), (3, 5)):
         assert bz2.decompress(rebuild(stored, 0, blocks[i:j])) == data[u[i] : u[j]]
+
+
+def test_decoding_stops_at_the_bytes_wanted():
+    """A reader ending inside its last block decodes only up to there, across streams too."""
+    parts = [many_blocks(150_000, seed) for seed in range(3)]
+    data, stored = b"".join(parts), b"".join(bz2.compress(part, 1) for part in parts)
+    for want in (1, 99_999, len(parts[0]), len(parts[0]) + 1, 400_000, len(data), len(data) + 5):
+        assert decode_prefix(stored, want) == data[:want]
 
 
 def test_false_magic_candidates_are_merged_into_their_block(local_store, monkeypatch):
