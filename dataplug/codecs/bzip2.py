@@ -12,8 +12,8 @@ with the standard ``bz2`` module. Several streams in one object (``pbzip2``, ``c
 Block heads. A record that crosses a block edge would make the slice before it decode the whole next block
 (900 kB) for a few hundred bytes. So the pass also keeps each block's *head*: its decoded bytes up to the
 start of its :data:`HEAD_LINES`-th line (at most :data:`HEAD_MAX` bytes), and ends the scanner's ranges at
-the block start and at each of those line starts, so that every one of them is a sampled record start of the
-framing's index (a range's first record start always is). A partition snaps its boundaries to the first
+the block start and at each of those line starts but the last, so that every one of them is a sampled record
+start of the framing's index (a range's first record start always is). A partition snaps its boundaries to the first
 sampled record start after a block start (FASTQ rounds it up to a read start, one of the next four lines),
 so a slice ends inside the next block's head and finishes its last record from the stored head without
 decoding that block. No tail is kept: the slice after starts at that record start, inside its own block.
@@ -426,9 +426,8 @@ class Bzip2Codec(Codec):
                 for out in blocks:
                     at = walk.decoded[-2]  # the block's decoded offset
                     starts = head_starts(out)
-                    ranges.cut(at)  # each head line start is the first record start of its range: sampled
-                    for line in starts:
-                        ranges.cut(at + line)
+                    for cut in [0, *starts[:-1]]:  # the next line start is the first record start of each range: sampled
+                        ranges.cut(at + cut)
                     heads.append(out[: starts[-1]] if starts else b"")
                     ranges.data(out)
 
