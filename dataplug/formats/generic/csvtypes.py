@@ -5,6 +5,9 @@ fit (an int column with ``2.5`` after the first MiB). dataplug's index pass alre
 scanner also parses each range's rows with type inference, for the columns the head of the file did not
 already make strings, and the reduce widens the types the way pyarrow would over one block holding the
 whole file: ``null`` < ``int64`` < ``double``, dates < timestamps, anything else mixed is ``string``.
+pyarrow's blocks are cut at the record starts the scan sampled (its anchors), so the rows are tokenized once
+by pyarrow and their ends are not searched a second time: ``python benchmarks/csv_index.py`` prints the pass,
+its CPU seconds and ``pandas.read_csv``'s.
 """
 
 from __future__ import annotations
