@@ -84,8 +84,10 @@ def write_inputs(tmp: str, size_mb: int, frame_mb: int, shape: str) -> dict[str,
     subprocess.run(f"bzip2 -9 -c {raw} > {paths['bz2']}", shell=True, check=True)
     for path in paths.values():
         warm_page_cache(path)
-    print(f"input: {len(data) / 1e6:.0f} MB FASTQ ({shape} reads) -> zstd -3 in {len(frames)} frames: "
-          f"{os.path.getsize(paths['frames.zst']) / 1e6:.0f} MB; bzip2 -9: {os.path.getsize(paths['bz2']) / 1e6:.1f} MB")
+    print(
+        f"input: {len(data) / 1e6:.0f} MB FASTQ ({shape} reads) -> zstd -3 in {len(frames)} frames: "
+        f"{os.path.getsize(paths['frames.zst']) / 1e6:.0f} MB; bzip2 -9: {os.path.getsize(paths['bz2']) / 1e6:.1f} MB"
+    )
     return paths
 
 
@@ -148,17 +150,23 @@ def main() -> None:
         print(f"zstd -dc: {zstd_dc:.3f} s   ({load_average()})")
         print(f"1. zstd seekable codec index (seek table only): {table * 1e3:.2f} ms = {table / zstd_dc:.4f} x zstd -dc (goal <= 0.05)")
         print(f"   frame headers walked without a seek table: {walked:.3f} s = {walked / zstd_dc:.3f} x zstd -dc")
-        print(f"   FASTQ index pass over seekable zstd ({zco.attributes.checkpoints} frames, reads counted per frame run): "
-              f"{zstd_pass:.3f} s = {zstd_pass / zstd_dc:.2f} x zstd -dc   ({load_average()})")
+        print(
+            f"   FASTQ index pass over seekable zstd ({zco.attributes.checkpoints} frames, reads counted per frame run): "
+            f"{zstd_pass:.3f} s = {zstd_pass / zstd_dc:.2f} x zstd -dc   ({load_average()})"
+        )
 
         bzip2_dc = best_of(lambda: subprocess.run(f"bzip2 -dc {bzipped} > /dev/null", shell=True, check=True))[0]
         bzip2_pass, bco = best_of(lambda: index_pass(bzipped))
         blocks = bco.attributes.checkpoints
-        print(f"2. bzip2 FASTQ index pass ({blocks} blocks on {os.cpu_count()} threads): {bzip2_pass:.2f} s = "
-              f"{bzip2_pass / bzip2_dc:.2f} x bzip2 -dc ({bzip2_dc:.2f} s)   ({load_average()})")
+        print(
+            f"2. bzip2 FASTQ index pass ({blocks} blocks on {os.cpu_count()} threads): {bzip2_pass:.2f} s = "
+            f"{bzip2_pass / bzip2_dc:.2f} x bzip2 -dc ({bzip2_dc:.2f} s)   ({load_average()})"
+        )
         sidecar = sidecar_bytes(bco)
-        print(f"   bzip2 sidecar: {sidecar / 1e3:.1f} kB = {100 * sidecar / os.path.getsize(bzipped):.2f} % of the compressed object "
-              f"(block heads blob {bco.index().blob_sizes()['bzip2_heads'] / 1e3:.1f} kB)")
+        print(
+            f"   bzip2 sidecar: {sidecar / 1e3:.1f} kB = {100 * sidecar / os.path.getsize(bzipped):.2f} % of the compressed object "
+            f"(block heads blob {bco.index().blob_sizes()['bzip2_heads'] / 1e3:.1f} kB)"
+        )
 
         def zstd_whole() -> None:
             with open(seekable, "rb") as fh:
@@ -180,19 +188,27 @@ def main() -> None:
             slices = zco.partition(partition_reads_batches, args.slices)
             spent, sizes = best_of(lambda: list(pool.map(slice_bytes, slices)))
             assert sum(sizes) == zco.attributes.uncompressed_size
-            print(f"3. zstd: {len(slices)} slices on {args.workers} workers: {spent:.2f} s = {spent / one:.2f} x one "
-                  f"python-zstandard decompression ({one:.2f} s)   ({load_average()})")
+            print(
+                f"3. zstd: {len(slices)} slices on {args.workers} workers: {spent:.2f} s = {spent / one:.2f} x one "
+                f"python-zstandard decompression ({one:.2f} s)   ({load_average()})"
+            )
             for n in bzip2_slices:
                 one = best_of(bz2_whole)[0]
                 slices = bco.partition(partition_reads_batches, n)
-                spent, sizes = best_of(lambda: list(pool.map(slice_bytes, slices)))
+                spent, sizes = best_of(lambda slices=slices: list(pool.map(slice_bytes, slices)))
                 assert sum(sizes) == bco.attributes.uncompressed_size
                 decoded = np.mean([len(s.source.blocks) for s in slices])
-                print(goal_line(f"3. bzip2: {n} slices on {args.workers} workers / one bz2", spent, "bz2.decompress", one, 0.7)
-                      + f"   ({load_average()})")
-                print(f"     blocks decoded per slice {decoded:.2f}, fewest that hold a slice {blocks / n:.2f}; "
-                      f"slices finishing from a stored block head: {sum(bool(s.source.head) for s in slices)} of {len(slices)}")
-        print(f"   decoding a block's first 5 %: {prefix_share(bzipped, int(bco.index().tables['bzip2_decoded'][1])):.2f} of decoding the whole block (CPU seconds)")
+                print(
+                    goal_line(f"3. bzip2: {n} slices on {args.workers} workers / one bz2", spent, "bz2.decompress", one, 0.7)
+                    + f"   ({load_average()})"
+                )
+                print(
+                    f"     blocks decoded per slice {decoded:.2f}, fewest that hold a slice {blocks / n:.2f}; "
+                    f"slices finishing from a stored block head: {sum(bool(s.source.head) for s in slices)} of {len(slices)}"
+                )
+        print(
+            f"   decoding a block's first 5 %: {prefix_share(bzipped, int(bco.index().tables['bzip2_decoded'][1])):.2f} of decoding the whole block (CPU seconds)"
+        )
         try:
             import indexed_bzip2
         except ImportError:
@@ -205,8 +221,10 @@ def main() -> None:
                         pass
 
             spent = best_of(ibz2)[0]
-            print(f"   reference: indexed_bzip2 parallelization={args.workers} reading the whole object: {spent:.2f} s = "
-                  f"{spent / best_of(bz2_whole)[0]:.2f} x one bz2 decompression   ({load_average()})")
+            print(
+                f"   reference: indexed_bzip2 parallelization={args.workers} reading the whole object: {spent:.2f} s = "
+                f"{spent / best_of(bz2_whole)[0]:.2f} x one bz2 decompression   ({load_average()})"
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import hashlib
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -19,13 +20,15 @@ import dataplug.codecs.bzip2 as bzip2_codec
 from dataplug import CloudObject, CorruptIndexError, InvalidFormatError
 from dataplug.codecs import detect_codec
 from dataplug.codecs.bzip2 import BLOCK_MAGIC, END_MAGIC, Bzip2Codec, decode_prefix, find_magic, rebuild
-from dataplug.formats.generic.csv import CSV, partition_num_chunks as csv_chunks
-from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
+from dataplug.formats.generic.csv import CSV
+from dataplug.formats.generic.csv import partition_num_chunks as csv_chunks
+from dataplug.formats.generic.text import UTF8Text
+from dataplug.formats.generic.text import partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches, partition_sequences_per_chunk
-from tests.codec_cases import SLOW, every_line_once, every_row_once, fastq_oracle
-from tests.test_csv import csv_files
 from dataplug.testing.data import illumina_fastq, make_fastq
 from dataplug.testing.sidecar import npy, read_manifest, resign, write_manifest
+from tests.codec_cases import SLOW, every_line_once, every_row_once, fastq_oracle
+from tests.test_csv import csv_files
 from tests.test_large import LARGE, _text
 from tests.test_text import TEXT, expected_lines
 
@@ -274,7 +277,7 @@ def _illumina_bz2(local_store, name: str, reads: int, streams: int = 1) -> tuple
     """Illumina-shaped reads as bzip2 of 100 kB blocks, in ``streams`` streams cut at arbitrary bytes."""
     data = illumina_fastq(reads, 3)
     cuts = [len(data) * k // streams + 17 * k for k in range(streams)] + [len(data)]
-    stored = b"".join(bz2.compress(data[a:b], 1) for a, b in zip(cuts, cuts[1:]))
+    stored = b"".join(bz2.compress(data[a:b], 1) for a, b in pairwise(cuts))
     return CloudObject.from_url(FASTQ, local_store.put(name, stored)).preprocess(), data
 
 
@@ -336,7 +339,7 @@ def test_csv_quoted_newlines_across_a_block_edge(local_store):
 def test_a_crafted_head_is_a_corrupt_index_never_wrong_reads(local_store):
     """A head blob whose bytes differ from the heads' CRCs, or head lengths that shift the heads, fail
     when a slice uses a head: CorruptIndexError, never other reads."""
-    co, data = _illumina_bz2(local_store, "crafted.fq.bz2", 2000)
+    co, _ = _illumina_bz2(local_store, "crafted.fq.bz2", 2000)
     tables = co.index().tables
     lengths = tables["bzip2_head_len"].copy()
     raw = zlib.decompress(co.index().blobs[bzip2_codec.HEADS_BLOB].read())

@@ -13,10 +13,10 @@ Block heads. A record that crosses a block edge would make the slice before it d
 (900 kB) for a few hundred bytes. So the pass also keeps each block's *head*: its decoded bytes up to the
 start of its :data:`HEAD_LINES`-th line (at most :data:`HEAD_MAX` bytes), and ends the scanner's ranges at
 the block start and at each of those line starts but the last, so that every one of them is a sampled record
-start of the framing's index (a range's first record start always is). A partition snaps its boundaries to the first
-sampled record start after a block start (FASTQ rounds it up to a read start, one of the next four lines),
-so a slice ends inside the next block's head and finishes its last record from the stored head without
-decoding that block. No tail is kept: the slice after starts at that record start, inside its own block.
+start of the framing's index (a range's first record start always is). A partition snaps its boundaries to
+the first sampled record start after a block start (FASTQ rounds it up to a read start, one of the next
+four lines), so a slice ends inside the next block's head and finishes its last record from the stored head
+without decoding that block. No tail is kept: the slice after starts at that record start, inside its own block.
 The heads are one zlib-compressed blob with a length and a CRC-32 per block (loaded once per partition);
 the CRC is checked before a head is used, so a head that does not match its table is a
 :class:`~dataplug.errors.CorruptIndexError`, never wrong records. Indexes without heads (layout 1) are
@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column
 from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import default_workers, progress_bar
 from dataplug.storage import ObjectInfo, StorageObject
+
+if TYPE_CHECKING:
+    from dataplug.sidecar import BlobRef
 
 BLOCK_MAGIC, END_MAGIC = 0x314159265359, 0x177245385090
 #: The header of a rebuilt stream: level 9 accepts a block of any level (the level only bounds block size).
@@ -265,7 +268,7 @@ class BlockHeads:
     """The block heads of one object: the ``bzip2_heads`` blob (zlib-compressed, bytes from the pass or a
     sidecar reference), decompressed on first use, and each head's length and CRC-32."""
 
-    def __init__(self, url: str, blob: bytes | Any, lengths: np.ndarray, crcs: np.ndarray) -> None:
+    def __init__(self, url: str, blob: bytes | BlobRef, lengths: np.ndarray, crcs: np.ndarray) -> None:
         self.url, self.blob, self.crcs = url, blob, crcs
         self.ends = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
         self.data: bytes | None = None
