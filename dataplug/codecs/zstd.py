@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import io
-import itertools
 import os
 import threading
 import warnings
@@ -41,7 +40,7 @@ import numpy as np
 import zstandard
 
 from dataplug.codecs.base import Codec, CodecIndex, Scanner, StreamRanges, register_codec
-from dataplug.codecs.checkpoints import CheckpointTable, Fetch, column, compressed_pieces
+from dataplug.codecs.checkpoints import AHEAD, PIECE, CheckpointTable, Fetch, column, compressed_pieces
 from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError
 from dataplug.executors import map_ordered, progress_bar
@@ -318,15 +317,28 @@ class _Cursor:
     ending at ``position``; ``pending`` decoded bytes not yet served (the rest of a batch)."""
 
     def __init__(self, key: object, reader: ZstdReader) -> None:
-        obj, info, fetch = reader.obj, reader.info, reader.fetch
-        pieces = itertools.chain(
-            compressed_pieces(obj, info, fetch.start, fetch.first_end, fetch.end),
-            compressed_pieces(obj, info, fetch.end, fetch.end, reader.data_end),  # only when a later range continues
-        )
+        obj, fetch = reader.obj, reader.fetch
         self.key, self.url = key, obj.url
+        #: Where the range being served probably ends in the compressed data (its :class:`Fetch` estimate).
+        self.sure = fetch.first_end
+        pieces = self._pieces(obj, reader.info, fetch.start, reader.data_end)
         self.chunks: Iterator[tuple[bytes, int | None]] = inflate_frames(obj.url, pieces, fetch.start)
         self.position, self.frame_at = reader.frame_decoded, fetch.start
         self.tail, self.pending = b"", memoryview(b"")
+
+    def _pieces(self, obj: StorageObject, info: ObjectInfo, start: int, end: int) -> Iterator[bytes]:
+        """The object's bytes from ``start`` to ``end`` (where the frames end) as the decoder asks for them: up
+        to :attr:`sure` in requests of at most :data:`PIECE`, then in growing requests from :data:`AHEAD`. Not
+        :func:`compressed_pieces`, whose target is fixed when it starts: each range a cursor serves moves
+        ``sure`` to its own estimate, so a slice that continues the cursor is one request, as a fresh one is."""
+        pos, ahead, checked = start, AHEAD, False
+        while pos < end:
+            if pos < self.sure:
+                stop, ahead = min(self.sure, pos + PIECE), AHEAD
+            else:
+                stop, ahead = min(end, pos + ahead), min(4 * ahead, PIECE)
+            yield obj.read_range(pos, stop, expect=info, checked=checked)
+            pos, checked = stop, True
 
     def serves(self, start: int, first: int) -> bool:
         """True when continuing this decoder costs no more than decoding from ``first``, the start of the
@@ -337,6 +349,7 @@ class _Cursor:
         """The decoded bytes ``[reader.start, reader.end)`` (see :meth:`serves`); each frame that ends on the
         way is checked against the reader's rows of the index."""
         start, end = reader.start, reader.end
+        self.sure = max(self.sure, reader.fetch.first_end)
         parts: list[bytes | memoryview] = []
         if start < self.position:
             behind = len(self.tail) - (self.position - start)
