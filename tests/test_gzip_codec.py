@@ -465,3 +465,16 @@ def test_readahead_reads_every_byte_once_in_bounded_ranges():
     assert ranges[0] == (0, 10_000) and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])) and ranges[-1][1] == len(data)
     assert max(b - a for a, b in ranges) == 400_000
     assert not _readahead_threads()
+
+
+def test_a_bad_window_budget_is_refused_naming_the_object(tmp_path):
+    from dataplug import CloudObject
+    from dataplug.formats.genomics.fastq import FASTQGZip
+    from dataplug.testing.data import illumina_fastq
+
+    path = tmp_path / "reads.fastq.gz"
+    path.write_bytes(gzip_member(illumina_fastq(50, seed=1), 6))
+    co = CloudObject.from_url(FASTQGZip, str(path))
+    with pytest.raises(InvalidFormatError, match="window_budget must be a positive share") as err:
+        co.preprocess(force=True, window_budget=-1)
+    assert err.value.url == str(path)

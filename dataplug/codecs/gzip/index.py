@@ -20,8 +20,10 @@ from dataplug.codecs.checkpoints import CheckpointTable, column
 from dataplug.errors import CorruptIndexError
 
 DEFAULT_SPACING = 4 * 2**20  # uncompressed bytes between checkpoints, the most ``default_spacing`` picks
-#: The least spacing ``default_spacing`` picks: one sparse window per 1.5 MiB keeps the sidecar under
-#: 0.5 % of a gzip -6 FASTQ (``python benchmarks/gzip_fastq.py --size-mb 130 --no-s3`` prints it, ratio 2).
+#: The least spacing ``default_spacing`` picks. Where windows are wide (Illumina reads: one stored window
+#: per 1.5 MiB made a 0.81 % sidecar) the pass's window budget spaces checkpoints further
+#: (:data:`~dataplug.codecs.gzip.index_pass.WINDOW_BUDGET`; ``python benchmarks/gzip_fastq.py --no-s3``
+#: prints the sidecar share, goal 2).
 MIN_DEFAULT_SPACING = 6 * 2**18
 WINDOW_SIZE = 32768  # deflate's maximum back-reference distance
 
@@ -32,8 +34,8 @@ def default_spacing(compressed_size: int) -> int:
     but no closer than ``MIN_DEFAULT_SPACING`` (the sidecar budget) nor further than ``DEFAULT_SPACING``.
 
     With a checkpoint near every slice start, reading every slice costs little more than one whole
-    decompression split into lines (``python benchmarks/gzip_fastq.py --size-mb 130 --slices 64 --no-s3``
-    prints it as ratio 1, against a goal of 1.15)."""
+    decompression split into lines (``python benchmarks/gzip_fastq.py --no-s3`` prints it as goal 1 for
+    N = 64 and 256, against 1.15)."""
     guess = 2 * compressed_size // 512  # decoded bytes per 1/512 of the object, at a typical ratio of 2
     return int(min(max(guess, MIN_DEFAULT_SPACING), DEFAULT_SPACING))
 
