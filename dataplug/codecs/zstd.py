@@ -300,8 +300,9 @@ def _scan_group(obj: StorageObject, info: ObjectInfo, data_end: int, max_range: 
 
 
 #: Decoders a process keeps positioned after the last range they served (the least recently used dropped first).
-#: Each holds its frame's decoder (the frame's window: up to 8 MiB at the ``zstd`` tool's levels 1 to 19, up to
-#: 128 MiB with ``--long``), one compressed piece (at most 16 MiB) and the decoded bytes it served last.
+#: Each holds its frame's decoder (the frame's window: by zstd's level table at most 8 MiB at the ``zstd`` tool's
+#: levels 1 to 19, 128 MiB with ``--long``), one compressed piece (at most 16 MiB) and up to :data:`BEHIND` decoded
+#: bytes it served last.
 CURSORS = 4
 #: Decoded bytes a cursor keeps behind its position: the slices of a line partition overlap by up to one sampled
 #: record start (64 KiB by default), and a slice starting behind the cursor within these continues it.
@@ -313,8 +314,8 @@ class _Cursor:
     range at or after it (or a little behind: :data:`BEHIND`) continues instead of decoding its frame from
     the start. Slices of one frame read in order in one process then decode it once between them.
 
-    ``position`` is the decoded offset of the next byte the decoder yields; ``tail`` the bytes served last,
-    ending at ``position``; ``pending`` decoded bytes not yet served (the rest of a batch)."""
+    ``position`` is the decoded offset of the next byte to serve (the first of ``pending``, the rest of the
+    batch decoded last); ``tail`` the bytes served last, ending at ``position``."""
 
     def __init__(self, key: object, reader: ZstdReader) -> None:
         obj, fetch = reader.obj, reader.fetch
