@@ -331,8 +331,11 @@ class CSVSlice(LineRangeSlice):
         for name, t in zip(self.columns, self.file_column_types or self.column_types):
             if t != "double" or name in overridden or name not in table.column_names:
                 continue
-            largest = pc.max(pc.abs(table[name])).as_py()
-            if largest is None or not _EXACT_DOUBLE < largest < 2**63:
+            bounds = pc.min_max(table[name]).as_py()  # no array of absolute values, as pc.abs would make
+            if bounds["min"] is None:
+                continue
+            largest = max(abs(bounds["min"]), abs(bounds["max"]))
+            if not _EXACT_DOUBLE < largest < 2**63:
                 continue
             try:
                 ints = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=pacsv.ConvertOptions(column_types={name: pa.int64()}, include_columns=[name]))
