@@ -13,7 +13,7 @@ one thread) and ``pzstd -p2 -dc`` (two threads where the file has several frames
 64) slices' records (``raw()``) read in one process in order and on ``--workers`` (default 2) spawned
 processes (started before the clock runs), the slices handed out in order one at a time (a pool's ``map``) and
 in contiguous runs (``chunksize``: each worker's slices follow each other, so its decoder continues from one to
-the next), each ÷ both anchors. Every figure is the
+the next), each ÷ both anchors; then, untimed, what each worker decoded in both ways (x the data). Every figure is the
 best of ``--repeats`` runs (default 3), contenders interleaved; the load average is printed beside each.
 The goal lines: a one-frame file's slices ≤ 1.2 x one decompression, a seekable file's slices on 2 workers ≤
 1.5 x ``pzstd -p2``.
@@ -48,6 +48,32 @@ from dataplug.testing.data import illumina_fastq
 def slice_bytes(piece: Any) -> int:
     """A worker's task: read one slice's records."""
     return len(piece.raw())
+
+
+#: Decoded bytes this process's zstd cursors yielded (counted by :func:`count_decoded`, outside the timed runs).
+DECODED = [0]
+
+
+def count_decoded() -> None:
+    """Count what the cursors of this process decode (wraps their one decoding step), to say what each
+    worker decodes; a separate, untimed run."""
+    from dataplug.codecs import zstd
+
+    step = zstd._Cursor._next
+
+    def counted(cursor: Any, reader: Any) -> bytes:
+        chunk = step(cursor, reader)
+        DECODED[0] += len(chunk)
+        return chunk
+
+    zstd._Cursor._next = counted  # type: ignore[method-assign]
+
+
+def decoded_by(piece: Any) -> tuple[int, int]:
+    """A counting worker's task: its process id and the bytes its cursors decoded for this slice."""
+    before = DECODED[0]
+    piece.raw()
+    return os.getpid(), DECODED[0] - before
 
 
 def in_order(slices: list[Any]) -> int:
@@ -109,7 +135,8 @@ def main() -> None:
             fh.write(illumina_fastq(args.reads, 21))
         generate_csv(csv, args.csv_mb)
         inputs = [("FASTQ", FASTQ, partition_reads_batches, fastq), ("CSV", CSV, csv_chunks, csv)]
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.workers, mp_context=spawn) as pool, ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=count_decoded) as counting:
             list(pool.map(abs, range(args.workers)))
             for label, fmt, strategy, plain in inputs:
                 print(f"{label}: {os.path.getsize(plain) / 1e6:.0f} MB; {load_average()}")
@@ -138,6 +165,13 @@ def main() -> None:
                         f"workers one at a time {pooled:.3f} s = {pooled / one:.2f} x one = {pooled / pz:.2f} x pzstd -p2, in runs of {run} "
                         f"{runs:.3f} s = {runs / one:.2f} x one = {runs / pz:.2f} x pzstd -p2; {load_average()}"
                     )
+                    shares = []
+                    for chunksize in (1, run):
+                        per: dict[int, int] = {}
+                        for pid, n in counting.map(decoded_by, slices, chunksize=chunksize):
+                            per[pid] = per.get(pid, 0) + n
+                        shares.append(" + ".join(f"{n / size:.2f}" for n in sorted(per.values())))
+                    print(f"            decoded by each worker, x the data: one at a time {shares[0]}, in runs of {run} {shares[1]}")
                     what = f"{label} {kind} x{len(slices)}"
                     workers = [(f"{args.workers} workers, 1 at a time", pooled), (f"{args.workers} workers, runs of {run}", runs)]
                     if kind in ("one", "long"):
