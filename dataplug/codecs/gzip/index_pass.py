@@ -71,6 +71,8 @@ class _Builder:
         self.zlib = libz()
         self.budget = window_budget
         self.next_due = spacing  # uncompressed offset from which the next windowed checkpoint may be made
+        self.sized = 0  # window slots before this one have their stored sizes in `stored`
+        self.stored = self.stored_count = 0  # bytes and number of the windows stored so far (budget)
         self.source, self.size, self.spacing, self.url, self.progress = source, size, spacing, url, progress
         self.on_data, self.on_checkpoint = on_data, on_checkpoint
         self.member_start, self.member_size = 0, None  # BGZF: where the current member starts, its BSIZE + 1
@@ -179,17 +181,22 @@ class _Builder:
         plus one more fit in ``budget`` of the compressed bytes consumed. When they do not, the next try is
         put off by about the decoded bytes that would make room (never less than ``_BUDGET_STEP``).
 
-        Sizes of windows still being packed are waited for (a pack takes far less than the decoding between
-        two checkpoints), and those not yet handed to the packer count as the mean of the others, so the
-        same object always gets the same checkpoints."""
+        Sizes of windows being packed are waited for (a pack takes far less than the decoding between two
+        checkpoints), and those still waiting for their look-ahead count as the mean of the others, so the
+        same object read in the same pieces always gets the same checkpoints."""
         if self.total_out < self.next_due:
             return False
         if self.budget is None:
             return True
-        known = [len(w.result()) for w in self.windows if w is not None]
-        unknown = len(self.pending)
-        guess = sum(known) / len(known) if known else _FIRST_WINDOW_GUESS
-        stored = sum(known) + (unknown + 1) * guess
+        windows, j = self.windows, self.sized
+        while j < len(windows) and not (self.pending and self.pending[0][0] == j):
+            if windows[j] is not None:
+                self.stored += len(windows[j].result())
+                self.stored_count += 1
+            j += 1
+        self.sized = j
+        guess = self.stored / self.stored_count if self.stored_count else _FIRST_WINDOW_GUESS
+        stored = self.stored + (len(self.pending) + 1) * guess
         consumed = self.position()
         if stored <= self.budget * consumed:
             return True
