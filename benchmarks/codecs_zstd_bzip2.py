@@ -15,7 +15,8 @@ average when it was taken:
 3. every slice's bytes read on a spawned pool of ``--workers`` processes (default 2) ÷ one decompression of
    the whole object with python-zstandard or ``bz2`` in one thread: zstd for ``--slices`` (default 64),
    bzip2 for each N of ``--bzip2-slices`` (default 16 and 64; goal ≤ 0.7, issue 21) with the blocks each
-   slice decodes on average against the fewest that hold it; ``indexed_bzip2`` reading the whole object
+   slice decodes on average against the fewest that hold it, and the workers' CPU seconds against those of one
+   decompression (the figure a busy machine moves least); ``indexed_bzip2`` reading the whole object
    on the same number of threads when it is installed (a reference); the same slices of the uncompressed
    FASTQ show the pool's own cost. Also what decoding only the first 5 % of a block costs against the whole
    block (why a slice ending inside its last block stops decoding there).
@@ -54,6 +55,13 @@ from dataplug.testing.sidecar import read_manifest
 def slice_bytes(piece: Any) -> int:
     """A worker's task: read one slice's records."""
     return len(piece.raw())
+
+
+def slice_bytes_cpu(piece: Any) -> tuple[int, float]:
+    """A worker's task: read one slice's records; their length and the CPU seconds it took."""
+    before = time.process_time()
+    size = len(piece.raw())
+    return size, time.process_time() - before
 
 
 def write_fastq(path: str, size_mb: int, shape: str) -> None:
@@ -194,15 +202,19 @@ def main() -> None:
             )
             for n in bzip2_slices:
                 one = best_of(bz2_whole)[0]
+                one_cpu = min(timed_cpu(bz2_whole) for _ in range(2))
                 slices = bco.partition(partition_reads_batches, n)
-                spent, sizes = best_of(lambda slices=slices: list(pool.map(slice_bytes, slices)))
-                assert sum(sizes) == bco.attributes.uncompressed_size
+                spent, results = best_of(lambda slices=slices: list(pool.map(slice_bytes_cpu, slices)))
+                assert sum(size for size, _ in results) == bco.attributes.uncompressed_size
+                work = sum(cpu for _, cpu in results) / one_cpu
                 decoded = np.mean([len(s.source.blocks) for s in slices])
                 print(
                     goal_line(f"3. bzip2: {n} slices on {args.workers} workers / one bz2", spent, "bz2.decompress", one, 0.7)
                     + f"   ({load_average()})"
                 )
                 print(
+                    f"     CPU seconds in the workers {work:.2f} x one bz2 decompression's (÷ {args.workers} workers: {work / args.workers:.2f}, "
+                    "the ratio with no pool cost and idle cores)\n"
                     f"     blocks decoded per slice {decoded:.2f}, fewest that hold a slice {blocks / n:.2f}; "
                     f"slices finishing from a stored block head: {sum(bool(s.source.head) for s in slices)} of {len(slices)}"
                 )
