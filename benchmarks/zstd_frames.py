@@ -136,7 +136,10 @@ def main() -> None:
         generate_csv(csv, args.csv_mb)
         inputs = [("FASTQ", FASTQ, partition_reads_batches, fastq), ("CSV", CSV, csv_chunks, csv)]
         spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.workers, mp_context=spawn) as pool, ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=count_decoded) as counting:
+        with (
+            ProcessPoolExecutor(args.workers, mp_context=spawn) as pool,
+            ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=count_decoded) as counting,
+        ):
             list(pool.map(abs, range(args.workers)))
             for label, fmt, strategy, plain in inputs:
                 print(f"{label}: {os.path.getsize(plain) / 1e6:.0f} MB; {load_average()}")
@@ -150,11 +153,11 @@ def main() -> None:
                     run = -(-len(slices) // args.workers)
                     (one, total), (pz, _), (ordered, got), (pooled, sizes), (runs, in_runs) = interleaved_best(
                         [
-                            lambda: one_decompression(path),
-                            lambda: pzstd_dc(path),
-                            lambda: in_order(slices),
-                            lambda: sum(pool.map(slice_bytes, slices)),
-                            lambda: sum(pool.map(slice_bytes, slices, chunksize=run)),
+                            lambda path=path: one_decompression(path),
+                            lambda path=path: pzstd_dc(path),
+                            lambda slices=slices: in_order(slices),
+                            lambda slices=slices: sum(pool.map(slice_bytes, slices)),
+                            lambda slices=slices, run=run: sum(pool.map(slice_bytes, slices, chunksize=run)),
                         ],
                         args.repeats,
                     )

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -21,17 +22,19 @@ from dataplug import CloudObject, CorruptIndexError, DataplugWarning, InvalidFor
 from dataplug.codecs import detect_codec
 from dataplug.codecs.zstd import SliceInsideFrameWarning, ZstdCodec, clear_cursors, read_seek_table, seek_table
 from dataplug.formats.generic.csv import CSV
-from dataplug.formats.generic.text import UTF8Text, partition_num_chunks as text_chunks
+from dataplug.formats.generic.text import UTF8Text
+from dataplug.formats.generic.text import partition_num_chunks as text_chunks
 from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches
-from dataplug.formats.genomics.vcf import VCF, partition_num_chunks as vcf_chunks
+from dataplug.formats.genomics.vcf import VCF
+from dataplug.formats.genomics.vcf import partition_num_chunks as vcf_chunks
 from dataplug.storage.object import StorageObject, read_stats
+from dataplug.testing.codecs import frame, seekable
+from dataplug.testing.data import illumina_fastq, make_fastq
 from tests.codec_cases import SLOW, every_line_once, every_read_once, every_row_once, fastq_oracle
 from tests.test_csv import csv_files
-from dataplug.testing.data import illumina_fastq, make_fastq
 from tests.test_large import LARGE, _fastq, _text
 from tests.test_text import TEXT, expected_lines
-from dataplug.testing.codecs import frame, seekable
 
 KINDS = ["seekable", "frames", "single"]
 SKIPPABLE = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello"
@@ -335,7 +338,7 @@ def test_cursor_after_fork_and_after_a_rewrite(one_frame_reads, tmp_path):
         tail = pool.apply(_raw_of, (slices[4:],))
     assert head + tail == data and b"".join(s.raw() for s in slices[4:]) == tail
     moved = tmp_path / "moved.fq.zst"
-    moved.write_bytes(open(path, "rb").read())
+    moved.write_bytes(Path(path).read_bytes())
     co = _indexed(str(moved))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SliceInsideFrameWarning)
