@@ -143,7 +143,7 @@ def main() -> None:
     print(goal_line("  the same, station dictionary-encoded", t_dict, "Polars", t_polars, GOAL))
     print(
         f"  bound: fetch+inflate {fetch:.3f} s + parse {parse:.3f} s per worker (slices in turn in one process ÷ {args.workers}) "
-        f"= {fetch + parse:.3f} s, {(fetch + parse) / t_polars:.2f} x Polars before any IPC or query"
+        f"= {fetch + parse:.3f} s, {(fetch + parse) / t_polars:.2f} x Polars before any IPC or query, if the workers had {args.workers} cores to themselves"
     )
     print(f"  whole table (pyarrow read_csv) + query  {t_whole:7.3f} s   slices / it = {t_slices / t_whole:.2f}")
     print(f"  whole table (pandas read_csv) + query   {t_pandas:7.3f} s   slices / it = {t_slices / t_pandas:.2f}")
