@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -321,6 +322,8 @@ def test_cursor_out_of_order_and_interleaved(one_frame_reads):
     clear_cursors()
     for k, i in order:
         assert parts[k][i].raw() == truth[k][i], (k, i)
+    with ThreadPoolExecutor(4) as pool:  # threads of one process take cursors of the same objects concurrently
+        assert list(pool.map(lambda ki: parts[ki[0]][ki[1]].raw(), order)) == [truth[k][i] for k, i in order]
 
 
 def test_cursor_after_fork_and_after_a_rewrite(one_frame_reads, tmp_path):
