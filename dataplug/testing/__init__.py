@@ -51,6 +51,7 @@ import pytest
 
 from dataplug.cloudobject import CloudObject
 from dataplug.errors import StaleIndexError, StrategyArgumentError
+from dataplug.storage.handle import clear_shared
 from dataplug.testing.codecs import SUFFIXES, encode
 
 __all__ = ["SUFFIXES", "FormatTests", "encode"]
@@ -229,7 +230,11 @@ class FormatTests:
         fault_proxy.set_mode(mode, every=FAULT_EVERY[mode], first=2)
         co = self._open(sample, options)
         slices = co.partition("partition_num_chunks", 7)
-        fault_proxy.set_mode(mode, every=FAULT_EVERY[mode], first=2)
+        # Slices read in order in one process share what they fetched (a zstd frame's decoder continues from the
+        # last slice), so a small object's slices may make one request in all: forget the partition's handles
+        # and fault the reading phase from its first request.
+        clear_shared()
+        fault_proxy.set_mode(mode, every=FAULT_EVERY[mode], first=1)
         self._check_slices(sample, slices, 7)
         faulted = fault_proxy.faults.get(mode, 0)
         fault_proxy.set_mode(None)
