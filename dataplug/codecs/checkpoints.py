@@ -169,14 +169,20 @@ def compressed_pieces(obj: StorageObject, info: ObjectInfo, start: int, first_en
 
 def decoded_range(url: str, chunks: Iterable[bytes], skip: int, want: int, what: str) -> bytes:
     """The ``want`` decoded bytes after the first ``skip`` of ``chunks`` (a codec decoding from a checkpoint
-    before the range); a :class:`CorruptIndexError` naming ``what`` index when the chunks end before them."""
-    out = bytearray()
+    before the range); a :class:`CorruptIndexError` naming ``what`` index when the chunks end before them.
+
+    The chunks must not change once yielded (decoders yield new ``bytes``): the range is kept as views of them
+    and copied once at the end (slicing each chunk into a growing bytearray copied every byte three times)."""
+    parts: list[memoryview] = []
+    have = 0
     for chunk in chunks:
         if skip >= len(chunk):
             skip -= len(chunk)
             continue
-        out += chunk[skip : skip + want - len(out)]
+        piece = memoryview(chunk)[skip : skip + want - have]
+        parts.append(piece)
+        have += len(piece)
         skip = 0
-        if len(out) == want:
-            return bytes(out)
-    raise CorruptIndexError(url, f"{len(out)} of {want} decoded bytes after the checkpoint: the {what} does not match the object")
+        if have == want:
+            return b"".join(parts)
+    raise CorruptIndexError(url, f"{have} of {want} decoded bytes after the checkpoint: the {what} does not match the object")
