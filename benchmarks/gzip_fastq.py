@@ -39,13 +39,12 @@ import zlib
 
 from _common import goal_line, load_average, timed
 from latency_bed import S3Bed
-
 from zlib_ng import zlib_ng
 
 from dataplug import CloudObject
 from dataplug.demo import generate_fastq
-from dataplug.testing.data import illumina_fastq
 from dataplug.formats.genomics.fastq import FASTQGZip, partition_reads_batches
+from dataplug.testing.data import illumina_fastq
 
 _ORIGINAL = """
 import sys, time
@@ -118,26 +117,35 @@ def main() -> None:
         load_pass = load_average()
         assert local.attributes.reads == reads
         sidecar = local.index().nbytes()
-        print(f"FASTQ ({args.shape} reads) {local.attributes.uncompressed_size / 1e6:.0f} MB, {reads:,} reads -> gzip -6 {csize / 1e6:.1f} MB; "
-              f"{local.attributes.checkpoints} checkpoints, at least {local.attributes.spacing / 2**20:.2f} MiB apart; best of {args.repeats}, in turns")
+        print(
+            f"FASTQ ({args.shape} reads) {local.attributes.uncompressed_size / 1e6:.0f} MB, {reads:,} reads -> gzip -6 {csize / 1e6:.1f} MB; "
+            f"{local.attributes.checkpoints} checkpoints, at least {local.attributes.spacing / 2**20:.2f} MiB apart; best of {args.repeats}, in turns"
+        )
         share = sidecar / csize
-        print(f"  {'2. sidecar / compressed object':<44} {sidecar:,} B   compressed {csize:,} B   {100 * share:.3f} %   goal <= 0.5 %   {'met' if share <= 0.005 else 'MISSED'}")
+        print(
+            f"  {'2. sidecar / compressed object':<44} {sidecar:,} B   compressed {csize:,} B   {100 * share:.3f} %   goal <= 0.5 %   {'met' if share <= 0.005 else 'MISSED'}"
+        )
         print(goal_line("3. index pass, local / gzip -dc", t["index"], "gzip -dc", t["gzip_dc"], 0.4) + f"   ({load_pass})")
         print(f"     CPU: index pass {t['index_cpu']:.2f} s / gzip -dc {t['gzip_dc_cpu']:.2f} s = {t['index_cpu'] / t['gzip_dc_cpu']:.2f}")
-        print(f"     the pass's single-thread inflate alone (zlib-ng decompress of the whole object): {t['zlib_ng']:.2f} s = {t['zlib_ng'] / t['gzip_dc']:.2f} x gzip -dc; "
-              f"the pass / it = {t['index'] / t['zlib_ng']:.2f}")
+        print(
+            f"     the pass's single-thread inflate alone (zlib-ng decompress of the whole object): {t['zlib_ng']:.2f} s = {t['zlib_ng'] / t['gzip_dc']:.2f} x gzip -dc; "
+            f"the pass / it = {t['index'] / t['zlib_ng']:.2f}"
+        )
         for n in args.slices:
             slices = local.partition(partition_reads_batches, n)
             pickled = [pickle.dumps(piece) for piece in slices]
             ts = turns(
                 args.repeats,
                 whole=lambda: zlib.decompress(blob, 31).decode().splitlines(),
-                shared=lambda: [piece.get() for piece in slices],
-                alone=lambda: [pickle.loads(piece).get() for piece in pickled],
+                shared=lambda slices=slices: [piece.get() for piece in slices],
+                alone=lambda pickled=pickled: [pickle.loads(piece).get() for piece in pickled],
             )
             load = load_average()
             for kind, label in (("shared", "one after another, one process"), ("alone", "each slice alone, unpickled afresh")):
-                print(goal_line(f"1. N={n} slices' lines / one decompression", ts[kind], "decompress+splitlines", ts["whole"], 1.15) + f"   ({label}; {load})")
+                print(
+                    goal_line(f"1. N={n} slices' lines / one decompression", ts[kind], "decompress+splitlines", ts["whole"], 1.15)
+                    + f"   ({label}; {load})"
+                )
                 print(f"     CPU: {ts[kind + '_cpu']:.2f} s / {ts['whole_cpu']:.2f} s = {ts[kind + '_cpu'] / ts['whole_cpu']:.2f}")
         if args.no_s3:
             return
@@ -153,7 +161,9 @@ def main() -> None:
                 env = {**os.environ, "PYTHONPATH": args.original}
                 command = [sys.executable, "-c", _ORIGINAL, url, bed.options["endpoint_url"]]
                 inner: list[float] = []
-                contenders["original"] = lambda: inner.append(float(subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, check=True).stdout.split()[-1]))
+                contenders["original"] = lambda: inner.append(
+                    float(subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, check=True).stdout.split()[-1])
+                )
             t4 = turns(args.repeats, **contenders)
             load_s3 = load_average()
             remote_slices = remote.partition(partition_reads_batches, args.slices[0])
@@ -165,7 +175,9 @@ def main() -> None:
         if original:
             print(goal_line("4. preprocess on the S3 bed / the original's", t4["ours"], "original+gztool", min(inner), 0.7) + f"   ({load_s3})")
         else:
-            print(f"  4. preprocess on the S3 bed {t4['ours']:6.2f} s (the original is not installed: pass --original DIR, and install gztool)   ({load_s3})")
+            print(
+                f"  4. preprocess on the S3 bed {t4['ours']:6.2f} s (the original is not installed: pass --original DIR, and install gztool)   ({load_s3})"
+            )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import zlib
 
 import numpy as np
@@ -254,8 +255,20 @@ def test_empty_and_not_gzip():
 def test_truncated():
     data = make_lines(4, 300_000, 100, "dna")
     compressed = gzip_member(data, 6, name=b"x.txt")
-    for cut in [1, 2, 5, 10, 15, 20, len(compressed) // 3, len(compressed) // 2, len(compressed) - 9,
-                len(compressed) - 8, len(compressed) - 4, len(compressed) - 1]:
+    for cut in [
+        1,
+        2,
+        5,
+        10,
+        15,
+        20,
+        len(compressed) // 3,
+        len(compressed) // 2,
+        len(compressed) - 9,
+        len(compressed) - 8,
+        len(compressed) - 4,
+        len(compressed) - 1,
+    ]:
         with pytest.raises(InvalidFormatError, match="truncated") as info:
             build_index(io.BytesIO(compressed[:cut]), cut, spacing=20000)
         assert 0 <= info.value.offset <= cut
@@ -423,7 +436,7 @@ class _FlakyObject:
         self.ranges: list[tuple[int, int]] = []
 
     def read_ranges(self, ranges, expect=None, checked=False):
-        (a, b), = ranges
+        ((a, b),) = ranges
         self.ranges.append((a, b))
         if self.fail_at is not None and b > self.fail_at:
             raise self.error
@@ -445,10 +458,12 @@ def test_readahead_fault_in_the_middle_is_a_dataplug_error_and_stops_its_threads
     data = bytes(range(256)) * 4096  # 1 MiB
     info = ObjectInfo(size=len(data), identity="etag:x")
     got = bytearray()
-    with pytest.raises(DataplugError) as err:
-        with ReadAhead(_FlakyObject(data, 600_000, error), info, first_range=65536, block_size=131072, connections=2, ahead=3) as fh:
-            while chunk := fh.read(50_000):
-                got += chunk
+    with (
+        pytest.raises(DataplugError) as err,
+        ReadAhead(_FlakyObject(data, 600_000, error), info, first_range=65536, block_size=131072, connections=2, ahead=3) as fh,
+    ):
+        while chunk := fh.read(50_000):
+            got += chunk
     assert err.value.url == _FlakyObject.url and 0 < len(got) <= 600_000 and bytes(got) == data[: len(got)]
     assert not _readahead_threads()
 
@@ -462,7 +477,7 @@ def test_readahead_reads_every_byte_once_in_bounded_ranges():
     with ReadAhead(obj, ObjectInfo(size=len(data), identity="etag:x"), first_range=10_000, block_size=400_000, connections=3, ahead=4) as fh:
         assert fh.read() == data
     ranges = sorted(obj.ranges)
-    assert ranges[0] == (0, 10_000) and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])) and ranges[-1][1] == len(data)
+    assert ranges[0] == (0, 10_000) and all(a[1] == b[0] for a, b in itertools.pairwise(ranges)) and ranges[-1][1] == len(data)
     assert max(b - a for a, b in ranges) == 400_000
     assert not _readahead_threads()
 

@@ -65,7 +65,7 @@ class ReadAhead(io.RawIOBase):
             data = self.obj.read_ranges([(start, end)], expect=self.expect, checked=checked)[0]
         except DataplugError:
             raise
-        except Exception as exc:  # noqa: BLE001 - anything else a store raises becomes a dataplug error
+        except Exception as exc:  # anything else a store raises becomes a dataplug error
             raise StorageError(self.obj.url, f"reading bytes {start}-{end} ahead of the pass failed: {exc!r}") from exc
         if len(data) != end - start:
             raise StorageError(self.obj.url, f"reading bytes {start}-{end} ahead of the pass returned {len(data)} bytes")

@@ -184,7 +184,16 @@ class GzipCodec(Codec):
                     bar.update(done - seen[0])
                     seen[0] = done
 
-                index = build_index(fh, size, spacing, url, progress, on_data=ranges.data, on_checkpoint=ranges.cut, window_budget=None if budget is None else float(budget))
+                index = build_index(
+                    fh,
+                    size,
+                    spacing,
+                    url,
+                    progress,
+                    on_data=ranges.data,
+                    on_checkpoint=ranges.cut,
+                    window_budget=None if budget is None else float(budget),
+                )
             results = ranges.finish()
         codec = "bgzf" if index.bgzf else "gzip"
         attributes = {"compression": codec, "uncompressed_size": index.uncompressed_size, "spacing": spacing, "checkpoints": len(index)}

@@ -330,8 +330,7 @@ class _Builder:
             if rest:
                 offset = self.position() + len(data) - len(rest)
                 raise self.error(
-                    f"unexpected data after the gzip member ending at byte {member_end} "
-                    "(only zero padding may follow the last member)",
+                    f"unexpected data after the gzip member ending at byte {member_end} (only zero padding may follow the last member)",
                     offset=offset,
                 )
             s.next_in += s.avail_in
