@@ -346,6 +346,7 @@ def test_a_crafted_head_is_a_corrupt_index_never_wrong_reads(local_store):
     edits = [
         ("blobs", bzip2_codec.HEADS_BLOB, zlib.compress(raw.replace(b"@", b"#"))),  # other bytes, same length
         ("blobs", bzip2_codec.HEADS_BLOB, zlib.compress(raw[:-1])),  # one byte short of the lengths' sum
+        ("blobs", bzip2_codec.HEADS_BLOB, zlib.compress(raw * 50)),  # more than the lengths say: decompression stops
         ("blobs", bzip2_codec.HEADS_BLOB, b"not zlib at all"),
         ("tables", "bzip2_head_len", npy(np.roll(lengths, 1))),  # heads cut at other places
     ]

@@ -280,7 +280,7 @@ class BlockHeads:
             total = int(self.ends[-1])
             try:
                 d = zlib.decompressobj()
-                data = d.decompress(raw, total)  # bounded by the tables: a crafted blob cannot exhaust memory
+                data = d.decompress(raw, total + 1)  # bounded by the tables (0 would mean no bound): a crafted blob cannot exhaust memory
                 whole = d.eof and not d.unconsumed_tail and not d.unused_data
             except zlib.error as exc:
                 raise CorruptIndexError(self.url, f"bzip2 block heads do not decompress ({exc})") from None
