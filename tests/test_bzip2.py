@@ -359,6 +359,31 @@ def test_a_crafted_head_is_a_corrupt_index_never_wrong_reads(local_store):
         assert co.url in str(err.value)
 
 
+def test_a_heads_blob_decompresses_only_as_far_as_its_lengths(monkeypatch):
+    """Heads all empty (lines longer than a head) with a blob that inflates to a megabyte: refused after
+    at most one byte is inflated, never the whole blob (zlib reads a bound of 0 as none)."""
+    inflated: list[int] = []
+    real = zlib.decompressobj
+
+    class Counting:
+        def __init__(self) -> None:
+            self.d = real()
+
+        def __getattr__(self, name: str):
+            return getattr(self.d, name)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            out = self.d.decompress(data, max_length)
+            inflated.append(len(out))
+            return out
+
+    monkeypatch.setattr(bzip2_codec.zlib, "decompressobj", Counting)
+    heads = bzip2_codec.BlockHeads("u", zlib.compress(bytes(2**20)), np.zeros(3, np.int64), np.zeros(3, np.int64))
+    with pytest.raises(CorruptIndexError, match="0 bytes"):
+        heads.head(1)
+    assert 0 < sum(inflated) <= 1
+
+
 def test_an_index_without_heads_is_refused_and_rebuilt(local_store):
     """An index of layout 1 (no heads; as an earlier dataplug wrote it) is refused with the command that
     rebuilds it, and preprocess() rebuilds it without force."""
