@@ -23,9 +23,11 @@ from dataplug import CloudObject, CorruptIndexError, DataplugError, IndexLocatio
 from dataplug.formats.compressed.gzipped import GZipText
 from dataplug.formats.compressed.gzipped import partition_num_chunks as gzip_chunks
 from dataplug.formats.generic.csv import CSV, partition_num_chunks, partition_rows
+from dataplug.formats.generic.text import UTF8Text
 from dataplug.sidecar import GENERATION_GRACE, MANIFEST, BlobRef, Sidecar, load_sidecar, object_index_folder, write_sidecar
 from dataplug.storage.object import ObjectInfo, StorageObject, read_stats
 from dataplug.strategies import even_bounds
+from dataplug.testing.sidecar import npy, put_entry, read_manifest, write_manifest
 
 CSV_DATA = b"id,text\n" + b"".join(b'%d,"row %d, with\nnewline"\n' % (i, i) for i in range(2000))
 GENERATION_SHAPED = "1700000000-abcdef123456.offsets.npy"
@@ -511,3 +513,67 @@ def test_a_published_layout_1_index_in_its_format_folder_is_read(local_store, mo
         published = CloudObject.from_url(CSV, url, index_location=url + ".dataplug")
         assert sum(s.num_records for s in published.partition(partition_num_chunks, 3)) == 2000
         assert published.published and published.index_location.url.endswith("/CSV")
+
+
+def test_tables_are_stored_through_codecs_and_read_back_exactly(local_store):
+    """Sorted offsets go through delta + zlib, other tables through zlib when it saves, small ones as they
+    are; every one reads back equal, dtype and all."""
+    url = local_store.put("coded.txt", b"x\n")
+    co = CloudObject.from_url(UTF8Text, url)
+    co.preprocess(progress=False)
+    rng = np.random.default_rng(0)
+    tables = {
+        "offsets": np.cumsum(rng.integers(60_000, 70_000, 5000)).astype(np.uint64),
+        "counts": rng.integers(-5, 5, 5000).astype(np.int32),
+        "noise": rng.random(3000),
+        "flags": rng.random(4000) < 0.1,
+        "tiny": np.arange(3, dtype=np.int64),
+        "matrix": np.arange(5000, dtype=np.int64).reshape(50, 100),
+        "wrap": np.array([2**64 - 1, 0, 5, 2**63] * 300, dtype=np.uint64),
+    }
+    sidecar = co.index()
+    sidecar.tables = tables
+    written = write_sidecar(co.index_location, sidecar)
+    manifest = json.loads(co.index_location.child(MANIFEST).read_all())
+    assert manifest["dataplug_index"] == 3
+    assert manifest["tables"]["offsets"]["codecs"] == ["delta", "zlib"]
+    assert manifest["tables"]["offsets"]["bytes"] < tables["offsets"].nbytes // 2
+    assert "codecs" not in manifest["tables"]["tiny"]
+    reloaded = load_sidecar(co.index_location, url, sidecar.format_name, sidecar.format_version)
+    for name, table in tables.items():
+        for got in (written.tables[name], reloaded.tables[name]):
+            assert got.dtype == table.dtype and np.array_equal(got, table), name
+
+
+@pytest.mark.parametrize("craft", ["bomb", "short", "codecs on a blob", "unknown codec", "delta on floats", "codecs in layout 2"])
+def test_crafted_table_codecs_are_corrupt_index_errors(local_store, craft):
+    url = local_store.put("crafted.txt", b"x\n")
+    co = CloudObject.from_url(UTF8Text, url)
+    co.preprocess(progress=False)
+    sidecar = co.index()
+    sidecar.tables = {"offsets": np.arange(0, 10**6, 7, dtype=np.uint64), "noise": np.random.default_rng(1).random(3000)}
+    sidecar.blobs = {"b": b"z" * 100}
+    write_sidecar(co.index_location, sidecar)
+    loc = co.index_location
+    manifest = read_manifest(loc)
+    entry = manifest["tables"]["offsets"]
+    name = "offsets"
+    if craft == "bomb":  # inflates far past the size the entry gives
+        put_entry(loc, manifest, "tables", name, zlib.compress(b"\0" * 50_000_000, 9))
+        entry.update(codecs=["zlib"], npy_bytes=1000)
+    elif craft == "short":
+        entry["npy_bytes"] += 8
+    elif craft == "codecs on a blob":
+        manifest["blobs"]["b"].update(codecs=["zlib"], npy_bytes=100)
+    elif craft == "unknown codec":
+        entry["codecs"] = ["lzma"]
+    elif craft == "delta on floats":
+        noise = npy(np.random.default_rng(1).random(3000))
+        put_entry(loc, manifest, "tables", "noise", zlib.compress(noise))
+        manifest["tables"]["noise"].update(codecs=["delta", "zlib"], npy_bytes=len(noise))
+        name = "noise"
+    elif craft == "codecs in layout 2":
+        manifest["dataplug_index"] = 2
+    write_manifest(loc, manifest)
+    with pytest.raises(CorruptIndexError):
+        load_sidecar(loc, url, sidecar.format_name, sidecar.format_version).tables[name]

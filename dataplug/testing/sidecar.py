@@ -2,7 +2,8 @@
 craft an index whose checksums match but whose content lies, and check that dataplug refuses it.
 
 A table or blob is either inline in ``manifest.json`` (base64 ``data``) or a file of its generation
-(``file``); these helpers read and replace either, and re-sign the entry (size and SHA-256)."""
+(``file``); these helpers read and replace either, and re-sign the entry (size and SHA-256). A table given as
+``.npy`` bytes replaces one stored through codecs (delta, zlib) as a plain table."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dataplug.sidecar import MANIFEST
+from dataplug.sidecar import MANIFEST, decode_table
 from dataplug.storage import StorageObject
 
 
@@ -44,6 +45,8 @@ def put_entry(location: StorageObject, manifest: dict[str, Any], kind: str, name
     else:
         location.child(entry["file"]).write_bytes(data)
     entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    entry.pop("codecs", None)
+    entry.pop("npy_bytes", None)
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -54,7 +57,8 @@ def npy(array: np.ndarray) -> bytes:
 
 
 def load_table(location: StorageObject, manifest: dict[str, Any], name: str) -> np.ndarray:
-    return np.load(io.BytesIO(entry_bytes(location, manifest, "tables", name)), allow_pickle=False)
+    """Table ``name`` of the index at ``location``, its codecs undone."""
+    return decode_table(location.url, name, entry_bytes(location, manifest, "tables", name), manifest["tables"][name])
 
 
 def resign(location: StorageObject, kind: str, name: str, data: bytes) -> None:
