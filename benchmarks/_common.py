@@ -100,3 +100,15 @@ def write_fasta_record(fh: BinaryIO, header: str, length: int, rng: np.random.Ge
     body = np.full((lines, 61), ord("\n"), np.uint8)
     body[:, :60] = alphabet[rng.integers(0, alphabet.size, (lines, 60), dtype=np.uint8)]
     fh.write(body.reshape(-1)[: (lines - 1) * 61 + length - (lines - 1) * 60].tobytes() + b"\n")
+
+
+def stored_index_bytes(co) -> int:
+    """Bytes the object's index takes where it is stored: its manifest plus the files the manifest names
+    (tables and blobs inline in the manifest count as their base64 there)."""
+    from dataplug.sidecar import MANIFEST
+    from dataplug.testing.sidecar import read_manifest
+
+    location = co.index_location
+    manifest = read_manifest(location)
+    files = [entry["bytes"] for kind in ("tables", "blobs") for entry in manifest[kind].values() if "file" in entry]
+    return len(location.child(MANIFEST).read_all()) + sum(files)

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import zlib
 
-from _common import goal_line, load_average, timed
+from _common import goal_line, load_average, stored_index_bytes, timed
 from latency_bed import S3Bed
 from zlib_ng import zlib_ng
 
@@ -116,14 +116,15 @@ def main() -> None:
         )
         load_pass = load_average()
         assert local.attributes.reads == reads
-        sidecar = local.index().nbytes()
+        sidecar = stored_index_bytes(local)
         print(
             f"FASTQ ({args.shape} reads) {local.attributes.uncompressed_size / 1e6:.0f} MB, {reads:,} reads -> gzip -6 {csize / 1e6:.1f} MB; "
             f"{local.attributes.checkpoints} checkpoints, at least {local.attributes.spacing / 2**20:.2f} MiB apart; best of {args.repeats}, in turns"
         )
         share = sidecar / csize
         print(
-            f"  {'2. sidecar / compressed object':<44} {sidecar:,} B   compressed {csize:,} B   {100 * share:.3f} %   goal <= 0.5 %   {'met' if share <= 0.005 else 'MISSED'}"
+            f"  {'2. sidecar as stored / compressed object':<44} {sidecar:,} B   compressed {csize:,} B   {100 * share:.3f} %   goal <= 0.5 %   {'met' if share <= 0.005 else 'MISSED'}"
+            f"   (tables and blobs before storing: {local.index().nbytes():,} B)"
         )
         print(goal_line("3. index pass, local / gzip -dc", t["index"], "gzip -dc", t["gzip_dc"], 0.4) + f"   ({load_pass})")
         print(f"     CPU: index pass {t['index_cpu']:.2f} s / gzip -dc {t['gzip_dc_cpu']:.2f} s = {t['index_cpu'] / t['gzip_dc_cpu']:.2f}")

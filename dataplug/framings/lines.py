@@ -478,6 +478,8 @@ def split_lines(text: str) -> list[str]:
     """Lines of ``text`` without their ``\\n`` or ``\\r\\n``; a trailing newline ends the last line, it
     does not start an empty one."""
     lines = text[:-1].split("\n") if text.endswith("\n") else (text.split("\n") if text else [])
+    if "\r" not in text:  # the usual case: no pass over every line
+        return lines
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 

@@ -141,7 +141,7 @@ class GzipCodec(Codec):
     name = "gzip"
     options = {
         "spacing": "decoded bytes between gzip checkpoints (default: 1.5 to 4 MiB, from the object size); BGZF ignores it: every member start is a checkpoint",
-        "window_budget": "share of the compressed object the stored windows may take (default 0.0035 unless spacing is given); a checkpoint waits until its window fits",
+        "window_budget": "share of the compressed object the stored windows may take (default 0.0044 unless spacing is given); a checkpoint waits until its window fits",
         "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
     }
 

@@ -47,7 +47,7 @@ DEFAULT_READ_SIZE = 4 * 2**20  # compressed bytes per read during build_index
 #: well under it; on Illumina-shaped reads (4:1 gzip -6, 2.5-3 KiB per stored window) it widens the spacing so
 #: that the whole sidecar (windows, tables, the format's line index) stays under 0.5 % of the object
 #: (``python benchmarks/gzip_fastq.py --no-s3`` prints it, goal 2).
-WINDOW_BUDGET = 0.0035
+WINDOW_BUDGET = 0.0044
 _FIRST_WINDOW_GUESS = 4096  # stored bytes assumed for a window before any has been packed
 _MIN_FILL = 65536  # compressed bytes fill() waits for at least (fewer only at the object's end)
 _BUDGET_STEP = 65536  # decoded bytes to go on before asking the budget again once it said no
