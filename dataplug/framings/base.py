@@ -20,6 +20,7 @@ from dataplug.codecs import registered_codecs
 from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import DataFormat, PreprocessContext
+from dataplug.storage.readahead import FIRST_RANGE
 from dataplug.storage.stores import FILE_PROTOCOLS
 
 #: Protocols whose reads cost no request (a ``pread``, memory): a region set plans no fetch windows there.
@@ -27,6 +28,8 @@ LOCAL_PROTOCOLS = (*FILE_PROTOCOLS, "memory")
 
 #: Bytes read from the object's start to detect its codec.
 HEAD_BYTES = 64 * 1024
+#: Bytes :meth:`StreamFormat.scan_stream` reads to tell the codec: the read-ahead's first range.
+STREAM_HEAD_BYTES = FIRST_RANGE
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,11 @@ class StreamFormat(DataFormat):
 
     @classmethod
     def scan_stream(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
-        """Run ``scanner`` over the object's logical stream with its codec."""
-        return cls.codec_for(ctx).scan(ctx, scanner)
+        """Run ``scanner`` over the object's logical stream with its codec. The codec is told from the
+        object's first MiB, which a sequential pass reads first anyway (the gzip pass's read-ahead starts with
+        it), so on S3 the detection costs no round trip of its own."""
+        head = ctx.obj.read_range(0, min(ctx.info.size, STREAM_HEAD_BYTES))
+        return cls.codec_for(ctx, head[:HEAD_BYTES]).scan(ctx, scanner)
 
     @classmethod
     def validate_index(cls, url: str, attributes: Any, tables: dict[str, np.ndarray], blob_sizes: dict[str, int], size: int) -> None:
