@@ -4,11 +4,14 @@ one frame; every record exactly once for every slice count, and clear errors for
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import hashlib
 import multiprocessing
 import os
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,8 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataplug import CloudObject, CorruptIndexError, DataplugWarning, InvalidFormatError, StaleIndexError
-from dataplug.codecs import detect_codec
-from dataplug.codecs.zstd import SliceInsideFrameWarning, ZstdCodec, clear_cursors, read_seek_table, seek_table
+from dataplug.codecs import detect_codec, zstd
+from dataplug.codecs.zstd import SliceInsideFrameWarning, ZstdCodec, read_seek_table, seek_table
 from dataplug.formats.generic.csv import CSV
 from dataplug.formats.generic.text import UTF8Text
 from dataplug.formats.generic.text import partition_num_chunks as text_chunks
@@ -29,6 +32,8 @@ from dataplug.formats.genomics.fasta import FASTA, partition_chunks_strategy
 from dataplug.formats.genomics.fastq import FASTQ, partition_reads_batches
 from dataplug.formats.genomics.vcf import VCF
 from dataplug.formats.genomics.vcf import partition_num_chunks as vcf_chunks
+from dataplug.framings.base import readers
+from dataplug.storage.handle import clear_shared, shared
 from dataplug.storage.object import StorageObject, read_stats
 from dataplug.testing.codecs import frame, seekable
 from dataplug.testing.data import illumina_fastq, make_fastq
@@ -299,7 +304,7 @@ def test_cursor_every_read_once_in_one_frame(one_frame_reads, sample_bytes):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SliceInsideFrameWarning)
             slices = co.partition(partition_reads_batches, n)
-        clear_cursors()
+        clear_shared()
         read_stats.reset()
         assert [r for s in slices for r in s.reads()] == expected
         assert read_stats.bytes[co.url] == size
@@ -319,7 +324,7 @@ def test_cursor_out_of_order_and_interleaved(one_frame_reads):
     rng = np.random.default_rng(5)
     order = [(k, int(i)) for i in range(23) for k in range(2)] + [(int(rng.integers(2)), int(i)) for i in rng.integers(0, 23, 60)]
     order += [(k, i) for i in reversed(range(23)) for k in range(2)]
-    clear_cursors()
+    clear_shared()
     for k, i in order:
         assert parts[k][i].raw() == truth[k][i], (k, i)
     with ThreadPoolExecutor(4) as pool:  # threads of one process take cursors of the same objects concurrently
@@ -334,7 +339,7 @@ def test_cursor_after_fork_and_after_a_rewrite(one_frame_reads, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SliceInsideFrameWarning)
         slices = co.partition(partition_reads_batches, 8)
-    clear_cursors()
+    clear_shared()
     head = b"".join(s.raw() for s in slices[:4])
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:
@@ -356,3 +361,39 @@ def test_cursor_after_fork_and_after_a_rewrite(one_frame_reads, tmp_path):
 
 def _raw_of(slices) -> bytes:
     return b"".join(s.raw() for s in slices)
+
+
+def test_cursors_go_with_their_handle(one_frame_reads):
+    """Cursors are kept on the object's shared handle: once the shared handles are cleared, neither the
+    handle (its open file) nor a cursor (its decoder and bytes) stays alive."""
+    (path, _), _ = one_frame_reads
+    co = _indexed(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SliceInsideFrameWarning)
+        slices = co.partition(partition_reads_batches, 8)
+    clear_shared()
+    for s in slices[:5]:
+        s.raw()
+    handle = shared(co.obj, co.index().object_info)
+    cursors = zstd._cursors(handle)[0]
+    assert 0 < len(cursors) <= zstd.CURSORS
+    refs = [weakref.ref(handle), *map(weakref.ref, cursors)]
+    del handle, cursors
+    clear_shared()
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * len(refs)
+
+
+def test_cursor_reads_ahead_no_further_than_its_ranges(local_store):
+    """A cursor whose first request fell short of its range reads on in growing requests, but never past the
+    compressed end of the frames its ranges need."""
+    data = make_fastq(3000, 9)
+    co = CloudObject.from_url(FASTQ, local_store.put("ahead.fq.zst", seekable(data, len(data) // 3)))
+    co.preprocess(force=True)
+    reader = readers(co)(1000, len(data) // 3 - 1000)
+    reader = dataclasses.replace(reader, fetch=reader.fetch._replace(first_end=reader.fetch.start + 1))
+    assert reader.fetch.end < reader.data_end  # frames follow: a read-ahead to their end fetched them
+    clear_shared()
+    read_stats.reset()
+    assert reader.read() == data[1000 : len(data) // 3 - 1000]
+    assert read_stats.bytes[co.url] == reader.fetch.end - reader.fetch.start

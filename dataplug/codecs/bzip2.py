@@ -336,7 +336,8 @@ class Bzip2Reader:
 
 
 def decode_prefix(raw: bytes, want: int) -> bytes:
-    """The first ``want`` decoded bytes of ``raw``, bzip2 streams one after another (fewer if they end first).
+    """The first ``want`` decoded bytes of ``raw``, bzip2 streams one after another (fewer if they end first,
+    or if what follows a stream is not one).
 
     ``bz2`` inverts a block's BWT as it hands out bytes, so stopping early saves most of that stage for the
     last block: a slice ending inside a block it shares with the next slice decodes less than the whole
@@ -345,7 +346,7 @@ def decode_prefix(raw: bytes, want: int) -> bytes:
     does not check the member's."""
     out: list[bytes] = []
     n = 0
-    while raw and n < want:
+    while raw[:3] == b"BZh" and n < want:
         d = bz2.BZ2Decompressor()
         chunk = d.decompress(raw, want - n)
         out.append(chunk)
@@ -376,7 +377,7 @@ class Bzip2Readers:
             return Bzip2Reader(self.obj, self.info, start, end, (), 0, 0, fetch)
         j = self.table.stop(k, end)
         head, crc = b"", 0
-        if end > u[j - 1] and end - u[j - 1] <= self.heads.ends[j] - self.heads.ends[j - 1]:
+        if end - u[j - 1] <= self.heads.ends[j] - self.heads.ends[j - 1]:
             head, crc = self.heads.head(j - 1)
             j -= 1
         starts, ends = self.table.columns["bzip2_start"], self.table.columns["bzip2_end"]
@@ -402,17 +403,10 @@ class Bzip2Codec(Codec):
     def head(cls, url: str, raw: bytes, n: int) -> bytes:
         if not cls.detect(raw):
             raise InvalidFormatError(url, "not bzip2: the object does not start with a bzip2 stream header", offset=0)
-        out = b""
-        while len(out) < n and raw[:3] == b"BZh":
-            d = bz2.BZ2Decompressor()
-            try:
-                out += d.decompress(raw, n - len(out))
-            except OSError as exc:
-                raise InvalidFormatError(url, f"corrupt bzip2 data: {exc}", offset=0) from None
-            if not d.eof:
-                break
-            raw = d.unused_data
-        return out
+        try:
+            return decode_prefix(raw, n)
+        except OSError as exc:
+            raise InvalidFormatError(url, f"corrupt bzip2 data: {exc}", offset=0) from None
 
     @classmethod
     def head_bytes(cls, n: int) -> int:
@@ -480,24 +474,15 @@ class Bzip2Codec(Codec):
         need(np.all(start >= 32) and np.all(end - start > 80) and np.all(start[1:] >= end[:-1]) and np.all(end <= 8 * size), "block bits must lie in order inside the object")
         # A block decodes to at most _MAX_BLOCK_DECODED bytes whatever its length: the ratio bound is per block.
         table.validate(url, size, "bzip2 block index", max_ratio=0, slack=_MAX_BLOCK_DECODED, strict=False)
-        lengths, crcs = cls._head_tables(url, tables)
+        lengths, crcs = (column(url, "bzip2 block index", tables, name) for name in ("bzip2_head_len", "bzip2_head_crc"))
+        need(np.all(lengths >= 0) and np.all(crcs >= 0), "negative head lengths or CRCs")
         need(lengths.size == len(table) and crcs.size == len(table), "one head length and CRC per block")
         need(np.all(lengths <= np.minimum(np.diff(table.logical), HEAD_MAX)) and np.all(crcs < 2**32), "head lengths beyond their blocks")
         need(HEADS_BLOB in blob_sizes, "block heads blob missing")
         return logical_size
 
-    @staticmethod
-    def _head_tables(url: str, tables: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        what = "bzip2 block index"
-        lengths, crcs = column(url, what, tables, "bzip2_head_len"), column(url, what, tables, "bzip2_head_crc")
-        if np.any(lengths < 0) or np.any(crcs < 0):
-            raise CorruptIndexError(url, f"bad {what}: negative head lengths or CRCs")
-        return lengths, crcs
-
     @classmethod
     def readers(cls, obj: StorageObject, info: ObjectInfo, index: CodecIndex) -> Bzip2Readers:
-        lengths, crcs = cls._head_tables(obj.url, index.tables)
-        if HEADS_BLOB not in index.blobs:
-            raise CorruptIndexError(obj.url, "bad bzip2 block index: block heads blob missing")
-        heads = BlockHeads(obj.url, index.blobs[HEADS_BLOB], lengths, crcs)
+        """Readers of the blocks; the index is :meth:`scan`'s or one :meth:`validate` passed (tables and blob there)."""
+        heads = BlockHeads(obj.url, index.blobs[HEADS_BLOB], index.tables["bzip2_head_len"], index.tables["bzip2_head_crc"])
         return Bzip2Readers(obj, info, cls.checkpoints(obj.url, index, info.size), heads)

@@ -12,7 +12,8 @@ context's executor, each decoded once and checked against the sizes the table or
 
 One frame cannot be split: a slice starting inside one decodes it from its start, unless the process
 already holds a decoder positioned at or just before the slice's start (:class:`_Cursor`, kept after each
-range it served). Slices read in order in one process therefore decode a frame once between them; on ``w``
+range it served on the object's shared handle, so it goes with the handle: evicted, cleared, closed or left
+behind by a fork). Slices read in order in one process therefore decode a frame once between them; on ``w``
 workers taking slices in order (a process pool's ``map``), each worker decodes the frame up to its last
 slice, about ``w`` decompressions of CPU in the time of one; only a slice read behind its process's cursor
 (out of order, or alone on its machine) decodes from its frame's start again. A warning says so at planning
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -45,7 +45,7 @@ from dataplug.codecs.plain import DEFAULT_CHUNK_SIZE
 from dataplug.errors import CorruptIndexError, DataplugWarning, InvalidFormatError
 from dataplug.executors import map_ordered, progress_bar
 from dataplug.storage import ObjectInfo, StorageObject
-from dataplug.storage.handle import WindowedObject, shared
+from dataplug.storage.handle import ObjectHandle, WindowedObject, shared
 
 FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
 #: Skippable frames have magic numbers 0x184D2A50 to 0x184D2A5F; the seek table uses 0x184D2A5E.
@@ -299,7 +299,8 @@ def _scan_group(obj: StorageObject, info: ObjectInfo, data_end: int, max_range: 
         return ranges.finish(eof=exhausted)
 
 
-#: Decoders a process keeps positioned after the last range they served (the least recently used dropped first).
+#: Decoders kept positioned after the last range they served, per shared handle (so per object and identity, at
+#: most :data:`~dataplug.storage.handle.SHARED_HANDLES` handles in a process; the least recently used dropped first).
 #: Each holds its frame's decoder (the frame's window: by zstd's level table at most 8 MiB at the ``zstd`` tool's
 #: levels 1 to 19, 128 MiB with ``--long``), one compressed piece (at most 16 MiB) and up to :data:`BEHIND` decoded
 #: bytes it served last.
@@ -317,11 +318,12 @@ class _Cursor:
     ``position`` is the decoded offset of the next byte to serve (the first of ``pending``, the rest of the
     batch decoded last); ``tail`` the bytes served last, ending at ``position``."""
 
-    def __init__(self, key: object, reader: ZstdReader) -> None:
+    def __init__(self, reader: ZstdReader) -> None:
         obj, fetch = reader.obj, reader.fetch
-        self.key, self.url = key, obj.url
-        #: Where the range being served probably ends in the compressed data (its :class:`Fetch` estimate).
-        self.sure = fetch.first_end
+        self.url = obj.url
+        #: Where the ranges served probably end in the compressed data (the furthest :class:`Fetch` estimate),
+        #: and where they surely do (the furthest ``Fetch.end``): read-ahead stops there.
+        self.estimate, self.limit = fetch.first_end, fetch.end
         pieces = self._pieces(obj, reader.info, fetch.start, reader.data_end)
         self.chunks: Iterator[tuple[bytes, int | None]] = inflate_frames(obj.url, pieces, fetch.start)
         self.position, self.frame_at = reader.frame_decoded, fetch.start
@@ -329,15 +331,16 @@ class _Cursor:
 
     def _pieces(self, obj: StorageObject, info: ObjectInfo, start: int, end: int) -> Iterator[bytes]:
         """The object's bytes from ``start`` to ``end`` (where the frames end) as the decoder asks for them: up
-        to :attr:`sure` in requests of at most :data:`PIECE`, then in growing requests from :data:`AHEAD`. Not
-        :func:`compressed_pieces`, whose target is fixed when it starts: each range a cursor serves moves
-        ``sure`` to its own estimate, so a slice that continues the cursor is one request, as a fresh one is."""
+        to :attr:`estimate` in requests of at most :data:`PIECE`, then in growing requests from :data:`AHEAD`
+        up to :attr:`limit` (past it only when the index is wrong, for the frame check to say so). Not
+        :func:`compressed_pieces`, whose targets are fixed when it starts: each range a cursor serves moves
+        them to its own, so a slice that continues the cursor is one request, as a fresh one is."""
         pos, ahead, checked = start, AHEAD, False
         while pos < end:
-            if pos < self.sure:
-                stop, ahead = min(self.sure, pos + PIECE), AHEAD
+            if pos < self.estimate:
+                stop, ahead = min(self.estimate, pos + PIECE), AHEAD
             else:
-                stop, ahead = min(end, pos + ahead), min(4 * ahead, PIECE)
+                stop, ahead = min(self.limit if pos < self.limit else end, pos + ahead), min(4 * ahead, PIECE)
             yield obj.read_range(pos, stop, expect=info, checked=checked)
             pos, checked = stop, True
 
@@ -350,7 +353,7 @@ class _Cursor:
         """The decoded bytes ``[reader.start, reader.end)`` (see :meth:`serves`); each frame that ends on the
         way is checked against the reader's rows of the index."""
         start, end = reader.start, reader.end
-        self.sure = max(self.sure, reader.fetch.first_end)
+        self.estimate, self.limit = max(self.estimate, reader.fetch.first_end), max(self.limit, reader.fetch.end)
         parts: list[bytes | memoryview] = []
         if start < self.position:
             behind = len(self.tail) - (self.position - start)
@@ -391,39 +394,30 @@ class _Cursor:
         return chunk
 
 
-_cursors: list[_Cursor] = []
-_cursors_pid = os.getpid()
-_cursors_lock = threading.Lock()
+def _cursors(handle: ObjectHandle) -> tuple[list[_Cursor], threading.Lock]:
+    """The cursors kept on ``handle`` (the object's shared handle in this process), and their lock."""
+    return handle.memo("zstd_cursors", lambda: ([], threading.Lock()))
 
 
-def _take_cursor(key: object, start: int, first: int) -> _Cursor | None:
-    """The cursor of this process made for ``key`` (the object's shared handle) that serves ``start`` best
-    (furthest along), taken out while it decodes (another thread reading the same object makes its own); a
-    forked child starts with none."""
-    global _cursors_pid
-    with _cursors_lock:
-        if _cursors_pid != os.getpid():
-            _cursors.clear()
-            _cursors_pid = os.getpid()
-        fits = [k for k, cursor in enumerate(_cursors) if cursor.key is key and cursor.serves(start, first)]
-        return _cursors.pop(max(fits, key=lambda k: _cursors[k].position)) if fits else None
+def _take_cursor(handle: ObjectHandle, start: int, first: int) -> _Cursor | None:
+    """The cursor kept on ``handle`` that serves ``start`` best (furthest along), taken out while it decodes
+    (another thread reading the same object makes its own)."""
+    cursors, lock = _cursors(handle)
+    with lock:
+        fits = [k for k, cursor in enumerate(cursors) if cursor.serves(start, first)]
+        return cursors.pop(max(fits, key=lambda k: cursors[k].position)) if fits else None
 
 
-def _keep_cursor(cursor: _Cursor, logical_size: int) -> None:
-    """Keep ``cursor`` for the next range; at the end of the data only its tail (the slices at the end of a
-    partition of more slices than records read the same last bytes), its decoder and compressed piece freed."""
+def _keep_cursor(handle: ObjectHandle, cursor: _Cursor, logical_size: int) -> None:
+    """Keep ``cursor`` on ``handle`` for the next range; at the end of the data only its tail (the slices at
+    the end of a partition of more slices than records read the same last bytes), its decoder and compressed
+    piece freed."""
     if cursor.position >= logical_size:
         cursor.chunks, cursor.pending = iter(()), memoryview(b"")
-    with _cursors_lock:
-        if _cursors_pid == os.getpid():
-            _cursors.append(cursor)
-            del _cursors[:-CURSORS]
-
-
-def clear_cursors() -> None:
-    """Forget every decoder this process keeps positioned (tests; a worker between jobs)."""
-    with _cursors_lock:
-        _cursors.clear()
+    cursors, lock = _cursors(handle)
+    with lock:
+        cursors.append(cursor)
+        del cursors[:-CURSORS]
 
 
 @dataclass(frozen=True, eq=False)
@@ -450,17 +444,15 @@ class ZstdReader:
             return b""
         base = self.obj.obj if isinstance(self.obj, WindowedObject) else self.obj
         if not isinstance(base, StorageObject):  # a long-lived Reader's staged bytes: it keeps decoded units itself
-            return _Cursor(None, self).read(self)
-        # Cursors belong to the object's shared handle in this process: one per object and identity, none
-        # kept across a fork or once the handles are cleared (clear_shared()).
+            return _Cursor(self).read(self)
         handle = shared(base, self.info)
         cursor = _take_cursor(handle, self.start, self.frame_decoded)
         if cursor is None:
-            cursor = _Cursor(handle, self)
+            cursor = _Cursor(self)
         else:
             handle.check_due()  # its bytes may all be decoded already: the check a read makes
         data = cursor.read(self)  # a cursor that failed is not kept
-        _keep_cursor(cursor, self.logical_size)
+        _keep_cursor(handle, cursor, self.logical_size)
         return data
 
 
