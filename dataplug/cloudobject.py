@@ -7,7 +7,6 @@ import json
 import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from dataplug.detect import Detection, detect_format, folder_object, wrong_format_hint
@@ -499,14 +498,8 @@ class CloudObject:
                 self._locate(op)
             return self._preprocess(op, extra_args, chunk_size, force, executor, progress, options)
         location = self._locate(op)
-        with ThreadPoolExecutor(1, thread_name_prefix="dataplug-manifest") as reader:
-            reading = reader.submit(op.manifest, location)  # read while the generation is begun: one round trip less
-            generation = begin_write(location)
-            try:
-                previous = reading.result()
-            except BaseException:
-                abandon_write(location, generation)
-                raise
+        previous = op.manifest(location)  # usually in hand: locating the index read it
+        generation = begin_write(location)
         started = time.monotonic()
         if info.size == 0:
             warnings.warn(f"{self.url}: the object is empty, so every slice of it will be empty", EmptyResultWarning, stacklevel=3)

@@ -65,8 +65,8 @@ LAYOUT_VERSION = 3
 _READABLE_LAYOUTS = (1, 2, 3)
 #: The codec pipelines a table may be stored through, applied in order when writing: ``delta`` (a 1-D integer
 #: table as its differences, wrapping, so sorted offsets become small numbers) then ``zlib`` (of the ``.npy``
-#: bytes). A line index's sampled record starts and counts shrink to about a fifth this way, which is what
-#: keeps a gzip FASTQ sidecar under 0.5 % of the object (``python benchmarks/gzip_fastq.py`` prints it).
+#: bytes). A line index's sampled record starts and counts shrink several times this way, which helps keep a
+#: gzip FASTQ sidecar under 0.5 % of the object (``python benchmarks/gzip_fastq.py`` prints the sidecar as stored).
 TABLE_CODECS = (("delta", "zlib"), ("zlib",))
 #: Tables smaller than this are stored as they are (compressing saves nothing worth a decode).
 _COMPRESS_TABLES_FROM = 512
@@ -478,7 +478,7 @@ def _manifest(sidecar: Sidecar, generation: str, now: float, entries: dict[str, 
     from dataplug import __version__
 
     return {
-        "dataplug_index": LAYOUT_VERSION,
+        "dataplug_index": LAYOUT_VERSION if any("codecs" in entry for entry in entries["tables"].values()) else 2,
         "dataplug_version": __version__,
         "created": now,
         "generation": generation,
@@ -540,7 +540,7 @@ def _encode_table(name: str, table: np.ndarray) -> tuple[bytes, dict[str, Any]]:
                 continue
             data = np.diff(table, prepend=table.dtype.type(0))
         npy = raw if data is table else _npy_bytes(name, data)
-        stored = zlib.compress(npy, 6)  # level 9 took ten times as long for the same size on a line index
+        stored = zlib.compress(npy, 6)  # level 9 took far longer for about the same size on a line index
         if len(stored) < len(best[0]):
             best = (stored, {"codecs": list(codecs), "npy_bytes": len(npy)})
     return best
@@ -764,7 +764,7 @@ def _validate_manifest(url: str, m: Any) -> None:
                 need(m["dataplug_index"] >= 3 and kind == "tables", f"{kind}.{name}: codecs on a {kind[:-1]} of a layout {m['dataplug_index']} manifest")
                 need(isinstance(entry.get("codecs"), list) and tuple(entry["codecs"]) in TABLE_CODECS, f"{kind}.{name}.codecs (one of {TABLE_CODECS})")
                 need(isinstance(entry.get("npy_bytes"), int) and 0 <= entry["npy_bytes"] <= limit, f"{kind}.{name}.npy_bytes (at most {limit} for this object)")
-            total += entry["bytes"]
+            total += entry.get("npy_bytes", entry["bytes"])  # what loading it allocates
     need(len(generations) <= 1, "files of several generations")
     need("generation" not in m or generations <= {m["generation"]}, "files of another generation than the manifest's")
     need(total <= limit, f"{total} bytes of tables and blobs (at most {limit} for this object)")

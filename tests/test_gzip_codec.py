@@ -453,14 +453,14 @@ def _readahead_threads() -> list:
 def test_readahead_fault_in_the_middle_is_a_dataplug_error_and_stops_its_threads(error):
     from dataplug.errors import DataplugError
     from dataplug.storage import ObjectInfo
-    from dataplug.storage.readahead import ReadAhead
+    from dataplug.storage.ranges import SequentialReader
 
     data = bytes(range(256)) * 4096  # 1 MiB
     info = ObjectInfo(size=len(data), identity="etag:x")
     got = bytearray()
     with (
         pytest.raises(DataplugError) as err,
-        ReadAhead(_FlakyObject(data, 600_000, error), info, first_range=65536, block_size=131072, connections=2, ahead=3) as fh,
+        SequentialReader(_FlakyObject(data, 600_000, error), info, block_size=131072, ahead=3, first_range=65536, connections=2) as fh,
     ):
         while chunk := fh.read(50_000):
             got += chunk
@@ -470,11 +470,11 @@ def test_readahead_fault_in_the_middle_is_a_dataplug_error_and_stops_its_threads
 
 def test_readahead_reads_every_byte_once_in_bounded_ranges():
     from dataplug.storage import ObjectInfo
-    from dataplug.storage.readahead import ReadAhead
+    from dataplug.storage.ranges import SequentialReader
 
     data = np.random.default_rng(1).integers(0, 256, 3_000_001, dtype=np.uint8).tobytes()
     obj = _FlakyObject(data, None, OSError())
-    with ReadAhead(obj, ObjectInfo(size=len(data), identity="etag:x"), first_range=10_000, block_size=400_000, connections=3, ahead=4) as fh:
+    with SequentialReader(obj, ObjectInfo(size=len(data), identity="etag:x"), block_size=400_000, ahead=4, first_range=10_000, connections=3) as fh:
         assert fh.read() == data
     ranges = sorted(obj.ranges)
     assert ranges[0] == (0, 10_000) and all(a[1] == b[0] for a, b in itertools.pairwise(ranges)) and ranges[-1][1] == len(data)

@@ -545,7 +545,7 @@ def test_tables_are_stored_through_codecs_and_read_back_exactly(local_store):
             assert got.dtype == table.dtype and np.array_equal(got, table), name
 
 
-@pytest.mark.parametrize("craft", ["bomb", "short", "codecs on a blob", "unknown codec", "delta on floats", "codecs in layout 2"])
+@pytest.mark.parametrize("craft", ["bomb", "short", "codecs on a blob", "unknown codec", "delta on floats", "codecs in layout 2", "inflated sizes over the cap"])
 def test_crafted_table_codecs_are_corrupt_index_errors(local_store, craft):
     url = local_store.put("crafted.txt", b"x\n")
     co = CloudObject.from_url(UTF8Text, url)
@@ -574,6 +574,9 @@ def test_crafted_table_codecs_are_corrupt_index_errors(local_store, craft):
         name = "noise"
     elif craft == "codecs in layout 2":
         manifest["dataplug_index"] = 2
+    elif craft == "inflated sizes over the cap":  # each entry within the cap, together over it
+        limit = dataplug.sidecar.max_index_bytes(manifest["object"]["size"])
+        entry["npy_bytes"] = manifest["tables"]["noise"]["npy_bytes"] = limit
     write_manifest(loc, manifest)
     with pytest.raises(CorruptIndexError):
         load_sidecar(loc, url, sidecar.format_name, sidecar.format_version).tables[name]

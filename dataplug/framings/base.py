@@ -20,7 +20,7 @@ from dataplug.codecs import registered_codecs
 from dataplug.codecs.base import Codec, CodecIndex, LogicalReader, Scanner, detect_codec, get_codec
 from dataplug.errors import CorruptIndexError, InvalidFormatError, StrategyArgumentError
 from dataplug.format import DataFormat, PreprocessContext
-from dataplug.storage.readahead import FIRST_RANGE
+from dataplug.storage.ranges import STREAM_FIRST_RANGE
 from dataplug.storage.stores import FILE_PROTOCOLS
 
 #: Protocols whose reads cost no request (a ``pread``, memory): a region set plans no fetch windows there.
@@ -28,8 +28,6 @@ LOCAL_PROTOCOLS = (*FILE_PROTOCOLS, "memory")
 
 #: Bytes read from the object's start to detect its codec.
 HEAD_BYTES = 64 * 1024
-#: Bytes :meth:`StreamFormat.scan_stream` reads to tell the codec: the read-ahead's first range.
-STREAM_HEAD_BYTES = FIRST_RANGE
 
 
 @dataclass(frozen=True)
@@ -104,10 +102,12 @@ class StreamFormat(DataFormat):
 
     @classmethod
     def scan_stream(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
-        """Run ``scanner`` over the object's logical stream with its codec. The codec is told from the
-        object's first MiB, which a sequential pass reads first anyway (the gzip pass's read-ahead starts with
-        it), so on S3 the detection costs no round trip of its own."""
-        head = ctx.obj.read_range(0, min(ctx.info.size, STREAM_HEAD_BYTES))
+        """Run ``scanner`` over the object's logical stream with its codec. The codec is told from the first
+        bytes in hand (detection read them); when none are, from the object's first MiB, which the gzip pass's
+        read-ahead then takes from hand, so on S3 telling the codec costs no round trip of its own."""
+        if len(getattr(ctx.obj, "head", b"")) >= min(ctx.info.size, HEAD_BYTES):
+            return cls.codec_for(ctx).scan(ctx, scanner)
+        head = ctx.obj.read_range(0, min(ctx.info.size, STREAM_FIRST_RANGE))
         return cls.codec_for(ctx, head[:HEAD_BYTES]).scan(ctx, scanner)
 
     @classmethod

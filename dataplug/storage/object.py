@@ -20,7 +20,7 @@ from typing import Any
 import fsspec
 
 from dataplug.errors import AccessDeniedError, DataplugError, IndexLocationNotWritableError, ObjectNotFoundError, StaleIndexError, StorageError
-from dataplug.storage.ranges import SequentialReader, plan
+from dataplug.storage.ranges import STREAM_AHEAD, STREAM_BLOCK, STREAM_CONNECTIONS, STREAM_FIRST_RANGE, SequentialReader, plan
 from dataplug.storage.retry import (
     access_denied,
     denied_advice,
@@ -300,13 +300,21 @@ class StorageObject:
         read_stats.add(self.url, 1, len(data))
         return data
 
-    def stream(self, expect: ObjectInfo, block_size: int = 32 * 2**20, ahead: int = 2) -> SequentialReader:
-        """A read-only file object over the whole object for one front-to-back pass.
+    def stream(
+        self,
+        expect: ObjectInfo,
+        block_size: int = STREAM_BLOCK,
+        ahead: int = STREAM_AHEAD,
+        first_range: int = STREAM_FIRST_RANGE,
+        connections: int = STREAM_CONNECTIONS,
+    ) -> SequentialReader:
+        """A read-only file object over the whole object for one front-to-back pass (:class:`SequentialReader`).
 
-        It fetches ``block_size`` ranges ``ahead`` blocks in advance on a background thread, so download
-        and decoding overlap; the ranges are checked against ``expect`` as :meth:`read_ranges` checks them.
+        Ranges from ``first_range`` doubling to ``block_size`` are fetched ``ahead`` in advance on
+        ``connections`` threads, so download and decoding overlap; they are checked against ``expect`` as
+        :meth:`read_ranges` checks them.
         """
-        return SequentialReader(self, expect, block_size, ahead)
+        return SequentialReader(self, expect, block_size, ahead, first_range, connections)
 
     # -- writes (sidecar locations only; data objects are never written) --------------------------------
 

@@ -29,7 +29,6 @@ from dataplug.errors import CorruptIndexError, InvalidFormatError
 from dataplug.executors import progress_bar
 from dataplug.sidecar import BlobRef
 from dataplug.storage import ObjectInfo, StorageObject
-from dataplug.storage.readahead import ReadAhead
 
 #: The largest windows blob a partition loads whole (one request, SHA-256 checked) so that its slices carry
 #: their windows; from a larger one, each slice reads its own window (a second request). The blob grows
@@ -141,7 +140,7 @@ class GzipCodec(Codec):
     name = "gzip"
     options = {
         "spacing": "decoded bytes between gzip checkpoints (default: 1.5 to 4 MiB, from the object size); BGZF ignores it: every member start is a checkpoint",
-        "window_budget": "share of the compressed object the stored windows may take (default 0.0044 unless spacing is given); a checkpoint waits until its window fits",
+        "window_budget": f"share of the compressed object the stored windows may take (default {WINDOW_BUDGET} unless spacing is given); a checkpoint waits until its window fits",
         "adopt_index": "URL of a GZIDX index of the gzip object (indexed_gzip, rapidgzip) to take checkpoints from instead of a sequential pass",
     }
 
@@ -177,7 +176,7 @@ class GzipCodec(Codec):
         if spacing < 1:
             raise InvalidFormatError(url, f"spacing must be a positive number of bytes, got {spacing}")
         with StreamRanges(scanner, max_range=2 * max(spacing, 2**20)) as ranges:
-            with ReadAhead(ctx.obj, ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress, unit="B") as bar:
+            with ctx.obj.stream(ctx.info) as fh, progress_bar(size, f"indexing {url}", ctx.progress, unit="B") as bar:
                 seen = [0]
 
                 def progress(done: int) -> None:

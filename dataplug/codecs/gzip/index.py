@@ -20,8 +20,8 @@ from dataplug.codecs.checkpoints import CheckpointTable, column
 from dataplug.errors import CorruptIndexError
 
 DEFAULT_SPACING = 4 * 2**20  # uncompressed bytes between checkpoints, the most ``default_spacing`` picks
-#: The least spacing ``default_spacing`` picks. Where windows are wide (Illumina reads: one stored window
-#: per 1.5 MiB made a 0.81 % sidecar) the pass's window budget spaces checkpoints further
+#: The least spacing ``default_spacing`` picks. Where windows are wide (Illumina reads: about 3 KB stored
+#: per window) the pass's window budget spaces checkpoints further
 #: (:data:`~dataplug.codecs.gzip.index_pass.WINDOW_BUDGET`; ``python benchmarks/gzip_fastq.py --no-s3``
 #: prints the sidecar share, goal 2).
 MIN_DEFAULT_SPACING = 6 * 2**18
