@@ -498,7 +498,7 @@ class CloudObject:
                 self._locate(op)
             return self._preprocess(op, extra_args, chunk_size, force, executor, progress, options)
         location = self._locate(op)
-        previous = op.manifest(location)  # usually in hand: locating the index read it
+        previous = op.manifest(location)
         generation = begin_write(location)
         started = time.monotonic()
         if info.size == 0:

@@ -103,8 +103,8 @@ class StreamFormat(DataFormat):
     @classmethod
     def scan_stream(cls, ctx: PreprocessContext, scanner: Scanner) -> tuple[list[Any], CodecIndex]:
         """Run ``scanner`` over the object's logical stream with its codec. The codec is told from the first
-        bytes in hand (detection read them); when none are, from the object's first MiB, which the gzip pass's
-        read-ahead then takes from hand, so on S3 telling the codec costs no round trip of its own."""
+        bytes in hand (detection read them); when none are, from the object's first MiB, which the pass's read-ahead
+        (``StorageObject.stream``) then takes from hand, so on S3 telling the codec costs no round trip of its own."""
         if len(getattr(ctx.obj, "head", b"")) >= min(ctx.info.size, HEAD_BYTES):
             return cls.codec_for(ctx).scan(ctx, scanner)
         head = ctx.obj.read_range(0, min(ctx.info.size, STREAM_FIRST_RANGE))
