@@ -110,8 +110,9 @@ class _Builder:
         self.in_base = self.position()
         self.inbuf[:left] = self.inbuf[offset : offset + left]
         end = left + min(len(self.inbuf) - left, self.size - self.read_total)
-        # Inflate what has arrived rather than wait for a whole buffer: from a download (the read-ahead of ``StorageObject.stream``) the
-        # first bytes come long before the buffer's last, and decoding them meanwhile is the overlap.
+        # Inflate what has arrived rather than wait for a whole buffer: from a download (the read-ahead of
+        # ``StorageObject.stream``) the first bytes come long before the buffer's last, and decoding them
+        # meanwhile is the overlap.
         want = min(end, left + _MIN_FILL)
         readinto = getattr(self.source, "readinto", None)
         with memoryview(self.inbuf) as view:
